@@ -1,0 +1,16 @@
+"""Composition root of ingest."""
+
+from leadflow.service import ServiceSpec
+
+from leadflow_ingest import api, handlers
+from leadflow_ingest.models import metadata
+
+service = ServiceSpec(
+    name="ingest",
+    package="leadflow_ingest",
+    metadata=metadata,
+    port=8001,
+    routers=[api.router],
+    subscriptions=handlers.subscriptions,
+    description="Takes lead and activity events from marketing platforms (HTTP and Kafka).",
+)

@@ -1,0 +1,106 @@
+"""Request and response bodies of the ingest API."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class CompanyIn(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    name: str | None = Field(default=None, max_length=300)
+    domain: str | None = Field(default=None, max_length=253)
+    industry: str | None = Field(default=None, max_length=100)
+    employees: int | None = Field(default=None, ge=0, le=10_000_000)
+    country: str | None = Field(default=None, max_length=60)
+    region: str | None = Field(default=None, max_length=100)
+    tech_stack: list[str] | None = None
+
+
+class SourceIn(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    system: str | None = Field(default=None, max_length=100)
+    channel: Literal["inbound", "outbound", "partner", "plg"] = "inbound"
+    campaign: str | None = Field(default=None, max_length=200)
+    medium: str | None = Field(default=None, max_length=100)
+    lead_magnet: str | None = Field(default=None, max_length=200)
+    utm: dict[str, str] | None = None
+
+
+class ConsentIn(BaseModel):
+    basis: Literal["consent", "legitimate_interest", "none"]
+    given_at: datetime | None = None
+
+
+class LeadIn(BaseModel):
+    """A lead as a marketing platform sends it; unknown fields are kept in `properties`."""
+
+    model_config = ConfigDict(extra="allow")
+
+    email: str = Field(min_length=3, max_length=320)
+    external_id: str | None = Field(default=None, max_length=200)
+    first_name: str | None = Field(default=None, max_length=200)
+    last_name: str | None = Field(default=None, max_length=200)
+    phone: str | None = Field(default=None, max_length=50)
+    title: str | None = Field(default=None, max_length=300)
+    role: Literal["decision_maker", "influencer", "champion", "user", "other"] | None = None
+    seniority: Literal["c_level", "vp", "director", "manager", "individual"] | None = None
+    company: CompanyIn = Field(default_factory=CompanyIn)
+    source: SourceIn = Field(default_factory=SourceIn)
+    consent: ConsentIn = Field(default_factory=lambda: ConsentIn(basis="consent"))
+    intent_tier: int = Field(default=0, ge=0, le=3)
+    intent_note: str | None = Field(default=None, max_length=2000)
+    occurred_at: datetime | None = None
+
+    @field_validator("email")
+    @classmethod
+    def _email_shape(cls, email: str) -> str:
+        local, at, domain = email.strip().rpartition("@")
+        if not at or not local or "." not in domain:
+            raise ValueError("must look like name@domain.tld")
+        return email
+
+    @property
+    def properties(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class LeadAccepted(BaseModel):
+    lead_id: uuid.UUID
+    event_id: uuid.UUID
+    duplicate: bool
+
+
+class ActivityIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    lead_id: uuid.UUID | None = None
+    email: str | None = Field(default=None, max_length=320)
+    type: Literal[
+        "page_view",
+        "content_download",
+        "webinar_attended",
+        "event_attended",
+        "demo_request",
+        "email_open",
+        "email_click",
+        "form_submit",
+        "product_usage",
+    ]
+    page_category: Literal["pricing", "docs", "blog", "careers", "other"] | None = None
+    occurred_at: datetime | None = None
+    properties: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _identifies_lead(self) -> ActivityIn:
+        if self.lead_id is None and self.email is None:
+            raise ValueError("lead_id or email: one of them is required")
+        return self
+
+
+class ActivityAccepted(BaseModel):
+    activity_id: uuid.UUID
+    lead_id: uuid.UUID
+    event_id: uuid.UUID

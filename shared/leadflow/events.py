@@ -1,0 +1,292 @@
+"""CloudEvents 1.0 envelope, one typed payload per event type, and the topic each type travels on."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field
+
+# Every topic has exactly one producing service; all are keyed by lead_id.
+TOPIC_INBOUND = "leads.inbound"  # marketing platforms publish raw lead payloads here
+TOPIC_INGEST = "leadflow.ingest"
+TOPIC_SCORING = "leadflow.scoring"
+TOPIC_ROUTING = "leadflow.routing"
+TOPIC_SLA = "leadflow.sla"
+TOPIC_FEEDBACK = "leadflow.feedback"
+ALL_TOPICS = (TOPIC_INBOUND, TOPIC_INGEST, TOPIC_SCORING, TOPIC_ROUTING, TOPIC_SLA, TOPIC_FEEDBACK)
+
+
+def dlq_topic(topic: str) -> str:
+    return f"{topic}.dlq"
+
+
+class Payload(BaseModel):
+    """Base of every event payload: a small, versioned, typed fact in the past tense."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    type: ClassVar[str]
+    topic: ClassVar[str]
+    schema_version: ClassVar[int] = 1
+
+    lead_id: uuid.UUID
+
+
+Channel = Literal["inbound", "outbound", "partner", "plg"]
+
+
+class LeadSource(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    system: str | None = None
+    channel: Channel = "inbound"
+    campaign: str | None = None
+    medium: str | None = None
+    lead_magnet: str | None = None
+    utm: dict[str, str] | None = None
+
+
+class LeadCompany(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    name: str | None = None
+    domain: str | None = None
+    industry: str | None = None
+    employees: int | None = None
+    size_band: str | None = None
+    country: str | None = None
+    region: str | None = None
+    tech_stack: list[str] | None = None
+
+
+class LeadSnapshot(Payload):
+    """The lead as ingest knows it after a change."""
+
+    email: str
+    external_id: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    phone: str | None = None
+    title: str | None = None
+    role: str | None = None
+    seniority: str | None = None
+    company: LeadCompany = Field(default_factory=LeadCompany)
+    source: LeadSource = Field(default_factory=LeadSource)
+    consent_basis: str = "consent"
+    routable: bool = True
+    intent_tier: int = 0
+    intent_note: str | None = None
+    flags: list[str] = Field(default_factory=list)
+    occurred_at: datetime
+
+
+class LeadCreated(LeadSnapshot):
+    type = "lead.created"
+    topic = TOPIC_INGEST
+
+
+class LeadUpdated(LeadSnapshot):
+    type = "lead.updated"
+    topic = TOPIC_INGEST
+    merged_lead_ids: list[uuid.UUID] = Field(default_factory=list)
+
+
+class LeadActivity(Payload):
+    type = "lead.activity"
+    topic = TOPIC_INGEST
+    activity_id: uuid.UUID
+    activity_type: str
+    page_category: str | None = None
+    occurred_at: datetime
+    properties: dict[str, Any] = Field(default_factory=dict)
+
+
+class LeadErased(Payload):
+    type = "lead.erased"
+    topic = TOPIC_INGEST
+
+
+class BreakdownItem(BaseModel):
+    rule: str
+    points: float
+    detail: str = ""
+
+
+class LeadScored(Payload):
+    type = "lead.scored"
+    topic = TOPIC_SCORING
+    fit: int
+    engagement: float
+    intent_tier: int
+    is_mql: bool
+    breakdown: list[BreakdownItem] = Field(default_factory=list)
+    scored_at: datetime
+
+
+class LeadMql(Payload):
+    type = "lead.mql"
+    topic = TOPIC_SCORING
+    kind: Literal["mql", "pql"] = "mql"
+    fit: int
+    engagement: float
+    intent_tier: int
+    breakdown: list[BreakdownItem] = Field(default_factory=list)
+    channel: Channel = "inbound"
+    source: LeadSource = Field(default_factory=LeadSource)
+    company: LeadCompany = Field(default_factory=LeadCompany)
+    email: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    title: str | None = None
+    role: str | None = None
+    seniority: str | None = None
+    intent_note: str | None = None
+    key_activities: list[dict[str, Any]] = Field(default_factory=list)
+    promoted_at: datetime
+
+
+class LeadRouted(Payload):
+    type = "lead.routed"
+    topic = TOPIC_ROUTING
+    assignment_id: uuid.UUID
+    team_id: uuid.UUID | None
+    team: str
+    rep_id: uuid.UUID | None
+    channel: Channel = "inbound"
+    reason: str = "mql"
+    routed_at: datetime
+    calendar: dict[str, Any] | None = None
+
+
+class WebhookDeadLettered(Payload):
+    type = "webhook.dead_lettered"
+    topic = TOPIC_ROUTING
+    delivery_id: uuid.UUID
+    endpoint_id: uuid.UUID
+    event_type: str
+    attempts: int
+    last_error: str
+
+
+class SlaEvent(Payload):
+    timer_id: uuid.UUID
+    sla: str
+    party: Literal["sales", "marketing"] = "sales"
+    channel: Channel | None = None
+    team: str | None = None
+    rep_id: uuid.UUID | None = None
+    started_at: datetime
+    due_at: datetime
+    level: str
+
+
+class SlaWarning(SlaEvent):
+    type = "sla.warning"
+    topic = TOPIC_SLA
+
+
+class SlaBreached(SlaEvent):
+    type = "sla.breached"
+    topic = TOPIC_SLA
+
+
+class SlaEscalated(SlaEvent):
+    type = "sla.escalated"
+    topic = TOPIC_SLA
+    escalate_to: Literal["team_lead", "manager"] = "team_lead"
+    reassign: bool = False
+
+
+class SlaMet(SlaEvent):
+    type = "sla.met"
+    topic = TOPIC_SLA
+    met_at: datetime
+    business_seconds: float
+
+
+class LeadContactAttempt(Payload):
+    type = "lead.contact_attempt"
+    topic = TOPIC_FEEDBACK
+    attempt_id: uuid.UUID
+    channel: Literal["call", "email", "linkedin", "meeting"]
+    occurred_at: datetime
+    rep_id: uuid.UUID | None = None
+    outcome: str | None = None
+
+
+class LeadStatusChanged(Payload):
+    type = "lead.status_changed"
+    topic = TOPIC_FEEDBACK
+    from_status: str | None
+    status: str
+    reason: str | None = None
+    changed_at: datetime
+
+
+PAYLOAD_TYPES: dict[str, type[Payload]] = {
+    cls.type: cls
+    for cls in (
+        LeadCreated,
+        LeadUpdated,
+        LeadActivity,
+        LeadErased,
+        LeadScored,
+        LeadMql,
+        LeadRouted,
+        WebhookDeadLettered,
+        SlaWarning,
+        SlaBreached,
+        SlaEscalated,
+        SlaMet,
+        LeadContactAttempt,
+        LeadStatusChanged,
+    )
+}
+
+
+class CloudEvent(BaseModel):
+    """The CloudEvents 1.0 JSON envelope (contract)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    specversion: Literal["1.0"] = "1.0"
+    id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    source: str
+    type: str
+    time: datetime
+    subject: str
+    datacontenttype: Literal["application/json"] = "application/json"
+    dataschema: str | None = None
+    leadflowpolicyversion: str | None = None
+    data: dict[str, Any]
+
+    def payload(self) -> Payload:
+        """The typed payload; raises pydantic.ValidationError if the data does not fit."""
+        return PAYLOAD_TYPES[self.type].model_validate(self.data)
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps(self.model_dump(mode="json", exclude_none=True))
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> CloudEvent:
+        return cls.model_validate_json(raw)
+
+
+def make_event(
+    payload: Payload,
+    *,
+    source: str,
+    time: datetime | None = None,
+    policy_version: str | None = None,
+    event_id: uuid.UUID | None = None,
+) -> CloudEvent:
+    return CloudEvent(
+        id=event_id or uuid.uuid4(),
+        source=source,
+        type=payload.type,
+        time=time or datetime.now(UTC),
+        subject=str(payload.lead_id),
+        dataschema=f"leadflow:{payload.type}/v{payload.schema_version}",
+        leadflowpolicyversion=policy_version,
+        data=payload.model_dump(mode="json"),
+    )

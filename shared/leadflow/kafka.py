@@ -1,0 +1,59 @@
+"""Kafka plumbing shared by every service: the producer and topic creation."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaConnectionError
+
+from leadflow.events import ALL_TOPICS, dlq_topic
+from leadflow.settings import Settings
+
+log = logging.getLogger(__name__)
+TOPIC_EXISTS = 36
+
+
+def make_producer(settings: Settings, client_id: str) -> AIOKafkaProducer:
+    # No idempotent producer: the outbox + inbox pair already makes effects exactly-once.
+    return AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        client_id=client_id,
+        acks="all",
+        linger_ms=2,
+        request_timeout_ms=15_000,
+    )
+
+
+async def start_with_retry(client, what: str, *, attempts: int = 60) -> None:  # noqa: ANN001
+    for attempt in range(1, attempts + 1):
+        try:
+            await client.start()
+            return
+        except KafkaConnectionError:
+            if attempt == attempts:
+                raise
+            log.info("waiting for the broker", extra={"client": what, "attempt": attempt})
+            await asyncio.sleep(0.5)
+
+
+async def ensure_topics(settings: Settings, topics: tuple[str, ...] = ALL_TOPICS) -> list[str]:
+    """Create every topic and its dead-letter topic; existing ones are left as they are."""
+    names = [settings.topic_prefix + t for topic in topics for t in (topic, dlq_topic(topic))]
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await start_with_retry(admin, "admin")
+    try:
+        response = await admin.create_topics(
+            [
+                NewTopic(n, num_partitions=settings.topic_partitions, replication_factor=1)
+                for n in names
+            ]
+        )
+        for name, code, message in response.topic_errors:
+            if code not in (0, TOPIC_EXISTS):
+                raise RuntimeError(f"cannot create topic {name}: {message} (error {code})")
+    finally:
+        await admin.close()
+    return names

@@ -1,0 +1,59 @@
+"""Every Prometheus metric Leadflow exports, defined once."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+# Minutes-to-days response times: 1 min … 5 days (in business-hours seconds).
+RESPONSE_BUCKETS = (60, 300, 900, 1800, 3600, 7200, 14400, 28800, 57600, 86400, 172800, 432000)
+
+http_requests = Histogram(
+    "leadflow_http_request_duration_seconds",
+    "HTTP request duration",
+    ["service", "method", "route", "status"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+events_consumed = Counter(
+    "leadflow_events_consumed_total",
+    "Events handled by a consumer, by outcome (processed, duplicate, skipped, dead_lettered)",
+    ["service", "consumer", "type", "outcome"],
+)
+consumer_retries = Counter(
+    "leadflow_consumer_retries_total",
+    "Batch or event retries after a failure",
+    ["service", "consumer"],
+)
+consumer_lag = Gauge(
+    "leadflow_consumer_lag", "Messages behind the partition end", ["service", "consumer", "topic"]
+)
+outbox_published = Counter(
+    "leadflow_outbox_published_total", "Outbox rows published to Kafka", ["service", "topic"]
+)
+outbox_backlog = Gauge(
+    "leadflow_outbox_backlog", "Outbox rows not yet published (at the last relay pass)", ["service"]
+)
+lead_response = Histogram(
+    "leadflow_lead_response_seconds",
+    "Business-hours seconds from MQL routed to first contact attempt",
+    ["channel", "team"],
+    buckets=RESPONSE_BUCKETS,
+)
+sla_breaches = Counter("leadflow_sla_breaches_total", "SLA breaches", ["sla", "channel", "team"])
+sla_warnings = Counter("leadflow_sla_warnings_total", "SLA warnings", ["sla", "channel", "team"])
+sla_open_timers = Gauge("leadflow_sla_open_timers", "Open SLA timers", ["sla"])
+sla_fire_lag = Histogram(
+    "leadflow_sla_timer_fire_lag_seconds",
+    "Real seconds between a timer level coming due and its event being written",
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
+)
+contact_attempts = Counter(
+    "leadflow_contact_attempts_total", "Contact attempts reported by sales tools", ["channel"]
+)
+leads_ingested = Counter("leadflow_leads_ingested_total", "Leads accepted by ingest", ["outcome"])
+mql_promoted = Counter("leadflow_mql_total", "Leads promoted to MQL", ["kind"])
+leads_routed = Counter("leadflow_leads_routed_total", "Leads routed", ["team", "reason"])
+webhook_deliveries = Counter(
+    "leadflow_webhook_deliveries_total",
+    "Webhook delivery attempts by outcome (delivered, retry, dead_lettered, disabled)",
+    ["outcome"],
+)

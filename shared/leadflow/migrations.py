@@ -1,0 +1,61 @@
+"""Alembic per service schema: each service's migrations create and alter only its own schema."""
+
+from __future__ import annotations
+
+import asyncio
+from importlib.resources import files
+
+import sqlalchemy as sa
+from alembic import command, context
+from alembic.config import Config
+from sqlalchemy.ext.asyncio import create_async_engine
+
+
+def alembic_config(package: str, database_url: str) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(files(package).joinpath("migrations")))
+    cfg.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
+    return cfg
+
+
+def upgrade(package: str, database_url: str, revision: str = "head") -> None:
+    """Apply a service's migrations (blocking: call it from a thread inside an event loop)."""
+    command.upgrade(alembic_config(package, database_url), revision)
+
+
+def run_env(metadata: sa.MetaData) -> None:
+    """The body of every service's migrations/env.py."""
+    schema = metadata.schema
+    url = context.config.get_main_option("sqlalchemy.url")
+
+    def include_name(name, type_, parent_names):  # noqa: ANN001
+        if type_ == "schema":
+            return name == schema
+        return True
+
+    def run(connection) -> None:  # noqa: ANN001
+        connection.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+        context.configure(
+            connection=connection,
+            target_metadata=metadata,
+            version_table_schema=schema,
+            include_schemas=True,
+            include_name=include_name,
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+
+    async def main() -> None:
+        engine = create_async_engine(url)
+        async with engine.begin() as conn:
+            await conn.run_sync(run)
+        await engine.dispose()
+
+    if context.is_offline_mode():
+        context.configure(
+            url=url, target_metadata=metadata, version_table_schema=schema, literal_binds=True
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+    else:
+        asyncio.run(main())

@@ -1,0 +1,165 @@
+"""Transactional outbox: events are written with the state that caused them, then relayed to Kafka."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import zlib
+from datetime import datetime
+
+import sqlalchemy as sa
+from aiokafka import AIOKafkaProducer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from leadflow import metrics
+from leadflow.clock import Clock
+from leadflow.db import Database
+from leadflow.events import CloudEvent, Payload, make_event
+
+log = logging.getLogger(__name__)
+
+
+class Outbox:
+    """Writes a service's outgoing events into its outbox table, inside the caller's transaction."""
+
+    def __init__(self, table: sa.Table, *, source: str, clock: Clock) -> None:
+        self.table = table
+        self.source = source
+        self.clock = clock
+
+    async def emit(
+        self,
+        session: AsyncSession,
+        payload: Payload,
+        *,
+        policy_version: str | None = None,
+        time: datetime | None = None,
+    ) -> CloudEvent:
+        event = make_event(
+            payload,
+            source=self.source,
+            time=time or self.clock.now(),
+            policy_version=policy_version,
+        )
+        await session.execute(
+            sa.insert(self.table).values(
+                event_id=event.id,
+                topic=payload.topic,
+                key=str(payload.lead_id),
+                payload=event.to_bytes(),
+            )
+        )
+        return event
+
+
+class OutboxRelay:
+    """Publishes unpublished outbox rows in id order and marks them published.
+
+    One relay per service schema publishes at a time (a transaction-scoped advisory lock),
+    so events of one lead leave in the order they were written even with many instances.
+    A crash between publish and mark re-publishes; consumers dedupe by event id.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        table: sa.Table,
+        producer: AIOKafkaProducer,
+        *,
+        service: str,
+        topic_prefix: str = "",
+        batch_size: int = 500,
+        poll_interval: float = 0.5,
+        retention_seconds: int = 3600,
+    ) -> None:
+        self.db = db
+        self.table = table
+        self.producer = producer
+        self.service = service
+        self.topic_prefix = topic_prefix
+        self.batch_size = batch_size
+        self.poll_interval = poll_interval
+        self.retention_seconds = retention_seconds
+        self.lock_key = zlib.crc32(f"leadflow-outbox:{table.schema}".encode())
+        self._wake = asyncio.Event()
+        self.healthy = True
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def publish_batch(self) -> int:
+        """Publish one batch; returns how many rows were published (0: nothing to do or not leader)."""
+        t = self.table
+        async with self.db.unit_of_work() as session:
+            leader = await session.scalar(
+                sa.select(sa.func.pg_try_advisory_xact_lock(self.lock_key))
+            )
+            if not leader:
+                return 0
+            rows = (
+                await session.execute(
+                    sa.select(t.c.id, t.c.topic, t.c.key, t.c.payload)
+                    .where(t.c.published_at.is_(None))
+                    .order_by(t.c.id)
+                    .limit(self.batch_size)
+                )
+            ).all()
+            if not rows:
+                metrics.outbox_backlog.labels(self.service).set(0)
+                return 0
+            futures = [
+                await self.producer.send(
+                    self.topic_prefix + row.topic, value=row.payload, key=row.key.encode()
+                )
+                for row in rows
+            ]
+            await asyncio.gather(*futures)
+            await session.execute(
+                sa.update(t)
+                .where(t.c.id.in_([r.id for r in rows]))
+                .values(published_at=sa.func.now())
+            )
+        for row in rows:
+            metrics.outbox_published.labels(self.service, row.topic).inc()
+        return len(rows)
+
+    async def purge(self) -> None:
+        t = self.table
+        async with self.db.unit_of_work() as session:
+            await session.execute(
+                sa.delete(t).where(
+                    t.c.published_at
+                    < sa.func.now() - sa.text(f"interval '{self.retention_seconds} seconds'")
+                )
+            )
+            backlog = await session.scalar(
+                sa.select(sa.func.count()).select_from(t).where(t.c.published_at.is_(None))
+            )
+        metrics.outbox_backlog.labels(self.service).set(backlog or 0)
+
+    async def run(self) -> None:
+        backoff = 0.2
+        passes = 0
+        while True:
+            self._wake.clear()  # a wake arriving during the pass below is kept for the wait
+            try:
+                published = await self.publish_batch()
+                self.healthy = True
+                backoff = 0.2
+                passes += 1
+                if passes % 200 == 0:
+                    await self.purge()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # broker or database away: keep the rows, try again later
+                self.healthy = False
+                log.warning("outbox relay pass failed", extra={"error": repr(exc)})
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            if published >= self.batch_size:
+                continue
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+            except TimeoutError:
+                pass

@@ -1,0 +1,256 @@
+"""The app factory: wires one service (settings, clock, database, outbox, consumers, HTTP) the same way."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+import sqlalchemy as sa
+from aiokafka import AIOKafkaProducer
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from leadflow import metrics
+from leadflow.clock import Clock, clock_from_settings
+from leadflow.consumer import ConsumerRunner, Subscription
+from leadflow.db import Database, kernel_tables
+from leadflow.errors import install_problem_handlers, problem_response
+from leadflow.kafka import make_producer, start_with_retry
+from leadflow.logs import configure_logging
+from leadflow.outbox import Outbox, OutboxRelay
+from leadflow.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    """Everything a service's endpoints, handlers and workers depend on; built once per process."""
+
+    spec: ServiceSpec
+    settings: Settings
+    clock: Clock
+    db: Database
+    outbox: Outbox
+    producer: AIOKafkaProducer
+    relay: OutboxRelay
+    consumers: list[ConsumerRunner] = field(default_factory=list)
+    state: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def policy(self):  # noqa: ANN201 - leadflow.policy.Policy, loaded lazily
+        if "policy" not in self.state:
+            from leadflow.policy import load_policy
+
+            self.state["policy"] = load_policy(self.settings.policy_file)
+        return self.state["policy"]
+
+
+Worker = Callable[[Runtime], Awaitable[None]]
+
+
+@dataclass
+class ServiceSpec:
+    """What makes one service different from another; everything else is shared."""
+
+    name: str
+    package: str  # the Python package holding migrations/
+    metadata: sa.MetaData
+    port: int
+    routers: list[APIRouter] = field(default_factory=list)
+    subscriptions: Callable[[Runtime], list[Subscription]] = lambda rt: []
+    workers: dict[str, Worker] = field(default_factory=dict)
+    on_start: Callable[[Runtime], Awaitable[None]] | None = None
+    description: str = ""
+
+
+def runtime(request: Request) -> Runtime:
+    return request.app.state.runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(runtime)]
+
+
+async def supervise(name: str, work: Callable[[], Awaitable[None]]) -> None:
+    """Keep a background loop alive: log a crash and start it again after a pause."""
+    backoff = 0.5
+    while True:
+        try:
+            await work()
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("background task crashed; restarting", extra={"task": name})
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 10.0)
+
+
+class BodyLimit:
+    """Refuses bodies larger than the limit with 413 before the endpoint reads them."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await self._refuse(scope, receive, send)
+            return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except _TooLarge:
+            await self._refuse(scope, receive, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = problem_response(
+            413,
+            "Payload too large",
+            f"request bodies are limited to {self.limit} bytes",
+            instance=scope.get("path"),
+        )
+        await response(scope, receive, send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):  # noqa: ANN202
+        configure_logging(spec.name, settings.log_level)
+        clock = clock_from_settings(settings)
+        db = Database(settings.database_url)
+        outbox_table, inbox_table = kernel_tables(spec.metadata)
+        producer = make_producer(settings, client_id=spec.name)
+        await start_with_retry(producer, "producer")
+        relay = OutboxRelay(
+            db,
+            outbox_table,
+            producer,
+            service=spec.name,
+            topic_prefix=settings.topic_prefix,
+            batch_size=settings.outbox_batch_size,
+        )
+        db.on_commit(relay.wake)
+        rt = Runtime(
+            spec,
+            settings,
+            clock,
+            db,
+            Outbox(outbox_table, source=spec.name, clock=clock),
+            producer,
+            relay,
+        )
+        app.state.runtime = rt
+        if spec.on_start is not None:
+            await spec.on_start(rt)
+        tasks = [asyncio.create_task(supervise("outbox-relay", relay.run), name="outbox-relay")]
+        for sub in spec.subscriptions(rt):
+            runner = ConsumerRunner(
+                sub,
+                db,
+                inbox_table,
+                producer,
+                service=spec.name,
+                bootstrap=settings.kafka_bootstrap,
+                topic_prefix=settings.topic_prefix,
+                batch_size=settings.consumer_batch_size,
+                max_attempts=settings.consumer_max_attempts,
+            )
+            await runner.start()
+            rt.consumers.append(runner)
+            tasks.append(asyncio.create_task(supervise(f"consumer:{sub.name}", runner.run)))
+        for name, worker in spec.workers.items():
+            tasks.append(asyncio.create_task(supervise(name, lambda w=worker: w(rt)), name=name))
+        log.info("service started", extra={"port": settings.port or spec.port})
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for runner in rt.consumers:
+                await runner.stop()
+            await producer.stop()
+            await db.dispose()
+            log.info("service stopped")
+
+    app = FastAPI(
+        title=f"Leadflow {spec.name}",
+        description=spec.description,
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    install_problem_handlers(app)
+
+    @app.middleware("http")
+    async def observe(request: Request, call_next):  # noqa: ANN001, ANN202
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        metrics.http_requests.labels(
+            spec.name,
+            request.method,
+            getattr(route, "path", "unmatched"),
+            str(response.status_code),
+        ).observe(time.perf_counter() - started)
+        return response
+
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+
+    @app.get("/healthz", tags=["operations"])
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok", "service": spec.name}
+
+    @app.get("/readyz", tags=["operations"])
+    async def readyz(rt: RuntimeDep) -> JSONResponse:
+        checks: dict[str, str] = {}
+        try:
+            await asyncio.wait_for(rt.db.ping(), 2)
+            checks["database"] = "ok"
+        except Exception as exc:  # readiness reports the failure instead of raising it
+            checks["database"] = f"unreachable: {type(exc).__name__}"
+        checks["broker"] = (
+            "ok" if rt.relay.healthy and rt.producer.client.cluster.brokers() else "unreachable"
+        )
+        for runner in rt.consumers:
+            checks[f"consumer:{runner.sub.name}"] = "assigned" if runner.assigned else "waiting"
+        ready = all(v in ("ok", "assigned") for v in checks.values())
+        return JSONResponse(
+            {"status": "ready" if ready else "not ready", "checks": checks},
+            status_code=200 if ready else 503,
+        )
+
+    @app.get("/metrics", tags=["operations"])
+    async def metrics_endpoint() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    for router in spec.routers:
+        app.include_router(router)
+    return app

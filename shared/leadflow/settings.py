@@ -1,0 +1,97 @@
+"""Process settings read from `LEADFLOW_*` environment variables, refusing unsafe production values."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_API_KEY = "lf_dev_key"
+
+Scope = Literal["leads:write", "sales:write", "admin"]
+ALL_SCOPES: tuple[str, ...] = ("leads:write", "sales:write", "admin")
+
+
+class ApiKeySpec(BaseModel):
+    """One API key: who holds it and what it may write. Stored as a SHA-256 digest."""
+
+    name: str
+    sha256: str | None = None
+    key: str | None = Field(default=None, description="plain key; development only")
+    scopes: list[Scope | Literal["*"]] = ["*"]
+    source: str | None = Field(default=None, description="the source system whose leads it writes")
+
+    @model_validator(mode="after")
+    def _digest(self) -> ApiKeySpec:
+        if self.sha256 is None and self.key is None:
+            raise ValueError("an API key needs `sha256` (or `key` in development)")
+        if self.sha256 is None and self.key is not None:
+            self.sha256 = hashlib.sha256(self.key.encode()).hexdigest()
+        return self
+
+    def allows(self, scope: str) -> bool:
+        return "*" in self.scopes or scope in self.scopes
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LEADFLOW_", extra="ignore")
+
+    env: Literal["development", "test", "production"] = "development"
+    database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:55432/leadflow"
+    kafka_bootstrap: str = "127.0.0.1:19092"
+    topic_prefix: str = ""
+    topic_partitions: int = Field(default=6, ge=1)
+    api_keys: list[ApiKeySpec] = Field(
+        default_factory=lambda: [ApiKeySpec(name="development", key=DEV_API_KEY)]
+    )
+    clock_start: datetime | None = None
+    clock_speed: float = Field(default=1.0, gt=0)
+    clock_anchor: float | None = Field(
+        default=None, description="real UNIX time at which the simulated clock read clock_start"
+    )
+    policy_file: str | None = None
+    log_level: str = "INFO"
+    webhook_allow_private: bool = False
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    consumer_batch_size: int = Field(default=500, ge=1)
+    consumer_max_attempts: int = Field(default=5, ge=1)
+    outbox_batch_size: int = Field(default=500, ge=1)
+    host: str = "127.0.0.1"
+    port: int | None = None
+
+    @field_validator("database_url")
+    @classmethod
+    def _asyncpg_driver(cls, url: str) -> str:
+        for plain in ("postgresql://", "postgres://"):
+            if url.startswith(plain):
+                return "postgresql+asyncpg://" + url[len(plain) :]
+        return url
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_production(self) -> Settings:
+        if self.env != "production":
+            return self
+        problems = []
+        for spec in self.api_keys:
+            if spec.key is not None:
+                problems.append(f"api_keys[{spec.name}]: plain keys are refused; give sha256")
+        if self.webhook_allow_private:
+            problems.append("webhook_allow_private: private webhook targets are refused")
+        if self.clock_start is not None:
+            problems.append("clock_start: simulated time is refused")
+        if problems:
+            raise ValueError("unsafe production settings: " + "; ".join(problems))
+        return self
+
+    @property
+    def sync_database_url(self) -> str:
+        return self.database_url.replace("+asyncpg", "")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,270 @@
+"""Test harness: a real PostgreSQL and broker per test session, isolated databases and topics per test."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from leadflow.devstack import (
+    EmbeddedBroker,
+    EmbeddedPostgres,
+    die_with_parent,
+    ensure_database,
+    free_port,
+    stop_process,
+    wait_for,
+)
+from leadflow.kafka import ensure_topics
+from leadflow.settings import DEV_API_KEY, ApiKeySpec, Settings
+
+TEST_KEYS = [
+    ApiKeySpec(name="admin", key=DEV_API_KEY, scopes=["*"]),
+    ApiKeySpec(name="hubspot", key="lf_test_source", scopes=["leads:write"], source="hubspot"),
+    ApiKeySpec(name="crm", key="lf_test_sales", scopes=["sales:write"]),
+]
+
+ADMIN = {"Authorization": f"Bearer {DEV_API_KEY}"}
+SOURCE = {"Authorization": "Bearer lf_test_source"}
+SALES = {"Authorization": "Bearer lf_test_sales"}
+
+# A lead that the default policy promotes to MQL: fit 100, intent tier 2, decision maker.
+QUALIFIED_LEAD = {
+    "email": "Ada.Lovelace@Analytical-Engines.example",
+    "first_name": "Ada",
+    "last_name": "Lovelace",
+    "title": "CTO",
+    "role": "decision_maker",
+    "seniority": "c_level",
+    "company": {
+        "name": "Analytical Engines",
+        "industry": "software",
+        "employees": 250,
+        "country": "PL",
+    },
+    "source": {
+        "system": "hubspot",
+        "channel": "inbound",
+        "campaign": "q4-webinar",
+        "lead_magnet": "sla-playbook",
+    },
+    "consent": {"basis": "consent"},
+    "intent_tier": 2,
+    "intent_note": "researching lead routing tools",
+}
+
+
+def sample_lead(n: int) -> dict:
+    return {**QUALIFIED_LEAD, "email": f"buyer{n}@prospect{n}.example", "external_id": f"crm-{n}"}
+
+
+@dataclass
+class Stack:
+    """Where the session's PostgreSQL and broker are (embedded, or external from the environment)."""
+
+    admin_url: str
+    bootstrap: str
+    workdir: Path
+    _owned: list = field(default_factory=list)
+
+    @classmethod
+    def start(cls) -> Stack:
+        workdir = Path(tempfile.mkdtemp(prefix="leadflow-test-"))
+        owned: list = []
+        admin_url = os.environ.get("LEADFLOW_TEST_DATABASE_URL")
+        bootstrap = os.environ.get("LEADFLOW_TEST_KAFKA_BOOTSTRAP")
+        if not admin_url:
+            pg = EmbeddedPostgres(workdir / "pgdata", port=free_port())
+            pg.start()
+            owned.append(pg)
+            admin_url = pg.url
+        if not bootstrap:
+            broker = EmbeddedBroker(free_port(), workdir / "broker.log")
+            broker.start()
+            owned.append(broker)
+            bootstrap = broker.bootstrap
+        return cls(admin_url, bootstrap, workdir, owned)
+
+    def stop(self) -> None:
+        for component in reversed(self._owned):
+            component.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    async def isolated_settings(self, **overrides) -> Settings:  # noqa: ANN003
+        """A fresh database with every service's schema, and a topic prefix of its own."""
+        from leadflow.cli import migrate_all
+
+        name = f"t_{uuid.uuid4().hex[:12]}"
+        url = await ensure_database(self.admin_url, name)
+        await asyncio.to_thread(migrate_all, url)
+        settings = Settings(
+            env="test",
+            database_url=url,
+            kafka_bootstrap=self.bootstrap,
+            topic_prefix=f"{name}.",
+            topic_partitions=3,
+            api_keys=TEST_KEYS,
+            webhook_allow_private=True,
+            **overrides,
+        )
+        await ensure_topics(settings)
+        return settings
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment variables that reproduce `settings` in another process."""
+    env = {
+        "LEADFLOW_ENV": settings.env,
+        "LEADFLOW_DATABASE_URL": settings.database_url,
+        "LEADFLOW_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "LEADFLOW_TOPIC_PREFIX": settings.topic_prefix,
+        "LEADFLOW_TOPIC_PARTITIONS": str(settings.topic_partitions),
+        "LEADFLOW_API_KEYS": "["
+        + ",".join(k.model_dump_json(exclude={"key"}) for k in settings.api_keys)
+        + "]",
+        "LEADFLOW_WEBHOOK_ALLOW_PRIVATE": str(settings.webhook_allow_private).lower(),
+    }
+    if settings.clock_start is not None:
+        env["LEADFLOW_CLOCK_START"] = settings.clock_start.isoformat()
+        env["LEADFLOW_CLOCK_SPEED"] = str(settings.clock_speed)
+        env["LEADFLOW_CLOCK_ANCHOR"] = str(settings.clock_anchor)
+    return env
+
+
+@asynccontextmanager
+async def service_client(name: str, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """One service in this process, lifespan and all, behind an httpx client."""
+    from leadflow.registry import service_spec
+    from leadflow.service import create_app
+
+    app = create_app(service_spec(name), settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url=f"http://{name}") as client:
+            client.app = app  # type: ignore[attr-defined]
+            yield client
+
+
+@dataclass
+class ServiceProcess:
+    """One service as a real OS process (for e2e and crash tests)."""
+
+    name: str
+    settings: Settings
+    log_path: Path
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 60) -> None:
+        self.launch()
+        self.wait_ready(timeout)
+
+    def launch(self) -> None:
+        env = {**os.environ, **settings_env(self.settings)}
+        log = open(self.log_path, "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "leadflow.cli", "serve", self.name, "--port", str(self.port)],
+            env=env,
+            stdout=log,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=die_with_parent(signal.SIGKILL),
+        )
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        wait_for(self._healthy, f"{self.name} (log {self.log_path})", timeout, self.proc)
+
+    def _healthy(self) -> bool:
+        try:
+            return httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def kill(self) -> None:
+        """kill -9: no shutdown hooks, no flushing; what was not committed is lost."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        stop_process(self.proc, signal.SIGTERM)
+
+
+async def eventually(check, timeout: float = 30.0, interval: float = 0.2):  # noqa: ANN001, ANN201
+    """Poll the async `check` until it returns something truthy; fail with its last value."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = await check()
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s; last value: {last!r}")
+
+
+class WebhookReceiver:
+    """A local HTTP receiver for webhook deliveries, as a sales tool would run one."""
+
+    def __init__(self, status: int = 204) -> None:
+        self.port = free_port()
+        self.status = status
+        self.received: list[tuple[dict[str, str], bytes]] = []
+        self._server = None
+        self._task: asyncio.Task | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hooks/leads"
+
+    async def __aenter__(self) -> WebhookReceiver:
+        import uvicorn
+
+        async def app(scope, receive, send) -> None:  # noqa: ANN001 - a bare ASGI app
+            if scope["type"] != "http":
+                return
+            body = b""
+            while True:
+                message = await receive()
+                body += message.get("body", b"")
+                if not message.get("more_body"):
+                    break
+            headers = {k.decode(): v.decode() for k, v in scope["headers"]}
+            self.received.append((headers, body))
+            await send({"type": "http.response.start", "status": self.status, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=self.port, log_config=None, access_log=False, lifespan="off"
+        )
+        self._server = uvicorn.Server(config)
+        self._task = asyncio.create_task(self._server.serve())
+        while not self._server.started:
+            await asyncio.sleep(0.05)
+        return self
+
+    async def __aexit__(self, *exc) -> None:  # noqa: ANN002
+        self._server.should_exit = True
+        await self._task
+
+
+async def start_all(processes: list[ServiceProcess], timeout: float = 90) -> None:
+    """Launch every process, then wait for all of them to be ready (in parallel)."""
+    for p in processes:
+        p.launch()
+    await asyncio.gather(*(asyncio.to_thread(p.wait_ready, timeout) for p in processes))

@@ -1,0 +1,16 @@
+"""Session-wide real PostgreSQL and Kafka-protocol broker; each test gets its own database and topics."""
+
+import pytest
+from leadflow.testing import Stack
+
+
+@pytest.fixture(scope="session")
+def stack():
+    stack = Stack.start()
+    yield stack
+    stack.stop()
+
+
+@pytest.fixture
+async def settings(stack):
+    return await stack.isolated_settings()
