@@ -95,7 +95,7 @@ class ConsumerRunner:
         return topic[len(self.prefix) :] if self.prefix and topic.startswith(self.prefix) else topic
 
     async def start(self) -> None:
-        self.consumer = AIOKafkaConsumer(
+        consumer = AIOKafkaConsumer(
             *(self.prefix + t for t in self.sub.topics),
             bootstrap_servers=self.bootstrap,
             group_id=self.group,
@@ -103,17 +103,22 @@ class ConsumerRunner:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=self.batch_size,
-            session_timeout_ms=30_000,
-            heartbeat_interval_ms=3_000,
-            max_poll_interval_ms=600_000,
+            # A member killed without leaving the group holds its partitions this long.
+            session_timeout_ms=10_000,
+            heartbeat_interval_ms=2_000,
+            max_poll_interval_ms=300_000,
         )
-        await self.consumer.start()
+        await consumer.start()
+        self.consumer = consumer
 
     async def stop(self) -> None:
         if self.consumer is not None:
             await self.consumer.stop()
 
     async def run(self) -> None:
+        """Join the group and consume until cancelled."""
+        if self.consumer is None:
+            await self.start()
         assert self.consumer is not None
         while True:
             batches = await self.consumer.getmany(timeout_ms=500, max_records=self.batch_size)

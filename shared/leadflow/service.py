@@ -183,7 +183,6 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
                 batch_size=settings.consumer_batch_size,
                 max_attempts=settings.consumer_max_attempts,
             )
-            await runner.start()
             rt.consumers.append(runner)
             tasks.append(asyncio.create_task(supervise(f"consumer:{sub.name}", runner.run)))
         for name, worker in spec.workers.items():

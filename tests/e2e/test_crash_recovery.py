@@ -37,7 +37,7 @@ async def test_killed_services_lose_no_event_and_double_nothing(services):
                             )
                         ).json()["lead_id"]
                     )
-            services[victim].start()
+            services[victim].start(timeout=90)
 
         async def all_delivered():
             return len(
