@@ -59,6 +59,43 @@ def _topics(args: argparse.Namespace) -> None:
     print("topics ready: " + ", ".join(names))
 
 
+def _receive(args: argparse.Namespace) -> None:
+    """A local webhook receiver for trying Leadflow out: prints each delivery and checks its signature."""
+    import json
+
+    import uvicorn
+
+    from leadflow.webhooks import WebhookVerificationError, verify
+
+    async def app(scope, receive, send) -> None:  # noqa: ANN001 - a bare ASGI app
+        if scope["type"] != "http":
+            return
+        body = b""
+        more = True
+        while more:
+            message = await receive()
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+        headers = {k.decode(): v.decode() for k, v in scope["headers"]}
+        verdict = "not checked (no --secret)"
+        if args.secret:
+            try:
+                verify(args.secret, headers, body)
+                verdict = "valid"
+            except WebhookVerificationError as exc:
+                verdict = f"INVALID ({exc})"
+        try:
+            shown = json.dumps(json.loads(body), indent=2)
+        except ValueError:
+            shown = body.decode(errors="replace")
+        print(f"--- webhook {headers.get('webhook-id')} signature {verdict}\n{shown}", flush=True)
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    print(f"listening on http://127.0.0.1:{args.port}/ (Ctrl-C stops)", flush=True)
+    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", lifespan="off")
+
+
 def _healthy(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 - loopback only
@@ -107,6 +144,8 @@ def _run(args: argparse.Namespace) -> int:
             broker.start()
             started.append(broker)
             env["LEADFLOW_KAFKA_BOOTSTRAP"] = broker.bootstrap
+        # The embedded stack is for one machine: webhooks to a local receiver are expected.
+        env.setdefault("LEADFLOW_WEBHOOK_ALLOW_PRIVATE", "true")
         if env.get("LEADFLOW_CLOCK_START") and not env.get("LEADFLOW_CLOCK_ANCHOR"):
             env["LEADFLOW_CLOCK_ANCHOR"] = str(time.time())  # every process shares this anchor
         os.environ.update(env)
@@ -182,6 +221,10 @@ def main(argv: list[str] | None = None) -> int:
     mig.set_defaults(func=_migrate)
     topics = sub.add_parser("topics", help="create Kafka topics")
     topics.set_defaults(func=_topics)
+    rec = sub.add_parser("receive", help="print webhooks sent to a local port (for trying it out)")
+    rec.add_argument("--port", type=int, default=9000)
+    rec.add_argument("--secret", help="the endpoint's whsec_ secret, to check signatures")
+    rec.set_defaults(func=_receive)
     args = parser.parse_args(argv)
     return args.func(args) or 0
 
