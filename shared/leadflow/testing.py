@@ -70,9 +70,51 @@ def sample_lead(n: int) -> dict:
     return {**QUALIFIED_LEAD, "email": f"buyer{n}@prospect{n}.example", "external_id": f"crm-{n}"}
 
 
+def _docker_engine_available() -> bool:
+    """True when testcontainers is installed and a Docker engine answers."""
+    try:
+        import docker  # installed with testcontainers
+
+        docker.from_env(timeout=3).ping()
+    except Exception:  # noqa: BLE001 - any failure means: no usable engine here
+        return False
+    return True
+
+
+class _Container:
+    """Adapts a testcontainers container to the start/stop shape of the embedded components."""
+
+    def __init__(self, container) -> None:  # noqa: ANN001
+        self.container = container
+
+    def stop(self) -> None:
+        self.container.stop()
+
+
+def _start_containers(admin_url: str | None, bootstrap: str | None, owned: list) -> tuple[str, str]:
+    """PostgreSQL and Kafka (KRaft) in Docker, for machines that have an engine."""
+    from testcontainers.community.kafka import KafkaContainer
+    from testcontainers.community.postgres import PostgresContainer
+
+    if not admin_url:
+        pg = PostgresContainer("postgres:16-alpine", driver="asyncpg").start()
+        owned.append(_Container(pg))
+        admin_url = pg.get_connection_url()
+    if not bootstrap:
+        kafka = KafkaContainer("confluentinc/cp-kafka:7.6.1").with_kraft().start()
+        owned.append(_Container(kafka))
+        bootstrap = kafka.get_bootstrap_server()
+    return admin_url, bootstrap
+
+
 @dataclass
 class Stack:
-    """Where the session's PostgreSQL and broker are (embedded, or external from the environment)."""
+    """Where the session's PostgreSQL and broker are.
+
+    External when LEADFLOW_TEST_DATABASE_URL / LEADFLOW_TEST_KAFKA_BOOTSTRAP are set; otherwise in
+    Docker (testcontainers) when an engine answers, or embedded (the default on machines without
+    one). LEADFLOW_TEST_BACKEND=embedded|docker forces the choice.
+    """
 
     admin_url: str
     bootstrap: str
@@ -85,6 +127,13 @@ class Stack:
         owned: list = []
         admin_url = os.environ.get("LEADFLOW_TEST_DATABASE_URL")
         bootstrap = os.environ.get("LEADFLOW_TEST_KAFKA_BOOTSTRAP")
+        backend = os.environ.get("LEADFLOW_TEST_BACKEND", "auto")
+        if backend not in ("auto", "embedded", "docker"):
+            raise ValueError("LEADFLOW_TEST_BACKEND must be auto, embedded or docker")
+        if (not admin_url or not bootstrap) and (
+            backend == "docker" or (backend == "auto" and _docker_engine_available())
+        ):
+            admin_url, bootstrap = _start_containers(admin_url, bootstrap, owned)
         if not admin_url:
             pg = EmbeddedPostgres(workdir / "pgdata", port=free_port())
             pg.start()
