@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import traceback
 from collections.abc import Awaitable, Callable
@@ -18,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from leadflow import metrics
 from leadflow.db import Database, is_transient
 from leadflow.events import CloudEvent, dlq_topic
+from leadflow.loops import Stop
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +74,9 @@ class ConsumerRunner:
         batch_size: int = 500,
         max_attempts: int = 5,
         base_backoff: float = 0.2,
+        stop: Stop | None = None,
     ) -> None:
+        self.stop_signal = stop if stop is not None else Stop()
         self.sub = subscription
         self.db = db
         self.inbox = inbox
@@ -108,24 +112,39 @@ class ConsumerRunner:
             heartbeat_interval_ms=2_000,
             max_poll_interval_ms=300_000,
         )
-        await consumer.start()
         self.consumer = consumer
+        try:
+            await consumer.start()
+        except BaseException:  # cancelled or failed mid-join: close it, the next run starts anew
+            self.consumer = None
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(consumer.stop()), 5)
+            raise
 
-    async def stop(self) -> None:
-        if self.consumer is not None:
-            await self.consumer.stop()
+    async def stop(self, grace: float = 10.0) -> None:
+        """Leave the group; a member stuck mid-join is abandoned after `grace` seconds (the broker
+        expires it after the session timeout)."""
+        consumer, self.consumer = self.consumer, None
+        if consumer is None:
+            return
+        try:
+            await asyncio.wait_for(consumer.stop(), grace)
+        except (TimeoutError, KafkaError) as exc:
+            log.warning("consumer did not stop cleanly", extra={"error": repr(exc)})
 
     async def run(self) -> None:
         """Join the group and consume until cancelled."""
         if self.consumer is None:
-            await self.start()
-        assert self.consumer is not None
-        while True:
+            await self.stop_signal.unless_stopped(self.start())  # joining can take seconds
+            if self.stop_signal or self.consumer is None:
+                return
+        while not self.stop_signal:
             batches = await self.consumer.getmany(timeout_ms=500, max_records=self.batch_size)
             records = [r for recs in batches.values() for r in recs]
             if not records:
                 continue
-            await self._process(records)
+            if not await self._process(records):
+                return  # stopping mid-batch: uncommitted offsets are read again after restart
             try:
                 await self.consumer.commit(
                     {tp: recs[-1].offset + 1 for tp, recs in batches.items() if recs}
@@ -135,10 +154,11 @@ class ConsumerRunner:
                 # same events again and the inbox turns them into no-ops.
                 log.warning("offset commit failed after rebalance", extra={"error": repr(exc)})
 
-    async def _process(self, records: list[ConsumerRecord]) -> None:
+    async def _process(self, records: list[ConsumerRecord]) -> bool:
+        """Handle a batch; False when shutdown interrupted it before every record was done."""
         try:
             await self._in_transaction(records)
-            return
+            return True
         except _Poison:
             pass
         except Exception as exc:
@@ -148,25 +168,27 @@ class ConsumerRunner:
                 extra={"consumer": self.group, "error": repr(exc), "size": len(records)},
             )
         for record in records:
-            await self._process_one(record)
+            if not await self._process_one(record):
+                return False
+        return True
 
-    async def _process_one(self, record: ConsumerRecord) -> None:
+    async def _process_one(self, record: ConsumerRecord) -> bool:
         attempt = 0
         while True:
             attempt += 1
             try:
                 await self._in_transaction([record])
-                return
+                return True
             except _Poison as poison:
                 await self._dead_letter(record, poison.error)
-                return
+                return True
             except Exception as exc:
                 metrics.consumer_retries.labels(self.service, self.sub.name).inc()
                 transient = is_transient(exc)
                 if not transient and attempt >= self.max_attempts:
                     error = "".join(traceback.format_exception_only(exc)).strip()
                     await self._dead_letter(record, error)
-                    return
+                    return True
                 delay = min(self.base_backoff * 2 ** min(attempt - 1, 6), 10.0)
                 log.warning(
                     "event failed; will retry",
@@ -179,7 +201,9 @@ class ConsumerRunner:
                         "offset": record.offset,
                     },
                 )
-                await asyncio.sleep(delay)
+                await self.stop_signal.pause(delay)
+                if self.stop_signal:
+                    return False
 
     async def _in_transaction(self, records: list[ConsumerRecord]) -> None:
         """Handle `records` in one unit of work; raises _Poison for an undecodable record."""

@@ -47,6 +47,12 @@ def kernel_tables(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
 
 
 JSON = JSONB(none_as_null=True)
+_TOUCHED = "leadflow.touched"
+
+
+def touch(session: AsyncSession, tag: str) -> None:
+    """Mark this unit of work as having changed `tag` (see Database.on_commit)."""
+    session.info.setdefault(_TOUCHED, set()).add(tag)
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -79,17 +85,21 @@ class Database:
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self._after_commit: list[Callable[[], None]] = []
 
-    def on_commit(self, callback: Callable[[], None]) -> None:
-        """Run `callback` after every successful unit of work (e.g. wake the outbox relay)."""
-        self._after_commit.append(callback)
+    def on_commit(self, tag: str, callback: Callable[[], None]) -> None:
+        """Run `callback` after a unit of work that `touch`ed `tag` commits (e.g. wake the outbox
+        relay after events were written). Untouched commits, such as the relay's own, wake no one."""
+        self._after_commit.append((tag, callback))
 
     @asynccontextmanager
     async def unit_of_work(self) -> AsyncIterator[AsyncSession]:
         """One transaction: commits when the block ends, rolls back if it raises."""
-        async with self.sessions() as session, session.begin():
-            yield session
-        for callback in self._after_commit:
-            callback()
+        async with self.sessions() as session:
+            async with session.begin():
+                yield session
+            touched = session.info.pop(_TOUCHED, ())
+        for tag, callback in self._after_commit:
+            if tag in touched:
+                callback()
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:

@@ -94,9 +94,17 @@ def field_path(loc: tuple | list) -> str:
 
 
 def validation_errors(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [
-        {"field": field_path(e.get("loc", ())), "message": e.get("msg", "invalid")} for e in errors
-    ]
+    """Pydantic errors as `{field, message}`; a `path` in the error's context extends its field."""
+    out = []
+    for e in errors:
+        loc = list(e.get("loc", ()))
+        if e.get("type") == "json_invalid":
+            loc = ["body"]  # the decoder's character offset is not a field
+        inner = (e.get("ctx") or {}).get("path")
+        if inner and inner != "value":
+            loc.extend(str(inner).split("."))
+        out.append({"field": field_path(loc), "message": e.get("msg", "invalid")})
+    return out
 
 
 def install_problem_handlers(app: FastAPI) -> None:

@@ -13,8 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadflow import metrics
 from leadflow.clock import Clock
-from leadflow.db import Database
+from leadflow.db import Database, touch
 from leadflow.events import CloudEvent, Payload, make_event
+from leadflow.loops import Stop
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,11 @@ class Outbox:
                 payload=event.to_bytes(),
             )
         )
+        touch(session, OUTBOX_TAG)
         return event
+
+
+OUTBOX_TAG = "outbox"
 
 
 class OutboxRelay:
@@ -71,7 +76,9 @@ class OutboxRelay:
         batch_size: int = 500,
         poll_interval: float = 0.5,
         retention_seconds: int = 3600,
+        stop: Stop | None = None,
     ) -> None:
+        self.stop = stop if stop is not None else Stop()
         self.db = db
         self.table = table
         self.producer = producer
@@ -140,7 +147,7 @@ class OutboxRelay:
     async def run(self) -> None:
         backoff = 0.2
         passes = 0
-        while True:
+        while not self.stop:
             self._wake.clear()  # a wake arriving during the pass below is kept for the wait
             try:
                 published = await self.publish_batch()
@@ -154,12 +161,9 @@ class OutboxRelay:
             except Exception as exc:  # broker or database away: keep the rows, try again later
                 self.healthy = False
                 log.warning("outbox relay pass failed", extra={"error": repr(exc)})
-                await asyncio.sleep(backoff)
+                await self.stop.pause(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
             if published >= self.batch_size:
                 continue
-            try:
-                await asyncio.wait_for(self._wake.wait(), self.poll_interval)
-            except TimeoutError:
-                pass
+            await self.stop.pause(self.poll_interval, self._wake)

@@ -24,7 +24,8 @@ from leadflow.db import Database, kernel_tables
 from leadflow.errors import install_problem_handlers, problem_response
 from leadflow.kafka import make_producer, start_with_retry
 from leadflow.logs import configure_logging
-from leadflow.outbox import Outbox, OutboxRelay
+from leadflow.loops import Stop
+from leadflow.outbox import OUTBOX_TAG, Outbox, OutboxRelay
 from leadflow.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,7 @@ class Runtime:
     relay: OutboxRelay
     consumers: list[ConsumerRunner] = field(default_factory=list)
     state: dict[str, Any] = field(default_factory=dict)
+    stop: Stop = field(default_factory=Stop)  # set at shutdown; workers loop `while not rt.stop`
 
     @property
     def policy(self):  # noqa: ANN201 - leadflow.policy.Policy, loaded lazily
@@ -78,7 +80,7 @@ def runtime(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(runtime)]
 
 
-async def supervise(name: str, work: Callable[[], Awaitable[None]]) -> None:
+async def supervise(name: str, work: Callable[[], Awaitable[None]], stop: Stop) -> None:
     """Keep a background loop alive: log a crash and start it again after a pause."""
     backoff = 0.5
     while True:
@@ -88,8 +90,10 @@ async def supervise(name: str, work: Callable[[], Awaitable[None]]) -> None:
         except asyncio.CancelledError:
             raise
         except Exception:
+            if stop:
+                return
             log.exception("background task crashed; restarting", extra={"task": name})
-            await asyncio.sleep(backoff)
+            await stop.pause(backoff)
             backoff = min(backoff * 2, 10.0)
 
 
@@ -108,21 +112,36 @@ class BodyLimit:
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
             await self._refuse(scope, receive, send)
             return
+        if declared is not None:
+            await self.app(scope, receive, send)
+            return
+        # No declared length (chunked): read up to the limit first, then hand the body on.
+        chunks: list[bytes] = []
         seen = 0
-
-        async def limited() -> Message:
-            nonlocal seen
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    raise _TooLarge
-            return message
+            if message["type"] != "http.request":
+                chunks = []
+                break
+            chunk = message.get("body", b"")
+            seen += len(chunk)
+            if seen > self.limit:
+                await self._refuse(scope, receive, send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        delivered = False
 
-        try:
-            await self.app(scope, limited, send)
-        except _TooLarge:
-            await self._refuse(scope, receive, send)
+        async def replay() -> Message:
+            nonlocal delivered
+            if not delivered:
+                delivered = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = problem_response(
@@ -132,10 +151,6 @@ class BodyLimit:
             instance=scope.get("path"),
         )
         await response(scope, receive, send)
-
-
-class _TooLarge(Exception):
-    pass
 
 
 def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
@@ -149,6 +164,7 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
         outbox_table, inbox_table = kernel_tables(spec.metadata)
         producer = make_producer(settings, client_id=spec.name)
         await start_with_retry(producer, "producer")
+        stop = Stop()
         relay = OutboxRelay(
             db,
             outbox_table,
@@ -156,8 +172,9 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
             service=spec.name,
             topic_prefix=settings.topic_prefix,
             batch_size=settings.outbox_batch_size,
+            stop=stop,
         )
-        db.on_commit(relay.wake)
+        db.on_commit(OUTBOX_TAG, relay.wake)
         rt = Runtime(
             spec,
             settings,
@@ -166,11 +183,14 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
             Outbox(outbox_table, source=spec.name, clock=clock),
             producer,
             relay,
+            stop=stop,
         )
         app.state.runtime = rt
         if spec.on_start is not None:
             await spec.on_start(rt)
-        tasks = [asyncio.create_task(supervise("outbox-relay", relay.run), name="outbox-relay")]
+        tasks = [
+            asyncio.create_task(supervise("outbox-relay", relay.run, stop), name="outbox-relay")
+        ]
         for sub in spec.subscriptions(rt):
             runner = ConsumerRunner(
                 sub,
@@ -182,20 +202,31 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
                 topic_prefix=settings.topic_prefix,
                 batch_size=settings.consumer_batch_size,
                 max_attempts=settings.consumer_max_attempts,
+                stop=stop,
             )
             rt.consumers.append(runner)
-            tasks.append(asyncio.create_task(supervise(f"consumer:{sub.name}", runner.run)))
+            tasks.append(asyncio.create_task(supervise(f"consumer:{sub.name}", runner.run, stop)))
         for name, worker in spec.workers.items():
-            tasks.append(asyncio.create_task(supervise(name, lambda w=worker: w(rt)), name=name))
+            tasks.append(
+                asyncio.create_task(supervise(name, lambda w=worker: w(rt), stop), name=name)
+            )
         log.info("service started", extra={"port": settings.port or spec.port})
         try:
             yield
         finally:
-            for task in tasks:
+            # Loops finish their unit of work and return; cancelling one inside a database
+            # transaction can leave its connection hanging, so that is the last resort.
+            stop.set()
+            relay.wake()
+            _, running = await asyncio.wait(tasks, timeout=10)
+            for task in running:
+                log.warning(
+                    "background task still running; cancelling", extra={"task": task.get_name()}
+                )
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            for runner in rt.consumers:
-                await runner.stop()
+            if running:
+                await asyncio.wait(running, timeout=5)
+            await asyncio.gather(*(runner.stop() for runner in rt.consumers))
             await producer.stop()
             await db.dispose()
             log.info("service stopped")

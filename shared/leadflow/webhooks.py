@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 import ipaddress
@@ -25,7 +26,20 @@ def new_secret() -> str:
 
 
 def _key(secret: str) -> bytes:
-    return base64.b64decode(secret.removeprefix("whsec_"))
+    """The key bytes of a `whsec_<base64>` secret; padding may be left off, as the reference
+    libraries allow. Raises ValueError when the rest is not base64."""
+    raw = secret.removeprefix("whsec_")
+    try:
+        return base64.b64decode(raw + "=" * (-len(raw) % 4), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError("the secret after `whsec_` must be base64") from exc
+
+
+def check_secret(secret: str) -> str:
+    """The secret unchanged if it can sign; ValueError otherwise (for request validation)."""
+    if len(_key(secret)) < 16:
+        raise ValueError("the secret must hold at least 16 bytes of key")
+    return secret
 
 
 def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
@@ -68,7 +82,7 @@ def verify(
     if abs((now if now is not None else time.time()) - ts) > tolerance:
         raise WebhookVerificationError("timestamp outside the tolerance")
     expected = sign(secret, msg_id, ts, body)
-    if not any(hmac.compare_digest(expected, s) for s in signatures):
+    if not any(hmac.compare_digest(expected.encode(), s.encode()) for s in signatures):
         raise WebhookVerificationError("no matching signature")
 
 

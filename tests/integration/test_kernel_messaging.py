@@ -11,7 +11,7 @@ from leadflow.consumer import ConsumerRunner, Reject, Subscription
 from leadflow.db import Database, kernel_tables
 from leadflow.events import TOPIC_FEEDBACK, CloudEvent, LeadContactAttempt, dlq_topic
 from leadflow.kafka import make_producer
-from leadflow.outbox import Outbox, OutboxRelay
+from leadflow.outbox import OUTBOX_TAG, Outbox, OutboxRelay
 from leadflow.testing import eventually
 from leadflow_feedback.models import metadata
 
@@ -50,7 +50,7 @@ class Harness:
         relay = OutboxRelay(
             self.db, OUTBOX, self.producer, service="test", topic_prefix=self.settings.topic_prefix
         )
-        self.db.on_commit(relay.wake)
+        self.db.on_commit(OUTBOX_TAG, relay.wake)
         self.tasks.append(asyncio.create_task(relay.run()))
         return relay
 

@@ -10,12 +10,13 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import sqlalchemy as sa
 from leadflow import metrics
+from leadflow.db import touch
 from leadflow.events import WebhookDeadLettered
 from leadflow.retry import webhook_retry_delay
 from leadflow.service import Runtime
 from leadflow.webhooks import UnsafeTarget, check_target, signature_headers
 
-from leadflow_routing.models import deliveries, webhook_endpoints
+from leadflow_routing.models import DELIVERIES_TAG, deliveries, webhook_endpoints
 
 log = logging.getLogger(__name__)
 LEASE = timedelta(seconds=60)  # a claimed delivery is retried if its worker dies mid-send
@@ -131,18 +132,15 @@ async def deliver_one(rt: Runtime, client: httpx.AsyncClient, row) -> None:  # n
 async def run_deliveries(rt: Runtime) -> None:
     """Worker: claim due deliveries (SKIP LOCKED, so any number of instances can run) and send them."""
     wake = asyncio.Event()
-    rt.db.on_commit(wake.set)  # a committed routing decision may have queued deliveries
+    rt.db.on_commit(DELIVERIES_TAG, wake.set)  # a routing decision or replay queued some
     async with httpx.AsyncClient(timeout=TIMEOUT, follow_redirects=False) as client:
-        while True:
+        while not rt.stop:
             wake.clear()
             rows = await claim_due(rt)
             if rows:
                 await asyncio.gather(*(deliver_one(rt, client, row) for row in rows))
                 continue
-            try:
-                await asyncio.wait_for(wake.wait(), 0.5)
-            except TimeoutError:
-                pass
+            await rt.stop.pause(0.5, wake)
 
 
 async def replay(rt: Runtime, delivery_id: uuid.UUID) -> bool:
@@ -153,4 +151,7 @@ async def replay(rt: Runtime, delivery_id: uuid.UUID) -> bool:
             .values(state="pending", next_attempt_at=datetime.now(UTC), attempts=0)
             .returning(deliveries.c.id)
         )
-        return updated.first() is not None
+        found = updated.first() is not None
+        if found:
+            touch(session, DELIVERIES_TAG)
+        return found

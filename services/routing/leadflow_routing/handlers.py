@@ -9,12 +9,20 @@ import orjson
 import sqlalchemy as sa
 from leadflow import metrics
 from leadflow.consumer import Subscription
+from leadflow.db import touch
 from leadflow.events import TOPIC_SCORING, CloudEvent, LeadMql, LeadRouted
 from leadflow.service import Runtime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadflow_routing.assignment import RepView, round_robin
-from leadflow_routing.models import assignments, deliveries, reps, teams, webhook_endpoints
+from leadflow_routing.models import (
+    DELIVERIES_TAG,
+    assignments,
+    deliveries,
+    reps,
+    teams,
+    webhook_endpoints,
+)
 
 FALLBACK_TEAM_ID = uuid.UUID("00000000-0000-0000-0000-00000000f411")
 
@@ -128,6 +136,8 @@ async def queue_deliveries(
                 created_at=now,
             )
         )
+    if endpoint_ids:
+        touch(session, DELIVERIES_TAG)
 
 
 def subscriptions(rt: Runtime) -> list[Subscription]:

@@ -78,3 +78,6 @@ deliveries = sa.Table(
     sa.Column("delivered_at", sa.DateTime(timezone=True)),
     sa.Index("ix_deliveries_due", "next_attempt_at", postgresql_where=sa.text("state = 'pending'")),
 )
+
+# Units of work that queue deliveries touch this tag, which wakes the delivery worker.
+DELIVERIES_TAG = "deliveries"

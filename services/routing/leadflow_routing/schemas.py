@@ -6,7 +6,8 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl
+from leadflow.webhooks import check_secret
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator
 
 
 class TeamIn(BaseModel):
@@ -42,6 +43,11 @@ class EndpointIn(BaseModel):
     event_types: list[str] = Field(default_factory=lambda: ["lead.routed"], min_length=1)
     team_id: uuid.UUID | None = None
     secret: str | None = Field(default=None, pattern=r"^whsec_[A-Za-z0-9+/=]{24,}$")
+
+    @field_validator("secret")
+    @classmethod
+    def _signs(cls, secret: str | None) -> str | None:
+        return None if secret is None else check_secret(secret)
 
 
 class EndpointOut(BaseModel):

@@ -11,7 +11,7 @@ from leadflow.events import SlaBreached, SlaEscalated, SlaWarning
 from leadflow.service import Runtime
 
 from leadflow_sla_timer import sla_policy
-from leadflow_sla_timer.models import timers
+from leadflow_sla_timer.models import TIMERS_TAG, timers
 from leadflow_sla_timer.timers import due_levels
 
 BATCH = 500
@@ -101,8 +101,8 @@ async def next_due(rt: Runtime) -> datetime | None:
 async def run_firing(rt: Runtime) -> None:
     """Worker: fire what is due, then sleep until the next due instant (woken early by new timers)."""
     wake = asyncio.Event()
-    rt.db.on_commit(wake.set)
-    while True:
+    rt.db.on_commit(TIMERS_TAG, wake.set)  # a timer was opened, met or moved
+    while not rt.stop:
         wake.clear()
         if await fire_due(rt) >= BATCH:
             continue
@@ -112,15 +112,12 @@ async def run_firing(rt: Runtime) -> None:
             if upcoming is None
             else min(rt.clock.real_seconds(upcoming - rt.clock.now()), MAX_IDLE)
         )
-        try:
-            await asyncio.wait_for(wake.wait(), max(delay, 0.01))
-        except TimeoutError:
-            pass
+        await rt.stop.pause(max(delay, 0.01), wake)
 
 
 async def count_open(rt: Runtime) -> None:
     """Worker: keep the open-timers gauge current."""
-    while True:
+    while not rt.stop:
         async with rt.db.unit_of_work() as session:
             rows = (
                 await session.execute(
@@ -132,4 +129,4 @@ async def count_open(rt: Runtime) -> None:
         metrics.sla_open_timers.clear()
         for sla, n in rows:
             metrics.sla_open_timers.labels(sla).set(n)
-        await asyncio.sleep(15)
+        await rt.stop.pause(15)

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from leadflow import metrics
 from leadflow.calendar import BusinessCalendar
 from leadflow.consumer import Subscription
+from leadflow.db import touch
 from leadflow.events import (
     TOPIC_FEEDBACK,
     TOPIC_ROUTING,
@@ -22,7 +23,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadflow_sla_timer import sla_policy
-from leadflow_sla_timer.models import early_attempts, timers
+from leadflow_sla_timer.models import TIMERS_TAG, early_attempts, timers
 from leadflow_sla_timer.timers import fire_times, measured
 
 FIRST_RESPONSE = "first_response"
@@ -66,6 +67,7 @@ async def open_first_response(rt: Runtime, session: AsyncSession, routed: LeadRo
     )
     if created is None:
         return
+    touch(session, TIMERS_TAG)
     early = await session.scalar(
         sa.delete(early_attempts)
         .where(early_attempts.c.lead_id == routed.lead_id)

@@ -38,3 +38,6 @@ early_attempts = sa.Table(
     sa.Column("lead_id", UUID(as_uuid=True), primary_key=True),
     sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False),
 )
+
+# Units of work that open, meet or move timers touch this tag, which wakes the firing worker.
+TIMERS_TAG = "timers"

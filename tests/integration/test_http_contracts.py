@@ -1,0 +1,416 @@
+"""The HTTP contracts every service keeps: problem+json errors, API keys, body limits, idempotency."""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import AsyncExitStack
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from leadflow.db import kernel_tables
+from leadflow.registry import SERVICE_ORDER
+from leadflow.testing import ADMIN, SALES, SOURCE, eventually, service_client
+from leadflow_ingest.models import leads
+from leadflow_ingest.models import metadata as ingest_metadata
+from prometheus_client.parser import text_string_to_metric_families
+
+PROBLEM = "application/problem+json"
+BODY_LIMIT = 4096
+INGEST_OUTBOX, _ = kernel_tables(ingest_metadata)
+UNKNOWN = "5d0c1c7e-9d7f-4f57-8a55-0f4b8c3e2a10"
+
+
+def plain_lead(n: str) -> dict:
+    """A lead that scoring does not promote, so nothing downstream acts on it."""
+    return {"email": f"reader.{n}@contracts.example", "source": {"system": "hubspot"}}
+
+
+@pytest.fixture(scope="module")
+async def services(stack):
+    """Every service in this process, sharing one database and one set of topics, all ready."""
+    settings = await stack.isolated_settings(max_body_bytes=BODY_LIMIT)
+    async with AsyncExitStack() as apps:
+        clients = {}
+        for name in SERVICE_ORDER:
+            clients[name] = await apps.enter_async_context(service_client(name, settings))
+
+        async def all_ready() -> bool:
+            answers = [await c.get("/readyz") for c in clients.values()]
+            return all(r.status_code == 200 for r in answers)
+
+        # Tests, and the shutdown after them, start from a steady state: every consumer assigned.
+        await eventually(all_ready, timeout=90)
+        yield clients
+
+
+@pytest.fixture(scope="module")
+def ingest(services) -> httpx.AsyncClient:
+    return services["ingest"]
+
+
+def assert_problem(response: httpx.Response, status: int, title: str) -> dict:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == PROBLEM
+    problem = response.json()
+    assert problem["status"] == status
+    assert problem["title"] == title
+    assert problem["type"] == "https://leadflow.dev/problems/" + title.lower().replace(" ", "-")
+    assert isinstance(problem["detail"], str) and problem["detail"]
+    assert problem["instance"] == response.request.url.path
+    return problem
+
+
+async def rows(client: httpx.AsyncClient, query):  # noqa: ANN001, ANN201
+    async with client.app.state.runtime.db.unit_of_work() as session:
+        return await session.scalar(query)
+
+
+async def ingest_counts(client: httpx.AsyncClient, email: str) -> tuple[int, int]:
+    """(leads with this email, events ingest wrote about them)."""
+    lead_ids = sa.select(sa.cast(leads.c.id, sa.Text)).where(leads.c.email == email)
+    n_leads = await rows(
+        client, sa.select(sa.func.count()).select_from(leads).where(leads.c.email == email)
+    )
+    n_events = await rows(
+        client,
+        sa.select(sa.func.count())
+        .select_from(INGEST_OUTBOX)
+        .where(INGEST_OUTBOX.c.key.in_(lead_ids.scalar_subquery())),
+    )
+    return n_leads, n_events
+
+
+# --- operations endpoints --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", SERVICE_ORDER)
+async def test_every_service_answers_healthz_readyz_metrics_and_openapi(services, name: str):
+    client = services[name]
+    health = await client.get("/healthz")
+    assert health.status_code == 200
+    assert health.json() == {"status": "ok", "service": name}
+
+    ready = await client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["status"] == "ready"
+    checks = ready.json()["checks"]
+    assert checks["database"] == "ok" and checks["broker"] == "ok"
+    consumers = [v for k, v in checks.items() if k.startswith("consumer:")]
+    assert consumers and all(v == "assigned" for v in consumers)
+
+    metrics = await client.get("/metrics")
+    assert metrics.status_code == 200
+    assert metrics.headers["content-type"].startswith("text/plain")
+    healthz = {"service": name, "method": "GET", "route": "/healthz", "status": "200"}
+    healthz_counts = [
+        sample.value
+        for family in text_string_to_metric_families(metrics.text)
+        for sample in family.samples
+        if sample.name == "leadflow_http_request_duration_seconds_count"
+        and sample.labels == healthz
+    ]
+    assert healthz_counts and healthz_counts[0] >= 1
+
+    openapi = await client.get("/openapi.json")
+    assert openapi.json()["info"]["title"] == f"Leadflow {name}"
+
+
+# --- validation errors -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "fields"),
+    [
+        ({"first_name": "Ada"}, {"email"}),
+        ({"email": "not-an-address"}, {"email"}),
+        (
+            {
+                "email": "ada@contracts.example",
+                "role": "ceo",
+                "intent_tier": 7,
+                "company": {"employees": -1},
+                "source": {"channel": "carrier-pigeon"},
+                "consent": {"basis": "maybe"},
+            },
+            {"role", "intent_tier", "company.employees", "source.channel", "consent.basis"},
+        ),
+        ([{"email": "ada@contracts.example"}], {"body"}),
+    ],
+)
+async def test_an_invalid_lead_is_422_problem_json_naming_each_field(
+    ingest, body, fields: set[str]
+):
+    response = await ingest.post("/v1/leads", json=body, headers=SOURCE)
+    problem = assert_problem(response, 422, "Invalid request")
+    assert {e["field"] for e in problem["errors"]} == fields
+    assert all(e["message"] for e in problem["errors"])
+    for field in fields:
+        assert field in problem["detail"]
+
+
+async def test_an_invalid_activity_is_422_naming_the_field(ingest):
+    body = {"email": "ada@contracts.example", "type": "fax_sent", "colour": "red"}
+    response = await ingest.post("/v1/activities", json=body, headers=SOURCE)
+    problem = assert_problem(response, 422, "Invalid request")
+    assert {e["field"] for e in problem["errors"]} == {"type", "colour"}
+
+
+async def test_a_lead_id_that_is_not_a_uuid_is_422_naming_lead_id(services):
+    response = await services["scoring"].get("/v1/leads/42/score")
+    problem = assert_problem(response, 422, "Invalid request")
+    assert [e["field"] for e in problem["errors"]] == ["lead_id"]
+
+
+async def test_malformed_json_is_422_about_the_body(ingest):
+    response = await ingest.post(
+        "/v1/leads", content=b'{"email": ', headers={**SOURCE, "content-type": "application/json"}
+    )
+    problem = assert_problem(response, 422, "Invalid request")
+    assert [e["field"] for e in problem["errors"]] == ["body"]
+
+
+async def test_unknown_routes_and_methods_are_problem_json(ingest):
+    assert_problem(await ingest.get("/v1/nowhere"), 404, "Not found")
+    assert_problem(await ingest.delete("/v1/leads"), 405, "Method not allowed")
+
+
+# --- API keys ----------------------------------------------------------------------------------
+
+WRITES = [
+    ("ingest", "/v1/leads", plain_lead("auth")),
+    ("ingest", "/v1/activities", {"email": "reader.auth@contracts.example", "type": "page_view"}),
+    ("routing", "/v1/teams", {"name": "Never created"}),
+    ("routing", "/v1/webhook-endpoints", {"url": "http://127.0.0.1:9/hooks"}),
+    ("feedback", f"/v1/leads/{UNKNOWN}/attempts", {"channel": "call"}),
+]
+
+
+@pytest.mark.parametrize(("name", "path", "body"), WRITES)
+async def test_a_write_without_an_api_key_is_401(services, name: str, path: str, body: dict):
+    response = await services[name].post(path, json=body)
+    problem = assert_problem(response, 401, "Unauthorized")
+    assert response.headers["www-authenticate"] == "Bearer"
+    assert "API key is required" in problem["detail"]
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Authorization": "Bearer lf_not_a_key"},
+        {"X-API-Key": "lf_not_a_key"},
+        {"Authorization": "Basic bGZfZGV2X2tleTo="},
+    ],
+)
+@pytest.mark.parametrize(("name", "path", "body"), WRITES[:3])
+async def test_a_write_with_a_wrong_api_key_is_401(services, name, path, body, headers: dict):
+    response = await services[name].post(path, json=body, headers=headers)
+    assert_problem(response, 401, "Unauthorized")
+    assert response.headers["www-authenticate"] == "Bearer"
+
+
+@pytest.mark.parametrize(
+    ("name", "path", "body", "headers", "scope"),
+    [
+        ("ingest", "/v1/leads", plain_lead("scope"), SALES, "leads:write"),
+        ("ingest", "/v1/activities", WRITES[1][2], SALES, "leads:write"),
+        ("routing", "/v1/teams", {"name": "Never created"}, SOURCE, "admin"),
+        ("routing", "/v1/reps", {"name": "Never created"}, SALES, "admin"),
+        ("feedback", f"/v1/leads/{UNKNOWN}/attempts", {"channel": "call"}, SOURCE, "sales:write"),
+    ],
+)
+async def test_a_key_without_the_scope_is_403_naming_it(services, name, path, body, headers, scope):
+    response = await services[name].post(path, json=body, headers=headers)
+    problem = assert_problem(response, 403, "Forbidden")
+    assert f"lacks the scope '{scope}'" in problem["detail"]
+
+
+async def test_a_refused_write_changes_nothing(ingest):
+    body = plain_lead("refused")
+    await ingest.post("/v1/leads", json=body, headers=SALES)
+    await ingest.post("/v1/leads", json=body)
+    assert await ingest_counts(ingest, body["email"]) == (0, 0)
+
+
+async def test_a_key_is_accepted_as_bearer_or_x_api_key(ingest):
+    by_bearer = await ingest.post("/v1/leads", json=plain_lead("bearer"), headers=SOURCE)
+    by_header = await ingest.post(
+        "/v1/leads", json=plain_lead("header"), headers={"X-API-Key": "lf_test_source"}
+    )
+    assert by_bearer.status_code == by_header.status_code == 202
+
+
+# --- body limit --------------------------------------------------------------------------------
+
+
+def oversize_lead(n: str) -> bytes:
+    body = httpx.Request("POST", "/", json={**plain_lead(n), "notes": "x" * BODY_LIMIT})
+    assert len(body.content) > BODY_LIMIT
+    return body.content
+
+
+async def test_an_oversize_body_is_413_and_not_processed(ingest):
+    email = plain_lead("big")["email"]
+    response = await ingest.post(
+        "/v1/leads",
+        content=oversize_lead("big"),
+        headers={**SOURCE, "content-type": "application/json"},
+    )
+    problem = assert_problem(response, 413, "Payload too large")
+    assert str(BODY_LIMIT) in problem["detail"]
+    assert await ingest_counts(ingest, email) == (0, 0)
+
+
+async def test_a_body_just_under_the_limit_is_accepted(ingest):
+    body = plain_lead("fits")
+    body["notes"] = "x" * (BODY_LIMIT - len(httpx.Request("POST", "/", json=body).content) - 20)
+    raw = httpx.Request("POST", "/", json=body).content
+    assert BODY_LIMIT - 64 < len(raw) <= BODY_LIMIT
+    response = await ingest.post(
+        "/v1/leads", content=raw, headers={**SOURCE, "content-type": "application/json"}
+    )
+    assert response.status_code == 202, response.text
+
+
+async def test_an_oversize_body_without_content_length_is_413(ingest):
+    raw = oversize_lead("chunked")
+
+    async def chunks():
+        for i in range(0, len(raw), 1024):
+            yield raw[i : i + 1024]
+
+    response = await ingest.post(
+        "/v1/leads", content=chunks(), headers={**SOURCE, "content-type": "application/json"}
+    )
+    assert "content-length" not in response.request.headers
+    assert_problem(response, 413, "Payload too large")
+
+
+# --- idempotency -------------------------------------------------------------------------------
+
+
+async def test_an_idempotency_key_replays_the_first_answer_and_creates_nothing_twice(ingest):
+    body = plain_lead("idem")
+    headers = {**SOURCE, "Idempotency-Key": "lead-idem-1"}
+    first = await ingest.post("/v1/leads", json=body, headers=headers)
+    again = await ingest.post("/v1/leads", json=body, headers=headers)
+    assert first.status_code == again.status_code == 202
+    assert first.json()["duplicate"] is False
+    assert again.json() == first.json()
+    assert again.headers["idempotent-replayed"] == "true"
+    assert "idempotent-replayed" not in first.headers
+    assert await ingest_counts(ingest, body["email"]) == (1, 1)
+
+    # Without the key, the same lead is an update with an event of its own.
+    update = await ingest.post("/v1/leads", json=body, headers=SOURCE)
+    assert update.json()["lead_id"] == first.json()["lead_id"]
+    assert update.json()["duplicate"] is True
+    assert update.json()["event_id"] != first.json()["event_id"]
+    assert await ingest_counts(ingest, body["email"]) == (1, 2)
+
+
+async def test_idempotency_keys_belong_to_the_api_key_that_sent_them(ingest):
+    body = plain_lead("idem-scope")
+    first = await ingest.post(
+        "/v1/leads", json=body, headers={**SOURCE, "Idempotency-Key": "shared-key"}
+    )
+    other = await ingest.post(
+        "/v1/leads", json=body, headers={**ADMIN, "Idempotency-Key": "shared-key"}
+    )
+    assert "idempotent-replayed" not in other.headers
+    assert other.json()["event_id"] != first.json()["event_id"]
+    assert await ingest_counts(ingest, body["email"]) == (1, 2)
+
+
+async def test_concurrent_retries_with_one_idempotency_key_get_one_answer(ingest):
+    body = plain_lead("race")
+    headers = {**SOURCE, "Idempotency-Key": "race-1"}
+    waiting = sa.text(
+        "SELECT count(*) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )
+    # Hold back lead inserts (reads still pass) until both retries are in flight, as two
+    # retries racing through a slow moment would be.
+    async with ingest.app.state.runtime.db.unit_of_work() as session:
+        await session.execute(sa.text("LOCK TABLE ingest.leads IN SHARE ROW EXCLUSIVE MODE"))
+        retries = [
+            asyncio.create_task(ingest.post("/v1/leads", json=body, headers=headers))
+            for _ in range(2)
+        ]
+
+        async def both_in_flight():
+            return await rows(ingest, waiting) >= 2 or any(r.done() for r in retries)
+
+        await eventually(both_in_flight, timeout=30, interval=0.05)
+    a, b = await asyncio.gather(*retries)
+    answers = [r for r in (a, b) if r.status_code == 202]
+    assert {a.status_code, b.status_code} <= {202, 409}
+    assert answers and all(r.json() == answers[0].json() for r in answers)
+    assert await ingest_counts(ingest, body["email"]) == (1, 1)
+
+
+# --- unknown leads -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "method", "path", "headers", "body"),
+    [
+        ("ingest", "GET", f"/v1/leads/{UNKNOWN}", {}, None),
+        ("scoring", "GET", f"/v1/leads/{UNKNOWN}/score", {}, None),
+        ("routing", "GET", f"/v1/leads/{UNKNOWN}/assignment", {}, None),
+        ("feedback", "GET", f"/v1/leads/{UNKNOWN}/lifecycle", {}, None),
+        ("feedback", "POST", f"/v1/leads/{UNKNOWN}/attempts", SALES, {"channel": "call"}),
+    ],
+)
+async def test_an_unknown_lead_is_404_problem_json_naming_it(
+    services, name, method, path, headers, body
+):
+    response = await services[name].request(method, path, headers=headers, json=body)
+    problem = assert_problem(response, 404, "Not found")
+    assert UNKNOWN in problem["detail"]
+
+
+async def test_an_activity_for_an_unknown_lead_is_404_naming_the_lead_id_field(ingest):
+    body = {"lead_id": UNKNOWN, "type": "page_view"}
+    response = await ingest.post("/v1/activities", json=body, headers=SOURCE)
+    problem = assert_problem(response, 404, "Not found")
+    assert problem["field"] == "lead_id"
+
+
+async def test_a_known_lead_is_found(ingest):
+    body = plain_lead("known")
+    lead_id = (await ingest.post("/v1/leads", json=body, headers=SOURCE)).json()["lead_id"]
+    response = await ingest.get(f"/v1/leads/{lead_id}")
+    assert response.status_code == 200
+    assert response.json()["lead_id"] == lead_id
+    assert response.json()["email"] == body["email"]
+
+
+# --- webhook endpoints -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:9/hooks", "http://169.254.169.254/latest/meta-data/"]
+)
+async def test_a_private_webhook_target_is_422_naming_url_when_not_allowed(
+    services, monkeypatch, url: str
+):
+    routing = services["routing"]
+    monkeypatch.setattr(routing.app.state.runtime.settings, "webhook_allow_private", False)
+    response = await routing.post(
+        "/v1/webhook-endpoints", json={"url": url, "event_types": ["none.yet"]}, headers=ADMIN
+    )
+    problem = assert_problem(response, 422, "Invalid request")
+    assert [e["field"] for e in problem["errors"]] == ["url"]
+    assert "non-public address" in problem["detail"]
+
+
+async def test_a_webhook_secret_that_cannot_be_decoded_is_422_naming_secret(services):
+    body = {
+        "url": "http://127.0.0.1:9/hooks",
+        "event_types": ["none.yet"],
+        "secret": "whsec_" + "A" * 25,
+    }
+    response = await services["routing"].post("/v1/webhook-endpoints", json=body, headers=ADMIN)
+    problem = assert_problem(response, 422, "Invalid request")
+    assert [e["field"] for e in problem["errors"]] == ["secret"]
