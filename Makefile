@@ -7,7 +7,7 @@ VENV := .venv
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: install run test test-unit lint clean
+.PHONY: install run test test-unit lint check-deploy clean
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -30,6 +30,11 @@ test-unit: install
 
 lint: install
 	$(VENV)/bin/ruff check .
+
+check-deploy: ## Prometheus rules, their unit tests and the Alertmanager config (needs promtool, amtool)
+	promtool check rules deploy/prometheus/alerts.yml
+	promtool test rules deploy/prometheus/alerts.test.yml
+	amtool check-config deploy/alertmanager/alertmanager.yml
 
 clean:
 	rm -rf .venv .tools .leadflow .pytest_cache
