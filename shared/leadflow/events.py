@@ -77,6 +77,10 @@ class LeadSnapshot(Payload):
     intent_tier: int = 0
     intent_note: str | None = None
     flags: list[str] = Field(default_factory=list)
+    # Which parts of marketing's "full context" the lead arrived without (campaign, lead
+    # magnet, intent note); key activities and the score are added downstream.
+    context_missing: list[str] = Field(default_factory=list)
+    properties: dict[str, Any] = Field(default_factory=dict)
     occurred_at: datetime
 
 

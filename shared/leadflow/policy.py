@@ -193,11 +193,23 @@ class NegativeSignals(_Section):
     student: Points
     job_seeker: Points
     competitor_domains: tuple[str, ...]
+    # How intake recognises the signals: words in the job title, email domain suffixes,
+    # and the page categories whose visit marks a job seeker.
+    student_markers: tuple[str, ...] = ("student", "intern", "graduate", "phd candidate")
+    student_domain_suffixes: tuple[str, ...] = (".edu", ".edu.pl", ".ac.uk")
+    job_seeker_markers: tuple[str, ...] = ("job seeker", "looking for", "open to work", "seeking")
+    job_seeker_pages: tuple[str, ...] = ("careers",)
 
-    @field_validator("competitor_domains")
+    @field_validator(
+        "competitor_domains",
+        "student_markers",
+        "student_domain_suffixes",
+        "job_seeker_markers",
+        "job_seeker_pages",
+    )
     @classmethod
-    def _lowercase(cls, domains: tuple[str, ...]) -> tuple[str, ...]:
-        return tuple(domain.strip().lower() for domain in domains)
+    def _lowercase(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(value.strip().lower() for value in values)
 
 
 class MqlRule(_Section):

@@ -57,6 +57,10 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     webhook_allow_private: bool = False
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    # HubSpot adapter (ingest): the app's client secret checks X-HubSpot-Signature-v3; the
+    # public URL is the one HubSpot signs when a proxy rewrites what the service sees.
+    hubspot_client_secret: str | None = None
+    hubspot_webhook_url: str | None = None
     consumer_batch_size: int = Field(default=500, ge=1)
     consumer_max_attempts: int = Field(default=5, ge=1)
     outbox_batch_size: int = Field(default=500, ge=1)

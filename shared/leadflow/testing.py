@@ -34,11 +34,13 @@ TEST_KEYS = [
     ApiKeySpec(name="admin", key=DEV_API_KEY, scopes=["*"]),
     ApiKeySpec(name="hubspot", key="lf_test_source", scopes=["leads:write"], source="hubspot"),
     ApiKeySpec(name="crm", key="lf_test_sales", scopes=["sales:write"]),
+    ApiKeySpec(name="marketo", key="lf_test_marketo", scopes=["leads:write"], source="marketo"),
 ]
 
 ADMIN = {"Authorization": f"Bearer {DEV_API_KEY}"}
 SOURCE = {"Authorization": "Bearer lf_test_source"}
 SALES = {"Authorization": "Bearer lf_test_sales"}
+MARKETO = {"Authorization": "Bearer lf_test_marketo"}
 
 # A lead that the default policy promotes to MQL: fit 100, intent tier 2, decision maker.
 QUALIFIED_LEAD = {

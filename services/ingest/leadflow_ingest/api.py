@@ -3,77 +3,226 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
+import orjson
 import sqlalchemy as sa
-from fastapi import APIRouter, Depends, Header
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Depends, Header, Request
+from fastapi.responses import JSONResponse, RedirectResponse
+from leadflow import idempotency as idem
 from leadflow.auth import require_scope
-from leadflow.errors import NotFound
+from leadflow.errors import NotFound, ProblemError, Unprocessable, validation_errors
 from leadflow.service import RuntimeDep
 from leadflow.settings import ApiKeySpec
-from sqlalchemy.dialects.postgresql import insert
+from pydantic import ValidationError
 
-from leadflow_ingest.intake import accept_activity, accept_lead
+from leadflow_ingest import hubspot
+from leadflow_ingest.intake import Writer, accept_activity, accept_lead
 from leadflow_ingest.models import idempotency, leads
-from leadflow_ingest.schemas import ActivityAccepted, ActivityIn, LeadAccepted, LeadIn
+from leadflow_ingest.schemas import (
+    ActivityAccepted,
+    ActivityIn,
+    BatchItemResult,
+    BatchResult,
+    LeadAccepted,
+    LeadIn,
+)
 
 router = APIRouter(prefix="/v1", tags=["leads"])
 SourceKey = Annotated[ApiKeySpec, Depends(require_scope("leads:write"))]
+IdempotencyKey = Annotated[str | None, Header(max_length=200)]
+BATCH_LIMIT = 1000
+
+
+def _writer(key: ApiKeySpec) -> Writer:
+    return Writer(key_name=key.name, source=key.source)
 
 
 @router.post("/leads", status_code=202, response_model=LeadAccepted)
 async def post_lead(
     body: LeadIn,
+    request: Request,
     rt: RuntimeDep,
     key: SourceKey,
-    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
-    """Create or update a lead. Same email (any case) or external id is the same lead."""
+    """Create or update a lead. Same email (any case) or external id is the same lead; a lead
+    carrying the email of one known lead and the external id of another merges the two."""
     async with rt.db.unit_of_work() as session:
         if idempotency_key:
-            first = (
-                await session.execute(
-                    sa.select(idempotency.c.status, idempotency.c.response).where(
-                        idempotency.c.api_key == key.name, idempotency.c.key == idempotency_key
-                    )
-                )
-            ).first()
-            if first is not None:
-                return JSONResponse(
-                    first.response,
-                    status_code=first.status,
-                    headers={"Idempotent-Replayed": "true"},
-                )
+            fingerprint = idem.request_hash(request.url.path, await request.body())
+            replay = await idem.claim(
+                session, idempotency, api_key=key.name, key=idempotency_key, fingerprint=fingerprint
+            )
+            if replay is not None:
+                return replay
         result = await accept_lead(
-            session, rt.outbox, body, source_key=key.name, now=rt.clock.now()
+            session, rt.outbox, rt.policy, body, writer=_writer(key), now=rt.clock.now()
         )
         content = result.model_dump(mode="json")
         if idempotency_key:
-            await session.execute(
-                insert(idempotency)
-                .values(api_key=key.name, key=idempotency_key, status=202, response=content)
-                .on_conflict_do_nothing()
+            await idem.record(
+                session,
+                idempotency,
+                api_key=key.name,
+                key=idempotency_key,
+                status=202,
+                response=content,
             )
     return JSONResponse(content, status_code=202)
 
 
+def _batch_items(raw: Any) -> list[Any]:  # noqa: ANN401 - decoded JSON
+    items = raw.get("leads") if isinstance(raw, dict) else raw
+    if not isinstance(items, list):
+        raise Unprocessable(
+            "the body is a JSON array of leads, or an object with a `leads` array",
+            field="leads",
+        )
+    if not items:
+        raise Unprocessable("the batch is empty", field="leads")
+    if len(items) > BATCH_LIMIT:
+        raise Unprocessable(
+            f"a batch holds at most {BATCH_LIMIT} leads; this one has {len(items)}", field="leads"
+        )
+    return items
+
+
+@router.post(
+    "/leads:batch",
+    response_model=BatchResult,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "array",
+                        "maxItems": BATCH_LIMIT,
+                        "items": {"$ref": "#/components/schemas/LeadIn"},
+                    }
+                }
+            },
+        }
+    },
+)
+async def post_leads_batch(
+    request: Request, rt: RuntimeDep, key: SourceKey, idempotency_key: IdempotencyKey = None
+) -> JSONResponse:
+    """Up to 1,000 leads in one request, each accepted or refused on its own: the answer holds
+    one result per item, in order. Valid items are written even when others are not."""
+    raw_body = await request.body()
+    try:
+        raw = orjson.loads(raw_body)
+    except orjson.JSONDecodeError as exc:
+        raise Unprocessable(f"the body is not valid JSON: {exc}", field="body") from None
+    items = _batch_items(raw)
+    writer = _writer(key)
+    results: list[BatchItemResult] = []
+    async with rt.db.unit_of_work() as session:
+        if idempotency_key:
+            replay = await idem.claim(
+                session,
+                idempotency,
+                api_key=key.name,
+                key=idempotency_key,
+                fingerprint=idem.request_hash(request.url.path, raw_body),
+            )
+            if replay is not None:
+                return replay
+        now = rt.clock.now()
+        for index, item in enumerate(items):
+            try:
+                lead = LeadIn.model_validate(item)
+            except ValidationError as exc:
+                results.append(
+                    BatchItemResult(index=index, status=422, errors=validation_errors(exc.errors()))
+                )
+                continue
+            try:
+                async with session.begin_nested():  # one item's refusal leaves the others
+                    accepted = await accept_lead(
+                        session, rt.outbox, rt.policy, lead, writer=writer, now=now
+                    )
+            except ProblemError as exc:
+                field = exc.extra.get("field", "body")
+                results.append(
+                    BatchItemResult(
+                        index=index,
+                        status=exc.status,
+                        errors=[{"field": field, "message": exc.detail}],
+                    )
+                )
+                continue
+            results.append(
+                BatchItemResult(
+                    index=index,
+                    status=202,
+                    lead_id=accepted.lead_id,
+                    event_id=accepted.event_id,
+                    duplicate=accepted.duplicate,
+                )
+            )
+        accepted_count = sum(1 for r in results if r.status == 202)
+        answer = BatchResult(
+            accepted=accepted_count, rejected=len(results) - accepted_count, results=results
+        ).model_dump(mode="json", exclude_none=True)
+        if idempotency_key:
+            await idem.record(
+                session,
+                idempotency,
+                api_key=key.name,
+                key=idempotency_key,
+                status=200,
+                response=answer,
+            )
+    return JSONResponse(answer, status_code=200)
+
+
 @router.post("/activities", status_code=202, response_model=ActivityAccepted)
 async def post_activity(body: ActivityIn, rt: RuntimeDep, key: SourceKey) -> ActivityAccepted:
+    """An activity of a known lead (by `lead_id` or `email`): page view, download, webinar…"""
     async with rt.db.unit_of_work() as session:
-        return await accept_activity(session, rt.outbox, body, now=rt.clock.now())
+        return await accept_activity(
+            session, rt.outbox, rt.policy, body, writer=_writer(key), now=rt.clock.now()
+        )
 
 
-@router.get("/leads/{lead_id}")
-async def get_lead(lead_id: uuid.UUID, rt: RuntimeDep) -> dict:
+@router.post("/sources/hubspot/webhook", tags=["sources"])
+async def post_hubspot_webhook(request: Request, rt: RuntimeDep) -> JSONResponse:
+    """HubSpot contact webhooks (creation and property changes), checked by their v3 signature
+    with the app's client secret (`LEADFLOW_HUBSPOT_CLIENT_SECRET`)."""
+    secret = rt.settings.hubspot_client_secret
+    if not secret:
+        raise NotFound("the HubSpot adapter is not configured (LEADFLOW_HUBSPOT_CLIENT_SECRET)")
+    body = await request.body()
+    uri = rt.settings.hubspot_webhook_url or str(request.url)
+    hubspot.verify_v3(secret, request.method, uri, body, dict(request.headers))
+    try:
+        raw = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise Unprocessable(f"the body is not valid JSON: {exc}", field="body") from None
+    events = hubspot.parse_events(raw)
+    async with rt.db.unit_of_work() as session:
+        summary = await hubspot.ingest_events(
+            session, rt.outbox, rt.policy, events, now=rt.clock.now()
+        )
+    return JSONResponse(summary, status_code=200)
+
+
+@router.get("/leads/{lead_id}", responses={301: {"description": "merged into another lead"}})
+async def get_lead(lead_id: uuid.UUID, rt: RuntimeDep) -> Any:  # noqa: ANN401
+    """The lead as ingest knows it. A lead merged into another redirects to the survivor."""
     async with rt.db.unit_of_work() as session:
         row = (
             await session.execute(
-                sa.select(leads.c.snapshot, leads.c.created_at, leads.c.updated_at).where(
-                    leads.c.id == lead_id
-                )
+                sa.select(
+                    leads.c.snapshot, leads.c.created_at, leads.c.updated_at, leads.c.merged_into
+                ).where(leads.c.id == lead_id)
             )
         ).first()
     if row is None:
         raise NotFound(f"lead {lead_id} not found")
+    if row.merged_into is not None:
+        return RedirectResponse(f"/v1/leads/{row.merged_into}", status_code=301)
     return {**row.snapshot, "created_at": row.created_at, "updated_at": row.updated_at}

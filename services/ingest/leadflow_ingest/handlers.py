@@ -10,7 +10,7 @@ from leadflow.service import Runtime
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from leadflow_ingest.intake import accept_lead
+from leadflow_ingest.intake import Writer, accept_lead
 from leadflow_ingest.schemas import LeadIn
 
 
@@ -18,11 +18,16 @@ def subscriptions(rt: Runtime) -> list[Subscription]:
     async def lead_from_kafka(record: ConsumerRecord, session: AsyncSession) -> None:
         try:
             body = LeadIn.model_validate(orjson.loads(record.value or b""))
-        except (ValidationError, orjson.JSONDecodeError) as exc:
+        except (ValidationError, orjson.JSONDecodeError, TypeError) as exc:
             raise Reject(f"invalid lead payload: {exc}") from exc
         source = (record.key or b"kafka").decode(errors="replace")
         await accept_lead(
-            session, rt.outbox, body, source_key=f"kafka:{source}", now=rt.clock.now()
+            session,
+            rt.outbox,
+            rt.policy,
+            body,
+            writer=Writer(key_name=f"kafka:{source}"),
+            now=rt.clock.now(),
         )
 
     return [

@@ -1,84 +1,241 @@
-"""Decides what an inbound lead or activity becomes: a new lead, an update of a known one, an event."""
+"""Decides what an inbound lead or activity becomes: a new lead, an update of a known one, a
+merge of two known ones, an event. One place for HTTP, batch, Kafka and platform adapters."""
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from leadflow import metrics
-from leadflow.errors import NotFound
-from leadflow.events import LeadActivity, LeadCompany, LeadCreated, LeadSource, LeadUpdated
+from leadflow.errors import Forbidden, NotFound
+from leadflow.events import LeadActivity, LeadCreated, LeadSnapshot, LeadUpdated
 from leadflow.outbox import Outbox
+from leadflow.policy import Policy
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadflow_ingest import normalise
-from leadflow_ingest.models import activities, leads
+from leadflow_ingest.models import activities, lead_aliases, leads
 from leadflow_ingest.schemas import ActivityAccepted, ActivityIn, LeadAccepted, LeadIn
 
+# What marketing owes with every lead beyond who it is (DOMAIN.md, "Context").
+CONTEXT_FIELDS = ("source.campaign", "source.lead_magnet", "intent_note")
 
-def snapshot_of(lead_id: uuid.UUID, body: LeadIn, now: datetime) -> dict:
-    email, valid = normalise.normalise_email(body.email)
-    company = body.company
-    snapshot = {
-        "lead_id": lead_id,
-        "email": email,
-        "external_id": body.external_id,
-        "first_name": normalise.clean_name(body.first_name),
-        "last_name": normalise.clean_name(body.last_name),
-        "phone": body.phone,
-        "title": normalise.clean_name(body.title),
-        "role": body.role,
-        "seniority": body.seniority,
-        "company": LeadCompany(
-            name=normalise.clean_name(company.name),
-            domain=normalise.company_domain(email, company.domain),
-            industry=(company.industry or "").strip().lower().replace(" ", "_") or None,
-            employees=company.employees,
-            size_band=normalise.size_band(company.employees),
-            country=(company.country or "").strip().upper() or None,
-            region=company.region,
-            tech_stack=company.tech_stack,
-        ),
-        "source": LeadSource.model_validate(body.source.model_dump()),
-        "consent_basis": body.consent.basis,
-        "routable": body.consent.basis != "none",
-        "intent_tier": body.intent_tier,
-        "intent_note": body.intent_note,
-        "flags": normalise.intake_flags(email_valid=valid, title=body.title, email=email),
-        "occurred_at": body.occurred_at or now,
+
+@dataclass(frozen=True)
+class Writer:
+    """Who is writing: the API key (or Kafka source) and the source system it is bound to."""
+
+    key_name: str
+    source: str | None = None
+
+    def check_source_system(self, system: str | None) -> None:
+        if self.source and system and system.strip().lower() != self.source.lower():
+            raise Forbidden(
+                f"this key writes leads of source '{self.source}' only",
+                field="source.system",
+            )
+
+    def check_owner(self, owner: str | None, field: str) -> None:
+        if self.source and owner and owner.lower() != self.source.lower():
+            raise Forbidden(
+                f"this lead belongs to another source; this key writes '{self.source}' leads only",
+                field=field,
+            )
+
+
+def _deep_merge(base: dict, changes: dict) -> dict:
+    merged = dict(base)
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _given_fields(body: LeadIn) -> dict[str, Any]:
+    """Only what the sender set: an update that omits a field keeps what is known."""
+    given = body.model_dump(mode="json", exclude_unset=True)
+    extras = body.properties
+    for name in extras:
+        given.pop(name, None)
+    given.pop("email", None)  # identity, handled by the caller
+    company = given.get("company")
+    if company is not None:
+        if "name" in company:
+            company["name"] = normalise.clean_name(company["name"])
+        if "industry" in company:
+            raw = company["industry"]
+            company["industry"] = normalise.industry(raw)
+            if company["industry"] == "other":
+                company["industry_raw"] = raw
+        if "country" in company:
+            raw = company["country"]
+            company["country"] = normalise.country_code(raw)
+            if raw and company["country"] is None:
+                company["country_raw"] = raw
+        if company.get("domain"):
+            company["domain"] = normalise.company_domain("", company["domain"])
+    source = given.get("source")
+    if source is not None and source.get("system"):
+        source["system"] = source["system"].strip().lower()
+    for name in ("first_name", "last_name", "title"):
+        if name in given:
+            given[name] = normalise.clean_name(given[name])
+    consent = given.pop("consent", None)
+    if consent is not None:
+        given["consent_basis"] = consent["basis"]
+    if extras:
+        given["properties"] = extras
+    return given
+
+
+def build_snapshot(
+    lead_id: uuid.UUID,
+    email: str,
+    body: LeadIn,
+    previous: dict | None,
+    policy: Policy,
+    *,
+    now: datetime,
+    activity_flags: set[str] = frozenset(),
+) -> dict:
+    """The lead after this input: the previous snapshot with the given fields applied,
+    normalised, with the derived parts (domain, size band, flags, context) recomputed."""
+    base = dict(previous or {})
+    base.pop("merged_lead_ids", None)
+    snapshot = _deep_merge(base, _given_fields(body))
+    snapshot["lead_id"] = str(lead_id)
+    snapshot["email"] = email
+    snapshot["occurred_at"] = (body.occurred_at or now).isoformat()
+    company = dict(snapshot.get("company") or {})
+    if not company.get("domain"):
+        company["domain"] = normalise.company_domain(email, None)
+    company["size_band"] = normalise.size_band(company.get("employees"))
+    snapshot["company"] = company
+    snapshot.setdefault("consent_basis", "consent")
+    snapshot["routable"] = snapshot["consent_basis"] != "none"
+    negative = policy.scoring.negative
+    _, email_valid = normalise.normalise_email(email)
+    flags = normalise.intake_flags(
+        email_valid=email_valid,
+        title=snapshot.get("title"),
+        email=email,
+        competitor_domains=negative.competitor_domains,
+        student_markers=negative.student_markers,
+        job_seeker_markers=negative.job_seeker_markers,
+        student_domain_suffixes=negative.student_domain_suffixes,
+    )
+    snapshot["flags"] = sorted(set(flags) | set(activity_flags))
+    source = snapshot.get("source") or {}
+    present = {
+        "source.campaign": source.get("campaign"),
+        "source.lead_magnet": source.get("lead_magnet"),
+        "intent_note": snapshot.get("intent_note"),
     }
-    if body.properties:
-        snapshot["properties"] = body.properties
-    return snapshot
+    snapshot["context_missing"] = [name for name in CONTEXT_FIELDS if not present[name]]
+    return LeadSnapshot.model_validate(snapshot).model_dump(mode="json")
+
+
+async def find_lead(session: AsyncSession, kind: str, value: str | None) -> uuid.UUID | None:
+    """The live lead known by this email or external id, directly or through a merge."""
+    if not value:
+        return None
+    column = leads.c.email if kind == "email" else leads.c.external_id
+    direct = sa.select(leads.c.id.label("id")).where(column == value)
+    alias = sa.select(lead_aliases.c.lead_id.label("id")).where(
+        lead_aliases.c.kind == kind, lead_aliases.c.value == value
+    )
+    return await session.scalar(sa.union_all(direct, alias).limit(1))
+
+
+async def _activity_flags(session: AsyncSession, lead_id: uuid.UUID, policy: Policy) -> set[str]:
+    pages = policy.scoring.negative.job_seeker_pages
+    if not pages:
+        return set()
+    seen = await session.scalar(
+        sa.select(
+            sa.exists().where(
+                activities.c.lead_id == lead_id,
+                activities.c.type == "page_view",
+                activities.c.page_category.in_(pages),
+            )
+        )
+    )
+    return {"job_seeker"} if seen else set()
+
+
+async def _merge(session: AsyncSession, survivor: sa.Row, other: sa.Row, now: datetime) -> None:
+    """Fold `other` into `survivor`: identities, aliases and activities move; `other` points on."""
+    await session.execute(
+        sa.update(leads)
+        .where(leads.c.id == other.id)
+        .values(email=None, external_id=None, merged_into=survivor.id, updated_at=now)
+    )
+    await session.execute(
+        sa.update(lead_aliases)
+        .where(lead_aliases.c.lead_id == other.id)
+        .values(lead_id=survivor.id)
+    )
+    await session.execute(
+        sa.update(leads).where(leads.c.merged_into == other.id).values(merged_into=survivor.id)
+    )
+    aliases = [{"kind": "email", "value": other.email}]
+    if other.external_id:
+        if survivor.external_id is None:
+            await session.execute(
+                sa.update(leads)
+                .where(leads.c.id == survivor.id)
+                .values(external_id=other.external_id)
+            )
+        else:
+            aliases.append({"kind": "external_id", "value": other.external_id})
+    await session.execute(
+        insert(lead_aliases)
+        .values([{**a, "lead_id": survivor.id, "merged_from": other.id} for a in aliases])
+        .on_conflict_do_nothing()
+    )
+    await session.execute(
+        sa.update(activities).where(activities.c.lead_id == other.id).values(lead_id=survivor.id)
+    )
 
 
 async def accept_lead(
-    session: AsyncSession, outbox: Outbox, body: LeadIn, *, source_key: str, now: datetime
+    session: AsyncSession,
+    outbox: Outbox,
+    policy: Policy,
+    body: LeadIn,
+    *,
+    writer: Writer,
+    now: datetime,
 ) -> LeadAccepted:
-    """Create the lead, or update the one with the same email or external id."""
+    """Create the lead, update the one with the same email or external id, or merge the two
+    leads that turn out to be one person. Raises Forbidden before writing anything."""
     email, _ = normalise.normalise_email(body.email)
-    match = (
-        sa.or_(leads.c.email == email, leads.c.external_id == body.external_id)
-        if body.external_id
-        else leads.c.email == email
-    )
-    existing = (
-        await session.execute(sa.select(leads.c.id).where(match).with_for_update())
-    ).scalar_one_or_none()
-    if existing is None:
+    writer.check_source_system(body.source.system)
+    if writer.source and not body.source.system:
+        body.source.system = writer.source
+    by_email = await find_lead(session, "email", email)
+    by_external = await find_lead(session, "external_id", body.external_id)
+    known = list(dict.fromkeys(i for i in (by_email, by_external) if i is not None))
+
+    if not known:
         lead_id = uuid.uuid4()
-        payload = LeadCreated(**snapshot_of(lead_id, body, now))
+        snapshot = build_snapshot(lead_id, email, body, None, policy, now=now)
         inserted = await session.scalar(
             insert(leads)
             .values(
                 id=lead_id,
                 email=email,
                 external_id=body.external_id,
-                source_key=source_key,
-                snapshot=payload.model_dump(mode="json"),
-                routable=payload.routable,
+                source_key=writer.key_name,
+                owner_source=writer.source,
+                snapshot=snapshot,
+                routable=snapshot["routable"],
                 created_at=now,
                 updated_at=now,
             )
@@ -86,37 +243,99 @@ async def accept_lead(
             .returning(leads.c.id)
         )
         if inserted is not None:
-            event = await outbox.emit(session, payload)
+            event = await outbox.emit(session, LeadCreated.model_validate(snapshot))
             metrics.leads_ingested.labels("created").inc()
             return LeadAccepted(lead_id=lead_id, event_id=event.id, duplicate=False)
-        # a concurrent request created the same person a moment ago: treat this as its update
-        existing = (await session.execute(sa.select(leads.c.id).where(match))).scalar_one()
-    payload = LeadUpdated(**snapshot_of(existing, body, now))
+        # a concurrent request created the same person a moment ago: this is its update
+        by_email = await find_lead(session, "email", email)
+        by_external = await find_lead(session, "external_id", body.external_id)
+        known = list(dict.fromkeys(i for i in (by_email, by_external) if i is not None))
+
+    rows = (
+        await session.execute(
+            sa.select(leads)
+            .where(leads.c.id.in_(known))
+            .order_by(leads.c.created_at, leads.c.id)
+            .with_for_update()
+        )
+    ).all()
+    for row in rows:
+        writer.check_owner(row.owner_source, "email" if row.id == by_email else "external_id")
+    survivor, merged = rows[0], rows[1:]
+    for other in merged:
+        await _merge(session, survivor, other, now)
+    if body.external_id and by_external is None:
+        if survivor.external_id is None:
+            await session.execute(
+                sa.update(leads)
+                .where(leads.c.id == survivor.id)
+                .values(external_id=body.external_id)
+            )
+        else:
+            await session.execute(
+                insert(lead_aliases)
+                .values(
+                    kind="external_id",
+                    value=body.external_id,
+                    lead_id=survivor.id,
+                    merged_from=survivor.id,
+                )
+                .on_conflict_do_nothing()
+            )
+    if by_email is None:  # known by external id under another address: keep both addresses
+        await session.execute(
+            insert(lead_aliases)
+            .values(kind="email", value=email, lead_id=survivor.id, merged_from=survivor.id)
+            .on_conflict_do_nothing()
+        )
+    previous = survivor.snapshot
+    snapshot = build_snapshot(
+        survivor.id,
+        survivor.email or email,
+        body,
+        previous,
+        policy,
+        now=now,
+        activity_flags=await _activity_flags(session, survivor.id, policy),
+    )
     await session.execute(
         sa.update(leads)
-        .where(leads.c.id == existing)
-        .values(
-            snapshot=payload.model_dump(mode="json"),
-            routable=payload.routable,
-            updated_at=now,
-            external_id=sa.func.coalesce(leads.c.external_id, body.external_id),
-        )
+        .where(leads.c.id == survivor.id)
+        .values(snapshot=snapshot, routable=snapshot["routable"], updated_at=now)
+    )
+    payload = LeadUpdated.model_validate(
+        {**snapshot, "merged_lead_ids": [str(o.id) for o in merged]}
     )
     event = await outbox.emit(session, payload)
-    metrics.leads_ingested.labels("updated").inc()
-    return LeadAccepted(lead_id=existing, event_id=event.id, duplicate=True)
+    metrics.leads_ingested.labels("merged" if merged else "updated").inc()
+    return LeadAccepted(lead_id=survivor.id, event_id=event.id, duplicate=True)
 
 
 async def accept_activity(
-    session: AsyncSession, outbox: Outbox, body: ActivityIn, *, now: datetime
+    session: AsyncSession,
+    outbox: Outbox,
+    policy: Policy,
+    body: ActivityIn,
+    *,
+    writer: Writer,
+    now: datetime,
 ) -> ActivityAccepted:
     if body.lead_id is not None:
-        lead_id = await session.scalar(sa.select(leads.c.id).where(leads.c.id == body.lead_id))
+        lead_id = await session.scalar(
+            sa.select(sa.func.coalesce(leads.c.merged_into, leads.c.id)).where(
+                leads.c.id == body.lead_id
+            )
+        )
     else:
         email, _ = normalise.normalise_email(body.email or "")
-        lead_id = await session.scalar(sa.select(leads.c.id).where(leads.c.email == email))
+        lead_id = await find_lead(session, "email", email)
     if lead_id is None:
-        raise NotFound("no lead with this lead_id or email; send the lead first", field="lead_id")
+        field = "lead_id" if body.lead_id is not None else "email"
+        raise NotFound("no lead with this lead_id or email; send the lead first", field=field)
+    lead = (
+        await session.execute(sa.select(leads).where(leads.c.id == lead_id).with_for_update())
+    ).one()
+    writer.check_owner(lead.owner_source, "lead_id" if body.lead_id is not None else "email")
     activity_id = uuid.uuid4()
     occurred_at = body.occurred_at or now
     await session.execute(
@@ -140,4 +359,14 @@ async def accept_activity(
             properties=body.properties,
         ),
     )
+    pages = policy.scoring.negative.job_seeker_pages
+    flags = lead.snapshot.get("flags") or []
+    if body.type == "page_view" and body.page_category in pages and "job_seeker" not in flags:
+        # a careers-page visit marks a job seeker: the lead changes, so say so
+        snapshot = {**lead.snapshot, "flags": sorted({*flags, "job_seeker"}), "occurred_at": now}
+        snapshot = LeadSnapshot.model_validate(snapshot).model_dump(mode="json")
+        await session.execute(
+            sa.update(leads).where(leads.c.id == lead_id).values(snapshot=snapshot, updated_at=now)
+        )
+        await outbox.emit(session, LeadUpdated.model_validate(snapshot))
     return ActivityAccepted(activity_id=activity_id, lead_id=lead_id, event_id=event.id)

@@ -1,7 +1,9 @@
-"""Tables of the ingest schema: leads, their activities, and idempotent request replies."""
+"""Tables of the ingest schema: leads and their identities, activities, idempotent replies,
+and the HubSpot contacts being assembled from their property-change events."""
 
 import sqlalchemy as sa
 from leadflow.db import JSON, service_metadata
+from leadflow.idempotency import idempotency_table
 from sqlalchemy.dialects.postgresql import UUID
 
 metadata = service_metadata("ingest")
@@ -10,13 +12,26 @@ leads = sa.Table(
     "leads",
     metadata,
     sa.Column("id", UUID(as_uuid=True), primary_key=True),
-    sa.Column("email", sa.Text, nullable=False, unique=True),
+    # NULL once the lead is merged into another: its identities then live in lead_aliases.
+    sa.Column("email", sa.Text, unique=True),
     sa.Column("external_id", sa.Text, unique=True),
     sa.Column("source_key", sa.Text, nullable=False),
+    # The source system whose key created the lead; keys bound to another source may not write it.
+    sa.Column("owner_source", sa.Text),
+    sa.Column("merged_into", UUID(as_uuid=True), index=True),
     sa.Column("snapshot", JSON, nullable=False),
     sa.Column("routable", sa.Boolean, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+lead_aliases = sa.Table(
+    "lead_aliases",
+    metadata,
+    sa.Column("kind", sa.Text, primary_key=True),  # email | external_id
+    sa.Column("value", sa.Text, primary_key=True),
+    sa.Column("lead_id", UUID(as_uuid=True), nullable=False, index=True),
+    sa.Column("merged_from", UUID(as_uuid=True), nullable=False),
 )
 
 activities = sa.Table(
@@ -30,12 +45,23 @@ activities = sa.Table(
     sa.Column("properties", JSON, nullable=False),
 )
 
-idempotency = sa.Table(
-    "idempotency",
+idempotency = idempotency_table(metadata)
+
+hubspot_events = sa.Table(
+    "hubspot_events",
     metadata,
-    sa.Column("api_key", sa.Text, primary_key=True),
-    sa.Column("key", sa.Text, primary_key=True),
-    sa.Column("status", sa.Integer, nullable=False),
-    sa.Column("response", JSON, nullable=False),
-    sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now()),
+    sa.Column("portal_id", sa.BigInteger, primary_key=True),
+    sa.Column("event_id", sa.BigInteger, primary_key=True),
+    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+hubspot_contacts = sa.Table(
+    "hubspot_contacts",
+    metadata,
+    sa.Column("portal_id", sa.BigInteger, primary_key=True),
+    sa.Column("object_id", sa.BigInteger, primary_key=True),
+    # property -> {"value", "occurred_at"}: the latest value of each property seen so far
+    sa.Column("properties", JSON, nullable=False),
+    sa.Column("lead_id", UUID(as_uuid=True)),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )

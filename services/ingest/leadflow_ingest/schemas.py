@@ -6,6 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any, Literal
 
+from leadflow.text import check_storable
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
@@ -55,6 +56,12 @@ class LeadIn(BaseModel):
     intent_note: str | None = Field(default=None, max_length=2000)
     occurred_at: datetime | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _storable(cls, data: Any) -> Any:  # noqa: ANN401 - the raw request body
+        check_storable(data)
+        return data
+
     @field_validator("email")
     @classmethod
     def _email_shape(cls, email: str) -> str:
@@ -93,6 +100,12 @@ class ActivityIn(BaseModel):
     occurred_at: datetime | None = None
     properties: dict[str, Any] = Field(default_factory=dict)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _storable(cls, data: Any) -> Any:  # noqa: ANN401 - the raw request body
+        check_storable(data)
+        return data
+
     @model_validator(mode="after")
     def _identifies_lead(self) -> ActivityIn:
         if self.lead_id is None and self.email is None:
@@ -104,3 +117,18 @@ class ActivityAccepted(BaseModel):
     activity_id: uuid.UUID
     lead_id: uuid.UUID
     event_id: uuid.UUID
+
+
+class BatchItemResult(BaseModel):
+    index: int
+    status: int = Field(description="202 accepted, 422 invalid, 403 not this key's lead")
+    lead_id: uuid.UUID | None = None
+    event_id: uuid.UUID | None = None
+    duplicate: bool | None = None
+    errors: list[dict[str, Any]] | None = None
+
+
+class BatchResult(BaseModel):
+    accepted: int
+    rejected: int
+    results: list[BatchItemResult]

@@ -127,6 +127,32 @@ async def rescore(rt: Runtime, session: AsyncSession, lead_id: uuid.UUID) -> Non
         metrics.mql_promoted.labels("mql").inc()
 
 
+async def absorb(session: AsyncSession, survivor: uuid.UUID, merged: list[uuid.UUID]) -> None:
+    """Two leads were one person: the survivor takes their interactions, and an MQL already
+    promoted for either stays promoted once (sales got it; it is not sent again)."""
+    rows = (
+        await session.execute(
+            sa.delete(lead_scores)
+            .where(lead_scores.c.lead_id.in_(merged))
+            .returning(lead_scores.c.interactions, lead_scores.c.mql_at)
+        )
+    ).all()
+    if not rows:
+        return
+    interactions = [i for row in rows for i in row.interactions]
+    earliest_mql = min((row.mql_at for row in rows if row.mql_at is not None), default=None)
+    values: dict = {
+        "interactions": lead_scores.c.interactions.op("||")(
+            sa.bindparam("absorbed", interactions, type_=JSON)
+        )
+    }
+    if earliest_mql is not None:
+        values["mql_at"] = sa.func.coalesce(lead_scores.c.mql_at, earliest_mql)
+    await session.execute(
+        sa.update(lead_scores).where(lead_scores.c.lead_id == survivor).values(**values)
+    )
+
+
 def subscriptions(rt: Runtime) -> list[Subscription]:
     async def on_lead(event: CloudEvent, session: AsyncSession) -> None:
         lead = LeadSnapshot.model_validate(event.data)
@@ -136,6 +162,9 @@ def subscriptions(rt: Runtime) -> list[Subscription]:
             .values(lead_id=lead.lead_id, lead=snapshot, interactions=[], breakdown=[])
             .on_conflict_do_update(index_elements=[lead_scores.c.lead_id], set_={"lead": snapshot})
         )
+        merged = [uuid.UUID(str(i)) for i in (event.data.get("merged_lead_ids") or [])]
+        if merged:
+            await absorb(session, lead.lead_id, merged)
         await rescore(rt, session, lead.lead_id)
 
     async def on_activity(event: CloudEvent, session: AsyncSession) -> None:
