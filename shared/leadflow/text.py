@@ -1,7 +1,9 @@
-"""Text that PostgreSQL cannot store (NUL, unpaired surrogates) is refused at the edge, by path."""
+"""Values that cannot be stored or relayed (NUL, unpaired surrogates, integers beyond 64 bits,
+NaN and infinities) are refused at the edge, naming their path."""
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -21,6 +23,22 @@ def check_storable(value: Any, path: tuple = ()) -> None:  # noqa: ANN401 - any 
             raise PydanticCustomError(
                 "unstorable_text",
                 "{path} contains a NUL character or an unpaired surrogate",
+                {"path": _path(path) or "value"},
+            )
+    elif isinstance(value, bool):
+        return
+    elif isinstance(value, int):
+        if not -(2**63) <= value < 2**63:
+            raise PydanticCustomError(
+                "unstorable_number",
+                "{path} is an integer beyond 64 bits; send it as a string",
+                {"path": _path(path) or "value"},
+            )
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise PydanticCustomError(
+                "unstorable_number",
+                "{path} is not a finite number",
                 {"path": _path(path) or "value"},
             )
     elif isinstance(value, dict):
