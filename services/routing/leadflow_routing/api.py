@@ -6,7 +6,7 @@ import uuid
 from typing import Annotated
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Response
 from leadflow.auth import require_scope
 from leadflow.errors import Conflict, NotFound, Unprocessable
 from leadflow.service import RuntimeDep
@@ -15,15 +15,20 @@ from leadflow.webhooks import UnsafeTarget, check_target, new_secret
 from sqlalchemy.exc import IntegrityError
 
 from leadflow_routing import delivery
-from leadflow_routing.handlers import FALLBACK_TEAM_ID
-from leadflow_routing.models import assignments, deliveries, reps, teams, webhook_endpoints
+from leadflow_routing.handlers import FALLBACK_TEAM_ID, decide, reassign
+from leadflow_routing.models import assignments, deliveries, reps, rules, teams, webhook_endpoints
 from leadflow_routing.schemas import (
     AssignmentOut,
     DeliveryOut,
+    DryRunIn,
+    DryRunOut,
     EndpointIn,
     EndpointOut,
     RepIn,
     RepOut,
+    RepPatch,
+    RuleIn,
+    RuleOut,
     TeamIn,
     TeamOut,
 )
@@ -48,7 +53,14 @@ async def list_teams(rt: RuntimeDep) -> list[TeamOut]:
     async with rt.db.unit_of_work() as session:
         rows = (await session.execute(sa.select(teams).order_by(teams.c.created_at))).all()
     return [
-        TeamOut(id=r.id, name=r.name, calendar=r.calendar, is_fallback=r.is_fallback) for r in rows
+        TeamOut(
+            id=r.id,
+            name=r.name,
+            calendar=r.calendar,
+            is_fallback=r.is_fallback,
+            strategy=r.strategy,
+        )
+        for r in rows
     ]
 
 
@@ -69,6 +81,78 @@ async def create_rep(body: RepIn, rt: RuntimeDep, _: Admin) -> RepOut:
             )
         await session.execute(sa.insert(reps).values(id=rep_id, **values))
     return RepOut(id=rep_id, **values)
+
+
+@router.patch("/reps/{rep_id}", response_model=RepOut)
+async def patch_rep(rep_id: uuid.UUID, body: RepPatch, rt: RuntimeDep, _: Admin) -> RepOut:
+    """Out of office, inactive, capacity or weight changes take effect on the next lead."""
+    changes = body.model_dump(exclude_unset=True, exclude_none=True)
+    async with rt.db.unit_of_work() as session:
+        if changes:
+            query = sa.update(reps).where(reps.c.id == rep_id).values(**changes).returning(reps)
+        else:
+            query = sa.select(reps).where(reps.c.id == rep_id)
+        row = (await session.execute(query)).first()
+    if row is None:
+        raise NotFound(f"rep {rep_id} not found")
+    return RepOut.model_validate(row._asdict())
+
+
+@router.post("/rules", status_code=201, response_model=RuleOut)
+async def create_rule(body: RuleIn, rt: RuntimeDep, _: Admin) -> RuleOut:
+    rule_id = uuid.uuid4()
+    async with rt.db.unit_of_work() as session:
+        if await session.scalar(sa.select(teams.c.id).where(teams.c.id == body.team_id)) is None:
+            raise Unprocessable(f"team {body.team_id} does not exist", field="team_id")
+        try:
+            async with session.begin_nested():
+                await session.execute(sa.insert(rules).values(id=rule_id, **body.model_dump()))
+        except IntegrityError as exc:
+            raise Conflict(f"a rule named '{body.name}' exists", field="name") from exc
+    return RuleOut(id=rule_id, **body.model_dump())
+
+
+@router.get("/rules", response_model=list[RuleOut])
+async def list_rules(rt: RuntimeDep) -> list[RuleOut]:
+    """In the order they are tried."""
+    async with rt.db.unit_of_work() as session:
+        rows = (
+            await session.execute(sa.select(rules).order_by(rules.c.priority, rules.c.created_at))
+        ).all()
+    return [RuleOut.model_validate(r._asdict()) for r in rows]
+
+
+@router.delete("/rules/{rule_id}", status_code=204)
+async def delete_rule(rule_id: uuid.UUID, rt: RuntimeDep, _: Admin) -> Response:
+    async with rt.db.unit_of_work() as session:
+        deleted = await session.scalar(
+            sa.delete(rules).where(rules.c.id == rule_id).returning(rules.c.id)
+        )
+    if deleted is None:
+        raise NotFound(f"rule {rule_id} not found")
+    return Response(status_code=204)
+
+
+@router.post("/routing:dry-run", response_model=DryRunOut)
+async def dry_run(body: DryRunIn, rt: RuntimeDep) -> DryRunOut:
+    """Where a lead like this would go now, and why, without assigning anything."""
+    async with rt.db.unit_of_work() as session:
+        routing = await decide(session, body.model_dump(mode="json"), rt.clock.now(), dry_run=True)
+    return DryRunOut(
+        team_id=routing.team.id,
+        team=routing.team.name,
+        rep_id=routing.decision.rep_id,
+        trace=routing.trace,
+    )
+
+
+@router.post("/leads/{lead_id}/reassign", status_code=202, response_model=AssignmentOut)
+async def reassign_lead(lead_id: uuid.UUID, rt: RuntimeDep, _: Admin) -> AssignmentOut:
+    """Route the lead again, away from its current rep (emits lead.routed with reason manual)."""
+    async with rt.db.unit_of_work() as session:
+        if not await reassign(rt, session, lead_id, "manual"):
+            raise NotFound(f"lead {lead_id} has not been routed")
+    return await get_assignment(lead_id, rt)
 
 
 @router.get("/reps", response_model=list[RepOut])

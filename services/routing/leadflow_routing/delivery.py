@@ -131,6 +131,8 @@ async def deliver_one(rt: Runtime, client: httpx.AsyncClient, row) -> None:  # n
 
 async def run_deliveries(rt: Runtime) -> None:
     """Worker: claim due deliveries (SKIP LOCKED, so any number of instances can run) and send them."""
+    # The first dead letter of this process must be visible to increase(): start the series at 0.
+    metrics.webhook_deliveries.labels("dead_lettered")
     wake = asyncio.Event()
     rt.db.on_commit(DELIVERIES_TAG, wake.set)  # a routing decision or replay queued some
     async with httpx.AsyncClient(timeout=TIMEOUT, follow_redirects=False) as client:

@@ -3,23 +3,44 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 import sqlalchemy as sa
 from leadflow import metrics
 from leadflow.consumer import Subscription
 from leadflow.db import touch
-from leadflow.events import TOPIC_SCORING, CloudEvent, LeadMql, LeadRouted
+from leadflow.events import (
+    TOPIC_FEEDBACK,
+    TOPIC_SCORING,
+    TOPIC_SLA,
+    CloudEvent,
+    LeadMql,
+    LeadRouted,
+    LeadStatusChanged,
+    SlaEscalated,
+)
 from leadflow.service import Runtime
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from leadflow_routing.assignment import RepView, round_robin
+from leadflow_routing.assignment import (
+    Decision,
+    RepView,
+    RuleView,
+    choose,
+    match_rule,
+    skip_reason,
+)
 from leadflow_routing.models import (
     DELIVERIES_TAG,
+    accounts,
     assignments,
     deliveries,
     reps,
+    rules,
     teams,
     webhook_endpoints,
 )
@@ -27,38 +48,136 @@ from leadflow_routing.models import (
 FALLBACK_TEAM_ID = uuid.UUID("00000000-0000-0000-0000-00000000f411")
 
 
-async def assign_lead(rt: Runtime, session: AsyncSession, mql: LeadMql, reason: str) -> None:
+OPEN_WORK_ENDS = frozenset({"returned", "recycled", "unreachable", "lost", "won"})
+
+
+@dataclass
+class Routing:
+    """A routing decision with everything the trace and the assignment need."""
+
+    team: Any
+    decision: Decision
+    trace: dict[str, Any]
+    reps: list[RepView]
+
+
+async def _team_reps(session: AsyncSession, team_id: uuid.UUID) -> list[RepView]:
+    open_leads = (
+        sa.select(assignments.c.rep_id, sa.func.count().label("n"))
+        .where(assignments.c.current, assignments.c.closed_at.is_(None))
+        .group_by(assignments.c.rep_id)
+        .subquery()
+    )
+    rows = (
+        await session.execute(
+            sa.select(reps, sa.func.coalesce(open_leads.c.n, 0).label("open_leads"))
+            .outerjoin(open_leads, open_leads.c.rep_id == reps.c.id)
+            .where(reps.c.team_id == team_id)
+        )
+    ).all()
+    return [
+        RepView(
+            r.id,
+            r.name,
+            r.active,
+            r.out_of_office,
+            r.weight,
+            r.capacity,
+            r.open_leads,
+            r.timezone,
+            r.working_hours,
+        )
+        for r in rows
+    ]
+
+
+async def decide(
+    session: AsyncSession,
+    mql: dict[str, Any],
+    now: datetime,
+    *,
+    exclude_rep: uuid.UUID | None = None,
+    dry_run: bool = False,
+) -> Routing:
+    """Account owner first, else the first matching rule's team (or the fallback queue), then
+    the team's strategy. Every step is written to the trace."""
+    trace: dict[str, Any] = {"account": None, "rule": None, "rules_tried": []}
+    domain = ((mql.get("company") or {}).get("domain") or "").lower() or None
+    if domain:
+        owner = (
+            await session.execute(sa.select(accounts).where(accounts.c.domain == domain))
+        ).first()
+        if owner is not None:
+            team = (
+                await session.execute(sa.select(teams).where(teams.c.id == owner.team_id))
+            ).one()
+            team_reps = await _team_reps(session, team.id)
+            rep = next((r for r in team_reps if r.id == owner.rep_id), None)
+            reason = "reassigned_from" if rep and rep.id == exclude_rep else None
+            reason = reason or (skip_reason(rep, now) if rep else "not_in_team")
+            trace["account"] = {"domain": domain, "owner": str(owner.rep_id), "skipped": reason}
+            if reason is None:
+                trace.update(team=team.name, strategy="account_owner")
+                considered = [{"rep_id": str(rep.id), "name": rep.name, "skipped": None}]
+                return Routing(team, Decision(rep.id, considered), trace, team_reps)
+    rule_rows = (
+        await session.execute(
+            sa.select(rules).where(rules.c.active).order_by(rules.c.priority, rules.c.created_at)
+        )
+    ).all()
+    rule, tried = match_rule(
+        [RuleView(r.id, r.name, r.team_id, r.conditions) for r in rule_rows], mql
+    )
+    trace["rules_tried"] = tried
+    team_id = rule.team_id if rule else FALLBACK_TEAM_ID
+    trace["rule"] = rule.name if rule else None
+    if dry_run:
+        team = (await session.execute(sa.select(teams).where(teams.c.id == team_id))).one()
+        position = team.rr_position
+    else:
+        team = (
+            await session.execute(
+                sa.update(teams)
+                .where(teams.c.id == team_id)
+                .values(rr_position=teams.c.rr_position + 1)
+                .returning(teams)
+            )
+        ).one()
+        position = team.rr_position - 1
+    team_reps = await _team_reps(session, team.id)
+    eligible = [r for r in team_reps if r.id != exclude_rep]
+    decision = choose(team.strategy, eligible, position, now)
+    if exclude_rep is not None:
+        excluded = next((r for r in team_reps if r.id == exclude_rep), None)
+        if excluded is not None:
+            decision.considered.insert(
+                0, {"rep_id": str(excluded.id), "name": excluded.name, "skipped": "reassigned_from"}
+            )
+    trace.update(team=team.name, strategy=team.strategy, position=position)
+    trace["considered"] = decision.considered
+    return Routing(team, decision, trace, team_reps)
+
+
+async def assign_lead(
+    rt: Runtime, session: AsyncSession, mql: LeadMql, reason: str, *, exclude_rep=None
+) -> uuid.UUID | None:
+    """Assign (or reassign) the lead; None when a re-sent MQL finds it already routed."""
     current = await session.scalar(
         sa.select(assignments.c.id).where(
             assignments.c.lead_id == mql.lead_id, assignments.c.current
         )
     )
     if current is not None and reason == "mql":
-        return  # already routed: a re-sent MQL changes nothing
-    team = (await session.execute(sa.select(teams).where(teams.c.id == FALLBACK_TEAM_ID))).one()
-    position = await session.scalar(
-        sa.update(teams)
-        .where(teams.c.id == team.id)
-        .values(rr_position=teams.c.rr_position + 1)
-        .returning(teams.c.rr_position - 1)
-    )
-    team_reps = [
-        RepView(r.id, r.name, r.active, r.out_of_office)
-        for r in (await session.execute(sa.select(reps).where(reps.c.team_id == team.id))).all()
-    ]
-    decision = round_robin(team_reps, position or 0)
+        return None  # already routed: a re-sent MQL changes nothing
     now = rt.clock.now()
+    routing = await decide(session, mql.model_dump(mode="json"), now, exclude_rep=exclude_rep)
+    team, decision, trace = routing.team, routing.decision, routing.trace
     assignment_id = uuid.uuid4()
-    trace = {
-        "rule": None,
-        "team": team.name,
-        "strategy": "round_robin",
-        "position": position,
-        "considered": decision.considered,
-    }
     if current is not None:
         await session.execute(
-            sa.update(assignments).where(assignments.c.id == current).values(current=False)
+            sa.update(assignments)
+            .where(assignments.c.id == current)
+            .values(current=False, closed_at=now)
         )
     await session.execute(
         sa.insert(assignments).values(
@@ -72,6 +191,13 @@ async def assign_lead(rt: Runtime, session: AsyncSession, mql: LeadMql, reason: 
             created_at=now,
         )
     )
+    domain = (mql.company.domain or "").lower()
+    if domain and decision.rep_id is not None and trace.get("strategy") != "account_owner":
+        await session.execute(
+            insert(accounts)
+            .values(domain=domain, rep_id=decision.rep_id, team_id=team.id, since=now)
+            .on_conflict_do_nothing()
+        )
     routed = LeadRouted(
         lead_id=mql.lead_id,
         assignment_id=assignment_id,
@@ -85,7 +211,7 @@ async def assign_lead(rt: Runtime, session: AsyncSession, mql: LeadMql, reason: 
     )
     await rt.outbox.emit(session, routed)
     metrics.leads_routed.labels(team.name, reason).inc()
-    rep = next((r for r in team_reps if r.id == decision.rep_id), None)
+    rep = next((r for r in routing.reps if r.id == decision.rep_id), None)
     body = {
         "type": routed.type,
         "timestamp": now.isoformat(),
@@ -116,7 +242,7 @@ async def queue_deliveries(
         await session.scalars(
             sa.select(e.id).where(
                 e.enabled,
-                e.event_types.any(event_type),
+                sa.literal(event_type) == sa.any_(e.event_types),
                 sa.or_(e.team_id.is_(None), e.team_id == team_id),
             )
         )
@@ -140,8 +266,46 @@ async def queue_deliveries(
         touch(session, DELIVERIES_TAG)
 
 
+async def reassign(rt: Runtime, session: AsyncSession, lead_id: uuid.UUID, reason: str) -> bool:
+    """Route the lead again, away from its current rep; False if it was never routed."""
+    current = (
+        await session.execute(
+            sa.select(assignments)
+            .where(assignments.c.lead_id == lead_id, assignments.c.current)
+            .with_for_update()
+        )
+    ).first()
+    if current is None:
+        return False
+    mql = LeadMql.model_validate(current.mql)
+    await assign_lead(rt, session, mql, reason, exclude_rep=current.rep_id)
+    return True
+
+
 def subscriptions(rt: Runtime) -> list[Subscription]:
     async def on_mql(event: CloudEvent, session: AsyncSession) -> None:
         await assign_lead(rt, session, LeadMql.model_validate(event.data), reason="mql")
 
-    return [Subscription("mql", (TOPIC_SCORING,), handlers={"lead.mql": on_mql})]
+    async def on_escalated(event: CloudEvent, session: AsyncSession) -> None:
+        escalation = SlaEscalated.model_validate(event.data)
+        if escalation.reassign:
+            await reassign(rt, session, escalation.lead_id, "sla_escalation")
+
+    async def on_status(event: CloudEvent, session: AsyncSession) -> None:
+        change = LeadStatusChanged.model_validate(event.data)
+        if change.status in OPEN_WORK_ENDS:
+            await session.execute(
+                sa.update(assignments)
+                .where(
+                    assignments.c.lead_id == change.lead_id,
+                    assignments.c.current,
+                    assignments.c.closed_at.is_(None),
+                )
+                .values(closed_at=change.changed_at)
+            )
+
+    return [
+        Subscription("mql", (TOPIC_SCORING,), handlers={"lead.mql": on_mql}),
+        Subscription("sla", (TOPIC_SLA,), handlers={"sla.escalated": on_escalated}),
+        Subscription("feedback", (TOPIC_FEEDBACK,), handlers={"lead.status_changed": on_status}),
+    ]

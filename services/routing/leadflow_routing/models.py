@@ -14,6 +14,7 @@ teams = sa.Table(
     sa.Column("is_fallback", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("calendar", JSON),  # business calendar spec; null: the policy's default
     sa.Column("rr_position", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("strategy", sa.Text, nullable=False, server_default="round_robin"),
     sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now()),
 )
 
@@ -28,7 +29,30 @@ reps = sa.Table(
     sa.Column("weight", sa.Integer, nullable=False, server_default="1"),
     sa.Column("active", sa.Boolean, nullable=False, server_default=sa.true()),
     sa.Column("out_of_office", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("timezone", sa.Text),  # IANA name; null: UTC
+    sa.Column("working_hours", JSON),  # {"mon": [["09:00", "17:00"]], ...}; null: always
     sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now()),
+)
+
+rules = sa.Table(
+    "rules",
+    metadata,
+    sa.Column("id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("name", sa.Text, nullable=False, unique=True),
+    sa.Column("priority", sa.Integer, nullable=False),  # lower first
+    sa.Column("conditions", JSON, nullable=False),  # {"channel": ["inbound"], "country": [...]}
+    sa.Column("team_id", UUID(as_uuid=True), sa.ForeignKey("teams.id"), nullable=False),
+    sa.Column("active", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now()),
+)
+
+accounts = sa.Table(
+    "accounts",
+    metadata,
+    sa.Column("domain", sa.Text, primary_key=True),
+    sa.Column("rep_id", UUID(as_uuid=True), sa.ForeignKey("reps.id"), nullable=False),
+    sa.Column("team_id", UUID(as_uuid=True), sa.ForeignKey("teams.id"), nullable=False),
+    sa.Column("since", sa.DateTime(timezone=True), nullable=False),
 )
 
 assignments = sa.Table(
@@ -43,6 +67,7 @@ assignments = sa.Table(
     sa.Column("current", sa.Boolean, nullable=False, server_default=sa.true()),
     sa.Column("mql", JSON, nullable=False),  # the MQL context delivered to sales tools
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("closed_at", sa.DateTime(timezone=True)),  # the lead left the rep's open work
     sa.Index("uq_assignments_current", "lead_id", unique=True, postgresql_where=sa.text("current")),
 )
 

@@ -1,0 +1,230 @@
+"""Routing over the real PostgreSQL and broker: rules, strategies, skips, account match, the
+decision trace, dry runs and reassignment."""
+
+import uuid
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+from leadflow.db import Database
+from leadflow.events import (
+    TOPIC_SCORING,
+    TOPIC_SLA,
+    CloudEvent,
+    LeadCompany,
+    LeadMql,
+    LeadSource,
+    SlaEscalated,
+    make_event,
+)
+from leadflow.kafka import make_producer
+from leadflow.testing import ADMIN, eventually, service_client
+
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def mql(n: int, *, channel="inbound", domain=None, country="PL") -> LeadMql:
+    return LeadMql(
+        lead_id=uuid.uuid4(),
+        fit=100,
+        engagement=60.0,
+        intent_tier=2,
+        channel=channel,
+        source=LeadSource(system="hubspot", channel=channel, campaign="q4"),
+        company=LeadCompany(name=f"Co {n}", domain=domain, country=country, size_band="50-249"),
+        email=f"lead{n}@example.com",
+        promoted_at=datetime.now(UTC),
+    )
+
+
+async def publish(settings, topic, payloads) -> None:
+    producer = make_producer(settings, "routing-test")
+    await producer.start()
+    try:
+        for payload in payloads:
+            event = make_event(payload, source="test")
+            await producer.send(
+                settings.topic_prefix + topic, event.to_bytes(), key=str(payload.lead_id).encode()
+            )
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def routed(settings) -> list[CloudEvent]:
+    db = Database(settings.database_url)
+    try:
+        async with db.unit_of_work() as session:
+            rows = (
+                await session.execute(sa.text("SELECT payload FROM routing.outbox ORDER BY id"))
+            ).all()
+    finally:
+        await db.dispose()
+    return [e for e in (CloudEvent.from_bytes(r.payload) for r in rows) if e.type == "lead.routed"]
+
+
+async def wait_routed(settings, count: int, timeout: float = 120) -> list[CloudEvent]:
+    async def enough():
+        found = await routed(settings)
+        return found if len(found) >= count else None
+
+    return await eventually(enough, timeout=timeout)
+
+
+async def add_team(client, name, strategy="round_robin") -> str:
+    response = await client.post(
+        "/v1/teams", json={"name": name, "strategy": strategy}, headers=ADMIN
+    )
+    assert response.status_code == 201, response.text
+    return response.json()["id"]
+
+
+async def add_rep(client, name, team_id=None, **fields) -> str:
+    body = {"name": name, **fields}
+    if team_id:
+        body["team_id"] = team_id
+    response = await client.post("/v1/reps", json=body, headers=ADMIN)
+    assert response.status_code == 201, response.text
+    return response.json()["id"]
+
+
+async def test_round_robin_is_exact_across_two_routing_instances(stack):
+    settings = await stack.isolated_settings()
+    async with (
+        service_client("routing", settings) as first,
+        service_client("routing", settings) as second,
+    ):
+        reps = [await add_rep(first, f"Rep {i}") for i in range(3)]
+        await publish(settings, TOPIC_SCORING, [mql(n) for n in range(300)])
+        events = await wait_routed(settings, 300)
+        assert (
+            second.app.state.runtime.consumers[0].processed
+            + first.app.state.runtime.consumers[0].processed
+            >= 300
+        )
+    counts = Counter(e.data["rep_id"] for e in events)
+    assert counts == {rep: 100 for rep in reps}
+    assert len({e.data["lead_id"] for e in events}) == 300
+
+
+async def test_weighted_and_load_balanced_teams(stack):
+    settings = await stack.isolated_settings()
+    async with service_client("routing", settings) as routing:
+        weighted = await add_team(routing, "Weighted", "weighted")
+        heavy = await add_rep(routing, "Heavy", weighted, weight=3)
+        light = await add_rep(routing, "Light", weighted, weight=1)
+        balanced = await add_team(routing, "Balanced", "load_balanced")
+        big = await add_rep(routing, "Big", balanced, capacity=6)
+        small = await add_rep(routing, "Small", balanced, capacity=2)
+        for name, team, channel in (("to weighted", weighted, "partner"),
+                                    ("to balanced", balanced, "outbound")):  # fmt: skip
+            response = await routing.post(
+                "/v1/rules",
+                json={"name": name, "conditions": {"channel": [channel]}, "team_id": team},
+                headers=ADMIN,
+            )
+            assert response.status_code == 201, response.text
+        await publish(settings, TOPIC_SCORING, [mql(n, channel="partner") for n in range(40)])
+        events = await wait_routed(settings, 40)
+        assert Counter(e.data["rep_id"] for e in events) == {heavy: 30, light: 10}
+        await publish(settings, TOPIC_SCORING, [mql(n, channel="outbound") for n in range(9)])
+        events = (await wait_routed(settings, 49))[40:]
+    counts = Counter(e.data["rep_id"] for e in events)
+    # load follows capacity (6:2) until both are full; the ninth lead finds no one free
+    assert counts == {big: 6, small: 2, None: 1}
+    last = events[-1]
+    assert last.data["team"] == "Balanced"
+
+
+async def test_skips_account_match_trace_and_dry_run(stack):
+    settings = await stack.isolated_settings()
+    tomorrow = DAYS[(datetime.now(UTC).weekday() + 1) % 7]
+    async with service_client("routing", settings) as routing:
+        away = await add_rep(routing, "Away")
+        off_shift = await add_rep(
+            routing, "Off shift", timezone="Europe/Warsaw",
+            working_hours={tomorrow: [["09:00", "17:00"]]},
+        )  # fmt: skip
+        working = await add_rep(routing, "Working")
+        patched = await routing.patch(
+            f"/v1/reps/{away}", json={"out_of_office": True}, headers=ADMIN
+        )
+        assert patched.json()["out_of_office"] is True
+        dry = await routing.post("/v1/routing:dry-run", json={"channel": "inbound"})
+        assert dry.status_code == 200, dry.text
+        assert dry.json()["rep_id"] == working
+        first = mql(1, domain="acme.example")
+        await publish(settings, TOPIC_SCORING, [first])
+        [event] = await wait_routed(settings, 1)
+        assert event.data["rep_id"] == working
+        assignment = (await routing.get(f"/v1/leads/{first.lead_id}/assignment")).json()
+        skipped = {c["rep_id"]: c["skipped"] for c in assignment["trace"]["considered"]}
+        assert skipped[away] == "out_of_office"
+        assert skipped[off_shift] == "outside_working_hours"
+        assert skipped[working] is None
+        assert assignment["trace"]["rule"] is None  # no rules: the fallback queue
+        # a second person at the same company goes to the account's owner
+        another = await add_rep(routing, "Another")
+        await publish(settings, TOPIC_SCORING, [mql(2, domain="acme.example")])
+        events = await wait_routed(settings, 2)
+        assert events[1].data["rep_id"] == working
+        owner_trace = (
+            await routing.get(f"/v1/leads/{events[1].data['lead_id']}/assignment")
+        ).json()
+        assert owner_trace["trace"]["strategy"] == "account_owner"
+        assert another != working
+
+
+async def test_reassignment_on_request_and_on_escalation(stack):
+    settings = await stack.isolated_settings()
+    async with service_client("routing", settings) as routing:
+        reps = {await add_rep(routing, "Ann"), await add_rep(routing, "Bob")}
+        lead = mql(1)
+        await publish(settings, TOPIC_SCORING, [lead])
+        [first] = await wait_routed(settings, 1)
+        manual = await routing.post(f"/v1/leads/{lead.lead_id}/reassign", headers=ADMIN)
+        assert manual.status_code == 202, manual.text
+        assert manual.json()["rep_id"] != first.data["rep_id"]
+        assert manual.json()["reason"] == "manual"
+        escalation = SlaEscalated(
+            lead_id=lead.lead_id,
+            timer_id=uuid.uuid4(),
+            sla="first_response",
+            started_at=datetime.now(UTC) - timedelta(hours=3),
+            due_at=datetime.now(UTC) - timedelta(minutes=1),
+            level="breached",
+            reassign=True,
+        )
+        await publish(settings, TOPIC_SLA, [escalation])
+        events = await wait_routed(settings, 3)
+    assert [e.data["reason"] for e in events] == ["mql", "manual", "sla_escalation"]
+    assert {e.data["rep_id"] for e in events} <= reps
+    assert events[2].data["rep_id"] != events[1].data["rep_id"]
+    missing = await routing_missing(settings)
+    assert missing == 404
+
+
+async def routing_missing(settings) -> int:
+    async with service_client("routing", settings) as routing:
+        response = await routing.post(f"/v1/leads/{uuid.uuid4()}/reassign", headers=ADMIN)
+        return response.status_code
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"name": "r", "conditions": {}, "team_id": str(uuid.uuid4())}, "conditions"),
+        ({"name": "r", "conditions": {"planet": ["mars"]}, "team_id": str(uuid.uuid4())},
+         "conditions.planet.[key]"),
+        ({"name": "r", "conditions": {"channel": ["inbound"]}, "team_id": str(uuid.uuid4())},
+         "team_id"),
+    ],
+)  # fmt: skip
+async def test_bad_rules_are_refused_naming_the_field(settings, body, field):
+    async with service_client("routing", settings) as routing:
+        response = await routing.post("/v1/rules", json=body, headers=ADMIN)
+    assert response.status_code == 422, response.text
+    problem = response.json()
+    named = {e["field"] for e in problem.get("errors", [])} | {problem.get("field")}
+    assert field in named

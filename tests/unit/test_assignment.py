@@ -1,0 +1,105 @@
+"""Pure routing decisions: rule matching, strategies, skips."""
+
+import uuid
+from collections import Counter
+from datetime import UTC, datetime
+
+from hypothesis import given
+from hypothesis import strategies as st
+from leadflow_routing.assignment import (
+    RepView,
+    RuleView,
+    in_working_hours,
+    load_balanced,
+    match_rule,
+    round_robin,
+    weighted,
+    weighted_order,
+)
+
+MONDAY_NOON_UTC = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+
+
+def rep(name, **fields):
+    return RepView(uuid.uuid5(uuid.NAMESPACE_DNS, name), name, **fields)
+
+
+@given(st.lists(st.integers(min_value=1, max_value=9), min_size=1, max_size=6))
+def test_weighted_gives_each_rep_its_weight_per_cycle(weights):
+    reps = [rep(f"r{i}", weight=w) for i, w in enumerate(weights)]
+    total = sum(weights)
+    picks = Counter(
+        weighted(reps, position, MONDAY_NOON_UTC).rep_id for position in range(total * 3)
+    )
+    assert picks == {r.id: 3 * r.weight for r in reps}
+
+
+def test_weighted_spreads_turns_out():
+    heavy, light = rep("a", weight=3), rep("b", weight=1)
+    cycle = [r.name for r in weighted_order([heavy, light])]
+    assert sorted(cycle) == ["a", "a", "a", "b"]
+    longest_run = max(len(run) for run in "".join(cycle).split("b"))
+    assert longest_run < 3  # smooth: the light rep is not left to the end of the cycle
+
+
+@given(st.integers(min_value=1, max_value=8), st.integers(min_value=0, max_value=1000))
+def test_round_robin_visits_everyone_once_per_round(n, start):
+    reps = [rep(f"r{i}") for i in range(n)]
+    picks = Counter(round_robin(reps, start + k).rep_id for k in range(n * 4))
+    assert set(picks.values()) == {4}
+
+
+def test_round_robin_passes_over_ineligible_reps_and_says_why():
+    away = rep("away", out_of_office=True)
+    gone = rep("gone", active=False)
+    here = rep("here")
+    decision = round_robin([away, gone, here], 0)
+    assert decision.rep_id == here.id
+    full_round = round_robin([away, gone], 0).considered
+    assert {c["name"]: c["skipped"] for c in full_round} == {
+        "away": "out_of_office",
+        "gone": "inactive",
+    }
+    assert round_robin([away, gone], 0).rep_id is None
+
+
+def test_load_balanced_prefers_the_lowest_load_and_skips_full_reps():
+    busy = rep("busy", capacity=10, open_leads=5)
+    idle = rep("idle", capacity=10, open_leads=1)
+    full = rep("full", capacity=2, open_leads=2)
+    decision = load_balanced([busy, idle, full])
+    assert decision.rep_id == idle.id
+    assert {c["name"]: c["skipped"] for c in decision.considered}["full"] == "at_capacity"
+    assert load_balanced([full]).rep_id is None
+
+
+def test_working_hours_are_the_reps_own_time_zone_across_dst():
+    hours = {"mon": [["09:00", "17:00"]], "sun": [["09:00", "10:00"]]}
+    warsaw = rep("w", timezone="Europe/Warsaw", working_hours=hours)
+    # Monday 12:00 UTC is 13:00 in Warsaw (CET): working
+    assert in_working_hours(warsaw, MONDAY_NOON_UTC)
+    # Monday 16:30 UTC is 17:30 in Warsaw: after hours
+    assert not in_working_hours(warsaw, datetime(2026, 11, 23, 16, 30, tzinfo=UTC))
+    # 29 March 2026 (DST starts): 07:30 UTC is 09:30 CEST, inside the Sunday window
+    assert in_working_hours(warsaw, datetime(2026, 3, 29, 7, 30, tzinfo=UTC))
+    # the same UTC time a week earlier is 08:30 CET, before it
+    assert not in_working_hours(warsaw, datetime(2026, 3, 22, 7, 30, tzinfo=UTC))
+    assert in_working_hours(rep("always"), MONDAY_NOON_UTC)
+
+
+def test_first_matching_rule_wins_and_every_condition_must_hold():
+    team_a, team_b = uuid.uuid4(), uuid.uuid4()
+    rules = [
+        RuleView(uuid.uuid4(), "pl partners", team_a, {"channel": ["partner"], "country": ["PL"]}),
+        RuleView(uuid.uuid4(), "software", team_b, {"industry": ["Software"]}),
+    ]
+    lead = {"channel": "partner", "company": {"country": "PL", "industry": "software"}}
+    rule, tried = match_rule(rules, lead)
+    assert rule.team_id == team_a
+    assert tried == [{"rule": "pl partners", "matched": True}]
+    lead["company"]["country"] = "SK"
+    rule, tried = match_rule(rules, lead)
+    assert rule.team_id == team_b
+    assert [t["matched"] for t in tried] == [False, True]
+    rule, _ = match_rule(rules, {"channel": "inbound", "company": {}})
+    assert rule is None
