@@ -14,16 +14,19 @@ def exponential_backoff(attempt: int, base: float = 0.2, cap: float = 10.0) -> f
 
 
 def webhook_retry_delay(
-    attempts_made: int, retry_after: float | None = None, rng: random.Random | None = None
+    attempts_made: int,
+    retry_after: float | None = None,
+    rng: random.Random | None = None,
+    schedule: tuple[float, ...] = WEBHOOK_SCHEDULE,
 ) -> float | None:
     """Seconds until the next delivery try after `attempts_made` tries, or None when exhausted.
 
     Jitter of ±10 % spreads retries of many deliveries that failed together; a receiver's
     `Retry-After` is honoured when it asks for longer than the schedule.
     """
-    if attempts_made >= len(WEBHOOK_SCHEDULE):
+    if attempts_made >= len(schedule):
         return None
-    delay = WEBHOOK_SCHEDULE[attempts_made]
+    delay = schedule[attempts_made]
     delay *= 1 + (rng or random).uniform(-0.1, 0.1)
     if retry_after is not None:
         delay = max(delay, retry_after)

@@ -60,6 +60,8 @@ class Settings(BaseSettings):
     # HubSpot adapter (ingest): the app's client secret checks X-HubSpot-Signature-v3; the
     # public URL is the one HubSpot signs when a proxy rewrites what the service sees.
     hubspot_client_secret: str | None = None
+    # Seconds between webhook tries, first try included; default: the Standard Webhooks schedule.
+    webhook_retry_schedule: tuple[float, ...] | None = None
     hubspot_webhook_url: str | None = None
     consumer_batch_size: int = Field(default=500, ge=1)
     consumer_max_attempts: int = Field(default=5, ge=1)

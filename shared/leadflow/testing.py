@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import shutil
 import signal
@@ -258,11 +259,13 @@ class ServiceProcess:
 
 
 async def eventually(check, timeout: float = 30.0, interval: float = 0.2):  # noqa: ANN001, ANN201
-    """Poll the async `check` until it returns something truthy; fail with its last value."""
+    """Poll `check` (sync or async) until it returns something truthy; fail with its last value."""
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
-        last = await check()
+        last = check()
+        if inspect.isawaitable(last):
+            last = await last
         if last:
             return last
         await asyncio.sleep(interval)
@@ -319,3 +322,40 @@ async def start_all(processes: list[ServiceProcess], timeout: float = 90) -> Non
     for p in processes:
         p.launch()
     await asyncio.gather(*(asyncio.to_thread(p.wait_ready, timeout) for p in processes))
+
+
+async def publish_events(settings: Settings, topic: str, payloads: list) -> None:
+    """Publish typed payloads as CloudEvents, as the service owning `topic` would."""
+    from leadflow.events import make_event
+    from leadflow.kafka import make_producer
+
+    producer = make_producer(settings, "test-publisher")
+    await producer.start()
+    try:
+        for payload in payloads:
+            event = make_event(payload, source="test")
+            await producer.send(
+                settings.topic_prefix + topic, event.to_bytes(), key=str(payload.lead_id).encode()
+            )
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+def sample_mql(n: int, *, channel: str = "inbound", domain: str | None = None, country: str = "PL"):
+    """A lead.mql payload as scoring emits it."""
+    from datetime import UTC, datetime
+
+    from leadflow.events import LeadCompany, LeadMql, LeadSource
+
+    return LeadMql(
+        lead_id=uuid.uuid4(),
+        fit=100,
+        engagement=60.0,
+        intent_tier=2,
+        channel=channel,
+        source=LeadSource(system="hubspot", channel=channel, campaign="q4"),
+        company=LeadCompany(name=f"Co {n}", domain=domain, country=country, size_band="50-249"),
+        email=f"lead{n}@example.com",
+        promoted_at=datetime.now(UTC),
+    )

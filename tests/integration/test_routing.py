@@ -12,44 +12,11 @@ from leadflow.events import (
     TOPIC_SCORING,
     TOPIC_SLA,
     CloudEvent,
-    LeadCompany,
-    LeadMql,
-    LeadSource,
     SlaEscalated,
-    make_event,
 )
-from leadflow.kafka import make_producer
-from leadflow.testing import ADMIN, eventually, service_client
+from leadflow.testing import ADMIN, eventually, publish_events, sample_mql, service_client
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-
-
-def mql(n: int, *, channel="inbound", domain=None, country="PL") -> LeadMql:
-    return LeadMql(
-        lead_id=uuid.uuid4(),
-        fit=100,
-        engagement=60.0,
-        intent_tier=2,
-        channel=channel,
-        source=LeadSource(system="hubspot", channel=channel, campaign="q4"),
-        company=LeadCompany(name=f"Co {n}", domain=domain, country=country, size_band="50-249"),
-        email=f"lead{n}@example.com",
-        promoted_at=datetime.now(UTC),
-    )
-
-
-async def publish(settings, topic, payloads) -> None:
-    producer = make_producer(settings, "routing-test")
-    await producer.start()
-    try:
-        for payload in payloads:
-            event = make_event(payload, source="test")
-            await producer.send(
-                settings.topic_prefix + topic, event.to_bytes(), key=str(payload.lead_id).encode()
-            )
-        await producer.flush()
-    finally:
-        await producer.stop()
 
 
 async def routed(settings) -> list[CloudEvent]:
@@ -96,7 +63,7 @@ async def test_round_robin_is_exact_across_two_routing_instances(stack):
         service_client("routing", settings) as second,
     ):
         reps = [await add_rep(first, f"Rep {i}") for i in range(3)]
-        await publish(settings, TOPIC_SCORING, [mql(n) for n in range(300)])
+        await publish_events(settings, TOPIC_SCORING, [sample_mql(n) for n in range(300)])
         events = await wait_routed(settings, 300)
         assert (
             second.app.state.runtime.consumers[0].processed
@@ -125,10 +92,14 @@ async def test_weighted_and_load_balanced_teams(stack):
                 headers=ADMIN,
             )
             assert response.status_code == 201, response.text
-        await publish(settings, TOPIC_SCORING, [mql(n, channel="partner") for n in range(40)])
+        await publish_events(
+            settings, TOPIC_SCORING, [sample_mql(n, channel="partner") for n in range(40)]
+        )
         events = await wait_routed(settings, 40)
         assert Counter(e.data["rep_id"] for e in events) == {heavy: 30, light: 10}
-        await publish(settings, TOPIC_SCORING, [mql(n, channel="outbound") for n in range(9)])
+        await publish_events(
+            settings, TOPIC_SCORING, [sample_mql(n, channel="outbound") for n in range(9)]
+        )
         events = (await wait_routed(settings, 49))[40:]
     counts = Counter(e.data["rep_id"] for e in events)
     # load follows capacity (6:2) until both are full; the ninth lead finds no one free
@@ -154,8 +125,8 @@ async def test_skips_account_match_trace_and_dry_run(stack):
         dry = await routing.post("/v1/routing:dry-run", json={"channel": "inbound"})
         assert dry.status_code == 200, dry.text
         assert dry.json()["rep_id"] == working
-        first = mql(1, domain="acme.example")
-        await publish(settings, TOPIC_SCORING, [first])
+        first = sample_mql(1, domain="acme.example")
+        await publish_events(settings, TOPIC_SCORING, [first])
         [event] = await wait_routed(settings, 1)
         assert event.data["rep_id"] == working
         assignment = (await routing.get(f"/v1/leads/{first.lead_id}/assignment")).json()
@@ -166,7 +137,7 @@ async def test_skips_account_match_trace_and_dry_run(stack):
         assert assignment["trace"]["rule"] is None  # no rules: the fallback queue
         # a second person at the same company goes to the account's owner
         another = await add_rep(routing, "Another")
-        await publish(settings, TOPIC_SCORING, [mql(2, domain="acme.example")])
+        await publish_events(settings, TOPIC_SCORING, [sample_mql(2, domain="acme.example")])
         events = await wait_routed(settings, 2)
         assert events[1].data["rep_id"] == working
         owner_trace = (
@@ -180,8 +151,8 @@ async def test_reassignment_on_request_and_on_escalation(stack):
     settings = await stack.isolated_settings()
     async with service_client("routing", settings) as routing:
         reps = {await add_rep(routing, "Ann"), await add_rep(routing, "Bob")}
-        lead = mql(1)
-        await publish(settings, TOPIC_SCORING, [lead])
+        lead = sample_mql(1)
+        await publish_events(settings, TOPIC_SCORING, [lead])
         [first] = await wait_routed(settings, 1)
         manual = await routing.post(f"/v1/leads/{lead.lead_id}/reassign", headers=ADMIN)
         assert manual.status_code == 202, manual.text
@@ -196,7 +167,7 @@ async def test_reassignment_on_request_and_on_escalation(stack):
             level="breached",
             reassign=True,
         )
-        await publish(settings, TOPIC_SLA, [escalation])
+        await publish_events(settings, TOPIC_SLA, [escalation])
         events = await wait_routed(settings, 3)
     assert [e.data["reason"] for e in events] == ["mql", "manual", "sla_escalation"]
     assert {e.data["rep_id"] for e in events} <= reps

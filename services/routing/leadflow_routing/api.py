@@ -29,6 +29,7 @@ from leadflow_routing.schemas import (
     RepPatch,
     RuleIn,
     RuleOut,
+    SecretIn,
     TeamIn,
     TeamOut,
 )
@@ -189,6 +190,49 @@ async def create_endpoint(body: EndpointIn, rt: RuntimeDep, _: Admin) -> Endpoin
         enabled=True,
         secret=secret,
     )
+
+
+@router.post("/webhook-endpoints/{endpoint_id}/rotate-secret", response_model=EndpointOut)
+async def rotate_secret(
+    endpoint_id: uuid.UUID, rt: RuntimeDep, _: Admin, body: SecretIn | None = None
+) -> EndpointOut:
+    """Start a rotation: deliveries are signed with the new secret and the previous one (two
+    signatures) until `DELETE …/previous-secret`, so the receiver can switch without downtime.
+    Re-enables an endpoint disabled by a 410."""
+    secret = (body.secret if body else None) or new_secret()
+    e = webhook_endpoints.c
+    async with rt.db.unit_of_work() as session:
+        row = (
+            await session.execute(
+                sa.update(webhook_endpoints)
+                .where(e.id == endpoint_id)
+                .values(
+                    secrets=sa.func.array_prepend(secret, e.secrets[1:1]),
+                    enabled=True,
+                    disabled_reason=None,
+                )
+                .returning(e.id, e.url, e.event_types, e.team_id, e.enabled)
+            )
+        ).first()
+    if row is None:
+        raise NotFound(f"webhook endpoint {endpoint_id} not found")
+    return EndpointOut(**row._asdict(), secret=secret)
+
+
+@router.delete("/webhook-endpoints/{endpoint_id}/previous-secret", status_code=204)
+async def finish_rotation(endpoint_id: uuid.UUID, rt: RuntimeDep, _: Admin) -> Response:
+    """End a rotation: only the newest secret signs from now on."""
+    e = webhook_endpoints.c
+    async with rt.db.unit_of_work() as session:
+        found = await session.scalar(
+            sa.update(webhook_endpoints)
+            .where(e.id == endpoint_id)
+            .values(secrets=e.secrets[1:1])
+            .returning(e.id)
+        )
+    if found is None:
+        raise NotFound(f"webhook endpoint {endpoint_id} not found")
+    return Response(status_code=204)
 
 
 @router.get("/webhook-endpoints", response_model=list[EndpointOut])

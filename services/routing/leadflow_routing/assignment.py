@@ -107,6 +107,22 @@ def _entry(rep: RepView, reason: str | None, **extra: Any) -> dict:  # noqa: ANN
     return {"rep_id": str(rep.id), "name": rep.name, "skipped": reason, **extra}
 
 
+def _first_eligible(turns: list[RepView], now: datetime | None) -> Decision:
+    """Walk the reps in turn order; the first eligible one gets the lead. Every rep is in the
+    trace with the reason it could not take a lead now (if any), whether its turn was reached,
+    and which one was chosen."""
+    considered: list[dict] = []
+    chosen = None
+    for rep in turns:
+        reason = skip_reason(rep, now)
+        reached = chosen is None
+        picked = reached and reason is None
+        if picked:
+            chosen = rep.id
+        considered.append(_entry(rep, reason, chosen=picked, reached=reached))
+    return Decision(chosen, considered)
+
+
 def round_robin(reps: list[RepView], position: int, now: datetime | None = None) -> Decision:
     """The rep at `position` in a stable order, skipping ineligible ones.
 
@@ -114,14 +130,8 @@ def round_robin(reps: list[RepView], position: int, now: datetime | None = None)
     rotation stays fair across restarts and across instances.
     """
     ordered = sorted(reps, key=lambda r: str(r.id))
-    considered: list[dict] = []
-    for offset in range(len(ordered)):
-        rep = ordered[(position + offset) % len(ordered)]
-        reason = skip_reason(rep, now)
-        considered.append(_entry(rep, reason))
-        if reason is None:
-            return Decision(rep.id, considered)
-    return Decision(None, considered)
+    turns = [ordered[(position + k) % len(ordered)] for k in range(len(ordered))]
+    return _first_eligible(turns, now)
 
 
 def weighted_order(reps: list[RepView]) -> list[RepView]:
@@ -144,18 +154,12 @@ def weighted(reps: list[RepView], position: int, now: datetime | None = None) ->
     """Round robin over the weighted cycle: over any full cycle a rep of weight 3 gets three
     leads for each one a rep of weight 1 gets; an ineligible rep's turn passes on."""
     cycle = weighted_order(reps)
-    considered: list[dict] = []
-    seen: set[uuid.UUID] = set()
+    turns: list[RepView] = []
     for offset in range(len(cycle)):
         rep = cycle[(position + offset) % len(cycle)]
-        if rep.id in seen:
-            continue
-        seen.add(rep.id)
-        reason = skip_reason(rep, now)
-        considered.append(_entry(rep, reason, weight=rep.weight))
-        if reason is None:
-            return Decision(rep.id, considered)
-    return Decision(None, considered)
+        if rep not in turns:
+            turns.append(rep)
+    return _first_eligible(turns, now)
 
 
 def load_balanced(reps: list[RepView], now: datetime | None = None) -> Decision:

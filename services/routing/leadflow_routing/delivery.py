@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from leadflow import metrics
 from leadflow.db import touch
 from leadflow.events import WebhookDeadLettered
-from leadflow.retry import webhook_retry_delay
+from leadflow.retry import WEBHOOK_SCHEDULE, webhook_retry_delay
 from leadflow.service import Runtime
 from leadflow.webhooks import UnsafeTarget, check_target, signature_headers
 
@@ -95,7 +95,12 @@ async def deliver_one(rt: Runtime, client: httpx.AsyncClient, row) -> None:  # n
                     .where(webhook_endpoints.c.id == row.endpoint_id)
                     .values(enabled=False, disabled_reason="receiver answered 410 Gone")
                 )
-            delay = None if status == 410 else webhook_retry_delay(attempts, _retry_after(response))
+            schedule = rt.settings.webhook_retry_schedule or WEBHOOK_SCHEDULE
+            delay = (
+                None
+                if status == 410
+                else webhook_retry_delay(attempts, _retry_after(response), schedule=schedule)
+            )
             if delay is None:
                 values.update(state="dead", next_attempt_at=None)
                 await rt.outbox.emit(

@@ -118,7 +118,9 @@ async def decide(
             trace["account"] = {"domain": domain, "owner": str(owner.rep_id), "skipped": reason}
             if reason is None:
                 trace.update(team=team.name, strategy="account_owner")
-                considered = [{"rep_id": str(rep.id), "name": rep.name, "skipped": None}]
+                considered = [
+                    {"rep_id": str(rep.id), "name": rep.name, "skipped": None, "chosen": True}
+                ]
                 return Routing(team, Decision(rep.id, considered), trace, team_reps)
     rule_rows = (
         await session.execute(

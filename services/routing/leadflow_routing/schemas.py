@@ -137,6 +137,16 @@ class EndpointIn(BaseModel):
         return None if secret is None else check_secret(secret)
 
 
+class SecretIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    secret: str | None = Field(default=None, pattern=r"^whsec_[A-Za-z0-9+/=]{24,}$")
+
+    @field_validator("secret")
+    @classmethod
+    def _signs(cls, secret: str | None) -> str | None:
+        return None if secret is None else check_secret(secret)
+
+
 class EndpointOut(BaseModel):
     id: uuid.UUID
     url: str
