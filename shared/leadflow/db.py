@@ -55,21 +55,35 @@ def touch(session: AsyncSession, tag: str) -> None:
     session.info.setdefault(_TOUCHED, set()).add(tag)
 
 
+# Errors that mean "unreachable right now", whoever raises them.
+NETWORK_ERRORS: tuple[type[BaseException], ...] = (
+    ConnectionError,
+    TimeoutError,
+    OSError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.TooManyConnectionsError,
+)
+# Every type that may be transient; is_transient decides for the instance.
+TRANSIENT_TYPES: tuple[type[BaseException], ...] = (
+    OperationalError,
+    InterfaceError,
+    DBAPIError,
+    *NETWORK_ERRORS,
+)
+
+
 def is_transient(exc: BaseException) -> bool:
     """True for failures that go away by themselves: the database or network is unreachable."""
     if isinstance(exc, OperationalError | InterfaceError):
         return True
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return True
-    return isinstance(
-        exc,
-        ConnectionError
-        | TimeoutError
-        | OSError
-        | asyncpg.exceptions.CannotConnectNowError
-        | asyncpg.exceptions.ConnectionDoesNotExistError
-        | asyncpg.exceptions.TooManyConnectionsError,
-    )
+    if isinstance(exc, DBAPIError):
+        # the driver's own error (or what it wraps) tells a lost connection from a bad query
+        cause = getattr(exc.orig, "__cause__", None)
+        return bool(exc.connection_invalidated) or any(
+            isinstance(e, NETWORK_ERRORS) for e in (exc.orig, cause) if e is not None
+        )
+    return isinstance(exc, NETWORK_ERRORS)
 
 
 class Database:

@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from leadflow.db import is_transient
+from leadflow.db import TRANSIENT_TYPES, is_transient
 
 log = logging.getLogger(__name__)
 PROBLEM = "application/problem+json"
@@ -143,18 +143,27 @@ def install_problem_handlers(app: FastAPI) -> None:
             headers=getattr(exc, "headers", None),
         )
 
+    # Registered per class (not only for Exception) so the answer is final: Starlette re-raises
+    # what reaches the catch-all handler after answering, which a test client sees as a crash.
+    for transient in TRANSIENT_TYPES:
+        app.add_exception_handler(transient, _unexpected)
+
     @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        if is_transient(exc):
-            log.warning("dependency unavailable", extra={"error": repr(exc)[:300]})
-            return problem_response(
-                503,
-                "Service unavailable",
-                "a dependency (database or broker) is unreachable; retry",
-                instance=request.url.path,
-                headers={"Retry-After": "5"},
-            )
-        log.exception("unhandled error", extra={"path": request.url.path})
+    async def _catch_all(request: Request, exc: Exception) -> JSONResponse:
+        return await _unexpected(request, exc)
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    if is_transient(exc):
+        log.warning("dependency unavailable", extra={"error": repr(exc)[:300]})
         return problem_response(
-            500, "Internal error", "unexpected error; it has been logged", instance=request.url.path
+            503,
+            "Service unavailable",
+            "a dependency (database or broker) is unreachable; retry",
+            instance=request.url.path,
+            headers={"Retry-After": "5"},
         )
+    log.exception("unhandled error", extra={"path": request.url.path})
+    return problem_response(
+        500, "Internal error", "unexpected error; it has been logged", instance=request.url.path
+    )
