@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from datetime import datetime
 from functools import lru_cache
 from typing import Literal
@@ -24,6 +25,16 @@ class ApiKeySpec(BaseModel):
     key: str | None = Field(default=None, description="plain key; development only")
     scopes: list[Scope | Literal["*"]] = ["*"]
     source: str | None = Field(default=None, description="the source system whose leads it writes")
+
+    @field_validator("sha256")
+    @classmethod
+    def _hex_digest(cls, digest: str | None) -> str | None:
+        if digest is None:
+            return None
+        digest = digest.strip().lower()
+        if not re.fullmatch(r"[0-9a-f]{64}", digest):
+            raise ValueError("must be the 64 hex digits of the key's SHA-256")
+        return digest
 
     @model_validator(mode="after")
     def _digest(self) -> ApiKeySpec:

@@ -339,3 +339,16 @@ def test_the_clock_is_built_from_settings():
     clock = clock_from_settings(settings)
     assert (clock.start, clock.speed, clock.anchor) == (START, 3600, 1790000000.0)
     assert not clock_from_settings(Settings()).simulated
+
+
+def test_a_malformed_key_digest_is_refused_and_case_does_not_matter():
+    import hashlib
+
+    import pytest
+    from leadflow.settings import ApiKeySpec
+    from pydantic import ValidationError
+
+    digest = hashlib.sha256(b"lf_key").hexdigest()
+    assert ApiKeySpec(name="k", sha256=digest.upper()).sha256 == digest
+    with pytest.raises(ValidationError, match="64 hex digits"):
+        ApiKeySpec(name="k", sha256="not-a-digest")
