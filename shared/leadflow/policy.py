@@ -226,11 +226,18 @@ class RecycleRules(_Section):
     # A recycled lead comes back only on clearly renewed interest, hence a threshold above
     # the MQL one; a rise of the intent tier re-promotes it as well.
     reengagement_min: float = Field(ge=0)
+    # The nurture window of a recycle reason the policy does not list (reasons[*].nurture_days
+    # is the window of each listed one).
+    default_nurture_days: int = Field(default=90, ge=0, le=365)
 
 
 class PqlThresholds(_Section):
+    """An account becomes a PQL when, within `window`, one feature was used at least
+    `feature_uses_min` times or at least `active_users_min` distinct users were active."""
+
     feature_uses_min: int = Field(ge=1)
     active_users_min: int = Field(ge=1)
+    window: Duration = timedelta(days=30)
 
 
 class Scoring(_Section):
@@ -278,6 +285,9 @@ class Cadence(_Section):
     attempts: int = Field(ge=1)
     within: Duration
     max_attempts: int | None = Field(default=None, ge=1)
+    # A cadence that ends without its attempts marks the lead unreachable (to be recycled);
+    # by default it warns and breaches but does not escalate or reassign.
+    escalate_on_breach: bool = False
 
     @model_validator(mode="after")
     def _max_not_below_min(self) -> Cadence:
@@ -415,6 +425,12 @@ class Policy(_Section):
     calendar: CalendarSpec
     reasons: dict[ReasonCode, Reason] = Field(min_length=1)
     commitments: Commitments
+
+    def nurture_for(self, reason: str | None) -> timedelta:
+        """How long a lead recycled for `reason` rests in nurture before it may come back."""
+        known = self.reasons.get(reason) if reason else None
+        days = known.nurture_days if known else self.scoring.recycle.default_nurture_days
+        return timedelta(days=days)
 
 
 # --- loading ---------------------------------------------------------------------------------

@@ -159,6 +159,15 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):  # noqa: ANN202
         configure_logging(spec.name, settings.log_level)
+        # A broken policy file stops the service here, before it opens anything, rather than
+        # failing (and dead-lettering) every event later.
+        from leadflow.policy import PolicyError, load_policy
+
+        try:
+            policy = load_policy(settings.policy_file)
+        except PolicyError as exc:
+            log.error("refusing to start: %s", exc)
+            raise
         clock = clock_from_settings(settings)
         db = Database(settings.database_url)
         outbox_table, inbox_table = kernel_tables(spec.metadata)
@@ -185,6 +194,7 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
             relay,
             stop=stop,
         )
+        rt.state["policy"] = policy
         app.state.runtime = rt
         if spec.on_start is not None:
             await spec.on_start(rt)

@@ -118,6 +118,32 @@ def test_default_reengagement_threshold_is_above_the_mql_threshold():
 def test_default_pql_thresholds_are_3_feature_uses_and_5_active_users():
     pql = default_policy().scoring.pql
     assert (pql.feature_uses_min, pql.active_users_min) == (3, 5)
+    assert pql.window == timedelta(days=30)
+
+
+@pytest.mark.parametrize(
+    ("reason", "days"),
+    [
+        ("not_in_target", 90),
+        ("budget_too_small", 90),
+        ("timing_next_quarter", 90),
+        ("competitor_locked_in", 90),
+        ("budget_freeze", 60),
+        ("no_need", 60),
+        ("unreachable", 45),
+        ("duplicate", 45),
+        ("student", 90),
+        ("job_seeker", 90),
+    ],
+)
+def test_recycled_lead_rests_in_nurture_for_its_reasons_days(reason, days):
+    assert default_policy().nurture_for(reason) == timedelta(days=days)
+
+
+@pytest.mark.parametrize("reason", [None, "", "moved_to_mars"])
+def test_an_unlisted_recycle_reason_rests_the_default_90_days(reason):
+    assert default_policy().scoring.recycle.default_nurture_days == 90
+    assert default_policy().nurture_for(reason) == timedelta(days=90)
 
 
 @pytest.mark.parametrize(
@@ -363,3 +389,60 @@ def test_a_yaml_file_that_is_not_a_mapping_is_refused(tmp_path):
     path.write_text("- just\n- a list\n", encoding="utf-8")
     with pytest.raises(PolicyError, match="mapping"):
         load_policy(path)
+
+
+# --- `leadflow policy check` -----------------------------------------------------------------
+
+
+def test_policy_check_accepts_a_valid_file(tmp_path, default_data, capsys):
+    from leadflow.cli import main
+
+    path = write_policy(tmp_path, default_data)
+    assert main(["policy", "check", str(path)]) == 0
+    assert "valid policy, version 2026.11-default" in capsys.readouterr().out
+
+
+def test_policy_check_names_each_bad_field_and_fails(tmp_path, default_data, capsys):
+    from leadflow.cli import main
+
+    default_data["scoring"]["mql"]["fit_min"] = "seventy"
+    default_data["scoring"]["recycle"]["default_nurture_days"] = 400
+    default_data["scoring"]["pql"]["window"] = 30
+    path = write_policy(tmp_path, default_data)
+
+    assert main(["policy", "check", str(path)]) == 1
+
+    err = capsys.readouterr().err
+    assert "3 problem(s)" in err
+    assert "  scoring.mql.fit_min: Input should be a valid number" in err
+    assert (
+        "  scoring.recycle.default_nurture_days: Input should be less than or equal to 365" in err
+    )
+    assert "  scoring.pql.window: give a unit" in err
+
+
+def test_policy_check_fails_on_a_missing_or_unparsable_file(tmp_path, capsys):
+    from leadflow.cli import main
+
+    assert main(["policy", "check", str(tmp_path / "absent.yaml")]) == 1
+    assert "does not exist" in capsys.readouterr().err
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("scoring: [unclosed\n", encoding="utf-8")
+    assert main(["policy", "check", str(broken)]) == 1
+    assert "not valid YAML" in capsys.readouterr().err
+
+
+def test_policy_check_runs_as_the_leadflow_command(tmp_path, default_data):
+    import subprocess
+    import sys
+
+    default_data["slas"]["cs_handoff"]["clock"] = "sundial"
+    path = write_policy(tmp_path, default_data)
+    done = subprocess.run(
+        [sys.executable, "-m", "leadflow.cli", "policy", "check", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert "slas.cs_handoff.clock" in done.stderr

@@ -1,5 +1,6 @@
 """Scoring rules under the default policy: fit normalisation, engagement cap and decay,
-negative signals and every branch of the MQL rule."""
+negative signals, every branch of the MQL and PQL rules, decay review and promotion
+(once, and again after a recycle)."""
 
 from __future__ import annotations
 
@@ -13,12 +14,17 @@ from leadflow.policy import Policy, default_policy, load_policy
 from leadflow_scoring.rules import (
     Interaction,
     LeadFacts,
+    ProductUsage,
+    PromotionState,
     activity_kind,
     engagement_score,
     evaluate,
     fit_score,
     is_competitor_domain,
     is_mql,
+    is_pql,
+    next_decay_at,
+    promotion,
     round_half_up,
 )
 
@@ -502,3 +508,248 @@ def test_every_activity_kind_is_a_policy_engagement_key():
         )
     }
     assert kinds <= keys
+
+
+# --- fit normalisation, every combination ------------------------------------------------------
+
+
+@given(
+    industry=st.sampled_from(["software", "financial_services", "manufacturing", "retail", None]),
+    employees=st.one_of(st.none(), st.integers(min_value=0, max_value=5_000)),
+    seniority=st.sampled_from(["c_level", "vp", "director", "manager", "individual", None]),
+)
+def test_fit_is_earned_points_over_37_rounded_half_up(industry, employees, seniority):
+    earned = (
+        (15 if industry in ("software", "financial_services", "manufacturing") else 0)
+        + (10 if employees is not None and 50 <= employees <= 1000 else 0)
+        + {"c_level": 12, "vp": 10, "director": 10, "manager": 8}.get(seniority, 0)
+    )
+    facts = lead(industry=industry, employees=employees, seniority=seniority)
+    assert fit_score(facts, POLICY)[0] == int((200 * earned + 37) // 74)  # ⌊100e/37 + ½⌋
+
+
+@given(
+    signals=st.fixed_dictionaries(
+        {
+            "email_valid": st.booleans(),
+            "is_competitor": st.booleans(),
+            "is_student": st.booleans(),
+            "is_job_seeker": st.booleans(),
+        }
+    ),
+    seniority=st.sampled_from(["c_level", "manager", "individual"]),
+)
+def test_negative_signals_subtract_their_points_and_floor_at_zero(signals, seniority):
+    before = fit_score(lead(seniority=seniority), POLICY)[0]
+    penalty = (
+        (0 if signals["email_valid"] else 100)
+        + (100 if signals["is_competitor"] else 0)
+        + (50 if signals["is_student"] else 0)
+        + (25 if signals["is_job_seeker"] else 0)
+    )
+    assert fit_score(lead(seniority=seniority, **signals), POLICY)[0] == max(0, before - penalty)
+
+
+# --- decay review ------------------------------------------------------------------------------
+
+
+def test_next_review_is_the_next_full_week_after_the_last_interaction():
+    last = NOW - timedelta(days=10)
+    interactions = [
+        Interaction("demo_request", NOW - timedelta(days=20)),
+        Interaction("pricing_page", last),
+    ]
+    assert next_decay_at(interactions, NOW, POLICY) == last + timedelta(weeks=2)
+
+
+def test_next_review_of_a_fresh_interaction_is_one_week_later():
+    assert next_decay_at([Interaction("blog_page", NOW)], NOW, POLICY) == NOW + timedelta(weeks=1)
+
+
+def test_no_review_without_points_to_decay():
+    assert next_decay_at([], NOW, POLICY) is None
+    assert next_decay_at([Interaction("email_open", NOW)], NOW, POLICY) is None
+
+
+def test_no_review_once_engagement_has_decayed_to_zero():
+    long_ago = NOW - timedelta(weeks=200)
+    assert engagement_of("blog_page", at=long_ago) == 0
+    assert next_decay_at([Interaction("blog_page", long_ago)], NOW, POLICY) is None
+
+
+@given(
+    idle=st.timedeltas(min_value=timedelta(0), max_value=timedelta(weeks=30)),
+    kinds=st.lists(st.sampled_from(["demo_request", "pricing_page", "blog_page"]), min_size=1),
+)
+def test_engagement_changes_only_at_review_instants(idle, kinds):
+    last = NOW - idle
+    interactions = [Interaction(kind, last) for kind in kinds]
+    review = next_decay_at(interactions, NOW, POLICY)
+    assert review is not None and review > NOW
+    weeks = (review - last) // timedelta(weeks=1)
+    assert review == last + timedelta(weeks=weeks)  # a whole number of weeks after the last
+    capped = min(sum(POLICY.scoring.engagement.points[kind] for kind in kinds), 100)
+    now_score = engagement_score(interactions, NOW, POLICY)[0]
+    just_before = engagement_score(interactions, review - timedelta(seconds=1), POLICY)[0]
+    at_review = engagement_score(interactions, review, POLICY)[0]
+    assert just_before == now_score  # nothing changes between now and the review …
+    assert at_review == round_half_up(capped * 0.9**weeks, 2)  # … and at it, one more week
+
+
+# --- PQL -----------------------------------------------------------------------------------------
+
+
+def usage(feature_uses=None, active_users=0) -> ProductUsage:
+    return ProductUsage("acme", feature_uses or {}, active_users)
+
+
+def test_a_feature_used_three_times_makes_a_pql():
+    qualifies, reasons = is_pql(usage({"reports": 3}, active_users=1), POLICY)
+    assert qualifies
+    assert reasons == ["feature_uses_met: reports used 3× ≥ 3 in account acme within 30 days"]
+
+
+def test_five_active_users_make_a_pql():
+    qualifies, reasons = is_pql(usage({"reports": 1}, active_users=5), POLICY)
+    assert qualifies
+    assert [reason.split(":")[0] for reason in reasons] == ["active_users_met"]
+
+
+def test_below_both_product_thresholds_is_not_a_pql():
+    qualifies, reasons = is_pql(usage({"reports": 2, "exports": 2}, active_users=4), POLICY)
+    assert not qualifies
+    assert [reason.split(":")[0] for reason in reasons] == [
+        "feature_uses_below_min",
+        "active_users_below_min",
+    ]
+
+
+def test_no_product_usage_is_not_a_pql():
+    assert not is_pql(usage(), POLICY)[0]
+
+
+@given(
+    uses=st.dictionaries(st.sampled_from(["a", "b", "c"]), st.integers(0, 10)),
+    users=st.integers(0, 10),
+)
+def test_pql_rule_matches_its_definition(uses, users):
+    expected = max(uses.values(), default=0) >= 3 or users >= 5
+    assert is_pql(usage(uses, users), POLICY)[0] is expected
+
+
+# --- promotion: once, and again after a recycle ------------------------------------------------
+
+MQL_RESULT = evaluate(lead(intent_tier=2), [], NOW, POLICY)
+NOT_MQL = evaluate(lead(role="user", intent_tier=2), [], NOW, POLICY)
+PQL = (True, ["feature_uses_met: …"])
+RECYCLED = PromotionState(
+    promoted=True, nurture_until=NOW - timedelta(days=1), recycle_intent_tier=2
+)
+
+
+def codes(reasons) -> list[str]:
+    return [reason.split(":")[0] for reason in reasons]
+
+
+def test_a_new_lead_meeting_the_mql_rule_is_promoted_as_mql():
+    kind, reasons = promotion(MQL_RESULT, None, PromotionState(), NOW, POLICY)
+    assert kind == "mql"
+    assert codes(reasons) == ["fit_met", "intent_met", "role_eligible"]
+
+
+def test_a_new_lead_crossing_product_thresholds_is_promoted_as_pql():
+    assert promotion(NOT_MQL, PQL, PromotionState(), NOW, POLICY) == ("pql", PQL[1])
+
+
+def test_the_mql_rule_wins_over_pql_for_a_new_lead():
+    assert promotion(MQL_RESULT, PQL, PromotionState(), NOW, POLICY)[0] == "mql"
+
+
+def test_a_lead_failing_the_rule_is_not_promoted_and_says_why():
+    kind, reasons = promotion(
+        NOT_MQL, (False, ["active_users_below_min: …"]), PromotionState(), NOW, POLICY
+    )
+    assert kind is None
+    assert codes(reasons) == ["role_not_eligible"]
+
+
+def test_a_lead_without_lawful_basis_is_never_promoted():
+    kind, reasons = promotion(MQL_RESULT, PQL, PromotionState(routable=False), NOW, POLICY)
+    assert kind is None
+    assert codes(reasons) == ["not_routable"]
+
+
+def test_a_promoted_lead_is_not_promoted_again_nor_taken_back():
+    state = PromotionState(promoted=True)
+    assert promotion(MQL_RESULT, PQL, state, NOW, POLICY) == (
+        None,
+        ["already_promoted: sales has the lead"],
+    )
+    assert promotion(NOT_MQL, None, state, NOW, POLICY)[0] is None
+
+
+def test_a_recycled_lead_rests_in_nurture_whatever_its_interest():
+    state = PromotionState(promoted=True, nurture_until=NOW + timedelta(days=1))
+    hot = evaluate(lead(intent_tier=3), [Interaction("demo_request", NOW)] * 4, NOW, POLICY)
+    kind, reasons = promotion(hot, PQL, state, NOW, POLICY)
+    assert kind is None
+    assert codes(reasons) == ["in_nurture"]
+
+
+def test_after_nurture_the_mql_rule_alone_does_not_bring_a_lead_back():
+    lukewarm = evaluate(lead(intent_tier=2), [Interaction("demo_request", NOW)] * 2, NOW, POLICY)
+    assert lukewarm.is_mql and lukewarm.engagement == 60
+    kind, reasons = promotion(lukewarm, None, RECYCLED, NOW, POLICY)
+    assert kind is None
+    assert codes(reasons) == ["no_renewed_interest"]
+
+
+def test_after_nurture_engagement_at_the_reengagement_threshold_brings_it_back():
+    hot = evaluate(
+        lead(),
+        [Interaction("demo_request", NOW)] * 2 + [Interaction("docs_page", NOW)],
+        NOW,
+        POLICY,
+    )
+    assert hot.engagement == 70
+    kind, reasons = promotion(hot, None, RECYCLED, NOW, POLICY)
+    assert kind == "mql"
+    assert reasons[-1] == "reengaged: engagement 70 ≥ 70"
+
+
+def test_after_nurture_engagement_just_below_the_reengagement_threshold_does_not():
+    warm = evaluate(
+        lead(),
+        [Interaction("demo_request", NOW)] * 2 + [Interaction("blog_page", NOW)] * 3,
+        NOW,
+        POLICY,
+    )
+    assert warm.engagement == 69
+    assert promotion(warm, None, RECYCLED, NOW, POLICY)[0] is None
+
+
+def test_after_nurture_a_risen_intent_tier_brings_it_back():
+    risen = evaluate(lead(intent_tier=3), [], NOW, POLICY)
+    kind, reasons = promotion(risen, None, RECYCLED, NOW, POLICY)
+    assert kind == "mql"
+    assert reasons[-1] == "intent_rose: intent tier 2 → 3"
+
+
+def test_after_nurture_renewed_interest_still_needs_the_mql_rule():
+    hot_but_student = evaluate(
+        lead(is_student=True), [Interaction("demo_request", NOW)] * 4, NOW, POLICY
+    )
+    kind, reasons = promotion(hot_but_student, None, RECYCLED, NOW, POLICY)
+    assert kind is None
+    assert codes(reasons) == ["fit_below_min"]
+
+
+def test_after_nurture_crossing_product_thresholds_brings_it_back_as_pql():
+    assert promotion(NOT_MQL, PQL, RECYCLED, NOW, POLICY)[0] == "pql"
+
+
+def test_nurture_ends_exactly_at_its_instant():
+    state = PromotionState(promoted=True, nurture_until=NOW, recycle_intent_tier=2)
+    risen = evaluate(lead(intent_tier=3), [], NOW, POLICY)
+    assert promotion(risen, None, state, NOW, POLICY)[0] == "mql"
+    assert promotion(risen, None, state, NOW - timedelta(seconds=1), POLICY)[0] is None

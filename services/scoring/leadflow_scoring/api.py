@@ -26,12 +26,18 @@ async def get_score(lead_id: uuid.UUID, rt: RuntimeDep) -> dict:
                     s.intent_tier,
                     s.is_mql,
                     s.breakdown,
+                    s.reasons,
                     s.policy_version,
                     s.scored_at,
                     s.mql_at,
+                    s.mql_kind,
+                    s.next_review_at,
+                    s.recycled_at,
+                    s.recycle_reason,
+                    s.nurture_until,
                 ).where(s.lead_id == lead_id)
             )
         ).first()
-    if row is None:
+    if row is None or row.scored_at is None:
         raise NotFound(f"lead {lead_id} has not been scored")
     return {"lead_id": lead_id, **row._asdict()}

@@ -12,5 +12,10 @@ service = ServiceSpec(
     port=8002,
     routers=[api.router],
     subscriptions=handlers.subscriptions,
-    description="Scores leads (fit, engagement, intent, negative signals) and promotes MQLs.",
+    workers={"decay-reviewer": handlers.decay_reviewer},
+    on_start=handlers.on_start,
+    description=(
+        "Scores leads (fit, engagement, intent, negative signals), re-scores them as engagement "
+        "decays, and promotes MQLs and PQLs (again after a recycle, on renewed interest)."
+    ),
 )

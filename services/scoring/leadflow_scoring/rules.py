@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from fractions import Fraction
@@ -205,9 +205,9 @@ def engagement_score(
     if capped < raw:
         breakdown.append(BreakdownItem("engagement.cap", capped - raw, f"capped at {rules.cap:g}"))
 
-    last = max(_aware(interaction.occurred_at) for interaction in interactions)
+    last = max(aware(interaction.occurred_at) for interaction in interactions)
     # An interaction stamped after `now` (clock skew between systems) counts as happening now.
-    idle = max(_aware(now) - last, timedelta(0))
+    idle = max(aware(now) - last, timedelta(0))
     periods = math.floor(idle / rules.decay_every)
     decayed = round_half_up(capped * rules.decay_factor**periods, 2)
     if periods:
@@ -278,6 +278,128 @@ def evaluate(
     )
 
 
-def _aware(instant: datetime) -> datetime:
-    # Naive instants are taken as UTC, the convention of every Leadflow event.
+def next_decay_at(
+    interactions: Iterable[Interaction], now: datetime, policy: Policy
+) -> datetime | None:
+    """When the engagement next loses a decay period, or None when decay cannot change it
+    any more (nothing earned points, no decay, or it has already decayed to 0)."""
+    rules = policy.scoring.engagement
+    interactions = list(interactions)
+    raw = sum(rules.points.get(interaction.kind, 0) for interaction in interactions)
+    if raw <= 0 or rules.decay_factor >= 1:
+        return None
+    last = max(aware(interaction.occurred_at) for interaction in interactions)
+    idle = max(aware(now) - last, timedelta(0))
+    periods = math.floor(idle / rules.decay_every)
+    if round_half_up(min(raw, rules.cap) * rules.decay_factor**periods, 2) == 0:
+        return None
+    return last + (periods + 1) * rules.decay_every
+
+
+@dataclass(frozen=True)
+class ProductUsage:
+    """An account's product usage within the PQL window."""
+
+    account: str
+    feature_uses: Mapping[str, int] = field(default_factory=dict)  # uses per feature
+    active_users: int = 0
+
+
+def is_pql(usage: ProductUsage, policy: Policy) -> tuple[bool, list[str]]:
+    """The PQL rule: one feature used ≥ feature_uses_min times OR ≥ active_users_min distinct
+    active users, within the window. Reasons as in is_mql: met conditions, or failed ones."""
+    rule = policy.scoring.pql
+    window = f"{rule.window / timedelta(days=1):g} days"
+    met: list[str] = []
+    failed: list[str] = []
+
+    feature, uses = max(
+        sorted(usage.feature_uses.items()), key=lambda item: item[1], default=(None, 0)
+    )
+    if uses >= rule.feature_uses_min:
+        met.append(
+            f"feature_uses_met: {feature} used {uses}× ≥ {rule.feature_uses_min} "
+            f"in account {usage.account} within {window}"
+        )
+    else:
+        failed.append(
+            f"feature_uses_below_min: most used feature {feature or 'none'} used {uses}× "
+            f"< {rule.feature_uses_min} within {window}"
+        )
+    if usage.active_users >= rule.active_users_min:
+        met.append(
+            f"active_users_met: {usage.active_users} active users ≥ {rule.active_users_min} "
+            f"in account {usage.account} within {window}"
+        )
+    else:
+        failed.append(
+            f"active_users_below_min: {usage.active_users} active users "
+            f"< {rule.active_users_min} within {window}"
+        )
+    return bool(met), (met or failed)
+
+
+@dataclass(frozen=True)
+class PromotionState:
+    """Where the lead stands: promoted before, recycled (resting in nurture until), contactable."""
+
+    promoted: bool = False
+    routable: bool = True
+    nurture_until: datetime | None = None  # set while the lead is recycled
+    recycle_intent_tier: int = 0  # its intent tier when it was recycled
+
+
+def promotion(
+    result: ScoreResult,
+    pql: tuple[bool, list[str]] | None,
+    state: PromotionState,
+    now: datetime,
+    policy: Policy,
+) -> tuple[str | None, list[str]]:
+    """Whether to hand the lead to sales now: "mql", "pql" or None, with the reasons.
+
+    A lead is promoted once; losing the MQL rule later (decay) does not take it back. A
+    recycled lead comes back only after the nurture window of its reason, and then only on
+    renewed interest: the MQL rule with engagement ≥ recycle.reengagement_min, or with an
+    intent tier above the one it had when recycled (or as a PQL).
+    """
+    if not state.routable:
+        return None, ["not_routable: no lawful basis to contact the lead"]
+    pql_met = pql is not None and pql[0]
+    if state.nurture_until is not None:
+        until = aware(state.nurture_until)
+        if aware(now) < until:
+            return None, [f"in_nurture: recycled, rests in nurture until {until.isoformat()}"]
+        if result.is_mql:
+            rule = policy.scoring.recycle
+            if result.engagement >= rule.reengagement_min:
+                return "mql", [
+                    *result.mql_reasons,
+                    f"reengaged: engagement {result.engagement:g} ≥ {rule.reengagement_min:g}",
+                ]
+            if result.intent_tier > state.recycle_intent_tier:
+                return "mql", [
+                    *result.mql_reasons,
+                    f"intent_rose: intent tier {state.recycle_intent_tier} → {result.intent_tier}",
+                ]
+        if pql_met:
+            return "pql", list(pql[1])
+        if not result.is_mql:
+            return None, list(result.mql_reasons)
+        return None, [
+            f"no_renewed_interest: engagement {result.engagement:g} < "
+            f"{policy.scoring.recycle.reengagement_min:g} and intent tier "
+            f"{result.intent_tier} not above {state.recycle_intent_tier}"
+        ]
+    if state.promoted:
+        return None, ["already_promoted: sales has the lead"]
+    if result.is_mql:
+        return "mql", list(result.mql_reasons)
+    if pql_met:
+        return "pql", list(pql[1])
+    return None, list(result.mql_reasons)
+
+
+def aware(instant: datetime) -> datetime:
+    """The instant with a time zone; naive instants are UTC, the convention of every event."""
     return instant if instant.tzinfo is not None else instant.replace(tzinfo=UTC)
