@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
-from aiokafka.errors import CommitFailedError, KafkaError
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from pydantic import ValidationError
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -24,6 +25,8 @@ from leadflow.loops import Stop
 log = logging.getLogger(__name__)
 
 Handler = Callable[[CloudEvent, AsyncSession], Awaitable[None]]
+
+LAG_INTERVAL = 5.0  # real seconds between refreshes of the consumer-lag gauge
 
 
 class Reject(Exception):
@@ -74,6 +77,7 @@ class ConsumerRunner:
         batch_size: int = 500,
         max_attempts: int = 5,
         base_backoff: float = 0.2,
+        lag_interval: float = LAG_INTERVAL,
         stop: Stop | None = None,
     ) -> None:
         self.stop_signal = stop if stop is not None else Stop()
@@ -90,6 +94,11 @@ class ConsumerRunner:
         self.base_backoff = base_backoff
         self.consumer: AIOKafkaConsumer | None = None
         self.processed = 0
+        self.lag_interval = lag_interval
+        self._lag_measured_at = float("-inf")
+        # The first dead letter of this process must be visible to increase(): the series
+        # exists from the start at 0.
+        metrics.events_consumed.labels(service, subscription.name, "unknown", "dead_lettered")
 
     @property
     def assigned(self) -> bool:
@@ -140,6 +149,7 @@ class ConsumerRunner:
                 return
         while not self.stop_signal:
             batches = await self.consumer.getmany(timeout_ms=500, max_records=self.batch_size)
+            await self._measure_lag(batches)
             records = [r for recs in batches.values() for r in recs]
             if not records:
                 continue
@@ -153,6 +163,43 @@ class ConsumerRunner:
                 # The partitions moved to another member during the batch; it will see the
                 # same events again and the inbox turns them into no-ops.
                 log.warning("offset commit failed after rebalance", extra={"error": repr(exc)})
+
+    async def _measure_lag(self, batches: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+        """Refresh the lag gauge (at most every `lag_interval` s): per subscribed topic, the events
+        not yet processed on the partitions assigned here. The batch just fetched counts as
+        waiting, so a consumer stuck on a batch reports at least that batch.
+
+        Highwater marks arrive with fetch responses; a partition not fetched yet is left out, and
+        a topic with no measurable partition keeps its last value."""
+        now = time.monotonic()
+        if now - self._lag_measured_at < self.lag_interval or self.consumer is None:
+            return
+        self._lag_measured_at = now
+        consumer = self.consumer
+        assignment = list(consumer.assignment())
+        lag: dict[str, int] = {}
+        for tp in assignment:
+            topic = self._logical(tp.topic)
+            try:
+                highwater = consumer.highwater(tp)
+                # Local once the partition has a fetch position; never wait for one here.
+                position = (
+                    None
+                    if highwater is None
+                    else await asyncio.wait_for(consumer.position(tp), 0.05)
+                )
+            except (AssertionError, IllegalStateError, KafkaError, TimeoutError):
+                position = None  # moved away by a rebalance, or no position yet
+            if position is None:
+                continue
+            waiting = max(highwater - position, 0) + len(batches.get(tp, ()))
+            lag[topic] = lag.get(topic, 0) + waiting
+        assigned = {self._logical(tp.topic) for tp in assignment}
+        for topic in self.sub.topics:
+            if topic in lag:
+                metrics.consumer_lag.labels(self.service, self.sub.name, topic).set(lag[topic])
+            elif topic not in assigned:  # no partition of it here: nothing waits for this member
+                metrics.consumer_lag.labels(self.service, self.sub.name, topic).set(0)
 
     async def _process(self, records: list[ConsumerRecord]) -> bool:
         """Handle a batch; False when shutdown interrupted it before every record was done."""
@@ -180,15 +227,13 @@ class ConsumerRunner:
                 await self._in_transaction([record])
                 return True
             except _Poison as poison:
-                await self._dead_letter(record, poison.error)
-                return True
+                return await self._dead_letter(record, poison.error)
             except Exception as exc:
                 metrics.consumer_retries.labels(self.service, self.sub.name).inc()
                 transient = is_transient(exc)
                 if not transient and attempt >= self.max_attempts:
                     error = "".join(traceback.format_exception_only(exc)).strip()
-                    await self._dead_letter(record, error)
-                    return True
+                    return await self._dead_letter(record, error)
                 delay = min(self.base_backoff * 2 ** min(attempt - 1, 6), 10.0)
                 log.warning(
                     "event failed; will retry",
@@ -247,7 +292,9 @@ class ConsumerRunner:
             raise _Poison(record, f"payload of {event.type} invalid: {exc}") from exc
         return (event.type, "processed")
 
-    async def _dead_letter(self, record: ConsumerRecord, error: str) -> None:
+    async def _dead_letter(self, record: ConsumerRecord, error: str) -> bool:
+        """Publish the record to its dead-letter topic; False if shutdown came first (the
+        offset is then not committed and the record is handled again after a restart)."""
         topic = self._logical(record.topic)
         headers = [
             ("leadflow-error", error[:4000].encode()),
@@ -265,7 +312,9 @@ class ConsumerRunner:
                 break
             except KafkaError as exc:
                 log.warning("dead-letter publish failed; retrying", extra={"error": repr(exc)})
-                await asyncio.sleep(1.0)
+                await self.stop_signal.pause(1.0)
+                if self.stop_signal:
+                    return False
         metrics.events_consumed.labels(
             self.service, self.sub.name, "unknown", "dead_lettered"
         ).inc()
@@ -278,3 +327,4 @@ class ConsumerRunner:
                 "error": error[:500],
             },
         )
+        return True

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import sqlalchemy as sa
 from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client.metrics import MetricWrapperBase
+from sqlalchemy.ext.asyncio import AsyncSession
 
 # Minutes-to-days response times: 1 min … 5 days (in business-hours seconds).
 RESPONSE_BUCKETS = (60, 300, 900, 1800, 3600, 7200, 14400, 28800, 57600, 86400, 172800, 432000)
@@ -24,13 +27,21 @@ consumer_retries = Counter(
     ["service", "consumer"],
 )
 consumer_lag = Gauge(
-    "leadflow_consumer_lag", "Messages behind the partition end", ["service", "consumer", "topic"]
+    "leadflow_consumer_lag",
+    "Events of a topic not yet processed by this consumer: partition end minus position, plus "
+    "the fetched batch in hand, summed over the partitions assigned here (refreshed every 5 s)",
+    ["service", "consumer", "topic"],
 )
 outbox_published = Counter(
     "leadflow_outbox_published_total", "Outbox rows published to Kafka", ["service", "topic"]
 )
 outbox_backlog = Gauge(
     "leadflow_outbox_backlog", "Outbox rows not yet published (at the last relay pass)", ["service"]
+)
+outbox_oldest_age = Gauge(
+    "leadflow_outbox_oldest_unpublished_age_seconds",
+    "Age of the oldest outbox row not yet published (at the last relay pass; 0 when none wait)",
+    ["service"],
 )
 lead_response = Histogram(
     "leadflow_lead_response_seconds",
@@ -41,6 +52,14 @@ lead_response = Histogram(
 sla_breaches = Counter("leadflow_sla_breaches_total", "SLA breaches", ["sla", "channel", "team"])
 sla_warnings = Counter("leadflow_sla_warnings_total", "SLA warnings", ["sla", "channel", "team"])
 sla_open_timers = Gauge("leadflow_sla_open_timers", "Open SLA timers", ["sla"])
+sla_timers_overdue = Gauge(
+    "leadflow_sla_timers_overdue",
+    "Open SLA timers whose next level came due more than 30 real seconds ago and has not fired",
+    ["sla"],
+)
+sla_timers_started = Counter(
+    "leadflow_sla_timers_started_total", "SLA timers started", ["sla", "channel", "team"]
+)
 sla_fire_lag = Histogram(
     "leadflow_sla_timer_fire_lag_seconds",
     "Real seconds between a timer level coming due and its event being written",
@@ -57,3 +76,9 @@ webhook_deliveries = Counter(
     "Webhook delivery attempts by outcome (delivered, retry, dead_lettered, disabled)",
     ["outcome"],
 )
+
+
+def count_on_commit(session: AsyncSession, counter: MetricWrapperBase, amount: float = 1) -> None:
+    """Increment `counter` once `session`'s transaction commits: a unit of work that rolls back
+    (and is retried) counts nothing, so a retried batch is not counted twice."""
+    sa.event.listen(session.sync_session, "after_commit", lambda _: counter.inc(amount), once=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import zlib
 from datetime import datetime
 
@@ -13,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadflow import metrics
 from leadflow.clock import Clock
-from leadflow.db import Database, touch
+from leadflow.db import Database, is_transient, touch
 from leadflow.events import CloudEvent, Payload, make_event
 from leadflow.loops import Stop
 
@@ -56,6 +57,10 @@ class Outbox:
 
 OUTBOX_TAG = "outbox"
 
+# While more than a batch waits, the backlog is counted at most this often (real seconds); in
+# between it is the last count minus what was published since. Counting is O(backlog).
+COUNT_INTERVAL = 5.0
+
 
 class OutboxRelay:
     """Publishes unpublished outbox rows in id order and marks them published.
@@ -90,18 +95,24 @@ class OutboxRelay:
         self.lock_key = zlib.crc32(f"leadflow-outbox:{table.schema}".encode())
         self._wake = asyncio.Event()
         self.healthy = True
+        self._backlog = 0
+        self._counted_at = float("-inf")
 
     def wake(self) -> None:
         self._wake.set()
 
     async def publish_batch(self) -> int:
-        """Publish one batch; returns how many rows were published (0: nothing to do or not leader)."""
+        """Publish one batch; returns how many rows were published (0: nothing to do or not leader).
+
+        Every pass also reports what still waits (backlog and oldest row's age), leader or not."""
         t = self.table
         async with self.db.unit_of_work() as session:
             leader = await session.scalar(
                 sa.select(sa.func.pg_try_advisory_xact_lock(self.lock_key))
             )
-            if not leader:
+            if not leader:  # another instance is publishing; what waits is the same table
+                backlog, age = await self._waiting(session)
+                self._report(backlog, age)
                 return 0
             rows = (
                 await session.execute(
@@ -112,7 +123,7 @@ class OutboxRelay:
                 )
             ).all()
             if not rows:
-                metrics.outbox_backlog.labels(self.service).set(0)
+                self._report(0, 0.0)
                 return 0
             futures = [
                 await self.producer.send(
@@ -126,9 +137,60 @@ class OutboxRelay:
                 .where(t.c.id.in_([r.id for r in rows]))
                 .values(published_at=sa.func.now())
             )
+            if len(rows) < self.batch_size:
+                backlog, age = 0, 0.0  # every row that waited was in this batch
+            else:
+                backlog, age = await self._waiting(session, after=rows[-1].id, published=len(rows))
         for row in rows:
             metrics.outbox_published.labels(self.service, row.topic).inc()
+        self._report(backlog, age)
         return len(rows)
+
+    async def _waiting(
+        self, session: AsyncSession, *, after: int | None = None, published: int = 0
+    ) -> tuple[int, float]:
+        """(unpublished rows, age in seconds of the oldest), read through the partial index of
+        unpublished rows; `after`: rows up to this id were just published in this transaction."""
+        t = self.table
+        unpublished = t.c.published_at.is_(None)
+        if after is not None:
+            unpublished = sa.and_(unpublished, t.c.id > after)
+        age = await session.scalar(
+            sa.select(sa.func.extract("epoch", sa.func.clock_timestamp() - t.c.created_at))
+            .where(unpublished)
+            .order_by(t.c.id)
+            .limit(1)
+        )
+        if age is None:
+            return 0, 0.0
+        if time.monotonic() - self._counted_at >= COUNT_INTERVAL:
+            backlog = await session.scalar(
+                sa.select(sa.func.count()).select_from(t).where(unpublished)
+            )
+            self._counted_at = time.monotonic()
+        else:
+            backlog = self._backlog - published
+        return max(backlog or 0, 1), max(float(age), 0.0)
+
+    def _report(self, backlog: int, age: float) -> None:
+        self._backlog = backlog
+        metrics.outbox_backlog.labels(self.service).set(backlog)
+        metrics.outbox_oldest_age.labels(self.service).set(age)
+
+    async def _report_after_failure(self, exc: Exception) -> None:
+        """A failed pass still reports what waits (the broker being away is when events age),
+        from its own small query; when the database itself failed, the gauges keep their value."""
+        if isinstance(exc, sa.exc.SQLAlchemyError) or is_transient(exc):
+            return
+        try:
+            async with self.db.unit_of_work() as session:
+                backlog, age = await self._waiting(session)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # the database is away too: nothing to measure with
+            log.debug("outbox backlog not measured", extra={"error": repr(error)})
+            return
+        self._report(backlog, age)
 
     async def purge(self) -> None:
         t = self.table
@@ -139,10 +201,6 @@ class OutboxRelay:
                     < sa.func.now() - sa.text(f"interval '{self.retention_seconds} seconds'")
                 )
             )
-            backlog = await session.scalar(
-                sa.select(sa.func.count()).select_from(t).where(t.c.published_at.is_(None))
-            )
-        metrics.outbox_backlog.labels(self.service).set(backlog or 0)
 
     async def run(self) -> None:
         backoff = 0.2
@@ -161,6 +219,7 @@ class OutboxRelay:
             except Exception as exc:  # broker or database away: keep the rows, try again later
                 self.healthy = False
                 log.warning("outbox relay pass failed", extra={"error": repr(exc)})
+                await self._report_after_failure(exc)
                 await self.stop.pause(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue

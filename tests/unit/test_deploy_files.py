@@ -363,6 +363,21 @@ def test_metrics_the_alerts_and_dashboards_read_are_updated_by_the_code(alerts, 
         assert not never, f"defined but never updated: {sorted(never)} in {query!r}"
 
 
+@pytest.mark.parametrize(
+    "metric",
+    [
+        "leadflow_consumer_lag",
+        "leadflow_outbox_oldest_unpublished_age_seconds",
+        "leadflow_sla_timers_overdue",
+    ],
+)
+def test_pipeline_gauges_feed_an_alert_and_a_panel(metric, alerts):
+    assert any(metric in names_in(rule["expr"])[0] for rule in alerts), f"no alert on {metric}"
+    dashboards = [json.loads(path.read_text(encoding="utf-8")) for path in DASHBOARDS]
+    queries = [q for dashboard in dashboards for q in dashboard_queries(dashboard)]
+    assert any(metric in names_in(q)[0] for q in queries), f"no dashboard panel shows {metric}"
+
+
 def test_sla_alert_thresholds_follow_the_shipped_policy(alerts, recorded):
     policy = default_policy()
     limits = {
@@ -399,6 +414,19 @@ def test_alertmanager_routes_only_to_defined_receivers():
 
     assert config["route"]["receiver"] in receivers
     walk(config["route"])
+
+
+def test_the_panels_the_runbook_names_exist():
+    titles = set()
+    for path in DASHBOARDS:
+        dashboard = json.loads(path.read_text(encoding="utf-8"))
+        for panel in dashboard["panels"]:
+            titles.add(panel["title"])
+            titles.update(p["title"] for p in panel.get("panels", []))
+    text = RUNBOOK.read_text(encoding="utf-8")
+    named = set(re.findall(r"(?<![*\w])\*([^*\n]+)\*(?![*\w])", text))  # *Panel title*
+    assert named, "the runbook names no dashboard panel"
+    assert not named - titles, f"RUNBOOK.md names panels the dashboard lacks: {named - titles}"
 
 
 def test_grafana_provisions_the_datasources_and_dashboards_it_uses(compose):
