@@ -210,6 +210,7 @@ async def assign_lead(
         reason=reason,
         routed_at=now,
         calendar=team.calendar,
+        kind=mql.kind,
     )
     await rt.outbox.emit(session, routed)
     metrics.leads_routed.labels(team.name, reason).inc()

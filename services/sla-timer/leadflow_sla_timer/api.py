@@ -33,6 +33,8 @@ async def get_slas(lead_id: uuid.UUID, rt: RuntimeDep) -> dict:
                     t.met_at,
                     t.next_fire_at,
                     t.policy_version,
+                    t.attempts,
+                    t.attempts_required,
                 )
                 .where(t.lead_id == lead_id)
                 .order_by(t.started_at)
@@ -56,6 +58,8 @@ async def get_slas(lead_id: uuid.UUID, rt: RuntimeDep) -> dict:
                 "met_at": r.met_at,
                 "next_fire_at": r.next_fire_at,
                 "policy_version": r.policy_version,
+                "attempts": r.attempts,
+                "attempts_required": r.attempts_required,
             }
         )
     return {"lead_id": lead_id, "timers": out}

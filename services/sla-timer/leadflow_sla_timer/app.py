@@ -13,5 +13,6 @@ service = ServiceSpec(
     routers=[api.router],
     subscriptions=handlers.subscriptions,
     workers={"timer-firing": firing.run_firing, "open-timer-gauge": firing.count_open},
+    on_start=firing.reschedule_on_start,
     description="Runs durable SLA clocks on business calendars; emits warnings, breaches, escalations.",
 )

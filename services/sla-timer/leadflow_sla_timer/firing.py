@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
+import logging
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from leadflow import metrics
+from leadflow.db import touch
 from leadflow.events import SlaBreached, SlaEscalated, SlaWarning
 from leadflow.service import Runtime
 
 from leadflow_sla_timer import sla_policy
+from leadflow_sla_timer.handlers import calendar_of, schedule
 from leadflow_sla_timer.models import TIMERS_TAG, timers
+from leadflow_sla_timer.sla_policy import CONTACT_CADENCE, SLAS
 from leadflow_sla_timer.timers import due_levels
+
+log = logging.getLogger(__name__)
 
 BATCH = 500
 MAX_IDLE = 1.0  # real seconds between looks at the table when nothing is due sooner
+OVERDUE_AFTER = 30.0  # real seconds past due after which an unfired level counts as overdue
 
 
 async def fire_due(rt: Runtime) -> int:
@@ -58,18 +65,23 @@ async def fire_due(rt: Runtime) -> int:
                     metrics.sla_warnings.labels(*labels).inc()
                 elif step["level"] == "breached":
                     state = "breached"
-                    await rt.outbox.emit(
-                        session, SlaBreached(**common), policy_version=row.policy_version
-                    )
+                    # A cadence that ends without its attempts leaves the lead unreachable.
+                    outcome = "unreachable" if row.sla == CONTACT_CADENCE else None
                     await rt.outbox.emit(
                         session,
-                        SlaEscalated(
-                            **common,
-                            escalate_to="team_lead",
-                            reassign=sla_policy.reassign_on_breach(rt.policy),
-                        ),
+                        SlaBreached(**common, outcome=outcome),
                         policy_version=row.policy_version,
                     )
+                    if step.get("escalate", True):
+                        await rt.outbox.emit(
+                            session,
+                            SlaEscalated(
+                                **common,
+                                escalate_to="team_lead",
+                                reassign=sla_policy.reassign_on_breach(rt.policy),
+                            ),
+                            policy_version=row.policy_version,
+                        )
                     metrics.sla_breaches.labels(*labels).inc()
                 else:
                     await rt.outbox.emit(
@@ -115,18 +127,91 @@ async def run_firing(rt: Runtime) -> None:
         await rt.stop.pause(max(delay, 0.01), wake)
 
 
+async def measure_open(rt: Runtime) -> None:
+    """Set the open-timers and overdue-timers gauges from the table, per SLA.
+
+    Overdue: the next level came due more than OVERDUE_AFTER real seconds ago (in simulated
+    time that is OVERDUE_AFTER x clock speed) and the firing loop has not fired it."""
+    t = timers.c
+    cutoff = rt.clock.now() - timedelta(seconds=OVERDUE_AFTER * rt.clock.speed)
+    async with rt.db.unit_of_work() as session:
+        rows = (
+            await session.execute(
+                sa.select(t.sla, sa.func.count(), sa.func.count().filter(t.next_fire_at < cutoff))
+                .where(t.next_fire_at.is_not(None))
+                .group_by(t.sla)
+            )
+        ).all()
+    metrics.sla_open_timers.clear()
+    metrics.sla_timers_overdue.clear()
+    for sla in SLAS:  # present at 0 rather than missing while none is open
+        metrics.sla_open_timers.labels(sla).set(0)
+        metrics.sla_timers_overdue.labels(sla).set(0)
+    for sla, n, overdue in rows:
+        metrics.sla_open_timers.labels(sla).set(n)
+        metrics.sla_timers_overdue.labels(sla).set(overdue)
+
+
 async def count_open(rt: Runtime) -> None:
-    """Worker: keep the open-timers gauge current."""
+    """Worker: keep the open-timers and overdue-timers gauges current."""
     while not rt.stop:
+        await measure_open(rt)
+        await rt.stop.pause(15)
+
+
+async def reschedule_for_policy(rt: Runtime) -> int:
+    """Move the clocks still running under another policy version onto the current policy.
+
+    Each timer keeps its start and the levels already fired; its limit, due instant and the
+    levels still to come follow the current policy (a level that is now overdue fires at once).
+    Returns how many timers moved."""
+    t = timers.c
+    moved = 0
+    while True:
         async with rt.db.unit_of_work() as session:
             rows = (
                 await session.execute(
-                    sa.select(timers.c.sla, sa.func.count())
-                    .where(timers.c.next_fire_at.is_not(None))
-                    .group_by(timers.c.sla)
+                    sa.select(timers)
+                    .where(
+                        t.next_fire_at.is_not(None),
+                        t.policy_version.is_distinct_from(rt.policy.version),
+                    )
+                    .limit(BATCH)
+                    .with_for_update(skip_locked=True)
                 )
             ).all()
-        metrics.sla_open_timers.clear()
-        for sla, n in rows:
-            metrics.sla_open_timers.labels(sla).set(n)
-        await rt.stop.pause(15)
+            for row in rows:
+                terms, ladder, due_at = schedule(
+                    rt.policy, row.sla, row.channel, calendar_of(rt, row.calendar), row.started_at
+                )
+                level = min(row.level, len(ladder))
+                await session.execute(
+                    sa.update(timers)
+                    .where(t.id == row.id)
+                    .values(
+                        clock=terms.clock,
+                        limit_seconds=terms.limit.total_seconds(),
+                        due_at=due_at,
+                        ladder=ladder,
+                        level=level,
+                        next_fire_at=(
+                            datetime.fromisoformat(ladder[level]["at"])
+                            if level < len(ladder)
+                            else None
+                        ),
+                        attempts_required=terms.attempts_required,
+                        policy_version=rt.policy.version,
+                        version=t.version + 1,
+                    )
+                )
+            if rows:
+                touch(session, TIMERS_TAG)
+        moved += len(rows)
+        if len(rows) < BATCH:
+            return moved
+
+
+async def reschedule_on_start(rt: Runtime) -> None:
+    moved = await reschedule_for_policy(rt)
+    if moved:
+        log.info("moved %d open SLA timers onto policy %s", moved, rt.policy.version)

@@ -1,4 +1,17 @@
-"""sla-timer's event handlers: a routed lead opens its first-response clock, a contact meets it."""
+"""sla-timer's event handlers: routing, contact attempts and status changes open and stop SLA clocks.
+
+| SLA             | opens on                   | met by                                         |
+|-----------------|----------------------------|------------------------------------------------|
+| first_response  | lead.routed                | the first contact attempt                      |
+| contact_cadence | lead.routed                | the Nth attempt, or status sal / returned      |
+| sal_acceptance  | lead.routed                | status sal or returned                         |
+| pql_contact     | lead.routed of a PQL       | the first contact attempt                      |
+| sql_to_sqo      | status sql                 | status sqo                                     |
+| cs_handoff      | status won                 | status handed_off                              |
+
+A lead that leaves the funnel (lost, recycled, unreachable) owes nothing more: its open clocks
+are cancelled and pending escalations dropped. A returned lead likewise owes no first response.
+"""
 
 from __future__ import annotations
 
@@ -16,81 +29,168 @@ from leadflow.events import (
     CloudEvent,
     LeadContactAttempt,
     LeadRouted,
+    LeadStatusChanged,
     SlaMet,
 )
+from leadflow.policy import Policy
 from leadflow.service import Runtime
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadflow_sla_timer import sla_policy
 from leadflow_sla_timer.models import TIMERS_TAG, early_attempts, timers
+from leadflow_sla_timer.sla_policy import (
+    CONTACT_CADENCE,
+    CS_HANDOFF,
+    FIRST_RESPONSE,
+    PQL_CONTACT,
+    SAL_ACCEPTANCE,
+    SQL_TO_SQO,
+)
 from leadflow_sla_timer.timers import fire_times, measured
 
-FIRST_RESPONSE = "first_response"
+__all__ = ["FIRST_RESPONSE", "subscriptions"]
+
+# Statuses that stop clocks: which SLAs they meet, and whether the rest of the lead's clocks end.
+MEETS = {
+    "sal": (CONTACT_CADENCE, SAL_ACCEPTANCE),
+    "returned": (CONTACT_CADENCE, SAL_ACCEPTANCE),
+    "sqo": (SQL_TO_SQO,),
+    "handed_off": (CS_HANDOFF,),
+}
+ENDS_ALL = frozenset({"returned", "lost", "recycled", "unreachable"})
+OPENS = {"sql": SQL_TO_SQO, "won": CS_HANDOFF}
+MET_BY_ATTEMPT = (FIRST_RESPONSE, PQL_CONTACT)
 
 
 def calendar_of(rt: Runtime, spec: dict | None) -> BusinessCalendar:
     return BusinessCalendar.from_spec(spec) if spec else sla_policy.default_calendar(rt.policy)
 
 
-async def open_first_response(rt: Runtime, session: AsyncSession, routed: LeadRouted) -> None:
-    limit, clock = sla_policy.first_response(rt.policy, routed.channel)
-    calendar = calendar_of(rt, routed.calendar)
-    ladder = [
-        {"level": level, "at": at.isoformat()}
-        for level, at in fire_times(
-            sla_policy.ladder(rt.policy), clock, calendar, routed.routed_at, limit
-        )
-    ]
+def schedule(
+    policy: Policy, sla: str, channel: str | None, calendar: BusinessCalendar, start: datetime
+) -> tuple[sla_policy.Terms, list[dict], datetime]:
+    """The terms, the ladder ([{"level", "at", "escalate"?}]) and the due instant of a clock."""
+    terms = sla_policy.terms(policy, sla, channel)
+    ladder = []
+    for level, at in fire_times(terms.steps, terms.clock, calendar, start, terms.limit):
+        step = {"level": level, "at": at.isoformat()}
+        if level == "breached" and not terms.escalate_on_breach:
+            step["escalate"] = False
+        ladder.append(step)
     due_at = next(datetime.fromisoformat(s["at"]) for s in ladder if s["level"] == "breached")
-    timer_id = uuid.uuid4()
+    return terms, ladder, due_at
+
+
+async def open_timer(
+    rt: Runtime,
+    session: AsyncSession,
+    *,
+    lead_id: uuid.UUID,
+    sla: str,
+    started_at: datetime,
+    channel: str | None,
+    team: str | None,
+    rep_id: uuid.UUID | None,
+    calendar: dict | None,
+) -> bool:
+    """Start the lead's `sla` clock; False when it already runs (or ran) for this lead."""
+    terms, ladder, due_at = schedule(rt.policy, sla, channel, calendar_of(rt, calendar), started_at)
     created = await session.scalar(
         insert(timers)
         .values(
-            id=timer_id,
-            lead_id=routed.lead_id,
-            sla=FIRST_RESPONSE,
-            channel=routed.channel,
-            team=routed.team,
-            rep_id=routed.rep_id,
-            clock=clock,
-            calendar=routed.calendar,
-            limit_seconds=limit.total_seconds(),
-            started_at=routed.routed_at,
+            id=uuid.uuid4(),
+            lead_id=lead_id,
+            sla=sla,
+            channel=channel,
+            team=team,
+            rep_id=rep_id,
+            clock=terms.clock,
+            calendar=calendar,
+            limit_seconds=terms.limit.total_seconds(),
+            started_at=started_at,
             due_at=due_at,
             ladder=ladder,
             next_fire_at=datetime.fromisoformat(ladder[0]["at"]),
             policy_version=rt.policy.version,
+            attempts_required=terms.attempts_required,
         )
         .on_conflict_do_nothing()  # re-routing keeps the clock that started with the first routing
         .returning(timers.c.id)
     )
     if created is None:
-        return
-    touch(session, TIMERS_TAG)
-    early = await session.scalar(
-        sa.delete(early_attempts)
-        .where(early_attempts.c.lead_id == routed.lead_id)
-        .returning(early_attempts.c.occurred_at)
+        return False
+    metrics.count_on_commit(
+        session, metrics.sla_timers_started.labels(sla, channel or "unknown", team or "unknown")
     )
+    touch(session, TIMERS_TAG)
+    return True
+
+
+async def on_lead_routed(rt: Runtime, session: AsyncSession, routed: LeadRouted) -> None:
+    slas = [FIRST_RESPONSE, CONTACT_CADENCE, SAL_ACCEPTANCE]
+    if routed.kind == "pql":
+        slas.append(PQL_CONTACT)
+    opened = False
+    for sla in slas:
+        opened |= await open_timer(
+            rt,
+            session,
+            lead_id=routed.lead_id,
+            sla=sla,
+            started_at=routed.routed_at,
+            channel=routed.channel,
+            team=routed.team,
+            rep_id=routed.rep_id,
+            calendar=routed.calendar,
+        )
+    if not opened:
+        return
+    early = (
+        await session.execute(
+            sa.delete(early_attempts)
+            .where(early_attempts.c.lead_id == routed.lead_id)
+            .returning(early_attempts.c.occurred_at, early_attempts.c.attempts)
+        )
+    ).first()
     if early is not None:
-        await meet(rt, session, routed.lead_id, max(early, routed.routed_at))
+        await count_attempts(
+            rt, session, routed.lead_id, max(early.occurred_at, routed.routed_at), early.attempts
+        )
 
 
-async def meet(rt: Runtime, session: AsyncSession, lead_id: uuid.UUID, at: datetime) -> bool:
-    """Stop the first-response clock; False if there is no timer yet (the attempt came early)."""
+async def stop(
+    rt: Runtime,
+    session: AsyncSession,
+    lead_id: uuid.UUID,
+    sla: str,
+    at: datetime,
+    *,
+    add_attempts: int = 0,
+) -> bool:
+    """Meet the lead's `sla` clock (for a cadence: count attempts, meet at the Nth).
+
+    False if the lead has no such clock."""
     timer = (
         await session.execute(
             sa.select(timers)
-            .where(timers.c.lead_id == lead_id, timers.c.sla == FIRST_RESPONSE)
+            .where(timers.c.lead_id == lead_id, timers.c.sla == sla)
+            # Locked: the firing loop cannot breach this timer between the read and the write.
             .with_for_update()
         )
     ).first()
     if timer is None:
         return False
-    if timer.met_at is not None:
+    if timer.met_at is not None or timer.state == "cancelled":
         return True
-    # Locked above: the firing loop cannot breach this timer between the read and the write.
+    attempts = timer.attempts + add_attempts
+    if add_attempts and timer.attempts_required and attempts < timer.attempts_required:
+        await session.execute(
+            sa.update(timers)
+            .where(timers.c.id == timer.id)
+            .values(attempts=attempts, version=timers.c.version + 1)
+        )
+        return True
     state = "met" if timer.state == "open" else timer.state
     await session.execute(
         sa.update(timers)
@@ -98,15 +198,18 @@ async def meet(rt: Runtime, session: AsyncSession, lead_id: uuid.UUID, at: datet
         .values(
             state=state,
             met_at=at,
+            attempts=attempts,
             next_fire_at=None,
             version=timers.c.version + 1,
         )
     )
+    touch(session, TIMERS_TAG)
     calendar = calendar_of(rt, timer.calendar)
     took = measured(timer.clock, calendar, timer.started_at, at)
-    metrics.lead_response.labels(timer.channel or "unknown", timer.team or "unknown").observe(
-        took.total_seconds()
-    )
+    if sla == FIRST_RESPONSE:
+        metrics.lead_response.labels(timer.channel or "unknown", timer.team or "unknown").observe(
+            took.total_seconds()
+        )
     await rt.outbox.emit(
         session,
         SlaMet(
@@ -127,30 +230,97 @@ async def meet(rt: Runtime, session: AsyncSession, lead_id: uuid.UUID, at: datet
     return True
 
 
+async def meet(rt: Runtime, session: AsyncSession, lead_id: uuid.UUID, at: datetime) -> bool:
+    """Stop the first-response clock; False if there is no timer yet (the attempt came early)."""
+    return await stop(rt, session, lead_id, FIRST_RESPONSE, at)
+
+
+async def count_attempts(
+    rt: Runtime, session: AsyncSession, lead_id: uuid.UUID, at: datetime, n: int = 1
+) -> bool:
+    """Apply `n` contact attempts (the earliest at `at`); False if the lead has no clocks yet."""
+    found = False
+    for sla in MET_BY_ATTEMPT:
+        found |= await stop(rt, session, lead_id, sla, at)
+    found |= await stop(rt, session, lead_id, CONTACT_CADENCE, at, add_attempts=n)
+    return found
+
+
+async def cancel_all(session: AsyncSession, lead_id: uuid.UUID) -> None:
+    """The lead left the funnel: open clocks end without an event, pending escalations drop."""
+    t = timers.c
+    await session.execute(
+        sa.update(timers)
+        .where(t.lead_id == lead_id, t.next_fire_at.is_not(None))
+        .values(
+            state=sa.case((t.state == "open", "cancelled"), else_=t.state),
+            next_fire_at=None,
+            version=t.version + 1,
+        )
+    )
+    touch(session, TIMERS_TAG)
+
+
+async def on_status_changed(rt: Runtime, session: AsyncSession, change: LeadStatusChanged) -> None:
+    for sla in MEETS.get(change.status, ()):
+        await stop(rt, session, change.lead_id, sla, change.changed_at)
+    if change.status in ENDS_ALL:
+        await cancel_all(session, change.lead_id)
+    if (sla := OPENS.get(change.status)) is not None:
+        # The lead's routing (channel, team, calendar) comes from the clocks routing started.
+        routed = (
+            await session.execute(
+                sa.select(timers.c.channel, timers.c.team, timers.c.rep_id, timers.c.calendar)
+                .where(timers.c.lead_id == change.lead_id)
+                .order_by(timers.c.started_at)
+                .limit(1)
+            )
+        ).first()
+        await open_timer(
+            rt,
+            session,
+            lead_id=change.lead_id,
+            sla=sla,
+            started_at=change.changed_at,
+            channel=routed.channel if routed else None,
+            team=routed.team if routed else None,
+            rep_id=change.rep_id or (routed.rep_id if routed else None),
+            calendar=routed.calendar if routed else None,
+        )
+
+
 def subscriptions(rt: Runtime) -> list[Subscription]:
     async def on_routed(event: CloudEvent, session: AsyncSession) -> None:
-        await open_first_response(rt, session, LeadRouted.model_validate(event.data))
+        await on_lead_routed(rt, session, LeadRouted.model_validate(event.data))
 
     async def on_attempt(event: CloudEvent, session: AsyncSession) -> None:
         attempt = LeadContactAttempt.model_validate(event.data)
-        if not await meet(rt, session, attempt.lead_id, attempt.occurred_at):
+        if not await count_attempts(rt, session, attempt.lead_id, attempt.occurred_at):
             await session.execute(
                 insert(early_attempts)
-                .values(lead_id=attempt.lead_id, occurred_at=attempt.occurred_at)
+                .values(lead_id=attempt.lead_id, occurred_at=attempt.occurred_at, attempts=1)
                 .on_conflict_do_update(
                     index_elements=[early_attempts.c.lead_id],
                     set_={
                         "occurred_at": sa.func.least(
                             early_attempts.c.occurred_at, attempt.occurred_at
-                        )
+                        ),
+                        "attempts": early_attempts.c.attempts + 1,
                     },
                 )
             )
+
+    async def on_status(event: CloudEvent, session: AsyncSession) -> None:
+        await on_status_changed(rt, session, LeadStatusChanged.model_validate(event.data))
 
     return [
         Subscription(
             "timers",
             (TOPIC_ROUTING, TOPIC_FEEDBACK),
-            handlers={"lead.routed": on_routed, "lead.contact_attempt": on_attempt},
+            handlers={
+                "lead.routed": on_routed,
+                "lead.contact_attempt": on_attempt,
+                "lead.status_changed": on_status,
+            },
         )
     ]

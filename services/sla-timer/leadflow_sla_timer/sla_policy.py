@@ -1,13 +1,34 @@
-"""Reads the SLA terms sla-timer needs out of the policy: limits, clocks, ladder, default calendar."""
+"""Reads the SLA terms sla-timer needs out of the policy: limits, clocks, ladders, default calendar."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 
-from leadflow.calendar import BusinessCalendar
+from leadflow.calendar import BusinessCalendar, policy_calendar
 from leadflow.policy import Policy
 
 from leadflow_sla_timer.timers import Step, ladder_steps
+
+# The SLAs of DOMAIN.md's time-commitments table, as timers name them.
+FIRST_RESPONSE = "first_response"
+CONTACT_CADENCE = "contact_cadence"
+SAL_ACCEPTANCE = "sal_acceptance"
+SQL_TO_SQO = "sql_to_sqo"
+PQL_CONTACT = "pql_contact"
+CS_HANDOFF = "cs_handoff"
+SLAS = (FIRST_RESPONSE, CONTACT_CADENCE, SAL_ACCEPTANCE, SQL_TO_SQO, PQL_CONTACT, CS_HANDOFF)
+
+
+@dataclass(frozen=True)
+class Terms:
+    """What one SLA owes: its limit and clock, the ladder it climbs, and (cadence) the attempts."""
+
+    limit: timedelta
+    clock: str
+    steps: list[Step]
+    escalate_on_breach: bool = True
+    attempts_required: int | None = None
 
 
 def first_response(policy: Policy, channel: str) -> tuple[timedelta, str]:
@@ -20,19 +41,38 @@ def ladder(policy: Policy) -> list[Step]:
     return ladder_steps(e.warning_at, e.breach_at, e.manager_at)
 
 
+def terms(policy: Policy, sla: str, channel: str | None) -> Terms:
+    """The terms of `sla` for a lead from `channel` under `policy`."""
+    channel_slas = policy.slas.for_channel(channel or "inbound")
+    if sla == FIRST_RESPONSE:
+        term = channel_slas.first_response
+        return Terms(term.limit, term.clock, ladder(policy))
+    if sla == CONTACT_CADENCE:
+        cadence = channel_slas.cadence
+        steps = ladder(policy)
+        if not cadence.escalate_on_breach:
+            # The cadence ends in "unreachable", not in an escalation: warning and breach only.
+            steps = [s for s in steps if s.level != "escalated_manager"]
+        # "N attempts in D days" runs on calendar days: wall time.
+        return Terms(
+            cadence.within,
+            "wall",
+            steps,
+            escalate_on_breach=cadence.escalate_on_breach,
+            attempts_required=cadence.attempts,
+        )
+    term = {
+        SAL_ACCEPTANCE: policy.slas.sal_acceptance,
+        SQL_TO_SQO: policy.slas.sql_to_sqo,
+        PQL_CONTACT: policy.slas.pql_contact,
+        CS_HANDOFF: policy.slas.cs_handoff,
+    }[sla]
+    return Terms(term.limit, term.clock, ladder(policy))
+
+
 def reassign_on_breach(policy: Policy) -> bool:
     return policy.slas.escalation.reassign_on_breach
 
 
 def default_calendar(policy: Policy) -> BusinessCalendar:
-    spec = policy.calendar
-    country = spec.holiday_country
-    if spec.holiday_subdivision:
-        country = f"{country}-{spec.holiday_subdivision}"
-    return BusinessCalendar.standard(
-        timezone=spec.time_zone,
-        start=spec.opens_at,
-        end=spec.closes_at,
-        days=tuple(sorted(spec.weekday_numbers)),
-        holiday_country=country,
-    )
+    return policy_calendar(policy)

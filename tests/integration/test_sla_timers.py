@@ -1,0 +1,451 @@
+"""sla-timer runs every clock of DOMAIN.md's time-commitments table on simulated time.
+
+Each test runs sla-timer in-process against its own database and topics, publishes the events
+routing and feedback would publish, and reads the SLA events sla-timer wrote to its outbox.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+import sqlalchemy as sa
+import yaml
+from leadflow.clock import Clock
+from leadflow.events import (
+    TOPIC_FEEDBACK,
+    TOPIC_ROUTING,
+    CloudEvent,
+    LeadContactAttempt,
+    LeadRouted,
+    LeadStatusChanged,
+)
+from leadflow.policy import default_policy
+from leadflow.testing import eventually, publish_events, service_client
+from leadflow_sla_timer import sla_policy
+from leadflow_sla_timer.models import early_attempts
+
+# Sunday noon UTC: business-hours clocks started now wait for Monday's opening.
+START = datetime(2026, 11, 15, 12, 0, tzinfo=UTC)
+H = timedelta(hours=1)
+D = timedelta(days=1)
+NEW_YORK = ZoneInfo("America/New_York")
+NEW_YORK_TEAM = {
+    "timezone": "America/New_York",
+    "hours": {d: ["09:00-17:00"] for d in ("mon", "tue", "wed", "thu", "fri")},
+    "holiday_country": "US",
+}
+
+
+async def simulated(stack, speed: float):  # noqa: ANN001, ANN201
+    settings = await stack.isolated_settings(
+        clock_start=START, clock_speed=speed, clock_anchor=time.time()
+    )
+    return settings, Clock(settings.clock_start, settings.clock_speed, settings.clock_anchor)
+
+
+def routed(
+    lead_id: uuid.UUID,
+    at: datetime,
+    *,
+    channel: str = "inbound",
+    kind: str = "mql",
+    calendar: dict | None = None,
+) -> LeadRouted:
+    return LeadRouted(
+        lead_id=lead_id,
+        assignment_id=uuid.uuid4(),
+        team_id=None,
+        team="emea",
+        rep_id=None,
+        channel=channel,
+        routed_at=at,
+        calendar=calendar,
+        kind=kind,
+    )
+
+
+def attempt(lead_id: uuid.UUID, at: datetime) -> LeadContactAttempt:
+    return LeadContactAttempt(
+        lead_id=lead_id, attempt_id=uuid.uuid4(), channel="call", occurred_at=at
+    )
+
+
+def status(lead_id: uuid.UUID, to: str, at: datetime) -> LeadStatusChanged:
+    return LeadStatusChanged(lead_id=lead_id, from_status=None, status=to, changed_at=at)
+
+
+async def slas(client, lead_id: uuid.UUID) -> dict[str, dict]:  # noqa: ANN001
+    body = (await client.get(f"/v1/leads/{lead_id}/slas")).json()
+    return {t["sla"]: t for t in body["timers"]}
+
+
+async def fired(client, lead_id: uuid.UUID) -> list[tuple]:  # noqa: ANN001
+    """The SLA events sla-timer emitted for the lead: (type, sla, detail) in emission order."""
+    rt = client.app.state.runtime
+    async with rt.db.unit_of_work() as session:
+        raw = await session.execute(sa.text("SELECT payload FROM sla_timer.outbox ORDER BY id"))
+        events = [CloudEvent.from_bytes(row.payload) for row in raw]
+    out = []
+    for e in events:
+        if e.subject != str(lead_id):
+            continue
+        detail = e.data.get("escalate_to") or e.data.get("outcome")
+        out.append((e.type, e.data["sla"], detail))
+    return out
+
+
+def where(states: dict[str, str]):  # noqa: ANN201
+    """A check for `eventually`: the lead's timers are in these states."""
+
+    def check(timers: dict[str, dict]) -> bool:
+        return all(timers.get(sla, {}).get("state") == state for sla, state in states.items())
+
+    return check
+
+
+async def wait_for_timers(client, lead_id, states: dict[str, str], timeout: float = 60):  # noqa: ANN001, ANN201
+    async def ok():
+        timers = await slas(client, lead_id)
+        return where(states)(timers) and timers
+
+    return await eventually(ok, timeout=timeout)
+
+
+async def ready(client) -> None:  # noqa: ANN001
+    async def up() -> bool:
+        return (await client.get("/readyz")).status_code == 200
+
+    await eventually(up, timeout=90)
+
+
+async def test_routing_opens_the_clocks_and_attempts_and_acceptance_meet_them(stack):
+    settings, clock = await simulated(stack, speed=60)
+    accepted, returned = uuid.uuid4(), uuid.uuid4()
+    async with service_client("sla-timer", settings) as client:
+        await ready(client)
+        now = clock.now()
+        await publish_events(
+            settings, TOPIC_ROUTING, [routed(accepted, now), routed(returned, now)]
+        )
+        timers = await wait_for_timers(
+            client,
+            accepted,
+            {"first_response": "open", "contact_cadence": "open", "sal_acceptance": "open"},
+        )
+        assert "pql_contact" not in timers  # an MQL, not a PQL
+        routed_at = datetime.fromisoformat(timers["sal_acceptance"]["started_at"])
+        # Wall clocks: 24 h to accept, 6 attempts in 12 calendar days (inbound).
+        assert datetime.fromisoformat(timers["sal_acceptance"]["due_at"]) == routed_at + 24 * H
+        assert datetime.fromisoformat(timers["contact_cadence"]["due_at"]) == routed_at + 12 * D
+        assert timers["contact_cadence"]["attempts_required"] == 6
+        # Business hours: routed on Sunday, 2 working hours from Monday 09:00 Warsaw.
+        assert timers["first_response"]["due_at"].startswith("2026-11-16T10:00")
+
+        # Five attempts: first response met, cadence still counting.
+        await publish_events(
+            settings, TOPIC_FEEDBACK, [attempt(accepted, now + i * H) for i in range(5)]
+        )
+        timers = await wait_for_timers(
+            client, accepted, {"first_response": "met", "contact_cadence": "open"}
+        )
+        await eventually(
+            lambda: _attempts(client, accepted, 5), timeout=30
+        )  # every attempt counted
+        # The sixth attempt completes the cadence; acceptance meets the SAL clock.
+        await publish_events(settings, TOPIC_FEEDBACK, [attempt(accepted, now + 5 * H)])
+        await publish_events(settings, TOPIC_FEEDBACK, [status(accepted, "sal", now + 6 * H)])
+        timers = await wait_for_timers(
+            client,
+            accepted,
+            {"first_response": "met", "contact_cadence": "met", "sal_acceptance": "met"},
+        )
+        assert timers["contact_cadence"]["met_at"].startswith((routed_at + 5 * H).isoformat()[:19])
+
+        # Returned without contact: cadence and acceptance met, no first response owed.
+        await publish_events(settings, TOPIC_FEEDBACK, [status(returned, "returned", now + H)])
+        await wait_for_timers(
+            client,
+            returned,
+            {"first_response": "cancelled", "contact_cadence": "met", "sal_acceptance": "met"},
+        )
+        met = Counter(sla for kind, sla, _ in await fired(client, accepted) if kind == "sla.met")
+        assert met == {"first_response": 1, "contact_cadence": 1, "sal_acceptance": 1}
+        assert [e for e in await fired(client, returned) if e[0] != "sla.met"] == []
+
+
+async def _attempts(client, lead_id, n: int) -> bool:  # noqa: ANN001
+    return (await slas(client, lead_id))["contact_cadence"]["attempts"] == n
+
+
+async def test_cadence_without_its_attempts_breaches_and_marks_the_lead_unreachable(stack):
+    settings, clock = await simulated(stack, speed=3600)
+    lead = uuid.uuid4()
+    async with service_client("sla-timer", settings) as client:
+        await ready(client)
+        now = clock.now()
+        # Routed 13 days ago; inbound owes 6 attempts in 12 days and got one.
+        await publish_events(settings, TOPIC_ROUTING, [routed(lead, now - 13 * D)])
+        await publish_events(settings, TOPIC_FEEDBACK, [attempt(lead, now - 12 * D)])
+        timers = await wait_for_timers(client, lead, {"contact_cadence": "breached"})
+        assert timers["contact_cadence"]["levels_fired"] == ["warning", "breached"]
+
+        async def cadence_events():
+            return [e for e in await fired(client, lead) if e[1] == "contact_cadence"]
+
+        await eventually(lambda: _len(cadence_events(), 2), timeout=30)
+        # The breach says what it means; a cadence ends in "unreachable", not an escalation.
+        assert await cadence_events() == [
+            ("sla.warning", "contact_cadence", None),
+            ("sla.breached", "contact_cadence", "unreachable"),
+        ]
+        # The lead is marked unreachable: every other clock stops, no more escalations.
+        await publish_events(settings, TOPIC_FEEDBACK, [status(lead, "unreachable", now)])
+        await eventually(lambda: _no_pending(client, lead), timeout=30)
+
+
+async def _len(awaitable, n: int) -> bool:  # noqa: ANN001
+    return len(await awaitable) == n
+
+
+async def _no_pending(client, lead_id) -> bool:  # noqa: ANN001
+    return all(t["next_fire_at"] is None for t in (await slas(client, lead_id)).values())
+
+
+async def test_pql_contact_clock_is_met_by_first_contact_and_breaches_without_it(stack):
+    settings, clock = await simulated(stack, speed=60)
+    contacted, ignored, mql = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    async with service_client("sla-timer", settings) as client:
+        await ready(client)
+        now = clock.now()
+        await publish_events(
+            settings,
+            TOPIC_ROUTING,
+            [
+                routed(contacted, now, channel="plg", kind="pql"),
+                routed(ignored, now - 37 * H, channel="plg", kind="pql"),
+                routed(mql, now, channel="plg"),
+            ],
+        )
+        await publish_events(settings, TOPIC_FEEDBACK, [attempt(contacted, now + H)])
+        timers = await wait_for_timers(client, contacted, {"pql_contact": "met"})
+        assert timers["pql_contact"]["clock"] == "wall"
+        started = datetime.fromisoformat(timers["pql_contact"]["started_at"])
+        assert datetime.fromisoformat(timers["pql_contact"]["due_at"]) == started + 24 * H
+
+        timers = await wait_for_timers(client, ignored, {"pql_contact": "breached"})
+        assert timers["pql_contact"]["levels_fired"] == ["warning", "breached", "escalated_manager"]
+        pql = [e for e in await fired(client, ignored) if e[1] == "pql_contact"]
+        assert pql == [
+            ("sla.warning", "pql_contact", None),
+            ("sla.breached", "pql_contact", None),
+            ("sla.escalated", "pql_contact", "team_lead"),
+            ("sla.escalated", "pql_contact", "manager"),
+        ]
+        assert "pql_contact" not in await wait_for_timers(client, mql, {"first_response": "open"})
+
+
+async def test_sql_to_sqo_counts_business_days_of_the_team_calendar(stack):
+    settings, clock = await simulated(stack, speed=60)
+    on_time, late = uuid.uuid4(), uuid.uuid4()
+    async with service_client("sla-timer", settings) as client:
+        await ready(client)
+        now = clock.now()
+        await publish_events(
+            settings,
+            TOPIC_ROUTING,
+            [routed(lead, now - 30 * D, calendar=NEW_YORK_TEAM) for lead in (on_time, late)],
+        )
+        await wait_for_timers(client, on_time, {"sal_acceptance": "breached"})
+        # SQL on the Wednesday before Thanksgiving, New York time: 5 business days skip the
+        # holiday and the weekend → the Thursday after, same time of day.
+        sql_at = datetime(2026, 11, 25, 10, 0, tzinfo=NEW_YORK)
+        await publish_events(
+            settings,
+            TOPIC_FEEDBACK,
+            [status(on_time, "sql", sql_at), status(late, "sql", now - 20 * D)],
+        )
+        timers = await wait_for_timers(client, on_time, {"sql_to_sqo": "open"})
+        assert timers["sql_to_sqo"]["clock"] == "business_days"
+        due = datetime.fromisoformat(timers["sql_to_sqo"]["due_at"])
+        assert due == datetime(2026, 12, 3, 10, 0, tzinfo=NEW_YORK)
+        late_timers = await wait_for_timers(client, late, {"sql_to_sqo": "breached"})
+        assert late_timers["sql_to_sqo"]["levels_fired"] == [
+            "warning",
+            "breached",
+            "escalated_manager",
+        ]
+
+        await publish_events(settings, TOPIC_FEEDBACK, [status(on_time, "sqo", sql_at + D)])
+        await wait_for_timers(client, on_time, {"sql_to_sqo": "met"})
+        events = Counter(
+            (kind, detail) for kind, sla, detail in await fired(client, late) if sla == "sql_to_sqo"
+        )
+        assert events == {
+            ("sla.warning", None): 1,
+            ("sla.breached", None): 1,
+            ("sla.escalated", "team_lead"): 1,
+            ("sla.escalated", "manager"): 1,
+        }
+
+
+async def test_won_deal_handoff_clock_runs_48_wall_hours(stack):
+    settings, clock = await simulated(stack, speed=60)
+    fresh, stale = uuid.uuid4(), uuid.uuid4()
+    async with service_client("sla-timer", settings) as client:
+        await ready(client)
+        now = clock.now()
+        await publish_events(
+            settings, TOPIC_ROUTING, [routed(lead, now - 60 * D) for lead in (fresh, stale)]
+        )
+        await wait_for_timers(client, fresh, {"sal_acceptance": "breached"})
+        await publish_events(
+            settings,
+            TOPIC_FEEDBACK,
+            [status(fresh, "won", now), status(stale, "won", now - 73 * H)],
+        )
+        timers = await wait_for_timers(client, fresh, {"cs_handoff": "open"})
+        started = datetime.fromisoformat(timers["cs_handoff"]["started_at"])
+        assert datetime.fromisoformat(timers["cs_handoff"]["due_at"]) == started + 48 * H
+        # a deal nobody handed over breaches; the handover meets the other clock
+        timers = await wait_for_timers(client, stale, {"cs_handoff": "breached"})
+        assert timers["cs_handoff"]["levels_fired"] == ["warning", "breached", "escalated_manager"]
+        await publish_events(settings, TOPIC_FEEDBACK, [status(fresh, "handed_off", now + H)])
+        await wait_for_timers(client, fresh, {"cs_handoff": "met"})
+
+
+async def test_overdue_timers_fire_once_each_when_sla_timer_starts_again(stack):
+    settings, clock = await simulated(stack, speed=60)
+    lead = uuid.uuid4()
+    async with service_client("sla-timer", settings) as client:
+        await ready(client)
+        await publish_events(settings, TOPIC_ROUTING, [routed(lead, clock.now())])
+        await wait_for_timers(
+            client,
+            lead,
+            {"first_response": "open", "contact_cadence": "open", "sal_acceptance": "open"},
+        )
+        assert await fired(client, lead) == []
+    # sla-timer is down while 40 simulated days pass: every level of every clock comes due.
+    later = settings.model_copy(
+        update={"clock_anchor": settings.clock_anchor - 40 * D.total_seconds() / 60}
+    )
+    async with service_client("sla-timer", later) as client:
+        timers = await wait_for_timers(
+            client,
+            lead,
+            {
+                "first_response": "breached",
+                "contact_cadence": "breached",
+                "sal_acceptance": "breached",
+            },
+        )
+        assert all(t["next_fire_at"] is None for t in timers.values())
+        expected = Counter(
+            {
+                ("sla.warning", "first_response", None): 1,
+                ("sla.breached", "first_response", None): 1,
+                ("sla.escalated", "first_response", "team_lead"): 1,
+                ("sla.escalated", "first_response", "manager"): 1,
+                ("sla.warning", "sal_acceptance", None): 1,
+                ("sla.breached", "sal_acceptance", None): 1,
+                ("sla.escalated", "sal_acceptance", "team_lead"): 1,
+                ("sla.escalated", "sal_acceptance", "manager"): 1,
+                ("sla.warning", "contact_cadence", None): 1,
+                ("sla.breached", "contact_cadence", "unreachable"): 1,
+            }
+        )
+        await eventually(lambda: _counted(client, lead, expected), timeout=30)
+        await client.app.state.runtime.stop.pause(1.0)  # a storm would show up by now
+        assert Counter(await fired(client, lead)) == expected
+
+
+async def _counted(client, lead_id, expected: Counter) -> bool:  # noqa: ANN001
+    return Counter(await fired(client, lead_id)) == expected
+
+
+async def test_a_new_policy_moves_the_open_clocks_when_sla_timer_starts(stack, tmp_path: Path):
+    settings, clock = await simulated(stack, speed=60)
+    lead = uuid.uuid4()
+    async with service_client("sla-timer", settings) as client:
+        await ready(client)
+        await publish_events(settings, TOPIC_ROUTING, [routed(lead, clock.now())])
+        before = await wait_for_timers(client, lead, {"sal_acceptance": "open"})
+        old_version = client.app.state.runtime.policy.version
+    policy = yaml.safe_load(
+        (Path(__file__).parents[2] / "shared/leadflow/policy_default.yaml").read_text()
+    )
+    policy["version"] = "2026.12-slower-acceptance"
+    policy["slas"]["sal_acceptance"]["limit"] = "48h"
+    path = tmp_path / "policy.yaml"
+    path.write_text(yaml.safe_dump(policy))
+    async with service_client(
+        "sla-timer", settings.model_copy(update={"policy_file": str(path)})
+    ) as client:
+        after = await slas(client, lead)
+    started = datetime.fromisoformat(before["sal_acceptance"]["started_at"])
+    assert before["sal_acceptance"]["policy_version"] == old_version
+    assert after["sal_acceptance"]["policy_version"] == "2026.12-slower-acceptance"
+    assert datetime.fromisoformat(after["sal_acceptance"]["due_at"]) == started + 48 * H
+    assert datetime.fromisoformat(after["sal_acceptance"]["next_fire_at"]) == started + 36 * H
+    # Untouched terms keep their deadlines under the new version.
+    assert after["first_response"]["due_at"] == before["first_response"]["due_at"]
+
+
+async def test_attempts_seen_before_routing_count_once_the_clocks_open(stack):
+    settings, clock = await simulated(stack, speed=60)
+    lead = uuid.uuid4()
+    async with service_client("sla-timer", settings) as client:
+        await ready(client)
+        rt = client.app.state.runtime
+        now = clock.now()
+        await publish_events(
+            settings, TOPIC_FEEDBACK, [attempt(lead, now + H), attempt(lead, now + 2 * H)]
+        )
+
+        async def remembered():
+            async with rt.db.unit_of_work() as session:
+                return await session.scalar(
+                    sa.select(early_attempts.c.attempts).where(early_attempts.c.lead_id == lead)
+                )
+
+        assert await eventually(lambda: _equals(remembered(), 2), timeout=60)
+        await publish_events(settings, TOPIC_ROUTING, [routed(lead, now)])
+        timers = await wait_for_timers(
+            client, lead, {"first_response": "met", "contact_cadence": "open"}
+        )
+        assert timers["contact_cadence"]["attempts"] == 2
+        assert timers["first_response"]["met_at"].startswith((now + H).isoformat()[:19])
+
+
+async def _equals(awaitable, value) -> bool:  # noqa: ANN001
+    return (await awaitable) == value
+
+
+@pytest.mark.parametrize(
+    ("channel", "attempts", "within"),
+    [("inbound", 6, 12 * D), ("outbound", 12, 21 * D), ("partner", 6, 14 * D), ("plg", 6, 12 * D)],
+)
+def test_default_policy_terms_reproduce_the_domain_table(channel, attempts, within):
+    policy = default_policy()
+    cadence = sla_policy.terms(policy, sla_policy.CONTACT_CADENCE, channel)
+    assert (cadence.attempts_required, cadence.limit, cadence.clock) == (attempts, within, "wall")
+    # A cadence ends in "unreachable": warning and breach, no escalation ladder.
+    assert [s.level for s in cadence.steps] == ["warning", "breached"]
+    assert not cadence.escalate_on_breach
+    expected = {
+        sla_policy.SAL_ACCEPTANCE: (24 * H, "wall"),
+        sla_policy.SQL_TO_SQO: (5 * D, "business_days"),
+        sla_policy.PQL_CONTACT: (24 * H, "wall"),
+        sla_policy.CS_HANDOFF: (48 * H, "wall"),
+    }
+    for sla, (limit, clock) in expected.items():
+        terms = sla_policy.terms(policy, sla, channel)
+        assert (terms.limit, terms.clock) == (limit, clock), sla
+        assert [s.level for s in terms.steps] == ["warning", "breached", "escalated_manager"]
+        assert [s.fraction for s in terms.steps] == [0.75, 1.0, 1.5]
