@@ -455,3 +455,18 @@ def add_business_days(cal: BusinessCalendar, start: datetime, days: int) -> date
 
 
 DEFAULT_CALENDAR = BusinessCalendar.standard()
+
+
+def policy_calendar(policy: Any) -> BusinessCalendar:  # noqa: ANN401 - leadflow.policy.Policy
+    """The policy's default business calendar (teams without a calendar of their own use it)."""
+    spec = policy.calendar
+    country = spec.holiday_country
+    if spec.holiday_subdivision:
+        country = f"{country}-{spec.holiday_subdivision}"
+    return BusinessCalendar.standard(
+        timezone=spec.time_zone,
+        start=spec.opens_at,
+        end=spec.closes_at,
+        days=tuple(sorted(spec.weekday_numbers)),
+        holiday_country=country,
+    )

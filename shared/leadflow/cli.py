@@ -1,4 +1,5 @@
-"""The `leadflow` command: run the embedded stack, serve one service, migrate, create topics."""
+"""The `leadflow` command: run the embedded stack, serve one service, migrate, create topics,
+check a policy file."""
 
 from __future__ import annotations
 
@@ -209,6 +210,30 @@ def _run(args: argparse.Namespace) -> int:
         print("stopped.", flush=True)
 
 
+def _policy_check(args: argparse.Namespace) -> int:
+    """Validate a policy file: exit 0 when it is valid, 1 naming each bad field when not."""
+    from leadflow.policy import PolicyError, load_policy
+
+    try:
+        policy = load_policy(args.file)
+    except PolicyError as exc:
+        if exc.problems:
+            print(f"{args.file}: invalid policy ({len(exc.problems)} problem(s))", file=sys.stderr)
+            for field, reason in exc.problems:
+                print(f"  {field}: {reason}", file=sys.stderr)
+        else:
+            print(f"{args.file}: {exc}", file=sys.stderr)
+        return 1
+    print(f"{args.file}: valid policy, version {policy.version}")
+    return 0
+
+
+def _plan(args: argparse.Namespace) -> int:
+    from leadflow_feedback.planning import run_cli
+
+    return run_cli(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="leadflow", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -230,6 +255,18 @@ def main(argv: list[str] | None = None) -> int:
     rec.add_argument("--port", type=int, default=9000)
     rec.add_argument("--secret", help="the endpoint's whsec_ secret, to check signatures")
     rec.set_defaults(func=_receive)
+    policy = sub.add_parser("policy", help="work with SLA policy files")
+    policy_sub = policy.add_subparsers(dest="policy_command", required=True)
+    check = policy_sub.add_parser("check", help="validate a policy file, naming each bad field")
+    check.add_argument("file", help="the policy YAML file")
+    check.set_defaults(func=_policy_check)
+    plan = sub.add_parser("plan", help="reverse funnel math: revenue goal → MQL → SDR capacity")
+    for name in ("revenue-goal", "avg-deal-size", "win-rate", "sql-to-sqo", "mql-to-sql",
+                 "visit-to-mql", "touches-per-mql", "sdr-activities-per-week"):  # fmt: skip
+        plan.add_argument(f"--{name}", required=True, help="a number; shares as 0.25 or 25%%")
+    plan.add_argument("--sales-capacity-mql", help="MQL sales can work per period")
+    plan.add_argument("--json", action="store_true", help="print the plan as JSON")
+    plan.set_defaults(func=_plan)
     args = parser.parse_args(argv)
     return args.func(args) or 0
 

@@ -125,6 +125,8 @@ class LeadScored(Payload):
     is_mql: bool
     breakdown: list[BreakdownItem] = Field(default_factory=list)
     scored_at: datetime
+    # Why the MQL rule holds or fails, each reason starting with a stable code.
+    reasons: list[str] = Field(default_factory=list)
 
 
 class LeadMql(Payload):
@@ -147,6 +149,8 @@ class LeadMql(Payload):
     intent_note: str | None = None
     key_activities: list[dict[str, Any]] = Field(default_factory=list)
     promoted_at: datetime
+    # Why the lead was promoted (MQL rule, re-engagement after recycle, or PQL thresholds).
+    reasons: list[str] = Field(default_factory=list)
 
 
 class LeadRouted(Payload):
@@ -160,6 +164,8 @@ class LeadRouted(Payload):
     reason: str = "mql"
     routed_at: datetime
     calendar: dict[str, Any] | None = None
+    # What was routed: an MQL, or a product-qualified lead (starts the PQL contact clock).
+    kind: Literal["mql", "pql"] = "mql"
 
 
 class WebhookDeadLettered(Payload):
@@ -192,6 +198,9 @@ class SlaWarning(SlaEvent):
 class SlaBreached(SlaEvent):
     type = "sla.breached"
     topic = TOPIC_SLA
+    # What the breach means for the lead: "unreachable" when a contact cadence ended without
+    # its attempts (feedback marks the lead unreachable and recycles it); None otherwise.
+    outcome: str | None = None
 
 
 class SlaEscalated(SlaEvent):
@@ -225,6 +234,12 @@ class LeadStatusChanged(Payload):
     status: str
     reason: str | None = None
     changed_at: datetime
+    rep_id: uuid.UUID | None = None
+    # recycled: the lead rests in nurture until then (the reason's nurture_days)
+    nurture_until: datetime | None = None
+    # sql: the qualification areas; sqo: value, stage and close date
+    qualification: dict[str, Any] | None = None
+    opportunity: dict[str, Any] | None = None
 
 
 PAYLOAD_TYPES: dict[str, type[Payload]] = {

@@ -1,9 +1,14 @@
-"""Feedback's read model of each lead, kept from the events of the other services."""
+"""Feedback's read model of each lead, kept from the events of the other services.
+
+Topics are ordered per lead but not across topics, so every handler upserts only the facts
+its event carries and tolerates any order (an SLA event may arrive before `lead.routed`).
+"""
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from leadflow.consumer import Subscription
@@ -11,15 +16,53 @@ from leadflow.events import (
     TOPIC_INGEST,
     TOPIC_ROUTING,
     TOPIC_SCORING,
+    TOPIC_SLA,
     CloudEvent,
     LeadMql,
     LeadRouted,
+    LeadScored,
+    SlaBreached,
+    SlaMet,
 )
+from leadflow.policy import Policy, normalise_industry
 from leadflow.service import Runtime
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from leadflow_feedback.changes import record_change
 from leadflow_feedback.models import leads, status_history
+
+FIRST_RESPONSE = "first_response"
+CONTACT_CADENCE = "contact_cadence"
+UNREACHABLE = "unreachable"
+
+
+async def cadence_exhausted(rt: Runtime, session: AsyncSession, lead_id, at: datetime) -> None:  # noqa: ANN001
+    """The cadence ended without contact: the lead is marked unreachable and recycled to
+    nurture (DOMAIN.md), unless sales already moved it on."""
+    current = await session.scalar(
+        sa.select(leads.c.status).where(leads.c.lead_id == lead_id).with_for_update()
+    )
+    if current not in ("routed", "working"):
+        return
+    await record_change(
+        rt,
+        session,
+        lead_id,
+        from_status=current,
+        status=UNREACHABLE,
+        reason=UNREACHABLE,
+        changed_at=at,
+    )
+    await record_change(
+        rt,
+        session,
+        lead_id,
+        from_status=UNREACHABLE,
+        status="recycled",
+        reason=UNREACHABLE,
+        changed_at=at,
+    )
 
 
 async def remember_lead(session: AsyncSession, lead_id: uuid.UUID, at: datetime, **values) -> None:  # noqa: ANN003
@@ -34,17 +77,46 @@ async def remember_lead(session: AsyncSession, lead_id: uuid.UUID, at: datetime,
 async def advance(
     session: AsyncSession, lead_id: uuid.UUID, at: datetime, status: str, allowed_from: set[str]
 ) -> None:
-    """Move the lead to `status` if it is in one of `allowed_from` (events may arrive late)."""
-    moved = await session.execute(
-        sa.update(leads)
-        .where(leads.c.lead_id == lead_id, leads.c.status.in_(allowed_from))
-        .values(status=status, updated_at=at)
-        .returning(leads.c.status)
+    """Move the lead to `status` if it is in one of `allowed_from` (events may arrive late);
+    the history row names the status it came from, so the history is an unbroken chain."""
+    current = await session.scalar(
+        sa.select(leads.c.status).where(leads.c.lead_id == lead_id).with_for_update()
     )
-    if moved.first() is not None:
-        await session.execute(
-            sa.insert(status_history).values(lead_id=lead_id, status=status, changed_at=at)
+    if current is None or current not in allowed_from:
+        return
+    await session.execute(
+        sa.update(leads).where(leads.c.lead_id == lead_id).values(status=status, updated_at=at)
+    )
+    await session.execute(
+        sa.insert(status_history).values(
+            lead_id=lead_id, from_status=current, status=status, changed_at=at
         )
+    )
+
+
+def in_target(policy: Policy, company: dict[str, Any], role: str | None) -> bool:
+    """Inside the target segment (priority industry, size band) and persona (MQL roles)."""
+    fit = policy.scoring.fit
+    industry = normalise_industry(company.get("industry") or "")
+    employees = company.get("employees")
+    return (
+        industry in fit.priority_industries
+        and isinstance(employees, int)
+        and fit.size_band.contains(employees)
+        and role in policy.scoring.mql.roles
+    )
+
+
+def mql_context_missing(mql: LeadMql) -> list[str]:
+    """What of marketing's full context (source, key activities, score, intent note) the MQL
+    was delivered without; the score is always there, scoring computed it."""
+    present = {
+        "source.campaign": mql.source.campaign,
+        "source.lead_magnet": mql.source.lead_magnet,
+        "key_activities": mql.key_activities,
+        "intent_note": (mql.intent_note or "").strip(),
+    }
+    return [name for name, value in present.items() if not value]
 
 
 def subscriptions(rt: Runtime) -> list[Subscription]:
@@ -56,12 +128,37 @@ def subscriptions(rt: Runtime) -> list[Subscription]:
             event.time,
             channel=source.get("channel"),
             source=source,
+            role=event.data.get("role"),
+            context_missing=list(event.data.get("context_missing") or []),
+        )
+
+    async def on_scored(event: CloudEvent, session: AsyncSession) -> None:
+        scored = LeadScored.model_validate(event.data)
+        await remember_lead(
+            session,
+            scored.lead_id,
+            event.time,
+            fit=scored.fit,
+            engagement=scored.engagement,
+            intent_tier=scored.intent_tier,
+            scored_at=scored.scored_at,
         )
 
     async def on_mql(event: CloudEvent, session: AsyncSession) -> None:
         mql = LeadMql.model_validate(event.data)
         await remember_lead(
-            session, mql.lead_id, event.time, channel=mql.channel, mql_at=mql.promoted_at
+            session,
+            mql.lead_id,
+            event.time,
+            channel=mql.channel,
+            source=mql.source.model_dump(mode="json", exclude_none=True),
+            role=mql.role,
+            mql_at=mql.promoted_at,
+            mql_fit=mql.fit,
+            mql_engagement=mql.engagement,
+            mql_intent_tier=mql.intent_tier,
+            in_target=in_target(rt.policy, mql.company.model_dump(), mql.role),
+            mql_context_missing=mql_context_missing(mql),
         )
         await advance(session, mql.lead_id, event.time, "mql", {"lead", "recycled"})
 
@@ -74,18 +171,45 @@ def subscriptions(rt: Runtime) -> list[Subscription]:
             team=routed.team,
             rep_id=routed.rep_id,
             routed_at=routed.routed_at,
+            calendar=routed.calendar,
         )
         await advance(session, routed.lead_id, event.time, "routed", {"lead", "mql"})
+
+    async def on_sla_met(event: CloudEvent, session: AsyncSession) -> None:
+        met = SlaMet.model_validate(event.data)
+        if met.sla != FIRST_RESPONSE:
+            return
+        await remember_lead(
+            session,
+            met.lead_id,
+            event.time,
+            sla_due_at=met.due_at,
+            sla_response_seconds=met.business_seconds,
+        )
+
+    async def on_sla_breached(event: CloudEvent, session: AsyncSession) -> None:
+        breached = SlaBreached.model_validate(event.data)
+        if breached.sla == CONTACT_CADENCE and event.data.get("outcome") == "unreachable":
+            await cadence_exhausted(rt, session, breached.lead_id, event.time)
+            return
+        if breached.sla != FIRST_RESPONSE:
+            return
+        await remember_lead(
+            session, breached.lead_id, event.time, sla_due_at=breached.due_at, sla_breached=True
+        )
 
     return [
         Subscription(
             "lifecycle",
-            (TOPIC_INGEST, TOPIC_SCORING, TOPIC_ROUTING),
+            (TOPIC_INGEST, TOPIC_SCORING, TOPIC_ROUTING, TOPIC_SLA),
             handlers={
                 "lead.created": on_lead,
                 "lead.updated": on_lead,
+                "lead.scored": on_scored,
                 "lead.mql": on_mql,
                 "lead.routed": on_routed,
+                "sla.met": on_sla_met,
+                "sla.breached": on_sla_breached,
             },
         )
     ]

@@ -1,27 +1,86 @@
-"""The lead lifecycle as an explicit state machine: which status may follow which."""
+"""The lead lifecycle as an explicit state machine: which status may follow which, and what
+each status change must carry (a structured reason, qualification, opportunity data).
+
+MQL → routed → working → SAL or returned → SQL → SQO → won/lost; recycled; unreachable.
+The rules are pure: `check_change` raises `TransitionRefused` (the HTTP layer's 409) or
+`ChangeInvalid` (422, naming the field) and never touches a database.
+"""
 
 from __future__ import annotations
 
-# MQL → routed → working → SAL or returned → SQL → SQO → won/lost; recycled; unreachable.
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
 TRANSITIONS: dict[str, frozenset[str]] = {
     "lead": frozenset({"mql"}),
     "mql": frozenset({"routed", "recycled"}),
+    # routed → routed is a re-assignment (e.g. after an escalation), not a new stage
     "routed": frozenset({"working", "sal", "returned", "unreachable", "recycled", "routed"}),
     "working": frozenset({"sal", "returned", "unreachable", "recycled"}),
     "sal": frozenset({"sql", "recycled", "lost"}),
     "returned": frozenset({"recycled"}),
     "sql": frozenset({"sqo", "recycled", "lost"}),
     "sqo": frozenset({"won", "lost"}),
-    "won": frozenset(),
+    # Won hands over to customer success with its context (DOMAIN.md, within 48 h).
+    "won": frozenset({"handed_off"}),
+    "handed_off": frozenset(),
     "lost": frozenset({"recycled"}),
     "unreachable": frozenset({"recycled"}),
     "recycled": frozenset({"mql"}),
 }
+STATUSES = frozenset(TRANSITIONS)
+# The statuses a sales tool may set through the API; the others follow from events
+# (mql, routed) or from contact attempts (working).
+SALES_STATUSES = frozenset(
+    {"sal", "returned", "sql", "sqo", "won", "handed_off", "lost", "recycled", "unreachable"}
+)
 REASON_REQUIRED = frozenset({"returned", "recycled", "lost"})
+# The four qualification areas of DOMAIN.md's SQL rule (BANT / MEDDICC); 3 of 4 must be confirmed.
+QUALIFICATION_FIELDS = ("problem", "impact", "authority", "budget")
+QUALIFICATION_MIN = 3
+OPPORTUNITY_FIELDS = ("value", "stage", "close_date")
+# Funnel stages in order; reaching a later one implies the earlier ones were passed.
+FUNNEL = ("mql", "sal", "sql", "sqo", "won")
 
 
-def allowed_next(status: str) -> list[str]:
-    return sorted(TRANSITIONS.get(status, frozenset()))
+class TransitionRefused(Exception):
+    """The lead's current status does not allow the requested one."""
+
+    def __init__(self, current: str, target: str) -> None:
+        self.current = current
+        self.target = target
+        self.allowed = allowed_next(current, sales_only=True)
+        allowed = ", ".join(self.allowed) or "none (final status)"
+        super().__init__(
+            f"a lead in status '{current}' cannot move to '{target}'; allowed: {allowed}"
+        )
+
+
+class ChangeInvalid(Exception):
+    """The change is possible but misses data it must carry; `field` names what is wrong."""
+
+    def __init__(self, field: str, message: str, **extra: Any) -> None:  # noqa: ANN401
+        super().__init__(message)
+        self.field = field
+        self.message = message
+        self.extra = extra
+
+
+@dataclass(frozen=True)
+class StatusChange:
+    status: str
+    reason: str | None = None
+    qualification: Mapping[str, Any] = field(default_factory=dict)
+    opportunity: Mapping[str, Any] = field(default_factory=dict)
+
+
+def allowed_next(status: str, *, sales_only: bool = False) -> list[str]:
+    nexts = TRANSITIONS.get(status, frozenset())
+    if sales_only:
+        nexts = nexts & SALES_STATUSES
+    return sorted(nexts)
 
 
 def can_move(current: str, target: str) -> bool:
@@ -31,3 +90,82 @@ def can_move(current: str, target: str) -> bool:
 def after_contact_attempt(current: str) -> str:
     """A first contact attempt on a routed lead means sales is working it."""
     return "working" if current == "routed" else current
+
+
+def confirmed(value: Any) -> bool:  # noqa: ANN401 - JSON value
+    """A qualification area counts when it is `true` or a non-blank note."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        return bool(value.strip())
+    return False
+
+
+def _missing(value: Any) -> bool:  # noqa: ANN401 - JSON value
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def check_change(current: str, change: StatusChange, reasons: Collection[str]) -> None:
+    """Refuse an impossible transition or a change without the data its status requires.
+
+    Checked in this order: the transition itself, the structured reason (from `reasons`,
+    the policy's codes), the SQL qualification rule (at least 3 of 4 areas confirmed), the
+    SQO opportunity (value, stage and close date).
+    """
+    if not can_move(current, change.status):
+        raise TransitionRefused(current, change.status)
+    known = sorted(reasons)
+    if change.reason is not None and change.reason not in reasons:
+        raise ChangeInvalid(
+            "reason",
+            f"unknown reason '{change.reason}'; use one of: {', '.join(known)}",
+            allowed_reasons=known,
+        )
+    if change.status in REASON_REQUIRED and change.reason is None:
+        raise ChangeInvalid(
+            "reason",
+            f"status '{change.status}' requires a structured reason; use one of: "
+            f"{', '.join(known)}",
+            allowed_reasons=known,
+        )
+    if change.status == "sql":
+        unknown = sorted(set(change.qualification) - set(QUALIFICATION_FIELDS))
+        if unknown:
+            raise ChangeInvalid(
+                f"qualification.{unknown[0]}",
+                f"unknown qualification area '{unknown[0]}'; the areas are "
+                f"{', '.join(QUALIFICATION_FIELDS)}",
+            )
+        got = [name for name in QUALIFICATION_FIELDS if confirmed(change.qualification.get(name))]
+        if len(got) < QUALIFICATION_MIN:
+            raise ChangeInvalid(
+                "qualification",
+                f"an SQL needs at least {QUALIFICATION_MIN} of the {len(QUALIFICATION_FIELDS)} "
+                f"qualification areas confirmed ({', '.join(QUALIFICATION_FIELDS)}); "
+                f"confirmed: {', '.join(got) or 'none'}",
+            )
+    if change.status == "sqo":
+        for name in OPPORTUNITY_FIELDS:
+            if _missing(change.opportunity.get(name)):
+                raise ChangeInvalid(
+                    f"opportunity.{name}",
+                    "an SQO needs the opportunity's value, stage and close date; "
+                    f"'{name}' is missing",
+                )
+        value = change.opportunity["value"]
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise ChangeInvalid("opportunity.value", "the opportunity value must be above zero")
+        if not isinstance(change.opportunity["close_date"], date):
+            raise ChangeInvalid("opportunity.close_date", "the close date must be a date")
+
+
+def stages_reached(statuses: Collection[str]) -> set[str]:
+    """Funnel stages a lead passed, given every status it ever had (won implies SQO, …)."""
+    reached: set[str] = set()
+    if set(statuses) - {"lead"}:
+        reached.add("mql")  # routed, working, returned … happen only to MQLs
+    statuses = set(statuses) | ({"won"} if "handed_off" in statuses else set())
+    for index, stage in enumerate(FUNNEL):
+        if stage in statuses:
+            reached.update(FUNNEL[: index + 1])
+    return reached

@@ -1,7 +1,9 @@
-"""Tables of the feedback schema: the sales lifecycle of each lead and what sales reported."""
+"""Tables of the feedback schema: the sales lifecycle of each lead, what sales reported, and
+the read model (scores, context, SLA outcomes) the reports and the calibration are built from."""
 
 import sqlalchemy as sa
 from leadflow.db import JSON, service_metadata
+from leadflow.idempotency import idempotency_table
 from sqlalchemy.dialects.postgresql import UUID
 
 metadata = service_metadata("feedback")
@@ -15,9 +17,32 @@ leads = sa.Table(
     sa.Column("source", JSON),
     sa.Column("team", sa.Text),
     sa.Column("rep_id", UUID(as_uuid=True)),
-    sa.Column("mql_at", sa.DateTime(timezone=True)),
+    sa.Column("mql_at", sa.DateTime(timezone=True), index=True),
     sa.Column("routed_at", sa.DateTime(timezone=True)),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    # the latest status reason (structured, from the policy's list)
+    sa.Column("reason", sa.Text),
+    sa.Column("role", sa.Text),
+    # from lead.scored: the latest score, also for leads that never became MQLs
+    sa.Column("fit", sa.Integer),
+    sa.Column("engagement", sa.Float),
+    sa.Column("intent_tier", sa.Integer),
+    sa.Column("scored_at", sa.DateTime(timezone=True)),
+    # from lead.mql: the score that promoted the lead, whether it was inside the target
+    # segment/persona, and which parts of the full context it arrived without
+    sa.Column("mql_fit", sa.Integer),
+    sa.Column("mql_engagement", sa.Float),
+    sa.Column("mql_intent_tier", sa.Integer),
+    sa.Column("in_target", sa.Boolean),
+    sa.Column("mql_context_missing", JSON),
+    # from the lead snapshots of ingest
+    sa.Column("context_missing", JSON),
+    # from lead.routed: the team's business calendar, to measure response time on it
+    sa.Column("calendar", JSON),
+    # from sla-timer's first-response clock
+    sa.Column("sla_due_at", sa.DateTime(timezone=True)),
+    sa.Column("sla_response_seconds", sa.Float),
+    sa.Column("sla_breached", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 
 attempts = sa.Table(
@@ -47,3 +72,5 @@ status_history = sa.Table(
     sa.Column("details", JSON),
     sa.Column("changed_at", sa.DateTime(timezone=True), nullable=False),
 )
+
+idempotency = idempotency_table(metadata)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -23,3 +23,60 @@ class AttemptAccepted(BaseModel):
     event_id: uuid.UUID | None
     status: str
     duplicate: bool = False
+
+
+class Qualification(BaseModel):
+    """The four qualification areas of an SQL; each is `true` or a note when confirmed."""
+
+    model_config = ConfigDict(extra="forbid")
+    problem: bool | str | None = Field(default=None, description="problem / urgency")
+    impact: bool | str | None = Field(default=None, description="impact / value")
+    authority: bool | str | None = Field(default=None, description="process / authority")
+    budget: bool | str | None = Field(default=None, description="budget / timing")
+
+
+class Opportunity(BaseModel):
+    """The opportunity an SQO is: value, stage and close date are required for `sqo`."""
+
+    model_config = ConfigDict(extra="forbid")
+    value: float | None = Field(default=None, gt=0)
+    currency: str | None = Field(default=None, max_length=3)
+    stage: str | None = Field(default=None, max_length=100)
+    close_date: date | None = None
+
+
+class StatusIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    status: Literal[
+        "sal", "returned", "sql", "sqo", "won", "handed_off", "lost", "recycled", "unreachable"
+    ]
+    reason: str | None = Field(default=None, max_length=100)
+    qualification: Qualification | None = None
+    opportunity: Opportunity | None = None
+    occurred_at: datetime | None = None
+    rep_id: uuid.UUID | None = None
+
+
+class StatusAccepted(BaseModel):
+    lead_id: uuid.UUID
+    event_id: uuid.UUID
+    from_status: str
+    status: str
+    reason: str | None = None
+    nurture_until: datetime | None = None
+    allowed_next: list[str]
+
+
+class PlanIn(BaseModel):
+    """Reverse funnel inputs (DOMAIN.md "Planning"); shares are fractions (0.25 = 25 %)."""
+
+    model_config = ConfigDict(extra="forbid")
+    revenue_goal: float = Field(gt=0)
+    avg_deal_size: float = Field(gt=0)
+    win_rate: float = Field(gt=0, le=1)
+    sql_to_sqo: float = Field(gt=0, le=1)
+    mql_to_sql: float = Field(gt=0, le=1)
+    visit_to_mql: float = Field(gt=0, le=1)
+    touches_per_mql: float = Field(gt=0)
+    sdr_activities_per_week: float = Field(gt=0)
+    sales_capacity_mql: float | None = Field(default=None, ge=0)

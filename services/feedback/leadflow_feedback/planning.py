@@ -1,0 +1,286 @@
+"""Reverse funnel math (DOMAIN.md "Planning"): revenue goal → deals → SQO → SQL → MQL →
+visits → activities → SDR-weeks, and the check of the MQL volume against sales capacity.
+
+Worked example: 1.2 M€ goal, 40 k€ average deal, 25 % win rate → 120 SQO; SQL→SQO 80 %,
+MQL→SQL 30 % → 500 MQL; visit→MQL 1.5 % → ≈33,333 visits; 6 touches per MQL → 3,000
+activities; 300 activities per SDR-week → 10 SDR-weeks. With capacity for 300 MQL the
+plan is over capacity by 200 and the verdict lists the three ways out.
+
+The math runs on exact fractions (0.8 and 0.015 are not exact binary floats), so the
+worked example comes out exactly; `exact` keeps the unrounded figures and the headline
+figures round up to whole units, because 499.995 MQL do not make 500.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from decimal import Decimal
+from fractions import Fraction
+from typing import Any
+
+RATES = ("win_rate", "sql_to_sqo", "mql_to_sql", "visit_to_mql")
+AMOUNTS = ("revenue_goal", "avg_deal_size", "touches_per_mql", "sdr_activities_per_week")
+
+
+class PlanInputError(ValueError):
+    """One input is out of range; `field` names it."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+@dataclass(frozen=True)
+class PlanInput:
+    revenue_goal: float
+    avg_deal_size: float
+    win_rate: float
+    sql_to_sqo: float
+    mql_to_sql: float
+    visit_to_mql: float
+    touches_per_mql: float
+    sdr_activities_per_week: float
+    sales_capacity_mql: float | None = None
+
+
+@dataclass(frozen=True)
+class CapacityVerdict:
+    verdict: str  # "within_capacity" | "over_capacity"
+    mql_needed: int
+    capacity_mql: int
+    shortfall_mql: int
+    headroom_mql: int
+    options: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Plan:
+    deals: int
+    sqo: int
+    sql: int
+    mql: int
+    visits: int
+    activities: int
+    sdr_weeks: int
+    exact: dict[str, float]
+    capacity: CapacityVerdict | None
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "deals": self.deals,
+            "sqo": self.sqo,
+            "sql": self.sql,
+            "mql": self.mql,
+            "visits": self.visits,
+            "activities": self.activities,
+            "sdr_weeks": self.sdr_weeks,
+            "exact": self.exact,
+            "capacity": None,
+        }
+        if self.capacity is not None:
+            c = self.capacity
+            out["capacity"] = {
+                "verdict": c.verdict,
+                "mql_needed": c.mql_needed,
+                "capacity_mql": c.capacity_mql,
+                "shortfall_mql": c.shortfall_mql,
+                "headroom_mql": c.headroom_mql,
+                "options": c.options,
+            }
+        return out
+
+
+def _exact(value: float | int | str) -> Fraction:
+    # Through Decimal(str(...)) so 0.015 is three thousandths, not the nearest binary float.
+    return Fraction(Decimal(str(value)))
+
+
+def _up(value: Fraction) -> int:
+    return math.ceil(value)
+
+
+def _round(value: Fraction, places: int = 2) -> float:
+    return round(float(value), places)
+
+
+def validate(inp: PlanInput) -> None:
+    for name in AMOUNTS:
+        value = getattr(inp, name)
+        if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
+            raise PlanInputError(name, "must be a number above zero")
+    for name in RATES:
+        value = getattr(inp, name)
+        if not isinstance(value, int | float) or isinstance(value, bool) or not 0 < value <= 1:
+            raise PlanInputError(name, "must be a share above 0 and at most 1 (e.g. 0.25 for 25 %)")
+    cap = inp.sales_capacity_mql
+    if cap is not None and (isinstance(cap, bool) or not cap >= 0):
+        raise PlanInputError("sales_capacity_mql", "must be zero or more")
+
+
+def plan(inp: PlanInput) -> Plan:
+    """The funnel volumes that reach `revenue_goal`, and the capacity verdict if asked for."""
+    validate(inp)
+    deals = _exact(inp.revenue_goal) / _exact(inp.avg_deal_size)
+    sqo = deals / _exact(inp.win_rate)
+    sql = sqo / _exact(inp.sql_to_sqo)
+    mql = sql / _exact(inp.mql_to_sql)
+    visits = mql / _exact(inp.visit_to_mql)
+    activities = mql * _exact(inp.touches_per_mql)
+    sdr_weeks = activities / _exact(inp.sdr_activities_per_week)
+    exact = {
+        "deals": _round(deals),
+        "sqo": _round(sqo),
+        "sql": _round(sql),
+        "mql": _round(mql),
+        "visits": _round(visits),
+        "activities": _round(activities),
+        "sdr_weeks": _round(sdr_weeks),
+    }
+    capacity = None
+    if inp.sales_capacity_mql is not None:
+        capacity = capacity_check(
+            mql_needed=_up(mql),
+            capacity_mql=math.floor(_exact(inp.sales_capacity_mql)),
+            sql_needed=sql,
+            mql_to_sql=_exact(inp.mql_to_sql),
+            touches_per_mql=_exact(inp.touches_per_mql),
+            sdr_activities_per_week=_exact(inp.sdr_activities_per_week),
+        )
+    return Plan(
+        deals=_up(deals),
+        sqo=_up(sqo),
+        sql=_up(sql),
+        mql=_up(mql),
+        visits=_up(visits),
+        activities=_up(activities),
+        sdr_weeks=_up(sdr_weeks),
+        exact=exact,
+        capacity=capacity,
+    )
+
+
+def capacity_check(
+    *,
+    mql_needed: int,
+    capacity_mql: int,
+    sql_needed: Fraction,
+    mql_to_sql: Fraction,
+    touches_per_mql: Fraction,
+    sdr_activities_per_week: Fraction,
+) -> CapacityVerdict:
+    """Can sales work the MQLs the plan needs? If not: add capacity, raise the MQL bar (fewer,
+    better MQLs), or move part of the load to automated nurture — each with its numbers."""
+    if mql_needed <= capacity_mql:
+        return CapacityVerdict(
+            verdict="within_capacity",
+            mql_needed=mql_needed,
+            capacity_mql=capacity_mql,
+            shortfall_mql=0,
+            headroom_mql=capacity_mql - mql_needed,
+        )
+    shortfall = mql_needed - capacity_mql
+    options: list[dict[str, Any]] = [
+        {
+            "option": "add_sales_capacity",
+            "detail": f"let sales work {shortfall} more MQL",
+            "extra_mql_capacity": shortfall,
+            "extra_sdr_weeks": _up(shortfall * touches_per_mql / sdr_activities_per_week),
+        }
+    ]
+    if capacity_mql > 0:
+        needed_rate = sql_needed / capacity_mql
+        option: dict[str, Any] = {
+            "option": "raise_mql_bar",
+            "detail": f"deliver {capacity_mql} better MQL instead of {mql_needed}",
+            "mql": capacity_mql,
+            "mql_to_sql_needed": _round(needed_rate, 4),
+            "mql_to_sql_now": _round(mql_to_sql, 4),
+        }
+        if needed_rate > 1:
+            option["feasible"] = False
+            option["detail"] += " (would need more SQL than MQL: not feasible alone)"
+        options.append(option)
+    options.append(
+        {
+            "option": "automated_nurture",
+            "detail": f"send {shortfall} of the MQL to automated nurture instead of sales",
+            "mql_to_nurture": shortfall,
+        }
+    )
+    return CapacityVerdict(
+        verdict="over_capacity",
+        mql_needed=mql_needed,
+        capacity_mql=capacity_mql,
+        shortfall_mql=shortfall,
+        headroom_mql=0,
+        options=options,
+    )
+
+
+def parse_share(raw: str) -> float:
+    """'25%' or '0.25' → 0.25 (the CLI accepts both)."""
+    text = raw.strip()
+    if text.endswith("%"):
+        return float(Decimal(text[:-1].strip()) / 100)
+    return float(text)
+
+
+def render_text(result: Plan) -> str:
+    """The plan as the CLI prints it."""
+    e = result.exact
+    lines = [
+        f"deals        {result.deals:>10,}   ({e['deals']:,})",
+        f"SQO          {result.sqo:>10,}   ({e['sqo']:,})",
+        f"SQL          {result.sql:>10,}   ({e['sql']:,})",
+        f"MQL          {result.mql:>10,}   ({e['mql']:,})",
+        f"visits       {result.visits:>10,}   ({e['visits']:,})",
+        f"activities   {result.activities:>10,}   ({e['activities']:,})",
+        f"SDR-weeks    {result.sdr_weeks:>10,}   ({e['sdr_weeks']:,})",
+    ]
+    c = result.capacity
+    if c is not None:
+        if c.verdict == "within_capacity":
+            lines.append(
+                f"capacity: within ({c.mql_needed} MQL needed, {c.capacity_mql} workable, "
+                f"headroom {c.headroom_mql})"
+            )
+        else:
+            lines.append(
+                f"capacity: OVER by {c.shortfall_mql} MQL ({c.mql_needed} needed, "
+                f"{c.capacity_mql} workable); options:"
+            )
+            lines.extend(f"  - {o['option']}: {o['detail']}" for o in c.options)
+    return "\n".join(lines)
+
+
+CLI_FIELDS = (*AMOUNTS[:2], *RATES, *AMOUNTS[2:])
+
+
+def run_cli(args: Any) -> int:  # noqa: ANN401 - the argparse namespace of `leadflow plan`
+    """`leadflow plan`: every input given as text ('25%' or '0.25' for shares); prints the
+    plan (or JSON with --json); a bad input names its option and exits with 2."""
+    import json
+    import sys
+
+    values: dict[str, float | None] = {}
+    for name in (*CLI_FIELDS, "sales_capacity_mql"):
+        raw = getattr(args, name, None)
+        if raw is None:
+            values[name] = None
+            continue
+        try:
+            values[name] = parse_share(raw) if name in RATES else float(str(raw).replace("_", ""))
+        except (ValueError, ArithmeticError):
+            print(
+                f"leadflow plan: --{name.replace('_', '-')}: not a number: {raw!r}", file=sys.stderr
+            )
+            return 2
+    try:
+        result = plan(PlanInput(**values))
+    except PlanInputError as exc:
+        print(f"leadflow plan: --{exc.field.replace('_', '-')}: {exc.message}", file=sys.stderr)
+        return 2
+    print(json.dumps(result.as_dict(), indent=2) if args.json else render_text(result))
+    return 0

@@ -1,0 +1,129 @@
+"""The lead lifecycle state machine: transitions, reasons, SQL qualification, SQO opportunity."""
+
+from datetime import date
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from leadflow.policy import default_policy
+from leadflow_feedback.lifecycle import (
+    FUNNEL,
+    QUALIFICATION_FIELDS,
+    REASON_REQUIRED,
+    SALES_STATUSES,
+    STATUSES,
+    TRANSITIONS,
+    ChangeInvalid,
+    StatusChange,
+    TransitionRefused,
+    after_contact_attempt,
+    allowed_next,
+    check_change,
+    stages_reached,
+)
+
+REASONS = default_policy().reasons
+QUALIFIED = {"problem": True, "impact": "saves 2 FTE", "authority": True}
+OPPORTUNITY = {"value": 40000.0, "stage": "proposal", "close_date": date(2026, 3, 31)}
+
+
+def valid_change(status: str) -> StatusChange:
+    """The least a change to `status` must carry."""
+    return StatusChange(
+        status,
+        reason="no_need" if status in REASON_REQUIRED else None,
+        qualification=QUALIFIED if status == "sql" else {},
+        opportunity=OPPORTUNITY if status == "sqo" else {},
+    )
+
+
+def test_the_happy_path_is_a_chain():
+    path = ["lead", "mql", "routed", "working", "sal", "sql", "sqo", "won"]
+    for current, target in zip(path, path[1:], strict=False):
+        assert target in TRANSITIONS[current]
+
+
+def test_every_target_is_a_known_status():
+    for targets in TRANSITIONS.values():
+        assert targets <= STATUSES
+
+
+@given(st.sampled_from(sorted(STATUSES)), st.sampled_from(sorted(SALES_STATUSES)))
+def test_a_change_is_accepted_exactly_when_the_machine_allows_it(current, target):
+    change = valid_change(target)
+    if target in TRANSITIONS[current]:
+        check_change(current, change, REASONS)
+    else:
+        with pytest.raises(TransitionRefused) as refused:
+            check_change(current, change, REASONS)
+        assert refused.value.allowed == allowed_next(current, sales_only=True)
+        assert target not in refused.value.allowed
+
+
+def test_refusal_names_the_allowed_statuses():
+    with pytest.raises(TransitionRefused) as refused:
+        check_change("routed", valid_change("sqo"), REASONS)
+    assert refused.value.allowed == ["recycled", "returned", "sal", "unreachable"]
+    assert "allowed: recycled, returned, sal, unreachable" in str(refused.value)
+
+
+def test_won_only_hands_over_to_customer_success_and_that_is_final():
+    assert allowed_next("won") == ["handed_off"]
+    with pytest.raises(TransitionRefused):
+        check_change("won", valid_change("lost"), REASONS)
+    assert allowed_next("handed_off") == []
+    with pytest.raises(TransitionRefused, match="none"):
+        check_change("handed_off", valid_change("lost"), REASONS)
+    assert stages_reached(["mql", "routed", "handed_off"]) >= {"won", "sqo"}
+
+
+@pytest.mark.parametrize(("current", "target"), [("routed", "returned"), ("sal", "recycled"),
+                                                 ("sqo", "lost")])  # fmt: skip
+def test_rejections_need_a_structured_reason(current, target):
+    with pytest.raises(ChangeInvalid) as invalid:
+        check_change(current, StatusChange(target), REASONS)
+    assert invalid.value.field == "reason"
+    with pytest.raises(ChangeInvalid) as unknown:
+        check_change(current, StatusChange(target, reason="they were rude"), REASONS)
+    assert unknown.value.field == "reason"
+    assert "not_in_target" in unknown.value.extra["allowed_reasons"]
+    check_change(current, StatusChange(target, reason="not_in_target"), REASONS)
+
+
+@given(st.sets(st.sampled_from(QUALIFICATION_FIELDS)))
+def test_sql_needs_three_of_four_qualification_areas(confirmed):
+    qualification = {name: (name in confirmed) for name in QUALIFICATION_FIELDS}
+    change = StatusChange("sql", qualification=qualification)
+    if len(confirmed) >= 3:
+        check_change("sal", change, REASONS)
+    else:
+        with pytest.raises(ChangeInvalid) as invalid:
+            check_change("sal", change, REASONS)
+        assert invalid.value.field == "qualification"
+
+
+def test_a_blank_note_does_not_confirm_an_area():
+    change = StatusChange("sql", qualification={"problem": True, "impact": "  ", "budget": True})
+    with pytest.raises(ChangeInvalid):
+        check_change("sal", change, REASONS)
+
+
+@pytest.mark.parametrize("missing", ["value", "stage", "close_date"])
+def test_sqo_needs_value_stage_and_close_date(missing):
+    opportunity = {k: v for k, v in OPPORTUNITY.items() if k != missing}
+    with pytest.raises(ChangeInvalid) as invalid:
+        check_change("sql", StatusChange("sqo", opportunity=opportunity), REASONS)
+    assert invalid.value.field == f"opportunity.{missing}"
+
+
+def test_a_contact_attempt_moves_only_a_routed_lead_to_working():
+    assert after_contact_attempt("routed") == "working"
+    for status in STATUSES - {"routed"}:
+        assert after_contact_attempt(status) == status
+
+
+@given(st.sets(st.sampled_from(sorted(STATUSES))))
+def test_stages_reached_are_a_prefix_of_the_funnel(statuses):
+    reached = stages_reached(statuses)
+    depth = len(reached)
+    assert reached == set(FUNNEL[:depth])
