@@ -23,6 +23,52 @@ def upgrade(package: str, database_url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(package, database_url), revision)
 
 
+def create_kernel_tables(op, schema: str) -> None:  # noqa: ANN001 - alembic.op
+    """The outbox and inbox every service schema has (see leadflow.db.service_metadata)."""
+    op.create_table(
+        "inbox",
+        sa.Column("consumer", sa.Text(), nullable=False),
+        sa.Column("event_id", sa.UUID(), nullable=False),
+        sa.Column(
+            "processed_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("now()"),
+            nullable=True,
+        ),
+        sa.PrimaryKeyConstraint("consumer", "event_id"),
+        schema=schema,
+    )
+    op.create_table(
+        "outbox",
+        sa.Column("id", sa.BigInteger(), sa.Identity(always=False), nullable=False),
+        sa.Column("event_id", sa.UUID(), nullable=False),
+        sa.Column("topic", sa.Text(), nullable=False),
+        sa.Column("key", sa.Text(), nullable=False),
+        sa.Column("payload", sa.LargeBinary(), nullable=False),
+        sa.Column(
+            "created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=True
+        ),
+        sa.Column("published_at", sa.DateTime(timezone=True), nullable=True),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("event_id"),
+        schema=schema,
+    )
+    op.create_index(
+        "ix_outbox_unpublished",
+        "outbox",
+        ["id"],
+        unique=False,
+        schema=schema,
+        postgresql_where=sa.text("published_at IS NULL"),
+    )
+
+
+def drop_kernel_tables(op, schema: str) -> None:  # noqa: ANN001 - alembic.op
+    op.drop_index("ix_outbox_unpublished", table_name="outbox", schema=schema)
+    op.drop_table("outbox", schema=schema)
+    op.drop_table("inbox", schema=schema)
+
+
 def run_env(metadata: sa.MetaData) -> None:
     """The body of every service's migrations/env.py."""
     schema = metadata.schema

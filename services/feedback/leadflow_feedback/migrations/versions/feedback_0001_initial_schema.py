@@ -6,6 +6,7 @@ Revises:
 
 import sqlalchemy as sa
 from alembic import op
+from leadflow.migrations import create_kernel_tables, drop_kernel_tables
 from sqlalchemy.dialects import postgresql
 
 revision = "feedback_0001"
@@ -15,19 +16,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.create_table(
-        "inbox",
-        sa.Column("consumer", sa.Text(), nullable=False),
-        sa.Column("event_id", sa.UUID(), nullable=False),
-        sa.Column(
-            "processed_at",
-            sa.DateTime(timezone=True),
-            server_default=sa.text("now()"),
-            nullable=True,
-        ),
-        sa.PrimaryKeyConstraint("consumer", "event_id"),
-        schema="feedback",
-    )
+    create_kernel_tables(op, "feedback")
     op.create_table(
         "leads",
         sa.Column("lead_id", sa.UUID(), nullable=False),
@@ -43,29 +32,6 @@ def upgrade() -> None:
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("lead_id"),
         schema="feedback",
-    )
-    op.create_table(
-        "outbox",
-        sa.Column("id", sa.BigInteger(), sa.Identity(always=False), nullable=False),
-        sa.Column("event_id", sa.UUID(), nullable=False),
-        sa.Column("topic", sa.Text(), nullable=False),
-        sa.Column("key", sa.Text(), nullable=False),
-        sa.Column("payload", sa.LargeBinary(), nullable=False),
-        sa.Column(
-            "created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=True
-        ),
-        sa.Column("published_at", sa.DateTime(timezone=True), nullable=True),
-        sa.PrimaryKeyConstraint("id"),
-        sa.UniqueConstraint("event_id"),
-        schema="feedback",
-    )
-    op.create_index(
-        "ix_outbox_unpublished",
-        "outbox",
-        ["id"],
-        unique=False,
-        schema="feedback",
-        postgresql_where=sa.text("published_at IS NULL"),
     )
     op.create_table(
         "attempts",
@@ -125,12 +91,5 @@ def downgrade() -> None:
     op.drop_table("status_history", schema="feedback")
     op.drop_index(op.f("ix_feedback_attempts_lead_id"), table_name="attempts", schema="feedback")
     op.drop_table("attempts", schema="feedback")
-    op.drop_index(
-        "ix_outbox_unpublished",
-        table_name="outbox",
-        schema="feedback",
-        postgresql_where=sa.text("published_at IS NULL"),
-    )
-    op.drop_table("outbox", schema="feedback")
     op.drop_table("leads", schema="feedback")
-    op.drop_table("inbox", schema="feedback")
+    drop_kernel_tables(op, "feedback")

@@ -6,6 +6,7 @@ Revises:
 
 import sqlalchemy as sa
 from alembic import op
+from leadflow.migrations import create_kernel_tables, drop_kernel_tables
 from sqlalchemy.dialects import postgresql
 
 revision = "ingest_0001"
@@ -15,6 +16,7 @@ depends_on = None
 
 
 def upgrade() -> None:
+    create_kernel_tables(op, "ingest")
     op.create_table(
         "idempotency",
         sa.Column("api_key", sa.Text(), nullable=False),
@@ -27,19 +29,6 @@ def upgrade() -> None:
             "created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=True
         ),
         sa.PrimaryKeyConstraint("api_key", "key"),
-        schema="ingest",
-    )
-    op.create_table(
-        "inbox",
-        sa.Column("consumer", sa.Text(), nullable=False),
-        sa.Column("event_id", sa.UUID(), nullable=False),
-        sa.Column(
-            "processed_at",
-            sa.DateTime(timezone=True),
-            server_default=sa.text("now()"),
-            nullable=True,
-        ),
-        sa.PrimaryKeyConstraint("consumer", "event_id"),
         schema="ingest",
     )
     op.create_table(
@@ -58,29 +47,6 @@ def upgrade() -> None:
         sa.UniqueConstraint("email"),
         sa.UniqueConstraint("external_id"),
         schema="ingest",
-    )
-    op.create_table(
-        "outbox",
-        sa.Column("id", sa.BigInteger(), sa.Identity(always=False), nullable=False),
-        sa.Column("event_id", sa.UUID(), nullable=False),
-        sa.Column("topic", sa.Text(), nullable=False),
-        sa.Column("key", sa.Text(), nullable=False),
-        sa.Column("payload", sa.LargeBinary(), nullable=False),
-        sa.Column(
-            "created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=True
-        ),
-        sa.Column("published_at", sa.DateTime(timezone=True), nullable=True),
-        sa.PrimaryKeyConstraint("id"),
-        sa.UniqueConstraint("event_id"),
-        schema="ingest",
-    )
-    op.create_index(
-        "ix_outbox_unpublished",
-        "outbox",
-        ["id"],
-        unique=False,
-        schema="ingest",
-        postgresql_where=sa.text("published_at IS NULL"),
     )
     op.create_table(
         "activities",
@@ -111,13 +77,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index(op.f("ix_ingest_activities_lead_id"), table_name="activities", schema="ingest")
     op.drop_table("activities", schema="ingest")
-    op.drop_index(
-        "ix_outbox_unpublished",
-        table_name="outbox",
-        schema="ingest",
-        postgresql_where=sa.text("published_at IS NULL"),
-    )
-    op.drop_table("outbox", schema="ingest")
     op.drop_table("leads", schema="ingest")
-    op.drop_table("inbox", schema="ingest")
     op.drop_table("idempotency", schema="ingest")
+    drop_kernel_tables(op, "ingest")

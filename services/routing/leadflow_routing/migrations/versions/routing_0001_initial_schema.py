@@ -6,6 +6,7 @@ Revises:
 
 import sqlalchemy as sa
 from alembic import op
+from leadflow.migrations import create_kernel_tables, drop_kernel_tables
 from sqlalchemy.dialects import postgresql
 
 revision = "routing_0001"
@@ -15,42 +16,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.create_table(
-        "inbox",
-        sa.Column("consumer", sa.Text(), nullable=False),
-        sa.Column("event_id", sa.UUID(), nullable=False),
-        sa.Column(
-            "processed_at",
-            sa.DateTime(timezone=True),
-            server_default=sa.text("now()"),
-            nullable=True,
-        ),
-        sa.PrimaryKeyConstraint("consumer", "event_id"),
-        schema="routing",
-    )
-    op.create_table(
-        "outbox",
-        sa.Column("id", sa.BigInteger(), sa.Identity(always=False), nullable=False),
-        sa.Column("event_id", sa.UUID(), nullable=False),
-        sa.Column("topic", sa.Text(), nullable=False),
-        sa.Column("key", sa.Text(), nullable=False),
-        sa.Column("payload", sa.LargeBinary(), nullable=False),
-        sa.Column(
-            "created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=True
-        ),
-        sa.Column("published_at", sa.DateTime(timezone=True), nullable=True),
-        sa.PrimaryKeyConstraint("id"),
-        sa.UniqueConstraint("event_id"),
-        schema="routing",
-    )
-    op.create_index(
-        "ix_outbox_unpublished",
-        "outbox",
-        ["id"],
-        unique=False,
-        schema="routing",
-        postgresql_where=sa.text("published_at IS NULL"),
-    )
+    create_kernel_tables(op, "routing")
     op.create_table(
         "teams",
         sa.Column("id", sa.UUID(), nullable=False),
@@ -217,11 +183,4 @@ def downgrade() -> None:
     op.drop_index(op.f("ix_routing_reps_team_id"), table_name="reps", schema="routing")
     op.drop_table("reps", schema="routing")
     op.drop_table("teams", schema="routing")
-    op.drop_index(
-        "ix_outbox_unpublished",
-        table_name="outbox",
-        schema="routing",
-        postgresql_where=sa.text("published_at IS NULL"),
-    )
-    op.drop_table("outbox", schema="routing")
-    op.drop_table("inbox", schema="routing")
+    drop_kernel_tables(op, "routing")

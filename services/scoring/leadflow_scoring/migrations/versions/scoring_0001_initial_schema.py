@@ -6,6 +6,7 @@ Revises:
 
 import sqlalchemy as sa
 from alembic import op
+from leadflow.migrations import create_kernel_tables, drop_kernel_tables
 from sqlalchemy.dialects import postgresql
 
 revision = "scoring_0001"
@@ -15,19 +16,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.create_table(
-        "inbox",
-        sa.Column("consumer", sa.Text(), nullable=False),
-        sa.Column("event_id", sa.UUID(), nullable=False),
-        sa.Column(
-            "processed_at",
-            sa.DateTime(timezone=True),
-            server_default=sa.text("now()"),
-            nullable=True,
-        ),
-        sa.PrimaryKeyConstraint("consumer", "event_id"),
-        schema="scoring",
-    )
+    create_kernel_tables(op, "scoring")
     op.create_table(
         "lead_scores",
         sa.Column("lead_id", sa.UUID(), nullable=False),
@@ -52,38 +41,8 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("lead_id"),
         schema="scoring",
     )
-    op.create_table(
-        "outbox",
-        sa.Column("id", sa.BigInteger(), sa.Identity(always=False), nullable=False),
-        sa.Column("event_id", sa.UUID(), nullable=False),
-        sa.Column("topic", sa.Text(), nullable=False),
-        sa.Column("key", sa.Text(), nullable=False),
-        sa.Column("payload", sa.LargeBinary(), nullable=False),
-        sa.Column(
-            "created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=True
-        ),
-        sa.Column("published_at", sa.DateTime(timezone=True), nullable=True),
-        sa.PrimaryKeyConstraint("id"),
-        sa.UniqueConstraint("event_id"),
-        schema="scoring",
-    )
-    op.create_index(
-        "ix_outbox_unpublished",
-        "outbox",
-        ["id"],
-        unique=False,
-        schema="scoring",
-        postgresql_where=sa.text("published_at IS NULL"),
-    )
 
 
 def downgrade() -> None:
-    op.drop_index(
-        "ix_outbox_unpublished",
-        table_name="outbox",
-        schema="scoring",
-        postgresql_where=sa.text("published_at IS NULL"),
-    )
-    op.drop_table("outbox", schema="scoring")
     op.drop_table("lead_scores", schema="scoring")
-    op.drop_table("inbox", schema="scoring")
+    drop_kernel_tables(op, "scoring")

@@ -6,6 +6,7 @@ Revises:
 
 import sqlalchemy as sa
 from alembic import op
+from leadflow.migrations import create_kernel_tables, drop_kernel_tables
 from sqlalchemy.dialects import postgresql
 
 revision = "sla_timer_0001"
@@ -15,48 +16,13 @@ depends_on = None
 
 
 def upgrade() -> None:
+    create_kernel_tables(op, "sla_timer")
     op.create_table(
         "early_attempts",
         sa.Column("lead_id", sa.UUID(), nullable=False),
         sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("lead_id"),
         schema="sla_timer",
-    )
-    op.create_table(
-        "inbox",
-        sa.Column("consumer", sa.Text(), nullable=False),
-        sa.Column("event_id", sa.UUID(), nullable=False),
-        sa.Column(
-            "processed_at",
-            sa.DateTime(timezone=True),
-            server_default=sa.text("now()"),
-            nullable=True,
-        ),
-        sa.PrimaryKeyConstraint("consumer", "event_id"),
-        schema="sla_timer",
-    )
-    op.create_table(
-        "outbox",
-        sa.Column("id", sa.BigInteger(), sa.Identity(always=False), nullable=False),
-        sa.Column("event_id", sa.UUID(), nullable=False),
-        sa.Column("topic", sa.Text(), nullable=False),
-        sa.Column("key", sa.Text(), nullable=False),
-        sa.Column("payload", sa.LargeBinary(), nullable=False),
-        sa.Column(
-            "created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=True
-        ),
-        sa.Column("published_at", sa.DateTime(timezone=True), nullable=True),
-        sa.PrimaryKeyConstraint("id"),
-        sa.UniqueConstraint("event_id"),
-        schema="sla_timer",
-    )
-    op.create_index(
-        "ix_outbox_unpublished",
-        "outbox",
-        ["id"],
-        unique=False,
-        schema="sla_timer",
-        postgresql_where=sa.text("published_at IS NULL"),
     )
     op.create_table(
         "timers",
@@ -105,12 +71,5 @@ def downgrade() -> None:
         postgresql_where=sa.text("next_fire_at IS NOT NULL"),
     )
     op.drop_table("timers", schema="sla_timer")
-    op.drop_index(
-        "ix_outbox_unpublished",
-        table_name="outbox",
-        schema="sla_timer",
-        postgresql_where=sa.text("published_at IS NULL"),
-    )
-    op.drop_table("outbox", schema="sla_timer")
-    op.drop_table("inbox", schema="sla_timer")
     op.drop_table("early_attempts", schema="sla_timer")
+    drop_kernel_tables(op, "sla_timer")
