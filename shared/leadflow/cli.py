@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 import warnings
 from pathlib import Path
@@ -234,6 +235,38 @@ def _plan(args: argparse.Namespace) -> int:
     return run_cli(args)
 
 
+def _routing_import(args: argparse.Namespace) -> int:
+    """Send a routing file (YAML or JSON: teams, reps, rules) to routing's PUT /v1/routing-config."""
+    import json
+
+    import yaml
+
+    try:
+        document = yaml.safe_load(Path(args.file).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        print(f"{args.file}: cannot read it: {exc}", file=sys.stderr)
+        return 1
+    request = urllib.request.Request(  # noqa: S310 - the operator's own routing URL
+        args.url.rstrip("/") + "/v1/routing-config",
+        data=json.dumps(document, default=str).encode(),
+        method="PUT",
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {args.key}"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+            print(response.read().decode())
+            return 0
+    except urllib.error.HTTPError as exc:
+        problem = json.loads(exc.read() or b"{}")
+        print(f"{args.file}: refused ({exc.code}): {problem.get('detail')}", file=sys.stderr)
+        for error in problem.get("errors") or []:
+            print(f"  {error['field']}: {error['message']}", file=sys.stderr)
+        return 1
+    except urllib.error.URLError as exc:
+        print(f"cannot reach routing at {args.url}: {exc.reason}", file=sys.stderr)
+        return 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="leadflow", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -267,6 +300,16 @@ def main(argv: list[str] | None = None) -> int:
     plan.add_argument("--sales-capacity-mql", help="MQL sales can work per period")
     plan.add_argument("--json", action="store_true", help="print the plan as JSON")
     plan.set_defaults(func=_plan)
+    routing = sub.add_parser("routing", help="load teams, reps and rules from a file")
+    routing_sub = routing.add_subparsers(dest="routing_command", required=True)
+    load = routing_sub.add_parser("import", help="send a routing file to the routing service")
+    load.add_argument("file", help="YAML or JSON with teams, reps and rules")
+    load.add_argument("--url", default="http://127.0.0.1:8003", help="the routing service")
+    load.add_argument(
+        "--key", default=os.environ.get("LEADFLOW_API_KEY", "lf_dev_key"),
+        help="an admin API key (default: $LEADFLOW_API_KEY, else the development key)",
+    )  # fmt: skip
+    load.set_defaults(func=_routing_import)
     args = parser.parse_args(argv)
     return args.func(args) or 0
 

@@ -199,3 +199,41 @@ async def test_bad_rules_are_refused_naming_the_field(settings, body, field):
     problem = response.json()
     named = {e["field"] for e in problem.get("errors", [])} | {problem.get("field")}
     assert field in named
+
+
+async def test_a_routing_file_loads_all_or_nothing_and_routes_by_its_rules(settings):
+    import pathlib
+
+    import yaml
+
+    example = pathlib.Path(__file__).parents[2] / "deploy" / "examples" / "routing.yaml"
+    document = yaml.safe_load(example.read_text(encoding="utf-8"))
+    async with service_client("routing", settings) as routing:
+        loaded = await routing.put("/v1/routing-config", json=document, headers=ADMIN)
+        assert loaded.status_code == 200, loaded.text
+        assert loaded.json() == {"teams": 3, "reps_created": 5, "reps_updated": 0, "rules": 3}
+        again = await routing.put("/v1/routing-config", json=document, headers=ADMIN)
+        assert again.json()["reps_updated"] == 5  # loading twice changes nothing
+        assert len((await routing.get("/v1/reps")).json()) == 5
+        rules = (await routing.get("/v1/rules")).json()
+        assert [r["name"] for r in rules] == [
+            "partner channel",
+            "enterprise accounts",
+            "central europe inbound",
+        ]
+        partner = await routing.post("/v1/routing:dry-run", json={"channel": "partner"})
+        assert partner.json()["team"] == "Partners"
+        big = await routing.post(
+            "/v1/routing:dry-run",
+            json={"channel": "inbound", "company": {"size_band": "5000+", "country": "PL"}},
+        )
+        assert big.json()["team"] == "Enterprise"
+        assert big.json()["trace"]["rules_tried"][:2] == [
+            {"rule": "partner channel", "matched": False},
+            {"rule": "enterprise accounts", "matched": True},
+        ]
+        broken = {**document, "rules": [{**document["rules"][0], "team": "Nowhere"}]}
+        refused = await routing.put("/v1/routing-config", json=broken, headers=ADMIN)
+        assert refused.status_code == 422
+        assert refused.json()["field"] == "rules.0.team"
+        assert len((await routing.get("/v1/rules")).json()) == 3  # nothing half-applied

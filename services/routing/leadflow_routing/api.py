@@ -27,6 +27,7 @@ from leadflow_routing.schemas import (
     RepIn,
     RepOut,
     RepPatch,
+    RoutingConfig,
     RuleIn,
     RuleOut,
     SecretIn,
@@ -132,6 +133,60 @@ async def delete_rule(rule_id: uuid.UUID, rt: RuntimeDep, _: Admin) -> Response:
     if deleted is None:
         raise NotFound(f"rule {rule_id} not found")
     return Response(status_code=204)
+
+
+@router.put("/routing-config")
+async def put_routing_config(body: RoutingConfig, rt: RuntimeDep, _: Admin) -> dict:
+    """Load teams, reps and rules from one document, all or nothing. Teams are matched by name,
+    reps by email (else name); the document's rules replace the current ones."""
+    async with rt.db.unit_of_work() as session:
+        team_ids = {
+            r.name: r.id for r in (await session.execute(sa.select(teams.c.id, teams.c.name))).all()
+        }
+        for team in body.teams:
+            values = team.model_dump()
+            if team.name in team_ids:
+                await session.execute(
+                    sa.update(teams).where(teams.c.id == team_ids[team.name]).values(**values)
+                )
+            else:
+                team_ids[team.name] = uuid.uuid4()
+                await session.execute(sa.insert(teams).values(id=team_ids[team.name], **values))
+
+        def team_of(name: str, field: str) -> uuid.UUID:
+            if name not in team_ids:
+                raise Unprocessable(f"no team named '{name}'", field=field)
+            return team_ids[name]
+
+        created = updated = 0
+        for index, rep in enumerate(body.reps):
+            values = rep.model_dump(exclude={"team", "team_id"})
+            values["team_id"] = team_of(rep.team, f"reps.{index}.team")
+            match = reps.c.email == rep.email if rep.email else reps.c.name == rep.name
+            existing = await session.scalar(sa.select(reps.c.id).where(match).limit(1))
+            if existing is None:
+                await session.execute(sa.insert(reps).values(id=uuid.uuid4(), **values))
+                created += 1
+            else:
+                await session.execute(sa.update(reps).where(reps.c.id == existing).values(**values))
+                updated += 1
+        await session.execute(sa.delete(rules))
+        names: set[str] = set()
+        for index, rule in enumerate(body.rules):
+            if rule.name in names:
+                raise Unprocessable(
+                    f"rule '{rule.name}' appears twice", field=f"rules.{index}.name"
+                )
+            names.add(rule.name)
+            values = rule.model_dump(exclude={"team", "team_id"})
+            values["team_id"] = team_of(rule.team, f"rules.{index}.team")
+            await session.execute(sa.insert(rules).values(id=uuid.uuid4(), **values))
+    return {
+        "teams": len(body.teams),
+        "reps_created": created,
+        "reps_updated": updated,
+        "rules": len(body.rules),
+    }
 
 
 @router.post("/routing:dry-run", response_model=DryRunOut)

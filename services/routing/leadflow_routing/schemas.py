@@ -108,6 +108,28 @@ class RuleOut(RuleIn):
     id: uuid.UUID
 
 
+class RepConfig(RepIn):
+    """A rep in a routing file: its team by name; reps are matched by email, else by name."""
+
+    team_id: None = None
+    team: str = Field(min_length=1, max_length=200)
+
+
+class RuleConfig(RuleIn):
+    team_id: None = None
+    team: str = Field(min_length=1, max_length=200)
+
+
+class RoutingConfig(BaseModel):
+    """Teams, reps and rules as one document (e.g. a YAML file under version control).
+    Teams and reps are created or updated by name; the rules replace the current rules."""
+
+    model_config = ConfigDict(extra="forbid")
+    teams: list[TeamIn] = Field(default_factory=list)
+    reps: list[RepConfig] = Field(default_factory=list)
+    rules: list[RuleConfig] = Field(default_factory=list)
+
+
 class DryRunIn(BaseModel):
     """A sample lead as routing sees an MQL: channel, company and source are what rules test."""
 
