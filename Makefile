@@ -7,7 +7,7 @@ VENV := .venv
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: install run test test-unit lint check-deploy clean
+.PHONY: install run test test-unit lint bench check-deploy clean
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -30,6 +30,9 @@ test-unit: install
 
 lint: install
 	$(VENV)/bin/ruff check .
+
+bench: install ## benchmarks (not tests), table into docs/benchmarks.md; BENCH_LEADS=50000 for full size
+	$(VENV)/bin/python bench/run.py
 
 check-deploy: ## Prometheus rules, their unit tests and the Alertmanager config (needs promtool, amtool)
 	promtool check rules deploy/prometheus/alerts.yml

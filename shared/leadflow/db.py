@@ -9,6 +9,7 @@ import asyncpg
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -57,6 +58,7 @@ def touch(session: AsyncSession, tag: str) -> None:
 
 # Errors that mean "unreachable right now", whoever raises them.
 NETWORK_ERRORS: tuple[type[BaseException], ...] = (
+    PoolTimeoutError,  # every connection busy: overloaded, not broken
     ConnectionError,
     TimeoutError,
     OSError,

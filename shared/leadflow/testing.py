@@ -286,6 +286,10 @@ class WebhookReceiver:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/hooks/leads"
 
+    def record(self, headers: dict[str, str], body: bytes) -> None:
+        """What to do with each delivery; subclasses (e.g. benchmarks) keep other things."""
+        self.received.append((headers, body))
+
     async def __aenter__(self) -> WebhookReceiver:
         import uvicorn
 
@@ -299,12 +303,18 @@ class WebhookReceiver:
                 if not message.get("more_body"):
                     break
             headers = {k.decode(): v.decode() for k, v in scope["headers"]}
-            self.received.append((headers, body))
+            self.record(headers, body)
             await send({"type": "http.response.start", "status": self.status, "headers": []})
             await send({"type": "http.response.body", "body": b""})
 
         config = uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, log_config=None, access_log=False, lifespan="off"
+            app,
+            host="127.0.0.1",
+            port=self.port,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            backlog=4096,
         )
         self._server = uvicorn.Server(config)
         self._task = asyncio.create_task(self._server.serve())

@@ -352,3 +352,11 @@ def test_a_malformed_key_digest_is_refused_and_case_does_not_matter():
     assert ApiKeySpec(name="k", sha256=digest.upper()).sha256 == digest
     with pytest.raises(ValidationError, match="64 hex digits"):
         ApiKeySpec(name="k", sha256="not-a-digest")
+
+
+def test_an_exhausted_connection_pool_is_transient_not_a_crash():
+    from leadflow.db import is_transient
+    from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+
+    assert is_transient(PoolTimeoutError("QueuePool limit of size 10 overflow 10 reached"))
+    assert not is_transient(ValueError("a bug"))

@@ -1,0 +1,122 @@
+"""Ingest benchmark: single-lead POST /v1/leads against a bare FastAPI endpoint that only answers
+202; both one uvicorn process (uvloop, httptools), the same httpx async client, N concurrent."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+from common import Services, env_int, percentile, progress
+from leadflow.devstack import die_with_parent, free_port, stop_process, wait_for
+from leadflow.testing import SOURCE, sample_lead
+
+BENCH_DIR = Path(__file__).resolve().parent
+
+
+async def hammer(url: str, first: int, requests: int, concurrency: int) -> dict:
+    """`requests` single-lead POSTs from `concurrency` concurrent senders; every one must be 202."""
+    latencies: list[float] = []
+    errors: dict[str, int] = {}  # status code or exception name: count
+    next_n = first
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(timeout=60, limits=limits) as http:
+
+        async def sender(count: int) -> None:
+            nonlocal next_n
+            for _ in range(count):
+                n, next_n = next_n, next_n + 1
+                t0 = time.monotonic()
+                try:
+                    response = await http.post(
+                        f"{url}/v1/leads", headers=SOURCE, json=sample_lead(n)
+                    )
+                except httpx.HTTPError as exc:
+                    errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
+                    continue
+                latencies.append(time.monotonic() - t0)
+                if response.status_code != 202:
+                    errors[str(response.status_code)] = errors.get(str(response.status_code), 0) + 1
+
+        share = [
+            requests // concurrency + (1 if i < requests % concurrency else 0)
+            for i in range(concurrency)
+        ]
+        start = time.monotonic()
+        await asyncio.gather(*(sender(c) for c in share))
+        seconds = time.monotonic() - start
+    ok = requests - sum(errors.values())
+    return {
+        "requests": requests,
+        "ok": ok,
+        "failures": sum(errors.values()),
+        "errors": errors,
+        "seconds": seconds,
+        "rps": ok / seconds,
+        "p50_ms": percentile(latencies, 50) * 1000,
+        "p99_ms": percentile(latencies, 99) * 1000,
+    }
+
+
+def start_bare(log_path: Path) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    log = open(log_path, "ab")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "bare_app:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ]
+        + ["--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning"],
+        cwd=BENCH_DIR,
+        stdout=log,
+        stderr=log,
+        stdin=subprocess.DEVNULL,
+        preexec_fn=die_with_parent(signal.SIGKILL),
+    )
+    url = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        try:
+            return httpx.post(f"{url}/v1/leads", timeout=1).status_code == 202
+        except httpx.HTTPError:
+            return False
+
+    wait_for(ready, f"bare endpoint (log {log_path})", 30, proc)
+    return proc, url
+
+
+async def run_ingest(settings, logdir: Path) -> dict:  # noqa: ANN001
+    requests = env_int("BENCH_INGEST_REQUESTS", 3_000)
+    concurrency = env_int("BENCH_CONCURRENCY", 32)
+    warm = min(300, requests)
+    progress(f"ingest: {requests} single-lead POSTs, {concurrency} concurrent, bare endpoint first")
+    proc, url = start_bare(logdir / "bare.log")
+    try:
+        await hammer(url, 0, warm, concurrency)
+        bare = await hammer(url, 0, requests, concurrency)
+    finally:
+        stop_process(proc)
+    progress(
+        f"  bare: {bare['rps']:.0f} req/s, p50 {bare['p50_ms']:.1f} ms, p99 {bare['p99_ms']:.1f} ms"
+    )
+    services = await Services.start(["ingest"], settings, logdir)
+    try:
+        await hammer(services.url("ingest"), 1_000_000, warm, concurrency)
+        ingest = await hammer(services.url("ingest"), 2_000_000, requests, concurrency)
+    finally:
+        await services.stop()
+    progress(
+        f"  ingest: {ingest['rps']:.0f} req/s, p50 {ingest['p50_ms']:.1f} ms, "
+        f"p99 {ingest['p99_ms']:.1f} ms (not 202: {ingest['errors'] or 'none'})"
+    )
+    return {"bare": bare, "ingest": ingest, "concurrency": concurrency}
