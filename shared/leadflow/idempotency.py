@@ -42,9 +42,11 @@ def request_hash(*parts: bytes | str) -> str:
 
 
 async def claim(
-    session: AsyncSession, table: sa.Table, *, api_key: str, key: str, fingerprint: str
+    session: AsyncSession, table: sa.Table, *, api_key: str, key: str, path: str, body: bytes
 ) -> JSONResponse | None:
-    """None: the key is ours, do the work and `record` the answer. Otherwise the earlier answer."""
+    """None: the key is ours, do the work and `record` the answer. Otherwise the earlier answer
+    (or a 422 when the key comes back with another path or body)."""
+    fingerprint = request_hash(path, body)
     claimed = await session.scalar(
         insert(table)
         .values(api_key=api_key, key=key, request_hash=fingerprint, status=0, response={})

@@ -7,6 +7,7 @@ import math
 import re
 from typing import Any
 
+from pydantic import BaseModel, model_validator
 from pydantic_core import PydanticCustomError
 
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
@@ -48,3 +49,13 @@ def check_storable(value: Any, path: tuple = ()) -> None:  # noqa: ANN401 - any 
     elif isinstance(value, list | tuple):
         for index, item in enumerate(value):
             check_storable(item, (*path, index))
+
+
+class StorableModel(BaseModel):
+    """A request body whose every value (declared fields and kept extras alike) can be stored."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _storable(cls, data: Any) -> Any:  # noqa: ANN401 - the raw input
+        check_storable(data)
+        return data

@@ -160,7 +160,8 @@ async def post_status(
                 idempotency,
                 api_key=key.name,
                 key=idempotency_key,
-                fingerprint=idem.request_hash(request.url.path, await request.body()),
+                path=request.url.path,
+                body=await request.body(),
             )
             if replay is not None:
                 return replay

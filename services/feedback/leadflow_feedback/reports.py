@@ -194,10 +194,6 @@ def source_group(source: dict[str, Any] | None, groups: Iterable[str]) -> str:
     return mapped if mapped in groups else OTHER_SOURCE
 
 
-def default_calendar(policy: Policy) -> BusinessCalendar:
-    return policy_calendar(policy)
-
-
 @dataclass(frozen=True)
 class FirstResponse:
     seconds: float | None  # on the SLA's clock; None while nobody has tried to reach the lead
@@ -213,7 +209,7 @@ def first_response(lead: LeadFacts, policy: Policy, now: datetime) -> FirstRespo
     channel = lead.channel if lead.channel in policy.slas.channels else "inbound"
     term = policy.slas.for_channel(channel).first_response
     limit = term.limit.total_seconds()
-    calendar = default_calendar(policy)
+    calendar = policy_calendar(policy)
     if lead.calendar:
         try:
             calendar = BusinessCalendar.from_spec(lead.calendar)

@@ -50,9 +50,13 @@ async def post_lead(
     carrying the email of one known lead and the external id of another merges the two."""
     async with rt.db.unit_of_work() as session:
         if idempotency_key:
-            fingerprint = idem.request_hash(request.url.path, await request.body())
             replay = await idem.claim(
-                session, idempotency, api_key=key.name, key=idempotency_key, fingerprint=fingerprint
+                session,
+                idempotency,
+                api_key=key.name,
+                key=idempotency_key,
+                path=request.url.path,
+                body=await request.body(),
             )
             if replay is not None:
                 return replay
@@ -126,7 +130,8 @@ async def post_leads_batch(
                 idempotency,
                 api_key=key.name,
                 key=idempotency_key,
-                fingerprint=idem.request_hash(request.url.path, raw_body),
+                path=request.url.path,
+                body=raw_body,
             )
             if replay is not None:
                 return replay

@@ -19,8 +19,8 @@ import sqlalchemy as sa
 from leadflow.errors import ProblemError, Unauthorized, validation_errors
 from leadflow.outbox import Outbox
 from leadflow.policy import Policy
-from leadflow.text import check_storable
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from leadflow.text import StorableModel
+from pydantic import ConfigDict, Field, ValidationError
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -37,7 +37,7 @@ _URI_DECODE = {
 }  # fmt: skip
 
 
-class HubSpotEvent(BaseModel):
+class HubSpotEvent(StorableModel):
     model_config = ConfigDict(extra="allow")
     eventId: int  # noqa: N815 - HubSpot's field names
     subscriptionType: str = Field(max_length=100)  # noqa: N815
@@ -46,12 +46,6 @@ class HubSpotEvent(BaseModel):
     occurredAt: int = Field(ge=0)  # noqa: N815 - milliseconds since the epoch
     propertyName: str | None = Field(default=None, max_length=200)  # noqa: N815
     propertyValue: str | None = Field(default=None, max_length=65_536)  # noqa: N815
-
-    @model_validator(mode="before")
-    @classmethod
-    def _storable(cls, data: Any) -> Any:  # noqa: ANN401 - the raw event
-        check_storable(data)
-        return data
 
 
 def _decoded_uri(uri: str) -> str:

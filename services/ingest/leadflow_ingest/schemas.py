@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any, Literal
 
-from leadflow.text import check_storable
+from leadflow.text import StorableModel
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
@@ -36,7 +36,7 @@ class ConsentIn(BaseModel):
     given_at: datetime | None = None
 
 
-class LeadIn(BaseModel):
+class LeadIn(StorableModel):
     """A lead as a marketing platform sends it; unknown fields are kept in `properties`."""
 
     model_config = ConfigDict(extra="allow")
@@ -55,12 +55,6 @@ class LeadIn(BaseModel):
     intent_tier: int = Field(default=0, ge=0, le=3)
     intent_note: str | None = Field(default=None, max_length=2000)
     occurred_at: datetime | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _storable(cls, data: Any) -> Any:  # noqa: ANN401 - the raw request body
-        check_storable(data)
-        return data
 
     @field_validator("email")
     @classmethod
@@ -81,7 +75,7 @@ class LeadAccepted(BaseModel):
     duplicate: bool
 
 
-class ActivityIn(BaseModel):
+class ActivityIn(StorableModel):
     model_config = ConfigDict(extra="forbid")
     lead_id: uuid.UUID | None = None
     email: str | None = Field(default=None, max_length=320)
@@ -99,12 +93,6 @@ class ActivityIn(BaseModel):
     page_category: Literal["pricing", "docs", "blog", "careers", "other"] | None = None
     occurred_at: datetime | None = None
     properties: dict[str, Any] = Field(default_factory=dict)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _storable(cls, data: Any) -> Any:  # noqa: ANN401 - the raw request body
-        check_storable(data)
-        return data
 
     @model_validator(mode="after")
     def _identifies_lead(self) -> ActivityIn:

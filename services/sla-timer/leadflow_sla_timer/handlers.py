@@ -20,7 +20,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 from leadflow import metrics
-from leadflow.calendar import BusinessCalendar
+from leadflow.calendar import BusinessCalendar, policy_calendar
 from leadflow.consumer import Subscription
 from leadflow.db import touch
 from leadflow.events import (
@@ -64,7 +64,7 @@ MET_BY_ATTEMPT = (FIRST_RESPONSE, PQL_CONTACT)
 
 
 def calendar_of(rt: Runtime, spec: dict | None) -> BusinessCalendar:
-    return BusinessCalendar.from_spec(spec) if spec else sla_policy.default_calendar(rt.policy)
+    return BusinessCalendar.from_spec(spec) if spec else policy_calendar(rt.policy)
 
 
 def schedule(

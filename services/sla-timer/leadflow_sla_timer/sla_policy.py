@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from leadflow.calendar import BusinessCalendar, policy_calendar
 from leadflow.policy import Policy
 
 from leadflow_sla_timer.timers import Step, ladder_steps
@@ -72,7 +71,3 @@ def terms(policy: Policy, sla: str, channel: str | None) -> Terms:
 
 def reassign_on_breach(policy: Policy) -> bool:
     return policy.slas.escalation.reassign_on_breach
-
-
-def default_calendar(policy: Policy) -> BusinessCalendar:
-    return policy_calendar(policy)
