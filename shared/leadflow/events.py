@@ -201,6 +201,14 @@ class SlaBreached(SlaEvent):
     # What the breach means for the lead: "unreachable" when a contact cadence ended without
     # its attempts (feedback marks the lead unreachable and recycles it); None otherwise.
     outcome: str | None = None
+    # A party's period commitment missed: `sla` names the commitment (mql_volume,
+    # in_target_share, full_context_share, contacted_within_limit_share), started_at and
+    # due_at bound the period, and lead_id / timer_id carry the period's own id (no lead owns
+    # it). planned: the plan (MQL volume) or the share agreed; target: the pass mark;
+    # actual: what the period delivered.
+    planned: float | None = None
+    target: float | None = None
+    actual: float | None = None
 
 
 class SlaEscalated(SlaEvent):
@@ -215,6 +223,21 @@ class SlaMet(SlaEvent):
     topic = TOPIC_SLA
     met_at: datetime
     business_seconds: float
+
+
+class SlaCorrectivePlanRequired(Payload):
+    """A party missed its period commitments `consecutive_misses` periods in a row (the policy's
+    corrective_plan_after_misses or more) and owes a corrective plan. lead_id carries the id of
+    the period that completed the streak."""
+
+    type = "sla.corrective_plan_required"
+    topic = TOPIC_SLA
+    party: Literal["sales", "marketing"]
+    period_start: datetime
+    period_end: datetime
+    consecutive_misses: int
+    # The commitments missed in the period that completed the streak.
+    missed: list[str] = Field(default_factory=list)
 
 
 class LeadContactAttempt(Payload):
@@ -257,6 +280,7 @@ PAYLOAD_TYPES: dict[str, type[Payload]] = {
         SlaBreached,
         SlaEscalated,
         SlaMet,
+        SlaCorrectivePlanRequired,
         LeadContactAttempt,
         LeadStatusChanged,
     )

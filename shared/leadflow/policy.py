@@ -416,6 +416,11 @@ class Commitments(_Section):
     marketing: MarketingCommitments
     sales: SalesCommitments
     corrective_plan_after_misses: int = Field(ge=1)
+    # The period both parties are judged over (calendar weeks from Monday, or calendar months,
+    # in the policy calendar's time zone), and how long after a period ends it is judged, so
+    # that events still on their way count.
+    period: Literal["week", "month"] = "month"
+    evaluation_delay: Duration = timedelta(hours=1)
 
 
 class Policy(_Section):

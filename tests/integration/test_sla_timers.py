@@ -28,7 +28,7 @@ from leadflow.events import (
 from leadflow.policy import default_policy
 from leadflow.testing import eventually, publish_events, service_client
 from leadflow_sla_timer import sla_policy
-from leadflow_sla_timer.models import early_attempts
+from leadflow_sla_timer.models import early_attempts, early_statuses
 
 # Sunday noon UTC: business-hours clocks started now wait for Monday's opening.
 START = datetime(2026, 11, 15, 12, 0, tzinfo=UTC)
@@ -449,3 +449,139 @@ def test_default_policy_terms_reproduce_the_domain_table(channel, attempts, with
         assert (terms.limit, terms.clock) == (limit, clock), sla
         assert [s.level for s in terms.steps] == ["warning", "breached", "escalated_manager"]
         assert [s.fraction for s in terms.steps] == [0.75, 1.0, 1.5]
+
+
+async def test_status_changes_before_routing_are_held_and_applied_when_the_clocks_open(stack):
+    settings, clock = await simulated(stack, speed=60)
+    leads = {name: uuid.uuid4() for name in ("sal", "lost", "mixed", "sql")}
+    in_order = {name: uuid.uuid4() for name in ("sal", "lost")}
+    async with service_client("sla-timer", settings) as client:
+        await ready(client)
+        rt = client.app.state.runtime
+        now = clock.now()
+        # Feedback's events overtake routing's: a status (and an attempt) before lead.routed.
+        await publish_events(
+            settings,
+            TOPIC_FEEDBACK,
+            [
+                status(leads["sal"], "sal", now + H),
+                status(leads["lost"], "lost", now + H),
+                attempt(leads["mixed"], now + H),
+                status(leads["mixed"], "returned", now + 2 * H),
+                status(leads["sql"], "sql", now - H),
+            ],
+        )
+
+        async def held():
+            async with rt.db.unit_of_work() as session:
+                return await session.scalar(sa.select(sa.func.count()).select_from(early_statuses))
+
+        await eventually(lambda: _equals(held(), 4), timeout=60)
+        assert await slas(client, leads["sql"]) == {}  # no clock opened without a routing
+        await publish_events(
+            settings, TOPIC_ROUTING, [routed(lead, now) for lead in leads.values()]
+        )
+        # The usual order, for comparison.
+        await publish_events(
+            settings, TOPIC_ROUTING, [routed(lead, now) for lead in in_order.values()]
+        )
+        await wait_for_timers(client, in_order["sal"], {"sal_acceptance": "open"})
+        await wait_for_timers(client, in_order["lost"], {"sal_acceptance": "open"})
+        await publish_events(
+            settings,
+            TOPIC_FEEDBACK,
+            [status(in_order["sal"], "sal", now + H), status(in_order["lost"], "lost", now + H)],
+        )
+
+        accepted = {"first_response": "open", "contact_cadence": "met", "sal_acceptance": "met"}
+        gone = {"first_response": "cancelled", "contact_cadence": "cancelled",
+                "sal_acceptance": "cancelled"}  # fmt: skip
+        for lead, states in (
+            (leads["sal"], accepted),
+            (in_order["sal"], accepted),
+            (leads["lost"], gone),
+            (in_order["lost"], gone),
+        ):
+            timers = await wait_for_timers(client, lead, states)
+            if states is accepted:
+                assert timers["sal_acceptance"]["met_at"].startswith((now + H).isoformat()[:19])
+        # Attempt, then returned: first response met by the attempt, the rest by the return.
+        mixed = await wait_for_timers(
+            client,
+            leads["mixed"],
+            {"first_response": "met", "contact_cadence": "met", "sal_acceptance": "met"},
+        )
+        assert mixed["first_response"]["met_at"].startswith((now + H).isoformat()[:19])
+        assert mixed["contact_cadence"]["attempts"] == 1
+        # An SQL seen before the routing opens its clock at the routing, on the routed team.
+        sql = await wait_for_timers(client, leads["sql"], {"sql_to_sqo": "open"})
+        assert sql["sql_to_sqo"]["team"] == "emea"
+        assert sql["sql_to_sqo"]["started_at"] == sql["first_response"]["started_at"]
+        assert await held() == 0
+        for lead in (leads["sal"], in_order["sal"]):
+            met = Counter(s for kind, s, _ in await fired(client, lead) if kind == "sla.met")
+            assert met == {"contact_cadence": 1, "sal_acceptance": 1}
+        for lead in (leads["lost"], in_order["lost"]):
+            assert await fired(client, lead) == []
+
+
+async def test_partner_cadence_is_met_at_six_touches_and_warns_once_past_eight(stack):
+    settings, clock = await simulated(stack, speed=60)
+    partner, inbound = uuid.uuid4(), uuid.uuid4()
+    async with service_client("sla-timer", settings) as client:
+        await ready(client)
+        now = clock.now()
+        await publish_events(
+            settings,
+            TOPIC_ROUTING,
+            [routed(partner, now, channel="partner"), routed(inbound, now)],
+        )
+        timers = await wait_for_timers(client, partner, {"contact_cadence": "open"})
+        cadence = timers["contact_cadence"]
+        assert (cadence["attempts_required"], cadence["attempts_allowed"]) == (6, 8)
+        assert (
+            datetime.fromisoformat(cadence["due_at"])
+            == datetime.fromisoformat(cadence["started_at"]) + 14 * D
+        )
+
+        await publish_events(
+            settings, TOPIC_FEEDBACK, [attempt(partner, now + i * H) for i in range(1, 7)]
+        )
+        timers = await wait_for_timers(client, partner, {"contact_cadence": "met"})
+        assert timers["contact_cadence"]["attempts"] == 6
+        # Touches seven and eight are within the cap: counted, nothing emitted.
+        await publish_events(
+            settings, TOPIC_FEEDBACK, [attempt(partner, now + i * H) for i in (7, 8)]
+        )
+        await eventually(lambda: _attempts(client, partner, 8), timeout=30)
+        assert [e for e in await fired(client, partner) if e[0] == "sla.warning"] == []
+        # The ninth and tenth go past it: one warning, not one per touch.
+        await publish_events(
+            settings, TOPIC_FEEDBACK, [attempt(partner, now + i * H) for i in (9, 10)]
+        )
+        await eventually(lambda: _attempts(client, partner, 10), timeout=30)
+
+        async def warnings():
+            return [e for e in await fired(client, partner) if e[0] == "sla.warning"]
+
+        await eventually(lambda: _len(warnings(), 1), timeout=30)
+        assert await warnings() == [("sla.warning", "contact_cadence", None)]
+        rt = client.app.state.runtime
+        async with rt.db.unit_of_work() as session:
+            raw = await session.execute(sa.text("SELECT payload FROM sla_timer.outbox"))
+            levels = [
+                e.data["level"]
+                for e in map(CloudEvent.from_bytes, (r.payload for r in raw))
+                if e.type == "sla.warning" and e.subject == str(partner)
+            ]
+        assert levels == ["attempts_exceeded"]
+
+        # Inbound sets no cap: eight touches are counted and warn nothing.
+        await publish_events(
+            settings, TOPIC_FEEDBACK, [attempt(inbound, now + i * H) for i in range(1, 9)]
+        )
+        await eventually(lambda: _attempts(client, inbound, 8), timeout=30)
+        timers = await slas(client, inbound)
+        assert timers["contact_cadence"]["state"] == "met"
+        assert timers["contact_cadence"]["attempts_allowed"] is None
+        assert [e for e in await fired(client, inbound) if e[0] == "sla.warning"] == []

@@ -30,6 +30,7 @@ from leadflow.events import (
     LeadUpdated,
     Payload,
     SlaBreached,
+    SlaCorrectivePlanRequired,
     SlaEscalated,
     SlaMet,
     SlaWarning,
@@ -123,6 +124,14 @@ SAMPLES: dict[str, Payload] = {
         SlaBreached(**{**SLA, "level": "breached"}),
         SlaEscalated(**{**SLA, "level": "escalated"}, escalate_to="manager", reassign=True),
         SlaMet(**SLA, met_at=T0 + timedelta(minutes=30), business_seconds=1800.0),
+        SlaCorrectivePlanRequired(
+            lead_id=uuid.uuid4(),
+            party="marketing",
+            period_start=T0,
+            period_end=T0 + timedelta(days=30),
+            consecutive_misses=2,
+            missed=["mql_volume", "full_context_share"],
+        ),
         LeadContactAttempt(
             lead_id=LEAD,
             attempt_id=uuid.uuid4(),
@@ -151,6 +160,7 @@ EXPECTED_TOPICS = {
     "sla.breached": TOPIC_SLA,
     "sla.escalated": TOPIC_SLA,
     "sla.met": TOPIC_SLA,
+    "sla.corrective_plan_required": TOPIC_SLA,
     "lead.contact_attempt": TOPIC_FEEDBACK,
     "lead.status_changed": TOPIC_FEEDBACK,
 }

@@ -35,6 +35,8 @@ async def get_slas(lead_id: uuid.UUID, rt: RuntimeDep) -> dict:
                     t.policy_version,
                     t.attempts,
                     t.attempts_required,
+                    t.attempts_allowed,
+                    t.attempts_exceeded_at,
                 )
                 .where(t.lead_id == lead_id)
                 .order_by(t.started_at)
@@ -60,6 +62,8 @@ async def get_slas(lead_id: uuid.UUID, rt: RuntimeDep) -> dict:
                 "policy_version": r.policy_version,
                 "attempts": r.attempts,
                 "attempts_required": r.attempts_required,
+                "attempts_allowed": r.attempts_allowed,
+                "attempts_exceeded_at": r.attempts_exceeded_at,
             }
         )
     return {"lead_id": lead_id, "timers": out}

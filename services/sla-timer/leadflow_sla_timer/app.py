@@ -2,7 +2,7 @@
 
 from leadflow.service import ServiceSpec
 
-from leadflow_sla_timer import api, firing, handlers
+from leadflow_sla_timer import api, evaluation, firing, handlers
 from leadflow_sla_timer.models import metadata
 
 service = ServiceSpec(
@@ -12,7 +12,14 @@ service = ServiceSpec(
     port=8004,
     routers=[api.router],
     subscriptions=handlers.subscriptions,
-    workers={"timer-firing": firing.run_firing, "open-timer-gauge": firing.count_open},
+    workers={
+        "timer-firing": firing.run_firing,
+        "open-timer-gauge": firing.count_open,
+        "period-evaluation": evaluation.run_evaluation,
+    },
     on_start=firing.reschedule_on_start,
-    description="Runs durable SLA clocks on business calendars; emits warnings, breaches, escalations.",
+    description=(
+        "Runs durable SLA clocks on business calendars; emits warnings, breaches, escalations; "
+        "judges both parties' period commitments."
+    ),
 )

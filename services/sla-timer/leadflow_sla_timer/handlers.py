@@ -11,6 +11,16 @@
 
 A lead that leaves the funnel (lost, recycled, unreachable) owes nothing more: its open clocks
 are cancelled and pending escalations dropped. A returned lead likewise owes no first response.
+
+Topics are ordered per lead but not across topics: an attempt or a status change that arrives
+before the lead.routed opening the lead's clocks is held back and applied, in time order, when
+the clocks open. Routing and holding back take a per-lead lock, so that they cannot interleave
+across instances (an event held back while the routing commits would be lost).
+
+Contact attempts keep counting after the cadence is met; the first one beyond the cadence's cap
+(the policy's max_attempts of the channel) emits one `sla.warning` at level attempts_exceeded.
+
+lead.mql records each promotion for marketing's period commitments (see evaluation.py).
 """
 
 from __future__ import annotations
@@ -21,16 +31,20 @@ from datetime import datetime
 import sqlalchemy as sa
 from leadflow import metrics
 from leadflow.calendar import BusinessCalendar, policy_calendar
+from leadflow.commitments import in_target, mql_context_missing
 from leadflow.consumer import Subscription
 from leadflow.db import touch
 from leadflow.events import (
     TOPIC_FEEDBACK,
     TOPIC_ROUTING,
+    TOPIC_SCORING,
     CloudEvent,
     LeadContactAttempt,
+    LeadMql,
     LeadRouted,
     LeadStatusChanged,
     SlaMet,
+    SlaWarning,
 )
 from leadflow.policy import Policy
 from leadflow.service import Runtime
@@ -38,7 +52,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadflow_sla_timer import sla_policy
-from leadflow_sla_timer.models import TIMERS_TAG, early_attempts, timers
+from leadflow_sla_timer.models import TIMERS_TAG, early_attempts, early_statuses, mqls, timers
 from leadflow_sla_timer.sla_policy import (
     CONTACT_CADENCE,
     CS_HANDOFF,
@@ -61,6 +75,19 @@ MEETS = {
 ENDS_ALL = frozenset({"returned", "lost", "recycled", "unreachable"})
 OPENS = {"sql": SQL_TO_SQO, "won": CS_HANDOFF}
 MET_BY_ATTEMPT = (FIRST_RESPONSE, PQL_CONTACT)
+ATTEMPTS_EXCEEDED = "attempts_exceeded"
+
+
+async def lock_lead(session: AsyncSession, lead_id: uuid.UUID) -> None:
+    """Serialise this transaction with every other one about the same lead (until it ends)."""
+    key = int.from_bytes(lead_id.bytes[:8], "big", signed=True)
+    await session.execute(sa.select(sa.func.pg_advisory_xact_lock(key)))
+
+
+async def has_clocks(session: AsyncSession, lead_id: uuid.UUID) -> bool:
+    return (
+        await session.scalar(sa.select(timers.c.id).where(timers.c.lead_id == lead_id).limit(1))
+    ) is not None
 
 
 def calendar_of(rt: Runtime, spec: dict | None) -> BusinessCalendar:
@@ -114,6 +141,7 @@ async def open_timer(
             next_fire_at=datetime.fromisoformat(ladder[0]["at"]),
             policy_version=rt.policy.version,
             attempts_required=terms.attempts_required,
+            attempts_allowed=terms.attempts_allowed,
         )
         .on_conflict_do_nothing()  # re-routing keeps the clock that started with the first routing
         .returning(timers.c.id)
@@ -144,8 +172,13 @@ async def on_lead_routed(rt: Runtime, session: AsyncSession, routed: LeadRouted)
             rep_id=routed.rep_id,
             calendar=routed.calendar,
         )
-    if not opened:
-        return
+    if opened:
+        await apply_held(rt, session, routed)
+
+
+async def apply_held(rt: Runtime, session: AsyncSession, routed: LeadRouted) -> None:
+    """Apply the attempts and status changes that came before the clocks, in time order (an
+    attempt first at a tie); what happened before the routing counts as at the routing."""
     early = (
         await session.execute(
             sa.delete(early_attempts)
@@ -153,10 +186,25 @@ async def on_lead_routed(rt: Runtime, session: AsyncSession, routed: LeadRouted)
             .returning(early_attempts.c.occurred_at, early_attempts.c.attempts)
         )
     ).first()
-    if early is not None:
-        await count_attempts(
-            rt, session, routed.lead_id, max(early.occurred_at, routed.routed_at), early.attempts
+    held = (
+        await session.execute(
+            sa.delete(early_statuses)
+            .where(early_statuses.c.lead_id == routed.lead_id)
+            .returning(early_statuses.c.change)
         )
+    ).scalars()
+    steps: list[tuple[datetime, int, object]] = [
+        (change.changed_at, 1, change)
+        for change in (LeadStatusChanged.model_validate(data) for data in held)
+    ]
+    if early is not None:
+        steps.append((early.occurred_at, 0, early))
+    for at, _, step in sorted(steps, key=lambda s: (s[0], s[1])):
+        at = max(at, routed.routed_at)
+        if isinstance(step, LeadStatusChanged):
+            await on_status_changed(rt, session, step.model_copy(update={"changed_at": at}))
+        else:
+            await count_attempts(rt, session, routed.lead_id, at, step.attempts)
 
 
 async def stop(
@@ -181,15 +229,20 @@ async def stop(
     ).first()
     if timer is None:
         return False
-    if timer.met_at is not None or timer.state == "cancelled":
+    if timer.state == "cancelled":
         return True
     attempts = timer.attempts + add_attempts
-    if add_attempts and timer.attempts_required and attempts < timer.attempts_required:
-        await session.execute(
-            sa.update(timers)
-            .where(timers.c.id == timer.id)
-            .values(attempts=attempts, version=timers.c.version + 1)
-        )
+    if timer.met_at is not None or (
+        add_attempts and timer.attempts_required and attempts < timer.attempts_required
+    ):
+        # Not met yet, or met already: the touch still counts (past the cap it warns once).
+        if add_attempts:
+            await session.execute(
+                sa.update(timers)
+                .where(timers.c.id == timer.id)
+                .values(attempts=attempts, version=timers.c.version + 1)
+            )
+            await warn_if_over_cap(rt, session, timer, attempts, at)
         return True
     state = "met" if timer.state == "open" else timer.state
     await session.execute(
@@ -227,7 +280,44 @@ async def stop(
         ),
         policy_version=timer.policy_version,
     )
+    if add_attempts:
+        await warn_if_over_cap(rt, session, timer, attempts, at)
     return True
+
+
+async def warn_if_over_cap(
+    rt: Runtime, session: AsyncSession, timer: sa.Row, attempts: int, at: datetime
+) -> None:
+    """One warning, the first time a lead got more touches than its cadence allows."""
+    if (
+        timer.attempts_allowed is None
+        or attempts <= timer.attempts_allowed
+        or timer.attempts_exceeded_at is not None
+    ):
+        return
+    await session.execute(
+        sa.update(timers).where(timers.c.id == timer.id).values(attempts_exceeded_at=at)
+    )
+    await rt.outbox.emit(
+        session,
+        SlaWarning(
+            lead_id=timer.lead_id,
+            timer_id=timer.id,
+            sla=timer.sla,
+            party=timer.party,
+            channel=timer.channel,
+            team=timer.team,
+            rep_id=timer.rep_id,
+            started_at=timer.started_at,
+            due_at=timer.due_at,
+            level=ATTEMPTS_EXCEEDED,
+        ),
+        policy_version=timer.policy_version,
+    )
+    metrics.count_on_commit(
+        session,
+        metrics.sla_warnings.labels(timer.sla, timer.channel or "unknown", timer.team or "unknown"),
+    )
 
 
 async def meet(rt: Runtime, session: AsyncSession, lead_id: uuid.UUID, at: datetime) -> bool:
@@ -291,10 +381,16 @@ async def on_status_changed(rt: Runtime, session: AsyncSession, change: LeadStat
 
 def subscriptions(rt: Runtime) -> list[Subscription]:
     async def on_routed(event: CloudEvent, session: AsyncSession) -> None:
-        await on_lead_routed(rt, session, LeadRouted.model_validate(event.data))
+        routed = LeadRouted.model_validate(event.data)
+        await lock_lead(session, routed.lead_id)
+        await on_lead_routed(rt, session, routed)
 
     async def on_attempt(event: CloudEvent, session: AsyncSession) -> None:
         attempt = LeadContactAttempt.model_validate(event.data)
+        if await count_attempts(rt, session, attempt.lead_id, attempt.occurred_at):
+            return
+        # No clocks yet: look again under the lead's lock (the routing may be committing).
+        await lock_lead(session, attempt.lead_id)
         if not await count_attempts(rt, session, attempt.lead_id, attempt.occurred_at):
             await session.execute(
                 insert(early_attempts)
@@ -311,7 +407,27 @@ def subscriptions(rt: Runtime) -> list[Subscription]:
             )
 
     async def on_status(event: CloudEvent, session: AsyncSession) -> None:
-        await on_status_changed(rt, session, LeadStatusChanged.model_validate(event.data))
+        change = LeadStatusChanged.model_validate(event.data)
+        clocks = await has_clocks(session, change.lead_id)
+        if not clocks:  # look again under the lead's lock, as for attempts
+            await lock_lead(session, change.lead_id)
+            clocks = await has_clocks(session, change.lead_id)
+        if clocks:
+            await on_status_changed(rt, session, change)
+            return
+        await session.execute(
+            insert(early_statuses)
+            .values(
+                event_id=event.id,
+                lead_id=change.lead_id,
+                changed_at=change.changed_at,
+                change=change.model_dump(mode="json"),
+            )
+            .on_conflict_do_nothing()
+        )
+
+    async def on_mql(event: CloudEvent, session: AsyncSession) -> None:
+        await record_mql(rt, session, LeadMql.model_validate(event.data))
 
     return [
         Subscription(
@@ -322,5 +438,28 @@ def subscriptions(rt: Runtime) -> list[Subscription]:
                 "lead.contact_attempt": on_attempt,
                 "lead.status_changed": on_status,
             },
-        )
+        ),
+        Subscription("commitments", (TOPIC_SCORING,), handlers={"lead.mql": on_mql}),
     ]
+
+
+async def record_mql(rt: Runtime, session: AsyncSession, mql: LeadMql) -> None:
+    """Remember a promotion as marketing's period commitments count it; a later promotion of
+    the same lead (after a recycle) moves it to the later period."""
+    values = dict(
+        promoted_at=mql.promoted_at,
+        kind=mql.kind,
+        channel=mql.channel,
+        in_target=in_target(rt.policy, mql.company.model_dump(), mql.role),
+        context_missing=mql_context_missing(mql),
+    )
+    await session.execute(
+        insert(mqls)
+        .values(lead_id=mql.lead_id, **values)
+        .on_conflict_do_update(
+            index_elements=[mqls.c.lead_id],
+            set_=values,
+            # a replayed older promotion does not move the lead back
+            where=mqls.c.promoted_at <= mql.promoted_at,
+        )
+    )

@@ -28,6 +28,8 @@ class Terms:
     steps: list[Step]
     escalate_on_breach: bool = True
     attempts_required: int | None = None
+    # The most touches the cadence allows ("6 touches, up to 8"); None: no cap.
+    attempts_allowed: int | None = None
 
 
 def first_response(policy: Policy, channel: str) -> tuple[timedelta, str]:
@@ -59,6 +61,7 @@ def terms(policy: Policy, sla: str, channel: str | None) -> Terms:
             steps,
             escalate_on_breach=cadence.escalate_on_breach,
             attempts_required=cadence.attempts,
+            attempts_allowed=cadence.max_attempts,
         )
     term = {
         SAL_ACCEPTANCE: policy.slas.sal_acceptance,
