@@ -19,7 +19,7 @@ from leadflow.service import RuntimeDep
 from leadflow.settings import ApiKeySpec
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from leadflow_feedback import planning, reports
+from leadflow_feedback import planning, reports, timeline
 from leadflow_feedback.changes import record_change
 from leadflow_feedback.lifecycle import (
     ChangeInvalid,
@@ -106,6 +106,7 @@ async def post_attempt(
                 outcome=body.outcome,
             ),
         )
+        await timeline.record(session, event)
     metrics.contact_attempts.labels(body.channel).inc()
     return AttemptAccepted(attempt_id=attempt_id, lead_id=lead_id, event_id=event.id, status=status)
 

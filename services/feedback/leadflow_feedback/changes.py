@@ -12,6 +12,7 @@ from leadflow.events import CloudEvent, LeadStatusChanged
 from leadflow.service import Runtime
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from leadflow_feedback import timeline
 from leadflow_feedback.models import leads, status_history
 
 
@@ -76,4 +77,5 @@ async def record_change(
         ),
         policy_version=rt.policy.version,
     )
+    await timeline.record(session, event)
     return event, nurture_until

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
 
 import sqlalchemy as sa
+from leadflow.commitments import in_target, mql_context_missing
 from leadflow.consumer import Subscription
 from leadflow.events import (
     TOPIC_INGEST,
@@ -24,11 +24,11 @@ from leadflow.events import (
     SlaBreached,
     SlaMet,
 )
-from leadflow.policy import Policy, normalise_industry
 from leadflow.service import Runtime
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from leadflow_feedback import timeline
 from leadflow_feedback.changes import record_change
 from leadflow_feedback.models import leads, status_history
 
@@ -94,31 +94,6 @@ async def advance(
     )
 
 
-def in_target(policy: Policy, company: dict[str, Any], role: str | None) -> bool:
-    """Inside the target segment (priority industry, size band) and persona (MQL roles)."""
-    fit = policy.scoring.fit
-    industry = normalise_industry(company.get("industry") or "")
-    employees = company.get("employees")
-    return (
-        industry in fit.priority_industries
-        and isinstance(employees, int)
-        and fit.size_band.contains(employees)
-        and role in policy.scoring.mql.roles
-    )
-
-
-def mql_context_missing(mql: LeadMql) -> list[str]:
-    """What of marketing's full context (source, key activities, score, intent note) the MQL
-    was delivered without; the score is always there, scoring computed it."""
-    present = {
-        "source.campaign": mql.source.campaign,
-        "source.lead_magnet": mql.source.lead_magnet,
-        "key_activities": mql.key_activities,
-        "intent_note": (mql.intent_note or "").strip(),
-    }
-    return [name for name, value in present.items() if not value]
-
-
 def subscriptions(rt: Runtime) -> list[Subscription]:
     async def on_lead(event: CloudEvent, session: AsyncSession) -> None:
         source = event.data.get("source") or {}
@@ -130,7 +105,11 @@ def subscriptions(rt: Runtime) -> list[Subscription]:
             source=source,
             role=event.data.get("role"),
             context_missing=list(event.data.get("context_missing") or []),
+            display_name=timeline.display_name(event.data),
         )
+
+    async def on_erased(event: CloudEvent, session: AsyncSession) -> None:
+        await timeline.erase(session, uuid.UUID(event.subject))
 
     async def on_scored(event: CloudEvent, session: AsyncSession) -> None:
         scored = LeadScored.model_validate(event.data)
@@ -159,6 +138,7 @@ def subscriptions(rt: Runtime) -> list[Subscription]:
             mql_intent_tier=mql.intent_tier,
             in_target=in_target(rt.policy, mql.company.model_dump(), mql.role),
             mql_context_missing=mql_context_missing(mql),
+            display_name=timeline.display_name(event.data),
         )
         await advance(session, mql.lead_id, event.time, "mql", {"lead", "recycled"})
 
@@ -198,18 +178,35 @@ def subscriptions(rt: Runtime) -> list[Subscription]:
             session, breached.lead_id, event.time, sla_due_at=breached.due_at, sla_breached=True
         )
 
+    async def on_timeline_only(event: CloudEvent, session: AsyncSession) -> None:
+        return None
+
+    def with_timeline(handler):  # noqa: ANN001, ANN202 - a handler, the same shape back
+        async def handle(event: CloudEvent, session: AsyncSession) -> None:
+            await timeline.record(session, event)
+            await handler(event, session)
+
+        return handle
+
+    decide = {
+        "lead.created": on_lead,
+        "lead.updated": on_lead,
+        "lead.activity": on_timeline_only,
+        "lead.erased": on_erased,
+        "lead.scored": on_scored,
+        "lead.mql": on_mql,
+        "lead.routed": on_routed,
+        "webhook.dead_lettered": on_timeline_only,
+        "sla.warning": on_timeline_only,
+        "sla.escalated": on_timeline_only,
+        "sla.met": on_sla_met,
+        "sla.breached": on_sla_breached,
+    }
     return [
         Subscription(
             "lifecycle",
             (TOPIC_INGEST, TOPIC_SCORING, TOPIC_ROUTING, TOPIC_SLA),
-            handlers={
-                "lead.created": on_lead,
-                "lead.updated": on_lead,
-                "lead.scored": on_scored,
-                "lead.mql": on_mql,
-                "lead.routed": on_routed,
-                "sla.met": on_sla_met,
-                "sla.breached": on_sla_breached,
-            },
+            # every event of a lead lands on its timeline in the same transaction as its effects
+            handlers={kind: with_timeline(handler) for kind, handler in decide.items()},
         )
     ]

@@ -43,6 +43,9 @@ leads = sa.Table(
     sa.Column("sla_due_at", sa.DateTime(timezone=True)),
     sa.Column("sla_response_seconds", sa.Float),
     sa.Column("sla_breached", sa.Boolean, nullable=False, server_default=sa.false()),
+    # how people recognise the lead on the review page (name and company); the only personal
+    # data feedback keeps, cleared when the lead is erased
+    sa.Column("display_name", sa.Text),
 )
 
 attempts = sa.Table(
@@ -71,6 +74,22 @@ status_history = sa.Table(
     sa.Column("reason", sa.Text),
     sa.Column("details", JSON),
     sa.Column("changed_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# Every event of a lead that feedback consumed or emitted, once each (by event id), with the
+# facts the timeline shows (scores and their explanation, routing, SLA levels, statuses) and
+# no personal data: names, emails and phone numbers stay out of `details`.
+timeline = sa.Table(
+    "timeline",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("event_id", UUID(as_uuid=True), nullable=False, unique=True),
+    sa.Column("lead_id", UUID(as_uuid=True), nullable=False),
+    sa.Column("type", sa.Text, nullable=False),
+    sa.Column("source", sa.Text),
+    sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("details", JSON),
+    sa.Index("ix_feedback_timeline_lead_id_occurred_at", "lead_id", "occurred_at"),
 )
 
 idempotency = idempotency_table(metadata)

@@ -26,6 +26,7 @@ from leadflow.calendar import (
     business_time_between,
     policy_calendar,
 )
+from leadflow.commitments import next_start, period_start, planned_mql, share
 from leadflow.policy import Policy
 
 from leadflow_feedback.lifecycle import (
@@ -35,7 +36,6 @@ from leadflow_feedback.lifecycle import (
     stages_reached,
 )
 
-WEEKS_PER_MONTH = 52 / 12
 DAYS_PER_MONTH = 365.25 / 12
 NO_CAMPAIGN = "(none)"
 OTHER_SOURCE = "other"
@@ -130,18 +130,6 @@ class Period:
         return self.start <= instant < self.end
 
 
-def period_start(day: date, granularity: str) -> date:
-    if granularity == "week":
-        return day - timedelta(days=day.weekday())
-    return day.replace(day=1)
-
-
-def next_start(day: date, granularity: str) -> date:
-    if granularity == "week":
-        return day + timedelta(days=7)
-    return date(day.year + (day.month == 12), day.month % 12 + 1, 1)
-
-
 def periods_between(
     first: date, last: date, granularity: str, tz: ZoneInfo, *, before: int = 0
 ) -> list[Period]:
@@ -170,10 +158,6 @@ def periods_between(
 
 
 # --- figures -------------------------------------------------------------------------------
-
-
-def share(part: int, whole: int) -> float | None:
-    return round(part / whole, 4) if whole else None
 
 
 def p90(values: Sequence[float]) -> float | None:
@@ -243,10 +227,7 @@ def _metric(value: float | None, target: float, *, at_most: bool = False) -> dic
 def marketing_figures(mqls: list[LeadFacts], policy: Policy, granularity: str) -> dict[str, Any]:
     c = policy.commitments.marketing
     n = len(mqls)
-    plan = (
-        c.mql_plan_per_month if granularity == "month" else c.mql_plan_per_month / WEEKS_PER_MONTH
-    )
-    plan = round(plan, 2)
+    plan = planned_mql(policy, granularity)
     volume = {
         "value": n,
         "plan": plan,

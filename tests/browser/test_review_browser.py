@@ -1,0 +1,246 @@
+"""The weekly review page in a real browser after a real (short) `leadflow demo`: the figures
+on the page are the JSON report's and Prometheus's, an exception leads to the lead's
+timeline, and the team filter works. Screenshots are kept under .leadflow/artefacts/browser.
+
+Needs Debian's Chromium at /usr/bin/chromium (`make system-deps` installs it).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTEFACTS = ROOT / ".leadflow" / "artefacts" / "browser"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+READY_LINE = "The stack keeps running"
+
+
+class DemoRun:
+    """`leadflow demo --keep` as a user runs it, its output collected line by line."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.lines: list[str] = []
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "leadflow.cli", "demo", "--days", "2", "--leads", "24",
+             "--minutes", "0.75", "--keep", "--state-dir", str(state_dir)],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )  # fmt: skip
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def wait_for(self, text: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if text in self.output:
+                return
+            if self.proc.poll() is not None:
+                self.reader.join(5)
+                break
+            time.sleep(0.5)
+        raise AssertionError(f"the demo did not print {text!r}; its output:\n{self.output}")
+
+    def url(self, label: str) -> str:
+        match = re.search(rf"^{re.escape(label)}: (\S+)", self.output, re.M)
+        assert match, f"the demo did not print '{label}:'; its output:\n{self.output}"
+        return match.group(1)
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self.reader.join(5)
+        return self.proc.returncode
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    run = DemoRun(tmp_path_factory.mktemp("demo"))
+    try:
+        run.wait_for(READY_LINE, timeout=420)
+        yield run
+    finally:
+        code = run.stop()
+        print(f"\n--- leadflow demo output (exit {code}) ---\n{run.output}")
+    assert code == 0, f"the demo did not stop cleanly (exit {code})"
+    assert run.output.rstrip().endswith("stopped.")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.exists():
+        pytest.fail(
+            f"{CHROMIUM} is missing: the browser tests drive Debian's Chromium. "
+            "Install it with `make system-deps` (apt-get install chromium chromium-driver)."
+        )
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+def figures_on(page) -> dict[str, str]:  # noqa: ANN001
+    return page.eval_on_selector_all(
+        "[data-figure]",
+        "els => Object.fromEntries(els.map(e => [e.dataset.figure, e.dataset.value]))",
+    )
+
+
+def expected_from(report: dict) -> dict[str, str]:
+    """What the page must show for the report's week, as the page writes the raw values."""
+    period = report["periods"][-1]
+    m, s = period["marketing"], period["sales"]
+    mql = sum(row["mql"] for row in report["conversion"]["by_source"])
+    sql = sum(row["sql"] for row in report["conversion"]["by_source"])
+
+    def raw(value) -> str:  # noqa: ANN001
+        return "" if value is None else str(value)
+
+    return {
+        "mql": raw(period["mql"]),
+        "in_target_share": raw(m["in_target_share"]["value"]),
+        "full_context_share": raw(m["full_context_share"]["value"]),
+        "avg_response_seconds": raw(s["response_time"]["avg_seconds"]),
+        "p90_response_seconds": raw(s["response_time"]["p90_seconds"]),
+        "contacted": raw(s["response_time"]["contacted"]),
+        "contacted_within_limit_share": raw(s["contacted_within_limit_share"]["value"]),
+        "attempts_per_mql": raw(s["attempts_per_mql"]["value"]),
+        "status_share": raw(s["status_share"]["value"]),
+        "sql": raw(sql),
+        "mql_to_sql": raw(round(sql / mql, 4) if mql else None),
+        "breaches": raw(len(report["exceptions"]["first_response_breaches"])),
+        "corrective_plan.marketing": "true" if period["corrective_plan"]["marketing"] else "false",
+        "corrective_plan.sales": "true" if period["corrective_plan"]["sales"] else "false",
+    }
+
+
+def metric(url: str, name: str, **labels: str) -> float:
+    text = httpx.get(url, timeout=10).text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name and set(labels.items()) <= set(sample.labels.items())
+    )
+
+
+def numbers(shown: dict[str, str]) -> dict[str, float | None]:
+    return {k: (float(v) if v not in ("", "true", "false") else v) for k, v in shown.items()}
+
+
+def test_the_demo_prints_the_report_and_agrees_with_prometheus(demo):
+    out = demo.output
+    assert "Weekly SLA review, week of" in out
+    assert re.search(r"\[#{30}\] 100\.0 %", out), "no finished progress bar"
+    rows = re.findall(r"^  (MQL|contact attempts|first-response breaches) .*?(agree|DIFFER)$", out, re.M)
+    assert [r[0] for r in rows] == ["MQL", "contact attempts", "first-response breaches"]
+    assert all(r[1] == "agree" for r in rows), out
+
+
+def test_the_review_page_shows_the_json_report_and_prometheus_figures(demo, browser):
+    review_url, report_url = demo.url("Review page"), demo.url("JSON report")
+    scoring, feedback, sla = re.search(
+        r"^metrics: (\S+) (\S+) (\S+)", demo.output, re.M
+    ).groups()
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    # simulated time goes on while the stack is kept: read the three sources until one
+    # reading agrees (a timer may fire between two of them)
+    for _ in range(5):
+        page.goto(review_url)
+        shown = figures_on(page)
+        report = httpx.get(report_url, timeout=10).json()
+        mql_metric = metric(scoring, "leadflow_mql_total")
+        attempts_metric = metric(feedback, "leadflow_contact_attempts_total")
+        breach_metric = metric(sla, "leadflow_sla_breaches_total", sla="first_response")
+        if {k: shown.get(k) for k in expected_from(report)} == expected_from(report):
+            break
+        time.sleep(1)
+    expected = expected_from(report)
+    assert {k: shown.get(k) for k in expected} == expected
+    values = numbers(shown)
+    assert values["mql"] >= 3, "the demo should have produced MQLs"
+    assert values["mql"] == mql_metric
+    assert round(values["attempts_per_mql"] * values["mql"]) == attempts_metric
+    assert values["breaches"] >= 1, "the demo's slow reps should have breached"
+    assert values["breaches"] == breach_metric
+    # the figures are also what a reader sees
+    assert page.locator('#marketing [data-figure="mql"]').inner_text() == shown["mql"]
+    assert "Weekly SLA review" in page.title()
+    assert page.locator("svg.chart").count() == 3
+    ARTEFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=ARTEFACTS / "review.png", full_page=True)
+    print(f"screenshot: {ARTEFACTS / 'review.png'}")
+    page.close()
+
+
+def test_an_exception_leads_to_the_lead_timeline(demo, browser):
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(demo.url("Review page"))
+    link = page.locator("#late-contact a.lead-link").first
+    lead_id = link.get_attribute("href").rsplit("/", 1)[-1]
+    link.click()
+    page.wait_for_url(f"**/review/leads/{lead_id}")
+    types = page.eval_on_selector_all("#timeline li", "els => els.map(e => e.dataset.type)")
+    for kind in ("lead.created", "lead.scored", "lead.mql", "lead.routed", "sla.breached"):
+        assert kind in types, f"{kind} is not on the timeline: {types}"
+    assert types.index("lead.created") < types.index("lead.mql") < types.index("lead.routed")
+    assert types.index("lead.routed") < types.index("sla.breached")
+    assert "webhook.delivery" in types, "routing's webhook delivery is not on the timeline"
+    assert page.locator("#decision-trace").count() == 1
+    assert "round_robin" in page.locator("#decision-trace").inner_text()
+    ARTEFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=ARTEFACTS / "timeline.png", full_page=True)
+    print(f"screenshot: {ARTEFACTS / 'timeline.png'}")
+    page.close()
+
+
+def test_the_team_filter_shows_that_teams_figures(demo, browser):
+    page = browser.new_page()
+    page.goto(demo.url("Review page"))
+    page.select_option("select[name=team]", "Inbound CEE")
+    page.click("form button[type=submit]")
+    page.wait_for_url("**team=Inbound+CEE**")
+    shown = figures_on(page)
+    report = httpx.get(demo.url("JSON report"), params={"team": "Inbound CEE"}, timeout=10).json()
+    assert shown["mql"] == str(report["periods"][-1]["mql"])
+    assert "Inbound CEE" in page.locator("h1").inner_text()
+    page.close()
