@@ -16,41 +16,36 @@ from pathlib import Path
 import leadflow.metrics as leadflow_metrics
 import pytest
 import yaml
+from deploy_support import (
+    ALERTMANAGER_FILE,
+    COMPOSE_FILE,
+    DASHBOARDS,
+    DEPLOY,
+    GRAFANA,
+    PROMETHEUS_DIR,
+    ROOT,
+    RULES_FILE,
+    SUFFIXES,
+    alert_rules,
+    all_queries,
+    dashboard_queries,
+    load_yaml,
+    names_in,
+    recording_rules,
+)
 from leadflow.cli import main as leadflow_cli
 from leadflow.metrics import RESPONSE_BUCKETS
 from leadflow.policy import default_policy
 from leadflow.registry import SERVICE_ORDER, service_spec
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, Summary
 
-ROOT = Path(__file__).resolve().parents[2]
-DEPLOY = ROOT / "deploy"
-COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = DEPLOY / "Dockerfile"
-PROMETHEUS_DIR = DEPLOY / "prometheus"
-RULES_FILE = PROMETHEUS_DIR / "alerts.yml"
-RULE_TESTS_FILE = PROMETHEUS_DIR / "alerts.test.yml"
-ALERTMANAGER_FILE = DEPLOY / "alertmanager" / "alertmanager.yml"
-GRAFANA = DEPLOY / "grafana"
-DASHBOARDS = sorted((GRAFANA / "dashboards").glob("*.json"))
 RUNBOOK = DEPLOY / "RUNBOOK.md"
 README = DEPLOY / "README.md"
 DEPLOY_DATA_FILES = sorted(
     p for p in DEPLOY.rglob("*") if p.suffix in {".yml", ".yaml", ".json"} and p.is_file()
 )
-SUFFIXES = {
-    "counter": ("_total", "_created"),
-    "gauge": ("",),
-    "histogram": ("_bucket", "_count", "_sum", "_created"),
-    "summary": ("", "_count", "_sum", "_created"),
-    "info": ("_info",),
-    "stateset": ("",),
-    "unknown": ("",),
-}
 ONE_SHOT = "migrate"
-
-
-def load_yaml(path: Path):  # noqa: ANN201 - whatever the document holds
-    return yaml.safe_load(path.read_text(encoding="utf-8"))
 
 
 @pytest.fixture(scope="module")
@@ -59,23 +54,13 @@ def compose() -> dict:
 
 
 @pytest.fixture(scope="module")
-def rule_groups() -> list[dict]:
-    return load_yaml(RULES_FILE)["groups"]
+def alerts() -> list[dict]:
+    return alert_rules()
 
 
 @pytest.fixture(scope="module")
-def alerts(rule_groups) -> list[dict]:
-    return [rule for group in rule_groups for rule in group["rules"] if "alert" in rule]
-
-
-@pytest.fixture(scope="module")
-def recorded(rule_groups) -> dict[str, str]:
-    return {
-        rule["record"]: rule["expr"]
-        for group in rule_groups
-        for rule in group["rules"]
-        if "record" in rule
-    }
+def recorded() -> dict[str, str]:
+    return recording_rules()
 
 
 @pytest.fixture(scope="module")
@@ -88,41 +73,6 @@ def exported() -> dict[str, str]:
         for suffix in SUFFIXES.get(family.type, ("",)):
             names[family.name + suffix] = family.name
     return names
-
-
-def dashboard_queries(dashboard: dict) -> list[str]:
-    queries = []
-
-    def walk(panels: list[dict]) -> None:
-        for panel in panels:
-            queries.extend(t["expr"] for t in panel.get("targets", []) if t.get("expr"))
-            walk(panel.get("panels", []))
-
-    walk(dashboard.get("panels", []))
-    for variable in dashboard.get("templating", {}).get("list", []):
-        query = variable.get("query")
-        if variable.get("type") == "query":
-            queries.append(query["query"] if isinstance(query, dict) else query)
-    return queries
-
-
-def all_queries(alerts: list[dict], recorded: dict[str, str]) -> list[str]:
-    queries = [rule["expr"] for rule in alerts] + list(recorded.values())
-    for path in DASHBOARDS:
-        queries += dashboard_queries(json.loads(path.read_text(encoding="utf-8")))
-    return queries
-
-
-def names_in(query: str) -> tuple[set[str], set[str]]:
-    """(leadflow_* metric names, recording-rule names) a PromQL query reads."""
-    query = re.sub(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`', '""', query)  # strings
-    query = re.sub(r"\[[^\]]*\]", "", query)  # range and subquery selectors
-    query = re.sub(r"\$\{?\w+\}?", "", query)  # dashboard variables
-    tokens = set(re.findall(r"[A-Za-z_:][A-Za-z0-9_:]*", query))
-    return (
-        {t for t in tokens if t.startswith("leadflow_")},
-        {t for t in tokens if ":" in t},
-    )
 
 
 def github_anchor(heading: str) -> str:
@@ -156,8 +106,8 @@ def dockerfile_instructions() -> list[tuple[str, str]]:
 @pytest.mark.parametrize("path", [COMPOSE_FILE, *DEPLOY_DATA_FILES], ids=lambda p: p.name)
 def test_every_deploy_file_parses(path):
     text = path.read_text(encoding="utf-8")
-    document = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    assert document, f"{path} is empty"
+    documents = [json.loads(text)] if path.suffix == ".json" else list(yaml.safe_load_all(text))
+    assert documents and all(documents), f"{path} is empty or has an empty document"
 
 
 def test_the_deploy_files_exist():
