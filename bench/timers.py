@@ -1,16 +1,22 @@
 """SLA timer benchmark: many open timers in sla_timer.timers come due at one instant; the sla-timer
 service (a real process, its firing worker as in production) fires them. Compared in the same
-run with a bare SKIP LOCKED claim-and-update loop over a copy of the table in the same PostgreSQL."""
+run with a bare SKIP LOCKED claim-and-update loop over a copy of the table in the same PostgreSQL,
+and with two schedulers one could use instead, on the same PostgreSQL with the same count of
+jobs due at one instant: APScheduler 3 with its SQLAlchemy job store (psycopg 3, a thread pool
+of 10) and procrastinate jobs deferred with `schedule_at` (one async worker, concurrency 10)."""
 
 from __future__ import annotations
 
 import asyncio
+import pickle
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
-from common import Services, env_int, pg_dsn, progress
+import sqlalchemy as sa
+from common import Services, env_int, percentile, pg_dsn, progress
 
 POLL = 0.25  # seconds between counts of fired timers
 
@@ -131,4 +137,175 @@ async def run_timers(settings, logdir: Path) -> dict:  # noqa: ANN001
         f"  sla-timer: {fired}/{count} fired; {service['fires_per_s'] or 0:.0f} fires/s; "
         f"lag p50 {service['lag_p50_s']}s p99 {service['lag_p99_s']}s"
     )
-    return {"bare": bare, "service": service}
+    alternatives = {}
+    if env_int("BENCH_TIMER_ALTERNATIVES", 1):
+        alternatives["apscheduler"] = await apscheduler_firing(settings.database_url, count, lead)
+        alternatives["procrastinate"] = await procrastinate_firing(
+            settings.database_url, count, lead
+        )
+    return {"bare": bare, "service": service, **alternatives}
+
+
+# The alternatives: each job only notes the instant it ran, so the figures are the scheduler's.
+FIRED: list[float] = []
+_FIRED_LOCK = threading.Lock()
+
+
+def aps_fire() -> None:
+    with _FIRED_LOCK:
+        FIRED.append(time.time())
+
+
+def summarise(count: int, due: datetime, inserted_s: float, late_insert: bool) -> dict:
+    """Fires/s between the first and the last fire, and lags after the due instant."""
+    fired = sorted(t - due.timestamp() for t in FIRED)
+    first = fired[0] if fired else None
+    done = fired[-1] if len(fired) >= count else None
+    last = fired[-1] if fired else None
+    return {
+        "timers": count,
+        "fired": len(fired),
+        "insert_s": inserted_s,
+        "insert_ended_after_due": late_insert,
+        "first_fire_s": first,
+        "all_fired_s": done,
+        # over what fired, also when the timeout came first
+        "fires_per_s": len(fired) / (last - first)
+        if last and first is not None and last > first
+        else None,
+        "lag_p50_s": percentile(fired, 50) if fired else None,
+        "lag_p99_s": percentile(fired, 99) if len(fired) >= count else None,
+    }
+
+
+async def wait_fired(count: int, what: str) -> None:
+    deadline = time.time() + env_int("BENCH_TIMER_TIMEOUT", 600)
+    last_report = time.time()
+    while len(FIRED) < count and time.time() < deadline:
+        if time.time() - last_report > 10:
+            last_report = time.time()
+            progress(f"  {what}: fired {len(FIRED)}/{count}")
+        await asyncio.sleep(POLL)
+
+
+async def apscheduler_firing(database_url: str, count: int, lead: int) -> dict:
+    """APScheduler 3, BackgroundScheduler + SQLAlchemyJobStore on the same PostgreSQL (sync psycopg
+    driver), one date-triggered job per timer. The jobs are written in bulk in the job store's own
+    format (its add_job writes one row per transaction); firing is the library's own loop."""
+    from apscheduler.executors.pool import ThreadPoolExecutor
+    from apscheduler.job import Job
+    from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+    from apscheduler.schedulers.background import BackgroundScheduler
+    from apscheduler.triggers.date import DateTrigger
+    from apscheduler.util import datetime_to_utc_timestamp
+
+    url = database_url.replace("postgresql+asyncpg://", "postgresql+psycopg://", 1)
+    engine = sa.create_engine(url, pool_size=12)
+    store = SQLAlchemyJobStore(engine=engine, tablename="apscheduler_jobs")
+    scheduler = BackgroundScheduler(
+        jobstores={"default": store},
+        executors={"default": ThreadPoolExecutor(10)},
+        job_defaults={"misfire_grace_time": None, "coalesce": False, "max_instances": 1},
+        timezone=UTC,
+    )
+    FIRED.clear()
+    # Inserting takes a while; the due instant leaves room for it (about 20k rows/s).
+    due = datetime.now(UTC) + timedelta(seconds=lead + count / 20_000)
+    progress(f"timers apscheduler: writing {count} jobs, all due at one instant")
+
+    def write_jobs() -> float:
+        start = time.monotonic()
+        store.jobs_t.create(engine, checkfirst=True)
+        trigger = DateTrigger(run_date=due, timezone=UTC)
+        rows = []
+        with engine.begin() as conn:
+            for i in range(count):
+                job = Job(
+                    scheduler,
+                    id=f"timer-{i}",
+                    func=aps_fire,
+                    trigger=trigger,
+                    executor="default",
+                    args=(),
+                    kwargs={},
+                    name="fire",
+                    misfire_grace_time=None,
+                    coalesce=False,
+                    max_instances=1,
+                    next_run_time=due,
+                )
+                rows.append(
+                    {
+                        "id": job.id,
+                        "next_run_time": datetime_to_utc_timestamp(due),
+                        "job_state": pickle.dumps(job.__getstate__(), pickle.HIGHEST_PROTOCOL),
+                    }
+                )
+                if len(rows) == 5000:
+                    conn.execute(store.jobs_t.insert(), rows)
+                    rows = []
+            if rows:
+                conn.execute(store.jobs_t.insert(), rows)
+        return time.monotonic() - start
+
+    try:
+        inserted_s = await asyncio.to_thread(write_jobs)
+        late = datetime.now(UTC) > due
+        await asyncio.to_thread(scheduler.start)
+        await wait_fired(count, "apscheduler")
+    finally:
+        await asyncio.to_thread(scheduler.shutdown, False)
+        await asyncio.to_thread(engine.dispose)
+    result = summarise(count, due, inserted_s, late)
+    progress(
+        f"  apscheduler: {result['fired']}/{count} fired; {result['fires_per_s'] or 0:.0f} "
+        f"fires/s; lag p50 {result['lag_p50_s']}s p99 {result['lag_p99_s']}s"
+    )
+    return result
+
+
+async def procrastinate_firing(database_url: str, count: int, lead: int) -> dict:
+    """procrastinate: one job per timer deferred with `schedule_at` (batch_defer_async), one worker
+    in this process with concurrency 10, LISTEN/NOTIFY on and a poll every 0.25 s (a scheduled job
+    becoming due sends no notification), finished jobs deleted."""
+    import procrastinate
+
+    dsn = pg_dsn(database_url)
+    app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=dsn))
+
+    @app.task(name="fire", queue="timers")
+    async def fire() -> None:
+        FIRED.append(time.time())
+
+    FIRED.clear()
+    due = datetime.now(UTC) + timedelta(seconds=lead + count / 10_000)
+    progress(f"timers procrastinate: deferring {count} jobs with schedule_at, one instant")
+    async with app.open_async():
+        await app.schema_manager.apply_schema_async()
+        start = time.monotonic()
+        deferrer = fire.configure(schedule_at=due)
+        for offset in range(0, count, 5000):
+            await deferrer.batch_defer_async(*({} for _ in range(min(5000, count - offset))))
+        inserted_s = time.monotonic() - start
+        late = datetime.now(UTC) > due
+        worker = asyncio.create_task(
+            app.run_worker_async(
+                queues=["timers"],
+                concurrency=10,
+                wait=True,
+                fetch_job_polling_interval=0.25,
+                delete_jobs="always",
+                install_signal_handlers=False,
+            )
+        )
+        try:
+            await wait_fired(count, "procrastinate")
+        finally:
+            worker.cancel()
+            await asyncio.gather(worker, return_exceptions=True)
+    result = summarise(count, due, inserted_s, late)
+    progress(
+        f"  procrastinate: {result['fired']}/{count} fired; {result['fires_per_s'] or 0:.0f} "
+        f"fires/s; lag p50 {result['lag_p50_s']}s p99 {result['lag_p99_s']}s"
+    )
+    return result

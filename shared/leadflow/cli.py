@@ -267,6 +267,21 @@ def _routing_import(args: argparse.Namespace) -> int:
         return 1
 
 
+def _demo(args: argparse.Namespace) -> int:
+    """A simulated week on the embedded stack; prints the weekly report and the review URL."""
+    from leadflow.demo import DemoOptions, run_demo
+
+    options = DemoOptions(
+        days=args.days,
+        leads=args.leads,
+        minutes=args.minutes,
+        seed=args.seed,
+        keep=args.keep,
+        state_dir=Path(args.state_dir),
+    )
+    return asyncio.run(run_demo(options))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="leadflow", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -310,6 +325,19 @@ def main(argv: list[str] | None = None) -> int:
         help="an admin API key (default: $LEADFLOW_API_KEY, else the development key)",
     )  # fmt: skip
     load.set_defaults(func=_routing_import)
+    demo = sub.add_parser(
+        "demo", help="a simulated week: traffic, reps, SLA breaches, then the weekly report"
+    )
+    demo.add_argument("--days", type=int, choices=range(1, 6), default=5, metavar="1-5",
+                      help="business days to simulate from Monday (default 5)")
+    demo.add_argument("--leads", type=int, default=80, help="leads to send (default 80)")
+    demo.add_argument("--minutes", type=float, default=3.0,
+                      help="real minutes the simulated days take (default 3)")
+    demo.add_argument("--seed", type=int, default=7, help="random seed of the traffic")
+    demo.add_argument("--keep", action="store_true",
+                      help="keep the stack running after the report, until Ctrl-C")
+    demo.add_argument("--state-dir", default=".leadflow/demo", help="logs (default .leadflow/demo)")
+    demo.set_defaults(func=_demo)  # fmt: skip
     args = parser.parse_args(argv)
     return args.func(args) or 0
 

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import time
 import traceback
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -20,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from leadflow import metrics
 from leadflow.db import Database, is_transient
 from leadflow.events import CloudEvent, dlq_topic
+from leadflow.kafka import create_topics
 from leadflow.loops import Stop
 
 log = logging.getLogger(__name__)
@@ -27,6 +29,7 @@ log = logging.getLogger(__name__)
 Handler = Callable[[CloudEvent, AsyncSession], Awaitable[None]]
 
 LAG_INTERVAL = 5.0  # real seconds between refreshes of the consumer-lag gauge
+INBOX_ROWS_PER_INSERT = 1000  # inbox rows claimed per multi-row INSERT
 
 
 class Reject(Exception):
@@ -78,8 +81,10 @@ class ConsumerRunner:
         max_attempts: int = 5,
         base_backoff: float = 0.2,
         lag_interval: float = LAG_INTERVAL,
+        topic_partitions: int = 6,
         stop: Stop | None = None,
     ) -> None:
+        self.topic_partitions = topic_partitions  # of a dead-letter topic created on demand
         self.stop_signal = stop if stop is not None else Stop()
         self.sub = subscription
         self.db = db
@@ -251,39 +256,70 @@ class ConsumerRunner:
                     return False
 
     async def _in_transaction(self, records: list[ConsumerRecord]) -> None:
-        """Handle `records` in one unit of work; raises _Poison for an undecodable record."""
+        """Handle `records` in one unit of work; raises _Poison for an undecodable record.
+
+        Every record is decoded before anything is written, and the inbox rows of the whole
+        batch are claimed with one multi-row insert: a handler runs only for the events that
+        insert claimed, each event once even when the batch holds it twice."""
+        decoded = [self._decode(record) for record in records]
         outcomes: list[tuple[str, str]] = []
         async with self.db.unit_of_work() as session:
-            for record in records:
-                outcomes.append(await self._handle(record, session))
+            claimed = await self._claim(
+                session, [event.id for event, handler in decoded if event and handler]
+            )
+            for record, (event, handler) in zip(records, decoded, strict=True):
+                outcomes.append(await self._handle(record, event, handler, claimed, session))
         self.processed += len(records)
         for event_type, outcome in outcomes:
             metrics.events_consumed.labels(self.service, self.sub.name, event_type, outcome).inc()
 
-    async def _handle(self, record: ConsumerRecord, session: AsyncSession) -> tuple[str, str]:
-        topic = self._logical(record.topic)
-        raw_handler = self.sub.raw_handlers.get(topic)
-        if raw_handler is not None:
+    def _decode(self, record: ConsumerRecord) -> tuple[CloudEvent | None, Handler | None]:
+        """(event, its handler) for a CloudEvent topic; (None, None) for a raw topic."""
+        if self.sub.raw_handlers.get(self._logical(record.topic)) is not None:
+            return None, None
+        try:
+            event = CloudEvent.from_bytes(record.value or b"")
+        except (ValidationError, ValueError) as exc:
+            raise _Poison(record, f"not a CloudEvent: {exc}") from exc
+        return event, self.sub.handlers.get(event.type)
+
+    async def _claim(self, session: AsyncSession, event_ids: list[uuid.UUID]) -> set[uuid.UUID]:
+        """Insert the inbox rows of these events; returns the ids not handled before."""
+        if not event_ids:
+            return set()
+        rows = [{"consumer": self.sub.name, "event_id": event_id} for event_id in event_ids]
+        claimed: set[uuid.UUID] = set()
+        for start in range(0, len(rows), INBOX_ROWS_PER_INSERT):
+            claimed.update(
+                await session.scalars(
+                    insert(self.inbox)
+                    .values(rows[start : start + INBOX_ROWS_PER_INSERT])
+                    .on_conflict_do_nothing()
+                    .returning(self.inbox.c.event_id)
+                )
+            )
+        return claimed
+
+    async def _handle(
+        self,
+        record: ConsumerRecord,
+        event: CloudEvent | None,
+        handler: Handler | None,
+        claimed: set[uuid.UUID],
+        session: AsyncSession,
+    ) -> tuple[str, str]:
+        if event is None:
+            raw_handler = self.sub.raw_handlers[self._logical(record.topic)]
             try:
                 await raw_handler(record, session)
             except Reject as exc:
                 raise _Poison(record, str(exc)) from exc
             return ("raw", "processed")
-        try:
-            event = CloudEvent.from_bytes(record.value or b"")
-        except (ValidationError, ValueError) as exc:
-            raise _Poison(record, f"not a CloudEvent: {exc}") from exc
-        handler = self.sub.handlers.get(event.type)
         if handler is None:
             return (event.type, "skipped")
-        first_time = await session.scalar(
-            insert(self.inbox)
-            .values(consumer=self.sub.name, event_id=event.id)
-            .on_conflict_do_nothing()
-            .returning(self.inbox.c.event_id)
-        )
-        if first_time is None:
+        if event.id not in claimed:
             return (event.type, "duplicate")
+        claimed.discard(event.id)  # a second copy later in the batch is a duplicate
         try:
             await handler(event, session)
         except Reject as exc:
@@ -312,6 +348,14 @@ class ConsumerRunner:
                 break
             except KafkaError as exc:
                 log.warning("dead-letter publish failed; retrying", extra={"error": repr(exc)})
+                # The broker may have lost the topic (an in-memory broker after a restart).
+                with contextlib.suppress(KafkaError, RuntimeError, OSError):
+                    await create_topics(
+                        self.bootstrap,
+                        [self.prefix + dlq_topic(topic)],
+                        self.topic_partitions,
+                        attempts=2,
+                    )
                 await self.stop_signal.pause(1.0)
                 if self.stop_signal:
                     return False

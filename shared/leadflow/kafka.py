@@ -42,18 +42,23 @@ async def start_with_retry(client, what: str, *, attempts: int = 60) -> None:  #
 async def ensure_topics(settings: Settings, topics: tuple[str, ...] = ALL_TOPICS) -> list[str]:
     """Create every topic and its dead-letter topic; existing ones are left as they are."""
     names = [settings.topic_prefix + t for topic in topics for t in (topic, dlq_topic(topic))]
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    await start_with_retry(admin, "admin")
+    await create_topics(settings.kafka_bootstrap, names, settings.topic_partitions)
+    return names
+
+
+async def create_topics(
+    bootstrap: str, names: list[str], partitions: int, *, attempts: int = 60
+) -> None:
+    """Create these topics (full names) where missing, e.g. after an in-memory broker restarted;
+    existing ones are left as they are. `attempts`: tries to reach the broker, 0.5 s apart."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await start_with_retry(admin, "admin", attempts=attempts)
     try:
         response = await admin.create_topics(
-            [
-                NewTopic(n, num_partitions=settings.topic_partitions, replication_factor=1)
-                for n in names
-            ]
+            [NewTopic(n, num_partitions=partitions, replication_factor=1) for n in names]
         )
         for name, code, message in response.topic_errors:
             if code not in (0, TOPIC_EXISTS):
                 raise RuntimeError(f"cannot create topic {name}: {message} (error {code})")
     finally:
         await admin.close()
-    return names

@@ -6,19 +6,24 @@ import asyncio
 import logging
 import time
 import zlib
+from collections.abc import Sequence
 from datetime import datetime
 
 import sqlalchemy as sa
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadflow import metrics
 from leadflow.clock import Clock
 from leadflow.db import Database, is_transient, touch
 from leadflow.events import CloudEvent, Payload, make_event
+from leadflow.kafka import create_topics
 from leadflow.loops import Stop
 
 log = logging.getLogger(__name__)
+
+ROWS_PER_INSERT = 1000  # outbox rows per multi-row INSERT (4 bind parameters each)
 
 
 class Outbox:
@@ -37,22 +42,40 @@ class Outbox:
         policy_version: str | None = None,
         time: datetime | None = None,
     ) -> CloudEvent:
-        event = make_event(
-            payload,
-            source=self.source,
-            time=time or self.clock.now(),
-            policy_version=policy_version,
-        )
-        await session.execute(
-            sa.insert(self.table).values(
-                event_id=event.id,
-                topic=payload.topic,
-                key=str(payload.lead_id),
-                payload=event.to_bytes(),
-            )
-        )
-        touch(session, OUTBOX_TAG)
+        (event,) = await self.emit_many(session, [(payload, policy_version)], time=time)
         return event
+
+    async def emit_many(
+        self,
+        session: AsyncSession,
+        payloads: Sequence[tuple[Payload, str | None]],
+        *,
+        time: datetime | None = None,
+    ) -> list[CloudEvent]:
+        """Write several events, each `(payload, policy_version)`, in one round trip; their
+        outbox ids (and so their publishing order) follow the order given."""
+        if not payloads:
+            return []
+        at = time or self.clock.now()
+        events = [
+            make_event(payload, source=self.source, time=at, policy_version=policy_version)
+            for payload, policy_version in payloads
+        ]
+        rows = [
+            {
+                "event_id": event.id,
+                "topic": payload.topic,
+                "key": str(payload.lead_id),
+                "payload": event.to_bytes(),
+            }
+            for event, (payload, _) in zip(events, payloads, strict=True)
+        ]
+        for start in range(0, len(rows), ROWS_PER_INSERT):  # under PostgreSQL's bind limit
+            await session.execute(
+                sa.insert(self.table).values(rows[start : start + ROWS_PER_INSERT])
+            )
+        touch(session, OUTBOX_TAG)
+        return events
 
 
 OUTBOX_TAG = "outbox"
@@ -81,9 +104,16 @@ class OutboxRelay:
         batch_size: int = 500,
         poll_interval: float = 0.5,
         retention_seconds: int = 3600,
+        topic_partitions: int = 6,
+        bootstrap: str | None = None,
         stop: Stop | None = None,
     ) -> None:
         self.stop = stop if stop is not None else Stop()
+        # Topics this relay has seen exist; any other is created before its first publish (an
+        # in-memory broker forgets its topics on restart).
+        self.topic_partitions = topic_partitions
+        self.bootstrap = bootstrap or producer.client._bootstrap_servers
+        self._topics_ready: set[str] = set()
         self.db = db
         self.table = table
         self.producer = producer
@@ -125,13 +155,21 @@ class OutboxRelay:
             if not rows:
                 self._report(0, 0.0)
                 return 0
-            futures = [
-                await self.producer.send(
-                    self.topic_prefix + row.topic, value=row.payload, key=row.key.encode()
-                )
-                for row in rows
-            ]
-            await asyncio.gather(*futures)
+            topics = {self.topic_prefix + row.topic for row in rows}
+            await self._ensure_topics(topics)
+            try:
+                futures = [
+                    await self.producer.send(
+                        self.topic_prefix + row.topic, value=row.payload, key=row.key.encode()
+                    )
+                    for row in rows
+                ]
+                await asyncio.gather(*futures)
+            except KafkaError:
+                # e.g. UnknownTopicOrPartitionError or a timeout after the broker lost the
+                # topic: the next pass creates the batch's topics again before publishing.
+                self._topics_ready -= topics
+                raise
             await session.execute(
                 sa.update(t)
                 .where(t.c.id.in_([r.id for r in rows]))
@@ -145,6 +183,12 @@ class OutboxRelay:
             metrics.outbox_published.labels(self.service, row.topic).inc()
         self._report(backlog, age)
         return len(rows)
+
+    async def _ensure_topics(self, topics: set[str]) -> None:
+        missing = sorted(topics - self._topics_ready)
+        if missing:
+            await create_topics(self.bootstrap, missing, self.topic_partitions, attempts=2)
+            self._topics_ready.update(missing)
 
     async def _waiting(
         self, session: AsyncSession, *, after: int | None = None, published: int = 0

@@ -181,6 +181,8 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
             service=spec.name,
             topic_prefix=settings.topic_prefix,
             batch_size=settings.outbox_batch_size,
+            topic_partitions=settings.topic_partitions,
+            bootstrap=settings.kafka_bootstrap,
             stop=stop,
         )
         db.on_commit(OUTBOX_TAG, relay.wake)
@@ -212,6 +214,7 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
                 topic_prefix=settings.topic_prefix,
                 batch_size=settings.consumer_batch_size,
                 max_attempts=settings.consumer_max_attempts,
+                topic_partitions=settings.topic_partitions,
                 stop=stop,
             )
             rt.consumers.append(runner)

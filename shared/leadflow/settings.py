@@ -74,6 +74,9 @@ class Settings(BaseSettings):
     # Seconds between webhook tries, first try included; default: the Standard Webhooks schedule.
     webhook_retry_schedule: tuple[float, ...] | None = None
     hubspot_webhook_url: str | None = None
+    # Where feedback's lead timeline reads routing's decision trace and webhook deliveries
+    # (routing owns them; feedback shows them without copying them).
+    routing_url: str = "http://127.0.0.1:8003"
     consumer_batch_size: int = Field(default=500, ge=1)
     consumer_max_attempts: int = Field(default=5, ge=1)
     outbox_batch_size: int = Field(default=500, ge=1)

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient
 from leadflow.clock import Clock
 from leadflow.consumer import ConsumerRunner, Reject, Subscription
 from leadflow.db import Database, kernel_tables
@@ -233,3 +234,41 @@ async def _read_all(settings, topic, n):
     finally:
         await consumer.stop()
     return got
+
+
+async def test_the_relay_creates_again_a_topic_the_broker_lost(settings):
+    # An in-memory broker that restarted knows no topics: the relay creates what it publishes to.
+    lost = settings.model_copy(update={"topic_prefix": f"lost{uuid.uuid4().hex[:8]}."})
+    topic = lost.topic_prefix + TOPIC_FEEDBACK
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        assert topic not in await admin.list_topics()
+    finally:
+        await admin.close()
+    async with Harness(lost) as h:
+        outbox = Outbox(OUTBOX, source="test", clock=Clock())
+        relay = h.relay()
+        relay.topic_partitions = 2
+        async with h.db.unit_of_work() as session:
+            sent = await outbox.emit(session, attempt())
+
+        async def published():
+            async with h.db.unit_of_work() as session:
+                return await session.scalar(
+                    sa.select(OUTBOX.c.published_at.is_not(None)).where(
+                        OUTBOX.c.event_id == sent.id
+                    )
+                )
+
+        # Reading first would let the broker create the topic on the reader's metadata request.
+        await eventually(published, timeout=60)
+        got = await _read_all(lost, topic, 1)
+    assert [CloudEvent.from_bytes(m.value).id for m in got] == [sent.id]
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        (described,) = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    assert len(described["partitions"]) == 2  # created by the relay, as configured

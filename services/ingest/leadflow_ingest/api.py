@@ -17,7 +17,7 @@ from leadflow.settings import ApiKeySpec
 from pydantic import ValidationError
 
 from leadflow_ingest import hubspot
-from leadflow_ingest.intake import Writer, accept_activity, accept_lead
+from leadflow_ingest.intake import Writer, accept_activity, accept_lead, accept_leads
 from leadflow_ingest.models import idempotency, leads
 from leadflow_ingest.schemas import (
     ActivityAccepted,
@@ -135,39 +135,52 @@ async def post_leads_batch(
             )
             if replay is not None:
                 return replay
-        now = rt.clock.now()
+        valid: dict[int, LeadIn] = {}
+        refused: dict[int, BatchItemResult] = {}
         for index, item in enumerate(items):
             try:
-                lead = LeadIn.model_validate(item)
+                valid[index] = LeadIn.model_validate(item)
             except ValidationError as exc:
-                results.append(
-                    BatchItemResult(index=index, status=422, errors=validation_errors(exc.errors()))
+                refused[index] = BatchItemResult(
+                    index=index, status=422, errors=validation_errors(exc.errors())
                 )
-                continue
-            try:
-                async with session.begin_nested():  # one item's refusal leaves the others
-                    accepted = await accept_lead(
-                        session, rt.outbox, rt.policy, lead, writer=writer, now=now
-                    )
-            except ProblemError as exc:
-                field = exc.extra.get("field", "body")
+        outcomes = dict(
+            zip(
+                valid,
+                await accept_leads(
+                    session,
+                    rt.outbox,
+                    rt.policy,
+                    list(valid.values()),
+                    writer=writer,
+                    now=rt.clock.now(),
+                ),
+                strict=True,
+            )
+        )
+        for index in range(len(items)):
+            outcome = outcomes.get(index)
+            if outcome is None:
+                results.append(refused[index])
+            elif isinstance(outcome, ProblemError):
+                field = outcome.extra.get("field", "body")
                 results.append(
                     BatchItemResult(
                         index=index,
-                        status=exc.status,
-                        errors=[{"field": field, "message": exc.detail}],
+                        status=outcome.status,
+                        errors=[{"field": field, "message": outcome.detail}],
                     )
                 )
-                continue
-            results.append(
-                BatchItemResult(
-                    index=index,
-                    status=202,
-                    lead_id=accepted.lead_id,
-                    event_id=accepted.event_id,
-                    duplicate=accepted.duplicate,
+            else:
+                results.append(
+                    BatchItemResult(
+                        index=index,
+                        status=202,
+                        lead_id=outcome.lead_id,
+                        event_id=outcome.event_id,
+                        duplicate=outcome.duplicate,
+                    )
                 )
-            )
         accepted_count = sum(1 for r in results if r.status == 202)
         answer = BatchResult(
             accepted=accepted_count, rejected=len(results) - accepted_count, results=results

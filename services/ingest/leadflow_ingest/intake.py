@@ -4,13 +4,14 @@ merge of two known ones, an event. One place for HTTP, batch, Kafka and platform
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from leadflow import metrics
-from leadflow.errors import Forbidden, NotFound
+from leadflow.errors import Forbidden, NotFound, ProblemError
 from leadflow.events import LeadActivity, LeadCreated, LeadSnapshot, LeadUpdated
 from leadflow.outbox import Outbox
 from leadflow.policy import Policy
@@ -153,6 +154,30 @@ async def find_lead(session: AsyncSession, kind: str, value: str | None) -> uuid
     return await session.scalar(sa.union_all(direct, alias).limit(1))
 
 
+async def find_leads(
+    session: AsyncSession, email: str, external_id: str | None
+) -> tuple[uuid.UUID | None, uuid.UUID | None]:
+    """(the lead known by this email, the one known by this external id), as `find_lead` finds
+    each, in one round trip."""
+    if not external_id:
+        return await find_lead(session, "email", email), None
+    parts = []
+    for kind, value in (("email", email), ("external_id", external_id)):
+        column = leads.c.email if kind == "email" else leads.c.external_id
+        parts.append(
+            sa.select(sa.literal(kind).label("kind"), leads.c.id.label("id")).where(column == value)
+        )
+        parts.append(
+            sa.select(sa.literal(kind).label("kind"), lead_aliases.c.lead_id.label("id")).where(
+                lead_aliases.c.kind == kind, lead_aliases.c.value == value
+            )
+        )
+    found: dict[str, uuid.UUID] = {}
+    for kind, lead_id in (await session.execute(sa.union_all(*parts))).all():
+        found.setdefault(kind, lead_id)
+    return found.get("email"), found.get("external_id")
+
+
 async def _activity_flags(session: AsyncSession, lead_id: uuid.UUID, policy: Policy) -> set[str]:
     pages = policy.scoring.negative.job_seeker_pages
     if not pages:
@@ -219,8 +244,7 @@ async def accept_lead(
     writer.check_source_system(body.source.system)
     if writer.source and not body.source.system:
         body.source.system = writer.source
-    by_email = await find_lead(session, "email", email)
-    by_external = await find_lead(session, "external_id", body.external_id)
+    by_email, by_external = await find_leads(session, email, body.external_id)
     known = list(dict.fromkeys(i for i in (by_email, by_external) if i is not None))
 
     if not known:
@@ -247,8 +271,7 @@ async def accept_lead(
             metrics.leads_ingested.labels("created").inc()
             return LeadAccepted(lead_id=lead_id, event_id=event.id, duplicate=False)
         # a concurrent request created the same person a moment ago: this is its update
-        by_email = await find_lead(session, "email", email)
-        by_external = await find_lead(session, "external_id", body.external_id)
+        by_email, by_external = await find_leads(session, email, body.external_id)
         known = list(dict.fromkeys(i for i in (by_email, by_external) if i is not None))
 
     rows = (
@@ -370,3 +393,132 @@ async def accept_activity(
         )
         await outbox.emit(session, LeadUpdated.model_validate(snapshot))
     return ActivityAccepted(activity_id=activity_id, lead_id=lead_id, event_id=event.id)
+
+
+async def accept_leads(
+    session: AsyncSession,
+    outbox: Outbox,
+    policy: Policy,
+    bodies: list[LeadIn],
+    *,
+    writer: Writer,
+    now: datetime,
+) -> list[LeadAccepted | ProblemError]:
+    """Many leads in one transaction, one result per body in order (a refusal in its place).
+
+    Leads that are new to Leadflow and to the rest of the batch (their email and external id
+    known nowhere and given once) are written together: one lookup, one multi-row insert, one
+    outbox insert. The others (updates, merges, repeats within the batch) then go one by one
+    through `accept_lead`, each in a savepoint so that one refusal leaves the rest."""
+    results: list[LeadAccepted | ProblemError | None] = [None] * len(bodies)
+    emails: list[str] = []
+    for index, body in enumerate(bodies):
+        emails.append(normalise.normalise_email(body.email)[0])
+        try:
+            writer.check_source_system(body.source.system)
+        except ProblemError as exc:
+            results[index] = exc
+    seen_emails = Counter(e for i, e in enumerate(emails) if results[i] is None)
+    seen_external = Counter(
+        b.external_id for i, b in enumerate(bodies) if results[i] is None and b.external_id
+    )
+    known_emails, known_external = await _known_identities(
+        session, list(seen_emails), list(seen_external)
+    )
+    fresh = [
+        i
+        for i, body in enumerate(bodies)
+        if results[i] is None
+        and seen_emails[emails[i]] == 1
+        and emails[i] not in known_emails
+        and (
+            not body.external_id
+            or (seen_external[body.external_id] == 1 and body.external_id not in known_external)
+        )
+    ]
+    if fresh:
+        rows: dict[uuid.UUID, tuple[int, dict]] = {}
+        for i in fresh:
+            body = bodies[i]
+            if writer.source and not body.source.system:
+                body.source.system = writer.source
+            lead_id = uuid.uuid4()
+            rows[lead_id] = (i, build_snapshot(lead_id, emails[i], body, None, policy, now=now))
+        inserted = set(
+            (
+                await session.scalars(
+                    insert(leads)
+                    .values(
+                        [
+                            {
+                                "id": lead_id,
+                                "email": emails[i],
+                                "external_id": bodies[i].external_id,
+                                "source_key": writer.key_name,
+                                "owner_source": writer.source,
+                                "snapshot": snapshot,
+                                "routable": snapshot["routable"],
+                                "created_at": now,
+                                "updated_at": now,
+                            }
+                            for lead_id, (i, snapshot) in rows.items()
+                        ]
+                    )
+                    .on_conflict_do_nothing()
+                    .returning(leads.c.id)
+                )
+            ).all()
+        )
+        created = [(lead_id, i, snapshot) for lead_id, (i, snapshot) in rows.items()]
+        created = [c for c in created if c[0] in inserted]  # the rest raced another writer
+        events = await outbox.emit_many(
+            session, [(LeadCreated.model_validate(snapshot), None) for _, _, snapshot in created]
+        )
+        for (lead_id, i, _), event in zip(created, events, strict=True):
+            results[i] = LeadAccepted(lead_id=lead_id, event_id=event.id, duplicate=False)
+        if created:
+            metrics.leads_ingested.labels("created").inc(len(created))
+    for index, body in enumerate(bodies):
+        if results[index] is not None:
+            continue
+        try:
+            async with session.begin_nested():
+                results[index] = await accept_lead(
+                    session, outbox, policy, body, writer=writer, now=now
+                )
+        except ProblemError as exc:
+            results[index] = exc
+    return results  # type: ignore[return-value]  # every slot is filled above
+
+
+async def _known_identities(
+    session: AsyncSession, emails: list[str], external_ids: list[str]
+) -> tuple[set[str], set[str]]:
+    """Which of these emails and external ids a lead already has, directly or by a merge."""
+    known_emails: set[str] = set()
+    known_external: set[str] = set()
+    if emails:
+        known_emails.update(
+            await session.scalars(sa.select(leads.c.email).where(leads.c.email.in_(emails)))
+        )
+        known_emails.update(
+            await session.scalars(
+                sa.select(lead_aliases.c.value).where(
+                    lead_aliases.c.kind == "email", lead_aliases.c.value.in_(emails)
+                )
+            )
+        )
+    if external_ids:
+        known_external.update(
+            await session.scalars(
+                sa.select(leads.c.external_id).where(leads.c.external_id.in_(external_ids))
+            )
+        )
+        known_external.update(
+            await session.scalars(
+                sa.select(lead_aliases.c.value).where(
+                    lead_aliases.c.kind == "external_id", lead_aliases.c.value.in_(external_ids)
+                )
+            )
+        )
+    return known_emails, known_external

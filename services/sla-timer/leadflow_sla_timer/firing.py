@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from leadflow import metrics
 from leadflow.db import touch
-from leadflow.events import SlaBreached, SlaEscalated, SlaWarning
+from leadflow.events import Payload, SlaBreached, SlaEscalated, SlaWarning
 from leadflow.service import Runtime
 
 from leadflow_sla_timer import sla_policy
@@ -39,6 +39,8 @@ async def fire_due(rt: Runtime) -> int:
                 .with_for_update(skip_locked=True)
             )
         ).all()
+        events: list[tuple[Payload, str | None]] = []
+        changes: list[dict] = []
         for row in rows:
             fired = due_levels(row.ladder, row.level, now)
             state = row.state
@@ -59,48 +61,51 @@ async def fire_due(rt: Runtime) -> int:
                 )
                 labels = (row.sla, row.channel or "unknown", row.team or "unknown")
                 if step["level"] == "warning":
-                    await rt.outbox.emit(
-                        session, SlaWarning(**common), policy_version=row.policy_version
-                    )
+                    events.append((SlaWarning(**common), row.policy_version))
                     metrics.sla_warnings.labels(*labels).inc()
                 elif step["level"] == "breached":
                     state = "breached"
                     # A cadence that ends without its attempts leaves the lead unreachable.
                     outcome = "unreachable" if row.sla == CONTACT_CADENCE else None
-                    await rt.outbox.emit(
-                        session,
-                        SlaBreached(**common, outcome=outcome),
-                        policy_version=row.policy_version,
-                    )
+                    events.append((SlaBreached(**common, outcome=outcome), row.policy_version))
                     if step.get("escalate", True):
-                        await rt.outbox.emit(
-                            session,
-                            SlaEscalated(
-                                **common,
-                                escalate_to="team_lead",
-                                reassign=sla_policy.reassign_on_breach(rt.policy),
-                            ),
-                            policy_version=row.policy_version,
+                        escalated = SlaEscalated(
+                            **common,
+                            escalate_to="team_lead",
+                            reassign=sla_policy.reassign_on_breach(rt.policy),
                         )
+                        events.append((escalated, row.policy_version))
                     metrics.sla_breaches.labels(*labels).inc()
                 else:
-                    await rt.outbox.emit(
-                        session,
-                        SlaEscalated(**common, escalate_to="manager"),
-                        policy_version=row.policy_version,
+                    events.append(
+                        (SlaEscalated(**common, escalate_to="manager"), row.policy_version)
                     )
                 metrics.sla_fire_lag.observe(rt.clock.real_seconds(now - at))
             level = (fired[-1] + 1) if fired else row.level
             next_at = row.ladder[level]["at"] if level < len(row.ladder) else None
+            changes.append(
+                {
+                    "timer_id": row.id,
+                    "new_state": state,
+                    "new_level": level,
+                    "new_next_fire_at": datetime.fromisoformat(next_at) if next_at else None,
+                }
+            )
+        # One multi-row outbox insert and one executemany UPDATE (one round trip) for the claim.
+        # (An UPDATE ... FROM (VALUES ...) measured slower: a new 2,000-parameter statement to
+        # compile and prepare for every claim.)
+        await rt.outbox.emit_many(session, events)
+        if changes:
             await session.execute(
                 sa.update(timers)
-                .where(t.id == row.id)
+                .where(t.id == sa.bindparam("timer_id"))
                 .values(
-                    state=state,
-                    level=level,
+                    state=sa.bindparam("new_state"),
+                    level=sa.bindparam("new_level"),
                     version=t.version + 1,
-                    next_fire_at=datetime.fromisoformat(next_at) if next_at else None,
-                )
+                    next_fire_at=sa.bindparam("new_next_fire_at"),
+                ),
+                changes,
             )
     return len(rows)
 
