@@ -12,7 +12,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import (
+    AIOKafkaConsumer,
+    AIOKafkaProducer,
+    ConsumerRebalanceListener,
+    ConsumerRecord,
+    TopicPartition,
+)
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from pydantic import ValidationError
 from sqlalchemy.dialects.postgresql import insert
@@ -30,6 +36,7 @@ Handler = Callable[[CloudEvent, AsyncSession], Awaitable[None]]
 
 LAG_INTERVAL = 5.0  # real seconds between refreshes of the consumer-lag gauge
 INBOX_ROWS_PER_INSERT = 1000  # inbox rows claimed per multi-row INSERT
+COMMIT_TIMEOUT = 5.0  # real seconds an offset commit may take before the loop goes on
 
 
 class Reject(Exception):
@@ -54,6 +61,21 @@ class _Poison(Exception):
         super().__init__(error)
         self.record = record
         self.error = error
+
+
+class _Membership(ConsumerRebalanceListener):
+    """Remembers the last completed group assignment: `partitions` is None until the member
+    joined its group, then how many partitions it got (0 when the group has more members than
+    partitions). A rebalance in progress keeps the last count."""
+
+    def __init__(self) -> None:
+        self.partitions: int | None = None
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        return None
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self.partitions = len(assigned)
 
 
 class ConsumerRunner:
@@ -98,6 +120,8 @@ class ConsumerRunner:
         self.max_attempts = max_attempts
         self.base_backoff = base_backoff
         self.consumer: AIOKafkaConsumer | None = None
+        self._membership = _Membership()
+        self.running = False  # the consume loop is alive (not crashed, not stopped)
         self.processed = 0
         self.lag_interval = lag_interval
         self._lag_measured_at = float("-inf")
@@ -109,12 +133,23 @@ class ConsumerRunner:
     def assigned(self) -> bool:
         return bool(self.consumer and self.consumer.assignment())
 
+    @property
+    def partitions(self) -> int | None:
+        """Partitions of the last completed assignment; None while the member has not joined
+        its group (or its consumer is closed)."""
+        return self._membership.partitions if self.consumer is not None else None
+
+    @property
+    def joined(self) -> bool:
+        """The consume loop runs and its member completed a group join, possibly with no
+        partition (more members than partitions): a healthy, idle replica."""
+        return self.running and self.partitions is not None
+
     def _logical(self, topic: str) -> str:
         return topic[len(self.prefix) :] if self.prefix and topic.startswith(self.prefix) else topic
 
     async def start(self) -> None:
         consumer = AIOKafkaConsumer(
-            *(self.prefix + t for t in self.sub.topics),
             bootstrap_servers=self.bootstrap,
             group_id=self.group,
             client_id=f"{self.service}-{self.sub.name}",
@@ -126,6 +161,8 @@ class ConsumerRunner:
             heartbeat_interval_ms=2_000,
             max_poll_interval_ms=300_000,
         )
+        self._membership = _Membership()
+        consumer.subscribe([self.prefix + t for t in self.sub.topics], listener=self._membership)
         self.consumer = consumer
         try:
             await consumer.start()
@@ -152,6 +189,13 @@ class ConsumerRunner:
             await self.stop_signal.unless_stopped(self.start())  # joining can take seconds
             if self.stop_signal or self.consumer is None:
                 return
+        self.running = True
+        try:
+            await self._consume()
+        finally:
+            self.running = False
+
+    async def _consume(self) -> None:
         while not self.stop_signal:
             batches = await self.consumer.getmany(timeout_ms=500, max_records=self.batch_size)
             await self._measure_lag(batches)
@@ -161,13 +205,20 @@ class ConsumerRunner:
             if not await self._process(records):
                 return  # stopping mid-batch: uncommitted offsets are read again after restart
             try:
-                await self.consumer.commit(
-                    {tp: recs[-1].offset + 1 for tp, recs in batches.items() if recs}
+                # aiokafka retries a commit it deems retriable without end (a broker that came
+                # back without the topic answers UnknownTopicOrPartition forever), which would
+                # hold the loop; bounded, the next batch's commit covers these offsets.
+                await asyncio.wait_for(
+                    self.consumer.commit(
+                        {tp: recs[-1].offset + 1 for tp, recs in batches.items() if recs}
+                    ),
+                    COMMIT_TIMEOUT,
                 )
-            except (CommitFailedError, KafkaError) as exc:
-                # The partitions moved to another member during the batch; it will see the
-                # same events again and the inbox turns them into no-ops.
-                log.warning("offset commit failed after rebalance", extra={"error": repr(exc)})
+            except (CommitFailedError, KafkaError, TimeoutError) as exc:
+                # The partitions moved to another member during the batch, or the broker did
+                # not take the commit in time; the events may be read again and the inbox
+                # turns them into no-ops.
+                log.warning("offset commit failed", extra={"error": repr(exc)})
 
     async def _measure_lag(self, batches: dict[TopicPartition, list[ConsumerRecord]]) -> None:
         """Refresh the lag gauge (at most every `lag_interval` s): per subscribed topic, the events

@@ -99,20 +99,20 @@ class OutboxRelay:
         table: sa.Table,
         producer: AIOKafkaProducer,
         *,
+        bootstrap: str,
         service: str,
         topic_prefix: str = "",
         batch_size: int = 500,
         poll_interval: float = 0.5,
         retention_seconds: int = 3600,
         topic_partitions: int = 6,
-        bootstrap: str | None = None,
         stop: Stop | None = None,
     ) -> None:
         self.stop = stop if stop is not None else Stop()
         # Topics this relay has seen exist; any other is created before its first publish (an
         # in-memory broker forgets its topics on restart).
         self.topic_partitions = topic_partitions
-        self.bootstrap = bootstrap or producer.client._bootstrap_servers
+        self.bootstrap = bootstrap
         self._topics_ready: set[str] = set()
         self.db = db
         self.table = table

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import sqlalchemy as sa
 from aiokafka import AIOKafkaProducer
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -282,15 +282,22 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
         checks["broker"] = (
             "ok" if rt.relay.healthy and rt.producer.client.cluster.brokers() else "unreachable"
         )
+        ready = checks["database"] == "ok" and checks["broker"] == "ok"
+        # A member that joined its group is ready even with no partition (more replicas than
+        # partitions): it idles as a consumer and still serves HTTP.
         for runner in rt.consumers:
-            checks[f"consumer:{runner.sub.name}"] = "assigned" if runner.assigned else "waiting"
-        ready = all(v in ("ok", "assigned") for v in checks.values())
+            partitions = runner.partitions
+            if runner.joined and partitions is not None:
+                checks[f"consumer:{runner.sub.name}"] = f"joined, {partitions} partitions"
+            else:
+                checks[f"consumer:{runner.sub.name}"] = "waiting"
+                ready = False
         return JSONResponse(
             {"status": "ready" if ready else "not ready", "checks": checks},
             status_code=200 if ready else 503,
         )
 
-    @app.get("/metrics", tags=["operations"])
+    @app.get("/metrics", tags=["operations"], response_class=PlainTextResponse)
     async def metrics_endpoint() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 

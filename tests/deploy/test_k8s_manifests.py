@@ -120,7 +120,7 @@ def test_each_service_runs_several_replicas_on_its_port_with_real_probe_paths(na
 @pytest.mark.parametrize("name", SERVICE_ORDER)
 def test_autoscaling_stops_at_the_partition_count(name, documents, config):
     """A consumer group puts at most one member per partition to work; a member without a
-    partition is not ready (/readyz), so replicas past the partition count only idle."""
+    partition is ready but idle, so consuming replicas past the partition count add nothing."""
     autoscaler = find(documents, "HorizontalPodAutoscaler", name)
     target = autoscaler["spec"]["scaleTargetRef"]
     assert (target["kind"], target["name"]) == ("Deployment", name)

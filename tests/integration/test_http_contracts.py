@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from contextlib import AsyncExitStack
 
 import httpx
@@ -84,6 +85,43 @@ async def ingest_counts(client: httpx.AsyncClient, email: str) -> tuple[int, int
 # --- operations endpoints --------------------------------------------------------------------
 
 
+async def test_a_replica_without_a_partition_is_ready_and_one_that_left_its_group_is_not(stack):
+    """More replicas than partitions: every member joined the group, one holds no partition,
+    and all are ready (the HTTP API scales past the partition count). A member whose consumer
+    left the group answers 503 `waiting` until it has joined again."""
+    settings = await stack.isolated_settings()  # topics of 3 partitions
+    async with AsyncExitStack() as apps:
+        replicas = [
+            await apps.enter_async_context(service_client("ingest", settings)) for _ in range(4)
+        ]
+
+        async def settled() -> list[str] | None:
+            answers = [await r.get("/readyz") for r in replicas]
+            if any(a.status_code != 200 for a in answers):
+                return None
+            checks = [a.json()["checks"]["consumer:inbound"] for a in answers]
+            counts = [int(c.split()[1]) for c in checks]
+            return checks if sum(counts) == 3 else None  # one partition, one member
+
+        checks = await eventually(settled, timeout=120, interval=0.5)
+        assert "joined, 0 partitions" in checks
+        assert all(re.fullmatch(r"joined, [0-3] partitions", c) for c in checks)
+
+        idle = replicas[checks.index("joined, 0 partitions")]
+        [runner] = idle.app.state.runtime.consumers
+        await runner.stop()  # leaves the group; the supervised loop joins it again
+        left = await idle.get("/readyz")
+        assert left.status_code == 503
+        assert left.json()["status"] == "not ready"
+        assert left.json()["checks"]["consumer:inbound"] == "waiting"
+        assert left.json()["checks"]["database"] == "ok"
+        await eventually(lambda: _ready(idle), timeout=120, interval=0.5)
+
+
+async def _ready(client: httpx.AsyncClient) -> bool:
+    return (await client.get("/readyz")).status_code == 200
+
+
 @pytest.mark.parametrize("name", SERVICE_ORDER)
 async def test_every_service_answers_healthz_readyz_metrics_and_openapi(services, name: str):
     client = services[name]
@@ -97,7 +135,10 @@ async def test_every_service_answers_healthz_readyz_metrics_and_openapi(services
     checks = ready.json()["checks"]
     assert checks["database"] == "ok" and checks["broker"] == "ok"
     consumers = [v for k, v in checks.items() if k.startswith("consumer:")]
-    assert consumers and all(v == "assigned" for v in consumers)
+    # the only member of each group holds every partition of its topics (3 per topic here)
+    assert consumers and all(
+        re.fullmatch(r"joined, \d+ partitions", v) and int(v.split()[1]) >= 3 for v in consumers
+    )
 
     metrics = await client.get("/metrics")
     assert metrics.status_code == 200

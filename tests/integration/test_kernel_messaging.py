@@ -49,7 +49,12 @@ class Harness:
 
     def relay(self) -> OutboxRelay:
         relay = OutboxRelay(
-            self.db, OUTBOX, self.producer, service="test", topic_prefix=self.settings.topic_prefix
+            self.db,
+            OUTBOX,
+            self.producer,
+            bootstrap=self.settings.kafka_bootstrap,
+            service="test",
+            topic_prefix=self.settings.topic_prefix,
         )
         self.db.on_commit(OUTBOX_TAG, relay.wake)
         self.tasks.append(asyncio.create_task(relay.run()))

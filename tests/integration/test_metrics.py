@@ -62,6 +62,7 @@ class Kernel:
             self.db,
             OUTBOX,
             producer or self.producer,
+            bootstrap=self.settings.kafka_bootstrap,
             service=service,
             topic_prefix=self.settings.topic_prefix,
         )

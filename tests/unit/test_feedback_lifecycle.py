@@ -1,6 +1,6 @@
 """The lead lifecycle state machine: transitions, reasons, SQL qualification, SQO opportunity."""
 
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from hypothesis import given
@@ -19,6 +19,7 @@ from leadflow_feedback.lifecycle import (
     after_contact_attempt,
     allowed_next,
     check_change,
+    pipeline_steps,
     stages_reached,
 )
 
@@ -127,3 +128,55 @@ def test_stages_reached_are_a_prefix_of_the_funnel(statuses):
     reached = stages_reached(statuses)
     depth = len(reached)
     assert reached == set(FUNNEL[:depth])
+
+
+T0 = datetime(2026, 3, 2, 9, tzinfo=UTC)
+MQL_AT, ROUTED_AT = T0, T0 + timedelta(minutes=1)
+
+
+@pytest.mark.parametrize(
+    ("current", "known", "steps"),
+    [("lead", {"mql_at": MQL_AT}, ["mql"]),
+     ("lead", {"routed_at": ROUTED_AT}, ["mql", "routed"]),  # routing implies the promotion
+     ("lead", {"mql_at": MQL_AT, "routed_at": ROUTED_AT}, ["mql", "routed"]),
+     ("mql", {"mql_at": MQL_AT}, []),
+     ("mql", {"mql_at": MQL_AT, "routed_at": ROUTED_AT}, ["routed"]),
+     ("routed", {"mql_at": MQL_AT, "routed_at": ROUTED_AT}, []),  # a late mql: not backwards
+     ("lead", {}, [])],
+)  # fmt: skip
+def test_pipeline_steps_follow_the_latest_facts(current, known, steps):
+    assert pipeline_steps(current, mql_at=known.get("mql_at"),
+                          routed_at=known.get("routed_at")) == steps  # fmt: skip
+
+
+@given(st.sampled_from(sorted(SALES_STATUSES - {"recycled"})))
+def test_pipeline_facts_never_move_a_status_set_by_sales(status):
+    assert pipeline_steps(status, mql_at=MQL_AT, routed_at=ROUTED_AT) == []
+
+
+def test_only_a_fact_newer_than_the_recycle_reopens_a_recycled_lead():
+    recycled_at = T0 + timedelta(days=1)
+    stale = {"mql_at": MQL_AT, "routed_at": ROUTED_AT, "reopened_at": recycled_at}
+    assert pipeline_steps("recycled", **stale) == []
+    promoted = {**stale, "mql_at": recycled_at + timedelta(days=7)}
+    assert pipeline_steps("recycled", **promoted) == ["mql"]
+    assert pipeline_steps("mql", **promoted) == []  # the old routing is spent
+    rerouted = {**promoted, "routed_at": recycled_at + timedelta(days=8)}
+    assert pipeline_steps("recycled", **rerouted) == ["mql", "routed"]
+
+
+@given(st.permutations(["mql", "routed"]), st.sampled_from(["lead", "recycled"]))
+def test_any_arrival_order_ends_in_the_same_status_through_a_chain(order, start):
+    reopened_at = T0 - timedelta(days=1) if start == "recycled" else None
+    known: dict[str, datetime] = {}
+    status, chain = start, []
+    for fact in order:
+        known[f"{fact}_at"] = MQL_AT if fact == "mql" else ROUTED_AT
+        steps = pipeline_steps(status, mql_at=known.get("mql_at"),
+                               routed_at=known.get("routed_at"), reopened_at=reopened_at)  # fmt: skip
+        for step in steps:
+            assert step in TRANSITIONS[status]
+            chain.append(step)
+            status = step
+    assert status == "routed"
+    assert chain == ["mql", "routed"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 TRANSITIONS: dict[str, frozenset[str]] = {
@@ -43,6 +43,13 @@ QUALIFICATION_MIN = 3
 OPPORTUNITY_FIELDS = ("value", "stage", "close_date")
 # Funnel stages in order; reaching a later one implies the earlier ones were passed.
 FUNNEL = ("mql", "sal", "sql", "sqo", "won")
+# The statuses the pipeline's events (lead.mql, then lead.routed) move a lead through, from
+# each status they may move it out of; any other status belongs to sales and stays.
+PIPELINE_PATHS: dict[str, tuple[str, ...]] = {
+    "lead": ("mql", "routed"),
+    "mql": ("routed",),
+    "recycled": ("mql", "routed"),
+}
 
 
 class TransitionRefused(Exception):
@@ -85,6 +92,34 @@ def allowed_next(status: str, *, sales_only: bool = False) -> list[str]:
 
 def can_move(current: str, target: str) -> bool:
     return target in TRANSITIONS.get(current, frozenset())
+
+
+def pipeline_steps(
+    current: str,
+    *,
+    mql_at: datetime | None,
+    routed_at: datetime | None,
+    reopened_at: datetime | None = None,
+) -> list[str]:
+    """The statuses a lead in `current` moves through, in order, given the latest promotion
+    (`mql_at`) and routing (`routed_at`) known for it, whatever order they arrived in.
+
+    Routing implies the promotion, so a lead routed before its `lead.mql` arrived still passes
+    through `mql` (the history stays an unbroken chain). Facts from before `reopened_at`, the
+    lead's last recycle, are spent: only a new promotion or routing re-opens a recycled lead.
+    A late fact never moves a lead backwards, nor out of a status set by sales."""
+
+    def fresh(at: datetime | None) -> bool:
+        return at is not None and (reopened_at is None or at > reopened_at)
+
+    if fresh(routed_at):
+        target = "routed"
+    elif fresh(mql_at):
+        target = "mql"
+    else:
+        return []
+    path = PIPELINE_PATHS.get(current, ())
+    return list(path[: path.index(target) + 1]) if target in path else []
 
 
 def after_contact_attempt(current: str) -> str:

@@ -43,9 +43,14 @@ leads = sa.Table(
     sa.Column("sla_due_at", sa.DateTime(timezone=True)),
     sa.Column("sla_response_seconds", sa.Float),
     sa.Column("sla_breached", sa.Boolean, nullable=False, server_default=sa.false()),
+    # when the contact cadence ended without contact (sla.breached, outcome unreachable); kept
+    # so that the consequence still applies when the lead's routing is consumed after it
+    sa.Column("cadence_exhausted_at", sa.DateTime(timezone=True)),
     # how people recognise the lead on the review page (name and company); the only personal
     # data feedback keeps, cleared when the lead is erased
     sa.Column("display_name", sa.Text),
+    # when the lead was erased: a late event must not bring its name back
+    sa.Column("erased_at", sa.DateTime(timezone=True)),
 )
 
 attempts = sa.Table(

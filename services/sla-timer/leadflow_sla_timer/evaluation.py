@@ -192,7 +192,7 @@ async def evaluate_due(rt: Runtime) -> int:
 async def run_evaluation(rt: Runtime) -> None:
     """Worker: judge the periods that have come due. The first look waits until the consumers
     hold their partitions, so that events waiting since a restart are not judged as missing."""
-    while not rt.stop and not all(c.assigned for c in rt.consumers):
+    while not rt.stop and not all(c.joined for c in rt.consumers):
         await rt.stop.pause(0.5)
     while not rt.stop:
         await evaluate_due(rt)

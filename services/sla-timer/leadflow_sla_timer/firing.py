@@ -167,8 +167,9 @@ async def count_open(rt: Runtime) -> None:
 async def reschedule_for_policy(rt: Runtime) -> int:
     """Move the clocks still running under another policy version onto the current policy.
 
-    Each timer keeps its start and the levels already fired; its limit, due instant and the
-    levels still to come follow the current policy (a level that is now overdue fires at once).
+    Each timer keeps its start and the levels already fired; its limit, due instant, attempt
+    counts (required and the cadence's cap) and the levels still to come follow the current
+    policy (a level that is now overdue fires at once).
     Returns how many timers moved."""
     t = timers.c
     moved = 0
@@ -205,6 +206,7 @@ async def reschedule_for_policy(rt: Runtime) -> int:
                             else None
                         ),
                         attempts_required=terms.attempts_required,
+                        attempts_allowed=terms.attempts_allowed,
                         policy_version=rt.policy.version,
                         version=t.version + 1,
                     )
