@@ -63,7 +63,8 @@ async def claim_due(rt: Runtime, limit: int = 50) -> list:
     return rows
 
 
-async def deliver_one(rt: Runtime, client: httpx.AsyncClient, row) -> None:  # noqa: ANN001
+async def send_one(rt: Runtime, client: httpx.AsyncClient, row) -> tuple:  # noqa: ANN001
+    """One signed POST; returns (row, status, error, response) without touching the database."""
     status: int | None = None
     error: str | None = None
     response: httpx.Response | None = None
@@ -79,16 +80,35 @@ async def deliver_one(rt: Runtime, client: httpx.AsyncClient, row) -> None:  # n
             error = str(exc)
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__}: {exc}"[:500]
-    attempts = row.attempts + 1
+    return row, status, error, response
+
+
+async def record_outcomes(rt: Runtime, sent: list[tuple]) -> None:
+    """Write the outcomes of one claim in one transaction: the successes in one UPDATE, each
+    failure (rare) with its own retry time, dead letter or disabled endpoint."""
     now = datetime.now(UTC)
-    values: dict = {"attempts": attempts, "last_status": status, "last_error": error}
+    delivered = [row.id for row, status, _, _ in sent if status is not None and 200 <= status < 300]
+    outcomes: list[tuple] = []  # (row, status, error, outcome) of the failures, for the log
     async with rt.db.unit_of_work() as session:
-        if status is not None and 200 <= status < 300:
-            values.update(
-                state="delivered", delivered_at=now, next_attempt_at=None, last_error=None
+        if delivered:
+            cases = _status_cases(sent)
+            await session.execute(
+                sa.update(deliveries)
+                .where(deliveries.c.id.in_(delivered))
+                .values(
+                    state="delivered",
+                    delivered_at=now,
+                    next_attempt_at=None,
+                    last_error=None,
+                    last_status=sa.case(*cases, else_=200) if cases else 200,
+                    attempts=deliveries.c.attempts + 1,
+                )
             )
-            outcome = "delivered"
-        else:
+        for row, status, error, response in sent:
+            if status is not None and 200 <= status < 300:
+                continue
+            attempts = row.attempts + 1
+            values: dict = {"attempts": attempts, "last_status": status, "last_error": error}
             if status == 410:  # the receiver says this endpoint is gone for good
                 await session.execute(
                     sa.update(webhook_endpoints)
@@ -118,11 +138,14 @@ async def deliver_one(rt: Runtime, client: httpx.AsyncClient, row) -> None:  # n
             else:
                 values.update(next_attempt_at=now + timedelta(seconds=delay))
                 outcome = "retry"
-        await session.execute(
-            sa.update(deliveries).where(deliveries.c.id == row.id).values(**values)
-        )
-    metrics.webhook_deliveries.labels(outcome).inc()
-    if outcome != "delivered":
+            await session.execute(
+                sa.update(deliveries).where(deliveries.c.id == row.id).values(**values)
+            )
+            outcomes.append((row, status, error, outcome))
+    if delivered:
+        metrics.webhook_deliveries.labels("delivered").inc(len(delivered))
+    for row, status, error, outcome in outcomes:
+        metrics.webhook_deliveries.labels(outcome).inc()
         log.warning(
             "webhook delivery failed",
             extra={
@@ -132,6 +155,15 @@ async def deliver_one(rt: Runtime, client: httpx.AsyncClient, row) -> None:  # n
                 "outcome": outcome,
             },
         )
+
+
+def _status_cases(sent: list[tuple]) -> list[tuple]:
+    """The 2xx status each delivered row got, for the one UPDATE of the successes."""
+    return [
+        (deliveries.c.id == row.id, status)
+        for row, status, _, _ in sent
+        if status is not None and 200 <= status < 300 and status != 200
+    ]
 
 
 async def run_deliveries(rt: Runtime) -> None:
@@ -145,7 +177,8 @@ async def run_deliveries(rt: Runtime) -> None:
             wake.clear()
             rows = await claim_due(rt)
             if rows:
-                await asyncio.gather(*(deliver_one(rt, client, row) for row in rows))
+                sent = await asyncio.gather(*(send_one(rt, client, row) for row in rows))
+                await record_outcomes(rt, list(sent))
                 continue
             await rt.stop.pause(0.5, wake)
 
