@@ -17,7 +17,14 @@ from leadflow.settings import ApiKeySpec
 from pydantic import ValidationError
 
 from leadflow_ingest import hubspot
-from leadflow_ingest.intake import Writer, accept_activity, accept_lead, accept_leads
+from leadflow_ingest.intake import (
+    LeadGone,
+    Writer,
+    accept_activity,
+    accept_lead,
+    accept_leads,
+    erase_lead,
+)
 from leadflow_ingest.models import idempotency, leads
 from leadflow_ingest.schemas import (
     ActivityAccepted,
@@ -25,11 +32,14 @@ from leadflow_ingest.schemas import (
     BatchItemResult,
     BatchResult,
     LeadAccepted,
+    LeadErasure,
     LeadIn,
 )
 
 router = APIRouter(prefix="/v1", tags=["leads"])
 SourceKey = Annotated[ApiKeySpec, Depends(require_scope("leads:write"))]
+# Erasing a person is the data controller's decision, not a marketing platform's.
+AdminKey = Annotated[ApiKeySpec, Depends(require_scope("admin"))]
 IdempotencyKey = Annotated[str | None, Header(max_length=200)]
 BATCH_LIMIT = 1000
 
@@ -228,19 +238,48 @@ async def post_hubspot_webhook(request: Request, rt: RuntimeDep) -> JSONResponse
     return JSONResponse(summary, status_code=200)
 
 
-@router.get("/leads/{lead_id}", responses={301: {"description": "merged into another lead"}})
+@router.get(
+    "/leads/{lead_id}",
+    responses={
+        301: {"description": "merged into another lead"},
+        410: {"description": "erased: its personal data is gone"},
+    },
+)
 async def get_lead(lead_id: uuid.UUID, rt: RuntimeDep) -> Any:  # noqa: ANN401
-    """The lead as ingest knows it. A lead merged into another redirects to the survivor."""
+    """The lead as ingest knows it. A lead merged into another redirects to the survivor; an
+    erased lead is 410 Gone."""
     async with rt.db.unit_of_work() as session:
         row = (
             await session.execute(
                 sa.select(
-                    leads.c.snapshot, leads.c.created_at, leads.c.updated_at, leads.c.merged_into
+                    leads.c.snapshot,
+                    leads.c.created_at,
+                    leads.c.updated_at,
+                    leads.c.merged_into,
+                    leads.c.erased_at,
                 ).where(leads.c.id == lead_id)
             )
         ).first()
     if row is None:
         raise NotFound(f"lead {lead_id} not found")
+    if row.erased_at is not None:
+        raise LeadGone(lead_id)
     if row.merged_into is not None:
         return RedirectResponse(f"/v1/leads/{row.merged_into}", status_code=301)
     return {**row.snapshot, "created_at": row.created_at, "updated_at": row.updated_at}
+
+
+@router.delete(
+    "/leads/{lead_id}",
+    status_code=202,
+    response_model=LeadErasure,
+    responses={404: {"description": "no such lead"}},
+)
+async def delete_lead(lead_id: uuid.UUID, rt: RuntimeDep, key: AdminKey) -> LeadErasure:
+    """Erase the person's personal data (right to erasure). The lead it was merged into and
+    every lead merged into that one are erased together; each emits `lead.erased`, on which
+    every service removes what it holds (hence 202). Ids, times, channel and scores stay for
+    the reports. Erasing again answers the same. A later lead with the same email or external
+    id is new input and becomes a new lead; the erased one is never linked to it again."""
+    async with rt.db.unit_of_work() as session:
+        return await erase_lead(session, rt.outbox, lead_id, now=rt.clock.now())

@@ -1,5 +1,6 @@
 """Decides what an inbound lead or activity becomes: a new lead, an update of a known one, a
-merge of two known ones, an event. One place for HTTP, batch, Kafka and platform adapters."""
+merge of two known ones, an event; and what erasing a lead leaves. One place for HTTP, batch,
+Kafka and platform adapters."""
 
 from __future__ import annotations
 
@@ -11,16 +12,23 @@ from typing import Any
 
 import sqlalchemy as sa
 from leadflow import metrics
+from leadflow.erasure import forget_events, without_personal_data
 from leadflow.errors import Forbidden, NotFound, ProblemError
-from leadflow.events import LeadActivity, LeadCreated, LeadSnapshot, LeadUpdated
+from leadflow.events import LeadActivity, LeadCreated, LeadErased, LeadSnapshot, LeadUpdated
 from leadflow.outbox import Outbox
 from leadflow.policy import Policy
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadflow_ingest import normalise
-from leadflow_ingest.models import activities, lead_aliases, leads
-from leadflow_ingest.schemas import ActivityAccepted, ActivityIn, LeadAccepted, LeadIn
+from leadflow_ingest.models import activities, hubspot_contacts, lead_aliases, leads
+from leadflow_ingest.schemas import (
+    ActivityAccepted,
+    ActivityIn,
+    LeadAccepted,
+    LeadErasure,
+    LeadIn,
+)
 
 # What marketing owes with every lead beyond who it is (DOMAIN.md, "Context").
 CONTEXT_FIELDS = ("source.campaign", "source.lead_magnet", "intent_note")
@@ -282,6 +290,10 @@ async def accept_lead(
             .with_for_update()
         )
     ).all()
+    if any(row.erased_at is not None for row in rows):
+        # erased while this input was on its way: its identities are free now, so the input
+        # is new consent-bearing data and makes a new lead, never the erased one again
+        return await accept_lead(session, outbox, policy, body, writer=writer, now=now)
     for row in rows:
         writer.check_owner(row.owner_source, "email" if row.id == by_email else "external_id")
     survivor, merged = rows[0], rows[1:]
@@ -358,6 +370,8 @@ async def accept_activity(
     lead = (
         await session.execute(sa.select(leads).where(leads.c.id == lead_id).with_for_update())
     ).one()
+    if lead.erased_at is not None:
+        raise LeadGone(lead_id, field="lead_id")
     writer.check_owner(lead.owner_source, "lead_id" if body.lead_id is not None else "email")
     activity_id = uuid.uuid4()
     occurred_at = body.occurred_at or now
@@ -522,3 +536,63 @@ async def _known_identities(
             )
         )
     return known_emails, known_external
+
+
+class LeadGone(ProblemError):
+    status = 410
+    title = "Gone"
+
+    def __init__(self, lead_id: uuid.UUID, **extra: Any) -> None:
+        super().__init__(f"lead {lead_id} was erased; its personal data is gone", **extra)
+
+
+async def erase_lead(
+    session: AsyncSession, outbox: Outbox, lead_id: uuid.UUID, *, now: datetime
+) -> LeadErasure:
+    """Erase the person behind `lead_id`: the lead it was merged into (if any) and every lead
+    merged into that one lose their personal data, identities and activity properties, and
+    each emits `lead.erased` once. What reports need stays (ids, times, channel, scores' inputs
+    without names). Erasing again changes nothing and answers the same."""
+    row = (
+        await session.execute(
+            sa.select(leads.c.id, leads.c.merged_into).where(leads.c.id == lead_id)
+        )
+    ).first()
+    if row is None:
+        raise NotFound(f"lead {lead_id} not found", field="lead_id")
+    survivor_id = row.merged_into or row.id
+    group = (
+        await session.execute(
+            sa.select(leads)
+            .where(sa.or_(leads.c.id == survivor_id, leads.c.merged_into == survivor_id))
+            .order_by(leads.c.created_at, leads.c.id)
+            .with_for_update()
+        )
+    ).all()
+    survivor = next(r for r in group if r.id == survivor_id)
+    ids = [r.id for r in group]
+    erased_at = survivor.erased_at
+    if erased_at is None:
+        erased_at = now
+        for member in group:
+            await session.execute(
+                sa.update(leads)
+                .where(leads.c.id == member.id)
+                .values(
+                    email=None,
+                    external_id=None,
+                    snapshot=without_personal_data(member.snapshot),
+                    erased_at=now,
+                    updated_at=now,
+                )
+            )
+        await session.execute(sa.delete(lead_aliases).where(lead_aliases.c.lead_id.in_(ids)))
+        await session.execute(
+            sa.update(activities).where(activities.c.lead_id.in_(ids)).values(properties={})
+        )
+        await session.execute(
+            sa.delete(hubspot_contacts).where(hubspot_contacts.c.lead_id.in_(ids))
+        )
+        await forget_events(session, outbox.table, ids)
+        await outbox.emit_many(session, [(LeadErased(lead_id=i), None) for i in ids])
+    return LeadErasure(lead_id=survivor_id, erased_lead_ids=ids, erased_at=erased_at)

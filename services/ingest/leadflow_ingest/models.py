@@ -23,6 +23,8 @@ leads = sa.Table(
     sa.Column("routable", sa.Boolean, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    # Set when the lead's personal data was erased: the row keeps only what reports need.
+    sa.Column("erased_at", sa.DateTime(timezone=True)),
 )
 
 lead_aliases = sa.Table(

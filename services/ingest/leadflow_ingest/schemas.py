@@ -75,6 +75,15 @@ class LeadAccepted(BaseModel):
     duplicate: bool
 
 
+class LeadErasure(BaseModel):
+    """What an erasure did: the lead (the survivor of any merge) and every lead id of that
+    person whose personal data is gone, each announced by one `lead.erased`."""
+
+    lead_id: uuid.UUID
+    erased_lead_ids: list[uuid.UUID]
+    erased_at: datetime
+
+
 class ActivityIn(StorableModel):
     model_config = ConfigDict(extra="forbid")
     lead_id: uuid.UUID | None = None

@@ -14,6 +14,7 @@ from leadflow.consumer import Subscription
 from leadflow.db import touch
 from leadflow.events import (
     TOPIC_FEEDBACK,
+    TOPIC_INGEST,
     TOPIC_SCORING,
     TOPIC_SLA,
     CloudEvent,
@@ -26,6 +27,7 @@ from leadflow.service import Runtime
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from leadflow_routing import erasure
 from leadflow_routing.assignment import (
     Decision,
     RepView,
@@ -287,12 +289,18 @@ async def reassign(rt: Runtime, session: AsyncSession, lead_id: uuid.UUID, reaso
 
 def subscriptions(rt: Runtime) -> list[Subscription]:
     async def on_mql(event: CloudEvent, session: AsyncSession) -> None:
-        await assign_lead(rt, session, LeadMql.model_validate(event.data), reason="mql")
+        mql = LeadMql.model_validate(event.data)
+        if await erasure.is_erased(session, mql.lead_id):
+            return  # erased before its MQL got here: an erased person is not routed
+        await assign_lead(rt, session, mql, reason="mql")
 
     async def on_escalated(event: CloudEvent, session: AsyncSession) -> None:
         escalation = SlaEscalated.model_validate(event.data)
-        if escalation.reassign:
+        if escalation.reassign and not await erasure.is_erased(session, escalation.lead_id):
             await reassign(rt, session, escalation.lead_id, "sla_escalation")
+
+    async def on_erased(event: CloudEvent, session: AsyncSession) -> None:
+        await erasure.erase(session, uuid.UUID(event.subject), rt.clock.now())
 
     async def on_status(event: CloudEvent, session: AsyncSession) -> None:
         change = LeadStatusChanged.model_validate(event.data)
@@ -311,4 +319,5 @@ def subscriptions(rt: Runtime) -> list[Subscription]:
         Subscription("mql", (TOPIC_SCORING,), handlers={"lead.mql": on_mql}),
         Subscription("sla", (TOPIC_SLA,), handlers={"sla.escalated": on_escalated}),
         Subscription("feedback", (TOPIC_FEEDBACK,), handlers={"lead.status_changed": on_status}),
+        Subscription("erasure", (TOPIC_INGEST,), handlers={"lead.erased": on_erased}),
     ]

@@ -10,7 +10,8 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from leadflow import metrics
 from leadflow.consumer import Subscription
-from leadflow.db import JSON, touch
+from leadflow.db import JSON, kernel_tables, touch
+from leadflow.erasure import forget_events, without_personal_data
 from leadflow.events import (
     TOPIC_FEEDBACK,
     TOPIC_INGEST,
@@ -28,7 +29,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadflow_scoring import rules
-from leadflow_scoring.models import lead_scores, pql_accounts, product_usage
+from leadflow_scoring.models import lead_scores, metadata, pql_accounts, product_usage
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +129,8 @@ async def rescore(
     ).first()
     if row is None or not row.lead:
         return  # an activity before its lead: scored when the lead arrives
+    if row.lead.get("erased"):
+        return  # the person is erased: the last score stays for the reports, nothing is promoted
     policy = rt.policy
     now = now or rt.clock.now()
     interactions = interactions_of(row.interactions)
@@ -344,6 +347,29 @@ async def record_usage(session: AsyncSession, activity: LeadActivity) -> None:
     )
 
 
+async def erase(session: AsyncSession, lead_id: uuid.UUID) -> None:
+    """The lead's personal data goes: its snapshot keeps only what names nobody, its product
+    usage (user ids, accounts as the product names them) is deleted, and its outbox rows are
+    forgotten. Scores, breakdown and interactions stay; the lead is never scored again."""
+    lead = await session.scalar(
+        sa.select(lead_scores.c.lead).where(lead_scores.c.lead_id == lead_id).with_for_update()
+    )
+    if lead is not None and not lead.get("erased"):
+        await session.execute(
+            sa.update(lead_scores)
+            .where(lead_scores.c.lead_id == lead_id)
+            .values(lead=without_personal_data(lead), next_review_at=None)
+        )
+    elif lead is None:  # erased before scoring heard of it: whatever arrives late stays inert
+        await session.execute(
+            insert(lead_scores)
+            .values(lead_id=lead_id, lead={"erased": True}, interactions=[], breakdown=[])
+            .on_conflict_do_nothing()
+        )
+    await session.execute(sa.delete(product_usage).where(product_usage.c.lead_id == lead_id))
+    await forget_events(session, kernel_tables(metadata)[0], [lead_id])
+
+
 def subscriptions(rt: Runtime) -> list[Subscription]:
     async def on_lead(event: CloudEvent, session: AsyncSession) -> None:
         lead = LeadSnapshot.model_validate(event.data)
@@ -351,7 +377,12 @@ def subscriptions(rt: Runtime) -> list[Subscription]:
         await session.execute(
             insert(lead_scores)
             .values(lead_id=lead.lead_id, lead=snapshot, interactions=[], breakdown=[])
-            .on_conflict_do_update(index_elements=[lead_scores.c.lead_id], set_={"lead": snapshot})
+            .on_conflict_do_update(
+                index_elements=[lead_scores.c.lead_id],
+                set_={"lead": snapshot},
+                # an erased lead is not filled again by an event published before its erasure
+                where=~lead_scores.c.lead.has_key("erased"),
+            )
         )
         merged = [uuid.UUID(str(i)) for i in (event.data.get("merged_lead_ids") or [])]
         if merged:
@@ -385,6 +416,9 @@ def subscriptions(rt: Runtime) -> list[Subscription]:
         if activity.activity_type == "product_usage":
             await record_usage(session, activity)
         await rescore(rt, session, activity.lead_id)
+
+    async def on_erased(event: CloudEvent, session: AsyncSession) -> None:
+        await erase(session, uuid.UUID(event.subject))
 
     async def on_status(event: CloudEvent, session: AsyncSession) -> None:
         change = LeadStatusChanged.model_validate(event.data)
@@ -422,6 +456,7 @@ def subscriptions(rt: Runtime) -> list[Subscription]:
                 "lead.created": on_lead,
                 "lead.updated": on_lead,
                 "lead.activity": on_activity,
+                "lead.erased": on_erased,
             },
         ),
         Subscription("feedback", (TOPIC_FEEDBACK,), handlers={"lead.status_changed": on_status}),

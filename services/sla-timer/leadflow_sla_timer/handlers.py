@@ -21,6 +21,10 @@ Contact attempts keep counting after the cadence is met; the first one beyond th
 (the policy's max_attempts of the channel) emits one `sla.warning` at level attempts_exceeded.
 
 lead.mql records each promotion for marketing's period commitments (see evaluation.py).
+
+Nothing here names a person. A held-back status change is kept without its qualification notes
+and opportunity (the clocks need neither); on lead.erased the lead's held changes lose them too,
+for changes held before that rule, and its outbox rows are forgotten.
 """
 
 from __future__ import annotations
@@ -33,9 +37,11 @@ from leadflow import metrics
 from leadflow.calendar import BusinessCalendar, policy_calendar
 from leadflow.commitments import in_target, mql_context_missing
 from leadflow.consumer import Subscription
-from leadflow.db import touch
+from leadflow.db import kernel_tables, touch
+from leadflow.erasure import forget_events
 from leadflow.events import (
     TOPIC_FEEDBACK,
+    TOPIC_INGEST,
     TOPIC_ROUTING,
     TOPIC_SCORING,
     CloudEvent,
@@ -52,7 +58,14 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadflow_sla_timer import sla_policy
-from leadflow_sla_timer.models import TIMERS_TAG, early_attempts, early_statuses, mqls, timers
+from leadflow_sla_timer.models import (
+    TIMERS_TAG,
+    early_attempts,
+    early_statuses,
+    metadata,
+    mqls,
+    timers,
+)
 from leadflow_sla_timer.sla_policy import (
     CONTACT_CADENCE,
     CS_HANDOFF,
@@ -421,10 +434,13 @@ def subscriptions(rt: Runtime) -> list[Subscription]:
                 event_id=event.id,
                 lead_id=change.lead_id,
                 changed_at=change.changed_at,
-                change=change.model_dump(mode="json"),
+                change=change.model_dump(mode="json", exclude=FREE_TEXT_OF_STATUS),
             )
             .on_conflict_do_nothing()
         )
+
+    async def on_erased(event: CloudEvent, session: AsyncSession) -> None:
+        await erase(session, uuid.UUID(event.subject))
 
     async def on_mql(event: CloudEvent, session: AsyncSession) -> None:
         await record_mql(rt, session, LeadMql.model_validate(event.data))
@@ -440,7 +456,33 @@ def subscriptions(rt: Runtime) -> list[Subscription]:
             },
         ),
         Subscription("commitments", (TOPIC_SCORING,), handlers={"lead.mql": on_mql}),
+        Subscription("erasure", (TOPIC_INGEST,), handlers={"lead.erased": on_erased}),
     ]
+
+
+# What a status change may say about the person in free text; the clocks need none of it.
+FREE_TEXT_OF_STATUS = {"qualification", "opportunity"}
+
+
+async def erase(session: AsyncSession, lead_id: uuid.UUID) -> None:
+    """The lead's held-back status changes lose their notes; its outbox rows are forgotten.
+    Timers and counted MQLs name nobody and stay for the reports."""
+    held = (
+        await session.execute(
+            sa.select(early_statuses.c.event_id, early_statuses.c.change).where(
+                early_statuses.c.lead_id == lead_id
+            )
+        )
+    ).all()
+    for row in held:
+        if FREE_TEXT_OF_STATUS & row.change.keys():
+            kept = {k: v for k, v in row.change.items() if k not in FREE_TEXT_OF_STATUS}
+            await session.execute(
+                sa.update(early_statuses)
+                .where(early_statuses.c.event_id == row.event_id)
+                .values(change=kept)
+            )
+    await forget_events(session, kernel_tables(metadata)[0], [lead_id])
 
 
 async def record_mql(rt: Runtime, session: AsyncSession, mql: LeadMql) -> None:
