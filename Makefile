@@ -7,7 +7,7 @@ VENV := .venv
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: install run test test-unit lint bench check-deploy clean
+.PHONY: install system-deps run demo test test-unit soak lint bench check-deploy clean
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -19,14 +19,35 @@ $(VENV)/.synced: $(UV) uv.lock pyproject.toml shared/pyproject.toml $(wildcard s
 
 install: $(VENV)/.synced ## create .venv with every package of the workspace
 
+# Debian packages the tests run: promtool, amtool and prometheus (tests/deploy) and chromium
+# with its driver (browser tests). Installed with apt only when a command is missing.
+SYSTEM_COMMANDS := promtool amtool prometheus chromium chromedriver
+SYSTEM_PACKAGES := prometheus prometheus-alertmanager chromium chromium-driver
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+
+system-deps: ## Debian packages the tests need (prometheus, alertmanager, chromium), if missing
+	@missing=""; for c in $(SYSTEM_COMMANDS); do command -v $$c >/dev/null 2>&1 || missing="$$missing $$c"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "missing:$$missing; installing $(SYSTEM_PACKAGES) with apt-get"; \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(SYSTEM_PACKAGES); \
+	fi
+
 run: install ## start PostgreSQL, the broker, migrations, topics and the five services
 	$(VENV)/bin/leadflow run
 
-test: install ## the whole suite: unit, integration (real PostgreSQL + broker) and e2e
+demo: install ## a simulated week in about 3 minutes: traffic, reps, breaches, the weekly report and the review page
+	$(VENV)/bin/leadflow demo $(DEMO_ARGS)
+
+test: install system-deps ## the whole suite: unit, integration (real PostgreSQL + broker), e2e and deploy
 	$(VENV)/bin/pytest
 
 test-unit: install
 	$(VENV)/bin/pytest tests/unit
+
+soak: install ## long reliability runs: 10,000 leads through the crash test, a 2-minute broker outage, more fuzzing
+	LEADFLOW_CRASH_LEADS=10000 LEADFLOW_BROKER_OUTAGE_SECONDS=120 LEADFLOW_FUZZ_EXAMPLES=100 \
+		$(VENV)/bin/pytest tests/reliability tests/security
 
 lint: install
 	$(VENV)/bin/ruff check .
@@ -34,7 +55,7 @@ lint: install
 bench: install ## benchmarks (not tests), table into docs/benchmarks.md; BENCH_LEADS=50000 for full size
 	$(VENV)/bin/python bench/run.py
 
-check-deploy: ## Prometheus rules, their unit tests and the Alertmanager config (needs promtool, amtool)
+check-deploy: system-deps ## Prometheus rules, their unit tests and the Alertmanager config (needs promtool, amtool)
 	promtool check rules deploy/prometheus/alerts.yml
 	promtool test rules deploy/prometheus/alerts.test.yml
 	amtool check-config deploy/alertmanager/alertmanager.yml

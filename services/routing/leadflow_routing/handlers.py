@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -52,6 +53,30 @@ FALLBACK_TEAM_ID = uuid.UUID("00000000-0000-0000-0000-00000000f411")
 
 OPEN_WORK_ENDS = frozenset({"returned", "recycled", "unreachable", "lost", "won"})
 
+# session.info key of what one consumer transaction (a poll batch) has already read: the active
+# rules, each team's reps with their open leads, the webhook endpoints per event type and team.
+# Counts are kept up to date with the transaction's own assignments; a team routed by rule is
+# locked (its round-robin position) until the transaction ends, so other transactions cannot
+# add to its reps meanwhile. Rolled back with the session: a failed batch leaves nothing.
+BATCH_CACHE = "leadflow_routing.batch"
+
+
+def _batch(session: AsyncSession) -> dict | None:
+    return session.info.get(BATCH_CACHE)
+
+
+def _count_open(session: AsyncSession, rep_id: uuid.UUID | None, change: int) -> None:
+    """Move a rep's cached open-lead count after the transaction assigned or closed one."""
+    cache = _batch(session)
+    if cache is None or rep_id is None:
+        return
+    for key, team_reps in cache.items():
+        if key[0] != "reps":
+            continue
+        for i, r in enumerate(team_reps):
+            if r.id == rep_id:
+                team_reps[i] = dataclasses.replace(r, open_leads=max(r.open_leads + change, 0))
+
 
 @dataclass
 class Routing:
@@ -64,6 +89,9 @@ class Routing:
 
 
 async def _team_reps(session: AsyncSession, team_id: uuid.UUID) -> list[RepView]:
+    cache = _batch(session)
+    if cache is not None and ("reps", team_id) in cache:
+        return list(cache[("reps", team_id)])
     open_leads = (
         sa.select(assignments.c.rep_id, sa.func.count().label("n"))
         .where(assignments.c.current, assignments.c.closed_at.is_(None))
@@ -77,7 +105,7 @@ async def _team_reps(session: AsyncSession, team_id: uuid.UUID) -> list[RepView]
             .where(reps.c.team_id == team_id)
         )
     ).all()
-    return [
+    team_reps = [
         RepView(
             r.id,
             r.name,
@@ -91,6 +119,10 @@ async def _team_reps(session: AsyncSession, team_id: uuid.UUID) -> list[RepView]
         )
         for r in rows
     ]
+    if cache is not None:
+        cache[("reps", team_id)] = team_reps
+        return list(team_reps)
+    return team_reps
 
 
 async def decide(
@@ -124,14 +156,7 @@ async def decide(
                     {"rep_id": str(rep.id), "name": rep.name, "skipped": None, "chosen": True}
                 ]
                 return Routing(team, Decision(rep.id, considered), trace, team_reps)
-    rule_rows = (
-        await session.execute(
-            sa.select(rules).where(rules.c.active).order_by(rules.c.priority, rules.c.created_at)
-        )
-    ).all()
-    rule, tried = match_rule(
-        [RuleView(r.id, r.name, r.team_id, r.conditions) for r in rule_rows], mql
-    )
+    rule, tried = match_rule(await _rules(session), mql)
     trace["rules_tried"] = tried
     team_id = rule.team_id if rule else FALLBACK_TEAM_ID
     trace["rule"] = rule.name if rule else None
@@ -162,27 +187,47 @@ async def decide(
     return Routing(team, decision, trace, team_reps)
 
 
+async def _rules(session: AsyncSession) -> list[RuleView]:
+    cache = _batch(session)
+    if cache is not None and ("rules",) in cache:
+        return cache[("rules",)]
+    rule_rows = (
+        await session.execute(
+            sa.select(rules).where(rules.c.active).order_by(rules.c.priority, rules.c.created_at)
+        )
+    ).all()
+    views = [RuleView(r.id, r.name, r.team_id, r.conditions) for r in rule_rows]
+    if cache is not None:
+        cache[("rules",)] = views
+    return views
+
+
 async def assign_lead(
     rt: Runtime, session: AsyncSession, mql: LeadMql, reason: str, *, exclude_rep=None
 ) -> uuid.UUID | None:
     """Assign (or reassign) the lead; None when a re-sent MQL finds it already routed."""
-    current = await session.scalar(
-        sa.select(assignments.c.id).where(
-            assignments.c.lead_id == mql.lead_id, assignments.c.current
+    current = (
+        await session.execute(
+            sa.select(assignments.c.id, assignments.c.rep_id, assignments.c.closed_at).where(
+                assignments.c.lead_id == mql.lead_id, assignments.c.current
+            )
         )
-    )
+    ).first()
     if current is not None and reason == "mql":
         return None  # already routed: a re-sent MQL changes nothing
     now = rt.clock.now()
-    routing = await decide(session, mql.model_dump(mode="json"), now, exclude_rep=exclude_rep)
+    mql_json = mql.model_dump(mode="json")
+    routing = await decide(session, mql_json, now, exclude_rep=exclude_rep)
     team, decision, trace = routing.team, routing.decision, routing.trace
     assignment_id = uuid.uuid4()
     if current is not None:
         await session.execute(
             sa.update(assignments)
-            .where(assignments.c.id == current)
+            .where(assignments.c.id == current.id)
             .values(current=False, closed_at=now)
         )
+        if current.closed_at is None:
+            _count_open(session, current.rep_id, -1)
     await session.execute(
         sa.insert(assignments).values(
             id=assignment_id,
@@ -191,10 +236,11 @@ async def assign_lead(
             rep_id=decision.rep_id,
             reason=reason,
             trace=trace,
-            mql=mql.model_dump(mode="json"),
+            mql=mql_json,
             created_at=now,
         )
     )
+    _count_open(session, decision.rep_id, +1)
     domain = (mql.company.domain or "").lower()
     if domain and decision.rep_id is not None and trace.get("strategy") != "account_owner":
         await session.execute(
@@ -221,7 +267,7 @@ async def assign_lead(
         "type": routed.type,
         "timestamp": now.isoformat(),
         "data": {
-            "lead": mql.model_dump(mode="json"),
+            "lead": mql_json,
             "assignment": {
                 "id": str(assignment_id),
                 "team": team.name,
@@ -243,31 +289,42 @@ async def queue_deliveries(
     body: dict,
 ) -> None:
     e = webhook_endpoints.c
-    endpoint_ids = (
-        await session.scalars(
-            sa.select(e.id).where(
-                e.enabled,
-                sa.literal(event_type) == sa.any_(e.event_types),
-                sa.or_(e.team_id.is_(None), e.team_id == team_id),
+    cache = _batch(session)
+    key = ("endpoints", event_type, team_id)
+    if cache is not None and key in cache:
+        endpoint_ids = cache[key]
+    else:
+        endpoint_ids = (
+            await session.scalars(
+                sa.select(e.id).where(
+                    e.enabled,
+                    sa.literal(event_type) == sa.any_(e.event_types),
+                    sa.or_(e.team_id.is_(None), e.team_id == team_id),
+                )
             )
-        )
-    ).all()
+        ).all()
+        if cache is not None:
+            cache[key] = endpoint_ids
     raw = orjson.dumps(body)
     now = datetime.now(UTC)
-    for endpoint_id in endpoint_ids:
+    if endpoint_ids:
         await session.execute(
             sa.insert(deliveries).values(
-                id=uuid.uuid4(),
-                endpoint_id=endpoint_id,
-                lead_id=lead_id,
-                event_type=event_type,
-                body=raw,
-                state="pending",
-                next_attempt_at=now,
-                created_at=now,
+                [
+                    {
+                        "id": uuid.uuid4(),
+                        "endpoint_id": endpoint_id,
+                        "lead_id": lead_id,
+                        "event_type": event_type,
+                        "body": raw,
+                        "state": "pending",
+                        "next_attempt_at": now,
+                        "created_at": now,
+                    }
+                    for endpoint_id in endpoint_ids
+                ]
             )
         )
-    if endpoint_ids:
         touch(session, DELIVERIES_TAG)
 
 
@@ -289,12 +346,14 @@ async def reassign(rt: Runtime, session: AsyncSession, lead_id: uuid.UUID, reaso
 
 def subscriptions(rt: Runtime) -> list[Subscription]:
     async def on_mql(event: CloudEvent, session: AsyncSession) -> None:
+        session.info.setdefault(BATCH_CACHE, {})
         mql = LeadMql.model_validate(event.data)
         if await erasure.is_erased(session, mql.lead_id):
             return  # erased before its MQL got here: an erased person is not routed
         await assign_lead(rt, session, mql, reason="mql")
 
     async def on_escalated(event: CloudEvent, session: AsyncSession) -> None:
+        session.info.setdefault(BATCH_CACHE, {})
         escalation = SlaEscalated.model_validate(event.data)
         if escalation.reassign and not await erasure.is_erased(session, escalation.lead_id):
             await reassign(rt, session, escalation.lead_id, "sla_escalation")

@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from leadflow.text import StorableModel
 from leadflow.webhooks import check_secret
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator
 
@@ -15,9 +16,10 @@ Strategy = Literal["round_robin", "weighted", "load_balanced"]
 RuleField = Literal["channel", "country", "region", "segment", "industry", "source", "campaign"]
 Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 HHMM = r"^([01][0-9]|2[0-3]):[0-5][0-9]$|^24:00$"
+Span = Annotated[list[str], Field(min_length=2, max_length=2)]  # ["09:00", "17:00"]
 
 
-class TeamIn(BaseModel):
+class TeamIn(StorableModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=200)
     calendar: dict[str, Any] | None = None
@@ -29,7 +31,7 @@ class TeamOut(TeamIn):
     is_fallback: bool
 
 
-class RepIn(BaseModel):
+class RepIn(StorableModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=200)
     email: str | None = Field(default=None, max_length=320)
@@ -39,7 +41,7 @@ class RepIn(BaseModel):
     active: bool = True
     out_of_office: bool = False
     timezone: str | None = Field(default=None, description="IANA time zone; default UTC")
-    working_hours: dict[Day, list[tuple[str, str]]] | None = Field(
+    working_hours: dict[Day, list[Span]] | None = Field(
         default=None, description='e.g. {"mon": [["09:00", "17:00"]]}; omitted: always available'
     )
 
@@ -67,7 +69,7 @@ class RepIn(BaseModel):
         return hours
 
 
-class RepPatch(BaseModel):
+class RepPatch(StorableModel):
     """Change what is given; e.g. {"out_of_office": true} while a rep is away."""
 
     model_config = ConfigDict(extra="forbid")
@@ -83,7 +85,7 @@ class RepOut(RepIn):
     team_id: uuid.UUID
 
 
-class RuleIn(BaseModel):
+class RuleIn(StorableModel):
     """First matching rule (lowest priority number first) picks the team; every condition must
     hold, each listing the values it accepts (case-insensitive)."""
 
@@ -120,7 +122,7 @@ class RuleConfig(RuleIn):
     team: str = Field(min_length=1, max_length=200)
 
 
-class RoutingConfig(BaseModel):
+class RoutingConfig(StorableModel):
     """Teams, reps and rules as one document (e.g. a YAML file under version control).
     Teams and reps are created or updated by name; the rules replace the current rules."""
 
@@ -130,7 +132,7 @@ class RoutingConfig(BaseModel):
     rules: list[RuleConfig] = Field(default_factory=list)
 
 
-class DryRunIn(BaseModel):
+class DryRunIn(StorableModel):
     """A sample lead as routing sees an MQL: channel, company and source are what rules test."""
 
     model_config = ConfigDict(extra="allow")
@@ -146,7 +148,7 @@ class DryRunOut(BaseModel):
     trace: dict[str, Any]
 
 
-class EndpointIn(BaseModel):
+class EndpointIn(StorableModel):
     model_config = ConfigDict(extra="forbid")
     url: HttpUrl
     event_types: list[str] = Field(default_factory=lambda: ["lead.routed"], min_length=1)
@@ -159,7 +161,7 @@ class EndpointIn(BaseModel):
         return None if secret is None else check_secret(secret)
 
 
-class SecretIn(BaseModel):
+class SecretIn(StorableModel):
     model_config = ConfigDict(extra="forbid")
     secret: str | None = Field(default=None, pattern=r"^whsec_[A-Za-z0-9+/=]{24,}$")
 

@@ -1,0 +1,163 @@
+"""An end-to-end run at DEBUG level through every way a lead's personal data comes in (HTTP, batch,
+the Kafka topic, HubSpot webhooks; valid, invalid and poison) and every way it goes out (routing,
+signed webhook, SLA clock, feedback): afterwards the five services' logs hold no email address,
+phone number or name of any lead. Logs carry ids only."""
+
+import asyncio
+import json
+import re
+import time
+
+import httpx
+import orjson
+import pytest
+from leadflow.events import TOPIC_INBOUND
+from leadflow.kafka import make_producer
+from leadflow.registry import SERVICE_ORDER
+from leadflow.testing import (
+    ADMIN,
+    QUALIFIED_LEAD,
+    SALES,
+    SOURCE,
+    ServiceProcess,
+    WebhookReceiver,
+    eventually,
+    start_all,
+)
+from leadflow_ingest.hubspot import signature_v3
+
+HUBSPOT_SECRET = "hubspot-app-secret-for-logs"
+
+
+def person(n: int) -> dict:
+    """Personal data that cannot occur in a log by chance."""
+    return {
+        "email": f"Zofia.Brzeczyszczykiewicz{n}@Pii-Probe{n}.example",
+        "first_name": f"Zofiaqx{n}",
+        "last_name": f"Brzeczyszczykiewicz{n}",
+        "phone": f"+48 601 77{n:02d} 9{n:02d}",
+    }
+
+
+def lead(n: int, **extra) -> dict:  # noqa: ANN003
+    return {**QUALIFIED_LEAD, **person(n), "external_id": f"pii-{n}", **extra}
+
+
+def needles(n: int) -> list[str]:
+    p = person(n)
+    local, domain = p["email"].split("@")
+    return [
+        p["email"].lower(),
+        local.lower(),
+        p["first_name"].lower(),
+        p["last_name"].lower(),
+        re.sub(r"\D", "", p["phone"]),  # digits in any formatting
+        p["phone"].replace(" ", "").lower(),
+    ]
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(400)
+async def test_logs_of_an_end_to_end_run_hold_no_personal_data(settings, tmp_path, monkeypatch):
+    monkeypatch.setenv("LEADFLOW_LOG_LEVEL", "DEBUG")
+    monkeypatch.setenv("LEADFLOW_HUBSPOT_CLIENT_SECRET", HUBSPOT_SECRET)
+    procs = {n: ServiceProcess(n, settings, tmp_path / f"{n}.log") for n in SERVICE_ORDER}
+    used: list[int] = []
+    try:
+        await start_all(list(procs.values()), timeout=240)
+        urls = {name: p.url for name, p in procs.items()}
+        async with WebhookReceiver() as receiver, httpx.AsyncClient(timeout=15) as http:
+            rep = await http.post(f"{urls['routing']}/v1/reps", headers=ADMIN, json={"name": "R"})
+            assert rep.status_code == 201
+            endpoint = await http.post(
+                f"{urls['routing']}/v1/webhook-endpoints", headers=ADMIN, json={"url": receiver.url}
+            )
+            assert endpoint.status_code == 201
+            ingest = f"{urls['ingest']}/v1"
+
+            # valid: one by one, in a batch, again as a duplicate
+            one = await http.post(f"{ingest}/leads", headers=SOURCE, json=lead(1))
+            assert one.status_code == 202
+            batch = await http.post(
+                f"{ingest}/leads:batch", headers=SOURCE, json={"leads": [lead(2), lead(3)]}
+            )
+            assert batch.status_code in (200, 202, 207), batch.text
+            again = await http.post(f"{ingest}/leads", headers=SOURCE, json=lead(1))
+            assert again.json()["duplicate"] is True
+            # invalid: refused with the field named; the personal data around it must not be logged
+            bad = await http.post(
+                f"{ingest}/leads", headers=SOURCE, json=lead(4, company={"employees": "many"})
+            )
+            assert bad.status_code == 422
+            wrong_key = await http.post(f"{ingest}/leads", headers=SALES, json=lead(5))
+            assert wrong_key.status_code == 403
+            # the Kafka topic: one good, one poison that goes to the dead-letter topic
+            producer = make_producer(settings, "pii-probe")
+            await producer.start()
+            try:
+                topic = settings.topic_prefix + TOPIC_INBOUND
+                await producer.send_and_wait(topic, orjson.dumps(lead(6)), key=b"6")
+                await producer.send_and_wait(
+                    topic, orjson.dumps(lead(7, intent_tier="very high")), key=b"7"
+                )
+                await producer.send_and_wait(topic, b"{" + orjson.dumps(person(8)), key=b"8")
+            finally:
+                await producer.stop()
+            # HubSpot contact webhooks
+            hubspot_url = f"{ingest}/sources/hubspot/webhook"
+            p9 = person(9)
+            events = [
+                {"eventId": 90 + i, "subscriptionType": "contact.propertyChange", "portalId": 7,
+                 "objectId": 909, "occurredAt": 1_767_000_000_000 + i, "propertyName": name,
+                 "propertyValue": value}
+                for i, (name, value) in enumerate(
+                    [("email", p9["email"]), ("firstname", p9["first_name"]),
+                     ("lastname", p9["last_name"]), ("phone", p9["phone"])]
+                )
+            ]  # fmt: skip
+            body = orjson.dumps(events)
+            ts = str(int(time.time() * 1000))
+            signed = {
+                "Content-Type": "application/json",
+                "X-HubSpot-Request-Timestamp": ts,
+                "X-HubSpot-Signature-v3": signature_v3(HUBSPOT_SECRET, "POST", hubspot_url, body, ts),
+            }
+            hubspot = await http.post(hubspot_url, content=body, headers=signed)
+            assert hubspot.status_code in (200, 202, 204), hubspot.text
+            forged = await http.post(
+                hubspot_url, content=body, headers={**signed, "X-HubSpot-Signature-v3": "AAAA"}
+            )
+            assert forged.status_code == 401
+            used = [1, 2, 3, 4, 5, 6, 7, 8, 9]
+
+            def routed():
+                leads = {json.loads(b)["data"]["lead"]["lead_id"] for _, b in receiver.received}
+                return leads if len(leads) >= 4 else None  # 1, 2, 3 and 6 qualify
+
+            lead_ids = await eventually(routed, timeout=180)
+            # the sales tool answers: attempts and status changes
+            for lead_id in lead_ids:
+                attempt = await http.post(
+                    f"{urls['feedback']}/v1/leads/{lead_id}/attempts",
+                    headers=SALES,
+                    json={"channel": "call", "outcome": "left voicemail"},
+                )
+                assert attempt.status_code in (200, 201, 202), attempt.text
+            for name in ("ingest", "scoring", "routing", "sla-timer", "feedback"):
+                for path in ("/metrics", "/readyz"):
+                    await http.get(urls[name] + path)
+            await asyncio.sleep(3)  # let the last events pass through every service
+    finally:
+        for proc in procs.values():
+            proc.stop()
+    logs = {name: p.log_path.read_text(errors="replace").lower() for name, p in procs.items()}
+    assert all(logs.values()), "every service wrote a log"
+    assert "dead-lettered" in logs["ingest"]  # the poison message was handled and logged
+    leaks = [
+        (service, needle)
+        for service, text in logs.items()
+        for n in used
+        for needle in needles(n)
+        if needle in text
+    ]
+    assert used and not leaks, leaks

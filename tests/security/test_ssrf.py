@@ -1,0 +1,109 @@
+"""Webhook targets cannot be turned against the network Leadflow runs in: a target is checked when
+it is registered and again at every delivery (its name may resolve elsewhere by then), and
+redirects are never followed. (The address classes refused are in tests/unit/test_webhooks.py;
+the 422 at registration in tests/integration/test_http_contracts.py.)"""
+
+import asyncio
+
+import pytest
+import sqlalchemy as sa
+from leadflow.db import Database
+from leadflow.devstack import free_port
+from leadflow.events import TOPIC_SCORING
+from leadflow.testing import (
+    ADMIN,
+    WebhookReceiver,
+    eventually,
+    publish_events,
+    sample_mql,
+    service_client,
+)
+
+FAST = (0, 0.2, 0.2)
+
+
+async def deliveries(settings) -> list:
+    db = Database(settings.database_url)
+    try:
+        async with db.unit_of_work() as session:
+            return (
+                await session.execute(
+                    sa.text("SELECT state, attempts, last_status, last_error FROM routing.deliveries")
+                )
+            ).all()
+    finally:
+        await db.dispose()
+
+
+async def register(routing, url: str) -> None:
+    assert (await routing.post("/v1/reps", json={"name": "A"}, headers=ADMIN)).status_code == 201
+    endpoint = await routing.post("/v1/webhook-endpoints", json={"url": url}, headers=ADMIN)
+    assert endpoint.status_code == 201, endpoint.text
+
+
+async def test_a_target_that_became_private_is_refused_at_delivery(stack, monkeypatch):
+    settings = await stack.isolated_settings(webhook_retry_schedule=FAST)
+    async with WebhookReceiver() as receiver, service_client("routing", settings) as routing:
+        await register(routing, receiver.url)  # accepted while private targets were allowed
+        monkeypatch.setattr(routing.app.state.runtime.settings, "webhook_allow_private", False)
+        await publish_events(settings, TOPIC_SCORING, [sample_mql(1)])
+
+        async def dead():
+            rows = await deliveries(settings)
+            return rows if rows and rows[0].state == "dead" else None
+
+        (row,) = await eventually(dead, timeout=60)
+        await asyncio.sleep(0.5)
+    assert receiver.received == []  # not one request reached the private address
+    assert row.attempts == len(FAST) and row.last_status is None
+    assert "non-public address 127.0.0.1" in row.last_error
+
+
+async def redirecting_receiver(status: int, location: str, hits: list) -> tuple[asyncio.Server, str]:
+    """A receiver answering every request with a redirect to `location`."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = next(
+            (int(line.split(b":")[1]) for line in head.split(b"\r\n")
+             if line.lower().startswith(b"content-length:")),
+            0,
+        )  # fmt: skip
+        await reader.readexactly(length)
+        hits.append(head)
+        writer.write(
+            f"HTTP/1.1 {status} Moved\r\nLocation: {location}\r\nContent-Length: 0\r\n"
+            "Connection: close\r\n\r\n".encode()
+        )
+        await writer.drain()
+        writer.close()
+
+    port = free_port()
+    server = await asyncio.start_server(serve, "127.0.0.1", port)
+    return server, f"http://127.0.0.1:{port}/hooks"
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+async def test_a_redirect_is_not_followed(stack, status):
+    settings = await stack.isolated_settings(webhook_retry_schedule=(0,))
+    hits: list = []
+    async with (
+        WebhookReceiver() as inside,  # stands for an internal service or a metadata endpoint
+        service_client("routing", settings) as routing,
+    ):
+        server, url = await redirecting_receiver(status, inside.url, hits)
+        try:
+            await register(routing, url)
+            await publish_events(settings, TOPIC_SCORING, [sample_mql(1)])
+
+            async def finished():
+                rows = await deliveries(settings)
+                return rows if rows and rows[0].state != "pending" else None
+
+            (row,) = await eventually(finished, timeout=60)
+            await asyncio.sleep(0.5)
+        finally:
+            server.close()
+    assert len(hits) == 1
+    assert inside.received == []  # the redirect target never saw the delivery
+    assert (row.state, row.last_status) == ("dead", status)
