@@ -24,7 +24,7 @@ from pydantic import ValidationError
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from leadflow import metrics
+from leadflow import faults, metrics
 from leadflow.db import Database, is_transient
 from leadflow.events import CloudEvent, dlq_topic
 from leadflow.kafka import create_topics
@@ -204,6 +204,7 @@ class ConsumerRunner:
                 continue
             if not await self._process(records):
                 return  # stopping mid-batch: uncommitted offsets are read again after restart
+            faults.reached("consumer.db_committed")
             try:
                 # aiokafka retries a commit it deems retriable without end (a broker that came
                 # back without the topic answers UnknownTopicOrPartition forever), which would

@@ -14,7 +14,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from leadflow import metrics
+from leadflow import faults, metrics
 from leadflow.clock import Clock
 from leadflow.db import Database, is_transient, touch
 from leadflow.events import CloudEvent, Payload, make_event
@@ -170,6 +170,7 @@ class OutboxRelay:
                 # topic: the next pass creates the batch's topics again before publishing.
                 self._topics_ready -= topics
                 raise
+            faults.reached("outbox.published")
             await session.execute(
                 sa.update(t)
                 .where(t.c.id.in_([r.id for r in rows]))

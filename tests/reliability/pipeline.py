@@ -31,8 +31,6 @@ from leadflow.testing import (
     start_all,
 )
 
-BOOT = Path(__file__).with_name("fault_boot.py")
-
 
 @dataclass
 class FaultyService(ServiceProcess):
@@ -48,7 +46,7 @@ class FaultyService(ServiceProcess):
             env[faults.ENV_VAR] = self.fault
         log = open(self.log_path, "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, str(BOOT), "serve", self.name, "--port", str(self.port)],
+            [sys.executable, "-m", "leadflow.cli", "serve", self.name, "--port", str(self.port)],
             env=env,
             stdout=log,
             stderr=log,
