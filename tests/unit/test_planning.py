@@ -97,3 +97,20 @@ def test_the_cli_names_a_bad_option(capsys):
     args = Namespace(revenue_goal="lots", json=False)
     assert run_cli(args) == 2
     assert "--revenue-goal" in capsys.readouterr().err
+
+
+def test_volumes_too_large_to_compute_are_refused_naming_the_goal():
+    tiny = 5e-324
+    inp = PlanInput(
+        revenue_goal=1e300,
+        avg_deal_size=tiny,
+        win_rate=tiny,
+        sql_to_sqo=tiny,
+        mql_to_sql=tiny,
+        visit_to_mql=tiny,
+        touches_per_mql=tiny,
+        sdr_activities_per_week=tiny,
+    )
+    with pytest.raises(PlanInputError) as refused:
+        plan(inp)
+    assert refused.value.field == "revenue_goal"

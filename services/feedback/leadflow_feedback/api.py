@@ -30,7 +30,14 @@ from leadflow_feedback.lifecycle import (
     check_change,
 )
 from leadflow_feedback.models import attempts, idempotency, leads, status_history
-from leadflow_feedback.schemas import AttemptAccepted, AttemptIn, PlanIn, StatusAccepted, StatusIn
+from leadflow_feedback.schemas import (
+    AttemptAccepted,
+    AttemptIn,
+    PlanIn,
+    StatusAccepted,
+    StatusIn,
+    TeamQuery,
+)
 
 router = APIRouter(prefix="/v1", tags=["feedback"])
 SalesTool = Annotated[ApiKeySpec, Depends(require_scope("sales:write"))]
@@ -289,7 +296,7 @@ async def get_sla_report(
     from_: Annotated[date | None, Query(alias="from")] = None,
     to: date | None = None,
     granularity: Literal["week", "month"] = "week",
-    team: Annotated[str | None, Query(max_length=200)] = None,
+    team: TeamQuery = None,
     format_: Annotated[Literal["json", "csv"] | None, Query(alias="format")] = None,
 ) -> Response:
     """Both parties' commitments vs the policy, per week or month (`from`..`to`, inclusive

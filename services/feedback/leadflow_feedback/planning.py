@@ -122,6 +122,17 @@ def validate(inp: PlanInput) -> None:
 def plan(inp: PlanInput) -> Plan:
     """The funnel volumes that reach `revenue_goal`, and the capacity verdict if asked for."""
     validate(inp)
+    try:
+        return _plan(inp)
+    except OverflowError:  # e.g. a goal of 1e300 at a win rate of 1e-300
+        raise PlanInputError(
+            "revenue_goal",
+            "the plan's volumes are too large to compute; check the goal against the deal size "
+            "and the conversion shares",
+        ) from None
+
+
+def _plan(inp: PlanInput) -> Plan:
     deals = _exact(inp.revenue_goal) / _exact(inp.avg_deal_size)
     sqo = deals / _exact(inp.win_rate)
     sql = sqo / _exact(inp.sql_to_sqo)

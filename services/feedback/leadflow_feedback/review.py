@@ -25,6 +25,7 @@ from leadflow.service import RuntimeDep
 from leadflow_feedback import charts, reports, timeline
 from leadflow_feedback.api import load_facts
 from leadflow_feedback.models import leads
+from leadflow_feedback.schemas import TeamQuery
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["review"])
@@ -332,7 +333,7 @@ async def rep_names(rt) -> tuple[dict[str, str], str | None]:  # noqa: ANN001
 async def review_page(
     rt: RuntimeDep,
     week: Annotated[date | None, Query(description="any day of the week to review")] = None,
-    team: Annotated[str | None, Query(max_length=200)] = None,
+    team: TeamQuery = None,
 ) -> HTMLResponse:
     """The weekly SLA review: this week against the plan for both parties, the exceptions
     (each linking to its lead's timeline), the calibration curve and the corrective plans."""
@@ -351,7 +352,9 @@ async def review_page(
         teams = sorted(
             t
             for t in (
-                await session.scalars(sa.select(leads.c.team).distinct().where(leads.c.team.isnot(None)))
+                await session.scalars(
+                    sa.select(leads.c.team).distinct().where(leads.c.team.isnot(None))
+                )
             ).all()
         )
         week_report = reports.sla_report(

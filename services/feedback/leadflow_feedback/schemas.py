@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime
-from typing import Literal
+from typing import Annotated, Literal
 
+from fastapi import Query
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -80,3 +81,9 @@ class PlanIn(BaseModel):
     touches_per_mql: float = Field(gt=0)
     sdr_activities_per_week: float = Field(gt=0)
     sales_capacity_mql: float | None = Field(default=None, ge=0)
+
+
+# A team filter as a query parameter: a team name, never text PostgreSQL refuses (NUL).
+TeamQuery = Annotated[
+    str | None, Query(max_length=200, pattern=r"^[^\x00]*$", description="a team's name")
+]
