@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from leadflow.db import TRANSIENT_TYPES, is_transient
+from leadflow.text import printable
 
 log = logging.getLogger(__name__)
 PROBLEM = "application/problem+json"
@@ -88,14 +89,8 @@ def problem_response(
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 
-def _printable(name: str) -> str:
-    """A client's own key as text anyone can read and PostgreSQL's jsonb can store (no NUL):
-    control characters are written as `\\uXXXX`."""
-    return "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in name)
-
-
 def field_path(loc: tuple | list) -> str:
-    parts = [_printable(str(p)) for p in loc if p not in ("body", "query", "path", "header")]
+    parts = [printable(str(p)) for p in loc if p not in ("body", "query", "path", "header")]
     return ".".join(parts) or "body"
 
 
@@ -109,7 +104,7 @@ def validation_errors(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
         inner = (e.get("ctx") or {}).get("path")
         if inner and inner != "value":
             loc.extend(str(inner).split("."))
-        out.append({"field": field_path(loc), "message": e.get("msg", "invalid")})
+        out.append({"field": field_path(loc), "message": printable(e.get("msg", "invalid"))})
     return out
 
 

@@ -13,8 +13,14 @@ from pydantic_core import PydanticCustomError
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
+def printable(name: str) -> str:
+    """A client's own key as text anyone can read and PostgreSQL can store (no NUL, no lone
+    surrogate): characters that are not printable are written as `\\uXXXX`."""
+    return "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in name)
+
+
 def _path(parts: tuple) -> str:
-    return ".".join(str(p) for p in parts)
+    return ".".join(printable(str(p)) for p in parts)
 
 
 def check_storable(value: Any, path: tuple = ()) -> None:  # noqa: ANN401 - any decoded JSON
