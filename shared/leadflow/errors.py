@@ -168,3 +168,53 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     return problem_response(
         500, "Internal error", "unexpected error; it has been logged", instance=request.url.path
     )
+
+
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "title": "Problem",
+    "description": "RFC 9457 problem details; `errors` names each refused field.",
+    "type": "object",
+    "required": ["type", "title", "status"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "instance": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["field", "message"],
+                "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
+            },
+        },
+    },
+}
+
+
+def document_problems(app: FastAPI) -> None:
+    """The OpenAPI document tells what the handlers above really answer: every error of an
+    operation (FastAPI's 422, and the ones a route declares) is `application/problem+json`
+    with the Problem schema."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = build()
+        schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+        schemas["Problem"] = PROBLEM_SCHEMA
+        for schemas_name in ("HTTPValidationError", "ValidationError"):
+            schemas.pop(schemas_name, None)
+        for item in schema.get("paths", {}).values():
+            for operation in item.values():
+                for status, response in operation.get("responses", {}).items():
+                    if status[:1] in ("4", "5"):
+                        response["content"] = {
+                            PROBLEM: {"schema": {"$ref": "#/components/schemas/Problem"}}
+                        }
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -21,7 +21,7 @@ from leadflow import metrics
 from leadflow.clock import Clock, clock_from_settings
 from leadflow.consumer import ConsumerRunner, Subscription
 from leadflow.db import Database, kernel_tables
-from leadflow.errors import install_problem_handlers, problem_response
+from leadflow.errors import document_problems, install_problem_handlers, problem_response
 from leadflow.kafka import make_producer, start_with_retry
 from leadflow.logs import configure_logging
 from leadflow.loops import Stop
@@ -73,7 +73,8 @@ class ServiceSpec:
     description: str = ""
 
 
-def runtime(request: Request) -> Runtime:
+async def runtime(request: Request) -> Runtime:
+    # async: FastAPI would run a plain function in its thread pool on every request
     return request.app.state.runtime
 
 
@@ -287,6 +288,7 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_problem_handlers(app)
+    document_problems(app)
 
     app.add_middleware(Observe, service=spec.name)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)

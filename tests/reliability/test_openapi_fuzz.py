@@ -16,12 +16,12 @@ from leadflow.testing import ADMIN
 from pipeline import make_services, start_services, stop_services
 from schemathesis.checks import not_a_server_error
 from schemathesis.generation import GenerationMode
-from schemathesis.specs.openapi.checks import response_schema_conformance
+from schemathesis.specs.openapi.checks import content_type_conformance, response_schema_conformance
 
 EXAMPLES = int(os.environ.get("LEADFLOW_FUZZ_EXAMPLES", "12"))
-# Not yet content_type_conformance: the OpenAPI documents error answers as application/json,
-# the services answer application/problem+json (docs/reliability.md, "What is not covered").
-CHECKS = [not_a_server_error, response_schema_conformance]
+# Errors are documented as application/problem+json with the Problem schema (the app factory's
+# `document_problems`), so their content type and shape are checked too.
+CHECKS = [not_a_server_error, response_schema_conformance, content_type_conformance]
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +60,9 @@ def fuzz(base_url: str) -> list[str]:
             except Unsatisfiable:
                 pass  # nothing in this operation can be made invalid (no parameters, no body)
             except (Exception, BaseExceptionGroup) as exc:  # noqa: BLE001 - collect them all
-                failures.append(f"{operation.method.upper()} {operation.path} [{mode}]: {exc}"[:3000])
+                failures.append(
+                    f"{operation.method.upper()} {operation.path} [{mode}]: {exc}"[:3000]
+                )
     assert operations >= 3, f"only {operations} operations in {base_url}/openapi.json"
     return failures
 

@@ -289,7 +289,13 @@ def _wants_csv(request: Request, format_: str | None) -> bool:
     return CSV in request.headers.get("accept", "")
 
 
-@router.get("/reports/sla")
+# JSON by default; CSV with `format=csv` or `Accept: text/csv`.
+REPORT_FORMATS: dict = {
+    200: {"content": {"application/json": {}, "text/csv": {"schema": {"type": "string"}}}}
+}
+
+
+@router.get("/reports/sla", responses=REPORT_FORMATS)
 async def get_sla_report(
     request: Request,
     rt: RuntimeDep,
@@ -321,7 +327,7 @@ async def get_sla_report(
     return JSONResponse(report)
 
 
-@router.get("/reports/calibration")
+@router.get("/reports/calibration", responses=REPORT_FORMATS)
 async def get_calibration(
     rt: RuntimeDep,
     from_: Annotated[date | None, Query(alias="from")] = None,
