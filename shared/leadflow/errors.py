@@ -55,6 +55,16 @@ class Unprocessable(ProblemError):
     title = "Invalid request"
 
 
+class LeadGone(ProblemError):
+    """The lead was erased (`lead.erased`): nothing more is done with it."""
+
+    status = 410
+    title = "Gone"
+
+    def __init__(self, lead_id: object, **extra: Any) -> None:
+        super().__init__(f"lead {lead_id} was erased; its personal data is gone", **extra)
+
+
 class Unauthorized(ProblemError):
     status = 401
     title = "Unauthorized"

@@ -354,6 +354,13 @@ async def test_routing_redacts_assignments_and_deliveries_and_cancels_pending_on
             )
             assignment = await routing.get(f"/v1/leads/{mql.lead_id}/assignment")
             assert assignment.status_code == 200  # the decision stays for the reports
+            # nothing more is sent for an erased lead: no manual reassignment, no replay
+            refused = await routing.post(f"/v1/leads/{mql.lead_id}/reassign", headers=ADMIN)
+            assert refused.status_code == 410, refused.text
+            assert refused.json()["field"] == "lead_id"
+            refused = await routing.post(f"/v1/deliveries/{delivery['id']}/replay", headers=ADMIN)
+            assert refused.status_code == 410, refused.text
+            assert refused.headers["content-type"].startswith("application/problem+json")
 
             replay = await send(LeadErased(lead_id=mql.lead_id))
             await eventually(lambda: inbox_count(db, "routing", replay.id), timeout=60)

@@ -11,14 +11,13 @@ from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse, RedirectResponse
 from leadflow import idempotency as idem
 from leadflow.auth import require_scope
-from leadflow.errors import NotFound, ProblemError, Unprocessable, validation_errors
+from leadflow.errors import LeadGone, NotFound, ProblemError, Unprocessable, validation_errors
 from leadflow.service import RuntimeDep
 from leadflow.settings import ApiKeySpec
 from pydantic import ValidationError
 
 from leadflow_ingest import hubspot
 from leadflow_ingest.intake import (
-    LeadGone,
     Writer,
     accept_activity,
     accept_lead,

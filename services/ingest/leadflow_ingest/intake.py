@@ -13,7 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 from leadflow import metrics
 from leadflow.erasure import forget_events, without_personal_data
-from leadflow.errors import Forbidden, NotFound, ProblemError
+from leadflow.errors import Forbidden, LeadGone, NotFound, ProblemError
 from leadflow.events import LeadActivity, LeadCreated, LeadErased, LeadSnapshot, LeadUpdated
 from leadflow.outbox import Outbox
 from leadflow.policy import Policy
@@ -536,14 +536,6 @@ async def _known_identities(
             )
         )
     return known_emails, known_external
-
-
-class LeadGone(ProblemError):
-    status = 410
-    title = "Gone"
-
-    def __init__(self, lead_id: uuid.UUID, **extra: Any) -> None:
-        super().__init__(f"lead {lead_id} was erased; its personal data is gone", **extra)
 
 
 async def erase_lead(

@@ -8,13 +8,14 @@ from typing import Annotated
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Response
 from leadflow.auth import require_scope
-from leadflow.errors import Conflict, NotFound, Unprocessable
+from leadflow.errors import Conflict, LeadGone, NotFound, Unprocessable
 from leadflow.service import RuntimeDep
 from leadflow.settings import ApiKeySpec
 from leadflow.webhooks import UnsafeTarget, check_target, new_secret
 from sqlalchemy.exc import IntegrityError
 
 from leadflow_routing import delivery
+from leadflow_routing.erasure import is_erased
 from leadflow_routing.handlers import FALLBACK_TEAM_ID, decide, reassign
 from leadflow_routing.models import assignments, deliveries, reps, rules, teams, webhook_endpoints
 from leadflow_routing.schemas import (
@@ -206,6 +207,8 @@ async def dry_run(body: DryRunIn, rt: RuntimeDep) -> DryRunOut:
 async def reassign_lead(lead_id: uuid.UUID, rt: RuntimeDep, _: Admin) -> AssignmentOut:
     """Route the lead again, away from its current rep (emits lead.routed with reason manual)."""
     async with rt.db.unit_of_work() as session:
+        if await is_erased(session, lead_id):
+            raise LeadGone(lead_id, field="lead_id")
         if not await reassign(rt, session, lead_id, "manual"):
             raise NotFound(f"lead {lead_id} has not been routed")
     return await get_assignment(lead_id, rt)
@@ -356,6 +359,13 @@ async def list_deliveries(
 
 @router.post("/deliveries/{delivery_id}/replay", status_code=202)
 async def replay_delivery(delivery_id: uuid.UUID, rt: RuntimeDep, _: Admin) -> dict:
+    """Send a delivery again (dead-lettered, or to repeat it); not for an erased lead."""
+    async with rt.db.unit_of_work() as session:
+        lead_id = await session.scalar(
+            sa.select(deliveries.c.lead_id).where(deliveries.c.id == delivery_id)
+        )
+        if lead_id is not None and await is_erased(session, lead_id):
+            raise LeadGone(lead_id, field="delivery_id")
     if not await delivery.replay(rt, delivery_id):
         raise NotFound(f"delivery {delivery_id} not found")
     return {"delivery_id": str(delivery_id), "state": "pending"}
