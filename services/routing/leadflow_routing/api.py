@@ -231,9 +231,11 @@ async def create_endpoint(body: EndpointIn, rt: RuntimeDep, _: Admin) -> Endpoin
     endpoint_id = uuid.uuid4()
     secret = body.secret or new_secret()
     async with rt.db.unit_of_work() as session:
-        if body.team_id is not None and await session.scalar(
-            sa.select(teams.c.id).where(teams.c.id == body.team_id)
-        ) is None:
+        if (
+            body.team_id is not None
+            and await session.scalar(sa.select(teams.c.id).where(teams.c.id == body.team_id))
+            is None
+        ):
             raise Unprocessable(f"team {body.team_id} does not exist", field="team_id")
         await session.execute(
             sa.insert(webhook_endpoints).values(
