@@ -94,7 +94,10 @@ class Database:
             url,
             pool_size=pool_size,
             max_overflow=pool_size,
-            pool_pre_ping=True,
+            # No ping per checkout (a round trip before every transaction): a connection found
+            # dead when used raises a transient error (503 problem / consumer retry) and
+            # SQLAlchemy then invalidates the whole pool, so every stale connection is replaced.
+            pool_pre_ping=False,
             pool_timeout=5,
             connect_args={"timeout": 5, "command_timeout": 30},
         )

@@ -118,15 +118,22 @@ async def pql_verdict(
 
 
 async def rescore(
-    rt: Runtime, session: AsyncSession, lead_id: uuid.UUID, now: datetime | None = None
+    rt: Runtime,
+    session: AsyncSession,
+    lead_id: uuid.UUID,
+    now: datetime | None = None,
+    *,
+    row: sa.Row | None = None,
 ) -> None:
     """Score the lead at `now` (the clock's now by default), emit lead.scored when the score
-    changed and lead.mql when the lead is promoted; plan its next review."""
-    row = (
-        await session.execute(
-            sa.select(lead_scores).where(lead_scores.c.lead_id == lead_id).with_for_update()
-        )
-    ).first()
+    changed and lead.mql when the lead is promoted; plan its next review. `row`: the lead's
+    score row as this transaction just wrote (and so locked) it, saving the read."""
+    if row is None:
+        row = (
+            await session.execute(
+                sa.select(lead_scores).where(lead_scores.c.lead_id == lead_id).with_for_update()
+            )
+        ).first()
     if row is None or not row.lead:
         return  # an activity before its lead: scored when the lead arrives
     if row.lead.get("erased"):
@@ -187,26 +194,28 @@ async def rescore(
     if review is not None and (planned is None or review < planned):
         touch(session, REVIEW_TAG)
 
+    events: list = []
     if changed:
-        await rt.outbox.emit(
-            session,
-            LeadScored(
+        events.append(
+            (
+                LeadScored(
                 lead_id=lead_id,
                 fit=result.fit,
                 engagement=result.engagement,
                 intent_tier=result.intent_tier,
                 is_mql=result.is_mql,
                 breakdown=breakdown,
-                scored_at=now,
-                reasons=list(result.mql_reasons),
-            ),
-            policy_version=policy.version,
+                    scored_at=now,
+                    reasons=list(result.mql_reasons),
+                ),
+                policy.version,
+            )
         )
     if kind is not None:
         lead = LeadSnapshot.model_validate(row.lead)
-        await rt.outbox.emit(
-            session,
-            LeadMql(
+        events.append(
+            (
+                LeadMql(
                 lead_id=lead_id,
                 kind=kind,
                 fit=result.fit,
@@ -225,11 +234,14 @@ async def rescore(
                 seniority=lead.seniority,
                 intent_note=lead.intent_note,
                 key_activities=row.interactions[-10:],
-                promoted_at=now,
-                reasons=promotion_reasons,
-            ),
-            policy_version=policy.version,
+                    promoted_at=now,
+                    reasons=promotion_reasons,
+                ),
+                policy.version,
+            )
         )
+    await rt.outbox.emit_many(session, events)  # lead.scored before lead.mql, one round trip
+    if kind is not None:
         metrics.mql_promoted.labels(kind).inc()
 
 
@@ -325,11 +337,15 @@ async def absorb(session: AsyncSession, survivor: uuid.UUID, merged: list[uuid.U
     )
 
 
-async def record_usage(session: AsyncSession, activity: LeadActivity) -> None:
-    """Keep a product_usage activity for its account's PQL thresholds."""
-    lead = await session.scalar(
-        sa.select(lead_scores.c.lead).where(lead_scores.c.lead_id == activity.lead_id)
-    )
+async def record_usage(
+    session: AsyncSession, activity: LeadActivity, lead: dict | None = None
+) -> None:
+    """Keep a product_usage activity for its account's PQL thresholds (`lead`: the lead's
+    snapshot when the caller has it)."""
+    if lead is None:
+        lead = await session.scalar(
+            sa.select(lead_scores.c.lead).where(lead_scores.c.lead_id == activity.lead_id)
+        )
     props = activity.properties
     user = props.get("user_id") or props.get("user") or activity.lead_id
     feature = props.get("feature")
@@ -374,20 +390,24 @@ def subscriptions(rt: Runtime) -> list[Subscription]:
     async def on_lead(event: CloudEvent, session: AsyncSession) -> None:
         lead = LeadSnapshot.model_validate(event.data)
         snapshot = lead.model_dump(mode="json")
-        await session.execute(
-            insert(lead_scores)
-            .values(lead_id=lead.lead_id, lead=snapshot, interactions=[], breakdown=[])
-            .on_conflict_do_update(
-                index_elements=[lead_scores.c.lead_id],
-                set_={"lead": snapshot},
-                # an erased lead is not filled again by an event published before its erasure
-                where=~lead_scores.c.lead.has_key("erased"),
+        row = (
+            await session.execute(
+                insert(lead_scores)
+                .values(lead_id=lead.lead_id, lead=snapshot, interactions=[], breakdown=[])
+                .on_conflict_do_update(
+                    index_elements=[lead_scores.c.lead_id],
+                    set_={"lead": snapshot},
+                    # an erased lead is not filled again by an event published before its erasure
+                    where=~lead_scores.c.lead.has_key("erased"),
+                )
+                .returning(*lead_scores.c)
             )
-        )
+        ).first()
         merged = [uuid.UUID(str(i)) for i in (event.data.get("merged_lead_ids") or [])]
         if merged:
             await absorb(session, lead.lead_id, merged)
-        await rescore(rt, session, lead.lead_id)
+            row = None  # the survivor took the merged leads' interactions: read it again
+        await rescore(rt, session, lead.lead_id, row=row)
 
     async def on_activity(event: CloudEvent, session: AsyncSession) -> None:
         activity = LeadActivity.model_validate(event.data)
@@ -401,21 +421,24 @@ def subscriptions(rt: Runtime) -> list[Subscription]:
                 "occurred_at": activity.occurred_at.isoformat(),
             }
         ]
-        await session.execute(
-            insert(lead_scores)
-            .values(lead_id=activity.lead_id, lead={}, interactions=entry, breakdown=[])
-            .on_conflict_do_update(
-                index_elements=[lead_scores.c.lead_id],
-                set_={
-                    "interactions": lead_scores.c.interactions.op("||")(
-                        sa.bindparam("entry", entry, type_=JSON)
-                    )
-                },
+        row = (
+            await session.execute(
+                insert(lead_scores)
+                .values(lead_id=activity.lead_id, lead={}, interactions=entry, breakdown=[])
+                .on_conflict_do_update(
+                    index_elements=[lead_scores.c.lead_id],
+                    set_={
+                        "interactions": lead_scores.c.interactions.op("||")(
+                            sa.bindparam("entry", entry, type_=JSON)
+                        )
+                    },
+                )
+                .returning(*lead_scores.c)
             )
-        )
+        ).first()
         if activity.activity_type == "product_usage":
-            await record_usage(session, activity)
-        await rescore(rt, session, activity.lead_id)
+            await record_usage(session, activity, row.lead if row is not None else None)
+        await rescore(rt, session, activity.lead_id, row=row)
 
     async def on_erased(event: CloudEvent, session: AsyncSession) -> None:
         await erase(session, uuid.UUID(event.subject))

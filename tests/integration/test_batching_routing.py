@@ -1,0 +1,139 @@
+"""Routing handles a poll batch of MQLs in one unit of work, reading the rules, the team's reps
+and the webhook endpoints once: capacities still hold inside the batch, and capacity freed by
+another transaction counts for the next batch (real PostgreSQL and broker)."""
+
+import asyncio
+from collections import Counter
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from leadflow.db import Database
+from leadflow.events import (
+    TOPIC_FEEDBACK,
+    TOPIC_SCORING,
+    CloudEvent,
+    LeadStatusChanged,
+    make_event,
+)
+from leadflow.kafka import make_producer
+from leadflow.testing import ADMIN, eventually, sample_mql, service_client
+
+
+async def add_team(client, name: str, strategy: str) -> str:
+    response = await client.post(
+        "/v1/teams", json={"name": name, "strategy": strategy}, headers=ADMIN
+    )
+    assert response.status_code == 201, response.text
+    return response.json()["id"]
+
+
+async def add_rep(client, name: str, team_id: str, **fields) -> str:
+    response = await client.post(
+        "/v1/reps", json={"name": name, "team_id": team_id, **fields}, headers=ADMIN
+    )
+    assert response.status_code == 201, response.text
+    return response.json()["id"]
+
+
+async def wait_routed(settings, count: int) -> list[CloudEvent]:
+    async def enough():
+        rows = await query(settings, "SELECT payload FROM routing.outbox ORDER BY id")
+        found = [CloudEvent.from_bytes(r.payload) for r in rows]
+        found = [e for e in found if e.type == "lead.routed"]
+        return found if len(found) >= count else None
+
+    return await eventually(enough, timeout=120)
+
+
+async def publish_together(settings, topic: str, payloads: list) -> None:
+    """All on one key (one partition) and sent before one flush, so that the routing consumer
+    gets them in one poll."""
+    producer = make_producer(settings, "test-batch")
+    await producer.start()
+    try:
+        futures = [
+            await producer.send(
+                settings.topic_prefix + topic,
+                make_event(payload, source="test").to_bytes(),
+                key=b"one-partition",
+            )
+            for payload in payloads
+        ]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def query(settings, sql: str) -> list:
+    db = Database(settings.database_url)
+    try:
+        async with db.unit_of_work() as session:
+            return (await session.execute(sa.text(sql))).all()
+    finally:
+        await db.dispose()
+
+
+async def test_a_batch_of_mqls_keeps_capacities_and_sees_capacity_freed_since(stack):
+    settings = await stack.isolated_settings()
+    async with service_client("routing", settings) as routing:
+        team = await add_team(routing, "Balanced", "load_balanced")
+        big = await add_rep(routing, "Big", team, capacity=3)
+        small = await add_rep(routing, "Small", team, capacity=2)
+        endpoint = await routing.post(
+            "/v1/webhook-endpoints",
+            json={"url": "http://127.0.0.1:9/hook", "event_types": ["lead.routed"]},
+            headers=ADMIN,
+        )
+        assert endpoint.status_code == 201, endpoint.text
+        rule = await routing.post(
+            "/v1/rules",
+            json={"name": "outbound", "conditions": {"channel": ["outbound"]}, "team_id": team},
+            headers=ADMIN,
+        )
+        assert rule.status_code == 201, rule.text
+
+        first = [sample_mql(n, channel="outbound") for n in range(7)]
+        await publish_together(settings, TOPIC_SCORING, first)
+        events = await wait_routed(settings, 7)
+        # five places in the team, seven leads: the last two find no one free
+        assert Counter(e.data["rep_id"] for e in events) == {big: 3, small: 2, None: 2}
+        # several of them were decided in one transaction (one inbox claim time)
+        groups = await query(
+            settings,
+            "SELECT count(*) AS n FROM routing.inbox WHERE consumer = 'mql' "
+            "GROUP BY processed_at ORDER BY n DESC",
+        )
+        assert groups[0].n > 1
+        # one delivery queued per routed lead for the one endpoint
+        [(deliveries,)] = await query(settings, "SELECT count(*) FROM routing.deliveries")
+        assert deliveries == 7
+
+        # two of Big's leads are won: the feedback consumer closes them in its own transaction
+        won = [e.data["lead_id"] for e in events if e.data["rep_id"] == big][:2]
+        await publish_together(
+            settings,
+            TOPIC_FEEDBACK,
+            [
+                LeadStatusChanged(
+                    lead_id=lead_id,
+                    from_status="working",
+                    status="won",
+                    changed_at=datetime.now(UTC),
+                )
+                for lead_id in won
+            ],
+        )
+
+        async def closed():
+            [(n,)] = await query(
+                settings, "SELECT count(*) FROM routing.assignments WHERE closed_at IS NOT NULL"
+            )
+            return n == 2
+
+        await eventually(closed, timeout=60)
+
+        second = [sample_mql(n, channel="outbound") for n in range(7, 10)]
+        await publish_together(settings, TOPIC_SCORING, second)
+        events = (await wait_routed(settings, 10))[7:]
+    # the next batch sees Big's two free places, and no more
+    assert Counter(e.data["rep_id"] for e in events) == {big: 2, None: 1}
