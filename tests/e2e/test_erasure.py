@@ -114,6 +114,12 @@ async def test_an_erased_lead_leaves_no_personal_data_in_any_service(services, s
                 return timers and timers[0]["state"] == state
 
             await eventually(lambda: first_response("open"), timeout=30)
+
+            async def known_to_feedback():  # noqa: ANN202 - its consumer may lag sla-timer's
+                lifecycle = await http.get(f"{urls['feedback']}/v1/leads/{lead_id}/lifecycle")
+                return lifecycle.status_code == 200
+
+            await eventually(known_to_feedback, timeout=60)
             attempt = await http.post(
                 f"{urls['feedback']}/v1/leads/{lead_id}/attempts",
                 headers=SALES,
