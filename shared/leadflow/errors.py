@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from leadflow.db import TRANSIENT_TYPES, is_transient
-from leadflow.text import printable
+from leadflow.text import printable, unstorable_parameters
 
 log = logging.getLogger(__name__)
 PROBLEM = "application/problem+json"
@@ -116,6 +116,17 @@ def validation_errors(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
             loc.extend(str(inner).split("."))
         out.append({"field": field_path(loc), "message": printable(e.get("msg", "invalid"))})
     return out
+
+
+async def storable_parameters(request: Request) -> None:
+    """A dependency of every route (the app factory adds it): path and query parameters that
+    could not be stored or compared in PostgreSQL are refused with 422 naming them."""
+    errors = unstorable_parameters(
+        [*request.path_params.items(), *request.query_params.multi_items()]
+    )
+    if errors:
+        fields = ", ".join(dict.fromkeys(e["field"] for e in errors))
+        raise Unprocessable(f"invalid field(s): {fields}", errors=errors)
 
 
 def install_problem_handlers(app: FastAPI) -> None:

@@ -21,7 +21,12 @@ from leadflow import metrics
 from leadflow.clock import Clock, clock_from_settings
 from leadflow.consumer import ConsumerRunner, Subscription
 from leadflow.db import Database, kernel_tables
-from leadflow.errors import document_problems, install_problem_handlers, problem_response
+from leadflow.errors import (
+    document_problems,
+    install_problem_handlers,
+    problem_response,
+    storable_parameters,
+)
 from leadflow.kafka import make_producer, start_with_retry
 from leadflow.logs import configure_logging
 from leadflow.loops import Stop
@@ -286,6 +291,7 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
         description=spec.description,
         version="0.1.0",
         lifespan=lifespan,
+        dependencies=[Depends(storable_parameters)],
     )
     install_problem_handlers(app)
     document_problems(app)

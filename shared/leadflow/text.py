@@ -57,6 +57,19 @@ def check_storable(value: Any, path: tuple = ()) -> None:  # noqa: ANN401 - any 
             check_storable(item, (*path, index))
 
 
+def unstorable_parameters(params: list[tuple[str, str]]) -> list[dict[str, str]]:
+    """Query or path parameters PostgreSQL would refuse, as `{field, message}` problems: a NUL
+    in a filter must be a 422 naming the filter, not an error from the database."""
+    return [
+        {
+            "field": printable(name),
+            "message": "contains a NUL character or an unpaired surrogate",
+        }
+        for name, value in params
+        if _UNSTORABLE.search(name) or (isinstance(value, str) and _UNSTORABLE.search(value))
+    ]
+
+
 class StorableModel(BaseModel):
     """A request body whose every value (declared fields and kept extras alike) can be stored."""
 

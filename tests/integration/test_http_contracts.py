@@ -203,6 +203,44 @@ async def test_a_lead_id_that_is_not_a_uuid_is_422_naming_lead_id(services):
     assert [e["field"] for e in problem["errors"]] == ["lead_id"]
 
 
+def string_parameters(openapi: dict) -> list[tuple[str, str, str]]:
+    """(path, parameter, where) for every GET parameter the OpenAPI types as text."""
+    found = []
+    for path, item in openapi["paths"].items():
+        for parameter in item.get("get", {}).get("parameters", []):
+            schema = parameter.get("schema", {})
+            types = {schema.get("type")} | {s.get("type") for s in schema.get("anyOf", [])}
+            formats = {schema.get("format")} | {s.get("format") for s in schema.get("anyOf", [])}
+            if "string" in types and not formats & {"uuid", "date", "date-time"}:
+                found.append((path, parameter["name"], parameter["in"]))
+    return found
+
+
+@pytest.mark.parametrize("name", SERVICE_ORDER)
+async def test_a_nul_in_any_text_parameter_is_422_naming_it(services, name: str):
+    client = services[name]
+    openapi = (await client.get("/openapi.json")).json()
+    checked = 0
+    for path, parameter, where in string_parameters(openapi):
+        url = re.sub(r"\{[^}]+\}", UNKNOWN, path)
+        if where == "path":
+            url = path.replace("{" + parameter + "}", "a%00b")
+            url = re.sub(r"\{[^}]+\}", UNKNOWN, url)
+            response = await client.get(url, headers=ADMIN)
+        else:
+            response = await client.get(url, params={parameter: "a\x00b"}, headers=ADMIN)
+        problem = assert_problem(response, 422, "Invalid request")
+        assert parameter in {e["field"] for e in problem["errors"]}, (path, problem)
+        checked += 1
+    # A NUL in a parameter the route does not declare is refused the same way, not ignored.
+    problem = assert_problem(
+        await client.get("/healthz", params={"x\x00": "1"}), 422, "Invalid request"
+    )
+    assert [e["field"] for e in problem["errors"]] == ["x\\u0000"]
+    if name in ("routing", "feedback"):
+        assert checked, f"{name} declares text filters; none found in its OpenAPI"
+
+
 async def test_malformed_json_is_422_about_the_body(ingest):
     response = await ingest.post(
         "/v1/leads", content=b'{"email": ', headers={**SOURCE, "content-type": "application/json"}
