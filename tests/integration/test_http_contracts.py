@@ -241,6 +241,25 @@ async def test_a_nul_in_any_text_parameter_is_422_naming_it(services, name: str)
         assert checked, f"{name} declares text filters; none found in its OpenAPI"
 
 
+@pytest.mark.parametrize(
+    ("path", "params", "field"),
+    [
+        ("/v1/reports/sla", {"from": "0001-01-01"}, "from"),
+        ("/v1/reports/sla", {"to": "9999-12-31"}, "to"),
+        ("/v1/reports/calibration", {"to": "0001-01-01"}, "to"),
+        ("/review", {"week": "0001-01-01"}, "week"),
+        ("/review", {"week": "9999-12-31"}, "week"),
+    ],
+)
+async def test_a_report_day_at_the_ends_of_the_calendar_is_422_naming_it(
+    services, path: str, params: dict, field: str
+):
+    response = await services["feedback"].get(path, params=params, headers=ADMIN)
+    problem = assert_problem(response, 422, "Invalid request")
+    assert [e["field"] for e in problem["errors"]] == [field]
+    assert "between 1900-01-01 and 2999-12-31" in problem["errors"][0]["message"]
+
+
 async def test_malformed_json_is_422_about_the_body(ingest):
     response = await ingest.post(
         "/v1/leads", content=b'{"email": ', headers={**SOURCE, "content-type": "application/json"}
@@ -447,6 +466,9 @@ async def test_an_unknown_lead_is_404_problem_json_naming_it(
     response = await services[name].request(method, path, headers=headers, json=body)
     problem = assert_problem(response, 404, "Not found")
     assert UNKNOWN in problem["detail"]
+    if method == "POST":  # a report on a lead routed moments ago: worth retrying, and says when
+        assert response.headers["retry-after"] == "5"
+        assert problem["field"] == "lead_id"
 
 
 async def test_an_activity_for_an_unknown_lead_is_404_naming_the_lead_id_field(ingest):

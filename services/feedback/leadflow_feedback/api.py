@@ -34,12 +34,26 @@ from leadflow_feedback.schemas import (
     AttemptAccepted,
     AttemptIn,
     PlanIn,
+    ReportDay,
     StatusAccepted,
     StatusIn,
     TeamQuery,
 )
 
 router = APIRouter(prefix="/v1", tags=["feedback"])
+
+
+class NotYetKnown(NotFound):
+    """A sales tool may report on a lead within moments of its webhook, before feedback has read
+    `lead.routed`: the answer says so and when to try again, so the report is not dropped."""
+
+    def __init__(self, lead_id: uuid.UUID) -> None:
+        super().__init__(
+            f"lead {lead_id} is not known to feedback: not an MQL, or routed moments ago and "
+            "not yet read here; retry after a few seconds",
+            headers={"Retry-After": "5"},
+            field="lead_id",
+        )
 SalesTool = Annotated[ApiKeySpec, Depends(require_scope("sales:write"))]
 IdempotencyKey = Annotated[str | None, Header(max_length=200)]
 CSV = "text/csv"
@@ -64,7 +78,7 @@ async def post_attempt(
             )
         ).first()
         if lead is None:
-            raise NotFound(f"lead {lead_id} is not known to feedback (not yet an MQL?)")
+            raise NotYetKnown(lead_id)
         if scoped_key:
             earlier = await session.scalar(
                 sa.select(attempts.c.id).where(attempts.c.idempotency_key == scoped_key)
@@ -179,7 +193,7 @@ async def post_status(
             )
         ).first()
         if lead is None:
-            raise NotFound(f"lead {lead_id} is not known to feedback (not yet an MQL?)")
+            raise NotYetKnown(lead_id)
         qualification = (
             body.qualification.model_dump(exclude_none=True) if body.qualification else {}
         )
@@ -299,8 +313,8 @@ REPORT_FORMATS: dict = {
 async def get_sla_report(
     request: Request,
     rt: RuntimeDep,
-    from_: Annotated[date | None, Query(alias="from")] = None,
-    to: date | None = None,
+    from_: Annotated[ReportDay | None, Query(alias="from")] = None,
+    to: ReportDay | None = None,
     granularity: Literal["week", "month"] = "week",
     team: TeamQuery = None,
     format_: Annotated[Literal["json", "csv"] | None, Query(alias="format")] = None,
@@ -330,8 +344,8 @@ async def get_sla_report(
 @router.get("/reports/calibration", responses=REPORT_FORMATS)
 async def get_calibration(
     rt: RuntimeDep,
-    from_: Annotated[date | None, Query(alias="from")] = None,
-    to: date | None = None,
+    from_: Annotated[ReportDay | None, Query(alias="from")] = None,
+    to: ReportDay | None = None,
     score: Literal["fit", "engagement"] = "fit",
     step: Annotated[int, Query(ge=1, le=50)] = 5,
 ) -> JSONResponse:

@@ -25,7 +25,7 @@ from leadflow.service import RuntimeDep
 from leadflow_feedback import charts, reports, timeline
 from leadflow_feedback.api import load_facts
 from leadflow_feedback.models import leads
-from leadflow_feedback.schemas import TeamQuery
+from leadflow_feedback.schemas import ReportDay, TeamQuery
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["review"])
@@ -332,7 +332,7 @@ async def rep_names(rt) -> tuple[dict[str, str], str | None]:  # noqa: ANN001
 @router.get("/review", response_class=HTMLResponse)
 async def review_page(
     rt: RuntimeDep,
-    week: Annotated[date | None, Query(description="any day of the week to review")] = None,
+    week: Annotated[ReportDay | None, Query(description="any day of the week to review")] = None,
     team: TeamQuery = None,
 ) -> HTMLResponse:
     """The weekly SLA review: this week against the plan for both parties, the exceptions

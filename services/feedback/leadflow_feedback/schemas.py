@@ -7,7 +7,7 @@ from datetime import date, datetime
 from typing import Annotated, Literal
 
 from fastapi import Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 
 class AttemptIn(BaseModel):
@@ -82,6 +82,19 @@ class PlanIn(BaseModel):
     sdr_activities_per_week: float = Field(gt=0)
     sales_capacity_mql: float | None = Field(default=None, ge=0)
 
+
+FIRST_DAY, LAST_DAY = date(1900, 1, 1), date(2999, 12, 31)
+
+
+def _report_day(value: date) -> date:
+    if not FIRST_DAY <= value <= LAST_DAY:
+        raise ValueError(f"must be between {FIRST_DAY} and {LAST_DAY}")
+    return value
+
+
+# A day in a report's or the review page's query: far enough from the calendar's ends that the
+# weeks and months around it exist.
+ReportDay = Annotated[date, AfterValidator(_report_day)]
 
 # A team filter as a query parameter: a team name, never text PostgreSQL refuses (NUL).
 TeamQuery = Annotated[
