@@ -46,7 +46,7 @@ test-unit: install
 	$(VENV)/bin/pytest tests/unit
 
 soak: install ## long reliability runs: 10,000 leads through the crash test, a 2-minute broker outage, more fuzzing
-	LEADFLOW_CRASH_LEADS=10000 LEADFLOW_BROKER_OUTAGE_SECONDS=120 LEADFLOW_FUZZ_EXAMPLES=100 \
+	LEADFLOW_CRASH_LEADS=10000 LEADFLOW_BROKER_OUTAGE_SECONDS=120 LEADFLOW_FUZZ_EXAMPLES=100 LEADFLOW_FUZZ_RANDOM=1 \
 		$(VENV)/bin/pytest tests/reliability tests/security
 
 lint: install
