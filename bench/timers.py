@@ -20,19 +20,31 @@ from common import Services, env_int, percentile, pg_dsn, progress
 
 POLL = 0.25  # seconds between counts of fired timers
 
-# Each timer's ladder: a warning due at the common instant, its breach an hour later, so every
-# timer fires exactly one level (one sla.warning event) during the benchmark.
+# Each timer's ladder: a warning due at its instant `d`, its breach an hour later, so every timer
+# fires exactly one level (one sla.warning event) during the benchmark. Timer g of a set is due
+# at `first + g * step` seconds: step 0 puts a whole set at one instant.
 INSERT = """
 INSERT INTO {table} (id, lead_id, sla, party, channel, team, clock, limit_seconds, started_at,
                      due_at, state, level, ladder, next_fire_at, version, policy_version)
 SELECT gen_random_uuid(), gen_random_uuid(), 'first_response', 'sales', 'inbound', 'fallback',
-       'wall', 3600, $1::timestamptz - interval '45 minutes', $1::timestamptz + interval '15 minutes',
-       'open', 0,
+       'wall', 3600, d - interval '45 minutes', d + interval '15 minutes', 'open', 0,
        jsonb_build_array(
-           jsonb_build_object('level', 'warning', 'at', $2::text),
-           jsonb_build_object('level', 'breached', 'at', $3::text)),
-       $1::timestamptz, 1, 'bench'
-FROM generate_series(1, $4)
+           jsonb_build_object('level', 'warning', 'at', to_jsonb(d)),
+           jsonb_build_object('level', 'breached', 'at', to_jsonb(d + interval '1 hour'))),
+       d, 1, 'bench'
+FROM (SELECT $1::timestamptz + (g * $2::float8) * interval '1 second' AS d
+      FROM generate_series(0, $3::int - 1) AS g) AS due
+"""
+
+# Each fired timer's lag: when its firing transaction began (the sla.warning row's created_at in
+# the outbox, now() of that transaction) after the instant its warning was due.
+LAGS = """
+SELECT count(*),
+       percentile_cont(ARRAY[0.5, 0.99]) WITHIN GROUP (ORDER BY extract(epoch FROM
+           o.created_at - (t.ladder -> 0 ->> 'at')::timestamptz))
+FROM sla_timer.outbox o JOIN sla_timer.timers t ON o.key = t.lead_id::text
+WHERE t.started_at >= $1::timestamptz - interval '45 minutes'
+  AND t.started_at <= $2::timestamptz - interval '45 minutes'
 """
 
 BARE_CLAIM = """
@@ -45,14 +57,37 @@ FROM due WHERE t.id = due.id
 """
 
 
-async def insert_due(conn: asyncpg.Connection, table: str, count: int, due: datetime) -> None:
-    await conn.execute(
-        INSERT.format(table=table),
-        due,
-        due.isoformat(),
-        (due + timedelta(hours=1)).isoformat(),
-        count,
-    )
+async def insert_due(
+    conn: asyncpg.Connection, table: str, count: int, due: datetime, step: float = 0.0
+) -> None:
+    """`count` open timers, the first due at `due`, the next ones `step` seconds apart."""
+    if count > 0:
+        await conn.execute(INSERT.format(table=table), due, step, count)
+
+
+async def exact_lags(conn: asyncpg.Connection, first: datetime, last: datetime) -> dict:
+    """Fire lag of every timer due between `first` and `last`, from sla-timer's outbox."""
+    fired, (p50, p99) = await conn.fetchrow(LAGS, first, last)
+    return {"fired_exact": fired, "lag_p50_s": p50, "lag_p99_s": p99}
+
+
+async def wait_service_fired(conn: asyncpg.Connection, count: int, due: datetime) -> list:
+    """Poll the count of fired timers until all `count` fired (or the timeout): the curve of
+    (seconds after `due`, fired so far)."""
+    curve: list[tuple[float, int]] = []
+    deadline = time.time() + env_int("BENCH_TIMER_TIMEOUT", 600)
+    last_report = time.time()
+    while time.time() < deadline:
+        n = await conn.fetchval("SELECT count(*) FROM sla_timer.timers WHERE level >= 1")
+        now = time.time()
+        curve.append((now - due.timestamp(), n))
+        if now - last_report > 10:
+            last_report = now
+            progress(f"  fired {n}/{count}")
+        if n >= count:
+            break
+        await asyncio.sleep(POLL)
+    return curve
 
 
 async def bare_firing(conn: asyncpg.Connection, count: int) -> dict:
@@ -87,9 +122,16 @@ async def run_timers(settings, logdir: Path) -> dict:  # noqa: ANN001
             f"  bare: {bare['fired']} fired in {bare['seconds']:.2f}s: {bare['fires_per_s']:.0f}/s"
         )
 
+        open_total = max(env_int("BENCH_TIMERS_OPEN", count), count)
+        spread = env_int("BENCH_TIMER_SPREAD_SECONDS", 20)
         progress("timers: starting sla-timer as a process")
         services = await Services.start(["sla-timer"], settings, logdir)
         try:
+            if open_total > count:
+                progress(f"timers: {open_total - count} open timers due in 30 days (not firing)")
+                await insert_due(
+                    conn, "sla_timer.timers", open_total - count, datetime.now(UTC) + timedelta(30)
+                )
             due = datetime.now(UTC) + timedelta(seconds=lead)
             progress(
                 f"timers: inserting {count} open timers, all due at one instant ({lead}s ahead)"
@@ -98,19 +140,27 @@ async def run_timers(settings, logdir: Path) -> dict:  # noqa: ANN001
             inserted_at = datetime.now(UTC)
             if inserted_at > due:
                 progress("  warning: the insert ended after the due instant; lag includes it")
-            curve: list[tuple[float, int]] = []
-            deadline = time.time() + env_int("BENCH_TIMER_TIMEOUT", 600)
-            last_report = time.time()
-            while time.time() < deadline:
-                n = await conn.fetchval("SELECT count(*) FROM sla_timer.timers WHERE level >= 1")
-                now = time.time()
-                curve.append((now - due.timestamp(), n))
-                if now - last_report > 10:
-                    last_report = now
-                    progress(f"  fired {n}/{count}")
-                if n >= count:
-                    break
-                await asyncio.sleep(POLL)
+            curve = await wait_service_fired(conn, count, due)
+            burst_exact = await exact_lags(conn, due, due)
+            spread_result = None
+            if spread > 0:
+                begin = datetime.now(UTC) + timedelta(seconds=lead)
+                step = spread / count
+                progress(f"timers: {count} more due one by one over {spread}s ({lead}s ahead)")
+                await insert_due(conn, "sla_timer.timers", count, begin, step)
+                end = begin + timedelta(seconds=step * (count - 1))
+                spread_curve = await wait_service_fired(conn, 2 * count, begin)
+                spread_result = {
+                    "timers": count,
+                    "seconds": spread,
+                    "fired": spread_curve[-1][1] - count if spread_curve else 0,
+                    "offered_per_s": count / spread,
+                    **await exact_lags(conn, begin, end),
+                }
+                progress(
+                    f"  spread: {spread_result['fired_exact']} fired; lag p50 "
+                    f"{spread_result['lag_p50_s']}s p99 {spread_result['lag_p99_s']}s"
+                )
             outbox = await conn.fetchval("SELECT count(*) FROM sla_timer.outbox")
             peak = services.peak_rss()["sla-timer"]
         finally:
@@ -122,6 +172,7 @@ async def run_timers(settings, logdir: Path) -> dict:  # noqa: ANN001
     done = crossing(curve, count)
     service = {
         "timers": count,
+        "open": open_total,
         "fired": fired,
         "events_in_outbox": outbox,
         "first_fire_s": first,
@@ -129,8 +180,9 @@ async def run_timers(settings, logdir: Path) -> dict:  # noqa: ANN001
         "fires_per_s": fired / (done - first)
         if done and first is not None and done > first
         else None,
-        "lag_p50_s": crossing(curve, max(1, count // 2)),
-        "lag_p99_s": crossing(curve, max(1, int(count * 0.99))),
+        "lag_p50_s": burst_exact["lag_p50_s"],
+        "lag_p99_s": burst_exact["lag_p99_s"],
+        "fired_exact": burst_exact["fired_exact"],
         "peak_rss_mib": peak,
     }
     progress(
@@ -143,7 +195,7 @@ async def run_timers(settings, logdir: Path) -> dict:  # noqa: ANN001
         alternatives["procrastinate"] = await procrastinate_firing(
             settings.database_url, count, lead
         )
-    return {"bare": bare, "service": service, **alternatives}
+    return {"bare": bare, "service": service, "spread": spread_result, **alternatives}
 
 
 # The alternatives: each job only notes the instant it ran, so the figures are the scheduler's.
