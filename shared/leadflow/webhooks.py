@@ -1,7 +1,15 @@
-"""Standard Webhooks signing and verification, and the guard against private webhook targets."""
+"""Standard Webhooks signing and verification, and the guard against private webhook targets.
+
+The guard runs twice: when a target is registered (`check_target`, for a clear 422) and when a
+delivery connects (`GuardedBackend`, under `guarded_client`). The second one is what holds: the
+host name is resolved once, asynchronously, each address is checked, and the socket is opened to
+the checked address itself, so a name that resolves elsewhere by the time of the connection (DNS
+rebinding) cannot reach a private, loopback or link-local address. TLS still verifies the
+certificate against the host name of the URL."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
@@ -9,8 +17,14 @@ import hmac
 import ipaddress
 import secrets
 import socket
+import ssl
 import time
-from urllib.parse import urlsplit
+from collections.abc import Callable, Iterable
+from urllib.parse import SplitResult, urlsplit
+
+import anyio
+import httpcore
+import httpx
 
 
 class WebhookVerificationError(Exception):
@@ -86,18 +100,135 @@ def verify(
         raise WebhookVerificationError("no matching signature")
 
 
-def check_target(url: str, *, allow_private: bool) -> None:
-    """Refuse non-HTTP(S) URLs and hosts that resolve to private, loopback or link-local addresses."""
+def check_url(url: str) -> SplitResult:
+    """The parts of an absolute http(s) URL with a host; UnsafeTarget otherwise. No lookup."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise UnsafeTarget("url: must be an absolute http(s) URL")
-    if allow_private:
-        return
     try:
-        infos = socket.getaddrinfo(parts.hostname, parts.port or 443, proto=socket.IPPROTO_TCP)
-    except socket.gaierror as exc:
-        raise UnsafeTarget(f"url: host {parts.hostname!r} does not resolve") from exc
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0])
-        if not address.is_global:
-            raise UnsafeTarget(f"url: {parts.hostname} resolves to non-public address {address}")
+        parts.port  # noqa: B018 - raises on a port out of range
+    except ValueError as exc:
+        raise UnsafeTarget(f"url: {exc}") from exc
+    return parts
+
+
+async def resolve_public(host: str, port: int) -> list[str]:
+    """The addresses `host` resolves to, looked up without blocking the event loop; UnsafeTarget
+    when it does not resolve or when any of them is not a public (global) address."""
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
+        )
+    except (socket.gaierror, UnicodeError) as exc:
+        raise UnsafeTarget(f"url: host {host!r} does not resolve") from exc
+    addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+    for address in addresses:
+        if not ipaddress.ip_address(address).is_global:
+            raise UnsafeTarget(f"url: {host} resolves to non-public address {address}")
+    return addresses
+
+
+async def check_target(url: str, *, allow_private: bool) -> None:
+    """Refuse non-HTTP(S) URLs and hosts that resolve to private, loopback or link-local addresses."""
+    parts = check_url(url)
+    if not allow_private:
+        await resolve_public(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
+
+
+class GuardedBackend(httpcore.AsyncNetworkBackend):
+    """The network backend of outbound webhooks: `connect_tcp` resolves the host, refuses it when
+    an address is not public (unless `allow_private()`), and connects to the checked address.
+    `allow_private` is read at each connection, so a changed setting applies to the next one.
+    `connector` opens the sockets (httpcore's AnyIO backend unless another is given)."""
+
+    def __init__(
+        self,
+        allow_private: Callable[[], bool] = lambda: False,
+        connector: httpcore.AsyncNetworkBackend | None = None,
+    ) -> None:
+        self.allow_private = allow_private
+        self.connector = connector or httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's backend interface
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        if self.allow_private():
+            return await self.connector.connect_tcp(
+                host, port, timeout, local_address=local_address, socket_options=socket_options
+            )
+        deadline = None if timeout is None else anyio.current_time() + timeout
+        try:
+            with anyio.fail_after(timeout):
+                addresses = await resolve_public(host, port)
+        except TimeoutError as exc:
+            raise httpcore.ConnectTimeout(f"resolving {host} timed out") from exc
+        error: Exception | None = None
+        for address in addresses:  # each one checked above; the first that answers is used
+            remaining = None if deadline is None else max(deadline - anyio.current_time(), 0.0)
+            try:
+                return await self.connector.connect_tcp(
+                    address,
+                    port,
+                    remaining,
+                    local_address=local_address,
+                    socket_options=socket_options,
+                )
+            except httpcore.ConnectError as exc:
+                error = exc
+        raise error or httpcore.ConnectError(f"{host} has no address")
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's backend interface
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        raise UnsafeTarget("url: webhooks are delivered over TCP only")
+
+    async def sleep(self, seconds: float) -> None:
+        await anyio.sleep(seconds)
+
+
+class GuardedTransport(httpx.AsyncHTTPTransport):
+    """httpx's transport over a connection pool whose every connection goes through a
+    GuardedBackend (httpx 0.28 cannot be handed a network backend; its transport keeps the pool
+    it sends through in `_pool`, so this one builds that pool itself)."""
+
+    def __init__(
+        self,
+        *,
+        allow_private: Callable[[], bool],
+        connector: httpcore.AsyncNetworkBackend | None = None,
+        verify: ssl.SSLContext | bool = True,
+        limits: httpx.Limits | None = None,
+    ) -> None:
+        limits = limits or httpx.Limits(max_connections=100, max_keepalive_connections=20)
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=httpx.create_ssl_context(verify=verify),
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+            network_backend=GuardedBackend(allow_private, connector),
+        )
+
+
+def guarded_client(
+    *,
+    allow_private: Callable[[], bool],
+    timeout: httpx.Timeout,
+    connector: httpcore.AsyncNetworkBackend | None = None,
+) -> httpx.AsyncClient:
+    """The HTTP client for outbound webhooks: every connection is guarded, redirects are not
+    followed and proxies from the environment are not used (a proxy would resolve the name
+    itself, out of the guard's sight)."""
+    return httpx.AsyncClient(
+        transport=GuardedTransport(allow_private=allow_private, connector=connector),
+        timeout=timeout,
+        follow_redirects=False,
+        trust_env=False,
+    )

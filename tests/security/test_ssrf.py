@@ -1,9 +1,11 @@
 """Webhook targets cannot be turned against the network Leadflow runs in: a target is checked when
-it is registered and again at every delivery (its name may resolve elsewhere by then), and
-redirects are never followed. (The address classes refused are in tests/unit/test_webhooks.py;
-the 422 at registration in tests/integration/test_http_contracts.py.)"""
+it is registered and again whenever a delivery connects, on the very address the connection goes
+to (its name may resolve elsewhere by then, or between two lookups), and redirects are never
+followed. (The address classes refused and the guarded connection itself are in
+tests/unit/test_webhooks.py; the 422 at registration in tests/integration/test_http_contracts.py.)"""
 
 import asyncio
+import socket
 
 import pytest
 import sqlalchemy as sa
@@ -57,6 +59,58 @@ async def test_a_target_that_became_private_is_refused_at_delivery(stack, monkey
     assert receiver.received == []  # not one request reached the private address
     assert row.attempts == len(FAST) and row.last_status is None
     assert "non-public address 127.0.0.1" in row.last_error
+
+
+class RebindingDns:
+    """A DNS rebinding attacker's name server, with a zero TTL: the answers for `name` alternate
+    between a public address and `private`, one per lookup. It replaces `socket.getaddrinfo`, the
+    lowest level of name resolution (the event loop's getaddrinfo runs it in a worker thread), in
+    this process, where the routing service runs; other names resolve as usual.
+
+    The public answer is a multicast address: public by the guard's classification, yet no TCP
+    connection to it can be opened (the kernel refuses it at once, no packet leaves), so a
+    connection that goes to the checked public address fails without touching the internet."""
+
+    PUBLIC = "224.0.0.251"
+
+    def __init__(self, monkeypatch, name: str, private: str) -> None:  # noqa: ANN001
+        self.name, self.private, self.lookups = name, private, 0
+        real = socket.getaddrinfo
+
+        def getaddrinfo(host, port, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+            if (host.decode() if isinstance(host, bytes) else host) != self.name:
+                return real(host, port, *args, **kwargs)
+            self.lookups += 1
+            address = self.PUBLIC if self.lookups % 2 else self.private
+            return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (address, port))]
+
+        monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+
+
+async def test_a_name_rebinding_between_lookups_never_reaches_a_private_receiver(stack, monkeypatch):
+    """Registration sees the public answer; every later lookup may give either. Checking a name and
+    then connecting to it (two lookups) lets one attempt through to the private receiver; the guard
+    checks the address it connects to, so no attempt gets there and the delivery is dead-lettered
+    with the private address named."""
+    settings = await stack.isolated_settings(webhook_retry_schedule=FAST)
+    settings = settings.model_copy(update={"webhook_allow_private": False})
+    async with WebhookReceiver() as receiver:
+        dns = RebindingDns(monkeypatch, "hooks.rebind.test", "127.0.0.1")
+        url = receiver.url.replace("127.0.0.1", dns.name)
+        async with service_client("routing", settings) as routing:
+            await register(routing, url)  # the first lookup: public, so the target is accepted
+            await publish_events(settings, TOPIC_SCORING, [sample_mql(1)])
+
+            async def finished():
+                rows = await deliveries(settings)
+                return rows if rows and rows[0].state != "pending" else None
+
+            (row,) = await eventually(finished, timeout=60)
+            await asyncio.sleep(0.5)
+    assert receiver.received == []  # not one request reached the private address
+    assert (row.state, row.attempts, row.last_status) == ("dead", len(FAST), None)
+    assert row.last_error == "url: hooks.rebind.test resolves to non-public address 127.0.0.1"
+    assert dns.lookups == 1 + len(FAST)  # the registration, then one per delivery attempt
 
 
 async def redirecting_receiver(status: int, location: str, hits: list) -> tuple[asyncio.Server, str]:

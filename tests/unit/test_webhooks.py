@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import socket
+import ssl
+import subprocess
+import threading
 import time
 
+import httpcore
+import httpx
 import pytest
 from leadflow.webhooks import (
+    GuardedTransport,
     UnsafeTarget,
     WebhookVerificationError,
     check_target,
+    guarded_client,
     new_secret,
     sign,
     signature_headers,
@@ -233,9 +242,9 @@ def test_rotation_does_not_weaken_tamper_detection():
         "http://169.254.10.10/",  # link-local
     ],
 )
-def test_private_loopback_and_link_local_targets_are_refused(url: str):
+async def test_private_loopback_and_link_local_targets_are_refused(url: str):
     with pytest.raises(UnsafeTarget, match=r"^url: .*non-public address"):
-        check_target(url, allow_private=False)
+        await check_target(url, allow_private=False)
 
 
 @pytest.mark.parametrize(
@@ -246,9 +255,9 @@ def test_private_loopback_and_link_local_targets_are_refused(url: str):
         "http://[::ffff:169.254.169.254]/",
     ],
 )
-def test_cloud_metadata_addresses_are_refused(url: str):
+async def test_cloud_metadata_addresses_are_refused(url: str):
     with pytest.raises(UnsafeTarget, match="non-public address"):
-        check_target(url, allow_private=False)
+        await check_target(url, allow_private=False)
 
 
 @pytest.mark.parametrize("allow_private", [False, True])
@@ -265,31 +274,315 @@ def test_cloud_metadata_addresses_are_refused(url: str):
         "",
     ],
 )
-def test_non_http_or_relative_urls_are_refused_even_when_private_targets_are_allowed(
+async def test_non_http_or_relative_urls_are_refused_even_when_private_targets_are_allowed(
     url: str, allow_private: bool
 ):
     with pytest.raises(UnsafeTarget, match=r"^url: must be an absolute http\(s\) URL$"):
-        check_target(url, allow_private=allow_private)
+        await check_target(url, allow_private=allow_private)
 
 
-def test_a_host_that_does_not_resolve_is_refused():
+@pytest.mark.parametrize("allow_private", [False, True])
+async def test_a_port_out_of_range_is_refused_naming_url(allow_private: bool):
+    with pytest.raises(UnsafeTarget, match=r"^url: Port out of range"):
+        await check_target("https://receiver.example:70000/hooks", allow_private=allow_private)
+
+
+async def test_a_host_that_does_not_resolve_is_refused():
     with pytest.raises(UnsafeTarget, match="does not resolve"):
-        check_target("https://receiver.invalid/hooks", allow_private=False)
+        await check_target("https://receiver.invalid/hooks", allow_private=False)
 
 
 @pytest.mark.parametrize(
     "url", ["https://93.184.216.34/hooks", "https://[2606:4700:4700::1111]:8443/hooks"]
 )
-def test_public_https_targets_are_accepted(url: str):
-    check_target(url, allow_private=False)
+async def test_public_https_targets_are_accepted(url: str):
+    await check_target(url, allow_private=False)
 
 
 @pytest.mark.parametrize(
     "url", ["http://127.0.0.1:9000/hooks/leads", "http://localhost/", "http://10.1.2.3/"]
 )
-def test_private_targets_are_accepted_when_explicitly_allowed(url: str):
-    check_target(url, allow_private=True)
+async def test_private_targets_are_accepted_when_explicitly_allowed(url: str):
+    await check_target(url, allow_private=True)
 
 
 def test_unsafe_target_is_a_value_error_for_callers_that_validate_input():
     assert issubclass(UnsafeTarget, ValueError)
+
+
+# --- the guarded connection of deliveries ----------------------------------------------
+#
+# Name resolution is replaced at its lowest level, `socket.getaddrinfo` (which the event loop's
+# getaddrinfo runs in a worker thread): the guard's own code path is the one used in production.
+# The sockets are real, to a listener on 127.0.0.1.
+
+NAME = "hooks.rebind.test"
+PUBLIC = "93.184.216.34"
+TIMEOUT = httpx.Timeout(5.0)
+
+
+class Resolver:
+    """DNS answers for test names, one list of addresses per lookup (the last one repeats); other
+    names resolve as usual. `lookups` counts the lookups of each test name."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.answers: dict[str, list[list[str]]] = {}
+        self.lookups: dict[str, int] = {}
+        self.before_answer = lambda: None
+        real = socket.getaddrinfo
+
+        def getaddrinfo(host, port, family=0, type=0, proto=0, flags=0):  # noqa: ANN001, ANN202, A002
+            name = host.decode() if isinstance(host, bytes) else host
+            if name not in self.answers:
+                return real(host, port, family, type, proto, flags)
+            self.before_answer()
+            count = self.lookups.get(name, 0)
+            self.lookups[name] = count + 1
+            answers = self.answers[name]
+            addresses = answers[min(count, len(answers) - 1)]
+            return [
+                (
+                    socket.AF_INET6 if ":" in a else socket.AF_INET,
+                    socket.SOCK_STREAM,
+                    socket.IPPROTO_TCP,
+                    "",
+                    (a, int(port or 0), 0, 0) if ":" in a else (a, int(port or 0)),
+                )
+                for a in addresses
+            ]
+
+        monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+
+    def answer(self, name: str, *answers: list[str]) -> None:
+        self.answers[name] = list(answers)
+
+
+@pytest.fixture
+def dns(monkeypatch):
+    return Resolver(monkeypatch)
+
+
+class Listener:
+    """A plain HTTP listener on 127.0.0.1 (optionally TLS) that closes every connection after one
+    answer, so each request needs a new connection. Records the requests it read."""
+
+    def __init__(self, ssl_context: ssl.SSLContext | None = None) -> None:
+        self.ssl_context = ssl_context
+        self.requests: list[bytes] = []
+        self.connections = 0
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = next(
+                (int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                 if line.lower().startswith(b"content-length:")),
+                0,
+            )  # fmt: skip
+            self.requests.append(head + await reader.readexactly(length))
+            writer.write(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+            await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
+            pass
+        finally:
+            writer.close()
+
+    async def __aenter__(self) -> Listener:
+        self.server = await asyncio.start_server(self.serve, "127.0.0.1", 0, ssl=self.ssl_context)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.server.close()
+        await self.server.wait_closed()
+
+
+class Route(httpcore.AnyIOBackend):
+    """The network between the delivery worker and `PUBLIC`: a connection to `PUBLIC` arrives at
+    the local listener (which no public address can reach from a test). Records the address of
+    every connection opened."""
+
+    def __init__(self) -> None:
+        self.opened: list[str] = []
+
+    async def connect_tcp(self, host: str, port: int, *args, **kwargs):  # noqa: ANN002, ANN003, ANN201
+        self.opened.append(host)
+        return await super().connect_tcp(
+            "127.0.0.1" if host == PUBLIC else host, port, *args, **kwargs
+        )
+
+
+def private_allowed(value: bool = False):  # noqa: ANN201
+    return lambda: value
+
+
+async def test_a_name_resolving_to_a_private_address_is_refused_when_connecting(dns):
+    dns.answer(NAME, ["127.0.0.1"])
+    async with Listener() as receiver, guarded_client(
+        allow_private=private_allowed(False), timeout=TIMEOUT
+    ) as client:
+        refusal = rf"^url: {NAME} resolves to non-public address 127\.0\.0\.1$"
+        with pytest.raises(UnsafeTarget, match=refusal):
+            await client.post(f"http://{NAME}:{receiver.port}/hooks", content=b"{}")
+    assert receiver.connections == 0
+    assert dns.lookups[NAME] == 1
+
+
+@pytest.mark.parametrize(
+    "address", ["10.0.0.7", "169.254.169.254", "::1", "fd00:ec2::254", "::ffff:127.0.0.1"]
+)
+async def test_any_non_public_address_in_the_answer_is_refused_before_a_socket_opens(dns, address):
+    dns.answer(NAME, [PUBLIC, address])
+    route = Route()
+    async with guarded_client(
+        allow_private=private_allowed(False), timeout=TIMEOUT, connector=route
+    ) as client:
+        with pytest.raises(UnsafeTarget, match=f"non-public address {address}$"):
+            await client.post(f"http://{NAME}/hooks", content=b"{}")
+    assert route.opened == []
+
+
+async def test_a_name_that_turns_private_after_a_public_answer_is_refused_on_the_next_connection(dns):
+    """DNS rebinding: the address that was checked is the address connected to, each time."""
+    dns.answer(NAME, [PUBLIC], ["127.0.0.1"])
+    route = Route()
+    async with Listener() as receiver, guarded_client(
+        allow_private=private_allowed(False), timeout=TIMEOUT, connector=route
+    ) as client:
+        url = f"http://{NAME}:{receiver.port}/hooks"
+        first = await client.post(url, content=b'{"n":1}')
+        assert first.status_code == 204
+        with pytest.raises(UnsafeTarget, match="non-public address 127.0.0.1"):
+            await client.post(url, content=b'{"n":2}')
+    assert route.opened == [PUBLIC]  # the checked address, never the name, never 127.0.0.1
+    assert len(receiver.requests) == 1 and receiver.requests[0].endswith(b'{"n":1}')
+    assert f"host: {NAME}:{receiver.port}".encode() in receiver.requests[0].lower()
+    assert dns.lookups[NAME] == 2  # one lookup per connection: nothing resolves the name again
+
+
+async def test_private_targets_connect_when_explicitly_allowed(dns):
+    dns.answer(NAME, ["127.0.0.1"])
+    async with Listener() as receiver, guarded_client(
+        allow_private=private_allowed(True), timeout=TIMEOUT
+    ) as client:
+        response = await client.post(f"http://{NAME}:{receiver.port}/hooks", content=b"{}")
+        literal = await client.post(f"http://127.0.0.1:{receiver.port}/hooks", content=b"{}")
+    assert (response.status_code, literal.status_code) == (204, 204)
+    assert len(receiver.requests) == 2
+
+
+async def test_the_allow_private_setting_is_read_at_each_connection(dns):
+    dns.answer(NAME, ["127.0.0.1"])
+    allowed = [True]
+    async with Listener() as receiver, guarded_client(
+        allow_private=lambda: allowed[0], timeout=TIMEOUT
+    ) as client:
+        url = f"http://{NAME}:{receiver.port}/hooks"
+        assert (await client.post(url, content=b"{}")).status_code == 204
+        allowed[0] = False
+        with pytest.raises(UnsafeTarget, match="non-public address 127.0.0.1"):
+            await client.post(url, content=b"{}")
+    assert len(receiver.requests) == 1
+
+
+async def test_an_unresolvable_host_is_refused_when_connecting():
+    async with guarded_client(allow_private=private_allowed(False), timeout=TIMEOUT) as client:
+        with pytest.raises(UnsafeTarget, match="host 'receiver.invalid' does not resolve"):
+            await client.post("https://receiver.invalid/hooks", content=b"{}")
+
+
+async def test_redirects_are_not_followed_by_the_guarded_client(dns):
+    hits: list[bytes] = []
+
+    async def redirect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        hits.append(await reader.readuntil(b"\r\n\r\n"))
+        writer.write(
+            b"HTTP/1.1 307 Moved\r\nLocation: http://169.254.169.254/\r\n"
+            b"Content-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(redirect, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with guarded_client(allow_private=private_allowed(True), timeout=TIMEOUT) as client:
+            response = await client.get(f"http://127.0.0.1:{port}/")
+    finally:
+        server.close()
+    assert response.status_code == 307 and len(hits) == 1
+
+
+@pytest.fixture(scope="module")
+def certificates(tmp_path_factory) -> dict[str, tuple[str, str]]:
+    """Self-signed certificates (cert, key) for NAME and for another name, made with openssl."""
+    folder = tmp_path_factory.mktemp("tls")
+    made = {}
+    for name in (NAME, "other.rebind.test"):
+        cert, key = folder / f"{name}.pem", folder / f"{name}.key"
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+             "-keyout", str(key), "-out", str(cert), "-subj", f"/CN={name}",
+             "-addext", f"subjectAltName=DNS:{name}"],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        made[name] = (str(cert), str(key))
+    return made
+
+
+def server_tls(cert: str, key: str) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return context
+
+
+@pytest.mark.parametrize("served", [NAME, "other.rebind.test"])
+async def test_tls_verifies_the_certificate_against_the_host_name_not_the_checked_address(
+    dns, certificates, served
+):
+    """The socket goes to the checked address; the TLS handshake (SNI and certificate check)
+    still uses the host name of the URL."""
+    dns.answer(NAME, [PUBLIC])
+    client_tls = ssl.create_default_context(cafile=certificates[NAME][0])
+    client_tls.load_verify_locations(cafile=certificates["other.rebind.test"][0])
+    route = Route()
+    client = httpx.AsyncClient(
+        transport=GuardedTransport(
+            allow_private=private_allowed(False), connector=route, verify=client_tls
+        ),
+        timeout=TIMEOUT,
+    )
+    async with Listener(server_tls(*certificates[served])) as receiver, client:
+        url = f"https://{NAME}:{receiver.port}/hooks"
+        if served == NAME:
+            assert (await client.post(url, content=b"{}")).status_code == 204
+            assert len(receiver.requests) == 1
+        else:  # a certificate for another name is refused, though the address passed the check
+            with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED|match"):
+                await client.post(url, content=b"{}")
+            assert receiver.requests == []
+    assert route.opened == [PUBLIC]
+
+
+async def test_resolution_does_not_block_the_event_loop(dns):
+    """The lookup runs off the event loop: a task of the loop gets to run while it is under way
+    (a lookup on the loop's own thread would wait for that task in vain)."""
+    released = threading.Event()
+    waited: list[bool] = []
+    dns.before_answer = lambda: waited.append(released.wait(timeout=5))
+    dns.answer(NAME, ["127.0.0.1"])
+
+    async def release() -> None:
+        await asyncio.sleep(0)
+        released.set()
+
+    async with guarded_client(allow_private=private_allowed(False), timeout=TIMEOUT) as client:
+        for lookup in (
+            check_target(f"https://{NAME}/hooks", allow_private=False),  # at registration
+            client.post(f"https://{NAME}/hooks", content=b"{}"),  # at delivery
+        ):
+            released.clear()
+            refused, _ = await asyncio.gather(lookup, release(), return_exceptions=True)
+            assert isinstance(refused, UnsafeTarget), refused
+    assert waited == [True, True]

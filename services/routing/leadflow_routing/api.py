@@ -225,7 +225,7 @@ async def list_reps(rt: RuntimeDep) -> list[RepOut]:
 async def create_endpoint(body: EndpointIn, rt: RuntimeDep, _: Admin) -> EndpointOut:
     url = str(body.url)
     try:
-        check_target(url, allow_private=rt.settings.webhook_allow_private)
+        await check_target(url, allow_private=rt.settings.webhook_allow_private)
     except UnsafeTarget as exc:
         raise Unprocessable(str(exc), errors=[{"field": "url", "message": str(exc)}]) from exc
     endpoint_id = uuid.uuid4()

@@ -14,7 +14,7 @@ from leadflow.db import touch
 from leadflow.events import WebhookDeadLettered
 from leadflow.retry import WEBHOOK_SCHEDULE, webhook_retry_delay
 from leadflow.service import Runtime
-from leadflow.webhooks import UnsafeTarget, check_target, signature_headers
+from leadflow.webhooks import UnsafeTarget, check_url, guarded_client, signature_headers
 
 from leadflow_routing.models import DELIVERIES_TAG, deliveries, webhook_endpoints
 
@@ -64,7 +64,8 @@ async def claim_due(rt: Runtime, limit: int = 50) -> list:
 
 
 async def send_one(rt: Runtime, client: httpx.AsyncClient, row) -> tuple:  # noqa: ANN001
-    """One signed POST; returns (row, status, error, response) without touching the database."""
+    """One signed POST; returns (row, status, error, response) without touching the database.
+    The client refuses, when it connects, an address that is not public (UnsafeTarget)."""
     status: int | None = None
     error: str | None = None
     response: httpx.Response | None = None
@@ -72,7 +73,7 @@ async def send_one(rt: Runtime, client: httpx.AsyncClient, row) -> tuple:  # noq
         error = "endpoint disabled"
     else:
         try:
-            check_target(row.url, allow_private=rt.settings.webhook_allow_private)
+            check_url(row.url)
             headers = signature_headers(list(row.secrets), str(row.id), row.body)
             response = await client.post(row.url, content=row.body, headers=headers)
             status = response.status_code
@@ -172,7 +173,10 @@ async def run_deliveries(rt: Runtime) -> None:
     metrics.webhook_deliveries.labels("dead_lettered")
     wake = asyncio.Event()
     rt.db.on_commit(DELIVERIES_TAG, wake.set)  # a routing decision or replay queued some
-    async with httpx.AsyncClient(timeout=TIMEOUT, follow_redirects=False) as client:
+    client = guarded_client(
+        allow_private=lambda: rt.settings.webhook_allow_private, timeout=TIMEOUT
+    )
+    async with client:
         while not rt.stop:
             wake.clear()
             rows = await claim_due(rt)
