@@ -1,13 +1,16 @@
 """deploy/k8s agrees with the code: kinds, settings, ports, probe paths, scaling limits.
 
-Every manifest is parsed (yaml.safe_load_all); each service's app is built (no I/O) to read
-the routes its probes call; every environment variable must be a field of Settings.
+Every manifest is parsed (yaml.safe_load_all) and validated, strictly (no unknown field), against
+the Kubernetes OpenAPI schemas of the oldest and newest versions we support (kubernetes-validate
+ships them; no cluster needed); each service's app is built (no I/O) to read the routes its
+probes call; every environment variable must be a field of Settings.
 """
 
 from __future__ import annotations
 
 import re
 
+import kubernetes_validate
 import pytest
 import yaml
 from deploy_support import DEPLOY, K8S, load_yaml
@@ -27,6 +30,10 @@ API_VERSIONS = {
 }
 MANIFESTS = sorted(p for p in K8S.glob("*.yaml") if p.name != "kustomization.yaml")
 SECRET = "leadflow-secrets"
+# Kubernetes versions whose schemas every manifest must satisfy (oldest and newest supported).
+KUBERNETES_VERSIONS = ("1.30.0", "1.37.0")
+# Custom resources have no schema in Kubernetes itself; their shape is checked below.
+CUSTOM_KINDS = {"PodMonitor"}
 SECRET_SETTINGS = {"LEADFLOW_DATABASE_URL", "LEADFLOW_API_KEYS", "LEADFLOW_HUBSPOT_CLIENT_SECRET"}
 
 
@@ -55,6 +62,23 @@ def config(documents) -> dict[str, str]:
 def setting_name(variable: str) -> str:
     assert variable.startswith("LEADFLOW_"), variable
     return variable.removeprefix("LEADFLOW_").lower()
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+def test_every_manifest_is_valid_against_the_kubernetes_schema(documents, version: str):
+    checked = 0
+    problems = []
+    for doc in documents:
+        if doc["kind"] in CUSTOM_KINDS:
+            continue
+        try:
+            kubernetes_validate.validate(doc, version, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            where = ".".join(str(p) for p in exc.path)
+            problems.append(f"{doc['kind']}/{doc['metadata']['name']} at {where}: {exc.message}")
+        checked += 1
+    assert not problems, "\n".join(problems)
+    assert checked >= 20  # five services × (Deployment, Service, PDB, HPA), the Job, and more
 
 
 def test_every_manifest_has_a_known_kind_and_api_version(documents):
