@@ -258,8 +258,14 @@ class ServiceProcess:
         stop_process(self.proc, signal.SIGTERM)
 
 
-async def eventually(check, timeout: float = 30.0, interval: float = 0.2):  # noqa: ANN001, ANN201
-    """Poll `check` (sync or async) until it returns something truthy; fail with its last value."""
+def _not_met(timeout: float, last, describe) -> AssertionError:  # noqa: ANN001
+    said = describe() if describe is not None else f"last value: {last!r}"
+    return AssertionError(f"condition not met within {timeout}s; {said}")
+
+
+async def eventually(check, timeout: float = 30.0, interval: float = 0.2, describe=None):  # noqa: ANN001, ANN201
+    """Poll `check` (sync or async) until it returns something truthy; fail with its last value,
+    or with what `describe()` says."""
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
@@ -269,7 +275,20 @@ async def eventually(check, timeout: float = 30.0, interval: float = 0.2):  # no
         if last:
             return last
         await asyncio.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s; last value: {last!r}")
+    raise _not_met(timeout, last, describe)
+
+
+def eventually_sync(check, timeout: float = 30.0, interval: float = 0.2, describe=None):  # noqa: ANN001, ANN201
+    """`eventually` for synchronous tests (a browser, a subprocess): poll the plain callable
+    `check`, blocking, until it returns something truthy."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    raise _not_met(timeout, last, describe)
 
 
 class WebhookReceiver:
@@ -369,3 +388,132 @@ def sample_mql(n: int, *, channel: str = "inbound", domain: str | None = None, c
         email=f"lead{n}@example.com",
         promoted_at=datetime.now(UTC),
     )
+
+
+def sample_attempt(lead_id: uuid.UUID | None = None):  # noqa: ANN201
+    """A lead.contact_attempt payload as feedback emits it."""
+    from datetime import UTC, datetime
+
+    from leadflow.events import LeadContactAttempt
+
+    return LeadContactAttempt(
+        lead_id=lead_id or uuid.uuid4(),
+        attempt_id=uuid.uuid4(),
+        channel="call",
+        occurred_at=datetime.now(UTC),
+    )
+
+
+def sample_attempt_event(lead_id: uuid.UUID | None = None):  # noqa: ANN201
+    """`sample_attempt` in its CloudEvent envelope, as it travels on the feedback topic."""
+    from leadflow.events import make_event
+
+    return make_event(sample_attempt(lead_id), source="test")
+
+
+async def read_topic(settings: Settings, topic: str, at_least: int, idle: float = 0.0) -> list:
+    """Every record of `topic` (its full name) from the start, once there are `at_least`; with
+    `idle`, also whatever more arrives in that many seconds (to show that nothing more does)."""
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=settings.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        group_id=f"reader-{uuid.uuid4()}",
+    )
+    await consumer.start()
+    got: list = []
+    try:
+
+        async def enough() -> bool:
+            batch = await consumer.getmany(timeout_ms=500)
+            for records in batch.values():
+                got.extend(records)
+            return len(got) >= at_least
+
+        await eventually(enough, timeout=60)
+        if idle:
+            extra = await consumer.getmany(timeout_ms=int(idle * 1000))
+            for records in extra.values():
+                got.extend(records)
+    finally:
+        await consumer.stop()
+    return got
+
+
+class MessagingHarness:
+    """The kernel's messaging over one service's outbox and inbox tables, against the real
+    database and broker: a producer, outbox relays and consumer runners, all stopped on exit."""
+
+    def __init__(self, settings: Settings, outbox, inbox) -> None:  # noqa: ANN001
+        from leadflow.db import Database
+        from leadflow.kafka import make_producer
+
+        self.settings = settings
+        self.outbox_table = outbox
+        self.inbox_table = inbox
+        self.db = Database(settings.database_url)
+        self.producer = make_producer(settings, "test")
+        self.runners: list = []
+        self.tasks: list[asyncio.Task] = []
+
+    async def __aenter__(self) -> MessagingHarness:
+        await self.producer.start()
+        return self
+
+    async def __aexit__(self, *exc) -> None:  # noqa: ANN002
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        for runner in self.runners:
+            await runner.stop()
+        await self.producer.stop()
+        await self.db.dispose()
+
+    def topic(self, name: str) -> str:
+        return self.settings.topic_prefix + name
+
+    async def send(self, topic: str, values: list[bytes], key: bytes = b"one-lead") -> None:
+        """Publish raw values in order, all on one key (one partition), so that a single poll
+        can return them as one batch."""
+        futures = [await self.producer.send(self.topic(topic), value, key=key) for value in values]
+        await asyncio.gather(*futures)
+
+    def relay(self):  # noqa: ANN201
+        """An outbox relay running in the background, woken by each commit that emits."""
+        from leadflow.outbox import OUTBOX_TAG, OutboxRelay
+
+        relay = OutboxRelay(
+            self.db,
+            self.outbox_table,
+            self.producer,
+            bootstrap=self.settings.kafka_bootstrap,
+            service="test",
+            topic_prefix=self.settings.topic_prefix,
+        )
+        self.db.on_commit(OUTBOX_TAG, relay.wake)
+        self.tasks.append(asyncio.create_task(relay.run()))
+        return relay
+
+    async def consume(  # noqa: ANN201
+        self, topic: str, handlers: dict, name: str = "probe", max_attempts: int = 3
+    ):
+        """A consumer runner on `topic` running in the background, with short retry backoffs."""
+        from leadflow.consumer import ConsumerRunner, Subscription
+
+        runner = ConsumerRunner(
+            Subscription(name, (topic,), handlers=handlers),
+            self.db,
+            self.inbox_table,
+            self.producer,
+            service="test",
+            bootstrap=self.settings.kafka_bootstrap,
+            topic_prefix=self.settings.topic_prefix,
+            max_attempts=max_attempts,
+            base_backoff=0.01,
+        )
+        await runner.start()
+        self.runners.append(runner)
+        self.tasks.append(asyncio.create_task(runner.run()))
+        return runner

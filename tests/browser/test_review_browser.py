@@ -13,11 +13,11 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import httpx
 import pytest
+from leadflow.testing import eventually_sync
 from prometheus_client.parser import text_string_to_metric_families
 
 pytestmark = pytest.mark.e2e
@@ -61,15 +61,22 @@ class DemoRun:
         return "\n".join(self.lines)
 
     def wait_for(self, text: str, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def printed() -> bool:
             if text in self.output:
-                return
+                return True
             if self.proc.poll() is not None:
                 self.reader.join(5)
-                break
-            time.sleep(0.5)
-        raise AssertionError(f"the demo did not print {text!r}; its output:\n{self.output}")
+                raise AssertionError(
+                    f"the demo exited without printing {text!r}; its output:\n{self.output}"
+                )
+            return False
+
+        eventually_sync(
+            printed,
+            timeout=timeout,
+            interval=0.5,
+            describe=lambda: f"the demo did not print {text!r}; its output:\n{self.output}",
+        )
 
     def url(self, label: str) -> str:
         match = re.search(rf"^{re.escape(label)}: (\S+)", self.output, re.M)
@@ -184,16 +191,28 @@ def test_the_review_page_shows_the_json_report_and_prometheus_figures(demo, brow
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     # simulated time goes on while the stack is kept: read the three sources until one
     # reading agrees (a timer may fire between two of them)
-    for _ in range(5):
+    reading: dict = {}
+
+    def agreeing() -> bool:
         page.goto(review_url)
-        shown = figures_on(page)
-        report = httpx.get(report_url, timeout=10).json()
-        mql_metric = metric(scoring, "leadflow_mql_total")
-        attempts_metric = metric(feedback, "leadflow_contact_attempts_total")
-        breach_metric = metric(sla, "leadflow_sla_breaches_total", sla="first_response")
-        if {k: shown.get(k) for k in expected_from(report)} == expected_from(report):
-            break
-        time.sleep(1)
+        reading["shown"] = figures_on(page)
+        reading["report"] = httpx.get(report_url, timeout=10).json()
+        reading["mql"] = metric(scoring, "leadflow_mql_total")
+        reading["attempts"] = metric(feedback, "leadflow_contact_attempts_total")
+        reading["breaches"] = metric(sla, "leadflow_sla_breaches_total", sla="first_response")
+        expected = expected_from(reading["report"])
+        return {k: reading["shown"].get(k) for k in expected} == expected
+
+    eventually_sync(
+        agreeing,
+        timeout=10,
+        interval=1,
+        describe=lambda: f"the page shows {reading['shown']}, "
+        f"the report says {expected_from(reading['report'])}",
+    )
+    shown, report = reading["shown"], reading["report"]
+    mql_metric, attempts_metric = reading["mql"], reading["attempts"]
+    breach_metric = reading["breaches"]
     expected = expected_from(report)
     assert {k: shown.get(k) for k in expected} == expected
     values = numbers(shown)

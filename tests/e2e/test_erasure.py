@@ -5,11 +5,10 @@ every service consumed it; the lead answers 410 Gone."""
 
 import json
 
-import httpx
 import sqlalchemy as sa
 from leadflow.db import Database
 from leadflow.events import CloudEvent
-from leadflow.testing import ADMIN, QUALIFIED_LEAD, SALES, SOURCE, WebhookReceiver, eventually
+from leadflow.testing import ADMIN, QUALIFIED_LEAD, SOURCE, eventually
 
 EMAIL = "zenobia.quarterfield@analytical-engines.example"
 PERSON = {
@@ -76,91 +75,58 @@ async def consumed_by(db: Database, event_id) -> dict[str, int]:  # noqa: ANN001
     return counts
 
 
-async def test_an_erased_lead_leaves_no_personal_data_in_any_service(services, settings):
-    urls = {name: proc.url for name, proc in services.items()}
+async def test_an_erased_lead_leaves_no_personal_data_in_any_service(lead_run, settings):
+    urls, http, receiver = lead_run.urls, lead_run.http, lead_run.receiver
     db = Database(settings.database_url)
     try:
-        async with WebhookReceiver() as receiver, httpx.AsyncClient(timeout=10) as http:
-            rep = (
-                await http.post(
-                    f"{urls['routing']}/v1/reps",
-                    headers=ADMIN,
-                    json={"name": "Rep One", "email": "rep1@vendor.example"},
-                )
-            ).json()
-            endpoint = await http.post(
-                f"{urls['routing']}/v1/webhook-endpoints",
-                headers=ADMIN,
-                json={"url": receiver.url, "event_types": ["lead.routed"]},
-            )
-            assert endpoint.status_code == 201, endpoint.text
+        await lead_run.ingest(PERSON)
+        lead_id = lead_run.lead_id
+        activity = await http.post(
+            f"{urls['ingest']}/v1/activities",
+            headers=SOURCE,
+            json={"lead_id": lead_id, "type": "form_submit", "properties": {"email": EMAIL}},
+        )
+        assert activity.status_code == 202, activity.text
 
-            created = await http.post(f"{urls['ingest']}/v1/leads", headers=SOURCE, json=PERSON)
-            assert created.status_code == 202, created.text
-            lead_id = created.json()["lead_id"]
-            activity = await http.post(
-                f"{urls['ingest']}/v1/activities",
-                headers=SOURCE,
-                json={"lead_id": lead_id, "type": "form_submit", "properties": {"email": EMAIL}},
-            )
-            assert activity.status_code == 202, activity.text
+        [(_, body)] = await lead_run.delivered(timeout=60)
+        assert json.loads(body)["data"]["lead"]["email"] == EMAIL
+        await lead_run.first_response("open", timeout=30)
+        await lead_run.connected_call()
+        await lead_run.first_response("met", timeout=30)
 
-            [(_, body)] = await eventually(lambda: receiver.received, timeout=60)
-            assert json.loads(body)["data"]["lead"]["email"] == EMAIL
+        async def held_everywhere():  # noqa: ANN202
+            hits = await personal_data_hits(db)
+            schemas = {name.split(".")[0] for name in hits}
+            return hits if schemas >= {"ingest", "scoring", "routing", "feedback"} else None
 
-            async def first_response(state):  # noqa: ANN001, ANN202
-                slas = (await http.get(f"{urls['sla-timer']}/v1/leads/{lead_id}/slas")).json()
-                timers = [t for t in slas["timers"] if t["sla"] == "first_response"]
-                return timers and timers[0]["state"] == state
+        before = await eventually(held_everywhere, timeout=60)
+        assert sum(before.values()) >= 6, before
 
-            await eventually(lambda: first_response("open"), timeout=30)
+        erased = await http.delete(f"{urls['ingest']}/v1/leads/{lead_id}", headers=ADMIN)
+        assert erased.status_code == 202, erased.text
+        assert erased.json()["erased_lead_ids"] == [lead_id]
 
-            async def known_to_feedback():  # noqa: ANN202 - its consumer may lag sla-timer's
-                lifecycle = await http.get(f"{urls['feedback']}/v1/leads/{lead_id}/lifecycle")
-                return lifecycle.status_code == 200
+        async def nothing_left():  # noqa: ANN202
+            return await personal_data_hits(db) == {}
 
-            await eventually(known_to_feedback, timeout=60)
-            attempt = await http.post(
-                f"{urls['feedback']}/v1/leads/{lead_id}/attempts",
-                headers=SALES,
-                json={"channel": "call", "rep_id": rep["id"], "outcome": "connected"},
-            )
-            assert attempt.status_code == 202, attempt.text
-            await eventually(lambda: first_response("met"), timeout=30)
+        await eventually(nothing_left, timeout=60)
+        [event] = await erased_events(db, lead_id)
 
-            async def held_everywhere():  # noqa: ANN202
-                hits = await personal_data_hits(db)
-                schemas = {name.split(".")[0] for name in hits}
-                return hits if schemas >= {"ingest", "scoring", "routing", "feedback"} else None
+        async def consumed_everywhere():  # noqa: ANN202
+            counts = await consumed_by(db, event.id)
+            return counts if all(counts.values()) else None
 
-            before = await eventually(held_everywhere, timeout=60)
-            assert sum(before.values()) >= 6, before
+        assert set((await eventually(consumed_everywhere, timeout=60)).values()) == {1}
 
-            erased = await http.delete(f"{urls['ingest']}/v1/leads/{lead_id}", headers=ADMIN)
-            assert erased.status_code == 202, erased.text
-            assert erased.json()["erased_lead_ids"] == [lead_id]
-
-            async def nothing_left():  # noqa: ANN202
-                return await personal_data_hits(db) == {}
-
-            await eventually(nothing_left, timeout=60)
-            [event] = await erased_events(db, lead_id)
-
-            async def consumed_everywhere():  # noqa: ANN202
-                counts = await consumed_by(db, event.id)
-                return counts if all(counts.values()) else None
-
-            assert set((await eventually(consumed_everywhere, timeout=60)).values()) == {1}
-
-            again = await http.delete(f"{urls['ingest']}/v1/leads/{lead_id}", headers=ADMIN)
-            assert (again.status_code, again.json()) == (202, erased.json())
-            assert len(await erased_events(db, lead_id)) == 1
-            gone = await http.get(f"{urls['ingest']}/v1/leads/{lead_id}")
-            assert gone.status_code == 410
-            assert gone.headers["content-type"] == "application/problem+json"
-            score = await http.get(f"{urls['scoring']}/v1/leads/{lead_id}/score")
-            assert score.json()["is_mql"] is True  # the reports keep what names nobody
-            assert len(receiver.received) == 1
-            assert await personal_data_hits(db) == {}
+        again = await http.delete(f"{urls['ingest']}/v1/leads/{lead_id}", headers=ADMIN)
+        assert (again.status_code, again.json()) == (202, erased.json())
+        assert len(await erased_events(db, lead_id)) == 1
+        gone = await http.get(f"{urls['ingest']}/v1/leads/{lead_id}")
+        assert gone.status_code == 410
+        assert gone.headers["content-type"] == "application/problem+json"
+        score = await http.get(f"{urls['scoring']}/v1/leads/{lead_id}/score")
+        assert score.json()["is_mql"] is True  # the reports keep what names nobody
+        assert len(receiver.received) == 1
+        assert await personal_data_hits(db) == {}
     finally:
         await db.dispose()
