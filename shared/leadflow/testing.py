@@ -480,20 +480,26 @@ class MessagingHarness:
         futures = [await self.producer.send(self.topic(topic), value, key=key) for value in values]
         await asyncio.gather(*futures)
 
-    def relay(self):  # noqa: ANN201
-        """An outbox relay running in the background, woken by each commit that emits."""
+    def run(self, work) -> None:  # noqa: ANN001
+        """Run `work()` in the background until the harness exits."""
+        self.tasks.append(asyncio.create_task(work()))
+
+    def relay(self, service: str = "test", producer=None, start: bool = True):  # noqa: ANN001, ANN201
+        """An outbox relay woken by each commit that emits, running in the background unless
+        `start` is False (then `run(relay.run)` starts it)."""
         from leadflow.outbox import OUTBOX_TAG, OutboxRelay
 
         relay = OutboxRelay(
             self.db,
             self.outbox_table,
-            self.producer,
+            producer or self.producer,
             bootstrap=self.settings.kafka_bootstrap,
-            service="test",
+            service=service,
             topic_prefix=self.settings.topic_prefix,
         )
         self.db.on_commit(OUTBOX_TAG, relay.wake)
-        self.tasks.append(asyncio.create_task(relay.run()))
+        if start:
+            self.run(relay.run)
         return relay
 
     async def consume(  # noqa: ANN201

@@ -13,9 +13,8 @@ from leadflow.clock import Clock
 from leadflow.consumer import ConsumerRunner, Subscription
 from leadflow.db import Database, kernel_tables
 from leadflow.events import TOPIC_FEEDBACK, LeadContactAttempt, LeadRouted, make_event
-from leadflow.kafka import make_producer
-from leadflow.outbox import OUTBOX_TAG, Outbox, OutboxRelay
-from leadflow.testing import eventually, service_client
+from leadflow.outbox import Outbox
+from leadflow.testing import MessagingHarness, eventually, service_client
 from leadflow_feedback.models import metadata as feedback_metadata
 from leadflow_sla_timer.firing import measure_open
 from leadflow_sla_timer.models import timers
@@ -34,43 +33,11 @@ def attempt() -> LeadContactAttempt:
     )
 
 
-class Kernel:
-    """A database, a producer and the background loops of one test, stopped at the end."""
+class Kernel(MessagingHarness):
+    """The kernel's loops over feedback's outbox and inbox, stopped at the end of a test."""
 
     def __init__(self, settings) -> None:  # noqa: ANN001
-        self.settings = settings
-        self.db = Database(settings.database_url)
-        self.producer = make_producer(settings, "test")
-        self.tasks: list[asyncio.Task] = []
-        self.runners: list[ConsumerRunner] = []
-
-    async def __aenter__(self) -> "Kernel":
-        await self.producer.start()
-        return self
-
-    async def __aexit__(self, *exc) -> None:  # noqa: ANN002
-        for task in self.tasks:
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
-        for runner in self.runners:
-            await runner.stop()
-        await self.producer.stop()
-        await self.db.dispose()
-
-    def relay(self, service: str, producer=None) -> OutboxRelay:  # noqa: ANN001
-        relay = OutboxRelay(
-            self.db,
-            OUTBOX,
-            producer or self.producer,
-            bootstrap=self.settings.kafka_bootstrap,
-            service=service,
-            topic_prefix=self.settings.topic_prefix,
-        )
-        self.db.on_commit(OUTBOX_TAG, relay.wake)
-        return relay
-
-    def run(self, work) -> None:  # noqa: ANN001
-        self.tasks.append(asyncio.create_task(work()))
+        super().__init__(settings, OUTBOX, INBOX)
 
     async def backdated_row(self, seconds: int) -> None:
         """One unpublished outbox row written `seconds` ago."""
@@ -162,7 +129,7 @@ async def test_consumer_lag_refresh_is_throttled_and_survives_unfetched_partitio
 async def test_outbox_age_and_backlog_report_a_waiting_row_and_clear_once_published(settings):
     service = f"outbox-{uuid.uuid4().hex[:8]}"
     async with Kernel(settings) as k:
-        relay = k.relay(service)
+        relay = k.relay(service, start=False)
         # Another instance holds the relay lock (it is mid-pass): this relay cannot publish,
         # and still reports what waits.
         async with k.db.engine.connect() as other_instance:
@@ -193,7 +160,7 @@ class RefusingBroker:
 async def test_outbox_age_is_reported_while_relay_passes_fail(settings):
     service = f"outbox-{uuid.uuid4().hex[:8]}"
     async with Kernel(settings) as k:
-        relay = k.relay(service, producer=RefusingBroker())
+        relay = k.relay(service, producer=RefusingBroker(), start=False)
         await k.backdated_row(60)
         await k.backdated_row(30)
         k.run(relay.run)
