@@ -442,6 +442,87 @@ async def read_topic(settings: Settings, topic: str, at_least: int, idle: float 
     return got
 
 
+@dataclass
+class LeadRun:
+    """Leads' way through running services: the rep they are routed to, the endpoint their
+    `lead.routed` webhook is signed for and the receiver that endpoint points at. Methods act on
+    the last lead sent unless given another `lead_id`."""
+
+    urls: dict[str, str]
+    http: httpx.AsyncClient
+    receiver: WebhookReceiver
+    rep: dict
+    secret: str
+    lead_id: str = ""
+
+    async def ingest(self, lead: dict) -> dict:
+        """Send the lead from the CRM source; the answer to the source."""
+        created = await self.http.post(f"{self.urls['ingest']}/v1/leads", headers=SOURCE, json=lead)
+        assert created.status_code == 202, created.text
+        self.lead_id = created.json()["lead_id"]
+        return created.json()
+
+    async def delivered(self, timeout: float = 60) -> list[tuple[dict[str, str], bytes]]:
+        """The webhook deliveries, once there is one."""
+        return await eventually(lambda: self.receiver.received, timeout=timeout)
+
+    async def first_response_timer(self, lead_id: str | None = None) -> dict | None:
+        """The lead's first-response SLA timer as sla-timer shows it; None before it opens."""
+        url = f"{self.urls['sla-timer']}/v1/leads/{lead_id or self.lead_id}/slas"
+        timers = (await self.http.get(url)).json().get("timers", [])
+        first = [t for t in timers if t["sla"] == "first_response"]
+        return first[0] if first else None
+
+    async def first_response(
+        self, state: str | None = None, timeout: float = 30, lead_id: str | None = None
+    ) -> dict:
+        """The lead's first-response SLA timer, once it exists (and is in `state`, if given)."""
+
+        async def in_state() -> dict | None:
+            timer = await self.first_response_timer(lead_id)
+            return timer if timer and state in (None, timer["state"]) else None
+
+        return await eventually(in_state, timeout=timeout)
+
+    async def connected_call(self, lead_id: str | None = None) -> None:
+        """The rep's call reaches the lead, reported once feedback knows the lead (its
+        consumer may lag sla-timer's)."""
+        lead_id = lead_id or self.lead_id
+
+        async def known_to_feedback() -> bool:
+            url = f"{self.urls['feedback']}/v1/leads/{lead_id}/lifecycle"
+            return (await self.http.get(url)).status_code == 200
+
+        await eventually(known_to_feedback, timeout=60)
+        attempt = await self.http.post(
+            f"{self.urls['feedback']}/v1/leads/{lead_id}/attempts",
+            headers=SALES,
+            json={"channel": "call", "rep_id": self.rep["id"], "outcome": "connected"},
+        )
+        assert attempt.status_code == 202, attempt.text
+
+
+
+@asynccontextmanager
+async def routed_leads(urls: dict[str, str]) -> AsyncIterator[LeadRun]:
+    """Running services (`urls` by service name) given one rep and a webhook endpoint for
+    `lead.routed` at a local receiver; leads are then sent with `LeadRun.ingest`."""
+    async with WebhookReceiver() as receiver, httpx.AsyncClient(timeout=10) as http:
+        rep = await http.post(
+            f"{urls['routing']}/v1/reps",
+            headers=ADMIN,
+            json={"name": "Rep One", "email": "rep1@vendor.example"},
+        )
+        assert rep.status_code == 201, rep.text
+        endpoint = await http.post(
+            f"{urls['routing']}/v1/webhook-endpoints",
+            headers=ADMIN,
+            json={"url": receiver.url, "event_types": ["lead.routed"]},
+        )
+        assert endpoint.status_code == 201, endpoint.text
+        yield LeadRun(urls, http, receiver, rep.json(), endpoint.json()["secret"])
+
+
 class MessagingHarness:
     """The kernel's messaging over one service's outbox and inbox tables, against the real
     database and broker: a producer, outbox relays and consumer runners, all stopped on exit."""

@@ -36,12 +36,9 @@ from leadflow.clock import Clock
 from leadflow.devstack import die_with_parent, free_port, stop_process, wait_for
 from leadflow.registry import SERVICE_ORDER
 from leadflow.testing import (
-    ADMIN,
-    SALES,
-    SOURCE,
     ServiceProcess,
-    WebhookReceiver,
     eventually,
+    routed_leads,
     sample_lead,
     start_all,
 )
@@ -78,64 +75,33 @@ async def services(settings, tmp_path_factory):
 async def traffic(services, settings):
     """Leads through the whole pipeline: routed, delivered, contacted or left to breach."""
     urls = {name: proc.url for name, proc in services.items()}
-    async with WebhookReceiver() as receiver, httpx.AsyncClient(timeout=10) as http:
-        rep = await http.post(
-            f"{urls['routing']}/v1/reps",
-            headers=ADMIN,
-            json={"name": "Rep One", "email": "rep1@vendor.example"},
-        )
-        assert rep.status_code == 201, rep.text
-        endpoint = await http.post(
-            f"{urls['routing']}/v1/webhook-endpoints",
-            headers=ADMIN,
-            json={"url": receiver.url, "event_types": ["lead.routed"]},
-        )
-        assert endpoint.status_code == 201, endpoint.text
-        leads = []
-        for n in range(CONTACTED + 1):
-            created = await http.post(
-                f"{urls['ingest']}/v1/leads", headers=SOURCE, json=sample_lead(n)
-            )
-            assert created.status_code == 202, created.text
-            leads.append(created.json()["lead_id"])
-
-        async def first_response(lead_id: str) -> dict | None:
-            slas = (await http.get(f"{urls['sla-timer']}/v1/leads/{lead_id}/slas")).json()
-            timers = [t for t in slas.get("timers", []) if t["sla"] == "first_response"]
-            return timers[0] if timers else None
-
-        async def state_is(lead_id: str, state: str) -> dict | None:
-            timer = await first_response(lead_id)
-            return timer if timer and timer["state"] == state else None
+    async with routed_leads(urls) as run:
+        leads = [(await run.ingest(sample_lead(n)))["lead_id"] for n in range(CONTACTED + 1)]
 
         async def contacted(lead_id: str) -> dict | None:
             # The first attempt ends the clock (met_at) and is measured even when a slow
             # machine let the breach fire first; only the state tells the two apart.
-            timer = await first_response(lead_id)
+            timer = await run.first_response_timer(lead_id)
             return timer if timer and timer["met_at"] is not None else None
 
         for lead_id in leads:
-            await eventually(lambda lead_id=lead_id: first_response(lead_id), timeout=120)
+            await run.first_response(lead_id=lead_id, timeout=120)
         for lead_id in leads[:CONTACTED]:
-            attempt = await http.post(
-                f"{urls['feedback']}/v1/leads/{lead_id}/attempts",
-                headers=SALES,
-                json={"channel": "call", "rep_id": rep.json()["id"], "outcome": "connected"},
-            )
-            assert attempt.status_code == 202, attempt.text
+            await run.connected_call(lead_id)
         try:
             for lead_id in leads[:CONTACTED]:
                 await eventually(lambda lead_id=lead_id: contacted(lead_id), timeout=120)
             # A lead routed late in the business day breaches the next morning: wait for the
             # simulated clock to reach its due time, however long that is in real seconds.
             clock = Clock(settings.clock_start, settings.clock_speed, settings.clock_anchor)
-            due = datetime.fromisoformat((await first_response(leads[CONTACTED]))["due_at"])
+            timer = await run.first_response_timer(leads[CONTACTED])
+            due = datetime.fromisoformat(timer["due_at"])
             wait = max(clock.real_seconds(due - clock.now()), 0) + 90
-            await eventually(lambda: state_is(leads[CONTACTED], "breached"), timeout=wait)
-            await eventually(lambda: len(receiver.received) >= len(leads), timeout=120)
+            await run.first_response("breached", timeout=wait, lead_id=leads[CONTACTED])
+            await eventually(lambda: len(run.receiver.received) >= len(leads), timeout=120)
         except AssertionError as exc:
-            timers = [await first_response(lead_id) for lead_id in leads]
-            ready = {n: (await http.get(f"{u}/readyz")).json() for n, u in urls.items()}
+            timers = [await run.first_response_timer(lead_id) for lead_id in leads]
+            ready = {n: (await run.http.get(f"{u}/readyz")).json() for n, u in urls.items()}
             raise AssertionError(f"{exc}; timers {timers}; readiness {ready}") from exc
     return leads
 
