@@ -33,6 +33,7 @@ from leadflow.loops import Stop
 log = logging.getLogger(__name__)
 
 Handler = Callable[[CloudEvent, AsyncSession], Awaitable[None]]
+BatchHandler = Callable[[list[CloudEvent], AsyncSession], Awaitable[None]]
 
 LAG_INTERVAL = 5.0  # real seconds between refreshes of the consumer-lag gauge
 INBOX_ROWS_PER_INSERT = 1000  # inbox rows claimed per multi-row INSERT
@@ -45,7 +46,17 @@ class Reject(Exception):
 
 @dataclass
 class Subscription:
-    """What one consumer group reads and which handler decides each event type."""
+    """What one consumer group reads and which handler decides each event type.
+
+    `after_batch`, when set, runs once per unit of work, after the handlers and in the same
+    transaction, with the events the handlers processed (claimed from the inbox, in arrival
+    order, each once; never a skipped type, a duplicate or a raw record), so that handlers can
+    check and collect their events and leave the writes to one set-based pass over the batch.
+    It does not run when no event was processed. When a failed batch is retried event by
+    event it runs once per event, with that one: a `Reject` or pydantic `ValidationError` it
+    raises then dead-letters the event, any other failure is retried like a handler's. For a
+    batch of several records any failure of it fails the batch (rolled back, then retried
+    event by event)."""
 
     name: str
     topics: tuple[str, ...]
@@ -54,6 +65,7 @@ class Subscription:
     raw_handlers: dict[str, Callable[[ConsumerRecord, AsyncSession], Awaitable[None]]] = field(
         default_factory=dict
     )
+    after_batch: BatchHandler | None = None
 
 
 class _Poison(Exception):
@@ -312,7 +324,8 @@ class ConsumerRunner:
 
         Every record is decoded before anything is written, and the inbox rows of the whole
         batch are claimed with one multi-row insert: a handler runs only for the events that
-        insert claimed, each event once even when the batch holds it twice."""
+        insert claimed, each event once even when the batch holds it twice; then the
+        subscription's `after_batch`, if any, once with the events they processed."""
         decoded = [self._decode(record) for record in records]
         outcomes: list[tuple[str, str]] = []
         async with self.db.unit_of_work() as session:
@@ -321,6 +334,14 @@ class ConsumerRunner:
             )
             for record, (event, handler) in zip(records, decoded, strict=True):
                 outcomes.append(await self._handle(record, event, handler, claimed, session))
+            if self.sub.after_batch is not None:
+                processed = [
+                    event
+                    for (event, _), (_, outcome) in zip(decoded, outcomes, strict=True)
+                    if event is not None and outcome == "processed"
+                ]
+                if processed:
+                    await self._after_batch(records, processed, session)
         self.processed += len(records)
         for event_type, outcome in outcomes:
             metrics.events_consumed.labels(self.service, self.sub.name, event_type, outcome).inc()
@@ -351,6 +372,20 @@ class ConsumerRunner:
                 rows,
             )
         )
+
+    async def _after_batch(
+        self, records: list[ConsumerRecord], events: list[CloudEvent], session: AsyncSession
+    ) -> None:
+        try:
+            await self.sub.after_batch(events, session)
+        except Reject as exc:
+            if len(records) > 1:
+                raise
+            raise _Poison(records[0], str(exc)) from exc
+        except ValidationError as exc:
+            if len(records) > 1:
+                raise
+            raise _Poison(records[0], f"payload of {events[0].type} invalid: {exc}") from exc
 
     async def _handle(
         self,

@@ -1,8 +1,8 @@
 """The timeline of one lead: every event feedback consumed or emitted about it, in order, with
 the facts worth showing and no personal data.
 
-`entry_of` is pure (event → instant and details); `record` stores an entry once per event id,
-so a replayed or redelivered event changes nothing.
+`row_of` is pure (event → its row: instant and details); `add` stores rows once per event id
+(a whole batch in one statement), so a replayed or redelivered event changes nothing.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from leadflow.events import CloudEvent
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from leadflow_feedback.models import leads, timeline
+from leadflow_feedback.models import timeline
 
 # The payload field that says when the fact happened (the envelope's time is when it was
 # written down, which for a backdated attempt or a late SLA firing is not the same).
@@ -158,29 +158,35 @@ def display_name(data: dict[str, Any]) -> str | None:
     return label[:200] or None
 
 
+def row_of(event: CloudEvent) -> dict[str, Any] | None:
+    """The event's timeline row; None for an event about no lead (a period commitment)."""
+    if not about_a_lead(event):
+        return None
+    return {
+        "event_id": event.id,
+        "lead_id": uuid.UUID(event.subject),
+        "type": event.type,
+        "source": event.source,
+        "occurred_at": _instant(event),
+        "details": details_of(event),
+    }
+
+
+_add = insert(timeline).on_conflict_do_nothing(index_elements=[timeline.c.event_id])
+
+
+async def add(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """Add rows (`row_of`) to their leads' timelines in this order; an event already there is
+    left as it is."""
+    if rows:
+        await session.execute(_add, rows)
+
+
 async def record(session: AsyncSession, event: CloudEvent) -> None:
     """Add the event to its lead's timeline; an event already there is left as it is."""
-    if not about_a_lead(event):
-        return
-    await session.execute(
-        insert(timeline)
-        .values(
-            event_id=event.id,
-            lead_id=uuid.UUID(event.subject),
-            type=event.type,
-            source=event.source,
-            occurred_at=_instant(event),
-            details=details_of(event),
-        )
-        .on_conflict_do_nothing(index_elements=[timeline.c.event_id])
-    )
-
-
-async def erase(session: AsyncSession, lead_id: uuid.UUID) -> None:
-    """The lead's personal data leaves feedback: the display name goes; the timeline never held any."""
-    await session.execute(
-        sa.update(leads).where(leads.c.lead_id == lead_id).values(display_name=None)
-    )
+    row = row_of(event)
+    if row is not None:
+        await add(session, [row])
 
 
 async def load(session: AsyncSession, lead_id: uuid.UUID) -> list[dict[str, Any]]:
