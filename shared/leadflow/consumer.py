@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from leadflow import faults, metrics
 from leadflow.db import Database, is_transient
 from leadflow.events import CloudEvent, dlq_topic
-from leadflow.kafka import create_topics
+from leadflow.kafka import TopicLayout, create_topics
 from leadflow.loops import Stop
 
 log = logging.getLogger(__name__)
@@ -115,10 +115,10 @@ class ConsumerRunner:
         max_attempts: int = 5,
         base_backoff: float = 0.2,
         lag_interval: float = LAG_INTERVAL,
-        topic_partitions: int = 6,
+        topics: TopicLayout | None = None,
         stop: Stop | None = None,
     ) -> None:
-        self.topic_partitions = topic_partitions  # of a dead-letter topic created on demand
+        self.topics = topics or TopicLayout()  # of a dead-letter topic created on demand
         self.stop_signal = stop if stop is not None else Stop()
         self.sub = subscription
         self.db = db
@@ -440,7 +440,7 @@ class ConsumerRunner:
                     await create_topics(
                         self.bootstrap,
                         [self.prefix + dlq_topic(topic)],
-                        self.topic_partitions,
+                        self.topics,
                         attempts=2,
                     )
                 await self.stop_signal.pause(1.0)

@@ -18,7 +18,7 @@ from leadflow import faults, metrics
 from leadflow.clock import Clock
 from leadflow.db import Database, is_transient, touch
 from leadflow.events import CloudEvent, Payload, make_event
-from leadflow.kafka import create_topics
+from leadflow.kafka import TopicLayout, create_topics
 from leadflow.loops import Stop
 
 log = logging.getLogger(__name__)
@@ -108,13 +108,13 @@ class OutboxRelay:
         batch_size: int = 500,
         poll_interval: float = 0.5,
         retention_seconds: int = 3600,
-        topic_partitions: int = 6,
+        topics: TopicLayout | None = None,
         stop: Stop | None = None,
     ) -> None:
         self.stop = stop if stop is not None else Stop()
         # Topics this relay has seen exist; any other is created before its first publish (an
         # in-memory broker forgets its topics on restart).
-        self.topic_partitions = topic_partitions
+        self.topics = topics or TopicLayout()
         self.bootstrap = bootstrap
         self._topics_ready: set[str] = set()
         self.db = db
@@ -191,7 +191,7 @@ class OutboxRelay:
     async def _ensure_topics(self, topics: set[str]) -> None:
         missing = sorted(topics - self._topics_ready)
         if missing:
-            await create_topics(self.bootstrap, missing, self.topic_partitions, attempts=2)
+            await create_topics(self.bootstrap, missing, self.topics, attempts=2)
             self._topics_ready.update(missing)
 
     async def _waiting(

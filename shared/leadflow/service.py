@@ -27,7 +27,7 @@ from leadflow.errors import (
     problem_response,
     storable_parameters,
 )
-from leadflow.kafka import make_producer, start_with_retry
+from leadflow.kafka import TopicLayout, make_producer, start_with_retry
 from leadflow.logs import configure_logging
 from leadflow.loops import Stop
 from leadflow.outbox import OUTBOX_TAG, Outbox, OutboxRelay
@@ -223,7 +223,7 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
             service=spec.name,
             topic_prefix=settings.topic_prefix,
             batch_size=settings.outbox_batch_size,
-            topic_partitions=settings.topic_partitions,
+            topics=TopicLayout.of(settings),
             bootstrap=settings.kafka_bootstrap,
             stop=stop,
         )
@@ -256,7 +256,7 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
                 topic_prefix=settings.topic_prefix,
                 batch_size=settings.consumer_batch_size,
                 max_attempts=settings.consumer_max_attempts,
-                topic_partitions=settings.topic_partitions,
+                topics=TopicLayout.of(settings),
                 stop=stop,
             )
             rt.consumers.append(runner)

@@ -56,6 +56,10 @@ class Settings(BaseSettings):
     kafka_bootstrap: str = "127.0.0.1:19092"
     topic_prefix: str = ""
     topic_partitions: int = Field(default=6, ge=1)
+    # How topics Leadflow creates are replicated (1 suits a single broker; 3 with
+    # min.insync.replicas 2 is the usual production cluster). Existing topics are left alone.
+    topic_replication_factor: int = Field(default=1, ge=1)
+    topic_min_insync_replicas: int | None = Field(default=None, ge=1)
     api_keys: list[ApiKeySpec] = Field(
         default_factory=lambda: [ApiKeySpec(name="development", key=DEV_API_KEY)]
     )

@@ -8,6 +8,7 @@ from leadflow.clock import Clock
 from leadflow.consumer import Reject
 from leadflow.db import kernel_tables
 from leadflow.events import TOPIC_FEEDBACK, CloudEvent, dlq_topic
+from leadflow.kafka import TopicLayout, ensure_topics
 from leadflow.outbox import Outbox
 from leadflow.testing import (
     MessagingHarness,
@@ -135,7 +136,7 @@ async def test_the_relay_creates_again_a_topic_the_broker_lost(settings):
     async with Harness(lost) as h:
         outbox = Outbox(OUTBOX, source="test", clock=Clock())
         relay = h.relay()
-        relay.topic_partitions = 2
+        relay.topics = TopicLayout(partitions=2)
         async with h.db.unit_of_work() as session:
             sent = await outbox.emit(session, sample_attempt())
 
@@ -158,3 +159,33 @@ async def test_the_relay_creates_again_a_topic_the_broker_lost(settings):
     finally:
         await admin.close()
     assert len(described["partitions"]) == 2  # created by the relay, as configured
+
+
+async def test_topics_are_created_with_the_configured_layout(settings):
+    prefix = f"layout{uuid.uuid4().hex[:8]}."
+    names = await ensure_topics(
+        settings.model_copy(
+            update={
+                "topic_prefix": prefix,
+                "topic_partitions": 3,
+                "topic_replication_factor": 1,
+                "topic_min_insync_replicas": 1,
+            }
+        ),
+        (TOPIC_FEEDBACK,),
+    )
+    assert names == [prefix + TOPIC_FEEDBACK, prefix + dlq_topic(TOPIC_FEEDBACK)]
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        described = await admin.describe_topics(names)
+    finally:
+        await admin.close()
+    assert [len(d["partitions"]) for d in described] == [3, 3]
+    assert {len(p["replicas"]) for d in described for p in d["partitions"]} == {1}
+    # What a cluster is asked for (the embedded broker keeps one copy whatever it is asked).
+    cluster = TopicLayout.of(
+        settings.model_copy(update={"topic_replication_factor": 3, "topic_min_insync_replicas": 2})
+    ).new_topic("t")
+    assert (cluster.replication_factor, cluster.topic_configs) == (3, {"min.insync.replicas": "2"})
+    assert TopicLayout().new_topic("t").topic_configs == {}
