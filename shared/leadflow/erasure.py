@@ -71,17 +71,23 @@ async def forget_events(
     keys = [str(i) for i in lead_ids]
     if not keys:
         return
-    await session.execute(
-        sa.delete(outbox).where(outbox.c.key.in_(keys), outbox.c.published_at.is_not(None))
-    )
-    waiting = (
+    # Every row of these leads locked first, and each one judged by what it is once locked:
+    # the relay may mark a row published meanwhile, and a row judged "waiting" by one statement
+    # and "published" by the next would be neither deleted nor scrubbed.
+    rows = (
         await session.execute(
-            sa.select(outbox.c.id, outbox.c.payload)
-            .where(outbox.c.key.in_(keys), outbox.c.published_at.is_(None))
+            sa.select(outbox.c.id, outbox.c.payload, outbox.c.published_at)
+            .where(outbox.c.key.in_(keys))
+            .order_by(outbox.c.id)
             .with_for_update()
         )
     ).all()
-    for row in waiting:
+    published = [row.id for row in rows if row.published_at is not None]
+    if published:
+        await session.execute(sa.delete(outbox).where(outbox.c.id.in_(published)))
+    for row in rows:
+        if row.published_at is not None:
+            continue
         event = CloudEvent.from_bytes(row.payload)
         if event.type == "lead.erased":
             continue
