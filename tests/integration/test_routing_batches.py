@@ -1,0 +1,428 @@
+"""Routing handles a whole poll batch of MQLs as a set (real PostgreSQL and broker): a batch of
+many leads across rules, strategies, account owners, capacities and working hours, with copies
+of events, a re-sent MQL, an erased and an already routed lead, ends in exactly the state that
+handling the same events one by one gives; a poison event in a batch is dead-lettered alone
+while its neighbours are routed once and the rolled-back batch leaves nothing behind.
+
+Every event is published on one topic and one key (one partition), so that the consumer reads
+them in the order they were sent and a poll returns many of them at once; the reference run
+reads the same events with polls of one record each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import uuid
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+
+import orjson
+import sqlalchemy as sa
+from leadflow.clock import Clock
+from leadflow.consumer import ConsumerRunner
+from leadflow.db import Database, kernel_tables
+from leadflow.events import (
+    TOPIC_SCORING,
+    CloudEvent,
+    LeadCompany,
+    LeadMql,
+    LeadSource,
+    LeadStatusChanged,
+    dlq_topic,
+    make_event,
+)
+from leadflow.kafka import make_producer
+from leadflow.outbox import Outbox
+from leadflow.testing import eventually, read_topic
+from leadflow_routing import handlers
+from leadflow_routing.erasure import erased_leads
+from leadflow_routing.models import (
+    accounts,
+    assignments,
+    deliveries,
+    metadata,
+    reps,
+    rules,
+    teams,
+    webhook_endpoints,
+)
+
+OUTBOX, INBOX = kernel_tables(metadata)
+FALLBACK = handlers.FALLBACK_TEAM_ID
+T0 = datetime(2025, 3, 3, 9, tzinfo=UTC)
+
+
+def fixed(name: str) -> uuid.UUID:
+    return uuid.uuid5(uuid.NAMESPACE_URL, f"leadflow-routing-batches/{name}")
+
+
+TEAMS = {
+    "rr": ("round_robin", {"channel": ["inbound"], "country": ["pl"]}),
+    "weighted": ("weighted", {"channel": ["partner"]}),
+    "balanced": ("load_balanced", {"channel": ["outbound"]}),
+}
+# name: (team, fields)
+REPS = {
+    "ada": ("rr", {}),
+    "bob": ("rr", {}),
+    "cyd": ("rr", {"out_of_office": True}),
+    "dee": ("weighted", {"weight": 3}),
+    "eve": ("weighted", {"weight": 1}),
+    "fay": ("balanced", {"capacity": 3}),
+    "gus": ("balanced", {"capacity": 2}),
+    "hal": ("fallback", {"working_hours": {"sun": []}}),  # never within working hours
+    "ivy": ("fallback", {}),
+    "jon": ("fallback", {}),
+}
+ALL_ENDPOINT, WEIGHTED_ENDPOINT = fixed("endpoint/all"), fixed("endpoint/weighted")
+ERASED, ROUTED_BEFORE = fixed("lead/erased"), fixed("lead/routed-before")
+
+
+def team_id(name: str) -> uuid.UUID:
+    return FALLBACK if name == "fallback" else fixed(f"team/{name}")
+
+
+async def set_up(db: Database) -> None:
+    """The same teams, reps (fixed ids: round robin orders by id), rules, accounts, endpoints,
+    one erased and one routed lead in every database."""
+    async with db.unit_of_work() as session:
+        for name, (strategy, _) in TEAMS.items():
+            await session.execute(
+                sa.insert(teams).values(id=team_id(name), name=name, strategy=strategy)
+            )
+        for priority, (name, (_, conditions)) in enumerate(TEAMS.items()):
+            await session.execute(
+                sa.insert(rules).values(
+                    id=fixed(f"rule/{name}"), name=name, priority=priority,
+                    conditions=conditions, team_id=team_id(name),
+                )
+            )  # fmt: skip
+        for name, (team, fields) in REPS.items():
+            await session.execute(
+                sa.insert(reps).values(id=fixed(f"rep/{name}"), team_id=team_id(team), name=name, **fields)
+            )  # fmt: skip
+        # an owner who takes their account's leads, one who is away (the rule decides)
+        for domain, rep in (("owned.example", "bob"), ("away.example", "cyd")):
+            await session.execute(
+                sa.insert(accounts).values(
+                    domain=domain, rep_id=fixed(f"rep/{rep}"), team_id=team_id("rr"), since=T0
+                )
+            )
+        for endpoint_id, team in ((ALL_ENDPOINT, None), (WEIGHTED_ENDPOINT, "weighted")):
+            await session.execute(
+                sa.insert(webhook_endpoints).values(
+                    id=endpoint_id, url="http://127.0.0.1:9/hook", secrets=["s"],
+                    event_types=["lead.routed"], team_id=team and team_id(team),
+                )
+            )  # fmt: skip
+        await session.execute(sa.insert(erased_leads).values(lead_id=ERASED, erased_at=T0))
+        await session.execute(
+            sa.insert(assignments).values(
+                id=fixed("assignment/before"), lead_id=ROUTED_BEFORE, team_id=team_id("rr"),
+                rep_id=fixed("rep/ada"), reason="mql", trace={}, mql={}, created_at=T0,
+            )
+        )  # fmt: skip
+
+
+def mql(lead_id: uuid.UUID, channel: str, country: str, domain: str | None) -> LeadMql:
+    return LeadMql(
+        lead_id=lead_id,
+        fit=90,
+        engagement=40.0,
+        intent_tier=1,
+        channel=channel,
+        source=LeadSource(system="hubspot", channel=channel, campaign="batch"),
+        company=LeadCompany(name=f"Co {lead_id.hex[:6]}", domain=domain, country=country),
+        email=f"lead-{lead_id.hex[:8]}@example.com",
+        promoted_at=T0,
+    )
+
+
+def mqls() -> list[LeadMql]:
+    """Leads of every path in turn: rule teams of every strategy, the fallback queue, account
+    owners present and away, domains first seen in the batch (their later leads go to the rep
+    their first one got), no domain."""
+    shapes = [
+        ("inbound", "PL", None),
+        ("partner", "DE", "shared-{k}.example"),
+        ("outbound", "US", None),
+        ("inbound", "DE", None),
+        ("inbound", "PL", "owned.example"),
+        ("inbound", "PL", "away.example"),
+        ("inbound", "PL", "shared-{k}.example"),
+        ("outbound", "PL", "new-{n}.example"),
+    ]
+    made = []
+    for n in range(64):
+        channel, country, domain = shapes[n % len(shapes)]
+        domain = domain and domain.format(k=n % 3, n=n)
+        made.append(mql(fixed(f"lead/{n}"), channel, country, domain))
+    return made
+
+
+class Routing:
+    """Routing's subscriptions, each in a consumer runner of its own (own database, own
+    topics), reading polls of `batch_size` records; counts the events each batch pass got."""
+
+    def __init__(self, settings, batch_size: int) -> None:  # noqa: ANN001
+        self.settings = settings
+        self.batch_size = batch_size
+        self.db = Database(settings.database_url)
+        self.producer = make_producer(settings, "test-routing-batches")
+        clock = Clock()
+        rt = SimpleNamespace(clock=clock, outbox=Outbox(OUTBOX, source="routing", clock=clock))
+        self.subscriptions = {s.name: s for s in handlers.subscriptions(rt)}
+        self.passes: list[int] = []
+        self.runners: list[ConsumerRunner] = []
+        self.tasks: list[asyncio.Task] = []
+
+    async def __aenter__(self) -> Routing:
+        await set_up(self.db)
+        await self.producer.start()
+        return self
+
+    async def __aexit__(self, *exc) -> None:  # noqa: ANN002
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        for runner in self.runners:
+            await runner.stop()
+        await self.producer.stop()
+        await self.db.dispose()
+
+    async def consume(self, values: list[bytes], handled: int, name: str = "mql") -> None:
+        """Publish to the subscription's topic, then run its consumer until `handled` of its
+        events are in the inbox."""
+        subscription = self.subscriptions[name]
+        batch_pass = subscription.after_batch
+
+        async def counted(events: list[CloudEvent], session) -> None:  # noqa: ANN001
+            self.passes.append(len(events))
+            await batch_pass(events, session)
+
+        runner = ConsumerRunner(
+            dataclasses.replace(subscription, after_batch=counted),
+            self.db,
+            INBOX,
+            self.producer,
+            service="routing",
+            bootstrap=self.settings.kafka_bootstrap,
+            topic_prefix=self.settings.topic_prefix,
+            batch_size=self.batch_size,
+            max_attempts=2,
+            base_backoff=0.01,
+        )
+        self.runners.append(runner)
+        self.passes.clear()
+        topic = self.settings.topic_prefix + subscription.topics[0]
+        futures = [await self.producer.send(topic, value, key=b"one-key") for value in values]
+        await asyncio.gather(*futures)
+        await runner.start()
+        self.tasks.append(asyncio.create_task(runner.run()))
+
+        async def inbox_holds() -> bool:
+            async with self.db.unit_of_work() as session:
+                count = await session.scalar(
+                    sa.select(sa.func.count()).where(INBOX.c.consumer == name)
+                )
+            return count >= handled
+
+        await eventually(inbox_holds, timeout=120)
+
+    async def state(self) -> dict:
+        """Everything routing wrote, without the ids and instants each run makes anew."""
+        async with self.db.unit_of_work() as session:
+            rows = (
+                await session.execute(sa.select(assignments).order_by(assignments.c.lead_id))
+            ).all()
+            owners = (await session.execute(sa.select(accounts).order_by(accounts.c.domain))).all()
+            positions = (await session.execute(sa.select(teams.c.name, teams.c.rr_position))).all()
+            queued = (
+                await session.execute(
+                    sa.select(deliveries.c.lead_id, deliveries.c.endpoint_id, deliveries.c.body)
+                )
+            ).all()
+            outbox = (
+                await session.execute(sa.select(OUTBOX.c.payload).order_by(OUTBOX.c.id))
+            ).all()
+        routed = [CloudEvent.from_bytes(r.payload).data for r in outbox]
+        by_assignment = {r.id: r.lead_id for r in rows}
+        return {
+            "assignments": [
+                (r.lead_id, r.team_id, r.rep_id, r.reason, r.current, r.trace) for r in rows
+            ],
+            "accounts": [(a.domain, a.rep_id, a.team_id) for a in owners],
+            "positions": sorted(positions),
+            "deliveries": sorted(
+                (
+                    str(d.lead_id),
+                    str(d.endpoint_id),
+                    orjson.loads(d.body)["data"]["assignment"]["rep_name"],
+                    str(by_assignment[uuid.UUID(orjson.loads(d.body)["data"]["assignment"]["id"])]),
+                )
+                for d in queued
+            ),
+            "routed": [(e["lead_id"], e["team"], e["rep_id"], e["reason"]) for e in routed],
+            "assignment_ids": {
+                (e["lead_id"], by_assignment[uuid.UUID(e["assignment_id"])]) for e in routed
+            },
+        }
+
+
+async def test_a_batch_of_mqls_is_routed_as_handling_them_one_by_one(stack):
+    leads = mqls()
+    sent = [make_event(m, source="test") for m in leads]
+    # the same lead promoted again later (a new event): it stays where its first MQL put it
+    sent.append(make_event(leads[5], source="test"))
+    # an erased lead and a lead routed before this batch
+    sent.append(make_event(mql(ERASED, "inbound", "PL", None), source="test"))
+    sent.append(make_event(mql(ROUTED_BEFORE, "inbound", "PL", None), source="test"))
+    # copies: every seventh event again right behind itself, the first five again at the end
+    values = [v for i, e in enumerate(sent) for v in [e.to_bytes()] * (2 if i % 7 == 0 else 1)]
+    values += [e.to_bytes() for e in sent[:5]]
+
+    states, passes = {}, {}
+    for batch_size in (500, 1):
+        async with Routing(await stack.isolated_settings(), batch_size) as routing:
+            await routing.consume(values, len(sent))
+            states[batch_size] = await routing.state()
+            passes[batch_size] = routing.passes
+    assert max(passes[1]) == 1
+    # the batch pass saw many leads at once, and every event once
+    assert max(passes[500]) >= 50, passes[500]
+    assert sum(passes[500]) == len(sent), passes[500]
+    batched, one_by_one = states[500], states[1]
+    for part in batched:
+        assert batched[part] == one_by_one[part], part
+
+    rep = {fixed(f"rep/{name}"): name for name in REPS}
+    got = {lead_id: rep.get(rep_id) for lead_id, _, rep_id, *_ in batched["assignments"]}
+    # each lead once: the re-sent MQL, the copies and the lead routed before change nothing;
+    # the erased lead is not routed
+    assert len(batched["routed"]) == len(leads)
+    assert ERASED not in got and got[ROUTED_BEFORE] == "ada"
+    assert all(current for *_, current, _ in batched["assignments"])
+    # the owner takes the account's leads; an away owner's go by the rule
+    owned = [m.lead_id for m in leads if m.company.domain == "owned.example"]
+    away = [m.lead_id for m in leads if m.company.domain == "away.example"]
+    assert {got[i] for i in owned} == {"bob"}
+    assert {got[i] for i in away} <= {"ada", "bob"}
+    # a domain first seen in the batch belongs to the rep its first lead got
+    owners = {domain: rep.get(rep_id) for domain, rep_id, _ in batched["accounts"]}
+    for k in range(3):
+        domain = f"shared-{k}.example"
+        first = next(m.lead_id for m in leads if m.company.domain == domain)
+        assert {got[m.lead_id] for m in leads if m.company.domain == domain} == {got[first]}
+        assert owners[domain] == got[first]
+    # load balanced: the capacities hold inside the batch, the rest find no one
+    balanced = Counter(got[m.lead_id] for m in leads if m.channel == "outbound")
+    assert balanced == {"fay": 3, "gus": 2, None: len(leads) // 4 - 5}
+    # the fallback queue: hal is never within working hours
+    assert {got[m.lead_id] for m in leads[3::8]} == {"ivy", "jon"}
+    # each team's round-robin position moved once per lead it got by rule, not by account
+    by_rule = Counter(
+        team for _, team, _, _, _, trace in batched["assignments"]
+        if trace and trace["strategy"] != "account_owner"
+    )  # fmt: skip
+    positions = dict(batched["positions"])
+    assert {name: positions[name] for name in ("rr", "weighted", "fallback", "balanced")} == {
+        name: by_rule[team_id(name)] for name in ("rr", "weighted", "fallback", "balanced")
+    }
+    rr = [
+        got[lead_id] for lead_id, team, _, _, _, trace in batched["assignments"]
+        if team == team_id("rr") and trace and trace["strategy"] == "round_robin"
+    ]  # fmt: skip
+    # cyd is away: the turn passes on, both others get leads
+    assert set(rr) == {"ada", "bob"}
+    # one delivery per lead to the endpoint of every team, one more for the weighted team's
+    per_lead = Counter(d[0] for d in batched["deliveries"])
+    teams_of = {lead_id: team for lead_id, team, *_ in batched["assignments"]}
+    for m in leads:
+        expected = 2 if teams_of[m.lead_id] == team_id("weighted") else 1
+        assert per_lead[str(m.lead_id)] == expected, m
+    assert all(lead_id == owner for lead_id, *_, owner in batched["deliveries"])
+    assert all(lead_id == str(owner) for lead_id, owner in batched["assignment_ids"])
+
+
+async def test_a_poison_event_in_a_batch_is_dead_lettered_and_its_neighbours_route(settings):
+    good = [mql(uuid.uuid4(), "inbound", "DE", None) for _ in range(30)]
+    # refused by its handler: an MQL without its lead
+    broken = make_event(good[0], source="test")
+    no_lead = broken.model_copy(
+        update={"data": {k: v for k, v in broken.data.items() if k != "lead_id"}}
+    )
+    # accepted by its handler, refused by PostgreSQL in the batch pass (no NUL in jsonb)
+    nul = mql(uuid.uuid4(), "inbound", "DE", None)
+    nul = nul.model_copy(update={"company": LeadCompany(name="Nul\x00Co", country="DE")})
+    events = [make_event(m, source="test") for m in good]
+    values = [e.to_bytes() for e in events[:10]] + [no_lead.to_bytes()]
+    values += [e.to_bytes() for e in events[10:20]] + [make_event(nul, source="test").to_bytes()]
+    values += [e.to_bytes() for e in events[20:]]
+
+    async with Routing(settings, 500) as routing:
+        await routing.consume(values, len(good))
+        dead = await read_topic(
+            settings, settings.topic_prefix + dlq_topic(TOPIC_SCORING), 2, idle=2.0
+        )
+        state = await routing.state()
+        async with routing.db.unit_of_work() as session:
+            handled = set(await session.scalars(sa.select(INBOX.c.event_id)))
+    assert sorted(CloudEvent.from_bytes(d.value).id for d in dead) == sorted(
+        [no_lead.id, CloudEvent.from_bytes(values[21]).id]
+    )
+    errors = {CloudEvent.from_bytes(d.value).id: dict(d.headers)["leadflow-error"] for d in dead}
+    assert errors[no_lead.id].startswith(b"payload of lead.mql invalid")
+    # the failed batch was rolled back and replayed event by event: every neighbour was routed
+    # once, the poison events left nothing (no assignment, event, delivery or position move)
+    assert handled == {e.id for e in events}
+    routed = {uuid.UUID(lead_id) for lead_id, *_ in state["routed"]}
+    assert routed == {m.lead_id for m in good}
+    assert len(state["routed"]) == len(good)
+    assert len(state["deliveries"]) == len(good)
+    assert dict(state["positions"])["fallback"] == len(good)
+    fallback = {rep_id for _, team, rep_id, _ in state["routed"] if team == "fallback"}
+    assert fallback == {str(fixed("rep/ivy")), str(fixed("rep/jon"))}
+
+
+async def test_status_changes_close_open_work_once_at_the_first_closing_change(settings):
+    leads = [mql(uuid.uuid4(), "inbound", "DE", None) for _ in range(6)]
+    t1, t2 = T0 + timedelta(days=1), T0 + timedelta(days=2)
+
+    def change(lead: LeadMql, status: str, at: datetime) -> CloudEvent:
+        return make_event(
+            LeadStatusChanged(lead_id=lead.lead_id, from_status="working", status=status,
+                              changed_at=at),
+            source="test",
+        )  # fmt: skip
+
+    changes = [
+        change(leads[0], "won", t1),
+        change(leads[1], "working", t1),  # still open work
+        change(leads[2], "recycled", t1),
+        change(leads[0], "lost", t2),  # closed already: the first instant stays
+        change(leads[3], "sal", t1),
+        change(leads[3], "returned", t2),
+        change(mql(uuid.uuid4(), "inbound", "DE", None), "won", t1),  # never routed here
+    ]
+    values = [e.to_bytes() for e in changes] + [changes[0].to_bytes(), changes[2].to_bytes()]
+    async with Routing(settings, 500) as routing:
+        await routing.consume([make_event(m, source="test").to_bytes() for m in leads], 6)
+        await routing.consume(values, len(changes), name="feedback")
+        assert max(routing.passes) > 1, routing.passes
+        async with routing.db.unit_of_work() as session:
+            closed = dict(
+                (
+                    await session.execute(sa.select(assignments.c.lead_id, assignments.c.closed_at))
+                ).all()
+            )
+    assert closed == {
+        leads[0].lead_id: t1,
+        leads[1].lead_id: None,
+        leads[2].lead_id: t1,
+        leads[3].lead_id: t2,
+        leads[4].lead_id: None,
+        leads[5].lead_id: None,
+        ROUTED_BEFORE: None,  # set up open, no change for it
+    }
