@@ -1,16 +1,31 @@
-"""Scoring's event handlers: every lead change or activity re-scores the lead; MQLs are promoted once."""
+"""Scoring's event handlers: every lead change or activity re-scores the lead; MQLs are promoted once.
+
+A unit of work is handled as a set: each event's handler only checks its payload and says what
+it changes (a `Change`); the subscription's `after_batch` then applies the whole batch with a
+fixed number of statements whatever its size. It locks the touched leads' score rows (in key
+order) and reads them once, with the product usage of their accounts within the PQL window,
+replays the changes in arrival order in memory — re-scoring the lead after each one, so that
+every `lead.scored` and the one promotion come out exactly as if the events had come one by
+one — and writes the changed rows, the new usage, the PQL claims and the outgoing events with
+one statement each. Merges and erasures, rare, add a statement or two of their own. The
+decay reviewer re-scores its due leads with the same machinery.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import uuid
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from leadflow import metrics
 from leadflow.consumer import Subscription
-from leadflow.db import JSON, kernel_tables, touch
+from leadflow.db import kernel_tables, touch
 from leadflow.erasure import forget_events, without_personal_data
 from leadflow.events import (
     TOPIC_FEEDBACK,
@@ -25,7 +40,7 @@ from leadflow.events import (
 )
 from leadflow.policy import Policy
 from leadflow.service import Runtime
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects.postgresql import ARRAY, UUID, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadflow_scoring import rules
@@ -61,6 +76,124 @@ REVIEW_TAG = "scoring.review"
 # (None while it is awake and will look again anyway).
 REVIEW_WAKE = "scoring.review_wake"
 REVIEW_PLANNED = "scoring.review_planned"
+# session.info key of the unit of work's checked events: event id -> Change (None: no effect).
+BATCH = "leadflow_scoring.batch"
+OUTBOX = kernel_tables(metadata)[0]
+# Every column of a score row but its key, as the batch writes it back.
+SCORE_COLUMNS = tuple(c.name for c in lead_scores.c if c.name != "lead_id")
+
+_ids = sa.bindparam("ids", type_=ARRAY(UUID(as_uuid=True)))
+_accounts = sa.bindparam("accounts", type_=ARRAY(sa.Text))
+_since = sa.bindparam("since", type_=sa.DateTime(timezone=True))
+# A lead not known yet gets an empty row first, so that every touched lead can be locked and
+# read (the batch then writes what its events say into it); RETURNING names the new ones.
+_create_rows = (
+    insert(lead_scores)
+    .on_conflict_do_nothing(index_elements=[lead_scores.c.lead_id])
+    .returning(lead_scores.c.lead_id)
+)
+_lock_rows = (
+    sa.select(lead_scores)
+    .where(lead_scores.c.lead_id == sa.any_(_ids))
+    .order_by(lead_scores.c.lead_id)
+    .with_for_update()
+)
+_write_rows = (
+    sa.update(lead_scores)
+    .where(lead_scores.c.lead_id == sa.bindparam("key"))
+    .values({name: sa.bindparam(name) for name in SCORE_COLUMNS})
+)
+_delete_rows = sa.delete(lead_scores).where(lead_scores.c.lead_id == sa.any_(_ids))
+_u = product_usage.c
+_usage_accounts = (
+    sa.select(_u.account).where(_u.lead_id == sa.any_(_ids), _u.occurred_at > _since).distinct()
+)
+# A PQL account is never weighed again: only the usage of the others is read.
+_usage_of = sa.select(product_usage).where(
+    _u.account == sa.any_(_accounts),
+    _u.occurred_at > _since,
+    ~sa.exists().where(pql_accounts.c.account == _u.account),
+)
+_promoted_of = sa.select(pql_accounts.c.account).where(pql_accounts.c.account == sa.any_(_accounts))
+_usage_known = sa.select(_u.activity_id, _u.lead_id).where(_u.activity_id == sa.any_(_ids))
+_add_usage = insert(product_usage).on_conflict_do_nothing()
+_move_usage = (
+    sa.update(product_usage)
+    .where(_u.lead_id == sa.any_(_ids))
+    .values(lead_id=sa.bindparam("survivor", type_=UUID(as_uuid=True)))
+)
+_drop_usage = sa.delete(product_usage).where(
+    _u.lead_id == sa.bindparam("lead", type_=UUID(as_uuid=True))
+)
+# A score row as it is created, before the values of the event that creates it.
+NEW_ROW: dict[str, Any] = {
+    **dict.fromkeys(SCORE_COLUMNS),
+    "lead": {}, "interactions": [], "breakdown": [], "reasons": [],
+    "fit": 0, "engagement": 0.0, "intent_tier": 0, "is_mql": False,
+}  # fmt: skip
+_claim_accounts = insert(pql_accounts).on_conflict_do_nothing().returning(pql_accounts.c.account)
+
+
+class ClaimLost(Exception):
+    """Another unit of work promoted an account this batch promoted too: the batch is retried
+    (event by event), and then sees that promotion."""
+
+
+# What one event changes, as its handler checked it.
+@dataclass(frozen=True)
+class LeadChanged:
+    """A lead snapshot from ingest; a merge names the leads it absorbed."""
+
+    lead_id: uuid.UUID
+    snapshot: dict[str, Any]
+    merged: tuple[uuid.UUID, ...] = ()
+
+
+@dataclass(frozen=True)
+class Engaged:
+    """An activity that counts as an engagement kind (`entry` of the interactions)."""
+
+    lead_id: uuid.UUID
+    entry: dict[str, Any]
+    activity: LeadActivity
+
+
+@dataclass(frozen=True)
+class Erased:
+    lead_id: uuid.UUID
+
+
+@dataclass(frozen=True)
+class Recycled:
+    """Sales recycled the lead: why, when, and until when it rests in nurture."""
+
+    lead_id: uuid.UUID
+    values: dict[str, Any]
+
+
+Change = LeadChanged | Engaged | Erased | Recycled
+
+
+@dataclass
+class Usage:
+    """One product_usage row: a product_usage activity kept for its account's PQL thresholds."""
+
+    activity_id: uuid.UUID
+    lead_id: uuid.UUID
+    account: str
+    user_id: str
+    feature: str | None
+    occurred_at: datetime
+
+
+@dataclass
+class Known:
+    """A lead's score row as the batch found it and changes it; `exists` is False while the
+    row is not there for the events replayed so far (new, or absorbed by a merge)."""
+
+    row: dict[str, Any]
+    stored: dict[str, Any] | None  # as the database holds it (None: no row)
+    exists: bool
 
 
 def _account_of(activity: LeadActivity, lead: dict) -> str:
@@ -75,147 +208,294 @@ def _account_of(activity: LeadActivity, lead: dict) -> str:
     return domain or str(activity.lead_id)
 
 
-async def pql_verdict(
-    session: AsyncSession, lead_id: uuid.UUID, now: datetime, policy: Policy
-) -> tuple[str | None, tuple[bool, list[str]] | None]:
-    """The PQL verdict of the lead's product accounts within the window: the first account
-    that crosses a threshold and is not a PQL yet (with its reasons); else no account and the
-    reasons of the last account that fell short; (None, None) without product usage."""
-    since = now - policy.scoring.pql.window
-    u = product_usage.c
-    accounts = (
-        (
-            await session.execute(
-                sa.select(u.account)
-                .where(u.lead_id == lead_id, u.occurred_at > since)
-                .where(~sa.exists().where(pql_accounts.c.account == u.account))
-                .distinct()
-                .order_by(u.account)
-            )
+class ScoreBook:
+    """The score rows of the leads a unit of work touches and the product usage of their
+    accounts within the PQL window: read once, changed in memory event by event in arrival
+    order (each change followed by the re-score handling it alone would do), written once.
+
+    Outgoing events wait in `pending` and are written in order with one `emit_many`; an
+    erasure writes what waits first, so that `forget_events` redacts it as it would have."""
+
+    def __init__(self, rt: Runtime, session: AsyncSession, now: datetime) -> None:
+        self.rt = rt
+        self.policy: Policy = rt.policy
+        self.session = session
+        self.now = now
+        self.since = now - self.policy.scoring.pql.window
+        self.leads: dict[uuid.UUID, Known] = {}
+        # product usage of the loaded accounts within the window, and the rows this batch adds
+        self.usage: dict[uuid.UUID, Usage] = {}
+        self.usage_of_lead: dict[uuid.UUID, dict[uuid.UUID, Usage]] = {}
+        self.loaded_accounts: set[str] = set()
+        self.promoted_accounts: set[str] = set()
+        self.stored_usage: dict[uuid.UUID, uuid.UUID] = {}  # activity id -> lead, in the database
+        self.new_usage: dict[uuid.UUID, Usage] = {}
+        self.usage_moves: list[tuple[Any, dict[str, Any]]] = []  # merges and erasures, in order
+        self.claims: list[dict[str, Any]] = []
+        self.pending: list[tuple[Any, str | None]] = []
+        self.promoted: list[str] = []
+
+    # -- reading ---------------------------------------------------------------------------
+
+    async def load(
+        self,
+        ids: list[uuid.UUID],
+        *,
+        create: bool = True,
+        absorbed: Sequence[uuid.UUID] = (),
+        usage: Sequence[Engaged] = (),
+        snapshots: Mapping[uuid.UUID, list[dict]] | None = None,
+    ) -> None:
+        """Lock and read the rows of `ids` (created empty first when `create`) and of the
+        `absorbed` leads of merges, then the product usage of every account involved."""
+        ids = sorted(set(ids))
+        created: set[uuid.UUID] = set()
+        if create and ids:
+            rows = [{"lead_id": i, "lead": {}, "interactions": [], "breakdown": []} for i in ids]
+            created = set(await self.session.scalars(_create_rows, rows))
+        locked = sorted(set(ids) | set(absorbed))
+        if not locked:
+            return
+        for row in (await self.session.execute(_lock_rows, {"ids": locked})).mappings():
+            lead_id = row["lead_id"]
+            self.leads[lead_id] = Known(dict(row), dict(row), lead_id not in created)
+        for lead_id in locked:
+            if lead_id not in self.leads:  # an absorbed lead scoring never heard of
+                self.leads[lead_id] = Known({}, None, False)
+
+        accounts = set(
+            await self.session.scalars(_usage_accounts, {"ids": locked, "since": self.since})
         )
-        .scalars()
-        .all()
-    )
-    verdict: tuple[str | None, tuple[bool, list[str]] | None] = (None, None)
-    for account in accounts:
-        in_window = sa.and_(u.account == account, u.occurred_at > since)
-        features = (
-            await session.execute(
-                sa.select(u.feature, sa.func.count())
-                .where(in_window, u.feature.is_not(None))
-                .group_by(u.feature)
+        if usage:
+            # accounts the batch's usage may land in, whichever snapshot the lead has then
+            for engaged in usage:
+                known = self.leads[engaged.lead_id]
+                leads = [known.row.get("lead") or {}, *(snapshots or {}).get(engaged.lead_id, [])]
+                accounts.update(_account_of(engaged.activity, lead) for lead in leads)
+            found = await self.session.execute(
+                _usage_known, {"ids": [e.activity.activity_id for e in usage]}
             )
-        ).all()
-        users = await session.scalar(
-            sa.select(sa.func.count(sa.distinct(u.user_id))).where(in_window)
+            self.stored_usage = {activity_id: lead_id for activity_id, lead_id in found}
+        await self.load_accounts(accounts)
+
+    async def load_accounts(self, accounts: set[str]) -> None:
+        """Read the usage within the window and the PQL verdicts of accounts not read yet."""
+        missing = sorted(accounts - self.loaded_accounts)
+        if not missing:
+            return
+        self.loaded_accounts.update(missing)
+        params = {"accounts": missing, "since": self.since}
+        for row in (await self.session.execute(_usage_of, params)).mappings():
+            if row["activity_id"] not in self.usage:
+                self._remember(Usage(**row))
+        self.promoted_accounts.update(await self.session.scalars(_promoted_of, params))
+
+    # -- changing --------------------------------------------------------------------------
+
+    def _create(self, lead_id: uuid.UUID, **values: Any) -> Known:
+        """The lead's row comes to be, as a new row holds it, with `values`."""
+        known = self.leads[lead_id]
+        known.row = {**NEW_ROW, "lead_id": lead_id, **values}
+        known.exists = True
+        return known
+
+    async def apply(self, change: Change) -> None:
+        """One event's change, then the re-score handling it alone would do."""
+        if isinstance(change, LeadChanged):
+            known = self.leads[change.lead_id]
+            if not known.exists:
+                self._create(change.lead_id, lead=change.snapshot)
+            elif not known.row["lead"].get("erased"):
+                # an erased lead is not filled again by an event published before its erasure
+                known.row["lead"] = change.snapshot
+            if change.merged:
+                await self._absorb(change.lead_id, change.merged)
+            await self.rescore(change.lead_id)
+        elif isinstance(change, Engaged):
+            known = self.leads[change.lead_id]
+            if not known.exists:
+                known = self._create(change.lead_id, interactions=[change.entry])
+            else:
+                known.row["interactions"] = [*known.row["interactions"], change.entry]
+            if change.activity.activity_type == "product_usage":
+                await self._record_usage(change.activity, known.row["lead"])
+            await self.rescore(change.lead_id)
+        elif isinstance(change, Erased):
+            await self._erase(change.lead_id)
+        elif isinstance(change, Recycled):
+            known = self.leads[change.lead_id]
+            if not known.exists:
+                self._create(change.lead_id, recycle_intent_tier=0, **change.values)
+            else:
+                known.row.update(change.values, recycle_intent_tier=known.row["intent_tier"])
+            await self.rescore(change.lead_id)
+
+    async def _absorb(self, survivor: uuid.UUID, merged: tuple[uuid.UUID, ...]) -> None:
+        """Two leads were one person: the survivor takes their interactions, and an MQL already
+        promoted for either stays promoted once (sales got it; it is not sent again)."""
+        rows = []
+        for lead_id in merged:
+            known = self.leads[lead_id]
+            if known.exists:
+                rows.append(known.row)
+                known.exists = False
+        if not rows:
+            return
+        for lead_id in merged:
+            moved = self.usage_of_lead.pop(lead_id, {})
+            for usage in moved.values():
+                usage.lead_id = survivor
+            self.usage_of_lead.setdefault(survivor, {}).update(moved)
+        for activity_id, lead_id in self.stored_usage.items():
+            if lead_id in merged:
+                self.stored_usage[activity_id] = survivor
+        self.usage_moves.append((_move_usage, {"ids": list(merged), "survivor": survivor}))
+        row = self.leads[survivor].row
+        row["interactions"] = [*row["interactions"], *(i for r in rows for i in r["interactions"])]
+        earliest = min((r["mql_at"] for r in rows if r["mql_at"] is not None), default=None)
+        if earliest is not None and row["mql_at"] is None:
+            row["mql_at"] = earliest
+
+    async def _record_usage(self, activity: LeadActivity, lead: dict) -> None:
+        """Keep a product_usage activity for its account's PQL thresholds."""
+        if activity.activity_id in self.stored_usage or activity.activity_id in self.new_usage:
+            return  # recorded already
+        props = activity.properties
+        user = props.get("user_id") or props.get("user") or activity.lead_id
+        feature = props.get("feature")
+        usage = Usage(
+            activity_id=activity.activity_id,
+            lead_id=activity.lead_id,
+            account=_account_of(activity, lead or {}),
+            user_id=str(user),
+            feature=str(feature) if feature not in (None, "") else None,
+            occurred_at=rules.aware(activity.occurred_at),
         )
-        usage = rules.ProductUsage(account, dict(features), int(users or 0))
-        decided = rules.is_pql(usage, policy)
-        if decided[0]:
-            return account, decided
-        verdict = (None, decided)
-    return verdict
+        await self.load_accounts({usage.account})
+        self.new_usage[usage.activity_id] = usage
+        self._remember(usage)
 
+    def _remember(self, usage: Usage) -> None:
+        self.usage[usage.activity_id] = usage
+        self.usage_of_lead.setdefault(usage.lead_id, {})[usage.activity_id] = usage
 
-async def rescore(
-    rt: Runtime,
-    session: AsyncSession,
-    lead_id: uuid.UUID,
-    now: datetime | None = None,
-    *,
-    row: sa.Row | None = None,
-) -> None:
-    """Score the lead at `now` (the clock's now by default), emit lead.scored when the score
-    changed and lead.mql when the lead is promoted; plan its next review. `row`: the lead's
-    score row as this transaction just wrote (and so locked) it, saving the read."""
-    if row is None:
-        row = (
-            await session.execute(
-                sa.select(lead_scores).where(lead_scores.c.lead_id == lead_id).with_for_update()
-            )
-        ).first()
-    if row is None or not row.lead:
-        return  # an activity before its lead: scored when the lead arrives
-    if row.lead.get("erased"):
-        return  # the person is erased: the last score stays for the reports, nothing is promoted
-    policy = rt.policy
-    now = now or rt.clock.now()
-    interactions = interactions_of(row.interactions)
-    result = rules.evaluate(facts_of(row.lead, policy), interactions, now, policy)
-    breakdown = [
-        BreakdownItem(rule=b.rule, points=b.points, detail=b.detail) for b in result.breakdown
-    ]
-    changed = (result.fit, round(result.engagement, 2), result.intent_tier, result.is_mql) != (
-        row.fit,
-        round(row.engagement, 2),
-        row.intent_tier,
-        row.is_mql,
-    ) or row.scored_at is None
+    async def _erase(self, lead_id: uuid.UUID) -> None:
+        """The lead's personal data goes: its snapshot keeps only what names nobody, its product
+        usage (user ids, accounts as the product names them) is deleted, and its outbox rows are
+        forgotten. Scores, breakdown and interactions stay; the lead is never scored again."""
+        known = self.leads[lead_id]
+        if not known.exists:  # erased before scoring heard of it: whatever arrives late stays inert
+            self._create(lead_id, lead={"erased": True})
+        elif not known.row["lead"].get("erased"):
+            known.row.update(lead=without_personal_data(known.row["lead"]), next_review_at=None)
+        for activity_id in self.usage_of_lead.pop(lead_id, {}):
+            del self.usage[activity_id]
+            self.new_usage.pop(activity_id, None)
+        for activity_id in [a for a, lead in self.stored_usage.items() if lead == lead_id]:
+            del self.stored_usage[activity_id]
+        self.usage_moves.append((_drop_usage, {"lead": lead_id}))
+        await self.flush_events()
+        await forget_events(self.session, OUTBOX, [lead_id])
 
-    account, pql = await pql_verdict(session, lead_id, now, policy)
-    state = rules.PromotionState(
-        promoted=row.mql_at is not None,
-        routable=row.lead.get("routable", True),
-        nurture_until=row.nurture_until,
-        recycle_intent_tier=row.recycle_intent_tier or 0,
-    )
-    kind, promotion_reasons = rules.promotion(result, pql, state, now, policy)
-    if kind == "pql":
-        claimed = await session.scalar(
-            insert(pql_accounts)
-            .values(account=account, lead_id=lead_id, promoted_at=now)
-            .on_conflict_do_nothing()
-            .returning(pql_accounts.c.account)
+    # -- scoring ---------------------------------------------------------------------------
+
+    def pql_verdict(self, lead_id: uuid.UUID) -> tuple[str | None, tuple[bool, list[str]] | None]:
+        """The PQL verdict of the lead's product accounts within the window: the first account
+        that crosses a threshold and is not a PQL yet (with its reasons); else no account and
+        the reasons of the last account that fell short; (None, None) without product usage."""
+        since = self.since
+        accounts = sorted(
+            {
+                u.account
+                for u in self.usage_of_lead.get(lead_id, {}).values()
+                if u.occurred_at > since
+            }
+            - self.promoted_accounts
         )
-        if claimed is None:
-            kind = None  # another lead of the account was promoted meanwhile
+        verdict: tuple[str | None, tuple[bool, list[str]] | None] = (None, None)
+        for account in accounts:
+            in_window = [
+                u for u in self.usage.values() if u.account == account and u.occurred_at > since
+            ]
+            features = Counter(u.feature for u in in_window if u.feature is not None)
+            users = len({u.user_id for u in in_window})
+            decided = rules.is_pql(rules.ProductUsage(account, dict(features), users), self.policy)
+            if decided[0]:
+                return account, decided
+            verdict = (None, decided)
+        return verdict
 
-    review = rules.next_decay_at(interactions, now, policy)
-    still_nurtured = kind is None and row.nurture_until is not None and now < row.nurture_until
-    if still_nurtured:
-        review = min(review or row.nurture_until, row.nurture_until)
-    values: dict = {
-        "fit": result.fit,
-        "engagement": result.engagement,
-        "intent_tier": result.intent_tier,
-        "is_mql": result.is_mql,
-        "breakdown": [b.model_dump() for b in breakdown],
-        "reasons": list(result.mql_reasons),
-        "policy_version": policy.version,
-        "scored_at": now,
-        "next_review_at": review,
-    }
-    if kind is not None:
-        values |= {"mql_at": now, "mql_kind": kind, "nurture_until": None}
-    await session.execute(
-        sa.update(lead_scores).where(lead_scores.c.lead_id == lead_id).values(**values)
-    )
-    planned = rt.state.get(REVIEW_PLANNED)
-    if review is not None and (planned is None or review < planned):
-        touch(session, REVIEW_TAG)
+    async def rescore(self, lead_id: uuid.UUID) -> None:
+        """Score the lead at the book's `now`; a lead.scored when the score changed and a
+        lead.mql when the lead is promoted wait in `pending`; plan its next review."""
+        known = self.leads[lead_id]
+        row = known.row
+        if not known.exists or not row["lead"]:
+            return  # an activity before its lead: scored when the lead arrives
+        if row["lead"].get("erased"):
+            return  # the person is erased: the last score stays for the reports, nothing is promoted
+        policy, now = self.policy, self.now
+        interactions = interactions_of(row["interactions"])
+        result = rules.evaluate(facts_of(row["lead"], policy), interactions, now, policy)
+        breakdown = [
+            BreakdownItem(rule=b.rule, points=b.points, detail=b.detail) for b in result.breakdown
+        ]
+        changed = (result.fit, round(result.engagement, 2), result.intent_tier, result.is_mql) != (
+            row["fit"],
+            round(row["engagement"], 2),
+            row["intent_tier"],
+            row["is_mql"],
+        ) or row["scored_at"] is None
 
-    events: list = []
-    if changed:
-        events.append(
-            (
-                LeadScored(
+        account, pql = self.pql_verdict(lead_id)
+        state = rules.PromotionState(
+            promoted=row["mql_at"] is not None,
+            routable=row["lead"].get("routable", True),
+            nurture_until=row["nurture_until"],
+            recycle_intent_tier=row["recycle_intent_tier"] or 0,
+        )
+        kind, promotion_reasons = rules.promotion(result, pql, state, now, policy)
+        if kind == "pql":
+            self.promoted_accounts.add(account)
+            self.claims.append({"account": account, "lead_id": lead_id, "promoted_at": now})
+
+        review = rules.next_decay_at(interactions, now, policy)
+        nurture_until = row["nurture_until"]
+        still_nurtured = kind is None and nurture_until is not None and now < nurture_until
+        if still_nurtured:
+            review = min(review or nurture_until, nurture_until)
+        row.update(
+            fit=result.fit,
+            engagement=result.engagement,
+            intent_tier=result.intent_tier,
+            is_mql=result.is_mql,
+            breakdown=[b.model_dump() for b in breakdown],
+            reasons=list(result.mql_reasons),
+            policy_version=policy.version,
+            scored_at=now,
+            next_review_at=review,
+        )
+        if kind is not None:
+            row.update(mql_at=now, mql_kind=kind, nurture_until=None)
+        planned = self.rt.state.get(REVIEW_PLANNED)
+        if review is not None and (planned is None or review < planned):
+            touch(self.session, REVIEW_TAG)
+
+        if changed:
+            scored = LeadScored(
                 lead_id=lead_id,
                 fit=result.fit,
                 engagement=result.engagement,
                 intent_tier=result.intent_tier,
                 is_mql=result.is_mql,
                 breakdown=breakdown,
-                    scored_at=now,
-                    reasons=list(result.mql_reasons),
-                ),
-                policy.version,
+                scored_at=now,
+                reasons=list(result.mql_reasons),
             )
-        )
-    if kind is not None:
-        lead = LeadSnapshot.model_validate(row.lead)
-        events.append(
-            (
-                LeadMql(
+            self.pending.append((scored, policy.version))  # lead.scored before lead.mql
+        if kind is not None:
+            lead = LeadSnapshot.model_validate(row["lead"])
+            mql = LeadMql(
                 lead_id=lead_id,
                 kind=kind,
                 fit=result.fit,
@@ -233,16 +513,70 @@ async def rescore(
                 role=lead.role,
                 seniority=lead.seniority,
                 intent_note=lead.intent_note,
-                key_activities=row.interactions[-10:],
-                    promoted_at=now,
-                    reasons=promotion_reasons,
-                ),
-                policy.version,
+                key_activities=row["interactions"][-10:],
+                promoted_at=now,
+                reasons=promotion_reasons,
             )
-        )
-    await rt.outbox.emit_many(session, events)  # lead.scored before lead.mql, one round trip
-    if kind is not None:
-        metrics.mql_promoted.labels(kind).inc()
+            self.pending.append((mql, policy.version))
+            self.promoted.append(kind)
+
+    # -- writing ---------------------------------------------------------------------------
+
+    async def flush_events(self) -> None:
+        await self.rt.outbox.emit_many(self.session, self.pending)
+        self.pending = []
+
+    async def write(self) -> None:
+        """Write what the replay changed: the waiting events, the score rows (absorbed ones
+        deleted), the product usage and the PQL claims."""
+        await self.flush_events()
+        gone = sorted(i for i, k in self.leads.items() if not k.exists and k.stored is not None)
+        if gone:
+            await self.session.execute(_delete_rows, {"ids": gone})
+        changed = [
+            {"key": lead_id, **{name: k.row[name] for name in SCORE_COLUMNS}}
+            for lead_id, k in self.leads.items()
+            if k.exists and k.row != k.stored
+        ]
+        if changed:
+            await self.session.execute(_write_rows, changed)
+        # merges and erasures reach the usage rows stored before this batch; the batch's own
+        # rows are inserted as the replay left them
+        for statement, params in self.usage_moves:
+            await self.session.execute(statement, params)
+        if self.new_usage:
+            rows = [vars(u) for u in self.new_usage.values()]
+            await self.session.execute(_add_usage, rows)
+        if self.claims:
+            claimed = set(await self.session.scalars(_claim_accounts, self.claims))
+            if len(claimed) < len(self.claims):
+                raise ClaimLost(sorted({c["account"] for c in self.claims} - claimed))
+        for kind in self.promoted:
+            metrics.mql_promoted.labels(kind).inc()
+
+
+async def apply_batch(rt: Runtime, session: AsyncSession, changes: list[Change]) -> None:
+    """Apply a unit of work's checked events in arrival order (see the module's docstring)."""
+    if not changes:
+        return
+    book = ScoreBook(rt, session, rt.clock.now())
+    snapshots: dict[uuid.UUID, list[dict]] = {}
+    for change in changes:
+        if isinstance(change, LeadChanged):
+            snapshots.setdefault(change.lead_id, []).append(change.snapshot)
+    await book.load(
+        [change.lead_id for change in changes],
+        absorbed=[i for c in changes if isinstance(c, LeadChanged) for i in c.merged],
+        usage=[
+            c
+            for c in changes
+            if isinstance(c, Engaged) and c.activity.activity_type == "product_usage"
+        ],
+        snapshots=snapshots,
+    )
+    for change in changes:
+        await book.apply(change)
+    await book.write()
 
 
 async def review_due(rt: Runtime, now: datetime | None = None, limit: int = 200) -> int:
@@ -264,15 +598,16 @@ async def review_due(rt: Runtime, now: datetime | None = None, limit: int = 200)
             .scalars()
             .all()
         )
-        for lead_id in due:
-            await rescore(rt, session, lead_id, now=now)
         if due:
-            # A lead that could not be scored (no snapshot yet) waits for its next event.
-            await session.execute(
-                sa.update(lead_scores)
-                .where(s.lead_id.in_(due), s.next_review_at <= now)
-                .values(next_review_at=None)
-            )
+            book = ScoreBook(rt, session, now)
+            await book.load(list(due), create=False)
+            for lead_id in due:
+                await book.rescore(lead_id)
+                row = book.leads[lead_id].row
+                if row["next_review_at"] is not None and row["next_review_at"] <= now:
+                    # A lead that could not be scored (no snapshot yet) waits for its next event.
+                    row["next_review_at"] = None
+            await book.write()
     return len(due)
 
 
@@ -308,179 +643,64 @@ async def on_start(rt: Runtime) -> None:
     rt.db.on_commit(REVIEW_TAG, wake.set)
 
 
-async def absorb(session: AsyncSession, survivor: uuid.UUID, merged: list[uuid.UUID]) -> None:
-    """Two leads were one person: the survivor takes their interactions, and an MQL already
-    promoted for either stays promoted once (sales got it; it is not sent again)."""
-    rows = (
-        await session.execute(
-            sa.delete(lead_scores)
-            .where(lead_scores.c.lead_id.in_(merged))
-            .returning(lead_scores.c.interactions, lead_scores.c.mql_at)
-        )
-    ).all()
-    if not rows:
-        return
-    await session.execute(
-        sa.update(product_usage).where(product_usage.c.lead_id.in_(merged)).values(lead_id=survivor)
-    )
-    interactions = [i for row in rows for i in row.interactions]
-    earliest_mql = min((row.mql_at for row in rows if row.mql_at is not None), default=None)
-    values: dict = {
-        "interactions": lead_scores.c.interactions.op("||")(
-            sa.bindparam("absorbed", interactions, type_=JSON)
-        )
-    }
-    if earliest_mql is not None:
-        values["mql_at"] = sa.func.coalesce(lead_scores.c.mql_at, earliest_mql)
-    await session.execute(
-        sa.update(lead_scores).where(lead_scores.c.lead_id == survivor).values(**values)
-    )
-
-
-async def record_usage(
-    session: AsyncSession, activity: LeadActivity, lead: dict | None = None
-) -> None:
-    """Keep a product_usage activity for its account's PQL thresholds (`lead`: the lead's
-    snapshot when the caller has it)."""
-    if lead is None:
-        lead = await session.scalar(
-            sa.select(lead_scores.c.lead).where(lead_scores.c.lead_id == activity.lead_id)
-        )
-    props = activity.properties
-    user = props.get("user_id") or props.get("user") or activity.lead_id
-    feature = props.get("feature")
-    await session.execute(
-        insert(product_usage)
-        .values(
-            activity_id=activity.activity_id,
-            lead_id=activity.lead_id,
-            account=_account_of(activity, lead or {}),
-            user_id=str(user),
-            feature=str(feature) if feature not in (None, "") else None,
-            occurred_at=rules.aware(activity.occurred_at),
-        )
-        .on_conflict_do_nothing()
-    )
-
-
-async def erase(session: AsyncSession, lead_id: uuid.UUID) -> None:
-    """The lead's personal data goes: its snapshot keeps only what names nobody, its product
-    usage (user ids, accounts as the product names them) is deleted, and its outbox rows are
-    forgotten. Scores, breakdown and interactions stay; the lead is never scored again."""
-    lead = await session.scalar(
-        sa.select(lead_scores.c.lead).where(lead_scores.c.lead_id == lead_id).with_for_update()
-    )
-    if lead is not None and not lead.get("erased"):
-        await session.execute(
-            sa.update(lead_scores)
-            .where(lead_scores.c.lead_id == lead_id)
-            .values(lead=without_personal_data(lead), next_review_at=None)
-        )
-    elif lead is None:  # erased before scoring heard of it: whatever arrives late stays inert
-        await session.execute(
-            insert(lead_scores)
-            .values(lead_id=lead_id, lead={"erased": True}, interactions=[], breakdown=[])
-            .on_conflict_do_nothing()
-        )
-    await session.execute(sa.delete(product_usage).where(product_usage.c.lead_id == lead_id))
-    await forget_events(session, kernel_tables(metadata)[0], [lead_id])
-
-
-def subscriptions(rt: Runtime) -> list[Subscription]:
-    async def on_lead(event: CloudEvent, session: AsyncSession) -> None:
+def change_of(rt: Runtime, event: CloudEvent) -> Change | None:
+    """What an event changes; None for one scoring ignores. Raises pydantic's ValidationError
+    for a payload that does not hold its schema."""
+    if event.type in ("lead.created", "lead.updated"):
         lead = LeadSnapshot.model_validate(event.data)
-        snapshot = lead.model_dump(mode="json")
-        row = (
-            await session.execute(
-                insert(lead_scores)
-                .values(lead_id=lead.lead_id, lead=snapshot, interactions=[], breakdown=[])
-                .on_conflict_do_update(
-                    index_elements=[lead_scores.c.lead_id],
-                    set_={"lead": snapshot},
-                    # an erased lead is not filled again by an event published before its erasure
-                    where=~lead_scores.c.lead.has_key("erased"),
-                )
-                .returning(*lead_scores.c)
-            )
-        ).first()
-        merged = [uuid.UUID(str(i)) for i in (event.data.get("merged_lead_ids") or [])]
-        if merged:
-            await absorb(session, lead.lead_id, merged)
-            row = None  # the survivor took the merged leads' interactions: read it again
-        await rescore(rt, session, lead.lead_id, row=row)
-
-    async def on_activity(event: CloudEvent, session: AsyncSession) -> None:
+        merged = tuple(uuid.UUID(str(i)) for i in (event.data.get("merged_lead_ids") or []))
+        return LeadChanged(lead.lead_id, lead.model_dump(mode="json"), merged)
+    if event.type == "lead.activity":
         activity = LeadActivity.model_validate(event.data)
         kind = rules.activity_kind(activity.activity_type, activity.page_category)
         if kind is None:
-            return
-        entry = [
-            {
-                "kind": kind,
-                "type": activity.activity_type,
-                "occurred_at": activity.occurred_at.isoformat(),
-            }
-        ]
-        row = (
-            await session.execute(
-                insert(lead_scores)
-                .values(lead_id=activity.lead_id, lead={}, interactions=entry, breakdown=[])
-                .on_conflict_do_update(
-                    index_elements=[lead_scores.c.lead_id],
-                    set_={
-                        "interactions": lead_scores.c.interactions.op("||")(
-                            sa.bindparam("entry", entry, type_=JSON)
-                        )
-                    },
-                )
-                .returning(*lead_scores.c)
-            )
-        ).first()
-        if activity.activity_type == "product_usage":
-            await record_usage(session, activity, row.lead if row is not None else None)
-        await rescore(rt, session, activity.lead_id, row=row)
-
-    async def on_erased(event: CloudEvent, session: AsyncSession) -> None:
-        await erase(session, uuid.UUID(event.subject))
-
-    async def on_status(event: CloudEvent, session: AsyncSession) -> None:
+            return None
+        entry = {
+            "kind": kind,
+            "type": activity.activity_type,
+            "occurred_at": activity.occurred_at.isoformat(),
+        }
+        return Engaged(activity.lead_id, entry, activity)
+    if event.type == "lead.erased":
+        return Erased(uuid.UUID(event.subject))
+    if event.type == "lead.status_changed":
         change = LeadStatusChanged.model_validate(event.data)
         if change.status != "recycled":
-            return
+            return None
         changed_at = rules.aware(change.changed_at)
         nurture_until = change.nurture_until or changed_at + rt.policy.nurture_for(change.reason)
-        recycle = {
+        values = {
             "recycled_at": changed_at,
             "recycle_reason": change.reason,
             "nurture_until": rules.aware(nurture_until),
         }
-        await session.execute(
-            insert(lead_scores)
-            .values(
-                lead_id=change.lead_id,
-                lead={},
-                interactions=[],
-                breakdown=[],
-                recycle_intent_tier=0,
-                **recycle,
-            )
-            .on_conflict_do_update(
-                index_elements=[lead_scores.c.lead_id],
-                set_={**recycle, "recycle_intent_tier": lead_scores.c.intent_tier},
-            )
-        )
-        await rescore(rt, session, change.lead_id)
+        return Recycled(change.lead_id, values)
+    return None
+
+
+def subscriptions(rt: Runtime) -> list[Subscription]:
+    async def check(event: CloudEvent, session: AsyncSession) -> None:
+        """Check the event and say what it changes; the batch pass applies it."""
+        session.info.setdefault(BATCH, {})[event.id] = change_of(rt, event)
+
+    async def after_batch(events: list[CloudEvent], session: AsyncSession) -> None:
+        checked = session.info.pop(BATCH, {})
+        changes = [checked[event.id] for event in events]
+        await apply_batch(rt, session, [change for change in changes if change is not None])
 
     return [
         Subscription(
             "leads",
             (TOPIC_INGEST,),
-            handlers={
-                "lead.created": on_lead,
-                "lead.updated": on_lead,
-                "lead.activity": on_activity,
-                "lead.erased": on_erased,
-            },
+            handlers=dict.fromkeys(
+                ("lead.created", "lead.updated", "lead.activity", "lead.erased"), check
+            ),
+            after_batch=after_batch,
         ),
-        Subscription("feedback", (TOPIC_FEEDBACK,), handlers={"lead.status_changed": on_status}),
+        Subscription(
+            "feedback",
+            (TOPIC_FEEDBACK,),
+            handlers={"lead.status_changed": check},
+            after_batch=after_batch,
+        ),
     ]
