@@ -43,12 +43,19 @@ class TimedReceiver(WebhookReceiver):
             self.sample = (headers, body)
 
     async def wait_for(self, lead_ids: list[str], within: float) -> int:
-        """Wait until every lead's webhook arrived; returns how many are still missing."""
+        """Wait until every lead's webhook arrived, with a progress line every 10 s; returns
+        how many are still missing."""
         deadline = time.monotonic() + within
+        waiting = set(lead_ids)
+        last_report = time.monotonic()
         while True:
-            missing = sum(1 for lead_id in lead_ids if lead_id not in self.arrivals)
-            if missing == 0 or time.monotonic() >= deadline:
-                return missing
+            waiting = {lead_id for lead_id in waiting if lead_id not in self.arrivals}
+            now = time.monotonic()
+            if not waiting or now >= deadline:
+                return len(waiting)
+            if now - last_report >= 10:
+                last_report = now
+                progress(f"  webhooks received {len(lead_ids) - len(waiting)}/{len(lead_ids)}")
             await asyncio.sleep(0.05)
 
 
