@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -604,3 +605,120 @@ class MessagingHarness:
         self.runners.append(runner)
         self.tasks.append(asyncio.create_task(runner.run()))
         return runner
+
+
+def interleave(runs: list[list]) -> list:
+    """Step i of every run before step i + 1 of any: each poll batch mixes many leads."""
+    return [run[i] for i in range(max(map(len, runs))) for run in runs if i < len(run)]
+
+
+class BatchRun:
+    """A service's subscriptions, each in a consumer runner of its own over `settings` (own
+    database, own topics), reading polls of `batch_size` records and started when first
+    consumed from; `passes` holds how many events each batch pass (`after_batch`) got. Tests
+    run the same events at two batch sizes and compare what the service wrote."""
+
+    def __init__(  # noqa: ANN001
+        self, settings: Settings, service: str, subscriptions, inbox, batch_size: int
+    ) -> None:
+        from leadflow.db import Database
+        from leadflow.kafka import make_producer
+
+        self.settings = settings
+        self.service = service
+        self.inbox = inbox
+        self.batch_size = batch_size
+        self.subscriptions = {s.name: s for s in subscriptions}
+        self.default = next(iter(self.subscriptions))
+        self.db = Database(settings.database_url)
+        self.producer = make_producer(settings, f"test-{service}-batches")
+        self.passes: list[int] = []
+        self.runners: dict[str, Any] = {}
+        self.tasks: list[asyncio.Task] = []
+
+    async def __aenter__(self):  # noqa: ANN204
+        await self.producer.start()
+        return self
+
+    async def __aexit__(self, *exc) -> None:  # noqa: ANN002
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        for runner in self.runners.values():
+            await runner.stop()
+        await self.producer.stop()
+        await self.db.dispose()
+
+    @property
+    def runner(self):  # noqa: ANN201
+        """The runner of the default subscription."""
+        return self.runners[self.default]
+
+    def subscription(self, name: str | None = None, topic: str | None = None):  # noqa: ANN201
+        if name is None and topic is not None:
+            return next(s for s in self.subscriptions.values() if topic in s.topics)
+        return self.subscriptions[name or self.default]
+
+    def topic_for(self, subscription) -> str:  # noqa: ANN001
+        """Where events for `subscription` are published when no topic is named: its first."""
+        return subscription.topics[0]
+
+    async def publish(self, values: list[bytes], topic: str | None = None) -> None:
+        """Publish raw values in order on one key (one partition), so polls return them in
+        order; to `topic`, or the default subscription's topic (`topic_for`)."""
+        name = self.settings.topic_prefix + (topic or self.topic_for(self.subscription()))
+        futures = [await self.producer.send(name, value, key=b"one-key") for value in values]
+        await asyncio.gather(*futures)
+
+    async def start(self, name: str):  # noqa: ANN201
+        """The subscription's runner, started with its batch pass counted (once)."""
+        import dataclasses
+
+        from leadflow.consumer import ConsumerRunner
+
+        if name not in self.runners:
+            subscription = self.subscriptions[name]
+            batch_pass = subscription.after_batch
+
+            async def counted(events: list, session) -> None:  # noqa: ANN001
+                self.passes.append(len(events))
+                await batch_pass(events, session)
+
+            runner = ConsumerRunner(
+                dataclasses.replace(subscription, after_batch=counted if batch_pass else None),
+                self.db,
+                self.inbox,
+                self.producer,
+                service=self.service,
+                bootstrap=self.settings.kafka_bootstrap,
+                topic_prefix=self.settings.topic_prefix,
+                batch_size=self.batch_size,
+                max_attempts=2,
+                base_backoff=0.01,
+            )
+            await runner.start()
+            self.runners[name] = runner
+            self.tasks.append(asyncio.create_task(runner.run()))
+        return self.runners[name]
+
+    async def consume(
+        self,
+        values: list[bytes],
+        handled: int,
+        topic: str | None = None,
+        *,
+        subscription: str | None = None,
+    ) -> None:
+        """Publish to `topic` (or the subscription's, `topic_for`), then run the subscription
+        reading it until the inbox holds `handled` events in all."""
+        sub = self.subscription(subscription, topic)
+        await self.publish(values, topic or self.topic_for(sub))
+        await self.start(sub.name)
+        await eventually(lambda: self.inbox_count(handled), timeout=120)
+
+    async def inbox_count(self, at_least: int) -> bool:
+        import sqlalchemy as sa
+
+        async with self.db.unit_of_work() as session:
+            count = await session.scalar(sa.select(sa.func.count()).select_from(self.inbox))
+        return count >= at_least

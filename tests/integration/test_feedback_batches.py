@@ -10,8 +10,6 @@ reads the same events with polls of one record each.
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
 import itertools
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -19,8 +17,7 @@ from types import SimpleNamespace
 
 import sqlalchemy as sa
 from leadflow.clock import Clock
-from leadflow.consumer import ConsumerRunner
-from leadflow.db import Database, kernel_tables
+from leadflow.db import kernel_tables
 from leadflow.events import (
     TOPIC_SCORING,
     CloudEvent,
@@ -38,10 +35,9 @@ from leadflow.events import (
     dlq_topic,
     make_event,
 )
-from leadflow.kafka import make_producer
 from leadflow.outbox import Outbox
 from leadflow.policy import load_policy
-from leadflow.testing import eventually, read_topic
+from leadflow.testing import BatchRun, interleave, read_topic
 from leadflow_feedback import handlers
 from leadflow_feedback.models import leads, metadata, status_history, timeline
 
@@ -103,73 +99,19 @@ def events_of(lead_id: uuid.UUID, t0: datetime) -> dict[str, CloudEvent]:
     }
 
 
-def interleave(runs: list[list[CloudEvent]]) -> list[CloudEvent]:
-    """Step i of every lead before step i + 1 of any: each batch mixes many leads."""
-    return [run[i] for i in range(max(map(len, runs))) for run in runs if i < len(run)]
-
-
-class Feedback:
+class Feedback(BatchRun):
     """Feedback's lifecycle subscription in a consumer runner of its own (own database, own
     topics), reading polls of `batch_size` records; counts the events each batch pass got."""
 
     def __init__(self, settings, batch_size: int) -> None:  # noqa: ANN001
-        self.settings = settings
-        self.db = Database(settings.database_url)
-        self.producer = make_producer(settings, "test-feeder")
         rt = SimpleNamespace(
             policy=load_policy(settings.policy_file),
             outbox=Outbox(OUTBOX, source="feedback", clock=Clock()),
         )
-        [subscription] = handlers.subscriptions(rt)
-        self.passes: list[int] = []
-        batch_pass = subscription.after_batch
+        super().__init__(settings, "feedback", handlers.subscriptions(rt), INBOX, batch_size)
 
-        async def counted(events: list[CloudEvent], session) -> None:  # noqa: ANN001
-            self.passes.append(len(events))
-            await batch_pass(events, session)
-
-        self.runner = ConsumerRunner(
-            dataclasses.replace(subscription, after_batch=counted),
-            self.db,
-            INBOX,
-            self.producer,
-            service="feedback",
-            bootstrap=settings.kafka_bootstrap,
-            topic_prefix=settings.topic_prefix,
-            batch_size=batch_size,
-            max_attempts=2,
-            base_backoff=0.01,
-        )
-        self.task: asyncio.Task | None = None
-
-    async def __aenter__(self) -> Feedback:
-        await self.producer.start()
-        return self
-
-    async def __aexit__(self, *exc) -> None:  # noqa: ANN002
-        if self.task is not None:
-            self.task.cancel()
-            await asyncio.gather(self.task, return_exceptions=True)
-        await self.runner.stop()
-        await self.producer.stop()
-        await self.db.dispose()
-
-    async def publish(self, values: list[bytes]) -> None:
-        topic = self.settings.topic_prefix + TOPIC_SCORING
-        futures = [await self.producer.send(topic, value, key=b"one-key") for value in values]
-        await asyncio.gather(*futures)
-
-    async def consume(self, values: list[bytes], handled: int) -> None:
-        """Publish, then run the consumer until `handled` events are in the inbox."""
-        await self.publish(values)
-        await self.runner.start()
-        self.task = asyncio.create_task(self.runner.run())
-        await eventually(lambda: self.inbox_count(handled), timeout=120)
-
-    async def inbox_count(self, at_least: int) -> bool:
-        async with self.db.unit_of_work() as session:
-            count = await session.scalar(sa.select(sa.func.count()).select_from(INBOX))
-        return count >= at_least
+    def topic_for(self, subscription) -> str:  # noqa: ANN001
+        return TOPIC_SCORING  # where the poison test looks for dead letters
 
     async def state(self, lead_ids: list[uuid.UUID]) -> dict[uuid.UUID, dict]:
         """Each lead's row, status history (instants and reasons included) and timeline."""

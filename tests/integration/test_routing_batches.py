@@ -11,8 +11,6 @@ reads the same events with polls of one record each.
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
 import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -21,7 +19,6 @@ from types import SimpleNamespace
 import orjson
 import sqlalchemy as sa
 from leadflow.clock import Clock
-from leadflow.consumer import ConsumerRunner
 from leadflow.db import Database, kernel_tables
 from leadflow.events import (
     TOPIC_SCORING,
@@ -33,9 +30,8 @@ from leadflow.events import (
     dlq_topic,
     make_event,
 )
-from leadflow.kafka import make_producer
 from leadflow.outbox import Outbox
-from leadflow.testing import eventually, read_topic
+from leadflow.testing import BatchRun, read_topic
 from leadflow_routing import handlers
 from leadflow_routing.erasure import erased_leads
 from leadflow_routing.models import (
@@ -162,74 +158,19 @@ def mqls() -> list[LeadMql]:
     return made
 
 
-class Routing:
+class Routing(BatchRun):
     """Routing's subscriptions, each in a consumer runner of its own (own database, own
     topics), reading polls of `batch_size` records; counts the events each batch pass got."""
 
     def __init__(self, settings, batch_size: int) -> None:  # noqa: ANN001
-        self.settings = settings
-        self.batch_size = batch_size
-        self.db = Database(settings.database_url)
-        self.producer = make_producer(settings, "test-routing-batches")
         clock = Clock()
         rt = SimpleNamespace(clock=clock, outbox=Outbox(OUTBOX, source="routing", clock=clock))
-        self.subscriptions = {s.name: s for s in handlers.subscriptions(rt)}
-        self.passes: list[int] = []
-        self.runners: list[ConsumerRunner] = []
-        self.tasks: list[asyncio.Task] = []
+        super().__init__(settings, "routing", handlers.subscriptions(rt), INBOX, batch_size)
+        self.default = "mql"
 
     async def __aenter__(self) -> Routing:
         await set_up(self.db)
-        await self.producer.start()
-        return self
-
-    async def __aexit__(self, *exc) -> None:  # noqa: ANN002
-        for task in self.tasks:
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
-        for runner in self.runners:
-            await runner.stop()
-        await self.producer.stop()
-        await self.db.dispose()
-
-    async def consume(self, values: list[bytes], handled: int, name: str = "mql") -> None:
-        """Publish to the subscription's topic, then run its consumer until `handled` of its
-        events are in the inbox."""
-        subscription = self.subscriptions[name]
-        batch_pass = subscription.after_batch
-
-        async def counted(events: list[CloudEvent], session) -> None:  # noqa: ANN001
-            self.passes.append(len(events))
-            await batch_pass(events, session)
-
-        runner = ConsumerRunner(
-            dataclasses.replace(subscription, after_batch=counted),
-            self.db,
-            INBOX,
-            self.producer,
-            service="routing",
-            bootstrap=self.settings.kafka_bootstrap,
-            topic_prefix=self.settings.topic_prefix,
-            batch_size=self.batch_size,
-            max_attempts=2,
-            base_backoff=0.01,
-        )
-        self.runners.append(runner)
-        self.passes.clear()
-        topic = self.settings.topic_prefix + subscription.topics[0]
-        futures = [await self.producer.send(topic, value, key=b"one-key") for value in values]
-        await asyncio.gather(*futures)
-        await runner.start()
-        self.tasks.append(asyncio.create_task(runner.run()))
-
-        async def inbox_holds() -> bool:
-            async with self.db.unit_of_work() as session:
-                count = await session.scalar(
-                    sa.select(sa.func.count()).where(INBOX.c.consumer == name)
-                )
-            return count >= handled
-
-        await eventually(inbox_holds, timeout=120)
+        return await super().__aenter__()
 
     async def state(self) -> dict:
         """Everything routing wrote, without the ids and instants each run makes anew."""
@@ -409,7 +350,8 @@ async def test_status_changes_close_open_work_once_at_the_first_closing_change(s
     values = [e.to_bytes() for e in changes] + [changes[0].to_bytes(), changes[2].to_bytes()]
     async with Routing(settings, 500) as routing:
         await routing.consume([make_event(m, source="test").to_bytes() for m in leads], 6)
-        await routing.consume(values, len(changes), name="feedback")
+        routing.passes.clear()  # the status changes' passes only
+        await routing.consume(values, 6 + len(changes), subscription="feedback")
         assert max(routing.passes) > 1, routing.passes
         async with routing.db.unit_of_work() as session:
             closed = dict(

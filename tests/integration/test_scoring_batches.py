@@ -13,16 +13,13 @@ that their instants agree.
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
 import uuid
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
 import sqlalchemy as sa
 from leadflow.clock import Clock
-from leadflow.consumer import ConsumerRunner, Subscription
-from leadflow.db import Database, kernel_tables
+from leadflow.db import kernel_tables
 from leadflow.events import (
     TOPIC_FEEDBACK,
     TOPIC_INGEST,
@@ -35,10 +32,9 @@ from leadflow.events import (
     dlq_topic,
     make_event,
 )
-from leadflow.kafka import make_producer
 from leadflow.outbox import Outbox
 from leadflow.policy import load_policy
-from leadflow.testing import QUALIFIED_LEAD, eventually, read_topic
+from leadflow.testing import QUALIFIED_LEAD, BatchRun, interleave, read_topic
 from leadflow_scoring import handlers
 from leadflow_scoring.models import lead_scores, metadata, pql_accounts, product_usage
 
@@ -78,19 +74,11 @@ def usage(lead_id: uuid.UUID, minute: int, account: str, user: str, feature: str
     return activity(lead_id, "product_usage", minute, properties=properties)
 
 
-def interleave(runs: list[list[CloudEvent]]) -> list[CloudEvent]:
-    """Step i of every run before step i + 1 of any: each batch mixes many leads."""
-    return [run[i] for i in range(max(map(len, runs))) for run in runs if i < len(run)]
-
-
-class Scoring:
+class Scoring(BatchRun):
     """Scoring's subscriptions in consumer runners of their own (own database, own topics),
     reading polls of `batch_size` records; counts the events each batch pass got."""
 
     def __init__(self, settings, batch_size: int) -> None:  # noqa: ANN001
-        self.settings = settings
-        self.db = Database(settings.database_url)
-        self.producer = make_producer(settings, "test-feeder")
         clock = Clock(start=NOW, speed=0.0)
         rt = SimpleNamespace(
             policy=load_policy(settings.policy_file),
@@ -98,61 +86,10 @@ class Scoring:
             clock=clock,
             state={},
         )
-        self.passes: list[int] = []
-        self.runners: dict[str, ConsumerRunner] = {}
-        for subscription in handlers.subscriptions(rt):
-            self.runners[subscription.topics[0]] = ConsumerRunner(
-                dataclasses.replace(subscription, after_batch=self.counted(subscription)),
-                self.db,
-                INBOX,
-                self.producer,
-                service="scoring",
-                bootstrap=settings.kafka_bootstrap,
-                topic_prefix=settings.topic_prefix,
-                batch_size=batch_size,
-                max_attempts=2,
-                base_backoff=0.01,
-            )
-        self.tasks: dict[str, asyncio.Task] = {}
-
-    def counted(self, subscription: Subscription):  # noqa: ANN201
-        """The subscription's batch pass, noting how many events each pass got."""
-        batch_pass = subscription.after_batch
-
-        async def counted(events: list[CloudEvent], session) -> None:  # noqa: ANN001
-            self.passes.append(len(events))
-            await batch_pass(events, session)
-
-        return counted
-
-    async def __aenter__(self) -> Scoring:
-        await self.producer.start()
-        return self
-
-    async def __aexit__(self, *exc) -> None:  # noqa: ANN002
-        for task in self.tasks.values():
-            task.cancel()
-        await asyncio.gather(*self.tasks.values(), return_exceptions=True)
-        for runner in self.runners.values():
-            await runner.stop()
-        await self.producer.stop()
-        await self.db.dispose()
+        super().__init__(settings, "scoring", handlers.subscriptions(rt), INBOX, batch_size)
 
     async def consume(self, values: list[bytes], handled: int, topic: str = TOPIC_INGEST) -> None:
-        """Publish to `topic`, then run its consumer until `handled` events in all are in the
-        inbox."""
-        name = self.settings.topic_prefix + topic
-        futures = [await self.producer.send(name, value, key=b"one-key") for value in values]
-        await asyncio.gather(*futures)
-        if topic not in self.tasks:
-            await self.runners[topic].start()
-            self.tasks[topic] = asyncio.create_task(self.runners[topic].run())
-        await eventually(lambda: self.inbox_count(handled), timeout=120)
-
-    async def inbox_count(self, at_least: int) -> bool:
-        async with self.db.unit_of_work() as session:
-            count = await session.scalar(sa.select(sa.func.count()).select_from(INBOX))
-        return count >= at_least
+        await super().consume(values, handled, topic)
 
     async def state(self) -> dict:
         """Every score row, usage row and PQL account, and the outgoing events in order."""
