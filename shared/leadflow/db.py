@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import hashlib
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 
 import asyncpg
@@ -48,6 +50,29 @@ def kernel_tables(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
 
 
 JSON = JSONB(none_as_null=True)
+
+# One transaction-scoped advisory lock per key, taken in the order of the (sorted) array.
+_lock_keys = (
+    sa.func.unnest(sa.bindparam("keys", type_=sa.ARRAY(sa.BigInteger)))
+    .table_valued("key")
+    .render_derived(name="keys")
+)
+LOCK_KEYS = sa.select(sa.func.pg_advisory_xact_lock(_lock_keys.c.key))
+
+
+def lead_lock_key(scope: str, lead_id: uuid.UUID) -> int:
+    """The advisory lock key of a lead within `scope` (a service): services sharing one
+    database do not wait on each other's locks."""
+    digest = hashlib.blake2b(lead_id.bytes, digest_size=8, person=scope.encode()[:16]).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+async def lock_leads(session: AsyncSession, scope: str, lead_ids: Iterable[uuid.UUID]) -> None:
+    """Serialise this unit of work with every other one of `scope` about the same leads, until
+    it ends: one statement, the keys in sorted order, so two batches cannot deadlock."""
+    keys = sorted({lead_lock_key(scope, lead_id) for lead_id in lead_ids})
+    if keys:
+        await session.execute(LOCK_KEYS, {"keys": keys})
 _TOUCHED = "leadflow.touched"
 
 

@@ -153,6 +153,10 @@ class OutboxRelay:
                     .where(t.c.published_at.is_(None))
                     .order_by(t.c.id)
                     .limit(self.batch_size)
+                    # Locked until marked published: an erasure (`forget_events`) that comes
+                    # meanwhile waits and then finds them published, rather than scrubbing a
+                    # row whose old payload this pass is about to send.
+                    .with_for_update()
                 )
             ).all()
             if not rows:

@@ -1,5 +1,6 @@
 """The kernel's outbox, relay and consumer runner over the real PostgreSQL and broker."""
 
+import asyncio
 import uuid
 
 import sqlalchemy as sa
@@ -7,6 +8,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from leadflow.clock import Clock
 from leadflow.consumer import Reject
 from leadflow.db import kernel_tables
+from leadflow.erasure import forget_events
 from leadflow.events import TOPIC_FEEDBACK, CloudEvent, dlq_topic
 from leadflow.kafka import TopicLayout, ensure_topics
 from leadflow.outbox import Outbox
@@ -189,3 +191,52 @@ async def test_topics_are_created_with_the_configured_layout(settings):
     ).new_topic("t")
     assert (cluster.replication_factor, cluster.topic_configs) == (3, {"min.insync.replicas": "2"})
     assert TopicLayout().new_topic("t").topic_configs == {}
+
+
+class HeldBroker:
+    """A producer that takes every send and acknowledges none until released."""
+
+    def __init__(self) -> None:
+        self.sending = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def send(self, topic: str, value: bytes, key: bytes | None = None):  # noqa: ANN201
+        self.sending.set()
+        acked = asyncio.get_running_loop().create_future()
+
+        async def acknowledge() -> None:
+            await self.release.wait()
+            acked.set_result(None)
+
+        self._ack = asyncio.create_task(acknowledge())
+        return acked
+
+
+async def test_an_erasure_waits_for_a_relay_pass_sending_the_leads_events(settings):
+    lead_id = uuid.uuid4()
+    broker = HeldBroker()
+    async with Harness(settings) as h:
+        outbox = Outbox(OUTBOX, source="test", clock=Clock())
+        async with h.db.unit_of_work() as session:
+            await outbox.emit(session, sample_attempt(lead_id))
+        relay = h.relay("erasure-race", producer=broker, start=False)
+        passing = asyncio.create_task(relay.publish_batch())
+        await asyncio.wait_for(broker.sending.wait(), timeout=30)  # the old payload is on its way
+
+        async def forget() -> None:
+            async with h.db.unit_of_work() as session:
+                await forget_events(session, OUTBOX, [lead_id])
+
+        forgetting = asyncio.create_task(forget())
+        await asyncio.sleep(2)
+        # Scrubbing now would be undone in effect: the pass sends what it read, then marks the
+        # row published, and the row would keep a payload Kafka never saw.
+        assert not forgetting.done(), "the erasure did not wait for the relay's pass"
+        broker.release.set()
+        assert await passing == 1
+        await asyncio.wait_for(forgetting, timeout=30)
+        async with h.db.unit_of_work() as session:
+            left = await session.scalar(
+                sa.select(sa.func.count()).where(OUTBOX.c.key == str(lead_id))
+            )
+        assert left == 0  # published, then forgotten

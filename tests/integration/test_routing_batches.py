@@ -11,6 +11,7 @@ reads the same events with polls of one record each.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -32,7 +33,7 @@ from leadflow.events import (
 )
 from leadflow.outbox import Outbox
 from leadflow.testing import BatchRun, read_topic
-from leadflow_routing import handlers
+from leadflow_routing import erasure, handlers
 from leadflow_routing.erasure import erased_leads
 from leadflow_routing.models import (
     accounts,
@@ -368,3 +369,25 @@ async def test_status_changes_close_open_work_once_at_the_first_closing_change(s
         leads[5].lead_id: None,
         ROUTED_BEFORE: None,  # set up open, no change for it
     }
+
+
+async def test_an_erasure_and_a_batch_routing_the_same_lead_wait_for_each_other(settings):
+    first, lead = mqls()[:2]
+    async with Routing(settings, 500) as routing:
+        # The consumer running (joined, polling) before the race begins.
+        await routing.consume([make_event(first, source="test").to_bytes()], 1)
+        async with routing.db.unit_of_work() as erasing:
+            # `lead.erased` handled by the erasure consumer, not yet committed: it found no
+            # assignment to redact, and holds the lead until it commits.
+            await erasure.erase(erasing, lead.lead_id, T0)
+            batch = asyncio.create_task(
+                routing.consume([make_event(lead, source="test").to_bytes()], 2)
+            )
+            await asyncio.sleep(3)
+            assert not await routing.inbox_count(2), "the batch did not wait for the erasure"
+        await batch
+        async with routing.db.unit_of_work() as session:
+            routed = await session.scalar(
+                sa.select(sa.func.count()).where(assignments.c.lead_id == lead.lead_id)
+            )
+        assert routed == 0  # the batch found the lead erased once the erasure committed

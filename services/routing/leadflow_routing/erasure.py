@@ -13,7 +13,7 @@ from datetime import datetime
 
 import orjson
 import sqlalchemy as sa
-from leadflow.db import kernel_tables
+from leadflow.db import kernel_tables, lock_leads
 from leadflow.erasure import forget_events, without_personal_data
 from sqlalchemy.dialects.postgresql import UUID, insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -50,7 +50,10 @@ def body_without_personal_data(raw: bytes) -> bytes:
 
 
 async def erase(session: AsyncSession, lead_id: uuid.UUID, now: datetime) -> None:
-    """Remove the lead's personal data from routing's tables; a replay finds nothing left."""
+    """Remove the lead's personal data from routing's tables; a replay finds nothing left.
+    Serialised with the routing of the same lead (`lock_leads`), so a batch routing it at the
+    same moment is either seen here or sees the lead erased."""
+    await lock_leads(session, "routing", [lead_id])
     await session.execute(
         insert(erased_leads).values(lead_id=lead_id, erased_at=now).on_conflict_do_nothing()
     )

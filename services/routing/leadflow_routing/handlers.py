@@ -21,7 +21,7 @@ import orjson
 import sqlalchemy as sa
 from leadflow import metrics
 from leadflow.consumer import Subscription
-from leadflow.db import touch
+from leadflow.db import lock_leads, touch
 from leadflow.events import (
     TOPIC_FEEDBACK,
     TOPIC_INGEST,
@@ -575,6 +575,9 @@ async def route_batch(rt: Runtime, session: AsyncSession, mqls: list[LeadMql]) -
     """Route a unit of work's MQLs in arrival order, as if one by one: an erased lead is not
     routed, a lead routed already (before or earlier in the batch) stays as it is."""
     ids = sorted({mql.lead_id for mql in mqls})
+    # Held until the batch commits: an erasure of one of these leads (another consumer) waits,
+    # then finds what the batch wrote; or the batch waits, then finds the lead erased.
+    await lock_leads(session, "routing", ids)
     known = {kind: set() for kind in ("erased", "routed")}
     for lead_id, kind in await session.execute(_known_leads, {"ids": ids}):
         known[kind].add(lead_id)

@@ -49,7 +49,7 @@ from leadflow import metrics
 from leadflow.calendar import BusinessCalendar, policy_calendar
 from leadflow.commitments import in_target, mql_context_missing
 from leadflow.consumer import Reject, Subscription
-from leadflow.db import kernel_tables, touch
+from leadflow.db import kernel_tables, lock_leads, touch
 from leadflow.erasure import forget_events
 from leadflow.events import (
     TOPIC_FEEDBACK,
@@ -116,13 +116,6 @@ CALENDARS = "leadflow_sla_timer.calendars"
 MOVED_COLUMNS = ("state", "met_at", "attempts", "next_fire_at", "version", "attempts_exceeded_at")
 
 _ids = sa.bindparam("ids", type_=ARRAY(UUID(as_uuid=True)))
-# One advisory lock per lead, taken in the order of the (sorted) array.
-_keys = (
-    sa.func.unnest(sa.bindparam("keys", type_=ARRAY(sa.BigInteger)))
-    .table_valued("key")
-    .render_derived(name="keys")
-)
-_lock_leads = sa.select(sa.func.pg_advisory_xact_lock(_keys.c.key))
 _read_timers = (
     sa.select(timers)
     .where(timers.c.lead_id == sa.any_(_ids))
@@ -174,11 +167,6 @@ _record_mqls = _record_mqls.on_conflict_do_update(
     # a replayed older promotion does not move the lead back
     where=mqls.c.promoted_at <= _record_mqls.excluded.promoted_at,
 )
-
-
-def lock_key(lead_id: uuid.UUID) -> int:
-    """The advisory lock key of a lead: serialises every unit of work about it."""
-    return int.from_bytes(lead_id.bytes[:8], "big", signed=True)
 
 
 def calendar_of(rt: Runtime, spec: dict | None) -> BusinessCalendar:
@@ -253,8 +241,7 @@ class Clocks:
 
     async def load(self, lead_ids: list[uuid.UUID]) -> None:
         """Lock the leads (in key order), read their clocks and what was held back for them."""
-        keys = sorted({lock_key(lead_id) for lead_id in lead_ids})
-        await self.session.execute(_lock_leads, {"keys": keys})
+        await lock_leads(self.session, "sla-timer", lead_ids)
         for row in (await self.session.execute(_read_timers, {"ids": lead_ids})).mappings():
             self.timers.setdefault(row["lead_id"], {})[row["sla"]] = dict(row)
         for row in await self.session.execute(_read_early_attempts, {"ids": lead_ids}):
