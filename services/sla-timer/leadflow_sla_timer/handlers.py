@@ -169,6 +169,15 @@ _record_mqls = _record_mqls.on_conflict_do_update(
 )
 
 
+def _about(timer: dict[str, Any]) -> dict[str, Any]:
+    """The fields every SLA event carries about its timer."""
+    return {
+        "lead_id": timer["lead_id"],
+        "timer_id": timer["id"],
+        **{k: timer[k] for k in ("sla", "channel", "team", "rep_id", "started_at", "due_at")},
+    }
+
+
 def calendar_of(rt: Runtime, spec: dict | None) -> BusinessCalendar:
     return BusinessCalendar.from_spec(spec) if spec else policy_calendar(rt.policy)
 
@@ -403,14 +412,7 @@ class Clocks:
                 ((timer["channel"] or "unknown", timer["team"] or "unknown"), took)
             )
         met = SlaMet(
-            lead_id=lead_id,
-            timer_id=timer["id"],
-            sla=timer["sla"],
-            channel=timer["channel"],
-            team=timer["team"],
-            rep_id=timer["rep_id"],
-            started_at=timer["started_at"],
-            due_at=timer["due_at"],
+            **_about(timer),
             level=state,
             met_at=at,
             business_seconds=took,
@@ -429,15 +431,8 @@ class Clocks:
         if timer["id"] not in self.opened:
             self.changed[timer["id"]] = timer
         warning = SlaWarning(
-            lead_id=timer["lead_id"],
-            timer_id=timer["id"],
-            sla=timer["sla"],
+            **_about(timer),
             party=timer["party"],
-            channel=timer["channel"],
-            team=timer["team"],
-            rep_id=timer["rep_id"],
-            started_at=timer["started_at"],
-            due_at=timer["due_at"],
             level=ATTEMPTS_EXCEEDED,
         )
         self.events.append((warning, timer["policy_version"]))
