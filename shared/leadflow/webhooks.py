@@ -16,6 +16,7 @@ import hashlib
 import hmac
 import ipaddress
 import secrets
+import select
 import socket
 import ssl
 import time
@@ -135,6 +136,50 @@ async def check_target(url: str, *, allow_private: bool) -> None:
         await resolve_public(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
 
 
+class _Stream(httpcore.AsyncNetworkStream):
+    """A webhook connection's stream. httpcore asks every idle connection of the pool whether
+    its socket is readable (closed by the server) each time a request enters or leaves the
+    pool; this answers from the socket itself, where AnyIO's stream builds its whole attribute
+    table for each question, which cost more than sending the request."""
+
+    def __init__(self, stream: httpcore.AsyncNetworkStream) -> None:
+        self._stream = stream
+        self._socket: socket.socket | None = stream.get_extra_info("socket")
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:  # noqa: ASYNC109
+        return await self._stream.read(max_bytes, timeout)
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        await self._stream.write(buffer, timeout)
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+    async def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's stream interface
+    ) -> httpcore.AsyncNetworkStream:
+        return _Stream(await self._stream.start_tls(ssl_context, server_hostname, timeout))
+
+    def get_extra_info(self, info: str) -> object:
+        if info == "is_readable":
+            return _readable(self._socket)
+        return self._stream.get_extra_info(info)
+
+
+def _readable(sock: socket.socket | None) -> bool:
+    """Whether a read would return at once (data or the end of the stream); a socket that is
+    gone counts as readable, so the pool drops its connection."""
+    fd = -1 if sock is None else sock.fileno()
+    if fd < 0:
+        return True
+    poll = select.poll()
+    poll.register(fd, select.POLLIN)
+    return bool(poll.poll(0))
+
+
 class GuardedBackend(httpcore.AsyncNetworkBackend):
     """The network backend of outbound webhooks: `connect_tcp` resolves the host, refuses it when
     an address is not public (unless `allow_private()`), and connects to the checked address.
@@ -158,8 +203,10 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.AsyncNetworkStream:
         if self.allow_private():
-            return await self.connector.connect_tcp(
-                host, port, timeout, local_address=local_address, socket_options=socket_options
+            return _Stream(
+                await self.connector.connect_tcp(
+                    host, port, timeout, local_address=local_address, socket_options=socket_options
+                )
             )
         deadline = None if timeout is None else anyio.current_time() + timeout
         try:
@@ -171,12 +218,14 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         for address in addresses:  # each one checked above; the first that answers is used
             remaining = None if deadline is None else max(deadline - anyio.current_time(), 0.0)
             try:
-                return await self.connector.connect_tcp(
-                    address,
-                    port,
-                    remaining,
-                    local_address=local_address,
-                    socket_options=socket_options,
+                return _Stream(
+                    await self.connector.connect_tcp(
+                        address,
+                        port,
+                        remaining,
+                        local_address=local_address,
+                        socket_options=socket_options,
+                    )
                 )
             except httpcore.ConnectError as exc:
                 error = exc
@@ -195,9 +244,9 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
 
 
 class GuardedTransport(httpx.AsyncHTTPTransport):
-    """httpx's transport over a connection pool whose every connection goes through a
+    """httpx's transport over connection pools whose every connection goes through a
     GuardedBackend (httpx 0.28 cannot be handed a network backend; its transport keeps the pool
-    it sends through in `_pool`, so this one builds that pool itself)."""
+    it sends through in `_pool`, so this one builds that itself)."""
 
     def __init__(
         self,
@@ -207,14 +256,55 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
         verify: ssl.SSLContext | bool = True,
         limits: httpx.Limits | None = None,
     ) -> None:
-        limits = limits or httpx.Limits(max_connections=100, max_keepalive_connections=20)
-        self._pool = httpcore.AsyncConnectionPool(
+        limits = limits or httpx.Limits(max_connections=100, max_keepalive_connections=100)
+        self._pool = _Pools(
+            limits,
             ssl_context=httpx.create_ssl_context(verify=verify),
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=limits.keepalive_expiry,
             network_backend=GuardedBackend(allow_private, connector),
         )
+
+
+class _Pools:
+    """Connection pools of at most POOL_SIZE connections each, taken in turn by requests.
+
+    httpcore's pool looks at every one of its connections each time a request enters or
+    leaves it (and asks each idle one whether the server closed it, a system call), so its
+    cost per request grows with its size; deliveries sent in parallel through one large pool
+    spent more on that than on sending. Several small pools keep it bounded. Each keeps alive
+    as many connections as it may open: httpcore closes an idle connection whenever a pool
+    holds more connections in all than it may keep alive, so a smaller number would close and
+    open connections all the time."""
+
+    POOL_SIZE = 10
+
+    def __init__(self, limits: httpx.Limits, **options: object) -> None:
+        total = limits.max_connections or 100
+        size = min(self.POOL_SIZE, total)
+        self._pools = [
+            httpcore.AsyncConnectionPool(
+                max_connections=size,
+                max_keepalive_connections=size,
+                keepalive_expiry=limits.keepalive_expiry,
+                **options,
+            )
+            for _ in range(max(total // size, 1))
+        ]
+        self._next = 0
+
+    async def handle_async_request(self, request: httpcore.Request) -> httpcore.Response:
+        pool = self._pools[self._next]
+        self._next = (self._next + 1) % len(self._pools)
+        return await pool.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        for pool in self._pools:
+            await pool.aclose()
+
+    async def __aenter__(self) -> _Pools:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
 
 
 def guarded_client(

@@ -586,3 +586,47 @@ async def test_resolution_does_not_block_the_event_loop(dns):
             refused, _ = await asyncio.gather(lookup, release(), return_exceptions=True)
             assert isinstance(refused, UnsafeTarget), refused
     assert waited == [True, True]
+
+
+async def test_parallel_deliveries_keep_their_connections_alive():
+    """Deliveries sent in parallel reuse their connections on the next round: the client keeps
+    alive every connection it opened (none closed and opened again between rounds)."""
+    accepted = 0
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal accepted
+        accepted += 1
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = next(
+                    int(line.split(b":", 1)[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length:")
+                )
+                await reader.readexactly(length)
+                writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = guarded_client(allow_private=lambda: True, timeout=httpx.Timeout(10.0))
+    try:
+        async with client:
+            opened = []
+            for _ in range(3):
+                answers = await asyncio.gather(
+                    *(
+                        client.post(f"http://127.0.0.1:{port}/hooks", content=b"{}")
+                        for _ in range(50)
+                    )
+                )
+                assert {answer.status_code for answer in answers} == {204}
+                opened.append(accepted)
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert 0 < opened[0] <= 50
+    assert opened == [opened[0]] * 3
