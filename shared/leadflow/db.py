@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 
 import asyncpg
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
@@ -113,6 +115,15 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, NETWORK_ERRORS)
 
 
+def dump_json(value: object) -> str:
+    """JSON for json/jsonb columns: orjson (several times the standard library's speed), and
+    the standard library for what orjson refuses (integers beyond 64 bits)."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+    except TypeError:
+        return json.dumps(value)
+
+
 class Database:
     def __init__(self, url: str, *, pool_size: int = 10) -> None:
         self.engine: AsyncEngine = create_async_engine(
@@ -125,6 +136,7 @@ class Database:
             pool_pre_ping=False,
             pool_timeout=5,
             connect_args={"timeout": 5, "command_timeout": 30},
+            json_serializer=dump_json,
         )
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self._after_commit: list[Callable[[], None]] = []

@@ -6,7 +6,6 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
 
-import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 # Every topic has exactly one producing service; all are keyed by lead_id.
@@ -308,7 +307,7 @@ class CloudEvent(BaseModel):
         return PAYLOAD_TYPES[self.type].model_validate(self.data)
 
     def to_bytes(self) -> bytes:
-        return orjson.dumps(self.model_dump(mode="json", exclude_none=True))
+        return self.__pydantic_serializer__.to_json(self, exclude_none=True)
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> CloudEvent:
