@@ -51,6 +51,38 @@ def peak_rss_mib(pid: int) -> float | None:
     return None
 
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _stat(pid: int) -> tuple[int, float] | None:
+    """(parent pid, CPU seconds of the process and of its children it has waited for)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    # after the command: state ppid ... utime(14) stime(15) cutime(16) cstime(17), 1-based
+    return int(fields[1]), sum(int(f) for f in fields[11:15]) / CLOCK_TICKS
+
+
+def tree_cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
+    """CPU seconds (user + system) used so far by each named process and all its descendants,
+    e.g. PostgreSQL's postmaster with its backends; a process that ended is counted in its
+    parent's total once the parent has waited for it."""
+    stats = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (stat := _stat(int(entry.name))) is not None:
+            stats[int(entry.name)] = stat
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _) in stats.items():
+        children.setdefault(ppid, []).append(pid)
+
+    def total(pid: int) -> float:
+        own = stats.get(pid, (0, 0.0))[1]
+        return own + sum(total(child) for child in children.get(pid, []))
+
+    return {name: total(pid) for name, pid in pids.items()}
+
+
 def machine() -> dict[str, str]:
     mem_kib = 0
     for line in Path("/proc/meminfo").read_text().splitlines():

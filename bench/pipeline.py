@@ -5,6 +5,7 @@ consume→produce loop over the same broker and a bare batched INSERT into the s
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 import uuid
 from pathlib import Path
@@ -14,7 +15,15 @@ import httpx
 import orjson
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from common import Services, env_int, env_list, percentile, pg_dsn, progress
+from common import (
+    Services,
+    env_int,
+    env_list,
+    percentile,
+    pg_dsn,
+    progress,
+    tree_cpu_seconds,
+)
 from leadflow.kafka import make_producer
 from leadflow.registry import SERVICE_ORDER
 from leadflow.testing import ADMIN, SOURCE, WebhookReceiver, sample_lead
@@ -80,10 +89,24 @@ class LeadNumbers:
         return [sample_lead(i) for i in range(start, start + n)]
 
 
+def cpu_used(processes: dict[str, int]) -> dict[str, float]:
+    """CPU seconds used so far by each process of the run (services, PostgreSQL with its
+    backends, the broker) and by this one (load generator and webhook receiver)."""
+    used = tree_cpu_seconds(processes)
+    times = os.times()
+    used["load generator + receiver"] = times.user + times.system
+    return used
+
+
 async def saturate(
-    http: httpx.AsyncClient, ingest: str, receiver: TimedReceiver, numbers: LeadNumbers
+    http: httpx.AsyncClient,
+    ingest: str,
+    receiver: TimedReceiver,
+    numbers: LeadNumbers,
+    processes: dict[str, int],
 ) -> dict:
-    """N leads offered as fast as ingest takes them (batches of BENCH_BATCH, two in flight)."""
+    """N leads offered as fast as ingest takes them (batches of BENCH_BATCH, two in flight);
+    with the CPU time each process spent on them."""
     total = env_int("BENCH_LEADS", 5_000)
     batch = env_int("BENCH_BATCH", 500)
     in_flight = env_int("BENCH_BATCH_CONCURRENCY", 2)
@@ -101,6 +124,7 @@ async def saturate(
                 sent[lead_id] = at
 
     progress(f"pipeline saturation: {total} leads in batches of {batch}, {in_flight} in flight")
+    cpu_before = cpu_used(processes)
     start = time.monotonic()
     await asyncio.gather(*(worker() for _ in range(in_flight)))
     intake_done = time.monotonic()
@@ -108,10 +132,17 @@ async def saturate(
         f"  ingest accepted {len(sent)} leads in {intake_done - start:.1f}s; waiting for webhooks"
     )
     missing = await receiver.wait_for(list(sent), DELIVERY_TIMEOUT)
+    cpu_after = cpu_used(processes)
     delivered = [receiver.arrivals[i] for i in sent if i in receiver.arrivals]
     end = max(delivered) if delivered else time.monotonic()
     latencies = [receiver.arrivals[i] - t for i, t in sent.items() if i in receiver.arrivals]
     result = {
+        # milliseconds of CPU per delivered lead, each process (to the last webhook, plus at
+        # most the 50 ms the receiver's wait polls at)
+        "cpu_ms_per_lead": {
+            name: (cpu_after[name] - cpu_before.get(name, 0.0)) * 1000 / max(len(delivered), 1)
+            for name in cpu_after
+        },
         "leads": total,
         "batch": batch,
         "delivered": len(delivered),
@@ -231,8 +262,13 @@ async def stages(settings) -> dict:  # noqa: ANN001
         await conn.close()
 
 
-async def run_pipeline(settings, logdir: Path) -> dict:  # noqa: ANN001
-    """The five services as processes, reps and a webhook endpoint registered, then the phases."""
+async def run_pipeline(
+    settings,  # noqa: ANN001
+    logdir: Path,
+    infrastructure: dict[str, int] | None = None,
+) -> dict:
+    """The five services as processes, reps and a webhook endpoint registered, then the phases.
+    `infrastructure`: process ids of PostgreSQL and the broker, for their CPU time."""
     progress("pipeline: starting the five services as processes")
     services = await Services.start(list(SERVICE_ORDER), settings, logdir)
     numbers = LeadNumbers()
@@ -270,7 +306,10 @@ async def run_pipeline(settings, logdir: Path) -> dict:  # noqa: ANN001
             headers, body = receiver.sample
             verify(secret, headers, body)  # the deliveries are signed: raises otherwise
 
-            saturation = await saturate(http, ingest, receiver, numbers)
+            processes = {name: p.proc.pid for name, p in services.procs.items() if p.proc}
+            saturation = await saturate(
+                http, ingest, receiver, numbers, processes | (infrastructure or {})
+            )
             loads = []
             for rate in env_list("BENCH_RATES", "20,200"):
                 loads.append(await offered_load(http, ingest, receiver, numbers, rate))

@@ -54,6 +54,27 @@ def verdict(ok: bool | None) -> str:
     return "not measured" if ok is None else ("met" if ok else "**not met**")
 
 
+def cpu_table(per_lead: dict[str, float], cpus: int) -> list[str]:
+    """CPU time per lead of each process in the saturation phase, and the ceiling it sets."""
+    total = sum(per_lead.values())
+    return [
+        "CPU time per delivered lead in the saturation phase, each process with its children",
+        "(user + system, from `/proc`; PostgreSQL with its backends). The sum is what one lead",
+        "costs the machine end to end, whatever else shares it, so it bounds the throughput:",
+        f"{cpus} CPUs give at most {fmt(cpus * 1000 / total) if total else '–'} leads/s"
+        " at this cost.",
+        "",
+        "| Process | CPU per lead | Share |",
+        "|---|---|---|",
+        *(
+            f"| {name} | {fmt(ms, 2)} ms | {ratio(ms, total)} |"
+            for name, ms in sorted(per_lead.items(), key=lambda item: -item[1])
+        ),
+        f"| **all** | **{fmt(total, 2)} ms** | 100 % |",
+        "",
+    ]
+
+
 def render(results: dict, info: dict, started: datetime, seconds: float) -> str:
     sizes = {k: os.environ.get(k, v) for k, v in SIZES.items()}
     non_default = " ".join(f"{k}={v}" for k, v in sizes.items() if v != SIZES[k])
@@ -191,6 +212,7 @@ def render(results: dict, info: dict, started: datetime, seconds: float) -> str:
             for name, x in p["stages"].items()
         ),
         "",
+        *cpu_table(sat["cpu_ms_per_lead"], int(info["nproc"] or 1)),
         "## 2. Ingest: single-lead POST /v1/leads",
         "",
         f"{fmt(i['ingest']['requests'])} requests each, {i['concurrency']} concurrent senders on one",
@@ -325,7 +347,7 @@ async def main() -> int:
         if "pipeline" in phases:
             results["bare_insert"] = await bare_insert(settings)
             results["bare_kafka"] = await bare_kafka(settings)
-            results["pipeline"] = await run_pipeline(settings, logdir)
+            results["pipeline"] = await run_pipeline(settings, logdir, stack.processes())
         if "ingest" in phases:
             results["ingest"] = await run_ingest(ingest_settings, logdir)
         if "timers" in phases:

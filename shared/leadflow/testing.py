@@ -155,6 +155,15 @@ class Stack:
             component.stop()
         shutil.rmtree(self.workdir, ignore_errors=True)
 
+    def processes(self) -> dict[str, int]:
+        """Process ids of the embedded PostgreSQL and broker (none for external or Docker ones)."""
+        names = {EmbeddedPostgres: "postgresql", EmbeddedBroker: "broker"}
+        return {
+            names[type(owned)]: owned.proc.pid
+            for owned in self._owned
+            if type(owned) in names and owned.proc is not None
+        }
+
     async def isolated_settings(self, **overrides) -> Settings:  # noqa: ANN003
         """A fresh database with every service's schema, and a topic prefix of its own."""
         from leadflow.cli import migrate_all
