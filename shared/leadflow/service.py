@@ -256,6 +256,7 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
                 topic_prefix=settings.topic_prefix,
                 batch_size=settings.consumer_batch_size,
                 max_attempts=settings.consumer_max_attempts,
+                fetch_wait_ms=settings.consumer_fetch_wait_ms,
                 topics=TopicLayout.of(settings),
                 stop=stop,
             )

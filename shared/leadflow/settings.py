@@ -83,6 +83,8 @@ class Settings(BaseSettings):
     routing_url: str = "http://127.0.0.1:8003"
     consumer_batch_size: int = Field(default=500, ge=1)
     consumer_max_attempts: int = Field(default=5, ge=1)
+    # How long the broker may hold a consumer's fetch that finds nothing new (milliseconds).
+    consumer_fetch_wait_ms: int = Field(default=50, ge=0, le=10_000)
     outbox_batch_size: int = Field(default=500, ge=1)
     host: str = "127.0.0.1"
     port: int | None = None
