@@ -69,6 +69,13 @@ assignments = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("closed_at", sa.DateTime(timezone=True)),  # the lead left the rep's open work
     sa.Index("uq_assignments_current", "lead_id", unique=True, postgresql_where=sa.text("current")),
+    # Each rep's open leads, counted by every routing batch: only the open ones, whatever the
+    # history grows to.
+    sa.Index(
+        "ix_assignments_open_by_rep",
+        "rep_id",
+        postgresql_where=sa.text("current AND closed_at IS NULL"),
+    ),
 )
 
 webhook_endpoints = sa.Table(
