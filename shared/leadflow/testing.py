@@ -533,6 +533,11 @@ async def routed_leads(urls: dict[str, str]) -> AsyncIterator[LeadRun]:
         yield LeadRun(urls, http, receiver, rep.json(), endpoint.json()["secret"])
 
 
+def counted(counter) -> float:  # noqa: ANN001 - a prometheus_client Counter
+    """A counter's total over all its labels, in this process."""
+    return sum(s.value for s in counter.collect()[0].samples if s.name.endswith("_total"))
+
+
 class MessagingHarness:
     """The kernel's messaging over one service's outbox and inbox tables, against the real
     database and broker: a producer, outbox relays and consumer runners, all stopped on exit."""

@@ -19,6 +19,7 @@ from types import SimpleNamespace
 
 import orjson
 import sqlalchemy as sa
+from leadflow import metrics
 from leadflow.clock import Clock
 from leadflow.db import Database, kernel_tables
 from leadflow.events import (
@@ -32,7 +33,7 @@ from leadflow.events import (
     make_event,
 )
 from leadflow.outbox import Outbox
-from leadflow.testing import BatchRun, read_topic
+from leadflow.testing import BatchRun, counted, read_topic
 from leadflow_routing import erasure, handlers
 from leadflow_routing.erasure import erased_leads
 from leadflow_routing.models import (
@@ -303,6 +304,7 @@ async def test_a_poison_event_in_a_batch_is_dead_lettered_and_its_neighbours_rou
     values += [e.to_bytes() for e in events[10:20]] + [make_event(nul, source="test").to_bytes()]
     values += [e.to_bytes() for e in events[20:]]
 
+    routed_before = counted(metrics.leads_routed)
     async with Routing(settings, 500) as routing:
         await routing.consume(values, len(good))
         dead = await read_topic(
@@ -324,6 +326,8 @@ async def test_a_poison_event_in_a_batch_is_dead_lettered_and_its_neighbours_rou
     assert len(state["routed"]) == len(good)
     assert len(state["deliveries"]) == len(good)
     assert dict(state["positions"])["fallback"] == len(good)
+    # the rolled-back batch counted nothing: each lead is counted once, as routed once
+    assert counted(metrics.leads_routed) - routed_before == len(good)
     fallback = {rep_id for _, team, rep_id, _ in state["routed"] if team == "fallback"}
     assert fallback == {str(fixed("rep/ivy")), str(fixed("rep/jon"))}
 

@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
 import sqlalchemy as sa
+from leadflow import metrics
 from leadflow.clock import Clock
 from leadflow.db import kernel_tables
 from leadflow.events import (
@@ -34,7 +35,7 @@ from leadflow.events import (
 )
 from leadflow.outbox import Outbox
 from leadflow.policy import load_policy
-from leadflow.testing import QUALIFIED_LEAD, BatchRun, interleave, read_topic
+from leadflow.testing import QUALIFIED_LEAD, BatchRun, counted, interleave, read_topic
 from leadflow_scoring import handlers
 from leadflow_scoring.models import lead_scores, metadata, pql_accounts, product_usage
 
@@ -293,6 +294,7 @@ async def test_a_poison_event_in_a_batch_is_dead_lettered_and_its_neighbours_app
     values += [ev.to_bytes() for ev in good[15:30]] + [nul.to_bytes()]
     values += [ev.to_bytes() for ev in good[30:]]
 
+    promoted_before = counted(metrics.mql_promoted)
     async with Scoring(settings, 500) as scoring:
         await scoring.consume(values, len(good))
         dead = await read_topic(
@@ -313,6 +315,8 @@ async def test_a_poison_event_in_a_batch_is_dead_lettered_and_its_neighbours_app
         assert len(of(state, "lead.mql", lead_id)) == 1
         assert [e["engagement"] for e in of(state, "lead.scored", lead_id)] == [0, 30]
         assert [i["kind"] for i in state["scores"][lead_id]["interactions"]] == ["demo_request"]
+    # the rolled-back batch counted nothing: one promotion counted per lead
+    assert counted(metrics.mql_promoted) - promoted_before == len(lead_ids)
 
 
 def status(lead_id: uuid.UUID, status_: str, at: datetime) -> CloudEvent:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -196,6 +197,8 @@ class Writes:
             for position in positions.values():
                 position[0] = position[1]
         await rt.outbox.emit_many(session, [(routed, None) for routed in self.routed])
+        for (team, reason), n in Counter((r.team, r.reason) for r in self.routed).items():
+            metrics.count_on_commit(session, metrics.leads_routed.labels(team, reason), n)
         if self.deliveries:
             await session.execute(_add_deliveries, self.deliveries)
             touch(session, DELIVERIES_TAG)
@@ -423,7 +426,6 @@ async def _assign(
         kind=mql.kind,
     )
     writes.routed.append(routed)
-    metrics.leads_routed.labels(team.name, reason).inc()
     rep = next((r for r in routing.reps if r.id == decision.rep_id), None)
     body = {
         "type": routed.type,

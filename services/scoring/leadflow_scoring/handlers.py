@@ -551,8 +551,8 @@ class ScoreBook:
             claimed = set(await self.session.scalars(_claim_accounts, self.claims))
             if len(claimed) < len(self.claims):
                 raise ClaimLost(sorted({c["account"] for c in self.claims} - claimed))
-        for kind in self.promoted:
-            metrics.mql_promoted.labels(kind).inc()
+        for kind, n in Counter(self.promoted).items():
+            metrics.count_on_commit(self.session, metrics.mql_promoted.labels(kind), n)
 
 
 async def apply_batch(rt: Runtime, session: AsyncSession, changes: list[Change]) -> None:
