@@ -86,6 +86,8 @@ class Settings(BaseSettings):
     # How long the broker may hold a consumer's fetch that finds nothing new (milliseconds).
     consumer_fetch_wait_ms: int = Field(default=50, ge=0, le=10_000)
     outbox_batch_size: int = Field(default=500, ge=1)
+    # sla-timer: claims fired at once while a backlog of due timers waits (SKIP LOCKED).
+    sla_timer_claimers: int = Field(default=3, ge=1)
     host: str = "127.0.0.1"
     port: int | None = None
 
