@@ -82,3 +82,16 @@ def count_on_commit(session: AsyncSession, counter: MetricWrapperBase, amount: f
     """Increment `counter` once `session`'s transaction commits: a unit of work that rolls back
     (and is retried) counts nothing, so a retried batch is not counted twice."""
     sa.event.listen(session.sync_session, "after_commit", lambda _: counter.inc(amount), once=True)
+
+
+def observe_on_commit(
+    session: AsyncSession, observations: list[tuple[MetricWrapperBase, float]]
+) -> None:
+    """Observe each `(histogram or summary, value)` once `session`'s transaction commits, like
+    `count_on_commit`."""
+
+    def observe(_: object) -> None:
+        for metric, value in observations:
+            metric.observe(value)
+
+    sa.event.listen(session.sync_session, "after_commit", observe, once=True)

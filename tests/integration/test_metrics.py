@@ -189,6 +189,28 @@ async def test_a_timer_counts_only_once_its_transaction_commits(settings):
         await db.dispose()
 
 
+async def test_a_response_time_is_observed_only_once_its_transaction_commits(settings):
+    db = Database(settings.database_url)
+    labels = {"channel": "partner", "team": f"t-{uuid.uuid4()}"}
+    child = metrics.lead_response.labels(*labels.values())
+    try:
+        try:
+            async with db.unit_of_work() as session:
+                metrics.observe_on_commit(session, [(child, 90.0)])
+                await session.execute(sa.select(1))
+                raise RuntimeError("handler failed after the insert")
+        except RuntimeError:
+            pass
+        assert sample("leadflow_lead_response_seconds_count", **labels) == 0
+        async with db.unit_of_work() as session:
+            metrics.observe_on_commit(session, [(child, 90.0), (child, 30.0)])
+            await session.execute(sa.select(1))
+        assert sample("leadflow_lead_response_seconds_count", **labels) == 2
+        assert sample("leadflow_lead_response_seconds_sum", **labels) == 120.0
+    finally:
+        await db.dispose()
+
+
 async def test_overdue_timers_are_counted_in_real_seconds_of_a_simulated_clock(settings):
     speed = 60.0  # one real second is a simulated minute
     clock = Clock(start=datetime(2026, 3, 2, 9, 0, tzinfo=UTC), speed=speed)

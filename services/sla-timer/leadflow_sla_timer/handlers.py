@@ -502,13 +502,10 @@ class Clocks:
         for labels, n in self.warned.items():
             metrics.count_on_commit(session, metrics.sla_warnings.labels(*labels), n)
         if self.responses:
-            responses = self.responses
-
-            def observe(_: object) -> None:
-                for labels, seconds in responses:
-                    metrics.lead_response.labels(*labels).observe(seconds)
-
-            sa.event.listen(session.sync_session, "after_commit", observe, once=True)
+            metrics.observe_on_commit(
+                session,
+                [(metrics.lead_response.labels(*labels), s) for labels, s in self.responses],
+            )
 
     async def write_held(self) -> None:
         session = self.session
