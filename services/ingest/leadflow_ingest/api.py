@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import orjson
 import sqlalchemy as sa
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import APIRouter, Depends, Header, Request, Response
 from fastapi.responses import JSONResponse, RedirectResponse
 from leadflow import idempotency as idem
 from leadflow.auth import require_scope
@@ -54,7 +54,7 @@ async def post_lead(
     rt: RuntimeDep,
     key: SourceKey,
     idempotency_key: IdempotencyKey = None,
-) -> JSONResponse:
+) -> Response:
     """Create or update a lead. Same email (any case) or external id is the same lead; a lead
     carrying the email of one known lead and the external id of another merges the two."""
     async with rt.db.unit_of_work() as session:
@@ -72,7 +72,6 @@ async def post_lead(
         result = await accept_lead(
             session, rt.outbox, rt.policy, body, writer=_writer(key), now=rt.clock.now()
         )
-        content = result.model_dump(mode="json")
         if idempotency_key:
             await idem.record(
                 session,
@@ -80,9 +79,9 @@ async def post_lead(
                 api_key=key.name,
                 key=idempotency_key,
                 status=202,
-                response=content,
+                response=result.model_dump(mode="json"),
             )
-    return JSONResponse(content, status_code=202)
+    return Response(result.model_dump_json(), status_code=202, media_type="application/json")
 
 
 def _batch_items(raw: Any) -> list[Any]:  # noqa: ANN401 - decoded JSON

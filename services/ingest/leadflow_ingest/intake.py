@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from leadflow import metrics
@@ -29,6 +30,8 @@ from leadflow_ingest.schemas import (
     LeadErasure,
     LeadIn,
 )
+
+Snapshot = TypeVar("Snapshot", bound=LeadSnapshot)
 
 # What marketing owes with every lead beyond who it is (DOMAIN.md, "Context").
 CONTEXT_FIELDS = ("source.campaign", "source.lead_magnet", "intent_note")
@@ -115,6 +118,23 @@ def build_snapshot(
 ) -> dict:
     """The lead after this input: the previous snapshot with the given fields applied,
     normalised, with the derived parts (domain, size band, flags, context) recomputed."""
+    return lead_snapshot(
+        lead_id, email, body, previous, policy, now=now, activity_flags=activity_flags
+    ).model_dump(mode="json")
+
+
+def lead_snapshot(
+    lead_id: uuid.UUID,
+    email: str,
+    body: LeadIn,
+    previous: dict | None,
+    policy: Policy,
+    *,
+    now: datetime,
+    activity_flags: set[str] = frozenset(),
+    kind: type[Snapshot] = LeadSnapshot,
+) -> Snapshot:
+    """`build_snapshot` as the payload `kind` (LeadCreated, …), before it is dumped to JSON."""
     base = dict(previous or {})
     base.pop("merged_lead_ids", None)
     snapshot = _deep_merge(base, _given_fields(body))
@@ -147,7 +167,7 @@ def build_snapshot(
         "intent_note": snapshot.get("intent_note"),
     }
     snapshot["context_missing"] = [name for name in CONTEXT_FIELDS if not present[name]]
-    return LeadSnapshot.model_validate(snapshot).model_dump(mode="json")
+    return kind.model_validate(snapshot)
 
 
 async def find_lead(session: AsyncSession, kind: str, value: str | None) -> uuid.UUID | None:
@@ -162,28 +182,76 @@ async def find_lead(session: AsyncSession, kind: str, value: str | None) -> uuid
     return await session.scalar(sa.union_all(direct, alias).limit(1))
 
 
+def _known_by(kind: str, value: sa.BindParameter) -> list[sa.Select]:
+    column = leads.c.email if kind == "email" else leads.c.external_id
+    return [
+        sa.select(sa.literal(kind).label("kind"), leads.c.id.label("id")).where(column == value),
+        sa.select(sa.literal(kind).label("kind"), lead_aliases.c.lead_id.label("id")).where(
+            lead_aliases.c.kind == kind, lead_aliases.c.value == value
+        ),
+    ]
+
+
+# The statements of a single lead's intake are built once: building and caching a statement
+# cost more per request than running it. A NULL external id matches nothing.
+_EMAIL = sa.bindparam("email", type_=sa.Text)
+_EXTERNAL_ID = sa.bindparam("external_id", type_=sa.Text)
+_FIND = sa.union_all(*_known_by("email", _EMAIL), *_known_by("external_id", _EXTERNAL_ID))
+_NOW = sa.bindparam("now", type_=leads.c.created_at.type)
+_found = _FIND.cte("found")
+_created = (
+    insert(leads)
+    .from_select(
+        [
+            "id",
+            "email",
+            "external_id",
+            "source_key",
+            "owner_source",
+            "snapshot",
+            "routable",
+            "created_at",
+            "updated_at",
+        ],
+        sa.select(
+            sa.bindparam("id", type_=leads.c.id.type),
+            _EMAIL,
+            _EXTERNAL_ID,
+            sa.bindparam("source_key", type_=sa.Text),
+            sa.bindparam("owner_source", type_=sa.Text),
+            sa.bindparam("snapshot", type_=leads.c.snapshot.type),
+            sa.bindparam("routable", type_=sa.Boolean),
+            _NOW,
+            _NOW,
+        ).where(~sa.exists(sa.select(_found.c.id))),
+    )
+    .on_conflict_do_nothing()
+    .returning(leads.c.id)
+    .cte("created")
+)
+# One round trip for a lead new to Leadflow: ("created", id) when this statement inserted it;
+# otherwise the (kind, id) of each lead already known by its email or external id, as
+# `find_leads` reads them, and nothing is written. Neither (a concurrent writer inserted the
+# same person since the statement began): `find_leads` again.
+_CREATE_UNLESS_KNOWN = sa.union_all(
+    sa.select(sa.literal("created").label("kind"), _created.c.id),
+    sa.select(_found.c.kind, _found.c.id),
+)
+
+
+def _known(rows: Iterable[sa.Row]) -> tuple[uuid.UUID | None, uuid.UUID | None]:
+    found: dict[str, uuid.UUID] = {}
+    for kind, lead_id in rows:
+        found.setdefault(kind, lead_id)
+    return found.get("email"), found.get("external_id")
+
+
 async def find_leads(
     session: AsyncSession, email: str, external_id: str | None
 ) -> tuple[uuid.UUID | None, uuid.UUID | None]:
-    """(the lead known by this email, the one known by this external id), as `find_lead` finds
-    each, in one round trip."""
-    if not external_id:
-        return await find_lead(session, "email", email), None
-    parts = []
-    for kind, value in (("email", email), ("external_id", external_id)):
-        column = leads.c.email if kind == "email" else leads.c.external_id
-        parts.append(
-            sa.select(sa.literal(kind).label("kind"), leads.c.id.label("id")).where(column == value)
-        )
-        parts.append(
-            sa.select(sa.literal(kind).label("kind"), lead_aliases.c.lead_id.label("id")).where(
-                lead_aliases.c.kind == kind, lead_aliases.c.value == value
-            )
-        )
-    found: dict[str, uuid.UUID] = {}
-    for kind, lead_id in (await session.execute(sa.union_all(*parts))).all():
-        found.setdefault(kind, lead_id)
-    return found.get("email"), found.get("external_id")
+    """(the lead known by this email, the one known by this external id), directly or through
+    a merge, in one round trip."""
+    return _known(await session.execute(_FIND, {"email": email, "external_id": external_id}))
 
 
 async def _activity_flags(session: AsyncSession, lead_id: uuid.UUID, policy: Policy) -> set[str]:
@@ -252,35 +320,33 @@ async def accept_lead(
     writer.check_source_system(body.source.system)
     if writer.source and not body.source.system:
         body.source.system = writer.source
-    by_email, by_external = await find_leads(session, email, body.external_id)
-    known = list(dict.fromkeys(i for i in (by_email, by_external) if i is not None))
-
-    if not known:
-        lead_id = uuid.uuid4()
-        snapshot = build_snapshot(lead_id, email, body, None, policy, now=now)
-        inserted = await session.scalar(
-            insert(leads)
-            .values(
-                id=lead_id,
-                email=email,
-                external_id=body.external_id,
-                source_key=writer.key_name,
-                owner_source=writer.source,
-                snapshot=snapshot,
-                routable=snapshot["routable"],
-                created_at=now,
-                updated_at=now,
-            )
-            .on_conflict_do_nothing()
-            .returning(leads.c.id)
+    lead_id = uuid.uuid4()
+    created = lead_snapshot(lead_id, email, body, None, policy, now=now, kind=LeadCreated)
+    snapshot = created.model_dump(mode="json")
+    found = (
+        await session.execute(
+            _CREATE_UNLESS_KNOWN,
+            {
+                "email": email,
+                "external_id": body.external_id,
+                "id": lead_id,
+                "source_key": writer.key_name,
+                "owner_source": writer.source,
+                "snapshot": snapshot,
+                "routable": snapshot["routable"],
+                "now": now,
+            },
         )
-        if inserted is not None:
-            event = await outbox.emit(session, LeadCreated.model_validate(snapshot))
-            metrics.leads_ingested.labels("created").inc()
-            return LeadAccepted(lead_id=lead_id, event_id=event.id, duplicate=False)
-        # a concurrent request created the same person a moment ago: this is its update
+    ).all()
+    if any(row.kind == "created" for row in found):
+        event = await outbox.emit(session, created)
+        metrics.leads_ingested.labels("created").inc()
+        return LeadAccepted(lead_id=lead_id, event_id=event.id, duplicate=False)
+    if found:
+        by_email, by_external = _known(found)
+    else:  # a concurrent request created the same person a moment ago: this is its update
         by_email, by_external = await find_leads(session, email, body.external_id)
-        known = list(dict.fromkeys(i for i in (by_email, by_external) if i is not None))
+    known = list(dict.fromkeys(i for i in (by_email, by_external) if i is not None))
 
     rows = (
         await session.execute(

@@ -33,8 +33,10 @@ SIZE_BANDS = (
 )
 
 
+@lru_cache(maxsize=4096)
 def normalise_email(raw: str) -> tuple[str, bool]:
-    """Lower-cased email and whether its syntax is valid (an invalid one is flagged, not refused)."""
+    """Lower-cased email and whether its syntax is valid (an invalid one is flagged, not refused).
+    Cached: a lead's address is checked again when its snapshot is built."""
     email = raw.strip().lower()
     try:
         validate_email(email, check_deliverability=False)
