@@ -33,6 +33,12 @@ class Outbox:
         self.table = table
         self.source = source
         self.clock = clock
+        # One statement executed with many parameter sets: compiled once and cached, sent as
+        # multi-row INSERTs of up to ROWS_PER_INSERT rows. (A `.values(rows)` statement is
+        # compiled anew for every call, which cost more than the insert itself.)
+        self._insert = sa.insert(table).execution_options(
+            insertmanyvalues_page_size=ROWS_PER_INSERT
+        )
 
     async def emit(
         self,
@@ -70,13 +76,8 @@ class Outbox:
             }
             for event, (payload, _) in zip(events, payloads, strict=True)
         ]
-        # One statement executed with many parameter sets: compiled once and cached, sent as
-        # multi-row INSERTs of up to ROWS_PER_INSERT rows. (A `.values(rows)` statement is
-        # compiled anew for every call, which cost more than the insert itself.)
-        await session.execute(
-            sa.insert(self.table).execution_options(insertmanyvalues_page_size=ROWS_PER_INSERT),
-            rows,
-        )
+        # a single event (a request's) as a plain INSERT, not through the many-rows path
+        await session.execute(self._insert, rows if len(rows) > 1 else rows[0])
         touch(session, OUTBOX_TAG)
         return events
 
