@@ -83,6 +83,16 @@ def tree_cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
     return {name: total(pid) for name, pid in pids.items()}
 
 
+def cpu_used(processes: dict[str, int], this_process: str) -> dict[str, float]:
+    """CPU seconds used so far by each named process with its descendants (services,
+    PostgreSQL with its backends, the broker) and, as `this_process`, by this one alone (the
+    load generator; the processes it started are counted under their own names)."""
+    used = tree_cpu_seconds(processes)
+    times = os.times()
+    used[this_process] = times.user + times.system
+    return used
+
+
 def machine() -> dict[str, str]:
     mem_kib = 0
     for line in Path("/proc/meminfo").read_text().splitlines():

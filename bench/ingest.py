@@ -12,15 +12,18 @@ import time
 from pathlib import Path
 
 import httpx
-from common import Services, env_int, percentile, progress
+from common import Services, cpu_used, env_int, percentile, progress
 from leadflow.devstack import die_with_parent, free_port, stop_process, wait_for
 from leadflow.testing import SOURCE, sample_lead
 
 BENCH_DIR = Path(__file__).resolve().parent
 
 
-async def hammer(url: str, first: int, requests: int, concurrency: int) -> dict:
-    """`requests` single-lead POSTs from `concurrency` concurrent senders; every one must be 202."""
+async def hammer(
+    url: str, first: int, requests: int, concurrency: int, processes: dict[str, int] | None = None
+) -> dict:
+    """`requests` single-lead POSTs from `concurrency` concurrent senders; every one must be 202.
+    With `processes`, also the CPU time each of them (and the load generator) spent per request."""
     latencies: list[float] = []
     errors: dict[str, int] = {}  # status code or exception name: count
     next_n = first
@@ -55,11 +58,17 @@ async def hammer(url: str, first: int, requests: int, concurrency: int) -> dict:
             requests // concurrency + (1 if i < requests % concurrency else 0)
             for i in range(concurrency)
         ]
+        cpu_before = cpu_used(processes or {}, LOAD_GENERATOR)
         start = time.monotonic()
         await asyncio.gather(*(sender(http, c) for http, c in zip(pool, share, strict=True)))
         seconds = time.monotonic() - start
+        cpu_after = cpu_used(processes or {}, LOAD_GENERATOR)
     ok = requests - sum(errors.values())
     return {
+        "cpu_ms_per_request": {
+            name: (cpu_after[name] - cpu_before.get(name, 0.0)) * 1000 / max(ok, 1)
+            for name in cpu_after
+        },
         "requests": requests,
         "ok": ok,
         "failures": sum(errors.values()),
@@ -104,7 +113,16 @@ def start_bare(log_path: Path) -> tuple[subprocess.Popen, str]:
     return proc, url
 
 
-async def run_ingest(settings, logdir: Path) -> dict:  # noqa: ANN001
+LOAD_GENERATOR = "load generator"
+
+
+async def run_ingest(
+    settings,  # noqa: ANN001
+    logdir: Path,
+    infrastructure: dict[str, int] | None = None,
+) -> dict:
+    """Bare endpoint, then ingest, the same requests; `infrastructure`: process ids of
+    PostgreSQL and the broker, for their CPU time per request."""
     requests = env_int("BENCH_INGEST_REQUESTS", 3_000)
     concurrency = env_int("BENCH_CONCURRENCY", 32)
     warm = min(300, requests)
@@ -112,7 +130,9 @@ async def run_ingest(settings, logdir: Path) -> dict:  # noqa: ANN001
     proc, url = start_bare(logdir / "bare.log")
     try:
         await hammer(url, 0, warm, concurrency)
-        bare = await hammer(url, 0, requests, concurrency)
+        bare = await hammer(
+            url, 0, requests, concurrency, {"server": proc.pid} | (infrastructure or {})
+        )
     finally:
         stop_process(proc)
     progress(
@@ -121,7 +141,14 @@ async def run_ingest(settings, logdir: Path) -> dict:  # noqa: ANN001
     services = await Services.start(["ingest"], settings, logdir)
     try:
         await hammer(services.url("ingest"), 1_000_000, warm, concurrency)
-        ingest = await hammer(services.url("ingest"), 2_000_000, requests, concurrency)
+        server = {"server": services.procs["ingest"].proc.pid}
+        ingest = await hammer(
+            services.url("ingest"),
+            2_000_000,
+            requests,
+            concurrency,
+            server | (infrastructure or {}),
+        )
     finally:
         await services.stop()
     progress(

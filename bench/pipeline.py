@@ -5,7 +5,6 @@ consume→produce loop over the same broker and a bare batched INSERT into the s
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 import uuid
 from pathlib import Path
@@ -17,12 +16,12 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from common import (
     Services,
+    cpu_used,
     env_int,
     env_list,
     percentile,
     pg_dsn,
     progress,
-    tree_cpu_seconds,
 )
 from leadflow.kafka import make_producer
 from leadflow.registry import SERVICE_ORDER
@@ -89,15 +88,6 @@ class LeadNumbers:
         return [sample_lead(i) for i in range(start, start + n)]
 
 
-def cpu_used(processes: dict[str, int]) -> dict[str, float]:
-    """CPU seconds used so far by each process of the run (services, PostgreSQL with its
-    backends, the broker) and by this one (load generator and webhook receiver)."""
-    used = tree_cpu_seconds(processes)
-    times = os.times()
-    used["load generator + receiver"] = times.user + times.system
-    return used
-
-
 async def saturate(
     http: httpx.AsyncClient,
     ingest: str,
@@ -124,7 +114,7 @@ async def saturate(
                 sent[lead_id] = at
 
     progress(f"pipeline saturation: {total} leads in batches of {batch}, {in_flight} in flight")
-    cpu_before = cpu_used(processes)
+    cpu_before = cpu_used(processes, "load generator + receiver")
     start = time.monotonic()
     await asyncio.gather(*(worker() for _ in range(in_flight)))
     intake_done = time.monotonic()
@@ -132,7 +122,7 @@ async def saturate(
         f"  ingest accepted {len(sent)} leads in {intake_done - start:.1f}s; waiting for webhooks"
     )
     missing = await receiver.wait_for(list(sent), DELIVERY_TIMEOUT)
-    cpu_after = cpu_used(processes)
+    cpu_after = cpu_used(processes, "load generator + receiver")
     delivered = [receiver.arrivals[i] for i in sent if i in receiver.arrivals]
     end = max(delivered) if delivered else time.monotonic()
     latencies = [receiver.arrivals[i] - t for i, t in sent.items() if i in receiver.arrivals]
