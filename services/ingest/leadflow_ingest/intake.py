@@ -106,23 +106,6 @@ def _given_fields(body: LeadIn) -> dict[str, Any]:
     return given
 
 
-def build_snapshot(
-    lead_id: uuid.UUID,
-    email: str,
-    body: LeadIn,
-    previous: dict | None,
-    policy: Policy,
-    *,
-    now: datetime,
-    activity_flags: set[str] = frozenset(),
-) -> dict:
-    """The lead after this input: the previous snapshot with the given fields applied,
-    normalised, with the derived parts (domain, size band, flags, context) recomputed."""
-    return lead_snapshot(
-        lead_id, email, body, previous, policy, now=now, activity_flags=activity_flags
-    ).model_dump(mode="json")
-
-
 def lead_snapshot(
     lead_id: uuid.UUID,
     email: str,
@@ -134,7 +117,9 @@ def lead_snapshot(
     activity_flags: set[str] = frozenset(),
     kind: type[Snapshot] = LeadSnapshot,
 ) -> Snapshot:
-    """`build_snapshot` as the payload `kind` (LeadCreated, …), before it is dumped to JSON."""
+    """The lead after this input, as the payload `kind` (LeadCreated, …): the previous
+    snapshot with the given fields applied, normalised, with the derived parts (domain, size
+    band, flags, context) recomputed."""
     base = dict(previous or {})
     base.pop("merged_lead_ids", None)
     snapshot = _deep_merge(base, _given_fields(body))
@@ -390,7 +375,7 @@ async def accept_lead(
             .on_conflict_do_nothing()
         )
     previous = survivor.snapshot
-    snapshot = build_snapshot(
+    snapshot = lead_snapshot(
         survivor.id,
         survivor.email or email,
         body,
@@ -398,7 +383,7 @@ async def accept_lead(
         policy,
         now=now,
         activity_flags=await _activity_flags(session, survivor.id, policy),
-    )
+    ).model_dump(mode="json")
     await session.execute(
         sa.update(leads)
         .where(leads.c.id == survivor.id)
@@ -518,12 +503,16 @@ async def accept_leads(
     ]
     if fresh:
         rows: dict[uuid.UUID, tuple[int, dict]] = {}
+        payloads: dict[uuid.UUID, LeadCreated] = {}
         for i in fresh:
             body = bodies[i]
             if writer.source and not body.source.system:
                 body.source.system = writer.source
             lead_id = uuid.uuid4()
-            rows[lead_id] = (i, build_snapshot(lead_id, emails[i], body, None, policy, now=now))
+            payloads[lead_id] = lead_snapshot(
+                lead_id, emails[i], body, None, policy, now=now, kind=LeadCreated
+            )
+            rows[lead_id] = (i, payloads[lead_id].model_dump(mode="json"))
         inserted = set(
             (
                 await session.scalars(
@@ -549,12 +538,12 @@ async def accept_leads(
                 )
             ).all()
         )
-        created = [(lead_id, i, snapshot) for lead_id, (i, snapshot) in rows.items()]
-        created = [c for c in created if c[0] in inserted]  # the rest raced another writer
+        # the rest raced another writer
+        created = [(lead_id, i) for lead_id, (i, _) in rows.items() if lead_id in inserted]
         events = await outbox.emit_many(
-            session, [(LeadCreated.model_validate(snapshot), None) for _, _, snapshot in created]
+            session, [(payloads[lead_id], None) for lead_id, _ in created]
         )
-        for (lead_id, i, _), event in zip(created, events, strict=True):
+        for (lead_id, i), event in zip(created, events, strict=True):
             results[i] = LeadAccepted(lead_id=lead_id, event_id=event.id, duplicate=False)
         if created:
             metrics.leads_ingested.labels("created").inc(len(created))
