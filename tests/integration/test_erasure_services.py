@@ -32,6 +32,7 @@ from leadflow.testing import (
     sample_mql,
     service_client,
 )
+from leadflow_ingest.normalise import normalise_email
 
 EMAIL = "zenobia.quarterfield@analytical-engines.example"
 PERSON = {
@@ -143,10 +144,13 @@ async def test_delete_erases_the_lead_in_ingest_and_emits_lead_erased_once(setti
         assert before["leads.email"] == 1 and before["leads.snapshot"] == 1
         assert before["activities.properties"] == 1
 
+        assert normalise_email.cache_info().currsize > 0
         first = await ingest.delete(f"/v1/leads/{lead_id}", headers=ADMIN)
         assert first.status_code == 202, first.text
         assert first.json()["lead_id"] == lead_id
         assert first.json()["erased_lead_ids"] == [lead_id]
+        # no address this process checked is kept in memory past an erasure
+        assert normalise_email.cache_info().currsize == 0
         again = await ingest.delete(f"/v1/leads/{lead_id}", headers=ADMIN)
         assert (again.status_code, again.json()) == (202, first.json())
 

@@ -634,6 +634,9 @@ async def erase_lead(
                 )
             )
         await session.execute(sa.delete(lead_aliases).where(lead_aliases.c.lead_id.in_(ids)))
+        # the addresses this process checked lately are kept for its next requests: forget
+        # them all (the erased person's may be there under any spelling)
+        normalise.normalise_email.cache_clear()
         await session.execute(
             sa.update(activities).where(activities.c.lead_id.in_(ids)).values(properties={})
         )
