@@ -538,23 +538,23 @@ def counted(counter) -> float:  # noqa: ANN001 - a prometheus_client Counter
     return sum(s.value for s in counter.collect()[0].samples if s.name.endswith("_total"))
 
 
-class MessagingHarness:
-    """The kernel's messaging over one service's outbox and inbox tables, against the real
-    database and broker: a producer, outbox relays and consumer runners, all stopped on exit."""
+class _Background:
+    """A database and a producer over `settings`, with tasks and consumer runners started in
+    the background: on exit the tasks are cancelled, the runners stopped, the rest closed."""
 
-    def __init__(self, settings: Settings, outbox, inbox) -> None:  # noqa: ANN001
+    def __init__(self, settings: Settings, client_id: str) -> None:
         from leadflow.db import Database
         from leadflow.kafka import make_producer
 
         self.settings = settings
-        self.outbox_table = outbox
-        self.inbox_table = inbox
         self.db = Database(settings.database_url)
-        self.producer = make_producer(settings, "test")
-        self.runners: list = []
+        self.producer = make_producer(settings, client_id)
         self.tasks: list[asyncio.Task] = []
 
-    async def __aenter__(self) -> MessagingHarness:
+    def started_runners(self) -> list:
+        return []
+
+    async def __aenter__(self):  # noqa: ANN204
         await self.producer.start()
         return self
 
@@ -562,10 +562,24 @@ class MessagingHarness:
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
-        for runner in self.runners:
+        for runner in self.started_runners():
             await runner.stop()
         await self.producer.stop()
         await self.db.dispose()
+
+
+class MessagingHarness(_Background):
+    """The kernel's messaging over one service's outbox and inbox tables, against the real
+    database and broker: a producer, outbox relays and consumer runners, all stopped on exit."""
+
+    def __init__(self, settings: Settings, outbox, inbox) -> None:  # noqa: ANN001
+        super().__init__(settings, "test")
+        self.outbox_table = outbox
+        self.inbox_table = inbox
+        self.runners: list = []
+
+    def started_runners(self) -> list:
+        return self.runners
 
     def topic(self, name: str) -> str:
         return self.settings.topic_prefix + name
@@ -626,7 +640,7 @@ def interleave(runs: list[list]) -> list:
     return [run[i] for i in range(max(map(len, runs))) for run in runs if i < len(run)]
 
 
-class BatchRun:
+class BatchRun(_Background):
     """A service's subscriptions, each in a consumer runner of its own over `settings` (own
     database, own topics), reading polls of `batch_size` records and started when first
     consumed from; `passes` holds how many events each batch pass (`after_batch`) got. Tests
@@ -635,33 +649,17 @@ class BatchRun:
     def __init__(  # noqa: ANN001
         self, settings: Settings, service: str, subscriptions, inbox, batch_size: int
     ) -> None:
-        from leadflow.db import Database
-        from leadflow.kafka import make_producer
-
-        self.settings = settings
+        super().__init__(settings, f"test-{service}-batches")
         self.service = service
         self.inbox = inbox
         self.batch_size = batch_size
         self.subscriptions = {s.name: s for s in subscriptions}
         self.default = next(iter(self.subscriptions))
-        self.db = Database(settings.database_url)
-        self.producer = make_producer(settings, f"test-{service}-batches")
         self.passes: list[int] = []
         self.runners: dict[str, Any] = {}
-        self.tasks: list[asyncio.Task] = []
 
-    async def __aenter__(self):  # noqa: ANN204
-        await self.producer.start()
-        return self
-
-    async def __aexit__(self, *exc) -> None:  # noqa: ANN002
-        for task in self.tasks:
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
-        for runner in self.runners.values():
-            await runner.stop()
-        await self.producer.stop()
-        await self.db.dispose()
+    def started_runners(self) -> list:
+        return list(self.runners.values())
 
     @property
     def runner(self):  # noqa: ANN201
