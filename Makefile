@@ -13,7 +13,7 @@ $(UV):
 	$(PYTHON) -m venv .tools
 	.tools/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
-$(VENV)/.synced: $(UV) uv.lock pyproject.toml shared/pyproject.toml $(wildcard services/*/pyproject.toml)
+$(VENV)/.synced: $(UV) uv.lock pyproject.toml shared/pyproject.toml tools/pyproject.toml $(wildcard services/*/pyproject.toml)
 	$(UV) sync --frozen --python $(PYTHON)
 	touch $@
 
@@ -53,7 +53,7 @@ lint: install
 	$(VENV)/bin/ruff check .
 
 bench: install ## benchmarks (not tests), table into docs/benchmarks.md; BENCH_LEADS=50000 for full size
-	$(VENV)/bin/python bench/run.py
+	PYTHONPATH=tests $(VENV)/bin/python bench/run.py
 
 check-deploy: system-deps ## Prometheus rules, their unit tests and the Alertmanager config (needs promtool, amtool)
 	promtool check rules deploy/prometheus/alerts.yml

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from leadflow.testing import ServiceProcess, start_all
+from leadflow_tools.supervisor import ServiceProcess, start_all
 
 
 def env_int(name: str, default: int) -> int:

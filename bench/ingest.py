@@ -13,8 +13,8 @@ from pathlib import Path
 
 import httpx
 from common import Services, cpu_used, env_int, percentile, progress
-from leadflow.devstack import die_with_parent, free_port, stop_process, wait_for
-from leadflow.testing import SOURCE, sample_lead
+from leadflow_tools.devstack import die_with_parent, free_port, stop_process, wait_for
+from support.harness import SOURCE, sample_lead
 
 BENCH_DIR = Path(__file__).resolve().parent
 

@@ -24,9 +24,10 @@ from common import (
     progress,
 )
 from leadflow.kafka import make_producer
-from leadflow.registry import SERVICE_ORDER
-from leadflow.testing import ADMIN, SOURCE, WebhookReceiver, sample_lead
 from leadflow.webhooks import verify
+from leadflow_tools.receiver import WebhookReceiver
+from leadflow_tools.registry import SERVICE_ORDER
+from support.harness import ADMIN, SOURCE, sample_lead
 
 DELIVERY_TIMEOUT = 300.0  # seconds to wait for the last webhook of a phase
 

@@ -17,8 +17,8 @@ from pathlib import Path
 from common import machine, progress
 from ingest import run_ingest
 from leadflow.settings import Settings
-from leadflow.testing import Stack
 from pipeline import bare_insert, bare_kafka, run_pipeline
+from support.harness import TestStack
 from timers import run_timers
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -364,7 +364,7 @@ async def main() -> int:
     info = machine()
     progress(f"machine: {info['nproc']} CPUs, {info['ram']}, Python {info['python']}")
     progress("starting embedded PostgreSQL and broker")
-    stack = await asyncio.to_thread(Stack.start)
+    stack = await asyncio.to_thread(TestStack.start)
     logdir = Path(tempfile.mkdtemp(prefix="leadflow-bench-"))
     progress(f"service logs in {logdir}")
     results: dict = {}

@@ -1,12 +1,12 @@
 """Session-wide real PostgreSQL and Kafka-protocol broker; each test gets its own database and topics."""
 
 import pytest
-from leadflow.testing import Stack
+from support.harness import TestStack
 
 
 @pytest.fixture(scope="session")
 def stack():
-    stack = Stack.start()
+    stack = TestStack.start()
     yield stack
     stack.stop()
 

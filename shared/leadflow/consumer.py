@@ -8,8 +8,9 @@ import logging
 import time
 import traceback
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
 
 import sqlalchemy as sa
 from aiokafka import (
@@ -25,47 +26,70 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadflow import faults, metrics
+from leadflow.contracts.events import CloudEvent, Payload, dlq_topic
 from leadflow.db import Database, is_transient
-from leadflow.events import CloudEvent, dlq_topic
 from leadflow.kafka import TopicLayout, create_topics
 from leadflow.loops import Stop
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[CloudEvent, AsyncSession], Awaitable[None]]
-BatchHandler = Callable[[list[CloudEvent], AsyncSession], Awaitable[None]]
-
 LAG_INTERVAL = 5.0  # real seconds between refreshes of the consumer-lag gauge
 INBOX_ROWS_PER_INSERT = 1000  # inbox rows claimed per multi-row INSERT
 COMMIT_TIMEOUT = 5.0  # real seconds an offset commit may take before the loop goes on
+
+P = TypeVar("P", bound=Payload)
 
 
 class Reject(Exception):
     """A handler's verdict that an event can never be processed: dead-letter it, don't retry."""
 
 
-@dataclass
-class Subscription:
-    """What one consumer group reads and which handler decides each event type.
+@dataclass(frozen=True, slots=True)
+class Received(Generic[P]):
+    """One event a subscription takes: its envelope (id, time, subject, policy version) and its
+    payload, already validated by the model of its type."""
 
-    `after_batch`, when set, runs once per unit of work, after the handlers and in the same
-    transaction, with the events the handlers processed (claimed from the inbox, in arrival
-    order, each once; never a skipped type, a duplicate or a raw record), so that handlers can
-    check and collect their events and leave the writes to one set-based pass over the batch.
-    It does not run when no event was processed. When a failed batch is retried event by
-    event it runs once per event, with that one: a `Reject` or pydantic `ValidationError` it
-    raises then dead-letters the event, any other failure is retried like a handler's. For a
-    batch of several records any failure of it fails the batch (rolled back, then retried
-    event by event)."""
+    event: CloudEvent
+    payload: P
+
+
+Apply = Callable[[AsyncSession, list[Received[Any]]], Awaitable[None]]
+RawHandler = Callable[[ConsumerRecord, AsyncSession], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """One consumer group: the event types it takes (as payload models; their topics are what it
+    reads) and the one function that applies them.
+
+    Per unit of work `apply` runs once, in the transaction of the inbox rows, with the events
+    the inbox claimed (in arrival order, each once; never another type, a duplicate or a raw
+    record), each payload validated by its model, so a service decides over the whole batch
+    with set-based reads and writes. It does not run when the batch held nothing to apply. A
+    payload that does not fit its model, a `Reject` raised by `apply` or its pydantic
+    `ValidationError` dead-letters the event; any other failure fails the batch, which is rolled
+    back and retried event by event (then `apply` runs with one event at a time).
+
+    `raw` takes topics that carry no CloudEvents (marketing platforms publishing plain lead
+    JSON): topic -> handler of each record."""
 
     name: str
-    topics: tuple[str, ...]
-    handlers: dict[str, Handler] = field(default_factory=dict)
-    # Raw (non-CloudEvent) topics, e.g. platforms publishing plain lead JSON: topic -> handler
-    raw_handlers: dict[str, Callable[[ConsumerRecord, AsyncSession], Awaitable[None]]] = field(
-        default_factory=dict
-    )
-    after_batch: BatchHandler | None = None
+    takes: tuple[type[Payload], ...] = ()
+    apply: Apply | None = None
+    raw: Mapping[str, RawHandler] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.takes and self.apply is None:
+            raise ValueError(f"subscription {self.name}: event types without an apply function")
+
+    @property
+    def models(self) -> dict[str, type[Payload]]:
+        """Event type -> payload model."""
+        return {model.type: model for model in self.takes}
+
+    @property
+    def topics(self) -> tuple[str, ...]:
+        return tuple(sorted({model.topic for model in self.takes} | set(self.raw)))
 
 
 class _Poison(Exception):
@@ -123,6 +147,7 @@ class ConsumerRunner:
         self.fetch_wait_ms = fetch_wait_ms
         self.stop_signal = stop if stop is not None else Stop()
         self.sub = subscription
+        self._models = subscription.models
         self.db = db
         self.inbox = inbox
         self.producer = producer
@@ -329,38 +354,35 @@ class ConsumerRunner:
         """Handle `records` in one unit of work; raises _Poison for an undecodable record.
 
         Every record is decoded before anything is written, and the inbox rows of the whole
-        batch are claimed with one multi-row insert: a handler runs only for the events that
-        insert claimed, each event once even when the batch holds it twice; then the
-        subscription's `after_batch`, if any, once with the events they processed."""
+        batch are claimed with one multi-row insert: each event the subscription takes is
+        validated and applied once, even when the batch holds it twice; then `apply` runs
+        once with all of them."""
         decoded = [self._decode(record) for record in records]
         outcomes: list[tuple[str, str]] = []
         async with self.db.unit_of_work() as session:
             claimed = await self._claim(
-                session, [event.id for event, handler in decoded if event and handler]
+                session, [event.id for event, model in decoded if event and model]
             )
-            for record, (event, handler) in zip(records, decoded, strict=True):
-                outcomes.append(await self._handle(record, event, handler, claimed, session))
-            if self.sub.after_batch is not None:
-                processed = [
-                    event
-                    for (event, _), (_, outcome) in zip(decoded, outcomes, strict=True)
-                    if event is not None and outcome == "processed"
-                ]
-                if processed:
-                    await self._after_batch(records, processed, session)
+            received: list[Received[Any]] = []
+            for record, (event, model) in zip(records, decoded, strict=True):
+                outcomes.append(
+                    await self._take(record, event, model, claimed, received, session)
+                )
+            if received:
+                await self._apply(records, received, session)
         self.processed += len(records)
         for event_type, outcome in outcomes:
             metrics.events_consumed.labels(self.service, self.sub.name, event_type, outcome).inc()
 
-    def _decode(self, record: ConsumerRecord) -> tuple[CloudEvent | None, Handler | None]:
-        """(event, its handler) for a CloudEvent topic; (None, None) for a raw topic."""
-        if self.sub.raw_handlers.get(self._logical(record.topic)) is not None:
+    def _decode(self, record: ConsumerRecord) -> tuple[CloudEvent | None, type[Payload] | None]:
+        """(event, its payload model) for a CloudEvent topic; (None, None) for a raw topic."""
+        if self.sub.raw.get(self._logical(record.topic)) is not None:
             return None, None
         try:
             event = CloudEvent.from_bytes(record.value or b"")
         except (ValidationError, ValueError) as exc:
             raise _Poison(record, f"not a CloudEvent: {exc}") from exc
-        return event, self.sub.handlers.get(event.type)
+        return event, self._models.get(event.type)
 
     async def _claim(self, session: AsyncSession, event_ids: list[uuid.UUID]) -> set[uuid.UUID]:
         """Insert the inbox rows of these events; returns the ids not handled before."""
@@ -379,11 +401,11 @@ class ConsumerRunner:
             )
         )
 
-    async def _after_batch(
-        self, records: list[ConsumerRecord], events: list[CloudEvent], session: AsyncSession
+    async def _apply(
+        self, records: list[ConsumerRecord], received: list[Received[Any]], session: AsyncSession
     ) -> None:
         try:
-            await self.sub.after_batch(events, session)
+            await self.sub.apply(session, received)
         except Reject as exc:
             if len(records) > 1:
                 raise
@@ -391,34 +413,36 @@ class ConsumerRunner:
         except ValidationError as exc:
             if len(records) > 1:
                 raise
-            raise _Poison(records[0], f"payload of {events[0].type} invalid: {exc}") from exc
+            raise _Poison(records[0], f"payload of {received[0].event.type} invalid: {exc}") from exc
 
-    async def _handle(
+    async def _take(
         self,
         record: ConsumerRecord,
         event: CloudEvent | None,
-        handler: Handler | None,
+        model: type[Payload] | None,
         claimed: set[uuid.UUID],
+        received: list[Received[Any]],
         session: AsyncSession,
     ) -> tuple[str, str]:
+        """Sort one record: a raw record is handled at once; an event the subscription takes and
+        the inbox claimed is validated and queued for `apply`."""
         if event is None:
-            raw_handler = self.sub.raw_handlers[self._logical(record.topic)]
+            raw_handler = self.sub.raw[self._logical(record.topic)]
             try:
                 await raw_handler(record, session)
             except Reject as exc:
                 raise _Poison(record, str(exc)) from exc
             return ("raw", "processed")
-        if handler is None:
+        if model is None:
             return (event.type, "skipped")
         if event.id not in claimed:
             return (event.type, "duplicate")
         claimed.discard(event.id)  # a second copy later in the batch is a duplicate
         try:
-            await handler(event, session)
-        except Reject as exc:
-            raise _Poison(record, str(exc)) from exc
+            payload = model.model_validate(event.data)
         except ValidationError as exc:
             raise _Poison(record, f"payload of {event.type} invalid: {exc}") from exc
+        received.append(Received(event, payload))
         return (event.type, "processed")
 
     async def _dead_letter(self, record: ConsumerRecord, error: str) -> bool:

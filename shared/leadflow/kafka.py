@@ -10,7 +10,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError
 
-from leadflow.events import ALL_TOPICS, dlq_topic
+from leadflow.contracts.events import ALL_TOPICS, dlq_topic
 from leadflow.settings import Settings
 
 log = logging.getLogger(__name__)

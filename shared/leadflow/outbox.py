@@ -16,8 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadflow import faults, metrics
 from leadflow.clock import Clock
+from leadflow.contracts.events import CloudEvent, Payload, make_event
 from leadflow.db import Database, is_transient, touch
-from leadflow.events import CloudEvent, Payload, make_event
 from leadflow.kafka import TopicLayout, create_topics
 from leadflow.loops import Stop
 

@@ -52,9 +52,9 @@ class Runtime:
     stop: Stop = field(default_factory=Stop)  # set at shutdown; workers loop `while not rt.stop`
 
     @property
-    def policy(self):  # noqa: ANN201 - leadflow.policy.Policy, loaded lazily
+    def policy(self):  # noqa: ANN201 - leadflow.contracts.policy.Policy, loaded lazily
         if "policy" not in self.state:
-            from leadflow.policy import load_policy
+            from leadflow.contracts.policy import load_policy
 
             self.state["policy"] = load_policy(self.settings.policy_file)
         return self.state["policy"]
@@ -203,7 +203,7 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
         configure_logging(spec.name, settings.log_level)
         # A broken policy file stops the service here, before it opens anything, rather than
         # failing (and dead-lettering) every event later.
-        from leadflow.policy import PolicyError, load_policy
+        from leadflow.contracts.policy import PolicyError, load_policy
 
         try:
             policy = load_policy(settings.policy_file)

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from leadflow.testing import eventually_sync
 from prometheus_client.parser import text_string_to_metric_families
+from support.harness import eventually_sync
 
 pytestmark = pytest.mark.e2e
 
@@ -44,7 +44,7 @@ class DemoRun:
     def __init__(self, state_dir: Path) -> None:
         self.lines: list[str] = []
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "leadflow.cli", "demo", "--days", "2", "--leads", "24",
+            [sys.executable, "-m", "leadflow_tools.cli", "demo", "--days", "2", "--leads", "24",
              "--minutes", "0.75", "--keep", "--state-dir", str(state_dir)],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},

@@ -7,7 +7,7 @@ import re
 
 import pytest
 from deploy_support import DASHBOARDS, GRAFANA, names_in
-from leadflow.registry import SERVICE_ORDER
+from leadflow_tools.registry import SERVICE_ORDER
 
 PANEL_TYPES = {"row", "stat", "timeseries", "gauge", "table", "bargauge", "text", "heatmap"}
 

@@ -33,10 +33,10 @@ from deploy_support import (
     names_in,
     recording_rules,
 )
-from leadflow.cli import main as leadflow_cli
+from leadflow.contracts.policy import default_policy
 from leadflow.metrics import RESPONSE_BUCKETS
-from leadflow.policy import default_policy
-from leadflow.registry import SERVICE_ORDER, service_spec
+from leadflow_tools.cli import main as leadflow_cli
+from leadflow_tools.registry import SERVICE_ORDER, service_spec
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, Summary
 
 DOCKERFILE = DEPLOY / "Dockerfile"

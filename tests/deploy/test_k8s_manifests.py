@@ -14,9 +14,9 @@ import kubernetes_validate
 import pytest
 import yaml
 from deploy_support import DEPLOY, K8S, load_yaml
-from leadflow.registry import SERVICE_ORDER, service_spec
 from leadflow.service import create_app
 from leadflow.settings import Settings
+from leadflow_tools.registry import SERVICE_ORDER, service_spec
 
 API_VERSIONS = {
     "Namespace": "v1",

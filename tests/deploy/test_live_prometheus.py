@@ -33,16 +33,11 @@ from deploy_support import (
     tool,
 )
 from leadflow.clock import Clock
-from leadflow.devstack import die_with_parent, free_port, stop_process, wait_for
-from leadflow.registry import SERVICE_ORDER
-from leadflow.testing import (
-    ServiceProcess,
-    eventually,
-    routed_leads,
-    sample_lead,
-    start_all,
-)
+from leadflow_tools.devstack import die_with_parent, free_port, stop_process, wait_for
+from leadflow_tools.registry import SERVICE_ORDER
+from leadflow_tools.supervisor import ServiceProcess, start_all
 from prometheus_client.parser import text_string_to_metric_families
+from support.harness import eventually, routed_leads, sample_lead
 
 pytestmark = pytest.mark.e2e
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from leadflow.registry import SERVICE_ORDER
-from leadflow.testing import LeadRun, ServiceProcess, routed_leads, start_all
+from leadflow_tools.registry import SERVICE_ORDER
+from leadflow_tools.supervisor import ServiceProcess, start_all
+from support.harness import LeadRun, routed_leads
 
 
 @pytest.fixture

@@ -4,8 +4,9 @@ import json
 from collections import Counter
 
 import httpx
-from leadflow.testing import ADMIN, SOURCE, WebhookReceiver, eventually
-from leadflow.testing import sample_lead as lead
+from leadflow_tools.receiver import WebhookReceiver
+from support.harness import ADMIN, SOURCE, eventually
+from support.harness import sample_lead as lead
 
 
 async def test_killed_services_lose_no_event_and_double_nothing(services):

@@ -6,9 +6,9 @@ every service consumed it; the lead answers 410 Gone."""
 import json
 
 import sqlalchemy as sa
+from leadflow.contracts.events import CloudEvent
 from leadflow.db import Database
-from leadflow.events import CloudEvent
-from leadflow.testing import ADMIN, QUALIFIED_LEAD, SOURCE, eventually
+from support.harness import ADMIN, QUALIFIED_LEAD, SOURCE, eventually
 
 EMAIL = "zenobia.quarterfield@analytical-engines.example"
 PERSON = {

@@ -4,8 +4,8 @@ happened: real values for that run's channel and team, not merely the series' na
 from __future__ import annotations
 
 import httpx
-from leadflow.testing import QUALIFIED_LEAD, eventually
 from prometheus_client.parser import text_string_to_metric_families
+from support.harness import QUALIFIED_LEAD, eventually
 
 
 async def scrape(http: httpx.AsyncClient, url: str) -> dict[tuple[str, frozenset], float]:

@@ -2,8 +2,8 @@
 
 import json
 
-from leadflow.testing import QUALIFIED_LEAD
 from leadflow.webhooks import verify
+from support.harness import QUALIFIED_LEAD
 
 
 async def test_a_qualified_lead_is_routed_delivered_and_its_first_response_sla_met(lead_run):

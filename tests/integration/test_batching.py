@@ -6,11 +6,11 @@ import uuid
 import sqlalchemy as sa
 from leadflow.clock import Clock
 from leadflow.consumer import Reject
+from leadflow.contracts.events import TOPIC_FEEDBACK, CloudEvent, LeadContactAttempt, dlq_topic
 from leadflow.db import kernel_tables
-from leadflow.events import TOPIC_FEEDBACK, CloudEvent, LeadContactAttempt, dlq_topic
 from leadflow.outbox import Outbox
-from leadflow.testing import MessagingHarness, eventually, read_topic, sample_attempt_event
 from leadflow_feedback.models import metadata
+from support.harness import MessagingHarness, each, eventually, read_topic, sample_attempt_event
 
 OUTBOX, INBOX = kernel_tables(metadata)
 
@@ -41,7 +41,7 @@ class Run(MessagingHarness):
 
     async def start(self):
         self.runner = await self.consume(
-            TOPIC_FEEDBACK, {"lead.contact_attempt": self.handler}, max_attempts=2
+            (LeadContactAttempt,), each(self.handler), max_attempts=2
         )
 
     async def counts(self) -> tuple[int, int]:

@@ -3,9 +3,9 @@ one; the answer and the events are those of handling the items in order (real Po
 
 import pytest
 import sqlalchemy as sa
+from leadflow.contracts.events import CloudEvent
 from leadflow.db import Database
-from leadflow.events import CloudEvent
-from leadflow.testing import QUALIFIED_LEAD, SOURCE, service_client
+from support.harness import QUALIFIED_LEAD, SOURCE, service_client
 
 
 @pytest.fixture

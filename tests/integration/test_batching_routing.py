@@ -7,16 +7,16 @@ from collections import Counter
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
-from leadflow.db import Database
-from leadflow.events import (
+from leadflow.contracts.events import (
     TOPIC_FEEDBACK,
     TOPIC_SCORING,
     CloudEvent,
     LeadStatusChanged,
     make_event,
 )
+from leadflow.db import Database
 from leadflow.kafka import make_producer
-from leadflow.testing import ADMIN, eventually, sample_mql, service_client
+from support.harness import ADMIN, eventually, sample_mql, service_client
 
 
 async def add_team(client, name: str, strategy: str) -> str:

@@ -14,25 +14,18 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import pytest
 import sqlalchemy as sa
-from leadflow.db import Database
-from leadflow.events import (
+from leadflow.contracts.events import (
     CloudEvent,
     LeadErased,
     LeadStatusChanged,
     Payload,
     make_event,
 )
+from leadflow.db import Database
 from leadflow.kafka import make_producer
-from leadflow.testing import (
-    ADMIN,
-    QUALIFIED_LEAD,
-    SOURCE,
-    WebhookReceiver,
-    eventually,
-    sample_mql,
-    service_client,
-)
 from leadflow_ingest.normalise import normalise_email
+from leadflow_tools.receiver import WebhookReceiver
+from support.harness import ADMIN, QUALIFIED_LEAD, SOURCE, eventually, sample_mql, service_client
 
 EMAIL = "zenobia.quarterfield@analytical-engines.example"
 PERSON = {

@@ -18,8 +18,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import sqlalchemy as sa
 import yaml
-from leadflow.db import Database
-from leadflow.events import (
+from leadflow.contracts.events import (
     CloudEvent,
     LeadCompany,
     LeadCreated,
@@ -31,9 +30,10 @@ from leadflow.events import (
     SlaBreached,
     make_event,
 )
+from leadflow.contracts.policy import default_policy
+from leadflow.db import Database
 from leadflow.kafka import make_producer
-from leadflow.policy import default_policy
-from leadflow.testing import SALES, SOURCE, eventually, service_client
+from support.harness import SALES, SOURCE, eventually, service_client
 
 WAW = ZoneInfo("Europe/Warsaw")
 QUALIFIED = {"problem": True, "impact": "cuts response time", "authority": True}

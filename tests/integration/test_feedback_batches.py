@@ -17,8 +17,7 @@ from types import SimpleNamespace
 
 import sqlalchemy as sa
 from leadflow.clock import Clock
-from leadflow.db import kernel_tables
-from leadflow.events import (
+from leadflow.contracts.events import (
     TOPIC_SCORING,
     CloudEvent,
     LeadActivity,
@@ -35,11 +34,12 @@ from leadflow.events import (
     dlq_topic,
     make_event,
 )
+from leadflow.contracts.policy import load_policy
+from leadflow.db import kernel_tables
 from leadflow.outbox import Outbox
-from leadflow.policy import load_policy
-from leadflow.testing import BatchRun, interleave, read_topic
 from leadflow_feedback import handlers
 from leadflow_feedback.models import leads, metadata, status_history, timeline
+from support.harness import BatchRun, interleave, read_topic
 
 OUTBOX, INBOX = kernel_tables(metadata)
 T0 = datetime(2025, 3, 3, 9, tzinfo=UTC)

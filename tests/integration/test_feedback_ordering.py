@@ -14,8 +14,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
-from leadflow.db import Database
-from leadflow.events import (
+from leadflow.contracts.events import (
     CloudEvent,
     LeadCompany,
     LeadCreated,
@@ -28,10 +27,11 @@ from leadflow.events import (
     SlaBreached,
     make_event,
 )
+from leadflow.db import Database
 from leadflow.kafka import make_producer
-from leadflow.testing import SALES, eventually, service_client
 from leadflow_feedback.models import leads, status_history
 from leadflow_feedback.models import timeline as timeline_table
+from support.harness import SALES, eventually, service_client
 
 WAW = ZoneInfo("Europe/Warsaw")
 FIRST_WEEK = date(2025, 1, 6)  # a Monday; lead k of a run is promoted in week k

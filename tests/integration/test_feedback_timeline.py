@@ -15,9 +15,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
-from leadflow.db import Database
-from leadflow.devstack import free_port
-from leadflow.events import (
+from leadflow.contracts.events import (
     LeadActivity,
     LeadCompany,
     LeadCreated,
@@ -31,11 +29,13 @@ from leadflow.events import (
     SlaWarning,
     make_event,
 )
+from leadflow.db import Database
 from leadflow.kafka import make_producer
-from leadflow.testing import SALES, eventually, service_client
 from leadflow_feedback import timeline
 from leadflow_feedback.models import leads
 from leadflow_feedback.models import timeline as timeline_table
+from leadflow_tools.devstack import free_port
+from support.harness import SALES, eventually, service_client
 
 WAW = ZoneInfo("Europe/Warsaw")
 EMAIL = "grace.hopper@example-robotics.example"

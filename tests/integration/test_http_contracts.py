@@ -10,11 +10,11 @@ import httpx
 import pytest
 import sqlalchemy as sa
 from leadflow.db import kernel_tables
-from leadflow.registry import SERVICE_ORDER
-from leadflow.testing import ADMIN, SALES, SOURCE, eventually, service_client
 from leadflow_ingest.models import leads
 from leadflow_ingest.models import metadata as ingest_metadata
+from leadflow_tools.registry import SERVICE_ORDER
 from prometheus_client.parser import text_string_to_metric_families
+from support.harness import ADMIN, SALES, SOURCE, eventually, service_client
 
 PROBLEM = "application/problem+json"
 BODY_LIMIT = 4096

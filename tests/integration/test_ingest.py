@@ -8,10 +8,10 @@ import orjson
 import pytest
 import sqlalchemy as sa
 from aiokafka import AIOKafkaProducer
+from leadflow.contracts.events import TOPIC_INBOUND, CloudEvent
 from leadflow.db import Database
-from leadflow.events import TOPIC_INBOUND, CloudEvent
-from leadflow.testing import ADMIN, MARKETO, QUALIFIED_LEAD, SOURCE, eventually, service_client
 from leadflow_ingest.hubspot import signature_v3
+from support.harness import ADMIN, MARKETO, QUALIFIED_LEAD, SOURCE, eventually, service_client
 
 HUBSPOT_SECRET = "hs-client-secret-for-tests"
 

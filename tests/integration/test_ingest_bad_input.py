@@ -8,7 +8,7 @@ import uuid
 import pytest
 import sqlalchemy as sa
 from leadflow.db import Database
-from leadflow.testing import ADMIN, QUALIFIED_LEAD, service_client
+from support.harness import ADMIN, QUALIFIED_LEAD, service_client
 
 PROBLEM = "application/problem+json"
 

@@ -6,14 +6,14 @@ import uuid
 
 import sqlalchemy as sa
 from leadflow.clock import clock_from_settings
+from leadflow.contracts.events import CloudEvent
+from leadflow.contracts.policy import load_policy
 from leadflow.db import Database, kernel_tables
-from leadflow.events import CloudEvent
 from leadflow.outbox import Outbox
-from leadflow.policy import load_policy
-from leadflow.testing import ADMIN, MARKETO, QUALIFIED_LEAD, SOURCE, eventually, service_client
 from leadflow_ingest.intake import Writer, accept_lead, find_leads
 from leadflow_ingest.models import lead_aliases, leads, metadata
 from leadflow_ingest.schemas import LeadIn
+from support.harness import ADMIN, MARKETO, QUALIFIED_LEAD, SOURCE, eventually, service_client
 
 OUTBOX, _ = kernel_tables(metadata)
 

@@ -7,19 +7,20 @@ import sqlalchemy as sa
 from aiokafka.admin import AIOKafkaAdminClient
 from leadflow.clock import Clock
 from leadflow.consumer import Reject
+from leadflow.contracts.erasure import forget_events
+from leadflow.contracts.events import TOPIC_FEEDBACK, CloudEvent, LeadContactAttempt, dlq_topic
 from leadflow.db import kernel_tables
-from leadflow.erasure import forget_events
-from leadflow.events import TOPIC_FEEDBACK, CloudEvent, dlq_topic
 from leadflow.kafka import TopicLayout, ensure_topics
 from leadflow.outbox import Outbox
-from leadflow.testing import (
+from leadflow_feedback.models import metadata
+from support.harness import (
     MessagingHarness,
+    each,
     eventually,
     read_topic,
     sample_attempt,
     sample_attempt_event,
 )
-from leadflow_feedback.models import metadata
 
 OUTBOX, INBOX = kernel_tables(metadata)
 
@@ -32,7 +33,7 @@ class Harness(MessagingHarness):
         self.seen: list[CloudEvent] = []
 
     async def consume_attempts(self, handler) -> None:
-        await self.consume(TOPIC_FEEDBACK, {"lead.contact_attempt": handler})
+        await self.consume((LeadContactAttempt,), each(handler))
 
 
 async def test_events_written_in_a_transaction_are_relayed_and_handled_once(settings):

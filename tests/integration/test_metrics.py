@@ -11,14 +11,14 @@ from aiokafka.errors import KafkaConnectionError
 from leadflow import metrics
 from leadflow.clock import Clock
 from leadflow.consumer import ConsumerRunner, Subscription
+from leadflow.contracts.events import TOPIC_FEEDBACK, LeadContactAttempt, LeadRouted, make_event
 from leadflow.db import Database, kernel_tables
-from leadflow.events import TOPIC_FEEDBACK, LeadContactAttempt, LeadRouted, make_event
 from leadflow.outbox import Outbox
-from leadflow.testing import MessagingHarness, eventually, service_client
 from leadflow_feedback.models import metadata as feedback_metadata
 from leadflow_sla_timer.firing import measure_open
 from leadflow_sla_timer.models import timers
 from prometheus_client import REGISTRY
+from support.harness import MessagingHarness, each, eventually, service_client
 
 OUTBOX, INBOX = kernel_tables(feedback_metadata)
 
@@ -66,7 +66,7 @@ async def test_consumer_lag_counts_waiting_events_and_returns_to_zero(settings):
             handled.append(event.id)
 
         runner = ConsumerRunner(
-            Subscription("probe", (TOPIC_FEEDBACK,), handlers={"lead.contact_attempt": handler}),
+            Subscription("probe", (LeadContactAttempt,), each(handler)),
             k.db,
             INBOX,
             k.producer,
@@ -103,7 +103,7 @@ async def test_consumer_lag_refresh_is_throttled_and_survives_unfetched_partitio
             pass
 
         runner = ConsumerRunner(
-            Subscription("idle", (TOPIC_FEEDBACK,), handlers={"lead.contact_attempt": handler}),
+            Subscription("idle", (LeadContactAttempt,), each(handler)),
             k.db,
             INBOX,
             k.producer,

@@ -9,7 +9,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from leadflow.migrations import alembic_config
-from leadflow.registry import all_specs
+from leadflow_tools.registry import all_specs
 from sqlalchemy.ext.asyncio import create_async_engine
 
 SPECS = {spec.name: spec for spec in all_specs()}

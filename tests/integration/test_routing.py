@@ -7,14 +7,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
-from leadflow.db import Database
-from leadflow.events import (
+from leadflow.contracts.events import (
     TOPIC_SCORING,
     TOPIC_SLA,
     CloudEvent,
     SlaEscalated,
 )
-from leadflow.testing import ADMIN, eventually, publish_events, sample_mql, service_client
+from leadflow.db import Database
+from support.harness import ADMIN, eventually, publish_events, sample_mql, service_client
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 

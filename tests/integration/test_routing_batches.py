@@ -21,8 +21,7 @@ import orjson
 import sqlalchemy as sa
 from leadflow import metrics
 from leadflow.clock import Clock
-from leadflow.db import Database, kernel_tables
-from leadflow.events import (
+from leadflow.contracts.events import (
     TOPIC_SCORING,
     CloudEvent,
     LeadCompany,
@@ -32,8 +31,8 @@ from leadflow.events import (
     dlq_topic,
     make_event,
 )
+from leadflow.db import Database, kernel_tables
 from leadflow.outbox import Outbox
-from leadflow.testing import BatchRun, counted, read_topic
 from leadflow_routing import erasure, handlers
 from leadflow_routing.erasure import erased_leads
 from leadflow_routing.models import (
@@ -46,6 +45,7 @@ from leadflow_routing.models import (
     teams,
     webhook_endpoints,
 )
+from support.harness import BatchRun, counted, read_topic
 
 OUTBOX, INBOX = kernel_tables(metadata)
 FALLBACK = handlers.FALLBACK_TEAM_ID

@@ -20,8 +20,7 @@ from types import SimpleNamespace
 import sqlalchemy as sa
 from leadflow import metrics
 from leadflow.clock import Clock
-from leadflow.db import kernel_tables
-from leadflow.events import (
+from leadflow.contracts.events import (
     TOPIC_FEEDBACK,
     TOPIC_INGEST,
     CloudEvent,
@@ -33,11 +32,12 @@ from leadflow.events import (
     dlq_topic,
     make_event,
 )
+from leadflow.contracts.policy import load_policy
+from leadflow.db import kernel_tables
 from leadflow.outbox import Outbox
-from leadflow.policy import load_policy
-from leadflow.testing import QUALIFIED_LEAD, BatchRun, counted, interleave, read_topic
 from leadflow_scoring import handlers
 from leadflow_scoring.models import lead_scores, metadata, pql_accounts, product_usage
+from support.harness import QUALIFIED_LEAD, BatchRun, counted, interleave, read_topic
 
 OUTBOX, INBOX = kernel_tables(metadata)
 NOW = datetime(2026, 3, 2, 12, tzinfo=UTC)  # the stopped clock both runs score at

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 import yaml
-from leadflow.events import (
+from leadflow.contracts.events import (
     TOPIC_FEEDBACK,
     TOPIC_ROUTING,
     TOPIC_SCORING,
@@ -28,9 +28,9 @@ from leadflow.events import (
     LeadRouted,
     LeadSource,
 )
-from leadflow.testing import eventually, publish_events, service_client
 from leadflow_sla_timer import evaluation
 from leadflow_sla_timer.models import mqls, period_evaluations, timers
+from support.harness import eventually, publish_events, service_client
 
 START = datetime(2026, 9, 10, 12, 0, tzinfo=UTC)  # a Thursday, 14:00 in Warsaw
 NOVEMBER = datetime(2026, 11, 10, 12, 0, tzinfo=UTC)
@@ -70,7 +70,7 @@ def attempt(lead: uuid.UUID, at: datetime) -> LeadContactAttempt:
 def small_plan(tmp_path: Path) -> Path:
     """The default policy with a plan of 4 MQLs a month (3.6 to meet it)."""
     data = yaml.safe_load(
-        (Path(__file__).parents[2] / "shared/leadflow/policy_default.yaml").read_text()
+        (Path(__file__).parents[2] / "shared/leadflow/contracts/policy_default.yaml").read_text()
     )
     data["version"] = "2026.09-small-plan"
     data["commitments"]["marketing"]["mql_plan_per_month"] = 4

@@ -21,8 +21,7 @@ from types import SimpleNamespace
 
 import sqlalchemy as sa
 from leadflow.clock import Clock
-from leadflow.db import kernel_tables
-from leadflow.events import (
+from leadflow.contracts.events import (
     TOPIC_FEEDBACK,
     CloudEvent,
     LeadCompany,
@@ -35,11 +34,12 @@ from leadflow.events import (
     dlq_topic,
     make_event,
 )
+from leadflow.contracts.policy import load_policy
+from leadflow.db import kernel_tables
 from leadflow.outbox import Outbox
-from leadflow.policy import load_policy
-from leadflow.testing import BatchRun, eventually, interleave, read_topic
 from leadflow_sla_timer import handlers
 from leadflow_sla_timer.models import early_attempts, early_statuses, metadata, mqls, timers
+from support.harness import BatchRun, eventually, interleave, read_topic
 
 OUTBOX, INBOX = kernel_tables(metadata)
 T0 = datetime(2026, 11, 16, 8, tzinfo=UTC)  # a Monday, before Warsaw opens

@@ -15,14 +15,14 @@ from types import SimpleNamespace
 import pytest
 import sqlalchemy as sa
 from leadflow.clock import Clock
+from leadflow.contracts.events import CloudEvent
+from leadflow.contracts.policy import default_policy
 from leadflow.db import Database, kernel_tables
-from leadflow.events import CloudEvent
 from leadflow.loops import Stop
 from leadflow.outbox import Outbox
-from leadflow.policy import default_policy
-from leadflow.testing import eventually
 from leadflow_sla_timer import firing
 from leadflow_sla_timer.models import metadata, timers
+from support.harness import eventually
 
 OUTBOX, _ = kernel_tables(metadata)
 M = timedelta(minutes=1)

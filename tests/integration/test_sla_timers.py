@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 import yaml
 from leadflow.clock import Clock
-from leadflow.events import (
+from leadflow.contracts.events import (
     TOPIC_FEEDBACK,
     TOPIC_ROUTING,
     CloudEvent,
@@ -25,10 +25,10 @@ from leadflow.events import (
     LeadRouted,
     LeadStatusChanged,
 )
-from leadflow.policy import default_policy
-from leadflow.testing import eventually, publish_events, service_client
+from leadflow.contracts.policy import default_policy
 from leadflow_sla_timer import sla_policy
 from leadflow_sla_timer.models import early_attempts, early_statuses
+from support.harness import eventually, publish_events, service_client
 
 # Sunday noon UTC: business-hours clocks started now wait for Monday's opening.
 START = datetime(2026, 11, 15, 12, 0, tzinfo=UTC)
@@ -378,7 +378,7 @@ async def test_a_new_policy_moves_the_open_clocks_when_sla_timer_starts(stack, t
         before = await wait_for_timers(client, lead, {"sal_acceptance": "open"})
         old_version = client.app.state.runtime.policy.version
     policy = yaml.safe_load(
-        (Path(__file__).parents[2] / "shared/leadflow/policy_default.yaml").read_text()
+        (Path(__file__).parents[2] / "shared/leadflow/contracts/policy_default.yaml").read_text()
     )
     policy["version"] = "2026.12-slower-acceptance"
     policy["slas"]["sal_acceptance"]["limit"] = "48h"
@@ -405,7 +405,7 @@ async def test_a_new_policy_moves_the_cadence_attempt_cap_of_running_clocks(stac
         await publish_events(settings, TOPIC_ROUTING, [routed(lead, clock.now())])
         before = await wait_for_timers(client, lead, {"contact_cadence": "open"})
     policy = yaml.safe_load(
-        (Path(__file__).parents[2] / "shared/leadflow/policy_default.yaml").read_text()
+        (Path(__file__).parents[2] / "shared/leadflow/contracts/policy_default.yaml").read_text()
     )
     policy["version"] = "2026.12-capped-inbound-cadence"
     policy["slas"]["channels"]["inbound"]["cadence"] = {

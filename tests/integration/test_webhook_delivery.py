@@ -4,18 +4,12 @@ official `standardwebhooks` package, retries, dead letters, replay, restarts, ro
 import asyncio
 
 import sqlalchemy as sa
+from leadflow.contracts.events import TOPIC_SCORING
 from leadflow.db import Database
-from leadflow.devstack import free_port
-from leadflow.events import TOPIC_SCORING
-from leadflow.testing import (
-    ADMIN,
-    WebhookReceiver,
-    eventually,
-    publish_events,
-    sample_mql,
-    service_client,
-)
+from leadflow_tools.devstack import free_port
+from leadflow_tools.receiver import WebhookReceiver
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+from support.harness import ADMIN, eventually, publish_events, sample_mql, service_client
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 FAST = (0, 0.3, 0.3, 0.3)  # four tries, a third of a second apart

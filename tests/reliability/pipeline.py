@@ -18,19 +18,12 @@ import httpx
 import sqlalchemy as sa
 from leadflow import faults
 from leadflow.db import Database
-from leadflow.devstack import die_with_parent
-from leadflow.registry import SERVICE_ORDER
 from leadflow.settings import Settings
-from leadflow.testing import (
-    ADMIN,
-    SOURCE,
-    ServiceProcess,
-    WebhookReceiver,
-    eventually,
-    sample_lead,
-    settings_env,
-    start_all,
-)
+from leadflow_tools.devstack import die_with_parent
+from leadflow_tools.receiver import WebhookReceiver
+from leadflow_tools.registry import SERVICE_ORDER
+from leadflow_tools.supervisor import ServiceProcess, settings_env, start_all
+from support.harness import ADMIN, SOURCE, eventually, sample_lead
 
 
 @dataclass
@@ -47,7 +40,7 @@ class FaultyService(ServiceProcess):
             env[faults.ENV_VAR] = self.fault
         log = open(self.log_path, "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "leadflow.cli", "serve", self.name, "--port", str(self.port)],
+            [sys.executable, "-m", "leadflow_tools.cli", "serve", self.name, "--port", str(self.port)],
             env=env,
             stdout=log,
             stderr=log,

@@ -11,9 +11,8 @@ import time
 
 import httpx
 import pytest
-from leadflow.devstack import EmbeddedBroker, free_port
 from leadflow.kafka import ensure_topics
-from leadflow.testing import SOURCE, eventually, sample_lead
+from leadflow_tools.devstack import EmbeddedBroker, free_port
 from pipeline import (
     CountingReceiver,
     assert_each_lead_exactly_once,
@@ -25,6 +24,7 @@ from pipeline import (
     start_services,
     stop_services,
 )
+from support.harness import SOURCE, eventually, sample_lead
 
 OUTAGE = float(os.environ.get("LEADFLOW_BROKER_OUTAGE_SECONDS", "30"))
 

@@ -16,8 +16,7 @@ import random
 
 import httpx
 import pytest
-from leadflow.registry import SERVICE_ORDER
-from leadflow.testing import eventually
+from leadflow_tools.registry import SERVICE_ORDER
 from pipeline import (
     CountingReceiver,
     assert_each_lead_exactly_once,
@@ -30,6 +29,7 @@ from pipeline import (
     start_services,
     stop_services,
 )
+from support.harness import eventually
 
 LEADS = int(os.environ.get("LEADFLOW_CRASH_LEADS", "100"))
 SEED = int(os.environ.get("LEADFLOW_CRASH_SEED") or random.randrange(1_000_000))

@@ -5,12 +5,12 @@ import asyncio
 import time
 
 import sqlalchemy as sa
-from leadflow.cli import migrate_all
 from leadflow.db import Database
-from leadflow.devstack import EmbeddedPostgres, ensure_database, free_port
 from leadflow.kafka import ensure_topics
 from leadflow.settings import Settings
-from leadflow.testing import ADMIN, TEST_KEYS, eventually, sample_lead, service_client
+from leadflow_tools.cli import migrate_all
+from leadflow_tools.devstack import EmbeddedPostgres, ensure_database, free_port
+from support.harness import ADMIN, TEST_KEYS, eventually, sample_lead, service_client
 
 
 async def test_ingest_fails_fast_during_a_database_outage_and_recovers_without_restart(

@@ -23,11 +23,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from leadflow.cli import migrate_all
-from leadflow.devstack import EmbeddedBroker, EmbeddedPostgres, ensure_database, free_port
 from leadflow.kafka import ensure_topics
 from leadflow.settings import Settings
-from leadflow.testing import SOURCE, TEST_KEYS, eventually, sample_lead
+from leadflow_tools.cli import migrate_all
+from leadflow_tools.devstack import EmbeddedBroker, EmbeddedPostgres, ensure_database, free_port
 from pipeline import (
     CountingReceiver,
     FaultyService,
@@ -40,6 +39,7 @@ from pipeline import (
     start_services,
     stop_services,
 )
+from support.harness import SOURCE, TEST_KEYS, eventually, sample_lead
 
 LEADS = int(os.environ.get("LEADFLOW_DOUBLE_FAULT_LEADS", "60"))
 # How long the broker stays away: longer than a consumer's session (10 s), as in

@@ -10,8 +10,8 @@ from contextlib import AsyncExitStack
 import pytest
 import sqlalchemy as sa
 from leadflow.db import Database
-from leadflow.registry import SERVICE_ORDER
-from leadflow.testing import ADMIN, service_client
+from leadflow_tools.registry import SERVICE_ORDER
+from support.harness import ADMIN, service_client
 
 PROBLEM = "application/problem+json"
 WRITE_METHODS = ("post", "put", "patch")

@@ -13,12 +13,12 @@ import schemathesis
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis.errors import Unsatisfiable
-from leadflow.registry import SERVICE_ORDER
-from leadflow.testing import ADMIN
+from leadflow_tools.registry import SERVICE_ORDER
 from pipeline import make_services, start_services, stop_services
 from schemathesis.checks import not_a_server_error
 from schemathesis.generation import GenerationMode
 from schemathesis.specs.openapi.checks import content_type_conformance, response_schema_conformance
+from support.harness import ADMIN
 
 EXAMPLES = int(os.environ.get("LEADFLOW_FUZZ_EXAMPLES", "12"))
 RANDOM = os.environ.get("LEADFLOW_FUZZ_RANDOM", "") == "1"

@@ -8,10 +8,10 @@ import json
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from leadflow.events import PAYLOAD_TYPES, CloudEvent, make_event
-from leadflow.testing import QUALIFIED_LEAD, sample_mql
+from leadflow.contracts.events import PAYLOAD_TYPES, CloudEvent, make_event
 from leadflow_ingest.schemas import LeadIn
 from pydantic import ValidationError
+from support.harness import QUALIFIED_LEAD, sample_mql
 
 PROPERTY = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -7,7 +7,6 @@ import signal
 
 import httpx
 import pytest
-from leadflow.testing import eventually
 from pipeline import (
     CountingReceiver,
     FaultyService,
@@ -20,6 +19,7 @@ from pipeline import (
     start_services,
     stop_services,
 )
+from support.harness import eventually
 
 SESSION_TIMEOUT = 10.0  # the consumer's session_timeout_ms in the kernel
 PAUSE = SESSION_TIMEOUT + 8

@@ -14,10 +14,10 @@ import time
 
 import pytest
 import sqlalchemy as sa
+from leadflow.contracts.events import TOPIC_SCORING
 from leadflow.db import Database
-from leadflow.devstack import free_port
-from leadflow.events import TOPIC_SCORING
-from leadflow.testing import ADMIN, eventually, publish_events, sample_mql, service_client
+from leadflow_tools.devstack import free_port
+from support.harness import ADMIN, eventually, publish_events, sample_mql, service_client
 
 FAST = (0, 0.3, 0.3, 0.3, 0.3)  # five tries, a third of a second apart
 SLOW = 13.0  # longer than the delivery's 10 s read timeout

@@ -11,16 +11,8 @@ import pytest
 import sqlalchemy as sa
 from leadflow.db import Database
 from leadflow.settings import DEV_API_KEY
-from leadflow.testing import (
-    ADMIN,
-    MARKETO,
-    SALES,
-    SOURCE,
-    TEST_KEYS,
-    sample_lead,
-    service_client,
-    settings_env,
-)
+from leadflow_tools.supervisor import settings_env
+from support.harness import ADMIN, MARKETO, SALES, SOURCE, TEST_KEYS, sample_lead, service_client
 
 WRITE_METHODS = ("post", "put", "patch", "delete")
 KEYS = {"admin": ADMIN, "source": SOURCE, "sales": SALES, "marketo": MARKETO}

@@ -11,20 +11,13 @@ import time
 import httpx
 import orjson
 import pytest
-from leadflow.events import TOPIC_INBOUND
+from leadflow.contracts.events import TOPIC_INBOUND
 from leadflow.kafka import make_producer
-from leadflow.registry import SERVICE_ORDER
-from leadflow.testing import (
-    ADMIN,
-    QUALIFIED_LEAD,
-    SALES,
-    SOURCE,
-    ServiceProcess,
-    WebhookReceiver,
-    eventually,
-    start_all,
-)
 from leadflow_ingest.hubspot import signature_v3
+from leadflow_tools.receiver import WebhookReceiver
+from leadflow_tools.registry import SERVICE_ORDER
+from leadflow_tools.supervisor import ServiceProcess, start_all
+from support.harness import ADMIN, QUALIFIED_LEAD, SALES, SOURCE, eventually
 
 HUBSPOT_SECRET = "hubspot-app-secret-for-logs"
 

@@ -9,17 +9,11 @@ import socket
 
 import pytest
 import sqlalchemy as sa
+from leadflow.contracts.events import TOPIC_SCORING
 from leadflow.db import Database
-from leadflow.devstack import free_port
-from leadflow.events import TOPIC_SCORING
-from leadflow.testing import (
-    ADMIN,
-    WebhookReceiver,
-    eventually,
-    publish_events,
-    sample_mql,
-    service_client,
-)
+from leadflow_tools.devstack import free_port
+from leadflow_tools.receiver import WebhookReceiver
+from support.harness import ADMIN, eventually, publish_events, sample_mql, service_client
 
 FAST = (0, 0.2, 0.2)
 

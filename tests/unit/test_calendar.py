@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from leadflow.calendar import (
+from leadflow.contracts.calendar import (
     DEFAULT_CALENDAR,
     BusinessCalendar,
     CalendarSpecError,

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 import pytest
-from leadflow.events import (
+from leadflow.contracts.events import (
     ALL_TOPICS,
     PAYLOAD_TYPES,
     TOPIC_FEEDBACK,

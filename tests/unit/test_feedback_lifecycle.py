@@ -5,7 +5,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from leadflow.policy import default_policy
+from leadflow.contracts.policy import default_policy
 from leadflow_feedback.lifecycle import (
     FUNNEL,
     QUALIFICATION_FIELDS,

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from leadflow.policy import default_policy
+from leadflow.contracts.policy import default_policy
 from leadflow_feedback.reports import (
     LeadFacts,
     ReportInputError,

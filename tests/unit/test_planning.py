@@ -5,8 +5,8 @@ from argparse import Namespace
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from leadflow.cli import main
 from leadflow_feedback.planning import PlanInput, PlanInputError, parse_share, plan
+from leadflow_tools.cli import main
 
 WORKED = PlanInput(
     revenue_goal=1_200_000,

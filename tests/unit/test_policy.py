@@ -9,7 +9,7 @@ import pytest
 import yaml
 from hypothesis import given
 from hypothesis import strategies as st
-from leadflow.policy import PolicyError, SlaTerm, default_policy, load_policy
+from leadflow.contracts.policy import PolicyError, SlaTerm, default_policy, load_policy
 
 
 @pytest.fixture
@@ -395,7 +395,7 @@ def test_a_yaml_file_that_is_not_a_mapping_is_refused(tmp_path):
 
 
 def test_policy_check_accepts_a_valid_file(tmp_path, default_data, capsys):
-    from leadflow.cli import main
+    from leadflow_tools.cli import main
 
     path = write_policy(tmp_path, default_data)
     assert main(["policy", "check", str(path)]) == 0
@@ -403,7 +403,7 @@ def test_policy_check_accepts_a_valid_file(tmp_path, default_data, capsys):
 
 
 def test_policy_check_names_each_bad_field_and_fails(tmp_path, default_data, capsys):
-    from leadflow.cli import main
+    from leadflow_tools.cli import main
 
     default_data["scoring"]["mql"]["fit_min"] = "seventy"
     default_data["scoring"]["recycle"]["default_nurture_days"] = 400
@@ -422,7 +422,7 @@ def test_policy_check_names_each_bad_field_and_fails(tmp_path, default_data, cap
 
 
 def test_policy_check_fails_on_a_missing_or_unparsable_file(tmp_path, capsys):
-    from leadflow.cli import main
+    from leadflow_tools.cli import main
 
     assert main(["policy", "check", str(tmp_path / "absent.yaml")]) == 1
     assert "does not exist" in capsys.readouterr().err
@@ -439,7 +439,7 @@ def test_policy_check_runs_as_the_leadflow_command(tmp_path, default_data):
     default_data["slas"]["cs_handoff"]["clock"] = "sundial"
     path = write_policy(tmp_path, default_data)
     done = subprocess.run(
-        [sys.executable, "-m", "leadflow.cli", "policy", "check", str(path)],
+        [sys.executable, "-m", "leadflow_tools.cli", "policy", "check", str(path)],
         capture_output=True,
         text=True,
         check=False,

@@ -2,7 +2,7 @@
 failure that says what was last seen (or what `describe` says)."""
 
 import pytest
-from leadflow.testing import eventually, eventually_sync
+from support.harness import eventually, eventually_sync
 
 
 def test_eventually_sync_returns_the_first_truthy_value():

@@ -6,7 +6,7 @@ import uuid
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from leadflow.policy import default_policy
+from leadflow.contracts.policy import default_policy
 from leadflow_feedback import charts
 from leadflow_feedback.reports import LeadFacts, StatusStep, calibration, sla_report
 from leadflow_feedback.review import (

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from hypothesis import given
 from hypothesis import strategies as st
-from leadflow.policy import Policy, default_policy, load_policy
+from leadflow.contracts.policy import Policy, default_policy, load_policy
 from leadflow_scoring.rules import (
     Interaction,
     LeadFacts,

@@ -9,15 +9,15 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
-from leadflow.commitments import (
+from leadflow.contracts.commitments import (
     in_target,
     mql_context_missing,
     period_of,
     planned_mql,
     share,
 )
-from leadflow.events import LeadMql, LeadSource
-from leadflow.policy import PolicyError, default_policy, load_policy
+from leadflow.contracts.events import LeadMql, LeadSource
+from leadflow.contracts.policy import PolicyError, default_policy, load_policy
 from leadflow_sla_timer import sla_policy
 from leadflow_sla_timer.period_commitments import (
     CONTACTED_WITHIN_LIMIT_SHARE,

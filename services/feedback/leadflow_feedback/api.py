@@ -13,8 +13,8 @@ from fastapi.responses import JSONResponse, Response
 from leadflow import idempotency as idem
 from leadflow import metrics
 from leadflow.auth import require_scope
+from leadflow.contracts.events import LeadContactAttempt
 from leadflow.errors import Conflict, NotFound, Unprocessable
-from leadflow.events import LeadContactAttempt
 from leadflow.service import RuntimeDep
 from leadflow.settings import ApiKeySpec
 from sqlalchemy.ext.asyncio import AsyncSession

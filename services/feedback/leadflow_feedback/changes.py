@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from leadflow.events import CloudEvent, LeadStatusChanged
+from leadflow.contracts.events import CloudEvent, LeadStatusChanged
 from leadflow.service import Runtime
 from sqlalchemy.ext.asyncio import AsyncSession
 

@@ -25,9 +25,9 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from leadflow.commitments import in_target, mql_context_missing
 from leadflow.consumer import Subscription
-from leadflow.events import (
+from leadflow.contracts.commitments import in_target, mql_context_missing
+from leadflow.contracts.events import (
     TOPIC_INGEST,
     TOPIC_ROUTING,
     TOPIC_SCORING,

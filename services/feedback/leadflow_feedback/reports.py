@@ -19,15 +19,15 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from leadflow.calendar import (
+from leadflow.contracts.calendar import (
     BusinessCalendar,
     CalendarSpecError,
     add_business_time,
     business_time_between,
     policy_calendar,
 )
-from leadflow.commitments import next_start, period_start, planned_mql, share
-from leadflow.policy import Policy
+from leadflow.contracts.commitments import next_start, period_start, planned_mql, share
+from leadflow.contracts.policy import Policy
 
 from leadflow_feedback.lifecycle import (
     FUNNEL,

@@ -18,8 +18,8 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, PackageLoader, select_autoescape
+from leadflow.contracts.policy import Policy
 from leadflow.errors import NotFound
-from leadflow.policy import Policy
 from leadflow.service import RuntimeDep
 
 from leadflow_feedback import charts, reports, timeline

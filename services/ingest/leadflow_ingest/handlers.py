@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 from aiokafka import ConsumerRecord
 from leadflow.consumer import Reject, Subscription
-from leadflow.events import TOPIC_INBOUND
+from leadflow.contracts.events import TOPIC_INBOUND
 from leadflow.service import Runtime
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -31,5 +31,5 @@ def subscriptions(rt: Runtime) -> list[Subscription]:
         )
 
     return [
-        Subscription("inbound", (TOPIC_INBOUND,), raw_handlers={TOPIC_INBOUND: lead_from_kafka})
+        Subscription("inbound", raw={TOPIC_INBOUND: lead_from_kafka})
     ]

@@ -16,9 +16,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from leadflow.contracts.policy import Policy
 from leadflow.errors import ProblemError, Unauthorized, validation_errors
 from leadflow.outbox import Outbox
-from leadflow.policy import Policy
 from leadflow.text import StorableModel
 from pydantic import ConfigDict, Field, ValidationError
 from sqlalchemy.dialects.postgresql import insert

@@ -13,11 +13,17 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from leadflow import metrics
-from leadflow.erasure import forget_events, without_personal_data
+from leadflow.contracts.erasure import forget_events, without_personal_data
+from leadflow.contracts.events import (
+    LeadActivity,
+    LeadCreated,
+    LeadErased,
+    LeadSnapshot,
+    LeadUpdated,
+)
+from leadflow.contracts.policy import Policy
 from leadflow.errors import Forbidden, LeadGone, NotFound, ProblemError
-from leadflow.events import LeadActivity, LeadCreated, LeadErased, LeadSnapshot, LeadUpdated
 from leadflow.outbox import Outbox
-from leadflow.policy import Policy
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 

@@ -10,8 +10,8 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import sqlalchemy as sa
 from leadflow import metrics
+from leadflow.contracts.events import WebhookDeadLettered
 from leadflow.db import touch
-from leadflow.events import WebhookDeadLettered
 from leadflow.retry import WEBHOOK_SCHEDULE, webhook_retry_delay
 from leadflow.service import Runtime
 from leadflow.webhooks import UnsafeTarget, check_url, guarded_client, signature_headers

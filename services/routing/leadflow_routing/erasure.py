@@ -13,8 +13,8 @@ from datetime import datetime
 
 import orjson
 import sqlalchemy as sa
+from leadflow.contracts.erasure import forget_events, without_personal_data
 from leadflow.db import kernel_tables, lock_leads
-from leadflow.erasure import forget_events, without_personal_data
 from sqlalchemy.dialects.postgresql import UUID, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 

@@ -22,8 +22,7 @@ import orjson
 import sqlalchemy as sa
 from leadflow import metrics
 from leadflow.consumer import Subscription
-from leadflow.db import lock_leads, touch
-from leadflow.events import (
+from leadflow.contracts.events import (
     TOPIC_FEEDBACK,
     TOPIC_INGEST,
     TOPIC_SCORING,
@@ -34,6 +33,7 @@ from leadflow.events import (
     LeadStatusChanged,
     SlaEscalated,
 )
+from leadflow.db import lock_leads, touch
 from leadflow.service import Runtime
 from sqlalchemy.dialects.postgresql import ARRAY, UUID, insert
 from sqlalchemy.ext.asyncio import AsyncSession

@@ -25,9 +25,8 @@ from typing import Any
 import sqlalchemy as sa
 from leadflow import metrics
 from leadflow.consumer import Subscription
-from leadflow.db import kernel_tables, touch
-from leadflow.erasure import forget_events, without_personal_data
-from leadflow.events import (
+from leadflow.contracts.erasure import forget_events, without_personal_data
+from leadflow.contracts.events import (
     TOPIC_FEEDBACK,
     TOPIC_INGEST,
     BreakdownItem,
@@ -38,7 +37,8 @@ from leadflow.events import (
     LeadSnapshot,
     LeadStatusChanged,
 )
-from leadflow.policy import Policy
+from leadflow.contracts.policy import Policy
+from leadflow.db import kernel_tables, touch
 from leadflow.service import Runtime
 from sqlalchemy.dialects.postgresql import ARRAY, UUID, insert
 from sqlalchemy.ext.asyncio import AsyncSession

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from fractions import Fraction
 
-from leadflow.policy import Policy, normalise_industry
+from leadflow.contracts.policy import Policy, normalise_industry
 
 # Ingest's page categories, each its own engagement kind; anything else is "other_page".
 _PAGE_KINDS = {

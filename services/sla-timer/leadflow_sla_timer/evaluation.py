@@ -16,8 +16,8 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
-from leadflow.commitments import period_of
-from leadflow.events import SlaBreached, SlaCorrectivePlanRequired
+from leadflow.contracts.commitments import period_of
+from leadflow.contracts.events import SlaBreached, SlaCorrectivePlanRequired
 from leadflow.service import Runtime
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession

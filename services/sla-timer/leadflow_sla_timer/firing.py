@@ -10,8 +10,8 @@ from datetime import datetime, timedelta
 import orjson
 import sqlalchemy as sa
 from leadflow import metrics
+from leadflow.contracts.events import Payload, SlaBreached, SlaEscalated, SlaWarning
 from leadflow.db import touch
-from leadflow.events import Payload, SlaBreached, SlaEscalated, SlaWarning
 from leadflow.service import Runtime
 from sqlalchemy.dialects.postgresql import ARRAY, UUID
 

@@ -46,12 +46,11 @@ from typing import Any
 
 import sqlalchemy as sa
 from leadflow import metrics
-from leadflow.calendar import BusinessCalendar, policy_calendar
-from leadflow.commitments import in_target, mql_context_missing
 from leadflow.consumer import Reject, Subscription
-from leadflow.db import kernel_tables, lock_leads, touch
-from leadflow.erasure import forget_events
-from leadflow.events import (
+from leadflow.contracts.calendar import BusinessCalendar, policy_calendar
+from leadflow.contracts.commitments import in_target, mql_context_missing
+from leadflow.contracts.erasure import forget_events
+from leadflow.contracts.events import (
     TOPIC_FEEDBACK,
     TOPIC_INGEST,
     TOPIC_ROUTING,
@@ -65,7 +64,8 @@ from leadflow.events import (
     SlaMet,
     SlaWarning,
 )
-from leadflow.policy import Policy
+from leadflow.contracts.policy import Policy
+from leadflow.db import kernel_tables, lock_leads, touch
 from leadflow.service import Runtime
 from sqlalchemy.dialects.postgresql import ARRAY, UUID, insert
 from sqlalchemy.ext.asyncio import AsyncSession

@@ -5,7 +5,7 @@ Marketing (DOMAIN.md, "Marketing's commitments"): MQL volume vs plan, share of M
 target segment / persona, share delivered with full context. Sales (the part of "Sales'
 commitments" sla-timer measures itself): share of MQLs whose first contact attempt came within
 the first-response limit, among those already decided (contacted, or overdue).
-The figures follow the definitions of feedback's SLA report (leadflow.commitments).
+The figures follow the definitions of feedback's SLA report (leadflow.contracts.commitments).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import uuid
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
-from leadflow.commitments import Granularity, planned_mql, share
-from leadflow.policy import Policy
+from leadflow.contracts.commitments import Granularity, planned_mql, share
+from leadflow.contracts.policy import Policy
 
 MARKETING = "marketing"
 SALES = "sales"

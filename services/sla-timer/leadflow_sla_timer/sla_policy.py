@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from leadflow.policy import Policy
+from leadflow.contracts.policy import Policy
 
 from leadflow_sla_timer.timers import Step, ladder_steps
 

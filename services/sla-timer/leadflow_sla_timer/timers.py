@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from leadflow.calendar import (
+from leadflow.contracts.calendar import (
     BusinessCalendar,
     add_business_days,
     add_business_time,

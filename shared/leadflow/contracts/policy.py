@@ -24,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from leadflow.events import Channel
+from leadflow.contracts.events import Channel
 
 DEFAULT_POLICY_RESOURCE = "policy_default.yaml"
 
@@ -464,7 +464,7 @@ def load_policy(path: str | Path | None = None) -> Policy:
     """The policy in `path`, or the shipped default when `path` is None; raises PolicyError."""
     if path is None:
         source = f"default policy ({DEFAULT_POLICY_RESOURCE})"
-        text = resources.files("leadflow").joinpath(DEFAULT_POLICY_RESOURCE).read_text("utf-8")
+        text = resources.files("leadflow.contracts").joinpath(DEFAULT_POLICY_RESOURCE).read_text("utf-8")
     else:
         source = f"policy file {str(path)!r}"
         try:

@@ -1,7 +1,8 @@
 """`leadflow demo`: a simulated business week on the embedded stack, in a few real minutes.
 
 It starts PostgreSQL, the broker and the five services the way the end-to-end tests do
-(`leadflow.testing`: free ports, one database, real processes) on a simulated clock, sets up
+(`leadflow_tools.devstack` and `leadflow_tools.supervisor`: free ports, one database, real
+processes) on a simulated clock, sets up
 two teams of reps, sends leads from several sources and channels at business-hours instants,
 lets the reps answer at their own pace (some too late, so SLAs breach), takes sales' statuses
 back, and finally prints the weekly report, the review page's URL and the check that the
@@ -23,10 +24,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
-
-from leadflow.calendar import add_business_time, policy_calendar
 from leadflow.clock import Clock
-from leadflow.policy import load_policy
+from leadflow.contracts.calendar import add_business_time, policy_calendar
+from leadflow.contracts.policy import load_policy
 from leadflow.settings import DEV_API_KEY
 
 ADMIN = {"Authorization": f"Bearer {DEV_API_KEY}"}
@@ -207,12 +207,12 @@ class Demo:
     # --- the stack -----------------------------------------------------------------------
 
     async def start_stack(self) -> None:
-        from leadflow.registry import SERVICE_ORDER
-        from leadflow.testing import ServiceProcess, Stack, start_all
+        from leadflow_tools.devstack import Stack
+        from leadflow_tools.registry import SERVICE_ORDER
+        from leadflow_tools.supervisor import ServiceProcess, start_all
 
         state = self.options.state_dir.resolve()
         state.mkdir(parents=True, exist_ok=True)
-        os.environ.setdefault("LEADFLOW_TEST_BACKEND", "embedded")
         say("starting PostgreSQL and the broker (embedded) …")
         self.stack = await asyncio.to_thread(Stack.start)
         anchor = time.time() + STARTUP_ALLOWANCE
@@ -391,7 +391,7 @@ class Demo:
             await asyncio.sleep(0.5)
 
     async def drive(self) -> None:
-        from leadflow.testing import WebhookReceiver
+        from leadflow_tools.receiver import WebhookReceiver
 
         async with WebhookReceiver() as receiver, httpx.AsyncClient(timeout=30) as client:
             await self.configure(client, receiver.url)

@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from leadflow.events import PAYLOAD_TYPES, CloudEvent
+from leadflow.contracts.events import PAYLOAD_TYPES, CloudEvent
 
 PERSONAL_FIELDS = (
     "email",

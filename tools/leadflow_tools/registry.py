@@ -19,3 +19,12 @@ def service_spec(name: str) -> ServiceSpec:
 
 def all_specs() -> list[ServiceSpec]:
     return [service_spec(name) for name in SERVICE_ORDER]
+
+
+def migrate_all(database_url: str, names: list[str] | None = None) -> None:
+    from leadflow.migrations import upgrade
+
+    for spec in all_specs():
+        if names and spec.name not in names:
+            continue
+        upgrade(spec.package, database_url)

@@ -1,36 +1,22 @@
-"""Test harness: a real PostgreSQL and broker per test session, isolated databases and topics per test."""
+"""Test harnesses: the session's stack with the test keys, sample payloads, polling helpers,
+services in-process and the messaging harnesses. Lives with the tests; never shipped."""
 
 from __future__ import annotations
 
 import asyncio
 import inspect
 import os
-import shutil
-import signal
-import subprocess
-import sys
-import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
-
-from leadflow.devstack import (
-    EmbeddedBroker,
-    EmbeddedPostgres,
-    die_with_parent,
-    ensure_database,
-    free_port,
-    stop_process,
-    wait_for,
-)
-from leadflow.kafka import ensure_topics
 from leadflow.settings import DEV_API_KEY, ApiKeySpec, Settings
+from leadflow_tools.devstack import Stack
+from leadflow_tools.receiver import WebhookReceiver
 
 TEST_KEYS = [
     ApiKeySpec(name="admin", key=DEV_API_KEY, scopes=["*"]),
@@ -111,23 +97,16 @@ def _start_containers(admin_url: str | None, bootstrap: str | None, owned: list)
     return admin_url, bootstrap
 
 
-@dataclass
-class Stack:
-    """Where the session's PostgreSQL and broker are.
+class TestStack(Stack):
+    """The session's PostgreSQL and broker.
 
     External when LEADFLOW_TEST_DATABASE_URL / LEADFLOW_TEST_KAFKA_BOOTSTRAP are set; otherwise in
     Docker (testcontainers) when an engine answers, or embedded (the default on machines without
-    one). LEADFLOW_TEST_BACKEND=embedded|docker forces the choice.
+    one). LEADFLOW_TEST_BACKEND=embedded|docker forces the choice. Settings carry the test keys.
     """
 
-    admin_url: str
-    bootstrap: str
-    workdir: Path
-    _owned: list = field(default_factory=list)
-
     @classmethod
-    def start(cls) -> Stack:
-        workdir = Path(tempfile.mkdtemp(prefix="leadflow-test-"))
+    def start(cls) -> TestStack:  # type: ignore[override]
         owned: list = []
         admin_url = os.environ.get("LEADFLOW_TEST_DATABASE_URL")
         bootstrap = os.environ.get("LEADFLOW_TEST_KAFKA_BOOTSTRAP")
@@ -138,78 +117,18 @@ class Stack:
             backend == "docker" or (backend == "auto" and _docker_engine_available())
         ):
             admin_url, bootstrap = _start_containers(admin_url, bootstrap, owned)
-        if not admin_url:
-            pg = EmbeddedPostgres(workdir / "pgdata", port=free_port())
-            pg.start()
-            owned.append(pg)
-            admin_url = pg.url
-        if not bootstrap:
-            broker = EmbeddedBroker(free_port(), workdir / "broker.log")
-            broker.start()
-            owned.append(broker)
-            bootstrap = broker.bootstrap
-        return cls(admin_url, bootstrap, workdir, owned)
+        stack = Stack.start(admin_url, bootstrap, owned)
+        return cls(stack.admin_url, stack.bootstrap, stack.workdir, stack._owned)
 
-    def stop(self) -> None:
-        for component in reversed(self._owned):
-            component.stop()
-        shutil.rmtree(self.workdir, ignore_errors=True)
-
-    def processes(self) -> dict[str, int]:
-        """Process ids of the embedded PostgreSQL and broker (none for external or Docker ones)."""
-        names = {EmbeddedPostgres: "postgresql", EmbeddedBroker: "broker"}
-        return {
-            names[type(owned)]: owned.proc.pid
-            for owned in self._owned
-            if type(owned) in names and owned.proc is not None
-        }
-
-    async def isolated_settings(self, **overrides) -> Settings:  # noqa: ANN003
-        """A fresh database with every service's schema, and a topic prefix of its own."""
-        from leadflow.cli import migrate_all
-
-        name = f"t_{uuid.uuid4().hex[:12]}"
-        url = await ensure_database(self.admin_url, name)
-        await asyncio.to_thread(migrate_all, url)
-        settings = Settings(
-            env="test",
-            database_url=url,
-            kafka_bootstrap=self.bootstrap,
-            topic_prefix=f"{name}.",
-            topic_partitions=3,
-            api_keys=TEST_KEYS,
-            webhook_allow_private=True,
-            **overrides,
-        )
-        await ensure_topics(settings)
-        return settings
-
-
-def settings_env(settings: Settings) -> dict[str, str]:
-    """The environment variables that reproduce `settings` in another process."""
-    env = {
-        "LEADFLOW_ENV": settings.env,
-        "LEADFLOW_DATABASE_URL": settings.database_url,
-        "LEADFLOW_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-        "LEADFLOW_TOPIC_PREFIX": settings.topic_prefix,
-        "LEADFLOW_TOPIC_PARTITIONS": str(settings.topic_partitions),
-        "LEADFLOW_API_KEYS": "["
-        + ",".join(k.model_dump_json(exclude={"key"}) for k in settings.api_keys)
-        + "]",
-        "LEADFLOW_WEBHOOK_ALLOW_PRIVATE": str(settings.webhook_allow_private).lower(),
-    }
-    if settings.clock_start is not None:
-        env["LEADFLOW_CLOCK_START"] = settings.clock_start.isoformat()
-        env["LEADFLOW_CLOCK_SPEED"] = str(settings.clock_speed)
-        env["LEADFLOW_CLOCK_ANCHOR"] = str(settings.clock_anchor)
-    return env
+    async def isolated_settings(self, **overrides: Any) -> Settings:
+        return await super().isolated_settings(**{"api_keys": TEST_KEYS, **overrides})
 
 
 @asynccontextmanager
 async def service_client(name: str, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     """One service in this process, lifespan and all, behind an httpx client."""
-    from leadflow.registry import service_spec
     from leadflow.service import create_app
+    from leadflow_tools.registry import service_spec
 
     app = create_app(service_spec(name), settings)
     async with app.router.lifespan_context(app):
@@ -217,56 +136,6 @@ async def service_client(name: str, settings: Settings) -> AsyncIterator[httpx.A
         async with httpx.AsyncClient(transport=transport, base_url=f"http://{name}") as client:
             client.app = app  # type: ignore[attr-defined]
             yield client
-
-
-@dataclass
-class ServiceProcess:
-    """One service as a real OS process (for e2e and crash tests)."""
-
-    name: str
-    settings: Settings
-    log_path: Path
-    port: int = field(default_factory=free_port)
-    proc: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self, timeout: float = 60) -> None:
-        self.launch()
-        self.wait_ready(timeout)
-
-    def launch(self) -> None:
-        env = {**os.environ, **settings_env(self.settings)}
-        log = open(self.log_path, "ab")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "leadflow.cli", "serve", self.name, "--port", str(self.port)],
-            env=env,
-            stdout=log,
-            stderr=log,
-            stdin=subprocess.DEVNULL,
-            preexec_fn=die_with_parent(signal.SIGKILL),
-        )
-
-    def wait_ready(self, timeout: float = 60) -> None:
-        wait_for(self._healthy, f"{self.name} (log {self.log_path})", timeout, self.proc)
-
-    def _healthy(self) -> bool:
-        try:
-            return httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    def kill(self) -> None:
-        """kill -9: no shutdown hooks, no flushing; what was not committed is lost."""
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-
-    def stop(self) -> None:
-        stop_process(self.proc, signal.SIGTERM)
-
 
 def _not_met(timeout: float, last, describe) -> AssertionError:  # noqa: ANN001
     said = describe() if describe is not None else f"last value: {last!r}"
@@ -300,72 +169,9 @@ def eventually_sync(check, timeout: float = 30.0, interval: float = 0.2, describ
         time.sleep(interval)
     raise _not_met(timeout, last, describe)
 
-
-class WebhookReceiver:
-    """A local HTTP receiver for webhook deliveries, as a sales tool would run one."""
-
-    def __init__(self, status: int = 204) -> None:
-        self.port = free_port()
-        self.status = status
-        self.received: list[tuple[dict[str, str], bytes]] = []
-        self._server = None
-        self._task: asyncio.Task | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hooks/leads"
-
-    def record(self, headers: dict[str, str], body: bytes) -> None:
-        """What to do with each delivery; subclasses (e.g. benchmarks) keep other things."""
-        self.received.append((headers, body))
-
-    async def __aenter__(self) -> WebhookReceiver:
-        import uvicorn
-
-        async def app(scope, receive, send) -> None:  # noqa: ANN001 - a bare ASGI app
-            if scope["type"] != "http":
-                return
-            body = b""
-            while True:
-                message = await receive()
-                body += message.get("body", b"")
-                if not message.get("more_body"):
-                    break
-            headers = {k.decode(): v.decode() for k, v in scope["headers"]}
-            self.record(headers, body)
-            await send({"type": "http.response.start", "status": self.status, "headers": []})
-            await send({"type": "http.response.body", "body": b""})
-
-        config = uvicorn.Config(
-            app,
-            host="127.0.0.1",
-            port=self.port,
-            log_config=None,
-            access_log=False,
-            lifespan="off",
-            backlog=4096,
-        )
-        self._server = uvicorn.Server(config)
-        self._task = asyncio.create_task(self._server.serve())
-        while not self._server.started:
-            await asyncio.sleep(0.05)
-        return self
-
-    async def __aexit__(self, *exc) -> None:  # noqa: ANN002
-        self._server.should_exit = True
-        await self._task
-
-
-async def start_all(processes: list[ServiceProcess], timeout: float = 90) -> None:
-    """Launch every process, then wait for all of them to be ready (in parallel)."""
-    for p in processes:
-        p.launch()
-    await asyncio.gather(*(asyncio.to_thread(p.wait_ready, timeout) for p in processes))
-
-
 async def publish_events(settings: Settings, topic: str, payloads: list) -> None:
     """Publish typed payloads as CloudEvents, as the service owning `topic` would."""
-    from leadflow.events import make_event
+    from leadflow.contracts.events import make_event
     from leadflow.kafka import make_producer
 
     producer = make_producer(settings, "test-publisher")
@@ -385,7 +191,7 @@ def sample_mql(n: int, *, channel: str = "inbound", domain: str | None = None, c
     """A lead.mql payload as scoring emits it."""
     from datetime import UTC, datetime
 
-    from leadflow.events import LeadCompany, LeadMql, LeadSource
+    from leadflow.contracts.events import LeadCompany, LeadMql, LeadSource
 
     return LeadMql(
         lead_id=uuid.uuid4(),
@@ -404,7 +210,7 @@ def sample_attempt(lead_id: uuid.UUID | None = None):  # noqa: ANN201
     """A lead.contact_attempt payload as feedback emits it."""
     from datetime import UTC, datetime
 
-    from leadflow.events import LeadContactAttempt
+    from leadflow.contracts.events import LeadContactAttempt
 
     return LeadContactAttempt(
         lead_id=lead_id or uuid.uuid4(),
@@ -416,7 +222,7 @@ def sample_attempt(lead_id: uuid.UUID | None = None):  # noqa: ANN201
 
 def sample_attempt_event(lead_id: uuid.UUID | None = None):  # noqa: ANN201
     """`sample_attempt` in its CloudEvent envelope, as it travels on the feedback topic."""
-    from leadflow.events import make_event
+    from leadflow.contracts.events import make_event
 
     return make_event(sample_attempt(lead_id), source="test")
 
@@ -613,13 +419,14 @@ class MessagingHarness(_Background):
         return relay
 
     async def consume(  # noqa: ANN201
-        self, topic: str, handlers: dict, name: str = "probe", max_attempts: int = 3
+        self, takes: tuple, apply, name: str = "probe", max_attempts: int = 3  # noqa: ANN001
     ):
-        """A consumer runner on `topic` running in the background, with short retry backoffs."""
+        """A consumer runner of the payload models `takes` (on their topics) applying each batch
+        with `apply(session, received)`, in the background, with short retry backoffs."""
         from leadflow.consumer import ConsumerRunner, Subscription
 
         runner = ConsumerRunner(
-            Subscription(name, (topic,), handlers=handlers),
+            Subscription(name, takes, apply),
             self.db,
             self.inbox_table,
             self.producer,
@@ -635,6 +442,17 @@ class MessagingHarness(_Background):
         return runner
 
 
+def each(handler):  # noqa: ANN001, ANN201
+    """An `apply` that hands every received event to `handler(event, session)` in turn: kernel
+    tests observe the consume loop one event at a time."""
+
+    async def apply(session, received: list) -> None:  # noqa: ANN001
+        for item in received:
+            await handler(item.event, session)
+
+    return apply
+
+
 def interleave(runs: list[list]) -> list:
     """Step i of every run before step i + 1 of any: each poll batch mixes many leads."""
     return [run[i] for i in range(max(map(len, runs))) for run in runs if i < len(run)]
@@ -643,7 +461,7 @@ def interleave(runs: list[list]) -> list:
 class BatchRun(_Background):
     """A service's subscriptions, each in a consumer runner of its own over `settings` (own
     database, own topics), reading polls of `batch_size` records and started when first
-    consumed from; `passes` holds how many events each batch pass (`after_batch`) got. Tests
+    consumed from; `passes` holds how many events each `apply` got. Tests
     run the same events at two batch sizes and compare what the service wrote."""
 
     def __init__(  # noqa: ANN001
@@ -683,21 +501,21 @@ class BatchRun(_Background):
         await asyncio.gather(*futures)
 
     async def start(self, name: str):  # noqa: ANN201
-        """The subscription's runner, started with its batch pass counted (once)."""
+        """The subscription's runner, started with each `apply` counted (once)."""
         import dataclasses
 
         from leadflow.consumer import ConsumerRunner
 
         if name not in self.runners:
             subscription = self.subscriptions[name]
-            batch_pass = subscription.after_batch
+            apply = subscription.apply
 
-            async def counted(events: list, session) -> None:  # noqa: ANN001
-                self.passes.append(len(events))
-                await batch_pass(events, session)
+            async def counted(session, received: list) -> None:  # noqa: ANN001
+                self.passes.append(len(received))
+                await apply(session, received)
 
             runner = ConsumerRunner(
-                dataclasses.replace(subscription, after_batch=counted if batch_pass else None),
+                dataclasses.replace(subscription, apply=counted if apply else None),
                 self.db,
                 self.inbox,
                 self.producer,
