@@ -30,6 +30,7 @@ from leadflow.contracts.events import CloudEvent, Payload, dlq_topic
 from leadflow.db import Database, is_transient
 from leadflow.kafka import TopicLayout, create_topics
 from leadflow.loops import Stop
+from leadflow.retry import exponential_backoff
 
 log = logging.getLogger(__name__)
 
@@ -334,7 +335,7 @@ class ConsumerRunner:
                 if not transient and attempt >= self.max_attempts:
                     error = "".join(traceback.format_exception_only(exc)).strip()
                     return await self._dead_letter(record, error)
-                delay = min(self.base_backoff * 2 ** min(attempt - 1, 6), 10.0)
+                delay = exponential_backoff(attempt, self.base_backoff)
                 log.warning(
                     "event failed; will retry",
                     extra={

@@ -11,6 +11,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError
 
 from leadflow.contracts.events import ALL_TOPICS, dlq_topic
+from leadflow.retry import exponential_backoff
 from leadflow.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,7 @@ async def start_with_retry(client, what: str, *, attempts: int = 60) -> None:  #
             if attempt == attempts:
                 raise
             log.info("waiting for the broker", extra={"client": what, "attempt": attempt})
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(exponential_backoff(attempt, base=0.1, cap=0.5))
 
 
 async def ensure_topics(settings: Settings, topics: tuple[str, ...] = ALL_TOPICS) -> list[str]:

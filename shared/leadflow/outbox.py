@@ -20,6 +20,7 @@ from leadflow.contracts.events import CloudEvent, Payload, make_event
 from leadflow.db import Database, is_transient, touch
 from leadflow.kafka import TopicLayout, create_topics
 from leadflow.loops import Stop
+from leadflow.retry import exponential_backoff
 
 log = logging.getLogger(__name__)
 
@@ -256,14 +257,14 @@ class OutboxRelay:
             )
 
     async def run(self) -> None:
-        backoff = 0.2
+        failures = 0  # passes failed in a row
         passes = 0
         while not self.stop:
             self._wake.clear()  # a wake arriving during the pass below is kept for the wait
             try:
                 published = await self.publish_batch()
                 self.healthy = True
-                backoff = 0.2
+                failures = 0
                 passes += 1
                 if passes % 200 == 0:
                     await self.purge()
@@ -273,8 +274,8 @@ class OutboxRelay:
                 self.healthy = False
                 log.warning("outbox relay pass failed", extra={"error": repr(exc)})
                 await self._report_after_failure(exc)
-                await self.stop.pause(backoff)
-                backoff = min(backoff * 2, 5.0)
+                failures += 1
+                await self.stop.pause(exponential_backoff(failures, base=0.2, cap=5.0))
                 continue
             if published >= self.batch_size:
                 continue

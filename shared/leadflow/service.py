@@ -31,6 +31,7 @@ from leadflow.kafka import TopicLayout, make_producer, start_with_retry
 from leadflow.logs import configure_logging
 from leadflow.loops import Stop
 from leadflow.outbox import OUTBOX_TAG, Outbox, OutboxRelay
+from leadflow.retry import exponential_backoff
 from leadflow.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -88,7 +89,7 @@ RuntimeDep = Annotated[Runtime, Depends(runtime)]
 
 async def supervise(name: str, work: Callable[[], Awaitable[None]], stop: Stop) -> None:
     """Keep a background loop alive: log a crash and start it again after a pause."""
-    backoff = 0.5
+    crashes = 0
     while True:
         try:
             await work()
@@ -98,9 +99,9 @@ async def supervise(name: str, work: Callable[[], Awaitable[None]], stop: Stop) 
         except Exception:
             if stop:
                 return
+            crashes += 1
             log.exception("background task crashed; restarting", extra={"task": name})
-            await stop.pause(backoff)
-            backoff = min(backoff * 2, 10.0)
+            await stop.pause(exponential_backoff(crashes, base=0.5))
 
 
 class Observe:

@@ -14,7 +14,6 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 DEV_API_KEY = "lf_dev_key"
 
 Scope = Literal["leads:write", "sales:write", "admin"]
-ALL_SCOPES: tuple[str, ...] = ("leads:write", "sales:write", "admin")
 
 
 class ApiKeySpec(BaseModel):
