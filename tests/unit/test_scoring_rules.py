@@ -11,7 +11,7 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 from leadflow.contracts.policy import Policy, default_policy, load_policy
-from leadflow_scoring.rules import (
+from leadflow_scoring.domain.rules import (
     Interaction,
     LeadFacts,
     ProductUsage,

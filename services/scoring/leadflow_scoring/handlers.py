@@ -43,7 +43,7 @@ from leadflow.service import Runtime
 from sqlalchemy.dialects.postgresql import ARRAY, UUID, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from leadflow_scoring import rules
+from leadflow_scoring.domain import rules
 from leadflow_scoring.models import lead_scores, metadata, pql_accounts, product_usage
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,5 @@
-"""Scoring rules: fit, decaying engagement, negative signals and the MQL decision, all pure."""
+"""Scoring rules, all pure: fit, decaying engagement, negative signals, the MQL and PQL
+decisions, promotion, and the facts they read from a stored lead."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from fractions import Fraction
+from typing import Any
 
+from leadflow.contracts.events import LeadActivity
 from leadflow.contracts.policy import Policy, normalise_industry
 
 # Ingest's page categories, each its own engagement kind; anything else is "other_page".
@@ -403,3 +406,42 @@ def promotion(
 def aware(instant: datetime) -> datetime:
     """The instant with a time zone; naive instants are UTC, the convention of every event."""
     return instant if instant.tzinfo is not None else instant.replace(tzinfo=UTC)
+
+
+# -- what the rules read from a stored lead ----------------------------------------------------
+
+
+def facts_of(lead: Mapping[str, Any], policy: Policy) -> LeadFacts:
+    """The facts the rules weigh, read from a lead snapshot as ingest published it."""
+    flags = set(lead.get("flags") or [])
+    company = lead.get("company") or {}
+    domain = str(lead.get("email", "")).rpartition("@")[2]
+    return LeadFacts(
+        email_valid="invalid_email" not in flags,
+        email_domain=domain,
+        industry=company.get("industry"),
+        employees=company.get("employees"),
+        seniority=lead.get("seniority"),
+        role=lead.get("role"),
+        intent_tier=int(lead.get("intent_tier") or 0),
+        is_student="student" in flags,
+        is_job_seeker="job_seeker" in flags,
+        is_competitor="competitor" in flags or is_competitor_domain(domain, policy),
+    )
+
+
+def interactions_of(stored: Iterable[Mapping[str, Any]]) -> list[Interaction]:
+    """The interactions of a lead as they are stored ({kind, type, occurred_at in ISO 8601})."""
+    return [Interaction(i["kind"], datetime.fromisoformat(i["occurred_at"])) for i in stored]
+
+
+def account_of(activity: LeadActivity, lead: Mapping[str, Any]) -> str:
+    """The product account a usage belongs to: as the product names it, else the company
+    domain of the lead, else the lead itself."""
+    props = activity.properties
+    for key in ("account", "account_id"):
+        if props.get(key) not in (None, ""):
+            return str(props[key])
+    company = lead.get("company") or {}
+    domain = company.get("domain") or str(lead.get("email", "")).rpartition("@")[2]
+    return domain or str(activity.lead_id)
