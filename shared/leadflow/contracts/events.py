@@ -16,6 +16,22 @@ TOPIC_ROUTING = "leadflow.routing"
 TOPIC_SLA = "leadflow.sla"
 TOPIC_FEEDBACK = "leadflow.feedback"
 ALL_TOPICS = (TOPIC_INBOUND, TOPIC_INGEST, TOPIC_SCORING, TOPIC_ROUTING, TOPIC_SLA, TOPIC_FEEDBACK)
+# The one Leadflow service that publishes each topic (leads.inbound comes from outside Leadflow).
+TOPIC_PRODUCERS = {
+    TOPIC_INGEST: "ingest",
+    TOPIC_SCORING: "scoring",
+    TOPIC_ROUTING: "routing",
+    TOPIC_SLA: "sla-timer",
+    TOPIC_FEEDBACK: "feedback",
+}
+TOPIC_DESCRIPTIONS = {
+    TOPIC_INBOUND: "Raw lead payloads that marketing platforms publish (plain JSON, no CloudEvent).",
+    TOPIC_INGEST: "Leads as ingest knows them: created, updated or merged, activities, erasures.",
+    TOPIC_SCORING: "Scores of leads and their promotion to MQL or PQL.",
+    TOPIC_ROUTING: "Leads assigned to teams and reps; webhook deliveries given up.",
+    TOPIC_SLA: "SLA clocks: warnings, breaches, escalations, met SLAs, corrective plans owed.",
+    TOPIC_FEEDBACK: "What sales did with a lead: contact attempts and status changes.",
+}
 
 
 def dlq_topic(topic: str) -> str:
@@ -84,17 +100,23 @@ class LeadSnapshot(Payload):
 
 
 class LeadCreated(LeadSnapshot):
+    """A lead new to Leadflow, as ingest stored it."""
+
     type = "lead.created"
     topic = TOPIC_INGEST
 
 
 class LeadUpdated(LeadSnapshot):
+    """A known lead changed (or absorbed the leads in `merged_lead_ids`); the whole snapshot."""
+
     type = "lead.updated"
     topic = TOPIC_INGEST
     merged_lead_ids: list[uuid.UUID] = Field(default_factory=list)
 
 
 class LeadActivity(Payload):
+    """Something the lead did (a visit, a download, product usage) that engagement scores."""
+
     type = "lead.activity"
     topic = TOPIC_INGEST
     activity_id: uuid.UUID
@@ -105,6 +127,8 @@ class LeadActivity(Payload):
 
 
 class LeadErased(Payload):
+    """The person behind the lead asked to be forgotten: every service erases what it holds."""
+
     type = "lead.erased"
     topic = TOPIC_INGEST
 
@@ -116,6 +140,8 @@ class BreakdownItem(BaseModel):
 
 
 class LeadScored(Payload):
+    """The lead's fit, engagement and intent after a change, and whether it is an MQL."""
+
     type = "lead.scored"
     topic = TOPIC_SCORING
     fit: int
@@ -129,6 +155,8 @@ class LeadScored(Payload):
 
 
 class LeadMql(Payload):
+    """The lead became a marketing (or product) qualified lead, with the context sales needs."""
+
     type = "lead.mql"
     topic = TOPIC_SCORING
     kind: Literal["mql", "pql"] = "mql"
@@ -153,6 +181,8 @@ class LeadMql(Payload):
 
 
 class LeadRouted(Payload):
+    """The lead was assigned to a team and rep (routing's decision and the calendar it runs on)."""
+
     type = "lead.routed"
     topic = TOPIC_ROUTING
     assignment_id: uuid.UUID
@@ -168,6 +198,8 @@ class LeadRouted(Payload):
 
 
 class WebhookDeadLettered(Payload):
+    """A webhook delivery was given up after its attempts."""
+
     type = "webhook.dead_lettered"
     topic = TOPIC_ROUTING
     delivery_id: uuid.UUID
@@ -190,11 +222,15 @@ class SlaEvent(Payload):
 
 
 class SlaWarning(SlaEvent):
+    """An SLA clock is close to its due time."""
+
     type = "sla.warning"
     topic = TOPIC_SLA
 
 
 class SlaBreached(SlaEvent):
+    """An SLA clock passed its due time, or a party missed a period commitment."""
+
     type = "sla.breached"
     topic = TOPIC_SLA
     # What the breach means for the lead: "unreachable" when a contact cadence ended without
@@ -211,6 +247,8 @@ class SlaBreached(SlaEvent):
 
 
 class SlaEscalated(SlaEvent):
+    """A breached SLA was escalated (and the lead possibly reassigned)."""
+
     type = "sla.escalated"
     topic = TOPIC_SLA
     escalate_to: Literal["team_lead", "manager"] = "team_lead"
@@ -218,6 +256,8 @@ class SlaEscalated(SlaEvent):
 
 
 class SlaMet(SlaEvent):
+    """An SLA clock stopped in time, after `business_seconds` of business time."""
+
     type = "sla.met"
     topic = TOPIC_SLA
     met_at: datetime
@@ -240,6 +280,8 @@ class SlaCorrectivePlanRequired(Payload):
 
 
 class LeadContactAttempt(Payload):
+    """A rep tried to reach the lead (call, email, LinkedIn, meeting)."""
+
     type = "lead.contact_attempt"
     topic = TOPIC_FEEDBACK
     attempt_id: uuid.UUID
@@ -250,6 +292,8 @@ class LeadContactAttempt(Payload):
 
 
 class LeadStatusChanged(Payload):
+    """Sales moved the lead to another status (working, contacted, SQL, SQO, recycled …)."""
+
     type = "lead.status_changed"
     topic = TOPIC_FEEDBACK
     from_status: str | None
