@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from leadflow import metrics
+from leadflow import asyncapi, metrics
 from leadflow.clock import Clock, clock_from_settings
 from leadflow.consumer import ConsumerRunner, Subscription
 from leadflow.db import Database, kernel_tables
@@ -334,6 +334,15 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
     @app.get("/metrics", tags=["operations"], response_class=PlainTextResponse)
     async def metrics_endpoint() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    # Beside /docs and unauthenticated like it: the service's topics and events (AsyncAPI 3.0),
+    # from the subscriptions it runs, so the document cannot drift from the code.
+    @app.get("/asyncapi.json", include_in_schema=False)
+    async def asyncapi_document(rt: RuntimeDep) -> JSONResponse:
+        if "asyncapi" not in rt.state:
+            consumes = [runner.sub for runner in rt.consumers]
+            rt.state["asyncapi"] = asyncapi.document(service=spec.name, consumes=consumes)
+        return JSONResponse(rt.state["asyncapi"])
 
     for router in spec.routers:
         app.include_router(router)

@@ -220,7 +220,7 @@ def _policy_check(args: argparse.Namespace) -> int:
 
 
 def _plan(args: argparse.Namespace) -> int:
-    from leadflow_feedback.planning import run_cli
+    from leadflow_feedback.use_cases import run_cli
 
     return run_cli(args)
 
@@ -255,6 +255,34 @@ def _routing_import(args: argparse.Namespace) -> int:
     except urllib.error.URLError as exc:
         print(f"cannot reach routing at {args.url}: {exc.reason}", file=sys.stderr)
         return 1
+
+
+def _asyncapi(args: argparse.Namespace) -> int:
+    """Write the AsyncAPI document of every topic and event (YAML) to --out, or print it."""
+    from leadflow.asyncapi import document, to_yaml
+    from leadflow.clock import Clock
+    from leadflow.contracts.policy import load_policy
+    from leadflow.db import kernel_tables
+    from leadflow.outbox import Outbox
+    from leadflow.service import Runtime
+    from leadflow.settings import Settings
+
+    # The subscriptions are only read, never run: a runtime with no database and no broker.
+    settings = Settings()
+    clock = Clock()
+    policy = load_policy(settings.policy_file)
+    consumers = {}
+    for spec in all_specs():
+        outbox = Outbox(kernel_tables(spec.metadata)[0], source=spec.name, clock=clock)
+        rt = Runtime(spec, settings, clock, None, outbox, None, None, state={"policy": policy})
+        consumers[spec.name] = spec.subscriptions(rt)
+    text = to_yaml(document(consumers))
+    if args.out:
+        Path(args.out).write_text(text, encoding="utf-8")
+        print(f"AsyncAPI document written to {args.out}")
+    else:
+        sys.stdout.write(text)
+    return 0
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -315,6 +343,9 @@ def main(argv: list[str] | None = None) -> int:
         help="an admin API key (default: $LEADFLOW_API_KEY, else the development key)",
     )  # fmt: skip
     load.set_defaults(func=_routing_import)
+    contract = sub.add_parser("asyncapi", help="the AsyncAPI document of every topic and event")
+    contract.add_argument("--out", help="write it (YAML) to this file instead of printing it")
+    contract.set_defaults(func=_asyncapi)
     demo = sub.add_parser(
         "demo", help="a simulated week: traffic, reps, SLA breaches, then the weekly report"
     )
