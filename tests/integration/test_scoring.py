@@ -12,7 +12,7 @@ from aiokafka import AIOKafkaProducer
 from leadflow.contracts.events import TOPIC_FEEDBACK, CloudEvent, LeadStatusChanged, make_event
 from leadflow.contracts.policy import PolicyError, default_policy
 from leadflow.db import Database
-from leadflow_scoring.handlers import review_due
+from leadflow_scoring.use_cases import review_due
 from support.harness import ADMIN, QUALIFIED_LEAD, eventually, service_client
 
 T0 = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)  # a Monday morning

@@ -35,7 +35,7 @@ from leadflow.contracts.events import (
 from leadflow.contracts.policy import load_policy
 from leadflow.db import kernel_tables
 from leadflow.outbox import Outbox
-from leadflow_scoring import handlers
+from leadflow_scoring import consumers
 from leadflow_scoring.models import lead_scores, metadata, pql_accounts, product_usage
 from support.harness import QUALIFIED_LEAD, BatchRun, counted, interleave, read_topic
 
@@ -87,7 +87,7 @@ class Scoring(BatchRun):
             clock=clock,
             state={},
         )
-        super().__init__(settings, "scoring", handlers.subscriptions(rt), INBOX, batch_size)
+        super().__init__(settings, "scoring", consumers.subscriptions(rt), INBOX, batch_size)
 
     async def consume(self, values: list[bytes], handled: int, topic: str = TOPIC_INGEST) -> None:
         await super().consume(values, handled, topic)

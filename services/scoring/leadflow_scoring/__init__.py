@@ -1,0 +1,1 @@
+"""Leadflow scoring: scores leads and promotes MQLs and PQLs."""

@@ -2,7 +2,7 @@
 
 from leadflow.service import ServiceSpec
 
-from leadflow_scoring import api, handlers
+from leadflow_scoring import api, consumers, use_cases
 from leadflow_scoring.models import metadata
 
 service = ServiceSpec(
@@ -11,9 +11,9 @@ service = ServiceSpec(
     metadata=metadata,
     port=8002,
     routers=[api.router],
-    subscriptions=handlers.subscriptions,
-    workers={"decay-reviewer": handlers.decay_reviewer},
-    on_start=handlers.on_start,
+    subscriptions=consumers.subscriptions,
+    workers={"decay-reviewer": use_cases.decay_reviewer},
+    on_start=use_cases.on_start,
     description=(
         "Scores leads (fit, engagement, intent, negative signals), re-scores them as engagement "
         "decays, and promotes MQLs and PQLs (again after a recycle, on renewed interest)."

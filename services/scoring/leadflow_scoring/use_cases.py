@@ -1,14 +1,15 @@
-"""Scoring's event handlers: every lead change or activity re-scores the lead; MQLs are promoted once.
+"""What scoring does: every lead change or activity re-scores the lead, MQLs and PQLs are promoted
+once (again after a recycle), and leads no event touches are re-scored as time decays them.
 
-A unit of work is handled as a set: each event's handler only checks its payload and says what
-it changes (a `Change`); the subscription's `after_batch` then applies the whole batch with a
-fixed number of statements whatever its size. It locks the touched leads' score rows (in key
+A unit of work is applied as a set: `change_of` checks each event's payload and says what it
+changes (a `Change`); `apply_changes` then applies the whole batch with a fixed number of
+statements whatever its size. The `ScoreBook` locks the touched leads' score rows (in key
 order) and reads them once, with the product usage of their accounts within the PQL window,
 replays the changes in arrival order in memory — re-scoring the lead after each one, so that
 every `lead.scored` and the one promotion come out exactly as if the events had come one by
 one — and writes the changed rows, the new usage, the PQL claims and the outgoing events with
-one statement each. Merges and erasures, rare, add a statement or two of their own. The
-decay reviewer re-scores its due leads with the same machinery.
+one statement each. Merges and erasures, rare, add a statement or two of their own. The decay
+reviewer re-scores its due leads with the same book.
 """
 
 from __future__ import annotations
@@ -17,121 +18,44 @@ import asyncio
 import logging
 import uuid
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
-import sqlalchemy as sa
 from leadflow import metrics
-from leadflow.consumer import Subscription
-from leadflow.contracts.erasure import forget_events, without_personal_data
+from leadflow.consumer import Received
+from leadflow.contracts.erasure import without_personal_data
 from leadflow.contracts.events import (
-    TOPIC_FEEDBACK,
-    TOPIC_INGEST,
     BreakdownItem,
-    CloudEvent,
     LeadActivity,
+    LeadCreated,
+    LeadErased,
     LeadMql,
     LeadScored,
     LeadSnapshot,
     LeadStatusChanged,
+    LeadUpdated,
+    Payload,
 )
 from leadflow.contracts.policy import Policy
-from leadflow.db import kernel_tables, touch
+from leadflow.db import touch
+from leadflow.errors import NotFound
 from leadflow.service import Runtime
-from sqlalchemy.dialects.postgresql import ARRAY, UUID, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from leadflow_scoring import store
 from leadflow_scoring.domain import rules
-from leadflow_scoring.models import lead_scores, metadata, pql_accounts, product_usage
+from leadflow_scoring.schemas import LeadScore
 
 log = logging.getLogger(__name__)
 
-
-def facts_of(lead: dict, policy) -> rules.LeadFacts:  # noqa: ANN001
-    flags = set(lead.get("flags") or [])
-    company = lead.get("company") or {}
-    domain = str(lead.get("email", "")).rpartition("@")[2]
-    return rules.LeadFacts(
-        email_valid="invalid_email" not in flags,
-        email_domain=domain,
-        industry=company.get("industry"),
-        employees=company.get("employees"),
-        seniority=lead.get("seniority"),
-        role=lead.get("role"),
-        intent_tier=int(lead.get("intent_tier") or 0),
-        is_student="student" in flags,
-        is_job_seeker="job_seeker" in flags,
-        is_competitor="competitor" in flags or rules.is_competitor_domain(domain, policy),
-    )
-
-
-def interactions_of(stored: list[dict]) -> list[rules.Interaction]:
-    return [rules.Interaction(i["kind"], datetime.fromisoformat(i["occurred_at"])) for i in stored]
-
-
 REVIEW_TAG = "scoring.review"
-# rt.state keys: the worker's wake-up event, and the instant it plans to look next
+# rt.state keys: the reviewer's wake-up event, and the instant it plans to look next
 # (None while it is awake and will look again anyway).
 REVIEW_WAKE = "scoring.review_wake"
 REVIEW_PLANNED = "scoring.review_planned"
-# session.info key of the unit of work's checked events: event id -> Change (None: no effect).
-BATCH = "leadflow_scoring.batch"
-OUTBOX = kernel_tables(metadata)[0]
-# Every column of a score row but its key, as the batch writes it back.
-SCORE_COLUMNS = tuple(c.name for c in lead_scores.c if c.name != "lead_id")
-
-_ids = sa.bindparam("ids", type_=ARRAY(UUID(as_uuid=True)))
-_accounts = sa.bindparam("accounts", type_=ARRAY(sa.Text))
-_since = sa.bindparam("since", type_=sa.DateTime(timezone=True))
-# A lead not known yet gets an empty row first, so that every touched lead can be locked and
-# read (the batch then writes what its events say into it); RETURNING names the new ones.
-_create_rows = (
-    insert(lead_scores)
-    .on_conflict_do_nothing(index_elements=[lead_scores.c.lead_id])
-    .returning(lead_scores.c.lead_id)
-)
-_lock_rows = (
-    sa.select(lead_scores)
-    .where(lead_scores.c.lead_id == sa.any_(_ids))
-    .order_by(lead_scores.c.lead_id)
-    .with_for_update()
-)
-_write_rows = (
-    sa.update(lead_scores)
-    .where(lead_scores.c.lead_id == sa.bindparam("key"))
-    .values({name: sa.bindparam(name) for name in SCORE_COLUMNS})
-)
-_delete_rows = sa.delete(lead_scores).where(lead_scores.c.lead_id == sa.any_(_ids))
-_u = product_usage.c
-_usage_accounts = (
-    sa.select(_u.account).where(_u.lead_id == sa.any_(_ids), _u.occurred_at > _since).distinct()
-)
-# A PQL account is never weighed again: only the usage of the others is read.
-_usage_of = sa.select(product_usage).where(
-    _u.account == sa.any_(_accounts),
-    _u.occurred_at > _since,
-    ~sa.exists().where(pql_accounts.c.account == _u.account),
-)
-_promoted_of = sa.select(pql_accounts.c.account).where(pql_accounts.c.account == sa.any_(_accounts))
-_usage_known = sa.select(_u.activity_id, _u.lead_id).where(_u.activity_id == sa.any_(_ids))
-_add_usage = insert(product_usage).on_conflict_do_nothing()
-_move_usage = (
-    sa.update(product_usage)
-    .where(_u.lead_id == sa.any_(_ids))
-    .values(lead_id=sa.bindparam("survivor", type_=UUID(as_uuid=True)))
-)
-_drop_usage = sa.delete(product_usage).where(
-    _u.lead_id == sa.bindparam("lead", type_=UUID(as_uuid=True))
-)
-# A score row as it is created, before the values of the event that creates it.
-NEW_ROW: dict[str, Any] = {
-    **dict.fromkeys(SCORE_COLUMNS),
-    "lead": {}, "interactions": [], "breakdown": [], "reasons": [],
-    "fit": 0, "engagement": 0.0, "intent_tier": 0, "is_mql": False,
-}  # fmt: skip
-_claim_accounts = insert(pql_accounts).on_conflict_do_nothing().returning(pql_accounts.c.account)
 
 
 class ClaimLost(Exception):
@@ -139,7 +63,9 @@ class ClaimLost(Exception):
     (event by event), and then sees that promotion."""
 
 
-# What one event changes, as its handler checked it.
+# -- what one event changes ------------------------------------------------------------------
+
+
 @dataclass(frozen=True)
 class LeadChanged:
     """A lead snapshot from ingest; a merge names the leads it absorbed."""
@@ -174,6 +100,41 @@ class Recycled:
 Change = LeadChanged | Engaged | Erased | Recycled
 
 
+def change_of(payload: Payload, policy: Policy) -> Change | None:
+    """What an event changes; None for one that changes nothing scoring keeps."""
+    match payload:
+        case LeadCreated():
+            return LeadChanged(payload.lead_id, payload.model_dump(mode="json"))
+        case LeadUpdated():
+            snapshot = payload.model_dump(mode="json")
+            return LeadChanged(payload.lead_id, snapshot, tuple(payload.merged_lead_ids))
+        case LeadActivity():
+            kind = rules.activity_kind(payload.activity_type, payload.page_category)
+            if kind is None:
+                return None
+            entry = {
+                "kind": kind,
+                "type": payload.activity_type,
+                "occurred_at": payload.occurred_at.isoformat(),
+            }
+            return Engaged(payload.lead_id, entry, payload)
+        case LeadErased():
+            return Erased(payload.lead_id)
+        case LeadStatusChanged(status="recycled"):
+            changed_at = rules.aware(payload.changed_at)
+            nurture_until = payload.nurture_until or changed_at + policy.nurture_for(payload.reason)
+            values = {
+                "recycled_at": changed_at,
+                "recycle_reason": payload.reason,
+                "nurture_until": rules.aware(nurture_until),
+            }
+            return Recycled(payload.lead_id, values)
+    return None
+
+
+# -- the score rows of a unit of work ---------------------------------------------------------
+
+
 @dataclass
 class Usage:
     """One product_usage row: a product_usage activity kept for its account's PQL thresholds."""
@@ -196,16 +157,7 @@ class Known:
     exists: bool
 
 
-def _account_of(activity: LeadActivity, lead: dict) -> str:
-    """The product account a usage belongs to: as the product names it, else the company
-    domain of the lead, else the lead itself."""
-    props = activity.properties
-    for key in ("account", "account_id"):
-        if props.get(key) not in (None, ""):
-            return str(props[key])
-    company = lead.get("company") or {}
-    domain = company.get("domain") or str(lead.get("email", "")).rpartition("@")[2]
-    return domain or str(activity.lead_id)
+UsageMove = Callable[[AsyncSession], Awaitable[None]]
 
 
 class ScoreBook:
@@ -214,7 +166,8 @@ class ScoreBook:
     order (each change followed by the re-score handling it alone would do), written once.
 
     Outgoing events wait in `pending` and are written in order with one `emit_many`; an
-    erasure writes what waits first, so that `forget_events` redacts it as it would have."""
+    erasure writes what waits first, so that the outbox's redaction reaches it as it would
+    have."""
 
     def __init__(self, rt: Runtime, session: AsyncSession, now: datetime) -> None:
         self.rt = rt
@@ -230,7 +183,7 @@ class ScoreBook:
         self.promoted_accounts: set[str] = set()
         self.stored_usage: dict[uuid.UUID, uuid.UUID] = {}  # activity id -> lead, in the database
         self.new_usage: dict[uuid.UUID, Usage] = {}
-        self.usage_moves: list[tuple[Any, dict[str, Any]]] = []  # merges and erasures, in order
+        self.usage_moves: list[UsageMove] = []  # merges and erasures, in order
         self.claims: list[dict[str, Any]] = []
         self.pending: list[tuple[Any, str | None]] = []
         self.promoted: list[str] = []
@@ -251,31 +204,27 @@ class ScoreBook:
         ids = sorted(set(ids))
         created: set[uuid.UUID] = set()
         if create and ids:
-            rows = [{"lead_id": i, "lead": {}, "interactions": [], "breakdown": []} for i in ids]
-            created = set(await self.session.scalars(_create_rows, rows))
+            created = await store.create_rows(self.session, ids)
         locked = sorted(set(ids) | set(absorbed))
         if not locked:
             return
-        for row in (await self.session.execute(_lock_rows, {"ids": locked})).mappings():
+        for row in await store.lock_rows(self.session, locked):
             lead_id = row["lead_id"]
             self.leads[lead_id] = Known(dict(row), dict(row), lead_id not in created)
         for lead_id in locked:
             if lead_id not in self.leads:  # an absorbed lead scoring never heard of
                 self.leads[lead_id] = Known({}, None, False)
 
-        accounts = set(
-            await self.session.scalars(_usage_accounts, {"ids": locked, "since": self.since})
-        )
+        accounts = await store.accounts_used_by(self.session, locked, self.since)
         if usage:
             # accounts the batch's usage may land in, whichever snapshot the lead has then
             for engaged in usage:
                 known = self.leads[engaged.lead_id]
                 leads = [known.row.get("lead") or {}, *(snapshots or {}).get(engaged.lead_id, [])]
-                accounts.update(_account_of(engaged.activity, lead) for lead in leads)
-            found = await self.session.execute(
-                _usage_known, {"ids": [e.activity.activity_id for e in usage]}
+                accounts.update(rules.account_of(engaged.activity, lead) for lead in leads)
+            self.stored_usage = await store.stored_usage(
+                self.session, [e.activity.activity_id for e in usage]
             )
-            self.stored_usage = {activity_id: lead_id for activity_id, lead_id in found}
         await self.load_accounts(accounts)
 
     async def load_accounts(self, accounts: set[str]) -> None:
@@ -284,53 +233,53 @@ class ScoreBook:
         if not missing:
             return
         self.loaded_accounts.update(missing)
-        params = {"accounts": missing, "since": self.since}
-        for row in (await self.session.execute(_usage_of, params)).mappings():
+        for row in await store.usage_of(self.session, missing, self.since):
             if row["activity_id"] not in self.usage:
                 self._remember(Usage(**row))
-        self.promoted_accounts.update(await self.session.scalars(_promoted_of, params))
+        self.promoted_accounts.update(await store.promoted_among(self.session, missing))
 
     # -- changing --------------------------------------------------------------------------
 
     def _create(self, lead_id: uuid.UUID, **values: Any) -> Known:
         """The lead's row comes to be, as a new row holds it, with `values`."""
         known = self.leads[lead_id]
-        known.row = {**NEW_ROW, "lead_id": lead_id, **values}
+        known.row = {**store.NEW_ROW, "lead_id": lead_id, **values}
         known.exists = True
         return known
 
     async def apply(self, change: Change) -> None:
         """One event's change, then the re-score handling it alone would do."""
-        if isinstance(change, LeadChanged):
-            known = self.leads[change.lead_id]
-            if not known.exists:
-                self._create(change.lead_id, lead=change.snapshot)
-            elif not known.row["lead"].get("erased"):
-                # an erased lead is not filled again by an event published before its erasure
-                known.row["lead"] = change.snapshot
-            if change.merged:
-                await self._absorb(change.lead_id, change.merged)
-            await self.rescore(change.lead_id)
-        elif isinstance(change, Engaged):
-            known = self.leads[change.lead_id]
-            if not known.exists:
-                known = self._create(change.lead_id, interactions=[change.entry])
-            else:
-                known.row["interactions"] = [*known.row["interactions"], change.entry]
-            if change.activity.activity_type == "product_usage":
-                await self._record_usage(change.activity, known.row["lead"])
-            await self.rescore(change.lead_id)
-        elif isinstance(change, Erased):
-            await self._erase(change.lead_id)
-        elif isinstance(change, Recycled):
-            known = self.leads[change.lead_id]
-            if not known.exists:
-                self._create(change.lead_id, recycle_intent_tier=0, **change.values)
-            else:
-                known.row.update(change.values, recycle_intent_tier=known.row["intent_tier"])
-            await self.rescore(change.lead_id)
+        match change:
+            case LeadChanged():
+                known = self.leads[change.lead_id]
+                if not known.exists:
+                    self._create(change.lead_id, lead=change.snapshot)
+                elif not known.row["lead"].get("erased"):
+                    # an erased lead is not filled again by an event published before its erasure
+                    known.row["lead"] = change.snapshot
+                if change.merged:
+                    self._absorb(change.lead_id, change.merged)
+                self.rescore(change.lead_id)
+            case Engaged():
+                known = self.leads[change.lead_id]
+                if not known.exists:
+                    known = self._create(change.lead_id, interactions=[change.entry])
+                else:
+                    known.row["interactions"] = [*known.row["interactions"], change.entry]
+                if change.activity.activity_type == "product_usage":
+                    await self._record_usage(change.activity, known.row["lead"])
+                self.rescore(change.lead_id)
+            case Erased():
+                await self._erase(change.lead_id)
+            case Recycled():
+                known = self.leads[change.lead_id]
+                if not known.exists:
+                    self._create(change.lead_id, recycle_intent_tier=0, **change.values)
+                else:
+                    known.row.update(change.values, recycle_intent_tier=known.row["intent_tier"])
+                self.rescore(change.lead_id)
 
-    async def _absorb(self, survivor: uuid.UUID, merged: tuple[uuid.UUID, ...]) -> None:
+    def _absorb(self, survivor: uuid.UUID, merged: tuple[uuid.UUID, ...]) -> None:
         """Two leads were one person: the survivor takes their interactions, and an MQL already
         promoted for either stays promoted once (sales got it; it is not sent again)."""
         rows = []
@@ -349,7 +298,7 @@ class ScoreBook:
         for activity_id, lead_id in self.stored_usage.items():
             if lead_id in merged:
                 self.stored_usage[activity_id] = survivor
-        self.usage_moves.append((_move_usage, {"ids": list(merged), "survivor": survivor}))
+        self.usage_moves.append(partial(store.move_usage, ids=list(merged), survivor=survivor))
         row = self.leads[survivor].row
         row["interactions"] = [*row["interactions"], *(i for r in rows for i in r["interactions"])]
         earliest = min((r["mql_at"] for r in rows if r["mql_at"] is not None), default=None)
@@ -366,7 +315,7 @@ class ScoreBook:
         usage = Usage(
             activity_id=activity.activity_id,
             lead_id=activity.lead_id,
-            account=_account_of(activity, lead or {}),
+            account=rules.account_of(activity, lead or {}),
             user_id=str(user),
             feature=str(feature) if feature not in (None, "") else None,
             occurred_at=rules.aware(activity.occurred_at),
@@ -393,9 +342,9 @@ class ScoreBook:
             self.new_usage.pop(activity_id, None)
         for activity_id in [a for a, lead in self.stored_usage.items() if lead == lead_id]:
             del self.stored_usage[activity_id]
-        self.usage_moves.append((_drop_usage, {"lead": lead_id}))
+        self.usage_moves.append(partial(store.drop_usage, lead=lead_id))
         await self.flush_events()
-        await forget_events(self.session, OUTBOX, [lead_id])
+        await store.forget_outbox_events(self.session, lead_id)
 
     # -- scoring ---------------------------------------------------------------------------
 
@@ -425,7 +374,7 @@ class ScoreBook:
             verdict = (None, decided)
         return verdict
 
-    async def rescore(self, lead_id: uuid.UUID) -> None:
+    def rescore(self, lead_id: uuid.UUID) -> None:
         """Score the lead at the book's `now`; a lead.scored when the score changed and a
         lead.mql when the lead is promoted wait in `pending`; plan its next review."""
         known = self.leads[lead_id]
@@ -435,8 +384,8 @@ class ScoreBook:
         if row["lead"].get("erased"):
             return  # the person is erased: the last score stays for the reports, nothing is promoted
         policy, now = self.policy, self.now
-        interactions = interactions_of(row["interactions"])
-        result = rules.evaluate(facts_of(row["lead"], policy), interactions, now, policy)
+        interactions = rules.interactions_of(row["interactions"])
+        result = rules.evaluate(rules.facts_of(row["lead"], policy), interactions, now, policy)
         breakdown = [
             BreakdownItem(rule=b.rule, points=b.points, detail=b.detail) for b in result.breakdown
         ]
@@ -528,50 +477,62 @@ class ScoreBook:
 
     async def write(self) -> None:
         """Write what the replay changed: the waiting events, the score rows (absorbed ones
-        deleted), the product usage and the PQL claims."""
+        deleted), the product usage and the PQL claims; count the promotions on commit."""
         await self.flush_events()
         gone = sorted(i for i, k in self.leads.items() if not k.exists and k.stored is not None)
         if gone:
-            await self.session.execute(_delete_rows, {"ids": gone})
+            await store.delete_rows(self.session, gone)
         changed = [
-            {"key": lead_id, **{name: k.row[name] for name in SCORE_COLUMNS}}
+            {"key": lead_id, **{name: k.row[name] for name in store.SCORE_COLUMNS}}
             for lead_id, k in self.leads.items()
             if k.exists and k.row != k.stored
         ]
         if changed:
-            await self.session.execute(_write_rows, changed)
+            await store.write_rows(self.session, changed)
         # merges and erasures reach the usage rows stored before this batch; the batch's own
         # rows are inserted as the replay left them
-        for statement, params in self.usage_moves:
-            await self.session.execute(statement, params)
+        for move in self.usage_moves:
+            await move(self.session)
         if self.new_usage:
-            rows = [vars(u) for u in self.new_usage.values()]
-            await self.session.execute(_add_usage, rows)
+            await store.add_usage(self.session, [vars(u) for u in self.new_usage.values()])
         if self.claims:
-            claimed = set(await self.session.scalars(_claim_accounts, self.claims))
+            claimed = await store.claim_accounts(self.session, self.claims)
             if len(claimed) < len(self.claims):
                 raise ClaimLost(sorted({c["account"] for c in self.claims} - claimed))
         for kind, n in Counter(self.promoted).items():
             metrics.count_on_commit(self.session, metrics.mql_promoted.labels(kind), n)
 
 
-async def apply_batch(rt: Runtime, session: AsyncSession, changes: list[Change]) -> None:
-    """Apply a unit of work's checked events in arrival order (see the module's docstring)."""
+# -- use cases ---------------------------------------------------------------------------------
+
+
+async def apply_events(rt: Runtime, session: AsyncSession, received: list[Received]) -> None:
+    """Apply a unit of work's events (one poll batch, in arrival order) to the score rows."""
+    changes = [
+        change for item in received if (change := change_of(item.payload, rt.policy)) is not None
+    ]
+    await apply_changes(rt, session, changes)
+
+
+async def apply_changes(rt: Runtime, session: AsyncSession, changes: list[Change]) -> None:
+    """Apply checked changes in arrival order (see the module's docstring)."""
     if not changes:
         return
     book = ScoreBook(rt, session, rt.clock.now())
     snapshots: dict[uuid.UUID, list[dict]] = {}
+    absorbed: list[uuid.UUID] = []
+    usage: list[Engaged] = []
     for change in changes:
-        if isinstance(change, LeadChanged):
-            snapshots.setdefault(change.lead_id, []).append(change.snapshot)
+        match change:
+            case LeadChanged():
+                snapshots.setdefault(change.lead_id, []).append(change.snapshot)
+                absorbed.extend(change.merged)
+            case Engaged() if change.activity.activity_type == "product_usage":
+                usage.append(change)
     await book.load(
         [change.lead_id for change in changes],
-        absorbed=[i for c in changes if isinstance(c, LeadChanged) for i in c.merged],
-        usage=[
-            c
-            for c in changes
-            if isinstance(c, Engaged) and c.activity.activity_type == "product_usage"
-        ],
+        absorbed=absorbed,
+        usage=usage,
         snapshots=snapshots,
     )
     for change in changes:
@@ -583,26 +544,13 @@ async def review_due(rt: Runtime, now: datetime | None = None, limit: int = 200)
     """Re-score leads whose next review has come (decay period passed, nurture ended), at
     most `limit` of them in one transaction; rows another instance holds are skipped."""
     now = now or rt.clock.now()
-    s = lead_scores.c
     async with rt.db.unit_of_work() as session:
-        due = (
-            (
-                await session.execute(
-                    sa.select(s.lead_id)
-                    .where(s.next_review_at <= now)
-                    .order_by(s.next_review_at)
-                    .limit(limit)
-                    .with_for_update(skip_locked=True)
-                )
-            )
-            .scalars()
-            .all()
-        )
+        due = await store.due_for_review(session, now, limit)
         if due:
             book = ScoreBook(rt, session, now)
-            await book.load(list(due), create=False)
+            await book.load(due, create=False)
             for lead_id in due:
-                await book.rescore(lead_id)
+                book.rescore(lead_id)
                 row = book.leads[lead_id].row
                 if row["next_review_at"] is not None and row["next_review_at"] <= now:
                     # A lead that could not be scored (no snapshot yet) waits for its next event.
@@ -613,7 +561,7 @@ async def review_due(rt: Runtime, now: datetime | None = None, limit: int = 200)
 
 async def next_review(rt: Runtime) -> datetime | None:
     async with rt.db.unit_of_work() as session:
-        return await session.scalar(sa.select(sa.func.min(lead_scores.c.next_review_at)))
+        return await store.earliest_review(session)
 
 
 async def decay_reviewer(rt: Runtime, batch: int = 200, idle_cap: float = 60.0) -> None:
@@ -643,64 +591,10 @@ async def on_start(rt: Runtime) -> None:
     rt.db.on_commit(REVIEW_TAG, wake.set)
 
 
-def change_of(rt: Runtime, event: CloudEvent) -> Change | None:
-    """What an event changes; None for one scoring ignores. Raises pydantic's ValidationError
-    for a payload that does not hold its schema."""
-    if event.type in ("lead.created", "lead.updated"):
-        lead = LeadSnapshot.model_validate(event.data)
-        merged = tuple(uuid.UUID(str(i)) for i in (event.data.get("merged_lead_ids") or []))
-        return LeadChanged(lead.lead_id, lead.model_dump(mode="json"), merged)
-    if event.type == "lead.activity":
-        activity = LeadActivity.model_validate(event.data)
-        kind = rules.activity_kind(activity.activity_type, activity.page_category)
-        if kind is None:
-            return None
-        entry = {
-            "kind": kind,
-            "type": activity.activity_type,
-            "occurred_at": activity.occurred_at.isoformat(),
-        }
-        return Engaged(activity.lead_id, entry, activity)
-    if event.type == "lead.erased":
-        return Erased(uuid.UUID(event.subject))
-    if event.type == "lead.status_changed":
-        change = LeadStatusChanged.model_validate(event.data)
-        if change.status != "recycled":
-            return None
-        changed_at = rules.aware(change.changed_at)
-        nurture_until = change.nurture_until or changed_at + rt.policy.nurture_for(change.reason)
-        values = {
-            "recycled_at": changed_at,
-            "recycle_reason": change.reason,
-            "nurture_until": rules.aware(nurture_until),
-        }
-        return Recycled(change.lead_id, values)
-    return None
-
-
-def subscriptions(rt: Runtime) -> list[Subscription]:
-    async def check(event: CloudEvent, session: AsyncSession) -> None:
-        """Check the event and say what it changes; the batch pass applies it."""
-        session.info.setdefault(BATCH, {})[event.id] = change_of(rt, event)
-
-    async def after_batch(events: list[CloudEvent], session: AsyncSession) -> None:
-        checked = session.info.pop(BATCH, {})
-        changes = [checked[event.id] for event in events]
-        await apply_batch(rt, session, [change for change in changes if change is not None])
-
-    return [
-        Subscription(
-            "leads",
-            (TOPIC_INGEST,),
-            handlers=dict.fromkeys(
-                ("lead.created", "lead.updated", "lead.activity", "lead.erased"), check
-            ),
-            after_batch=after_batch,
-        ),
-        Subscription(
-            "feedback",
-            (TOPIC_FEEDBACK,),
-            handlers={"lead.status_changed": check},
-            after_batch=after_batch,
-        ),
-    ]
+async def current_score(rt: Runtime, lead_id: uuid.UUID) -> LeadScore:
+    """The lead's score as of its last scoring, and why; NotFound before it was scored."""
+    async with rt.db.unit_of_work() as session:
+        row = await store.score_of(session, lead_id)
+    if row is None or row.scored_at is None:
+        raise NotFound(f"lead {lead_id} has not been scored")
+    return LeadScore(lead_id=lead_id, **row._asdict())
