@@ -28,7 +28,7 @@ KAFKA_BINDING = "0.5.0"
 SCHEMAS = "#/components/schemas/"
 # The raw lead a marketing platform publishes on leads.inbound; not a CloudEvent.
 INTAKE_MESSAGE = "lead.intake"
-DEAD_LETTER_MESSAGE = "dead_lettered"
+DEAD_LETTER_MESSAGE = "dead_letter"
 CLOUDEVENTS = "application/cloudevents+json"
 
 

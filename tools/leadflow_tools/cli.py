@@ -261,7 +261,6 @@ def _asyncapi(args: argparse.Namespace) -> int:
     """Write the AsyncAPI document of every topic and event (YAML) to --out, or print it."""
     from leadflow.asyncapi import document, to_yaml
     from leadflow.clock import Clock
-    from leadflow.contracts.policy import load_policy
     from leadflow.db import kernel_tables
     from leadflow.outbox import Outbox
     from leadflow.service import Runtime
@@ -270,11 +269,10 @@ def _asyncapi(args: argparse.Namespace) -> int:
     # The subscriptions are only read, never run: a runtime with no database and no broker.
     settings = Settings()
     clock = Clock()
-    policy = load_policy(settings.policy_file)
     consumers = {}
     for spec in all_specs():
         outbox = Outbox(kernel_tables(spec.metadata)[0], source=spec.name, clock=clock)
-        rt = Runtime(spec, settings, clock, None, outbox, None, None, state={"policy": policy})
+        rt = Runtime(spec, settings, clock, None, outbox, None, None)
         consumers[spec.name] = spec.subscriptions(rt)
     text = to_yaml(document(consumers))
     if args.out:
