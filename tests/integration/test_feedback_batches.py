@@ -37,7 +37,7 @@ from leadflow.contracts.events import (
 from leadflow.contracts.policy import load_policy
 from leadflow.db import kernel_tables
 from leadflow.outbox import Outbox
-from leadflow_feedback import handlers
+from leadflow_feedback import consumers
 from leadflow_feedback.models import leads, metadata, status_history, timeline
 from support.harness import BatchRun, interleave, read_topic
 
@@ -108,7 +108,7 @@ class Feedback(BatchRun):
             policy=load_policy(settings.policy_file),
             outbox=Outbox(OUTBOX, source="feedback", clock=Clock()),
         )
-        super().__init__(settings, "feedback", handlers.subscriptions(rt), INBOX, batch_size)
+        super().__init__(settings, "feedback", consumers.subscriptions(rt), INBOX, batch_size)
 
     def topic_for(self, subscription) -> str:  # noqa: ANN001
         return TOPIC_SCORING  # where the poison test looks for dead letters

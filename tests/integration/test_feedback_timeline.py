@@ -31,7 +31,7 @@ from leadflow.contracts.events import (
 )
 from leadflow.db import Database
 from leadflow.kafka import make_producer
-from leadflow_feedback import timeline
+from leadflow_feedback import store, use_cases
 from leadflow_feedback.models import leads
 from leadflow_feedback.models import timeline as timeline_table
 from leadflow_tools.devstack import free_port
@@ -74,7 +74,7 @@ async def _ready(client) -> bool:  # noqa: ANN001
 
 async def rows_of(client, lead_id: uuid.UUID) -> list[dict]:  # noqa: ANN001
     async with client.db.unit_of_work() as session:
-        return await timeline.load(session, lead_id)
+        return await store.timeline_of(session, lead_id)
 
 
 async def timeline_types(client, lead_id: uuid.UUID) -> list[str]:  # noqa: ANN001
@@ -207,7 +207,7 @@ async def test_a_replayed_event_is_recorded_once(feedback):
     event = make_event(activity, source="ingest", time=t0, event_id=event_id)
     for _ in range(2):
         async with feedback.db.unit_of_work() as session:
-            await timeline.record(session, event)
+            await use_cases.add_to_timeline(session, event)
     later = LeadActivity(
         lead_id=lead_id, activity_id=uuid.uuid4(), activity_type="page_view",
         occurred_at=t0 + timedelta(minutes=5),

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from leadflow.contracts.policy import default_policy
-from leadflow_feedback.lifecycle import (
+from leadflow_feedback.domain.lifecycle import (
     FUNNEL,
     QUALIFICATION_FIELDS,
     REASON_REQUIRED,

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from leadflow.contracts.policy import default_policy
-from leadflow_feedback.reports import (
+from leadflow_feedback.domain.reports import (
     LeadFacts,
     ReportInputError,
     first_response,

@@ -5,7 +5,7 @@ from argparse import Namespace
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from leadflow_feedback.planning import PlanInput, PlanInputError, parse_share, plan
+from leadflow_feedback.domain.planning import PlanInput, PlanInputError, parse_share, plan
 from leadflow_tools.cli import main
 
 WORKED = PlanInput(
@@ -92,7 +92,7 @@ def test_the_cli_prints_the_plan(capsys):
 
 
 def test_the_cli_names_a_bad_option(capsys):
-    from leadflow_feedback.planning import run_cli
+    from leadflow_feedback.use_cases import run_cli
 
     args = Namespace(revenue_goal="lots", json=False)
     assert run_cli(args) == 2

@@ -7,9 +7,9 @@ from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from leadflow.contracts.policy import default_policy
-from leadflow_feedback import charts
-from leadflow_feedback.reports import LeadFacts, StatusStep, calibration, sla_report
-from leadflow_feedback.review import (
+from leadflow_feedback.domain import charts
+from leadflow_feedback.domain.reports import LeadFacts, StatusStep, calibration, sla_report
+from leadflow_feedback.domain.review import (
     first_response_limits,
     render_review,
     render_timeline,

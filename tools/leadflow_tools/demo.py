@@ -479,7 +479,7 @@ def say(message: str) -> None:
 
 
 async def run_demo(options: DemoOptions) -> int:
-    from leadflow_feedback.review import weekly_text
+    from leadflow_feedback.domain.review import weekly_text
 
     demo = Demo(options)
     stop = asyncio.Event()

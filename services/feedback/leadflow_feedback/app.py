@@ -2,7 +2,7 @@
 
 from leadflow.service import ServiceSpec
 
-from leadflow_feedback import api, handlers, review
+from leadflow_feedback import api, consumers
 from leadflow_feedback.models import metadata
 
 service = ServiceSpec(
@@ -10,7 +10,7 @@ service = ServiceSpec(
     package="leadflow_feedback",
     metadata=metadata,
     port=8005,
-    routers=[api.router, review.router],
-    subscriptions=handlers.subscriptions,
+    routers=[api.router, api.pages],
+    subscriptions=consumers.subscriptions,
     description="Takes contact attempts and status changes from sales tools; closes the loop.",
 )

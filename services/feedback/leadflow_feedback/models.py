@@ -64,6 +64,8 @@ attempts = sa.Table(
     sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("rep_id", UUID(as_uuid=True)),
     sa.Column("outcome", sa.Text),
+    # No longer written: a contact attempt's Idempotency-Key is kept in `idempotency`, like
+    # every other write's; the column stays for the rows recorded before.
     sa.Column("idempotency_key", sa.Text, unique=True),
 )
 

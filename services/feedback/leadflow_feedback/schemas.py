@@ -1,4 +1,5 @@
-"""Request and response bodies of the feedback API."""
+"""Request and response bodies of the feedback API: what sales tools send, and the shape of every
+answer (lifecycle, reports, calibration, plan), so the OpenAPI document describes each one."""
 
 from __future__ import annotations
 
@@ -7,7 +8,12 @@ from datetime import date, datetime
 from typing import Annotated, Literal
 
 from fastapi import Query
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer
+
+# A count or an amount: an integer stays an integer in the answer (1, not 1.0).
+Number = int | float
+# An instant as the answers have always written it (ISO 8601 with a numeric offset).
+Instant = Annotated[datetime, PlainSerializer(lambda at: at.isoformat(), return_type=str)]
 
 
 class AttemptIn(BaseModel):
@@ -100,3 +106,231 @@ ReportDay = Annotated[date, AfterValidator(_report_day)]
 TeamQuery = Annotated[
     str | None, Query(max_length=200, pattern=r"^[^\x00]*$", description="a team's name")
 ]
+
+
+# --- lifecycle -----------------------------------------------------------------------------
+
+
+class StatusHistoryEntry(BaseModel):
+    from_status: str | None
+    status: str
+    reason: str | None
+    changed_at: Instant
+
+
+class Lifecycle(BaseModel):
+    """A lead's status in feedback, its contact attempts and every status it had, in order."""
+
+    lead_id: uuid.UUID
+    status: str
+    channel: str | None
+    team: str | None
+    attempts: int
+    history: list[StatusHistoryEntry]
+
+
+# --- the SLA report ------------------------------------------------------------------------
+
+
+class Commitment(BaseModel):
+    """One commitment's figure against its target; `met` is null when there is nothing to
+    judge yet."""
+
+    value: Number | None
+    target: Number
+    met: bool | None
+
+
+class MqlVolume(BaseModel):
+    value: int
+    plan: Number
+    target: Number
+    met: bool
+
+
+class SourceMix(BaseModel):
+    value: dict[str, Number | None] = Field(description="share of the MQLs per source group")
+    counts: dict[str, int]
+    plan: dict[str, Number]
+    tolerance: Number
+    met: bool | None
+
+
+class MarketingFigures(BaseModel):
+    mql_volume: MqlVolume
+    source_mix: SourceMix
+    in_target_share: Commitment
+    full_context_share: Commitment
+    missed: list[str]
+    met: bool
+
+
+class ResponseTime(BaseModel):
+    avg_seconds: Number | None
+    p90_seconds: Number | None
+    contacted: int
+    routed: int
+
+
+class SalesFigures(BaseModel):
+    response_time: ResponseTime
+    contacted_within_limit_share: Commitment
+    attempts_per_mql: Commitment
+    status_share: Commitment
+    missed: list[str]
+    met: bool
+
+
+class ReportPeriod(BaseModel):
+    start: str
+    end: str
+    mql: int
+    marketing: MarketingFigures
+    sales: SalesFigures
+    corrective_plan: dict[str, bool]
+
+
+class ConversionRow(BaseModel):
+    key: str
+    mql: int
+    sal: int
+    sql: int
+    sqo: int
+    won: int
+    mql_to_sal: Number | None
+    sal_to_sql: Number | None
+    sql_to_sqo: Number | None
+    sqo_to_won: Number | None
+    mql_to_won: Number | None
+
+
+class Conversion(BaseModel):
+    by_source: list[ConversionRow]
+    by_campaign: list[ConversionRow]
+
+
+class FirstResponseBreach(BaseModel):
+    lead_id: str
+    team: str | None
+    rep_id: str | None
+    channel: str | None
+    routed_at: str
+    first_attempt_at: str | None
+    response_seconds: Number | None
+
+
+class CampaignWithoutSql(BaseModel):
+    campaign: str
+    mql: int
+
+
+class ReturnedNotInTarget(BaseModel):
+    lead_id: str
+    status: str
+    fit: int | None
+    engagement: Number | None
+    intent_tier: int | None
+    in_target: bool | None
+    source: str
+    campaign: str
+
+
+class ReportExceptions(BaseModel):
+    first_response_breaches: list[FirstResponseBreach]
+    campaigns_without_sql: list[CampaignWithoutSql]
+    returned_not_in_target: list[ReturnedNotInTarget]
+
+
+class SlaReport(BaseModel):
+    """Both parties' commitments per period, conversion, exceptions and corrective plans."""
+
+    model_config = ConfigDict(populate_by_name=True)
+    from_: str = Field(alias="from")
+    to: str
+    granularity: Literal["week", "month"]
+    team: str | None
+    time_zone: str
+    policy_version: str
+    generated_at: str
+    periods: list[ReportPeriod]
+    conversion: Conversion
+    exceptions: ReportExceptions
+    corrective_plan: dict[str, bool]
+
+
+# --- calibration ---------------------------------------------------------------------------
+
+
+class ThresholdRow(BaseModel):
+    threshold: int
+    mql: int
+    sql: int
+    precision: Number | None
+    recall: Number | None
+    f1: Number | None
+    expected_mql_volume: int
+    expected_mql_per_month: Number | None
+
+
+class RecommendedThreshold(BaseModel):
+    threshold: int
+    precision: Number | None
+    recall: Number | None
+    f1: Number | None
+    expected_mql_volume: int
+    expected_mql_per_month: Number | None
+
+
+class Calibration(BaseModel):
+    """Precision and recall of "score ≥ threshold" against SQL outcomes, per threshold."""
+
+    model_config = ConfigDict(populate_by_name=True)
+    score: Literal["fit", "engagement"]
+    from_: str = Field(alias="from")
+    to: str
+    policy_version: str
+    current_threshold: Number
+    decided_mqls: int
+    sql: int
+    thresholds: list[ThresholdRow]
+    recommended: RecommendedThreshold | None
+
+
+# --- planning ------------------------------------------------------------------------------
+
+
+class CapacityOption(BaseModel):
+    """One way out of a capacity shortfall; each option carries the numbers of its own kind."""
+
+    option: Literal["add_sales_capacity", "raise_mql_bar", "automated_nurture"]
+    detail: str
+    extra_mql_capacity: int | None = None
+    extra_sdr_weeks: int | None = None
+    mql: int | None = None
+    mql_to_sql_needed: Number | None = None
+    mql_to_sql_now: Number | None = None
+    feasible: bool | None = None
+    mql_to_nurture: int | None = None
+
+
+class Capacity(BaseModel):
+    verdict: Literal["within_capacity", "over_capacity"]
+    mql_needed: int
+    capacity_mql: int
+    shortfall_mql: int
+    headroom_mql: int
+    options: list[CapacityOption]
+
+
+class PlanOut(BaseModel):
+    """The reverse funnel: what the revenue goal needs at every stage, rounded up."""
+
+    deals: int
+    sqo: int
+    sql: int
+    mql: int
+    visits: int
+    activities: int
+    sdr_weeks: int
+    exact: dict[str, Number] = Field(description="the same volumes before rounding up")
+    capacity: Capacity | None

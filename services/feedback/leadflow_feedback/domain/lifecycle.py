@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
+
+from leadflow.contracts.policy import Policy
 
 TRANSITIONS: dict[str, frozenset[str]] = {
     "lead": frozenset({"mql"}),
@@ -120,6 +122,13 @@ def pipeline_steps(
         return []
     path = PIPELINE_PATHS.get(current, ())
     return list(path[: path.index(target) + 1]) if target in path else []
+
+
+def nurture_end(policy: Policy, status: str, reason: str | None, at: datetime) -> datetime | None:
+    """When a recycled lead's nurture ends: the policy's days for its reason."""
+    if status != "recycled" or not reason or reason not in policy.reasons:
+        return None
+    return at + timedelta(days=policy.reasons[reason].nurture_days)
 
 
 def after_contact_attempt(current: str) -> str:

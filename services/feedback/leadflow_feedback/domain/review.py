@@ -1,36 +1,21 @@
 """The weekly review page and the lead timeline: server-rendered HTML over the same report the
 JSON API serves (`reports.sla_report`), for the 30-minute meeting of DOMAIN.md.
 
-`week_figures`, `render_review` and `render_timeline` are pure (report dicts in, text out);
-the endpoints only load the facts, call them and answer.
+`week_figures`, `render_review` and `render_timeline` take report dicts and give text; the use
+cases load the facts and routing's answers, the routes only answer with the page.
 """
 
 from __future__ import annotations
 
-import logging
 import uuid
 from datetime import date, datetime, timedelta
-from typing import Annotated, Any
+from typing import Any
 from zoneinfo import ZoneInfo
 
-import httpx
-import sqlalchemy as sa
-from fastapi import APIRouter, Query
-from fastapi.responses import HTMLResponse
 from jinja2 import Environment, PackageLoader, select_autoescape
 from leadflow.contracts.policy import Policy
-from leadflow.errors import NotFound
-from leadflow.service import RuntimeDep
 
-from leadflow_feedback import charts, reports, timeline
-from leadflow_feedback.api import load_facts
-from leadflow_feedback.models import leads
-from leadflow_feedback.schemas import ReportDay, TeamQuery
-
-log = logging.getLogger(__name__)
-router = APIRouter(tags=["review"])
-TREND_WEEKS = 4
-ROUTING_TIMEOUT = 2.0
+from leadflow_feedback.domain import charts, reports
 
 templates = Environment(
     loader=PackageLoader("leadflow_feedback", "templates"),
@@ -300,130 +285,3 @@ def render_timeline(
         erased=any(e["type"] == "lead.erased" for e in entries),
         routing_note=routing_note,
     )
-
-
-# --- what routing owns, read over its API --------------------------------------------------
-
-
-async def from_routing(rt, path: str, params: dict | None = None) -> tuple[Any, str | None]:  # noqa: ANN001
-    """GET one of routing's read endpoints; (None, a note for the page) when it cannot answer."""
-    url = rt.settings.routing_url.rstrip("/") + path
-    try:
-        async with httpx.AsyncClient(timeout=ROUTING_TIMEOUT) as client:
-            response = await client.get(url, params=params)
-    except httpx.HTTPError as exc:
-        log.warning("routing unavailable", extra={"url": url, "error": type(exc).__name__})
-        return None, f"routing ({rt.settings.routing_url}) did not answer: {type(exc).__name__}"
-    if response.status_code == 404:
-        return None, None
-    if response.status_code != 200:
-        return None, f"routing answered {response.status_code} for {path}"
-    return response.json(), None
-
-
-async def rep_names(rt) -> tuple[dict[str, str], str | None]:  # noqa: ANN001
-    rows, note = await from_routing(rt, "/v1/reps")
-    return {str(r["id"]): r["name"] for r in rows or []}, note
-
-
-# --- endpoints -----------------------------------------------------------------------------
-
-
-@router.get("/review", response_class=HTMLResponse)
-async def review_page(
-    rt: RuntimeDep,
-    week: Annotated[ReportDay | None, Query(description="any day of the week to review")] = None,
-    team: TeamQuery = None,
-) -> HTMLResponse:
-    """The weekly SLA review: this week against the plan for both parties, the exceptions
-    (each linking to its lead's timeline), the calibration curve and the corrective plans."""
-    policy = rt.policy
-    tz = ZoneInfo(policy.calendar.time_zone)
-    now = rt.clock.now()
-    team = team or None
-    monday = week_start(week or now.astimezone(tz).date())
-    first = monday - timedelta(weeks=TREND_WEEKS - 1)
-    start, end = reports.report_window(first, monday, "week", policy)
-    cal_first = monday + timedelta(days=6) - timedelta(days=89)
-    cal_start = datetime(cal_first.year, cal_first.month, cal_first.day, tzinfo=tz)
-    async with rt.db.unit_of_work() as session:
-        facts = await load_facts(session, start=start, end=end, team=team)
-        scored = await load_facts(session, start=cal_start, end=end, scored_too=True)
-        teams = sorted(
-            t
-            for t in (
-                await session.scalars(
-                    sa.select(leads.c.team).distinct().where(leads.c.team.isnot(None))
-                )
-            ).all()
-        )
-        week_report = reports.sla_report(
-            facts, policy, first=monday, last=monday, granularity="week", now=now, team=team
-        )
-        ids = {
-            uuid.UUID(item["lead_id"])
-            for kind in ("first_response_breaches", "returned_not_in_target")
-            for item in week_report["exceptions"][kind]
-        }
-        names = {
-            str(row.lead_id): row.display_name
-            for row in (
-                await session.execute(
-                    sa.select(leads.c.lead_id, leads.c.display_name).where(leads.c.lead_id.in_(ids))
-                )
-            )
-            if row.display_name
-        }
-    trend_report = reports.sla_report(
-        facts, policy, first=first, last=monday, granularity="week", now=now, team=team
-    )
-    calibration = reports.calibration(scored, policy, start=cal_start, end=end)
-    reps, note = await rep_names(rt)
-    html = render_review(
-        week=monday,
-        team=team,
-        teams=teams,
-        week_report=week_report,
-        trend_report=trend_report,
-        calibration=calibration,
-        names=names,
-        reps=reps,
-        sla_limits=first_response_limits(policy),
-        routing_note=note,
-    )
-    return HTMLResponse(html)
-
-
-@router.get("/review/leads/{lead_id}", response_class=HTMLResponse)
-async def lead_timeline(lead_id: uuid.UUID, rt: RuntimeDep) -> HTMLResponse:
-    """Every event of one lead in order: created, scored (with the explanation), MQL, routed
-    (with routing's decision trace), webhook deliveries, attempts, SLA events, statuses."""
-    async with rt.db.unit_of_work() as session:
-        row = (
-            await session.execute(
-                sa.select(
-                    leads.c.status,
-                    leads.c.display_name,
-                    leads.c.team,
-                    leads.c.channel,
-                    leads.c.source,
-                ).where(leads.c.lead_id == lead_id)
-            )
-        ).first()
-        entries = await timeline.load(session, lead_id)
-    if row is None and not entries:
-        raise NotFound(f"lead {lead_id} is not known to feedback")
-    assignment, note = await from_routing(rt, f"/v1/leads/{lead_id}/assignment")
-    deliveries, delivery_note = await from_routing(rt, "/v1/deliveries", {"lead_id": str(lead_id)})
-    reps, reps_note = await rep_names(rt) if assignment else ({}, None)
-    html = render_timeline(
-        lead_id=lead_id,
-        lead=dict(row._mapping) if row else None,
-        entries=entries,
-        assignment=assignment,
-        deliveries=deliveries or [],
-        reps=reps,
-        time_zone=rt.policy.calendar.time_zone,
-        routing_note=note or delivery_note or reps_note,
-    )
-    return HTMLResponse(html)

@@ -29,7 +29,7 @@ from leadflow.contracts.calendar import (
 from leadflow.contracts.commitments import next_start, period_start, planned_mql, share
 from leadflow.contracts.policy import Policy
 
-from leadflow_feedback.lifecycle import (
+from leadflow_feedback.domain.lifecycle import (
     FUNNEL,
     REASON_REQUIRED,
     SALES_STATUSES,

@@ -266,32 +266,5 @@ def render_text(result: Plan) -> str:
     return "\n".join(lines)
 
 
+# The inputs in the order `leadflow plan` takes them as options.
 CLI_FIELDS = (*AMOUNTS[:2], *RATES, *AMOUNTS[2:])
-
-
-def run_cli(args: Any) -> int:  # noqa: ANN401 - the argparse namespace of `leadflow plan`
-    """`leadflow plan`: every input given as text ('25%' or '0.25' for shares); prints the
-    plan (or JSON with --json); a bad input names its option and exits with 2."""
-    import json
-    import sys
-
-    values: dict[str, float | None] = {}
-    for name in (*CLI_FIELDS, "sales_capacity_mql"):
-        raw = getattr(args, name, None)
-        if raw is None:
-            values[name] = None
-            continue
-        try:
-            values[name] = parse_share(raw) if name in RATES else float(str(raw).replace("_", ""))
-        except (ValueError, ArithmeticError):
-            print(
-                f"leadflow plan: --{name.replace('_', '-')}: not a number: {raw!r}", file=sys.stderr
-            )
-            return 2
-    try:
-        result = plan(PlanInput(**values))
-    except PlanInputError as exc:
-        print(f"leadflow plan: --{exc.field.replace('_', '-')}: {exc.message}", file=sys.stderr)
-        return 2
-    print(json.dumps(result.as_dict(), indent=2) if args.json else render_text(result))
-    return 0

@@ -1,8 +1,8 @@
 """The timeline of one lead: every event feedback consumed or emitted about it, in order, with
 the facts worth showing and no personal data.
 
-`row_of` is pure (event → its row: instant and details); `add` stores rows once per event id
-(a whole batch in one statement), so a replayed or redelivered event changes nothing.
+`row_of` turns an event into its row (instant and details); the store adds rows once per event
+id, so a replayed or redelivered event changes nothing.
 """
 
 from __future__ import annotations
@@ -11,12 +11,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-import sqlalchemy as sa
 from leadflow.contracts.events import CloudEvent
-from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from leadflow_feedback.models import timeline
 
 # The payload field that says when the fact happened (the envelope's time is when it was
 # written down, which for a backdated attempt or a late SLA firing is not the same).
@@ -170,36 +165,3 @@ def row_of(event: CloudEvent) -> dict[str, Any] | None:
         "occurred_at": _instant(event),
         "details": details_of(event),
     }
-
-
-_add = insert(timeline).on_conflict_do_nothing(index_elements=[timeline.c.event_id])
-
-
-async def add(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
-    """Add rows (`row_of`) to their leads' timelines in this order; an event already there is
-    left as it is."""
-    if rows:
-        await session.execute(_add, rows)
-
-
-async def record(session: AsyncSession, event: CloudEvent) -> None:
-    """Add the event to its lead's timeline; an event already there is left as it is."""
-    row = row_of(event)
-    if row is not None:
-        await add(session, [row])
-
-
-async def load(session: AsyncSession, lead_id: uuid.UUID) -> list[dict[str, Any]]:
-    """The lead's timeline, oldest first (ties in the order the events were recorded)."""
-    rows = await session.execute(
-        sa.select(
-            timeline.c.event_id,
-            timeline.c.type,
-            timeline.c.source,
-            timeline.c.occurred_at,
-            timeline.c.details,
-        )
-        .where(timeline.c.lead_id == lead_id)
-        .order_by(timeline.c.occurred_at, timeline.c.id)
-    )
-    return [dict(row._mapping) for row in rows]

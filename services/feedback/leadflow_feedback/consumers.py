@@ -1,0 +1,50 @@
+"""Feedback's subscription: every event of the other services that its read model of each lead
+and the leads' timelines are kept from."""
+
+from __future__ import annotations
+
+from leadflow.consumer import Received, Subscription
+from leadflow.contracts.events import (
+    LeadActivity,
+    LeadCreated,
+    LeadErased,
+    LeadMql,
+    LeadRouted,
+    LeadScored,
+    LeadUpdated,
+    SlaBreached,
+    SlaEscalated,
+    SlaMet,
+    SlaWarning,
+    WebhookDeadLettered,
+)
+from leadflow.service import Runtime
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from leadflow_feedback import use_cases
+
+
+def subscriptions(rt: Runtime) -> list[Subscription]:
+    async def apply(session: AsyncSession, received: list[Received]) -> None:
+        await use_cases.apply_events(rt, session, received)
+
+    return [
+        Subscription(
+            "lifecycle",
+            takes=(
+                LeadCreated,
+                LeadUpdated,
+                LeadActivity,
+                LeadErased,
+                LeadScored,
+                LeadMql,
+                LeadRouted,
+                WebhookDeadLettered,
+                SlaWarning,
+                SlaEscalated,
+                SlaMet,
+                SlaBreached,
+            ),
+            apply=apply,
+        )
+    ]

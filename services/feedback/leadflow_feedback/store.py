@@ -1,0 +1,269 @@
+"""All of feedback's SQL: the read model of each lead, its contact attempts, status history and
+timeline, and the batched reads and writes a poll batch of events needs."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY, UUID, insert
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from leadflow_feedback.domain.facts import Fact, Known
+from leadflow_feedback.domain.reports import LeadFacts, StatusStep
+from leadflow_feedback.models import attempts, leads, status_history, timeline
+
+# Every column of a lead but its key, as a batch writes it back.
+LEAD_COLUMNS = tuple(c.name for c in leads.c if c.name != "lead_id")
+REPORT_COLUMNS = frozenset(LeadFacts.__dataclass_fields__)
+
+_ids = sa.bindparam("ids", type_=ARRAY(UUID(as_uuid=True)))
+# A lead not known yet gets its row first, so that every touched lead can be locked and read
+# (the batch then writes its facts into it).
+_create_leads = insert(leads).on_conflict_do_nothing(index_elements=[leads.c.lead_id])
+_lock_leads = (
+    sa.select(leads).where(leads.c.lead_id == sa.any_(_ids)).order_by(leads.c.lead_id)
+).with_for_update()
+# What `settle` needs besides the lead: when it was last recycled, and its contact attempts.
+_settle_history = sa.union_all(
+    sa.select(status_history.c.lead_id, sa.true().label("recycled"), status_history.c.changed_at)
+    .where(status_history.c.lead_id == sa.any_(_ids), status_history.c.status == "recycled"),
+    sa.select(attempts.c.lead_id, sa.false(), attempts.c.occurred_at)
+    .where(attempts.c.lead_id == sa.any_(_ids)),
+)  # fmt: skip
+_write_leads = (
+    sa.update(leads)
+    .where(leads.c.lead_id == sa.bindparam("key"))
+    .values({name: sa.bindparam(name) for name in LEAD_COLUMNS})
+)
+_add_history = sa.insert(status_history)
+_add_timeline = insert(timeline).on_conflict_do_nothing(index_elements=[timeline.c.event_id])
+
+
+# --- a poll batch of events ----------------------------------------------------------------
+
+
+async def lock_leads(
+    session: AsyncSession, facts: list[Fact], at: datetime
+) -> dict[uuid.UUID, Known]:
+    """Create the leads not known yet, lock every touched lead (in key order, so that two
+    batches never wait on each other in a circle) and read them, with their last recycle and
+    contact attempts when a fact will settle them."""
+    ids = sorted({fact.lead_id for fact in facts})
+    await session.execute(_create_leads, [{"lead_id": i, "updated_at": at} for i in ids])
+    rows = (await session.execute(_lock_leads, {"ids": ids})).mappings()
+    known = {row["lead_id"]: Known(dict(row), dict(row)) for row in rows}
+    settling = sorted({fact.lead_id for fact in facts if fact.settles})
+    if settling:
+        for lead_id, recycled, at in await session.execute(_settle_history, {"ids": settling}):
+            lead = known[lead_id]
+            if not recycled:
+                lead.attempts.append(at)
+            elif lead.reopened_at is None or at > lead.reopened_at:
+                lead.reopened_at = at
+    return known
+
+
+async def add_to_timeline(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """Add timeline rows in this order; an event already there is left as it is."""
+    if rows:
+        await session.execute(_add_timeline, rows)
+
+
+async def add_history(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        await session.execute(_add_history, rows)
+
+
+async def write_leads(session: AsyncSession, known: dict[uuid.UUID, Known]) -> None:
+    """Write back every lead the batch changed, with one statement."""
+    changed = [
+        {"key": lead_id, **{name: k.lead[name] for name in LEAD_COLUMNS}}
+        for lead_id, k in known.items()
+        if k.lead != k.stored
+    ]
+    if changed:
+        await session.execute(_write_leads, changed)
+
+
+# --- one lead ------------------------------------------------------------------------------
+
+
+async def lock_lead(session: AsyncSession, lead_id: uuid.UUID) -> str | None:
+    """The lead's status, its row locked until the unit of work ends; None when unknown."""
+    return await session.scalar(
+        sa.select(leads.c.status).where(leads.c.lead_id == lead_id).with_for_update()
+    )
+
+
+async def add_attempt(
+    session: AsyncSession,
+    *,
+    attempt_id: uuid.UUID,
+    lead_id: uuid.UUID,
+    channel: str,
+    occurred_at: datetime,
+    rep_id: uuid.UUID | None,
+    outcome: str | None,
+) -> None:
+    await session.execute(
+        sa.insert(attempts).values(
+            id=attempt_id,
+            lead_id=lead_id,
+            channel=channel,
+            occurred_at=occurred_at,
+            rep_id=rep_id,
+            outcome=outcome,
+        )
+    )
+
+
+async def write_status(
+    session: AsyncSession,
+    lead_id: uuid.UUID,
+    *,
+    from_status: str | None,
+    status: str,
+    changed_at: datetime,
+    reason: str | None = None,
+    details: dict[str, Any] | None = None,
+    set_reason: bool = True,
+) -> None:
+    """Set the lead's status (and its latest reason, unless `set_reason` is off) and add the
+    history row of the change."""
+    values: dict[str, Any] = {"status": status, "updated_at": changed_at}
+    if set_reason:
+        values["reason"] = reason
+    await session.execute(sa.update(leads).where(leads.c.lead_id == lead_id).values(**values))
+    await session.execute(
+        sa.insert(status_history).values(
+            lead_id=lead_id,
+            from_status=from_status,
+            status=status,
+            reason=reason,
+            details=details,
+            changed_at=changed_at,
+        )
+    )
+
+
+async def lifecycle_of(
+    session: AsyncSession, lead_id: uuid.UUID
+) -> tuple[Row, list[Row], int] | None:
+    """The lead, its status history in order and its number of contact attempts."""
+    lead = (await session.execute(sa.select(leads).where(leads.c.lead_id == lead_id))).first()
+    if lead is None:
+        return None
+    history = (
+        await session.execute(
+            sa.select(
+                status_history.c.from_status,
+                status_history.c.status,
+                status_history.c.reason,
+                status_history.c.changed_at,
+            )
+            .where(status_history.c.lead_id == lead_id)
+            .order_by(status_history.c.id)
+        )
+    ).all()
+    n_attempts = await session.scalar(
+        sa.select(sa.func.count()).select_from(attempts).where(attempts.c.lead_id == lead_id)
+    )
+    return lead, list(history), n_attempts or 0
+
+
+async def lead_summary(session: AsyncSession, lead_id: uuid.UUID) -> dict[str, Any] | None:
+    """What the lead's timeline page shows of the lead itself."""
+    row = (
+        await session.execute(
+            sa.select(
+                leads.c.status, leads.c.display_name, leads.c.team, leads.c.channel, leads.c.source
+            ).where(leads.c.lead_id == lead_id)
+        )
+    ).first()
+    return dict(row._mapping) if row else None
+
+
+async def timeline_of(session: AsyncSession, lead_id: uuid.UUID) -> list[dict[str, Any]]:
+    """The lead's timeline, oldest first (ties in the order the events were recorded)."""
+    rows = await session.execute(
+        sa.select(
+            timeline.c.event_id,
+            timeline.c.type,
+            timeline.c.source,
+            timeline.c.occurred_at,
+            timeline.c.details,
+        )
+        .where(timeline.c.lead_id == lead_id)
+        .order_by(timeline.c.occurred_at, timeline.c.id)
+    )
+    return [dict(row._mapping) for row in rows]
+
+
+# --- reports -------------------------------------------------------------------------------
+
+
+async def report_facts(
+    session: AsyncSession,
+    *,
+    start: datetime,
+    end: datetime,
+    team: str | None = None,
+    scored_too: bool = False,
+) -> list[LeadFacts]:
+    """The leads promoted to MQL in [start, end) (and, for calibration, the leads scored in
+    it), with their attempts and status history."""
+    in_window = leads.c.mql_at.between(start, end)
+    if scored_too:
+        in_window = in_window | leads.c.scored_at.between(start, end)
+    query = sa.select(leads).where(in_window)
+    if team is not None:
+        query = query.where(leads.c.team == team)
+    rows = (await session.execute(query)).mappings().all()
+    facts = {
+        row["lead_id"]: LeadFacts(**{k: v for k, v in row.items() if k in REPORT_COLUMNS})
+        for row in rows
+    }
+    if not facts:
+        return []
+    ids = list(facts)
+    tried = await session.execute(
+        sa.select(attempts.c.lead_id, sa.func.count(), sa.func.min(attempts.c.occurred_at))
+        .where(attempts.c.lead_id.in_(ids))
+        .group_by(attempts.c.lead_id)
+    )
+    for lead_id, count, first in tried:
+        facts[lead_id].attempts = count
+        facts[lead_id].first_attempt_at = first
+    history = await session.execute(
+        sa.select(
+            status_history.c.lead_id,
+            status_history.c.status,
+            status_history.c.reason,
+            status_history.c.changed_at,
+        )
+        .where(status_history.c.lead_id.in_(ids))
+        .order_by(status_history.c.id)
+    )
+    for lead_id, status, reason, changed_at in history:
+        facts[lead_id].history.append(StatusStep(status, reason, changed_at))
+    return list(facts.values())
+
+
+async def teams(session: AsyncSession) -> list[str]:
+    """Every team a lead was routed to, by name."""
+    names = await session.scalars(
+        sa.select(leads.c.team).distinct().where(leads.c.team.isnot(None))
+    )
+    return sorted(names.all())
+
+
+async def display_names(session: AsyncSession, ids: set[uuid.UUID]) -> dict[str, str]:
+    """How people recognise these leads (erased ones and those without a name are left out)."""
+    rows = await session.execute(
+        sa.select(leads.c.lead_id, leads.c.display_name).where(leads.c.lead_id.in_(ids))
+    )
+    return {str(row.lead_id): row.display_name for row in rows if row.display_name}

@@ -1,0 +1,513 @@
+"""What feedback does: apply a batch of the other services' events to its read model of each lead,
+record what sales tools report (contact attempts, status changes), and build the reports, the
+plan and the review pages over the store.
+
+A poll batch is handled as a set: each event says what it means (a timeline row and a `Fact`);
+`apply_events` then applies the whole batch with a fixed number of statements whatever its
+size. It locks the touched leads and reads them (with what `settle` needs) once, replays the
+facts in arrival order in memory — each promotion, routing or exhausted cadence settling its
+lead right away, exactly as if the events had come one by one — and writes the timeline rows,
+the status history and the changed leads with one statement each (a cadence's consequence,
+rare, is recorded on its own).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import uuid
+from datetime import date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import httpx
+from fastapi.responses import JSONResponse
+from leadflow import idempotency as idem
+from leadflow import metrics
+from leadflow.consumer import Received
+from leadflow.contracts.events import CloudEvent, LeadContactAttempt, LeadStatusChanged
+from leadflow.errors import Conflict, NotFound, Unprocessable
+from leadflow.service import Runtime
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from leadflow_feedback import store
+from leadflow_feedback.domain import planning, reports, review
+from leadflow_feedback.domain.facts import UNREACHABLE, Fact, fact_of, settle
+from leadflow_feedback.domain.lifecycle import (
+    ChangeInvalid,
+    StatusChange,
+    TransitionRefused,
+    after_contact_attempt,
+    allowed_next,
+    check_change,
+    nurture_end,
+)
+from leadflow_feedback.domain.timeline import row_of
+from leadflow_feedback.models import idempotency
+from leadflow_feedback.schemas import (
+    AttemptAccepted,
+    AttemptIn,
+    Lifecycle,
+    StatusAccepted,
+    StatusHistoryEntry,
+    StatusIn,
+)
+
+log = logging.getLogger(__name__)
+TREND_WEEKS = 4
+ROUTING_TIMEOUT = 2.0
+CALIBRATION_DAYS = 90
+
+
+class NotYetKnown(NotFound):
+    """A sales tool may report on a lead within moments of its webhook, before feedback has read
+    `lead.routed`: the answer says so and when to try again, so the report is not dropped."""
+
+    def __init__(self, lead_id: uuid.UUID) -> None:
+        super().__init__(
+            f"lead {lead_id} is not known to feedback: not an MQL, or routed moments ago and "
+            "not yet read here; retry after a few seconds",
+            headers={"Retry-After": "5"},
+            field="lead_id",
+        )
+
+
+# --- the other services' events ------------------------------------------------------------
+
+
+async def apply_events(rt: Runtime, session: AsyncSession, received: list[Received]) -> None:
+    """Apply a unit of work's events in arrival order: every event of a lead lands on its
+    timeline in the same transaction as its effects.
+
+    The timeline and status history get their rows in the order handling the events one by
+    one would give them, a cadence's consequence (`record_change`, which writes rows of its
+    own) between the rows before and after its event; the changed leads are written last."""
+    checked = [
+        (row_of(item.event), fact_of(rt.policy, item.event, item.payload)) for item in received
+    ]
+    facts = [fact for _, fact in checked if fact is not None]
+    known = (
+        await store.lock_leads(session, facts, min(_updated_at(fact) for fact in facts))
+        if facts
+        else {}
+    )
+    entries: list[dict[str, Any]] = []
+    history: list[dict[str, Any]] = []
+
+    async def flush() -> None:
+        nonlocal entries, history
+        await store.add_to_timeline(session, entries)
+        await store.add_history(session, history)
+        entries, history = [], []
+
+    for entry, fact in checked:
+        if entry is not None:
+            entries.append(entry)
+        if fact is None:
+            continue
+        lead = known[fact.lead_id]
+        fact.apply(lead.lead)
+        for step in settle(lead) if fact.settles else ():
+            if not step.unreachable:
+                history.append(
+                    {"lead_id": step.lead_id, "from_status": step.from_status,
+                     "status": step.status, "changed_at": step.at}
+                )  # fmt: skip
+                continue
+            await flush()
+            for from_status, status in ((step.from_status, UNREACHABLE), (UNREACHABLE, "recycled")):
+                await record_change(
+                    rt, session, step.lead_id, from_status=from_status, status=status,
+                    reason=UNREACHABLE, changed_at=step.at,
+                )  # fmt: skip
+    await flush()
+    # written last: a change recorded above wrote the status it made, the lead holds the last
+    await store.write_leads(session, known)
+
+
+def _updated_at(fact: Fact) -> datetime:
+    return fact.values["updated_at"]
+
+
+async def add_to_timeline(session: AsyncSession, event: CloudEvent) -> None:
+    """Add an event feedback emitted to its lead's timeline (once per event id)."""
+    row = row_of(event)
+    if row is not None:
+        await store.add_to_timeline(session, [row])
+
+
+async def record_change(
+    rt: Runtime,
+    session: AsyncSession,
+    lead_id: uuid.UUID,
+    *,
+    from_status: str | None,
+    status: str,
+    reason: str | None,
+    changed_at: datetime,
+    rep_id: uuid.UUID | None = None,
+    qualification: dict[str, Any] | None = None,
+    opportunity: dict[str, Any] | None = None,
+) -> tuple[CloudEvent, datetime | None]:
+    """Write an already-checked status change: the read model, its history row and
+    `lead.status_changed`, in one unit of work. Returns the event and the end of nurture."""
+    nurture_until = nurture_end(rt.policy, status, reason, changed_at)
+    details = {
+        k: v
+        for k, v in {
+            "qualification": qualification or None,
+            "opportunity": opportunity or None,
+            "rep_id": str(rep_id) if rep_id else None,
+            "nurture_until": nurture_until.isoformat() if nurture_until else None,
+        }.items()
+        if v is not None
+    }
+    await store.write_status(
+        session,
+        lead_id,
+        from_status=from_status,
+        status=status,
+        reason=reason,
+        details=details or None,
+        changed_at=changed_at,
+    )
+    event = await rt.outbox.emit(
+        session,
+        LeadStatusChanged(
+            lead_id=lead_id,
+            from_status=from_status,
+            status=status,
+            reason=reason,
+            changed_at=changed_at,
+            rep_id=rep_id,
+            nurture_until=nurture_until,
+            qualification=qualification or None,
+            opportunity=opportunity or None,
+        ),
+        policy_version=rt.policy.version,
+    )
+    await add_to_timeline(session, event)
+    return event, nurture_until
+
+
+# --- what sales tools report ---------------------------------------------------------------
+
+
+class Keyed:
+    """A write sent with an `Idempotency-Key`: whose key it is and the request it came with."""
+
+    def __init__(self, api_key: str, key: str | None, path: str, body: bytes) -> None:
+        self.api_key, self.key, self.path, self.body = api_key, key, path, body
+
+    async def claim(self, session: AsyncSession) -> JSONResponse | None:
+        """None: do the work (and `record` its answer). Otherwise the first answer to replay."""
+        if not self.key:
+            return None
+        return await idem.claim(
+            session, idempotency, api_key=self.api_key, key=self.key, path=self.path,
+            body=self.body,
+        )  # fmt: skip
+
+    async def record(self, session: AsyncSession, status: int, answer: Any) -> None:  # noqa: ANN401
+        if self.key:
+            await idem.record(
+                session, idempotency, api_key=self.api_key, key=self.key, status=status,
+                response=answer,
+            )  # fmt: skip
+
+
+async def record_attempt(
+    rt: Runtime, lead_id: uuid.UUID, attempt: AttemptIn, keyed: Keyed
+) -> AttemptAccepted | JSONResponse:
+    """Record a contact attempt; the first one on a routed lead moves it to `working`. A replay
+    of the same `Idempotency-Key` answers as the first time and records nothing."""
+    async with rt.db.unit_of_work() as session:
+        replay = await keyed.claim(session)
+        if replay is not None:
+            return replay
+        current = await store.lock_lead(session, lead_id)
+        if current is None:
+            raise NotYetKnown(lead_id)
+        attempt_id = uuid.uuid4()
+        occurred_at = attempt.occurred_at or rt.clock.now()
+        await store.add_attempt(
+            session,
+            attempt_id=attempt_id,
+            lead_id=lead_id,
+            channel=attempt.channel,
+            occurred_at=occurred_at,
+            rep_id=attempt.rep_id,
+            outcome=attempt.outcome,
+        )
+        status = after_contact_attempt(current)
+        if status != current:
+            await store.write_status(
+                session, lead_id, from_status=current, status=status, changed_at=occurred_at,
+                set_reason=False,
+            )  # fmt: skip
+        event = await rt.outbox.emit(
+            session,
+            LeadContactAttempt(
+                lead_id=lead_id,
+                attempt_id=attempt_id,
+                channel=attempt.channel,
+                occurred_at=occurred_at,
+                rep_id=attempt.rep_id,
+                outcome=attempt.outcome,
+            ),
+        )
+        await add_to_timeline(session, event)
+        accepted = AttemptAccepted(
+            attempt_id=attempt_id, lead_id=lead_id, event_id=event.id, status=status
+        )
+        await keyed.record(session, 202, accepted.model_dump(mode="json"))
+    metrics.contact_attempts.labels(attempt.channel).inc()
+    return accepted
+
+
+async def change_status(
+    rt: Runtime, lead_id: uuid.UUID, change: StatusIn, keyed: Keyed
+) -> StatusAccepted | JSONResponse:
+    """Move the lead along its lifecycle, as sales reports it; an impossible transition is a
+    `Conflict` naming the allowed ones, a change missing its data `Unprocessable`."""
+    async with rt.db.unit_of_work() as session:
+        replay = await keyed.claim(session)
+        if replay is not None:
+            return replay
+        current = await store.lock_lead(session, lead_id)
+        if current is None:
+            raise NotYetKnown(lead_id)
+        qualification = (
+            change.qualification.model_dump(exclude_none=True) if change.qualification else {}
+        )
+        opportunity = change.opportunity.model_dump(exclude_none=True) if change.opportunity else {}
+        try:
+            check_change(
+                current,
+                StatusChange(change.status, change.reason, qualification, opportunity),
+                rt.policy.reasons,
+            )
+        except TransitionRefused as exc:
+            raise Conflict(
+                str(exc), field="status", current=exc.current, allowed=exc.allowed
+            ) from None
+        except ChangeInvalid as exc:
+            raise Unprocessable(exc.message, field=exc.field, **exc.extra) from None
+        event, nurture_until = await record_change(
+            rt,
+            session,
+            lead_id,
+            from_status=current,
+            status=change.status,
+            reason=change.reason,
+            changed_at=change.occurred_at or rt.clock.now(),
+            rep_id=change.rep_id,
+            qualification=qualification,
+            opportunity=_json(opportunity),
+        )
+        accepted = StatusAccepted(
+            lead_id=lead_id,
+            event_id=event.id,
+            from_status=current,
+            status=change.status,
+            reason=change.reason,
+            nurture_until=nurture_until,
+            allowed_next=allowed_next(change.status, sales_only=True),
+        )
+        await keyed.record(session, 200, accepted.model_dump(mode="json"))
+    return accepted
+
+
+def _json(values: dict) -> dict:
+    return {k: v.isoformat() if isinstance(v, date) else v for k, v in values.items()}
+
+
+async def lifecycle(rt: Runtime, lead_id: uuid.UUID) -> Lifecycle:
+    """The lead's status, contact attempts and status history in feedback."""
+    async with rt.db.unit_of_work() as session:
+        found = await store.lifecycle_of(session, lead_id)
+    if found is None:
+        raise NotFound(f"lead {lead_id} is not known to feedback")
+    lead, history, n_attempts = found
+    return Lifecycle(
+        lead_id=lead_id,
+        status=lead.status,
+        channel=lead.channel,
+        team=lead.team,
+        attempts=n_attempts,
+        history=[StatusHistoryEntry(**h._asdict()) for h in history],
+    )
+
+
+# --- reports and planning ------------------------------------------------------------------
+
+
+async def sla_report(
+    rt: Runtime, *, first: date | None, last: date | None, granularity: str, team: str | None
+) -> dict[str, Any]:
+    """Both parties' commitments vs the policy over `first`..`last` (inclusive dates, whole
+    periods in the policy's time zone); by default the last four weeks or three months."""
+    now = rt.clock.now()
+    policy = rt.policy
+    last = last or now.astimezone(ZoneInfo(policy.calendar.time_zone)).date()
+    first = first or (
+        last - timedelta(weeks=4) if granularity == "week" else last - timedelta(days=92)
+    )
+    try:
+        start, end = reports.report_window(first, last, granularity, policy)
+    except reports.ReportInputError as exc:
+        raise Unprocessable(exc.message, field=exc.field) from None
+    async with rt.db.unit_of_work() as session:
+        facts = await store.report_facts(session, start=start, end=end, team=team)
+    return reports.sla_report(
+        facts, policy, first=first, last=last, granularity=granularity, now=now, team=team
+    )
+
+
+async def calibration(
+    rt: Runtime, *, first: date | None, last: date | None, score: str, step: int
+) -> dict[str, Any]:
+    """The MQL threshold's calibration over `first`..`last` (inclusive dates; by default the
+    last 90 days)."""
+    policy = rt.policy
+    tz = ZoneInfo(policy.calendar.time_zone)
+    last = last or rt.clock.now().astimezone(tz).date()
+    first = first or last - timedelta(days=CALIBRATION_DAYS - 1)
+    if last < first:
+        raise Unprocessable("`to` must not be before `from`", field="to")
+    start = datetime(first.year, first.month, first.day, tzinfo=tz)
+    end_day = last + timedelta(days=1)
+    end = datetime(end_day.year, end_day.month, end_day.day, tzinfo=tz)
+    async with rt.db.unit_of_work() as session:
+        facts = await store.report_facts(session, start=start, end=end, scored_too=True)
+    return reports.calibration(facts, policy, start=start, end=end, score=score, step=step)
+
+
+def plan(inputs: planning.PlanInput) -> dict[str, Any]:
+    """The reverse funnel of a revenue goal; a bad input is `Unprocessable`, naming it."""
+    try:
+        return planning.plan(inputs).as_dict()
+    except planning.PlanInputError as exc:
+        raise Unprocessable(exc.message, field=exc.field) from None
+
+
+def run_cli(args: Any) -> int:  # noqa: ANN401 - the argparse namespace of `leadflow plan`
+    """`leadflow plan`: every input given as text ('25%' or '0.25' for shares); prints the
+    plan (or JSON with --json); a bad input names its option and exits with 2."""
+    values: dict[str, float | None] = {}
+    for name in (*planning.CLI_FIELDS, "sales_capacity_mql"):
+        raw = getattr(args, name, None)
+        if raw is None:
+            values[name] = None
+            continue
+        try:
+            values[name] = (
+                planning.parse_share(raw)
+                if name in planning.RATES
+                else float(str(raw).replace("_", ""))
+            )
+        except (ValueError, ArithmeticError):
+            print(
+                f"leadflow plan: --{name.replace('_', '-')}: not a number: {raw!r}", file=sys.stderr
+            )
+            return 2
+    try:
+        result = planning.plan(planning.PlanInput(**values))
+    except planning.PlanInputError as exc:
+        print(f"leadflow plan: --{exc.field.replace('_', '-')}: {exc.message}", file=sys.stderr)
+        return 2
+    print(json.dumps(result.as_dict(), indent=2) if args.json else planning.render_text(result))
+    return 0
+
+
+# --- the review pages ----------------------------------------------------------------------
+
+
+async def from_routing(
+    rt: Runtime, path: str, params: dict[str, str] | None = None
+) -> tuple[Any, str | None]:
+    """GET one of routing's read endpoints; (None, a note for the page) when it cannot answer."""
+    url = rt.settings.routing_url.rstrip("/") + path
+    try:
+        async with httpx.AsyncClient(timeout=ROUTING_TIMEOUT) as client:
+            response = await client.get(url, params=params)
+    except httpx.HTTPError as exc:
+        log.warning("routing unavailable", extra={"url": url, "error": type(exc).__name__})
+        return None, f"routing ({rt.settings.routing_url}) did not answer: {type(exc).__name__}"
+    if response.status_code == 404:
+        return None, None
+    if response.status_code != 200:
+        return None, f"routing answered {response.status_code} for {path}"
+    return response.json(), None
+
+
+async def rep_names(rt: Runtime) -> tuple[dict[str, str], str | None]:
+    rows, note = await from_routing(rt, "/v1/reps")
+    return {str(r["id"]): r["name"] for r in rows or []}, note
+
+
+async def review_page(rt: Runtime, *, week: date | None, team: str | None) -> str:
+    """The weekly SLA review of the week holding `week` (this week by default): the week
+    against the plan, the trend of the weeks before, the calibration of the last 90 days."""
+    policy = rt.policy
+    tz = ZoneInfo(policy.calendar.time_zone)
+    now = rt.clock.now()
+    team = team or None
+    monday = review.week_start(week or now.astimezone(tz).date())
+    first = monday - timedelta(weeks=TREND_WEEKS - 1)
+    start, end = reports.report_window(first, monday, "week", policy)
+    cal_first = monday + timedelta(days=6) - timedelta(days=CALIBRATION_DAYS - 1)
+    cal_start = datetime(cal_first.year, cal_first.month, cal_first.day, tzinfo=tz)
+    async with rt.db.unit_of_work() as session:
+        facts = await store.report_facts(session, start=start, end=end, team=team)
+        scored = await store.report_facts(session, start=cal_start, end=end, scored_too=True)
+        teams = await store.teams(session)
+        week_report = reports.sla_report(
+            facts, policy, first=monday, last=monday, granularity="week", now=now, team=team
+        )
+        ids = {
+            uuid.UUID(item["lead_id"])
+            for kind in ("first_response_breaches", "returned_not_in_target")
+            for item in week_report["exceptions"][kind]
+        }
+        names = await store.display_names(session, ids)
+    trend_report = reports.sla_report(
+        facts, policy, first=first, last=monday, granularity="week", now=now, team=team
+    )
+    calibrated = reports.calibration(scored, policy, start=cal_start, end=end)
+    reps, note = await rep_names(rt)
+    return review.render_review(
+        week=monday,
+        team=team,
+        teams=teams,
+        week_report=week_report,
+        trend_report=trend_report,
+        calibration=calibrated,
+        names=names,
+        reps=reps,
+        sla_limits=review.first_response_limits(policy),
+        routing_note=note,
+    )
+
+
+async def timeline_page(rt: Runtime, lead_id: uuid.UUID) -> str:
+    """Every event of one lead in order, with routing's decision trace and its deliveries."""
+    async with rt.db.unit_of_work() as session:
+        lead = await store.lead_summary(session, lead_id)
+        entries = await store.timeline_of(session, lead_id)
+    if lead is None and not entries:
+        raise NotFound(f"lead {lead_id} is not known to feedback")
+    assignment, note = await from_routing(rt, f"/v1/leads/{lead_id}/assignment")
+    deliveries, delivery_note = await from_routing(rt, "/v1/deliveries", {"lead_id": str(lead_id)})
+    reps, reps_note = await rep_names(rt) if assignment else ({}, None)
+    return review.render_timeline(
+        lead_id=lead_id,
+        lead=lead,
+        entries=entries,
+        assignment=assignment,
+        deliveries=deliveries or [],
+        reps=reps,
+        time_zone=rt.policy.calendar.time_zone,
+        routing_note=note or delivery_note or reps_note,
+    )
