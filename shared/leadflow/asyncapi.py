@@ -136,7 +136,8 @@ def document(
 
 
 def to_yaml(doc: dict[str, Any]) -> str:
-    return yaml.dump(doc, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100)
+    header = "# Generated from the event models and the subscriptions by `leadflow asyncapi`.\n"
+    return header + yaml.dump(doc, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100)
 
 
 class _Dumper(yaml.SafeDumper):
