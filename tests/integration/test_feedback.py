@@ -8,7 +8,6 @@ the running feedback service, exactly as in production.
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 import uuid
@@ -58,13 +57,14 @@ async def feedback(stack, tmp_path_factory):
         async with service_client("feedback", settings) as client:
             await eventually(lambda: _ready(client), timeout=90)
 
-            async def publish(payload: Payload, at: datetime, source: str) -> None:
+            async def publish(payload: Payload, at: datetime, source: str) -> CloudEvent:
                 event = make_event(payload, source=source, time=at)
                 await producer.send_and_wait(
                     settings.topic_prefix + payload.topic,
                     event.to_bytes(),
                     key=str(payload.lead_id).encode(),
                 )
+                return event
 
             client.publish = publish
             client.settings = settings
@@ -167,6 +167,20 @@ async def outbox_events(settings, type_: str) -> list[CloudEvent]:
         await db.dispose()
     found = [CloudEvent.from_bytes(row.payload) for row in rows]
     return [e for e in found if e.type == type_]
+
+
+async def handled(settings, event_id: uuid.UUID) -> bool:
+    """Feedback's consumer handled the event: its inbox holds the event's id."""
+    db = Database(settings.database_url)
+    try:
+        async with db.unit_of_work() as session:
+            found = await session.scalar(
+                sa.text("SELECT count(*) FROM feedback.inbox WHERE event_id = :id"),
+                {"id": event_id},
+            )
+    finally:
+        await db.dispose()
+    return bool(found)
 
 
 # --- the lifecycle through the HTTP API --------------------------------------------------------
@@ -548,9 +562,10 @@ async def test_a_cadence_that_ends_without_contact_makes_the_lead_unreachable_an
     assert [c["status"] for c in changes] == ["unreachable", "recycled"]
     assert changes[1]["reason"] == "unreachable"
     assert changes[1]["nurture_until"] is not None  # 45 days of nurture for this reason
-    # the same breach delivered again changes nothing
-    await feedback.publish(breach, at + timedelta(days=12), "sla-timer")
-    await asyncio.sleep(2)
+    # the same breach delivered again changes nothing: once feedback has handled it (its inbox
+    # row is written in the same transaction as any effect), no status changed
+    again_event = await feedback.publish(breach, at + timedelta(days=12), "sla-timer")
+    await eventually(lambda: handled(feedback.settings, again_event.id), timeout=60)
     again = [
         e for e in await outbox_events(feedback.settings, "lead.status_changed")
         if e.data["lead_id"] == str(lead_id)
