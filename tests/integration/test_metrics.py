@@ -15,8 +15,8 @@ from leadflow.contracts.events import TOPIC_FEEDBACK, LeadContactAttempt, LeadRo
 from leadflow.db import Database, kernel_tables
 from leadflow.outbox import Outbox
 from leadflow_feedback.models import metadata as feedback_metadata
-from leadflow_sla_timer.firing import measure_open
 from leadflow_sla_timer.models import timers
+from leadflow_sla_timer.use_cases import measure_open
 from prometheus_client import REGISTRY
 from support.harness import MessagingHarness, each, eventually, service_client
 

@@ -28,7 +28,7 @@ from leadflow.contracts.events import (
     LeadRouted,
     LeadSource,
 )
-from leadflow_sla_timer import evaluation
+from leadflow_sla_timer import use_cases
 from leadflow_sla_timer.models import mqls, period_evaluations, timers
 from support.harness import eventually, publish_events, service_client
 
@@ -136,7 +136,7 @@ async def test_missed_periods_breach_once_and_two_in_a_row_owe_a_corrective_plan
         await eventually(lambda: _is(count(rt, recorded), 5), timeout=60)
         await eventually(lambda: _is(count(rt, met), 4), timeout=60)
         # Mid-September nothing has ended yet: nothing is judged.
-        assert await evaluation.evaluate_due(rt) == 0
+        assert await use_cases.evaluate_due(rt) == 0
         assert await period_events(rt) == []
 
     # Two instances come up on 10 November: September and October are due, each judged once.
@@ -150,7 +150,7 @@ async def test_missed_periods_breach_once_and_two_in_a_row_owe_a_corrective_plan
         ]
         rt = clients[0].app.state.runtime
         judged = sa.select(sa.func.count()).select_from(period_evaluations)
-        await asyncio.gather(*(evaluation.evaluate_due(c.app.state.runtime) for c in clients))
+        await asyncio.gather(*(use_cases.evaluate_due(c.app.state.runtime) for c in clients))
         await eventually(lambda: _is(count(rt, judged), 4), timeout=60)
         events = await period_events(rt)
 
@@ -189,7 +189,7 @@ async def test_missed_periods_breach_once_and_two_in_a_row_owe_a_corrective_plan
     # A restart judges nothing again.
     async with service_client("sla-timer", november) as client:
         rt = client.app.state.runtime
-        assert await evaluation.evaluate_due(rt) == 0
+        assert await use_cases.evaluate_due(rt) == 0
         assert len(await period_events(rt)) == len(events) == 8
 
 

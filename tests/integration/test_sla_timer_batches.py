@@ -12,7 +12,6 @@ clocks stay as the consumer leaves them.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import uuid
 from collections import Counter
@@ -37,7 +36,7 @@ from leadflow.contracts.events import (
 from leadflow.contracts.policy import load_policy
 from leadflow.db import kernel_tables
 from leadflow.outbox import Outbox
-from leadflow_sla_timer import handlers
+from leadflow_sla_timer import consumers
 from leadflow_sla_timer.models import early_attempts, early_statuses, metadata, mqls, timers
 from support.harness import BatchRun, eventually, interleave, read_topic
 
@@ -94,11 +93,12 @@ class SlaTimer(BatchRun):
             policy=load_policy(settings.policy_file),
             outbox=Outbox(OUTBOX, source="sla-timer", clock=Clock()),
         )
-        super().__init__(settings, "sla-timer", handlers.subscriptions(rt), INBOX, batch_size)
+        super().__init__(settings, "sla-timer", consumers.subscriptions(rt), INBOX, batch_size)
         self.default = subscription
 
     def topic_for(self, subscription) -> str:  # noqa: ANN001
-        return subscription.topics[-1]  # the timers' attempts and statuses: feedback's topic
+        # the timers' attempts and statuses: feedback's topic
+        return TOPIC_FEEDBACK if TOPIC_FEEDBACK in subscription.topics else subscription.topics[0]
 
     async def state(self, lead_ids: list[uuid.UUID]) -> dict[uuid.UUID, dict]:
         """Each lead's clocks, held-back events, SLA events (in outbox order) and promotion."""
@@ -241,6 +241,21 @@ async def _processed(sla_timer: SlaTimer, n: int) -> bool:
     return sla_timer.runner.processed >= n
 
 
+async def _waits_for_the_claim(sla_timer: SlaTimer) -> bool:
+    """A batch has handed its events to `apply` (their inbox rows claimed in its transaction)
+    and that transaction waits for a row lock on the clocks it reads."""
+    if len(sla_timer.passes) < 2:
+        return False
+    async with sla_timer.db.unit_of_work() as session:
+        waiting = await session.scalar(
+            sa.text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND wait_event_type = 'Lock' AND query LIKE '%sla_timer.timers%FOR UPDATE%'"
+            )
+        )
+    return waiting > 0
+
+
 async def test_promotions_of_a_batch_are_counted_as_one_by_one(stack):
     lead_ids = [uuid.uuid4() for _ in range(30)]
     sent = []
@@ -325,8 +340,10 @@ async def test_a_batch_waits_for_the_firing_loop_and_meets_the_clock_it_left(set
                 await session.execute(sa.select(timers).where(first_response).with_for_update())
             ).one()
             await sla_timer.publish([attempt(lead, T0 + 5 * H).to_bytes()])
-            await asyncio.sleep(2)
-            assert not await sla_timer.inbox_count(2)  # the batch waits for the claim
+            # the attempt's batch claimed its inbox row and applies it: it waits for the claim
+            await eventually(lambda: _waits_for_the_claim(sla_timer), timeout=60)
+            assert sla_timer.passes == [1, 1]
+            assert not await sla_timer.inbox_count(2)  # nothing committed meanwhile
             await session.execute(
                 sa.update(timers)
                 .where(timers.c.id == timer.id)

@@ -20,7 +20,7 @@ from leadflow.contracts.policy import default_policy
 from leadflow.db import Database, kernel_tables
 from leadflow.loops import Stop
 from leadflow.outbox import Outbox
-from leadflow_sla_timer import firing
+from leadflow_sla_timer import use_cases
 from leadflow_sla_timer.models import metadata, timers
 from support.harness import eventually
 
@@ -131,11 +131,11 @@ async def check_fired_once(rt, shapes: dict[uuid.UUID, str]) -> None:  # noqa: A
 @pytest.fixture
 def claims(monkeypatch):  # noqa: ANN001, ANN201
     """Small backlog claims (so that many of them race), and the most claims seen at once."""
-    monkeypatch.setattr(firing, "BACKLOG_BATCH", 40)
+    monkeypatch.setattr(use_cases, "BACKLOG_BATCH", 40)
     seen = {"now": 0, "most": 0, "claims": 0}
-    fire_due = firing.fire_due
+    fire_due = use_cases.fire_due
 
-    async def counted(rt, limit: int = firing.BATCH) -> int:  # noqa: ANN001
+    async def counted(rt, limit: int = use_cases.BATCH) -> int:  # noqa: ANN001
         seen["now"] += 1
         seen["most"] = max(seen["most"], seen["now"])
         seen["claims"] += 1
@@ -144,7 +144,7 @@ def claims(monkeypatch):  # noqa: ANN001, ANN201
         finally:
             seen["now"] -= 1
 
-    monkeypatch.setattr(firing, "fire_due", counted)
+    monkeypatch.setattr(use_cases, "fire_due", counted)
     return seen
 
 
@@ -152,11 +152,11 @@ async def test_parallel_claimers_of_two_instances_fire_each_due_level_once(setti
     first, second = runtime(settings, claimers=4), runtime(settings, claimers=3)
     try:
         shapes = await open_timers(first, per_shape=300)
-        await asyncio.gather(firing.fire_backlog(first), firing.fire_backlog(second))
+        await asyncio.gather(use_cases.fire_backlog(first), use_cases.fire_backlog(second))
         assert claims["most"] >= 5  # the claims really overlapped
         await check_fired_once(first, shapes)
         # nothing left to fire: another pass claims nothing and writes nothing
-        await firing.fire_backlog(first)
+        await use_cases.fire_backlog(first)
         await check_fired_once(first, shapes)
     finally:
         await first.db.dispose()
@@ -165,7 +165,7 @@ async def test_parallel_claimers_of_two_instances_fire_each_due_level_once(setti
 
 async def test_the_firing_worker_fires_a_backlog_with_several_claimers(settings, claims):
     rt = runtime(settings, claimers=3)
-    worker = asyncio.create_task(firing.run_firing(rt))
+    worker = asyncio.create_task(use_cases.run_firing(rt))
     try:
         shapes = await open_timers(rt, per_shape=250)
 

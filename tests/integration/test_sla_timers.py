@@ -17,6 +17,7 @@ import pytest
 import sqlalchemy as sa
 import yaml
 from leadflow.clock import Clock
+from leadflow.contracts import slas as sla_kinds
 from leadflow.contracts.events import (
     TOPIC_FEEDBACK,
     TOPIC_ROUTING,
@@ -26,7 +27,6 @@ from leadflow.contracts.events import (
     LeadStatusChanged,
 )
 from leadflow.contracts.policy import default_policy
-from leadflow_sla_timer import sla_policy
 from leadflow_sla_timer.models import early_attempts, early_statuses
 from support.harness import eventually, publish_events, service_client
 
@@ -463,22 +463,24 @@ async def _equals(awaitable, value) -> bool:  # noqa: ANN001
 )
 def test_default_policy_terms_reproduce_the_domain_table(channel, attempts, within):
     policy = default_policy()
-    cadence = sla_policy.terms(policy, sla_policy.CONTACT_CADENCE, channel)
+    cadence = sla_kinds.term(policy, sla_kinds.CONTACT_CADENCE, channel)
     assert (cadence.attempts_required, cadence.limit, cadence.clock) == (attempts, within, "wall")
     # A cadence ends in "unreachable": warning and breach, no escalation ladder.
-    assert [s.level for s in cadence.steps] == ["warning", "breached"]
+    steps = sla_kinds.ladder(policy, sla_kinds.CONTACT_CADENCE, cadence)
+    assert [s.level for s in steps] == ["warning", "breached"]
     assert not cadence.escalate_on_breach
     expected = {
-        sla_policy.SAL_ACCEPTANCE: (24 * H, "wall"),
-        sla_policy.SQL_TO_SQO: (5 * D, "business_days"),
-        sla_policy.PQL_CONTACT: (24 * H, "wall"),
-        sla_policy.CS_HANDOFF: (48 * H, "wall"),
+        sla_kinds.SAL_ACCEPTANCE: (24 * H, "wall"),
+        sla_kinds.SQL_TO_SQO: (5 * D, "business_days"),
+        sla_kinds.PQL_CONTACT: (24 * H, "wall"),
+        sla_kinds.CS_HANDOFF: (48 * H, "wall"),
     }
     for sla, (limit, clock) in expected.items():
-        terms = sla_policy.terms(policy, sla, channel)
-        assert (terms.limit, terms.clock) == (limit, clock), sla
-        assert [s.level for s in terms.steps] == ["warning", "breached", "escalated_manager"]
-        assert [s.fraction for s in terms.steps] == [0.75, 1.0, 1.5]
+        term = sla_kinds.term(policy, sla, channel)
+        assert (term.limit, term.clock) == (limit, clock), sla
+        steps = sla_kinds.ladder(policy, sla, term)
+        assert [s.level for s in steps] == ["warning", "breached", "escalated_manager"]
+        assert [s.fraction for s in steps] == [0.75, 1.0, 1.5]
 
 
 async def test_status_changes_before_routing_are_held_and_applied_when_the_clocks_open(stack):

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
+from leadflow.contracts import slas
 from leadflow.contracts.commitments import (
     in_target,
     mql_context_missing,
@@ -18,8 +19,7 @@ from leadflow.contracts.commitments import (
 )
 from leadflow.contracts.events import LeadMql, LeadSource
 from leadflow.contracts.policy import PolicyError, default_policy, load_policy
-from leadflow_sla_timer import sla_policy
-from leadflow_sla_timer.period_commitments import (
+from leadflow_sla_timer.domain.periods import (
     CONTACTED_WITHIN_LIMIT_SHARE,
     FULL_CONTEXT_SHARE,
     IN_TARGET_SHARE,
@@ -208,5 +208,5 @@ def test_a_bad_period_setting_is_refused_naming_the_field(tmp_path: Path, field,
     [("inbound", 6, None), ("outbound", 12, None), ("partner", 6, 8), ("plg", 6, None)],
 )
 def test_cadence_takes_its_attempts_and_cap_from_the_channel_policy(channel, required, allowed):
-    terms = sla_policy.terms(POLICY, sla_policy.CONTACT_CADENCE, channel)
+    terms = slas.term(POLICY, slas.CONTACT_CADENCE, channel)
     assert (terms.attempts_required, terms.attempts_allowed) == (required, allowed)

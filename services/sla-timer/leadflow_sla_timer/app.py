@@ -2,7 +2,7 @@
 
 from leadflow.service import ServiceSpec
 
-from leadflow_sla_timer import api, evaluation, firing, handlers
+from leadflow_sla_timer import api, consumers, use_cases
 from leadflow_sla_timer.models import metadata
 
 service = ServiceSpec(
@@ -11,13 +11,13 @@ service = ServiceSpec(
     metadata=metadata,
     port=8004,
     routers=[api.router],
-    subscriptions=handlers.subscriptions,
+    subscriptions=consumers.subscriptions,
     workers={
-        "timer-firing": firing.run_firing,
-        "open-timer-gauge": firing.count_open,
-        "period-evaluation": evaluation.run_evaluation,
+        "timer-firing": use_cases.run_firing,
+        "open-timer-gauge": use_cases.count_open,
+        "period-evaluation": use_cases.run_evaluation,
     },
-    on_start=firing.reschedule_on_start,
+    on_start=use_cases.reschedule_on_start,
     description=(
         "Runs durable SLA clocks on business calendars; emits warnings, breaches, escalations; "
         "judges both parties' period commitments."

@@ -1,5 +1,6 @@
-"""Pure rules of the parties' period commitments: what a period delivered against the policy,
-which commitments it missed, and when a run of missed periods owes a corrective plan.
+"""Pure rules of the parties' period commitments: how a promotion counts, what a period delivered
+against the policy, which commitments it missed, and when a run of missed periods owes a
+corrective plan.
 
 Marketing (DOMAIN.md, "Marketing's commitments"): MQL volume vs plan, share of MQLs in the
 target segment / persona, share delivered with full context. Sales (the part of "Sales'
@@ -13,8 +14,16 @@ from __future__ import annotations
 import uuid
 from dataclasses import asdict, dataclass
 from datetime import datetime
+from typing import Any
 
-from leadflow.contracts.commitments import Granularity, planned_mql, share
+from leadflow.contracts.commitments import (
+    Granularity,
+    in_target,
+    mql_context_missing,
+    planned_mql,
+    share,
+)
+from leadflow.contracts.events import LeadMql
 from leadflow.contracts.policy import Policy
 
 MARKETING = "marketing"
@@ -111,3 +120,26 @@ def owes_corrective_plan(streak: int, policy: Policy) -> bool:
 
 def period_id(party: str, start: datetime) -> uuid.UUID:
     return uuid.uuid5(PERIODS_NAMESPACE, f"{party}/{start.isoformat()}")
+
+
+def counted_promotion(policy: Policy, mql: LeadMql) -> dict[str, Any]:
+    """A promotion as marketing's period commitments count it (a row of the mqls table)."""
+    return {
+        "lead_id": mql.lead_id,
+        "promoted_at": mql.promoted_at,
+        "kind": mql.kind,
+        "channel": mql.channel,
+        "in_target": in_target(policy, mql.company.model_dump(), mql.role),
+        "context_missing": mql_context_missing(mql),
+    }
+
+
+def latest_promotions(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The latest promotion of each lead among `rows` (in arrival order), by lead id: a later
+    promotion of the same lead (after a recycle) moves it to the later period."""
+    latest: dict[uuid.UUID, dict[str, Any]] = {}
+    for row in rows:
+        known = latest.get(row["lead_id"])
+        if known is None or known["promoted_at"] <= row["promoted_at"]:
+            latest[row["lead_id"]] = row
+    return [latest[i] for i in sorted(latest)]
