@@ -56,13 +56,11 @@ def document(
     With `service`: that service alone, the topics it `publishes` (by default those it
     produces, TOPIC_PRODUCERS) and the subscriptions it `consumes`."""
     if service is None:
-        readers = [
-            _consumer(name, sub)
-            for name in sorted(consumers or {})
-            for sub in (consumers or {})[name]
-        ]
+        consumers = consumers or {}
+        readers = [_consumer(name, sub) for name in sorted(consumers) for sub in consumers[name]]
         sent = dict(TOPIC_PRODUCERS)
         topics = set(ALL_TOPICS)
+        dead_letters = topics  # every topic is created with its dead-letter topic
     else:
         if consumers:
             raise ValueError("a service's document takes its own subscriptions as `consumes`")
@@ -70,17 +68,15 @@ def document(
         if publishes is None:
             publishes = [t for t, producer in TOPIC_PRODUCERS.items() if producer == service]
         sent = dict.fromkeys(publishes, service)
-        topics = set(sent) | {topic for reader in readers for topic in reader.reads}
+        dead_letters = {topic for reader in readers for topic in reader.reads}
+        topics = set(sent) | dead_letters
     unknown = sorted(set(sent) - set(ALL_TOPICS))
     if unknown:
         raise ValueError(f"not Leadflow topics (leadflow.contracts.events): {unknown}")
-    dead_letters = sorted({topic for reader in readers for topic in reader.reads})
-    if service is None:
-        dead_letters = sorted(topics)
 
     messages = {name: message for name, message in _messages().items() if _used(name, topics)}
     channels = {topic: _channel(topic) for topic in sorted(topics)}
-    for topic in dead_letters:
+    for topic in sorted(dead_letters):
         channels[dlq_topic(topic)] = _dead_letter_channel(topic)
     if dead_letters:
         messages[DEAD_LETTER_MESSAGE] = _dead_letter_message()
