@@ -27,13 +27,14 @@ from leadflow import idempotency as idem
 from leadflow import metrics
 from leadflow.consumer import Received
 from leadflow.contracts.events import CloudEvent, LeadContactAttempt, LeadStatusChanged
+from leadflow.contracts.slas import UNREACHABLE
 from leadflow.errors import Conflict, NotFound, Unprocessable
 from leadflow.service import Runtime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadflow_feedback import store
 from leadflow_feedback.domain import planning, reports, review
-from leadflow_feedback.domain.facts import UNREACHABLE, Fact, fact_of, settle
+from leadflow_feedback.domain.facts import Fact, fact_of, settle
 from leadflow_feedback.domain.lifecycle import (
     ChangeInvalid,
     StatusChange,

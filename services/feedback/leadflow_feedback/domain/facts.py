@@ -30,13 +30,11 @@ from leadflow.contracts.events import (
     SlaMet,
 )
 from leadflow.contracts.policy import Policy
+from leadflow.contracts.slas import BREACH_OUTCOMES, FIRST_RESPONSE, UNREACHABLE
 
 from leadflow_feedback.domain.lifecycle import pipeline_steps
 from leadflow_feedback.domain.timeline import display_name
 
-FIRST_RESPONSE = "first_response"
-CONTACT_CADENCE = "contact_cadence"
-UNREACHABLE = "unreachable"
 # Lead facts that come from the lead snapshot of ingest until the lead is promoted; from then
 # on the MQL's snapshot is the one the reports use, whichever of the two arrives first.
 SNAPSHOT_UNTIL_MQL = ("channel", "source", "role")
@@ -163,9 +161,10 @@ def fact_of(policy: Policy, event: CloudEvent, payload: Payload) -> Fact | None:
             }
             return Fact(payload.lead_id, values)
         case SlaBreached(sla=sla, outcome=outcome) if (
-            sla == CONTACT_CADENCE and outcome == UNREACHABLE
+            outcome == UNREACHABLE and BREACH_OUTCOMES.get(sla) == UNREACHABLE
         ):
-            # applied now if the lead is routed here, or once its routing arrives
+            # A clock whose breach leaves the lead unreachable (the contact cadence) ran out:
+            # applied now if the lead is routed here, or once its routing arrives.
             values = {"cadence_exhausted_at": at, "updated_at": at}
             return Fact(payload.lead_id, values, stamp="cadence_exhausted_at", settles=True)
         case SlaBreached(sla=sla) if sla == FIRST_RESPONSE:

@@ -19,13 +19,8 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from leadflow.contracts.calendar import (
-    BusinessCalendar,
-    CalendarSpecError,
-    add_business_time,
-    business_time_between,
-    policy_calendar,
-)
+from leadflow.contracts import slas
+from leadflow.contracts.calendar import BusinessCalendar, CalendarSpecError, policy_calendar
 from leadflow.contracts.commitments import next_start, period_start, planned_mql, share
 from leadflow.contracts.policy import Policy
 
@@ -186,12 +181,12 @@ class FirstResponse:
 
 
 def first_response(lead: LeadFacts, policy: Policy, now: datetime) -> FirstResponse | None:
-    """Routed → first contact attempt, on the channel's first-response clock. sla-timer's
-    measurement wins when it reported one; otherwise the same rule is applied here."""
+    """Routed → first contact attempt, on the channel's first-response term and clock (the
+    shared SLA table's measure, as sla-timer runs it). sla-timer's measurement wins when it
+    reported one; otherwise the same rule is applied here."""
     if lead.routed_at is None:
         return None
-    channel = lead.channel if lead.channel in policy.slas.channels else "inbound"
-    term = policy.slas.for_channel(channel).first_response
+    term = slas.term(policy, slas.FIRST_RESPONSE, lead.channel)
     limit = term.limit.total_seconds()
     calendar = policy_calendar(policy)
     if lead.calendar:
@@ -199,22 +194,14 @@ def first_response(lead: LeadFacts, policy: Policy, now: datetime) -> FirstRespo
             calendar = BusinessCalendar.from_spec(lead.calendar)
         except CalendarSpecError:
             pass
-    business = term.clock in ("business_hours", "business_days")
     seconds = lead.sla_response_seconds
     if seconds is None and lead.first_attempt_at is not None:
         at = max(lead.first_attempt_at, lead.routed_at)
-        took = (
-            business_time_between(calendar, lead.routed_at, at) if business else at - lead.routed_at
-        )
-        seconds = took.total_seconds()
+        seconds = slas.elapsed(term.clock, calendar, lead.routed_at, at).total_seconds()
     if seconds is not None:
         within = seconds <= limit
         return FirstResponse(seconds, within, lead.sla_breached or not within)
-    due = lead.sla_due_at or (
-        add_business_time(calendar, lead.routed_at, term.limit)
-        if business
-        else lead.routed_at + term.limit
-    )
+    due = lead.sla_due_at or slas.due_after(term.clock, calendar, lead.routed_at, term.limit)
     overdue = lead.sla_breached or now >= due
     return FirstResponse(None, False if overdue else None, overdue)
 

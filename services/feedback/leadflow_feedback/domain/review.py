@@ -13,6 +13,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, PackageLoader, select_autoescape
+from leadflow.contracts import slas
 from leadflow.contracts.policy import Policy
 
 from leadflow_feedback.domain import charts, reports
@@ -73,7 +74,7 @@ def week_start(day: date) -> date:
 def first_response_limits(policy: Policy) -> dict[str, float]:
     """The first-response limit per channel, in seconds (on the channel's SLA clock)."""
     return {
-        channel: policy.slas.for_channel(channel).first_response.limit.total_seconds()
+        channel: slas.term(policy, slas.FIRST_RESPONSE, channel).limit.total_seconds()
         for channel in policy.slas.channels
     }
 
