@@ -33,12 +33,13 @@ from leadflow.contracts.events import (
 )
 from leadflow.db import Database, kernel_tables
 from leadflow.outbox import Outbox
-from leadflow_routing import erasure, handlers
-from leadflow_routing.erasure import erased_leads
+from leadflow_routing import consumers, use_cases
 from leadflow_routing.models import (
+    FALLBACK_TEAM_ID,
     accounts,
     assignments,
     deliveries,
+    erased_leads,
     metadata,
     reps,
     rules,
@@ -48,7 +49,7 @@ from leadflow_routing.models import (
 from support.harness import BatchRun, counted, read_topic
 
 OUTBOX, INBOX = kernel_tables(metadata)
-FALLBACK = handlers.FALLBACK_TEAM_ID
+FALLBACK = FALLBACK_TEAM_ID
 T0 = datetime(2025, 3, 3, 9, tzinfo=UTC)
 
 
@@ -167,7 +168,7 @@ class Routing(BatchRun):
     def __init__(self, settings, batch_size: int) -> None:  # noqa: ANN001
         clock = Clock()
         rt = SimpleNamespace(clock=clock, outbox=Outbox(OUTBOX, source="routing", clock=clock))
-        super().__init__(settings, "routing", handlers.subscriptions(rt), INBOX, batch_size)
+        super().__init__(settings, "routing", consumers.subscriptions(rt), INBOX, batch_size)
         self.default = "mql"
 
     async def __aenter__(self) -> Routing:
@@ -383,7 +384,7 @@ async def test_an_erasure_and_a_batch_routing_the_same_lead_wait_for_each_other(
         async with routing.db.unit_of_work() as erasing:
             # `lead.erased` handled by the erasure consumer, not yet committed: it found no
             # assignment to redact, and holds the lead until it commits.
-            await erasure.erase(erasing, lead.lead_id, T0)
+            await use_cases.erase(erasing, [lead.lead_id], T0)
             batch = asyncio.create_task(
                 routing.consume([make_event(lead, source="test").to_bytes()], 2)
             )

@@ -6,12 +6,9 @@ from datetime import UTC, datetime
 
 from hypothesis import given
 from hypothesis import strategies as st
-from leadflow_routing.assignment import (
-    RepView,
-    RuleView,
-    in_working_hours,
+from leadflow_routing.domain.assignment import RepView, RuleView, in_working_hours, match_rule
+from leadflow_routing.domain.strategies import (
     load_balanced,
-    match_rule,
     round_robin,
     weighted,
     weighted_order,

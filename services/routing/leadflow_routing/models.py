@@ -1,10 +1,14 @@
 """Tables of the routing schema: teams, reps, assignments, webhook endpoints and deliveries."""
 
+import uuid
+
 import sqlalchemy as sa
 from leadflow.db import JSON, service_metadata
 from sqlalchemy.dialects.postgresql import ARRAY, UUID
 
 metadata = service_metadata("routing")
+# The fallback queue, created by the first migration: leads no rule claims are assigned there.
+FALLBACK_TEAM_ID = uuid.UUID("00000000-0000-0000-0000-00000000f411")
 
 teams = sa.Table(
     "teams",
@@ -14,6 +18,8 @@ teams = sa.Table(
     sa.Column("is_fallback", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("calendar", JSON),  # business calendar spec; null: the policy's default
     sa.Column("rr_position", sa.BigInteger, nullable=False, server_default="0"),
+    # One of the registry's names (domain/strategies.py): its CHECK constraint is kept equal to
+    # the registry when the service starts (use_cases.keep_strategies_checked).
     sa.Column("strategy", sa.Text, nullable=False, server_default="round_robin"),
     sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now()),
 )
@@ -109,6 +115,15 @@ deliveries = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("delivered_at", sa.DateTime(timezone=True)),
     sa.Index("ix_deliveries_due", "next_attempt_at", postgresql_where=sa.text("state = 'pending'")),
+)
+
+# Leads erased: an MQL arriving after the erasure (another topic, not ordered with it) is not
+# routed.
+erased_leads = sa.Table(
+    "erased_leads",
+    metadata,
+    sa.Column("lead_id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("erased_at", sa.DateTime(timezone=True), nullable=False),
 )
 
 # Units of work that queue deliveries touch this tag, which wakes the delivery worker.

@@ -12,9 +12,14 @@ from leadflow.text import StorableModel
 from leadflow.webhooks import check_secret
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator
 
-Strategy = Literal["round_robin", "weighted", "load_balanced"]
-RuleField = Literal["channel", "country", "region", "segment", "industry", "source", "campaign"]
-Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+from leadflow_routing.domain.assignment import DAYS, RULE_FIELDS
+from leadflow_routing.domain.strategies import DEFAULT_STRATEGY, strategy_names
+
+# Derived from the domain: a strategy, rule field or day added there is offered here (and
+# listed in the OpenAPI document); any other value is refused with 422 naming the field.
+Strategy = Literal[strategy_names()]
+RuleField = Literal[tuple(RULE_FIELDS)]
+Day = Literal[DAYS]
 HHMM = r"^([01][0-9]|2[0-3]):[0-5][0-9]$|^24:00$"
 Span = Annotated[list[str], Field(min_length=2, max_length=2)]  # ["09:00", "17:00"]
 
@@ -23,7 +28,7 @@ class TeamIn(StorableModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=200)
     calendar: dict[str, Any] | None = None
-    strategy: Strategy = "round_robin"
+    strategy: Strategy = DEFAULT_STRATEGY
 
 
 class TeamOut(TeamIn):
@@ -132,6 +137,15 @@ class RoutingConfig(StorableModel):
     rules: list[RuleConfig] = Field(default_factory=list)
 
 
+class RoutingConfigOut(BaseModel):
+    """What loading a routing document did."""
+
+    teams: int
+    reps_created: int
+    reps_updated: int
+    rules: int
+
+
 class DryRunIn(StorableModel):
     """A sample lead as routing sees an MQL: channel, company and source are what rules test."""
 
@@ -201,3 +215,8 @@ class DeliveryOut(BaseModel):
     last_error: str | None
     next_attempt_at: datetime | None
     delivered_at: datetime | None
+
+
+class ReplayOut(BaseModel):
+    delivery_id: uuid.UUID
+    state: str

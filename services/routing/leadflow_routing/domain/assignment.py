@@ -1,16 +1,14 @@
-"""Pure routing decisions: which rule picks the team, which rep of the team gets the lead, and
-why every other rep did not. No I/O here; the handlers load the inputs and store the trace."""
+"""Pure routing decisions: which rule picks the team, whether a rep can take a lead now, and why
+every other rep did not. No I/O here; the use cases load the inputs and store the trace."""
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, time
-from typing import Any, Literal
+from typing import Any
 from zoneinfo import ZoneInfo
 
-Strategy = Literal["round_robin", "weighted", "load_balanced"]
-STRATEGIES: tuple[str, ...] = ("round_robin", "weighted", "load_balanced")
 # What a rule may test, and where on the MQL each value is found.
 RULE_FIELDS: dict[str, tuple[str, ...]] = {
     "channel": ("channel",),
@@ -22,10 +20,14 @@ RULE_FIELDS: dict[str, tuple[str, ...]] = {
     "campaign": ("source", "campaign"),
 }
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+# Statuses that take a lead out of its rep's open work (what load balancing counts).
+OPEN_WORK_ENDS = frozenset({"returned", "recycled", "unreachable", "lost", "won"})
 
 
 @dataclass(frozen=True)
 class RepView:
+    """A rep as every strategy sees it: availability, weight, capacity and current load."""
+
     id: uuid.UUID
     name: str
     active: bool = True
@@ -46,10 +48,39 @@ class RuleView:
     conditions: dict[str, list[str]]
 
 
+@dataclass(frozen=True)
+class TeamView:
+    id: uuid.UUID
+    name: str
+    strategy: str
+    calendar: dict[str, Any] | None
+    rr_position: int
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The rep (and team) an account's leads go to."""
+
+    rep_id: uuid.UUID
+    team_id: uuid.UUID
+
+
 @dataclass
 class Decision:
+    """The rep chosen (None: nobody can take the lead now) and every rep considered, with the
+    reason it was passed over, for the decision trace."""
+
     rep_id: uuid.UUID | None
     considered: list[dict] = field(default_factory=list)
+
+
+def ends_open_work(status: str) -> bool:
+    return status in OPEN_WORK_ENDS
+
+
+def mql_domain(mql: dict[str, Any]) -> str | None:
+    """The company domain an MQL's account is known by (lower case), if any."""
+    return ((mql.get("company") or {}).get("domain") or "").lower() or None
 
 
 def _value(mql: dict[str, Any], path: tuple[str, ...]) -> str | None:
@@ -92,6 +123,7 @@ def in_working_hours(rep: RepView, now: datetime) -> bool:
 def skip_reason(
     rep: RepView, now: datetime | None = None, *, check_capacity: bool = False
 ) -> str | None:
+    """Why the rep cannot take a lead now; None when it can."""
     if not rep.active:
         return "inactive"
     if rep.out_of_office:
@@ -103,15 +135,16 @@ def skip_reason(
     return None
 
 
-def _entry(rep: RepView, reason: str | None, **extra: Any) -> dict:  # noqa: ANN401
+def considered(rep: RepView, reason: str | None, **extra: Any) -> dict:  # noqa: ANN401
+    """A rep's entry in the decision trace."""
     return {"rep_id": str(rep.id), "name": rep.name, "skipped": reason, **extra}
 
 
-def _first_eligible(turns: list[RepView], now: datetime | None) -> Decision:
+def first_eligible(turns: list[RepView], now: datetime | None) -> Decision:
     """Walk the reps in turn order; the first eligible one gets the lead. Every rep is in the
     trace with the reason it could not take a lead now (if any), whether its turn was reached,
     and which one was chosen."""
-    considered: list[dict] = []
+    entries: list[dict] = []
     chosen = None
     for rep in turns:
         reason = skip_reason(rep, now)
@@ -119,65 +152,5 @@ def _first_eligible(turns: list[RepView], now: datetime | None) -> Decision:
         picked = reached and reason is None
         if picked:
             chosen = rep.id
-        considered.append(_entry(rep, reason, chosen=picked, reached=reached))
-    return Decision(chosen, considered)
-
-
-def round_robin(reps: list[RepView], position: int, now: datetime | None = None) -> Decision:
-    """The rep at `position` in a stable order, skipping ineligible ones.
-
-    `position` is a counter shared by every routing instance (kept in the database), so the
-    rotation stays fair across restarts and across instances.
-    """
-    ordered = sorted(reps, key=lambda r: str(r.id))
-    turns = [ordered[(position + k) % len(ordered)] for k in range(len(ordered))]
-    return _first_eligible(turns, now)
-
-
-def weighted_order(reps: list[RepView]) -> list[RepView]:
-    """One cycle of smooth weighted round robin: each rep appears `weight` times, spread out
-    (weights 3:1 give A A B A, not A A A B)."""
-    ordered = sorted(reps, key=lambda r: str(r.id))
-    total = sum(r.weight for r in ordered)
-    current = {r.id: 0 for r in ordered}
-    cycle = []
-    for _ in range(total):
-        for rep in ordered:
-            current[rep.id] += rep.weight
-        best = max(ordered, key=lambda r: (current[r.id], -ordered.index(r)))
-        current[best.id] -= total
-        cycle.append(best)
-    return cycle
-
-
-def weighted(reps: list[RepView], position: int, now: datetime | None = None) -> Decision:
-    """Round robin over the weighted cycle: over any full cycle a rep of weight 3 gets three
-    leads for each one a rep of weight 1 gets; an ineligible rep's turn passes on."""
-    cycle = weighted_order(reps)
-    turns: list[RepView] = []
-    for offset in range(len(cycle)):
-        rep = cycle[(position + offset) % len(cycle)]
-        if rep not in turns:
-            turns.append(rep)
-    return _first_eligible(turns, now)
-
-
-def load_balanced(reps: list[RepView], now: datetime | None = None) -> Decision:
-    """The eligible rep with the lowest load (open leads / capacity); reps at capacity skip."""
-    ordered = sorted(reps, key=lambda r: (r.open_leads / max(r.capacity, 1), str(r.id)))
-    considered: list[dict] = []
-    chosen = None
-    for rep in ordered:
-        reason = skip_reason(rep, now, check_capacity=True)
-        considered.append(_entry(rep, reason, open_leads=rep.open_leads, capacity=rep.capacity))
-        if reason is None and chosen is None:
-            chosen = rep.id
-    return Decision(chosen, considered)
-
-
-def choose(strategy: str, reps: list[RepView], position: int, now: datetime) -> Decision:
-    if strategy == "weighted":
-        return weighted(reps, position, now)
-    if strategy == "load_balanced":
-        return load_balanced(reps, now)
-    return round_robin(reps, position, now)
+        entries.append(considered(rep, reason, chosen=picked, reached=reached))
+    return Decision(chosen, entries)

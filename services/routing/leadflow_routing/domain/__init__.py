@@ -1,0 +1,1 @@
+"""Routing's pure decisions: rule matching, rep eligibility and the routing strategies."""

@@ -1,0 +1,530 @@
+"""All of routing's SQL: prebuilt statements and the batched reads and writes of the use cases."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from leadflow.contracts.erasure import forget_events, without_personal_data
+from leadflow.db import kernel_tables
+from sqlalchemy.dialects.postgresql import ARRAY, UUID, insert
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from leadflow_routing.domain.assignment import Owner, RepView, RuleView, TeamView
+from leadflow_routing.domain.erasure import body_without_personal_data
+from leadflow_routing.models import (
+    accounts,
+    assignments,
+    deliveries,
+    erased_leads,
+    metadata,
+    reps,
+    rules,
+    teams,
+    webhook_endpoints,
+)
+
+OUTBOX, _ = kernel_tables(metadata)
+ROWS_PER_INSERT = 1000
+CANCELLED = "cancelled"  # a pending delivery of an erased lead
+
+_ids = sa.bindparam("ids", type_=ARRAY(UUID(as_uuid=True)))
+_domains = sa.bindparam("domains", type_=ARRAY(sa.Text))
+a, d, e = assignments.c, deliveries.c, webhook_endpoints.c
+
+
+# --- routing decisions ---------------------------------------------------------------------
+
+# Leads of a batch already erased or routed (a re-sent MQL changes nothing).
+_known_leads = sa.union_all(
+    sa.select(erased_leads.c.lead_id, sa.literal("erased").label("kind"))
+    .where(erased_leads.c.lead_id == sa.any_(_ids)),
+    sa.select(a.lead_id, sa.literal("routed")).where(a.current, a.lead_id == sa.any_(_ids)),
+)  # fmt: skip
+_erased_among = sa.select(erased_leads.c.lead_id).where(erased_leads.c.lead_id == sa.any_(_ids))
+_active_rules = (
+    sa.select(rules).where(rules.c.active).order_by(rules.c.priority, rules.c.created_at)
+)
+_read_accounts = sa.select(accounts).where(accounts.c.domain == sa.any_(_domains))
+_read_teams = sa.select(teams).where(teams.c.id == sa.any_(_ids)).order_by(teams.c.id)
+# In key order, so that two batches never wait on each other in a circle.
+_lock_teams = _read_teams.with_for_update()
+_open_leads = (
+    sa.select(a.rep_id, sa.func.count().label("n"))
+    .where(a.current, a.closed_at.is_(None))
+    .group_by(a.rep_id)
+    .subquery()
+)
+_team_reps = (
+    sa.select(reps, sa.func.coalesce(_open_leads.c.n, 0).label("open_leads"))
+    .outerjoin(_open_leads, _open_leads.c.rep_id == reps.c.id)
+    .where(reps.c.team_id == sa.any_(_ids))
+)
+_endpoints_of_type = sa.select(e.id, e.team_id).where(
+    e.enabled, sa.bindparam("event_type", type_=sa.Text) == sa.any_(e.event_types)
+)
+# The current assignments of leads about to be routed again, locked in key order.
+_lock_current = (
+    sa.select(a.id, a.lead_id, a.rep_id, a.closed_at, a.mql)
+    .where(a.current, a.lead_id == sa.any_(_ids))
+    .order_by(a.lead_id)
+    .with_for_update()
+)
+_close_assignments = (
+    sa.update(assignments)
+    .where(a.id == sa.bindparam("key"))
+    .values(current=False, closed_at=sa.bindparam("at"))
+)
+_add_assignments = sa.insert(assignments).execution_options(
+    insertmanyvalues_page_size=ROWS_PER_INSERT
+)
+_add_accounts = (
+    insert(accounts)
+    .on_conflict_do_nothing()
+    .execution_options(insertmanyvalues_page_size=ROWS_PER_INSERT)
+)
+_move_positions = (
+    sa.update(teams)
+    .where(teams.c.id == sa.bindparam("key"))
+    .values(rr_position=sa.bindparam("position"))
+)
+# The lead left its rep's open work: the first change that says so sets the instant.
+_close_open_work = (
+    sa.update(assignments)
+    .where(a.lead_id == sa.bindparam("lead"), a.current, a.closed_at.is_(None))
+    .values(closed_at=sa.bindparam("at"))
+)
+_add_deliveries = sa.insert(deliveries).execution_options(
+    insertmanyvalues_page_size=ROWS_PER_INSERT
+)
+
+
+@dataclass(frozen=True)
+class Current:
+    """A lead's current assignment, as a reassignment finds it."""
+
+    id: uuid.UUID
+    rep_id: uuid.UUID | None
+    closed_at: datetime | None
+    mql: dict[str, Any]
+
+
+async def known_leads(session: AsyncSession, ids: list[uuid.UUID]) -> dict[str, set[uuid.UUID]]:
+    """Of these leads, the erased ones and those routed already: {"erased": …, "routed": …}."""
+    known: dict[str, set[uuid.UUID]] = {"erased": set(), "routed": set()}
+    for lead_id, kind in await session.execute(_known_leads, {"ids": ids}):
+        known[kind].add(lead_id)
+    return known
+
+
+async def erased_among(session: AsyncSession, ids: Iterable[uuid.UUID]) -> set[uuid.UUID]:
+    return set(await session.scalars(_erased_among, {"ids": sorted(set(ids))}))
+
+
+async def is_erased(session: AsyncSession, lead_id: uuid.UUID) -> bool:
+    return bool(await erased_among(session, [lead_id]))
+
+
+async def active_rules(session: AsyncSession) -> list[RuleView]:
+    """The active rules in the order they are tried."""
+    return [
+        RuleView(r.id, r.name, r.team_id, r.conditions)
+        for r in await session.execute(_active_rules)
+    ]
+
+
+async def account_owners(session: AsyncSession, domains: list[str]) -> dict[str, Owner]:
+    """The owners of the accounts among these domains (a domain without one is left out)."""
+    if not domains:
+        return {}
+    return {
+        r.domain: Owner(r.rep_id, r.team_id)
+        for r in await session.execute(_read_accounts, {"domains": domains})
+    }
+
+
+async def read_teams(
+    session: AsyncSession, team_ids: list[uuid.UUID], *, lock: bool
+) -> list[TeamView]:
+    """The teams, locked until the transaction ends when `lock` (their positions move)."""
+    rows = await session.execute(_lock_teams if lock else _read_teams, {"ids": team_ids})
+    return [TeamView(t.id, t.name, t.strategy, t.calendar, t.rr_position) for t in rows]
+
+
+async def team_reps(
+    session: AsyncSession, team_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, list[RepView]]:
+    """Each team's reps with their open leads (every team listed, if only with no rep)."""
+    found: dict[uuid.UUID, list[RepView]] = {team_id: [] for team_id in team_ids}
+    for r in await session.execute(_team_reps, {"ids": team_ids}):
+        found[r.team_id].append(
+            RepView(
+                r.id, r.name, r.active, r.out_of_office, r.weight, r.capacity, r.open_leads,
+                r.timezone, r.working_hours,
+            )
+        )  # fmt: skip
+    return found
+
+
+async def endpoints_of_type(
+    session: AsyncSession, event_type: str
+) -> list[tuple[uuid.UUID, uuid.UUID | None]]:
+    """(endpoint id, its team or None for every team) of the enabled endpoints of a type."""
+    rows = await session.execute(_endpoints_of_type, {"event_type": event_type})
+    return [(r.id, r.team_id) for r in rows]
+
+
+async def lock_current(
+    session: AsyncSession, lead_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, Current]:
+    rows = await session.execute(_lock_current, {"ids": sorted(set(lead_ids))})
+    return {r.lead_id: Current(r.id, r.rep_id, r.closed_at, r.mql) for r in rows}
+
+
+async def write_routing(
+    session: AsyncSession,
+    *,
+    closed: list[dict[str, Any]],
+    added: list[dict[str, Any]],
+    opened_accounts: list[dict[str, Any]],
+    positions: list[dict[str, Any]],
+    queued: list[dict[str, Any]],
+) -> None:
+    """The rows of a unit of work's routing decisions, one statement per kind."""
+    # the closed assignments first: a lead has one current assignment at a time
+    if closed:
+        await session.execute(_close_assignments, closed)
+    if added:
+        await session.execute(_add_assignments, added)
+    if opened_accounts:
+        await session.execute(_add_accounts, opened_accounts)
+    if positions:
+        await session.execute(_move_positions, positions)
+    if queued:
+        await session.execute(_add_deliveries, queued)
+
+
+async def close_open_work(session: AsyncSession, first: dict[uuid.UUID, datetime]) -> None:
+    """Close the open work of each lead at its instant (an assignment closed stays as it is)."""
+    if first:
+        await session.execute(
+            _close_open_work, [{"lead": lead_id, "at": at} for lead_id, at in sorted(first.items())]
+        )
+
+
+# --- erasure ------------------------------------------------------------------------------
+
+_record_erased = insert(erased_leads).on_conflict_do_nothing()
+_lead_assignments = (
+    sa.select(a.id, a.mql).where(a.lead_id == sa.bindparam("lead")).with_for_update()
+)
+_redact_assignment = (
+    sa.update(assignments).where(a.id == sa.bindparam("key")).values(mql=sa.bindparam("mql"))
+)
+_cancel_pending = (
+    sa.update(deliveries)
+    .where(d.lead_id == sa.bindparam("lead"), d.state == "pending")
+    .values(state=CANCELLED, next_attempt_at=None, last_error="lead erased")
+)
+_lead_deliveries = (
+    sa.select(d.id, d.body).where(d.lead_id == sa.bindparam("lead")).with_for_update()
+)
+_redact_delivery = (
+    sa.update(deliveries).where(d.id == sa.bindparam("key")).values(body=sa.bindparam("body"))
+)
+
+
+async def erase_lead(session: AsyncSession, lead_id: uuid.UUID, now: datetime) -> None:
+    """Record the lead erased; redact its assignments and stored webhook bodies, cancel its
+    pending deliveries."""
+    await session.execute(_record_erased, {"lead_id": lead_id, "erased_at": now})
+    redacted = [
+        {"key": row.id, "mql": without_personal_data(row.mql)}
+        for row in await session.execute(_lead_assignments, {"lead": lead_id})
+        if not row.mql.get("erased")
+    ]
+    if redacted:
+        await session.execute(_redact_assignment, redacted)
+    await session.execute(_cancel_pending, {"lead": lead_id})
+    bodies = []
+    for row in (await session.execute(_lead_deliveries, {"lead": lead_id})).all():
+        body = body_without_personal_data(row.body)
+        if body != row.body:
+            bodies.append({"key": row.id, "body": body})
+    if bodies:
+        await session.execute(_redact_delivery, bodies)
+
+
+async def forget_lead_events(session: AsyncSession, lead_ids: list[uuid.UUID]) -> None:
+    """The lead's events still in routing's outbox: published ones deleted, waiting ones
+    redacted."""
+    await forget_events(session, OUTBOX, lead_ids)
+
+
+# --- webhook deliveries -------------------------------------------------------------------
+
+_due = (
+    sa.select(
+        d.id, d.body, d.attempts, d.lead_id, d.event_type, d.endpoint_id, e.url, e.secrets,
+        e.enabled,
+    )
+    .join(webhook_endpoints, e.id == d.endpoint_id)
+    .where(d.state == "pending", d.next_attempt_at <= sa.bindparam("now"))
+    .order_by(d.next_attempt_at)
+    .limit(sa.bindparam("limit"))
+    .with_for_update(of=deliveries, skip_locked=True)
+)  # fmt: skip
+_lease = (
+    sa.update(deliveries).where(d.id == sa.any_(_ids)).values(next_attempt_at=sa.bindparam("until"))
+)
+_disable_endpoint = (
+    sa.update(webhook_endpoints)
+    .where(e.id == sa.bindparam("key"))
+    .values(enabled=False, disabled_reason="receiver answered 410 Gone")
+)
+_replay = (
+    sa.update(deliveries)
+    .where(d.id == sa.bindparam("key"))
+    .values(state="pending", next_attempt_at=sa.bindparam("now"), attempts=0)
+    .returning(d.id)
+)
+_delivery_lead = sa.select(d.lead_id).where(d.id == sa.bindparam("key"))
+
+
+async def claim_due(
+    session: AsyncSession, now: datetime, until: datetime, limit: int
+) -> Sequence[Row]:
+    """Due deliveries no other worker holds, leased until `until` (a worker that dies mid-send
+    leaves them to be retried then)."""
+    rows = (await session.execute(_due, {"now": now, "limit": limit})).all()
+    if rows:
+        await session.execute(_lease, {"ids": [r.id for r in rows], "until": until})
+    return rows
+
+
+async def mark_delivered(
+    session: AsyncSession, delivered: list[uuid.UUID], statuses: dict[uuid.UUID, int], now: datetime
+) -> None:
+    """The successes of one claim in one UPDATE (a 2xx other than 200 is recorded as such)."""
+    cases = [(d.id == delivery_id, status) for delivery_id, status in statuses.items()]
+    await session.execute(
+        sa.update(deliveries)
+        .where(d.id.in_(delivered))
+        .values(
+            state="delivered",
+            delivered_at=now,
+            next_attempt_at=None,
+            last_error=None,
+            last_status=sa.case(*cases, else_=200) if cases else 200,
+            attempts=d.attempts + 1,
+        )
+    )
+
+
+async def disable_endpoint(session: AsyncSession, endpoint_id: uuid.UUID) -> None:
+    await session.execute(_disable_endpoint, {"key": endpoint_id})
+
+
+async def record_attempt(session: AsyncSession, delivery_id: uuid.UUID, **values: Any) -> None:  # noqa: ANN401
+    await session.execute(sa.update(deliveries).where(d.id == delivery_id).values(**values))
+
+
+async def replay_delivery(session: AsyncSession, delivery_id: uuid.UUID, now: datetime) -> bool:
+    return (await session.execute(_replay, {"key": delivery_id, "now": now})).first() is not None
+
+
+async def delivery_lead(session: AsyncSession, delivery_id: uuid.UUID) -> uuid.UUID | None:
+    return await session.scalar(_delivery_lead, {"key": delivery_id})
+
+
+# --- configuration: teams, reps, rules, endpoints -------------------------------------------
+
+_team_exists = sa.select(teams.c.id).where(teams.c.id == sa.bindparam("key"))
+
+
+async def team_exists(session: AsyncSession, team_id: uuid.UUID) -> bool:
+    return await session.scalar(_team_exists, {"key": team_id}) is not None
+
+
+async def add_team(session: AsyncSession, team_id: uuid.UUID, values: dict[str, Any]) -> None:
+    await session.execute(sa.insert(teams).values(id=team_id, **values))
+
+
+async def update_team(session: AsyncSession, team_id: uuid.UUID, values: dict[str, Any]) -> None:
+    await session.execute(sa.update(teams).where(teams.c.id == team_id).values(**values))
+
+
+async def all_teams(session: AsyncSession) -> Sequence[Row]:
+    return (await session.execute(sa.select(teams).order_by(teams.c.created_at))).all()
+
+
+async def team_ids_by_name(session: AsyncSession) -> dict[str, uuid.UUID]:
+    return {r.name: r.id for r in await session.execute(sa.select(teams.c.id, teams.c.name))}
+
+
+async def add_rep(session: AsyncSession, rep_id: uuid.UUID, values: dict[str, Any]) -> None:
+    await session.execute(sa.insert(reps).values(id=rep_id, **values))
+
+
+async def update_rep(session: AsyncSession, rep_id: uuid.UUID, values: dict[str, Any]) -> None:
+    await session.execute(sa.update(reps).where(reps.c.id == rep_id).values(**values))
+
+
+async def change_rep(
+    session: AsyncSession, rep_id: uuid.UUID, changes: dict[str, Any]
+) -> Row | None:
+    """The rep after the changes (as it is when there are none); None if there is no such rep."""
+    if changes:
+        query = sa.update(reps).where(reps.c.id == rep_id).values(**changes).returning(reps)
+    else:
+        query = sa.select(reps).where(reps.c.id == rep_id)
+    return (await session.execute(query)).first()
+
+
+async def rep_matching(session: AsyncSession, email: str | None, name: str) -> uuid.UUID | None:
+    """A rep of a routing file: by email when it gives one, else by name."""
+    match = reps.c.email == email if email else reps.c.name == name
+    return await session.scalar(sa.select(reps.c.id).where(match).limit(1))
+
+
+async def all_reps(session: AsyncSession) -> Sequence[Row]:
+    return (await session.execute(sa.select(reps).order_by(reps.c.created_at))).all()
+
+
+async def add_rule(session: AsyncSession, rule_id: uuid.UUID, values: dict[str, Any]) -> None:
+    await session.execute(sa.insert(rules).values(id=rule_id, **values))
+
+
+async def all_rules(session: AsyncSession) -> Sequence[Row]:
+    """In the order they are tried."""
+    return (
+        await session.execute(sa.select(rules).order_by(rules.c.priority, rules.c.created_at))
+    ).all()
+
+
+async def delete_rule(session: AsyncSession, rule_id: uuid.UUID) -> bool:
+    deleted = await session.scalar(
+        sa.delete(rules).where(rules.c.id == rule_id).returning(rules.c.id)
+    )
+    return deleted is not None
+
+
+async def delete_all_rules(session: AsyncSession) -> None:
+    await session.execute(sa.delete(rules))
+
+
+async def add_endpoint(session: AsyncSession, endpoint_id: uuid.UUID, **values: Any) -> None:  # noqa: ANN401
+    await session.execute(sa.insert(webhook_endpoints).values(id=endpoint_id, **values))
+
+
+async def rotate_secret(session: AsyncSession, endpoint_id: uuid.UUID, secret: str) -> Row | None:
+    """The new secret first, the newest previous one kept; re-enabled."""
+    return (
+        await session.execute(
+            sa.update(webhook_endpoints)
+            .where(e.id == endpoint_id)
+            .values(
+                secrets=sa.func.array_prepend(secret, e.secrets[1:1]),
+                enabled=True,
+                disabled_reason=None,
+            )
+            .returning(e.id, e.url, e.event_types, e.team_id, e.enabled)
+        )
+    ).first()
+
+
+async def drop_previous_secret(session: AsyncSession, endpoint_id: uuid.UUID) -> bool:
+    found = await session.scalar(
+        sa.update(webhook_endpoints)
+        .where(e.id == endpoint_id)
+        .values(secrets=e.secrets[1:1])
+        .returning(e.id)
+    )
+    return found is not None
+
+
+async def all_endpoints(session: AsyncSession) -> Sequence[Row]:
+    return (
+        await session.execute(sa.select(e.id, e.url, e.event_types, e.team_id, e.enabled))
+    ).all()
+
+
+async def current_assignment(session: AsyncSession, lead_id: uuid.UUID) -> Row | None:
+    return (
+        await session.execute(
+            sa.select(a.lead_id, a.id, a.team_id, a.rep_id, a.reason, a.trace, a.created_at).where(
+                a.lead_id == lead_id, a.current
+            )
+        )
+    ).first()
+
+
+async def list_deliveries(
+    session: AsyncSession, lead_id: uuid.UUID | None, state: str | None, limit: int = 1000
+) -> Sequence[Row]:
+    query = sa.select(
+        d.id, d.endpoint_id, d.lead_id, d.event_type, d.state, d.attempts, d.last_status,
+        d.last_error, d.next_attempt_at, d.delivered_at,
+    )  # fmt: skip
+    if lead_id is not None:
+        query = query.where(d.lead_id == lead_id)
+    if state is not None:
+        query = query.where(d.state == state)
+    return (await session.execute(query.order_by(d.created_at).limit(limit))).all()
+
+
+# --- the check of teams.strategy ----------------------------------------------------------
+
+STRATEGY_CHECK = "ck_teams_strategy_known"
+_check_lock = sa.select(
+    sa.func.pg_advisory_xact_lock(sa.func.hashtext(f"{teams.fullname}.strategy"))
+)
+_check_definition = sa.text(
+    "SELECT pg_get_constraintdef(oid) FROM pg_constraint "
+    "WHERE conrelid = CAST(:table AS regclass) AND conname = :name"
+)
+_strategies_in_use = sa.select(teams.c.name, teams.c.strategy).where(
+    teams.c.strategy != sa.all_(sa.bindparam("names", type_=ARRAY(sa.Text)))
+)
+
+
+async def lock_strategy_check(session: AsyncSession) -> None:
+    """Serialise the check's update with other routing instances starting at the same time."""
+    await session.execute(_check_lock)
+
+
+async def checked_strategies(session: AsyncSession) -> set[str] | None:
+    """The strategy names the database's CHECK constraint accepts; None when it has none."""
+    definition = await session.scalar(
+        _check_definition, {"table": teams.fullname, "name": STRATEGY_CHECK}
+    )
+    if definition is None:
+        return None
+    # PostgreSQL shows it as CHECK ((strategy = ANY (ARRAY['a'::text, 'b'::text])))
+    return set(re.findall(r"'([^']*)'", definition))
+
+
+async def teams_with_other_strategies(
+    session: AsyncSession, names: Sequence[str]
+) -> list[tuple[str, str]]:
+    """(team, strategy) of the teams whose strategy is not one of `names`."""
+    rows = await session.execute(_strategies_in_use, {"names": list(names)})
+    return [(r.name, r.strategy) for r in rows]
+
+
+async def replace_strategy_check(session: AsyncSession, names: Sequence[str]) -> None:
+    """The CHECK constraint of teams.strategy accepts exactly `names` (plain identifiers, as
+    the registry makes sure: they are written into the statement)."""
+    allowed = ", ".join(f"'{name}'" for name in names)
+    await session.execute(
+        sa.text(
+            f"ALTER TABLE {teams.fullname} DROP CONSTRAINT IF EXISTS {STRATEGY_CHECK}, "  # noqa: S608
+            f"ADD CONSTRAINT {STRATEGY_CHECK} CHECK (strategy IN ({allowed}))"
+        )
+    )

@@ -1,0 +1,837 @@
+"""What routing does: route a batch of MQLs, reassign leads, close a rep's open work, erase a
+lead, deliver webhooks, and the configuration requests; decisions over the store.
+
+A batch of MQLs is decided as a set: `prepare` reads what its decisions need with a fixed
+number of statements (the accounts, the rules, the teams the leads may go to — locked in key
+order —, those teams' reps with their open leads, the webhook endpoints) into a `Batch`; every
+lead is then decided in memory in arrival order, each decision moving the round-robin positions
+and open-lead counts the next one sees exactly as deciding the leads one by one would; and the
+assignments, accounts, positions, `lead.routed` events and deliveries are written with one
+statement each. A reassignment (manual or on escalation) and a dry run take the same path."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import orjson
+from leadflow import metrics
+from leadflow.contracts.events import (
+    LeadMql,
+    LeadRouted,
+    LeadStatusChanged,
+    SlaEscalated,
+    WebhookDeadLettered,
+)
+from leadflow.db import lock_leads, touch
+from leadflow.errors import Conflict, LeadGone, NotFound, Unprocessable
+from leadflow.retry import WEBHOOK_SCHEDULE, webhook_retry_delay
+from leadflow.service import Runtime
+from leadflow.webhooks import (
+    UnsafeTarget,
+    check_target,
+    check_url,
+    guarded_client,
+    new_secret,
+    signature_headers,
+)
+from sqlalchemy.engine import Row
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from leadflow_routing import store
+from leadflow_routing.domain.assignment import (
+    Decision,
+    Owner,
+    RepView,
+    RuleView,
+    TeamView,
+    ends_open_work,
+    match_rule,
+    mql_domain,
+    skip_reason,
+)
+from leadflow_routing.domain.strategies import UnknownStrategy, strategy_named, strategy_names
+from leadflow_routing.models import DELIVERIES_TAG, FALLBACK_TEAM_ID
+from leadflow_routing.schemas import (
+    AssignmentOut,
+    DeliveryOut,
+    DryRunIn,
+    DryRunOut,
+    EndpointIn,
+    EndpointOut,
+    RepIn,
+    ReplayOut,
+    RepOut,
+    RepPatch,
+    RoutingConfig,
+    RoutingConfigOut,
+    RuleIn,
+    RuleOut,
+    TeamIn,
+    TeamOut,
+)
+
+log = logging.getLogger(__name__)
+ROUTED = LeadRouted.type
+ACCOUNT_OWNER = "account_owner"  # the trace's strategy when the account's owner takes the lead
+
+# --- routing ------------------------------------------------------------------------------
+
+
+@dataclass
+class Position:
+    """A team's round-robin position: as read, and as this unit of work's decisions moved it."""
+
+    read: int
+    next: int
+
+
+@dataclass
+class Batch:
+    """What one unit of work's routing decisions read, once, kept up to date with its own
+    decisions: positions moved, open leads counted, accounts opened. A team routed by rule is
+    locked until the transaction ends (except for a dry run), so no other transaction moves
+    its position or adds to its reps' leads meanwhile. Lives as long as its transaction."""
+
+    rules: list[RuleView]
+    teams: dict[uuid.UUID, TeamView]
+    positions: dict[uuid.UUID, Position]
+    reps: dict[uuid.UUID, list[RepView]]  # team id -> its reps
+    accounts: dict[str, Owner | None]  # domain -> owner; None: nobody owns it yet
+    endpoints: dict[uuid.UUID, list[uuid.UUID]]  # team id -> endpoints of lead.routed
+    _seats: dict[uuid.UUID, tuple[uuid.UUID, int]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._seats = {
+            rep.id: (team_id, index)
+            for team_id, team_reps in self.reps.items()
+            for index, rep in enumerate(team_reps)
+        }
+
+    def take_position(self, team_id: uuid.UUID) -> int:
+        """The team's position for this decision; the next decision gets the one after."""
+        position = self.positions[team_id]
+        position.next += 1
+        return position.next - 1
+
+    def count_open(self, rep_id: uuid.UUID | None, change: int) -> None:
+        """A lead was assigned to the rep (+1) or left its open work (-1)."""
+        seat = self._seats.get(rep_id) if rep_id is not None else None
+        if seat is None:
+            return
+        team_id, index = seat
+        rep = self.reps[team_id][index]
+        self.reps[team_id][index] = dataclasses.replace(
+            rep, open_leads=max(rep.open_leads + change, 0)
+        )
+
+    def moved_positions(self) -> list[dict[str, Any]]:
+        """The positions to write; from then on they count as read."""
+        moved = []
+        for team_id, position in self.positions.items():
+            if position.next != position.read:
+                moved.append({"key": team_id, "position": position.next})
+                position.read = position.next
+        return moved
+
+
+@dataclass
+class Routing:
+    """A routing decision with everything the trace and the assignment need."""
+
+    team: TeamView
+    decision: Decision
+    trace: dict[str, Any]
+    reps: list[RepView]
+
+
+async def prepare(session: AsyncSession, mqls: list[dict[str, Any]], *, lock: bool = True) -> Batch:
+    """Read what deciding these MQLs needs, once: their accounts, the rules, the teams they
+    may go to (their rule's, their account's and the fallback queue, locked unless `lock` is
+    False), those teams' reps and the endpoints."""
+    domains = sorted({domain for domain in map(mql_domain, mqls) if domain})
+    owners = await store.account_owners(session, domains)
+    rules = await store.active_rules(session)
+    candidates = {FALLBACK_TEAM_ID} | {owner.team_id for owner in owners.values()}
+    for mql in mqls:
+        rule, _ = match_rule(rules, mql)
+        if rule is not None:
+            candidates.add(rule.team_id)
+    team_ids = sorted(candidates)
+    found = await store.read_teams(session, team_ids, lock=lock)
+    team_reps = await store.team_reps(session, team_ids)
+    endpoints = await store.endpoints_of_type(session, ROUTED)
+    return Batch(
+        rules=rules,
+        teams={team.id: team for team in found},
+        positions={team.id: Position(team.rr_position, team.rr_position) for team in found},
+        reps=team_reps,
+        accounts={domain: owners.get(domain) for domain in domains},
+        endpoints={
+            team_id: [endpoint for endpoint, only in endpoints if only in (None, team_id)]
+            for team_id in team_ids
+        },
+    )
+
+
+def decide(
+    batch: Batch, mql: dict[str, Any], now: datetime, *, exclude_rep: uuid.UUID | None = None
+) -> Routing:
+    """Account owner first, else the first matching rule's team (or the fallback queue), then
+    the team's strategy. Every step is written to the trace."""
+    trace: dict[str, Any] = {"account": None, "rule": None, "rules_tried": []}
+    domain = mql_domain(mql)
+    owner = batch.accounts.get(domain) if domain else None
+    if owner is not None:
+        team = batch.teams[owner.team_id]
+        team_reps = list(batch.reps[team.id])
+        rep = next((r for r in team_reps if r.id == owner.rep_id), None)
+        reason = "reassigned_from" if rep and rep.id == exclude_rep else None
+        reason = reason or (skip_reason(rep, now) if rep else "not_in_team")
+        trace["account"] = {"domain": domain, "owner": str(owner.rep_id), "skipped": reason}
+        if reason is None:
+            trace.update(team=team.name, strategy=ACCOUNT_OWNER)
+            chosen = [{"rep_id": str(rep.id), "name": rep.name, "skipped": None, "chosen": True}]
+            return Routing(team, Decision(rep.id, chosen), trace, team_reps)
+    rule, tried = match_rule(batch.rules, mql)
+    trace["rules_tried"] = tried
+    trace["rule"] = rule.name if rule else None
+    team = batch.teams[rule.team_id if rule else FALLBACK_TEAM_ID]
+    position = batch.take_position(team.id)
+    team_reps = list(batch.reps[team.id])
+    eligible = [r for r in team_reps if r.id != exclude_rep]
+    decision = strategy_named(team.strategy)(eligible, position, now)
+    if exclude_rep is not None:
+        excluded = next((r for r in team_reps if r.id == exclude_rep), None)
+        if excluded is not None:
+            decision.considered.insert(
+                0, {"rep_id": str(excluded.id), "name": excluded.name, "skipped": "reassigned_from"}
+            )
+    trace.update(team=team.name, strategy=team.strategy, position=position)
+    trace["considered"] = decision.considered
+    return Routing(team, decision, trace, team_reps)
+
+
+@dataclass
+class Writes:
+    """The rows a unit of work's routing decisions write, in decision order; `write` stores
+    each kind with one statement."""
+
+    closed: list[dict[str, Any]] = field(default_factory=list)
+    assignments: dict[uuid.UUID, dict[str, Any]] = field(default_factory=dict)
+    accounts: list[dict[str, Any]] = field(default_factory=list)
+    routed: list[LeadRouted] = field(default_factory=list)
+    deliveries: list[dict[str, Any]] = field(default_factory=list)
+
+    def close(self, assignment_id: uuid.UUID, at: datetime) -> None:
+        """The assignment is no longer the lead's current one (one made by this unit of work
+        is written closed)."""
+        pending = self.assignments.get(assignment_id)
+        if pending is not None:
+            pending.update(current=False, closed_at=at)
+        else:
+            self.closed.append({"key": assignment_id, "at": at})
+
+    async def write(self, rt: Runtime, session: AsyncSession, batch: Batch) -> None:
+        await store.write_routing(
+            session,
+            closed=self.closed,
+            added=list(self.assignments.values()),
+            opened_accounts=self.accounts,
+            positions=batch.moved_positions(),
+            queued=self.deliveries,
+        )
+        await rt.outbox.emit_many(session, [(routed, None) for routed in self.routed])
+        for (team, reason), n in Counter((r.team, r.reason) for r in self.routed).items():
+            metrics.count_on_commit(session, metrics.leads_routed.labels(team, reason), n)
+        if self.deliveries:
+            touch(session, DELIVERIES_TAG)
+
+
+def assign(
+    batch: Batch,
+    writes: Writes,
+    mql: LeadMql,
+    mql_json: dict[str, Any],
+    reason: str,
+    now: datetime,
+    *,
+    current: store.Current | None = None,
+) -> store.Current:
+    """Decide the lead's rep (away from its current one, if any) and add the assignment, the
+    account it opens, `lead.routed` and its deliveries to `writes`; the batch's counts follow
+    the decision. Returns the lead's new current assignment."""
+    routing = decide(batch, mql_json, now, exclude_rep=current.rep_id if current else None)
+    team, decision, trace = routing.team, routing.decision, routing.trace
+    assignment_id = uuid.uuid4()
+    if current is not None:
+        writes.close(current.id, now)
+        if current.closed_at is None:
+            batch.count_open(current.rep_id, -1)
+    writes.assignments[assignment_id] = {
+        "id": assignment_id,
+        "lead_id": mql.lead_id,
+        "team_id": team.id,
+        "rep_id": decision.rep_id,
+        "reason": reason,
+        "trace": trace,
+        "mql": mql_json,
+        "current": True,
+        "created_at": now,
+        "closed_at": None,
+    }
+    batch.count_open(decision.rep_id, +1)
+    domain = mql_domain(mql_json)
+    if domain and decision.rep_id is not None and trace.get("strategy") != ACCOUNT_OWNER:
+        if batch.accounts.get(domain) is None:
+            writes.accounts.append(
+                {"domain": domain, "rep_id": decision.rep_id, "team_id": team.id, "since": now}
+            )
+            batch.accounts[domain] = Owner(decision.rep_id, team.id)  # in this batch too
+    routed = LeadRouted(
+        lead_id=mql.lead_id,
+        assignment_id=assignment_id,
+        team_id=team.id,
+        team=team.name,
+        rep_id=decision.rep_id,
+        channel=mql.channel,
+        reason=reason,
+        routed_at=now,
+        calendar=team.calendar,
+        kind=mql.kind,
+    )
+    writes.routed.append(routed)
+    rep = next((r for r in routing.reps if r.id == decision.rep_id), None)
+    body = {
+        "type": routed.type,
+        "timestamp": now.isoformat(),
+        "data": {
+            "lead": mql_json,
+            "assignment": {
+                "id": str(assignment_id),
+                "team": team.name,
+                "team_id": str(team.id),
+                "rep_id": str(decision.rep_id) if decision.rep_id else None,
+                "rep_name": rep.name if rep else None,
+                "reason": reason,
+            },
+        },
+    }
+    writes.deliveries += delivery_rows(batch.endpoints[team.id], routed.type, mql.lead_id, body)
+    return store.Current(assignment_id, decision.rep_id, None, mql_json)
+
+
+def delivery_rows(
+    endpoint_ids: list[uuid.UUID], event_type: str, lead_id: uuid.UUID, body: dict
+) -> list[dict[str, Any]]:
+    """The pending deliveries of `body` to each of the endpoints."""
+    if not endpoint_ids:
+        return []
+    raw = orjson.dumps(body)
+    now = datetime.now(UTC)
+    return [
+        {
+            "id": uuid.uuid4(),
+            "endpoint_id": endpoint_id,
+            "lead_id": lead_id,
+            "event_type": event_type,
+            "body": raw,
+            "state": "pending",
+            "attempts": 0,
+            "next_attempt_at": now,
+            "last_status": None,
+            "last_error": None,
+            "created_at": now,
+            "delivered_at": None,
+        }
+        for endpoint_id in endpoint_ids
+    ]
+
+
+async def route_batch(rt: Runtime, session: AsyncSession, mqls: list[LeadMql]) -> None:
+    """Route a unit of work's MQLs in arrival order, as if one by one: an erased lead is not
+    routed, a lead routed already (before or earlier in the batch) stays as it is."""
+    ids = sorted({mql.lead_id for mql in mqls})
+    # Held until the batch commits: an erasure of one of these leads (another consumer) waits,
+    # then finds what the batch wrote; or the batch waits, then finds the lead erased.
+    await lock_leads(session, "routing", ids)
+    known = await store.known_leads(session, ids)
+    todo = []
+    for mql in mqls:
+        if mql.lead_id in known["erased"] or mql.lead_id in known["routed"]:
+            continue
+        known["routed"].add(mql.lead_id)
+        todo.append((mql, mql.model_dump(mode="json")))
+    if not todo:
+        return
+    batch = await prepare(session, [mql_json for _, mql_json in todo])
+    writes = Writes()
+    for mql, mql_json in todo:
+        assign(batch, writes, mql, mql_json, "mql", rt.clock.now())
+    await writes.write(rt, session, batch)
+
+
+async def reassign(
+    rt: Runtime, session: AsyncSession, lead_ids: list[uuid.UUID], reason: str
+) -> set[uuid.UUID]:
+    """Route the leads again, in order, each away from its current rep (a lead listed twice is
+    routed away from the rep it got the first time); returns those that had been routed (the
+    others are left alone)."""
+    currents = await store.lock_current(session, lead_ids)
+    todo = [(lead_id, LeadMql.model_validate(currents[lead_id].mql)) for lead_id in lead_ids
+            if lead_id in currents]  # fmt: skip
+    if not todo:
+        return set()
+    mql_jsons = [mql.model_dump(mode="json") for _, mql in todo]
+    batch = await prepare(session, mql_jsons)
+    writes = Writes()
+    for (lead_id, mql), mql_json in zip(todo, mql_jsons, strict=True):
+        currents[lead_id] = assign(
+            batch, writes, mql, mql_json, reason, rt.clock.now(), current=currents[lead_id]
+        )
+    await writes.write(rt, session, batch)
+    return set(currents)
+
+
+async def reassign_escalated(
+    rt: Runtime, session: AsyncSession, escalations: list[SlaEscalated]
+) -> None:
+    """An escalation that asks for it routes its lead again, unless the lead was erased."""
+    wanted = [escalation.lead_id for escalation in escalations if escalation.reassign]
+    if not wanted:
+        return
+    erased = await store.erased_among(session, wanted)
+    await reassign(rt, session, [lead for lead in wanted if lead not in erased], "sla_escalation")
+
+
+async def close_open_work(session: AsyncSession, changes: list[LeadStatusChanged]) -> None:
+    """Close the current assignment of each lead a change took out of open work, at the first
+    such change of the unit of work (as one by one: a closed assignment stays as it is)."""
+    first: dict[uuid.UUID, datetime] = {}
+    for change in changes:
+        if ends_open_work(change.status):
+            first.setdefault(change.lead_id, change.changed_at)
+    await store.close_open_work(session, first)
+
+
+async def dry_run(rt: Runtime, body: DryRunIn) -> DryRunOut:
+    """Where a lead like this would go now, and why; nothing is locked or written."""
+    mql = body.model_dump(mode="json")
+    async with rt.db.unit_of_work() as session:
+        batch = await prepare(session, [mql], lock=False)
+    routing = decide(batch, mql, rt.clock.now())
+    return DryRunOut(
+        team_id=routing.team.id,
+        team=routing.team.name,
+        rep_id=routing.decision.rep_id,
+        trace=routing.trace,
+    )
+
+
+async def reassign_on_request(rt: Runtime, lead_id: uuid.UUID) -> AssignmentOut:
+    """Route the lead again, away from its current rep (`lead.routed` with reason manual)."""
+    async with rt.db.unit_of_work() as session:
+        if await store.is_erased(session, lead_id):
+            raise LeadGone(lead_id, field="lead_id")
+        if not await reassign(rt, session, [lead_id], "manual"):
+            raise NotFound(f"lead {lead_id} has not been routed")
+    return await current_assignment(rt, lead_id)
+
+
+async def current_assignment(rt: Runtime, lead_id: uuid.UUID) -> AssignmentOut:
+    async with rt.db.unit_of_work() as session:
+        row = await store.current_assignment(session, lead_id)
+    if row is None:
+        raise NotFound(f"lead {lead_id} has not been routed")
+    return AssignmentOut(
+        lead_id=row.lead_id,
+        assignment_id=row.id,
+        team_id=row.team_id,
+        rep_id=row.rep_id,
+        reason=row.reason,
+        trace=row.trace,
+        created_at=row.created_at,
+    )
+
+
+# --- erasure ------------------------------------------------------------------------------
+
+
+async def erase(session: AsyncSession, lead_ids: list[uuid.UUID], now: datetime) -> None:
+    """What routing keeps of erased leads: assignments and deliveries without personal data,
+    no pending delivery (cancelled rather than sent without the data the sales tool needs),
+    and the leads' ids, so that an MQL arriving after the erasure (`lead.mql` and `lead.erased`
+    travel on different topics) is not routed. A replay finds nothing left.
+
+    Serialised with the routing of the same leads (`lock_leads`), so a batch routing one of
+    them at the same moment is either seen here or sees the lead erased."""
+    await lock_leads(session, "routing", lead_ids)
+    for lead_id in dict.fromkeys(lead_ids):
+        await store.erase_lead(session, lead_id, now)
+    await store.forget_lead_events(session, list(dict.fromkeys(lead_ids)))
+
+
+# --- webhook deliveries -------------------------------------------------------------------
+
+LEASE = timedelta(seconds=60)  # a claimed delivery is retried if its worker dies mid-send
+TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+CLAIM = 50  # deliveries claimed (and sent in parallel) at a time
+
+
+@dataclass(frozen=True)
+class Sent:
+    """One delivery attempt: the claimed row, and the receiver's status or the error."""
+
+    row: Row
+    status: int | None
+    error: str | None
+    response: httpx.Response | None
+
+    @property
+    def delivered(self) -> bool:
+        return self.status is not None and 200 <= self.status < 300
+
+
+def _retry_after(response: httpx.Response | None) -> float | None:
+    if response is None:
+        return None
+    value = response.headers.get("retry-after", "")
+    return float(value) if value.isdigit() else None
+
+
+async def claim_due(rt: Runtime, limit: int = CLAIM) -> list[Row]:
+    now = datetime.now(UTC)
+    async with rt.db.unit_of_work() as session:
+        return list(await store.claim_due(session, now, now + LEASE, limit))
+
+
+async def send_one(client: httpx.AsyncClient, row: Row) -> Sent:
+    """One signed POST, without touching the database. The client refuses, when it connects,
+    an address that is not public (UnsafeTarget)."""
+    status: int | None = None
+    error: str | None = None
+    response: httpx.Response | None = None
+    if not row.enabled:
+        error = "endpoint disabled"
+    else:
+        try:
+            check_url(row.url)
+            headers = signature_headers(list(row.secrets), str(row.id), row.body)
+            response = await client.post(row.url, content=row.body, headers=headers)
+            status = response.status_code
+        except UnsafeTarget as exc:
+            error = str(exc)
+        except httpx.HTTPError as exc:
+            error = f"{type(exc).__name__}: {exc}"[:500]
+    return Sent(row, status, error, response)
+
+
+async def record_outcomes(rt: Runtime, sent: list[Sent]) -> None:
+    """Write the outcomes of one claim in one transaction: the successes in one UPDATE, each
+    failure (rare) with its own retry time, dead letter or disabled endpoint."""
+    now = datetime.now(UTC)
+    delivered = [s.row.id for s in sent if s.delivered]
+    outcomes: list[tuple[Sent, str]] = []  # the failures, for the log
+    async with rt.db.unit_of_work() as session:
+        if delivered:
+            statuses = {s.row.id: s.status for s in sent if s.delivered and s.status != 200}
+            await store.mark_delivered(session, delivered, statuses, now)
+        for s in sent:
+            if s.delivered:
+                continue
+            row, status, error = s.row, s.status, s.error
+            attempts = row.attempts + 1
+            values: dict[str, Any] = {
+                "attempts": attempts,
+                "last_status": status,
+                "last_error": error,
+            }
+            if status == 410:  # the receiver says this endpoint is gone for good
+                await store.disable_endpoint(session, row.endpoint_id)
+            schedule = rt.settings.webhook_retry_schedule or WEBHOOK_SCHEDULE
+            delay = (
+                None
+                if status == 410
+                else webhook_retry_delay(attempts, _retry_after(s.response), schedule=schedule)
+            )
+            if delay is None:
+                values.update(state="dead", next_attempt_at=None)
+                await rt.outbox.emit(
+                    session,
+                    WebhookDeadLettered(
+                        lead_id=row.lead_id,
+                        delivery_id=row.id,
+                        endpoint_id=row.endpoint_id,
+                        event_type=row.event_type,
+                        attempts=attempts,
+                        last_error=error or f"HTTP {status}",
+                    ),
+                )
+                outcome = "dead_lettered"
+            else:
+                values.update(next_attempt_at=now + timedelta(seconds=delay))
+                outcome = "retry"
+            await store.record_attempt(session, row.id, **values)
+            outcomes.append((s, outcome))
+    if delivered:
+        metrics.webhook_deliveries.labels("delivered").inc(len(delivered))
+    for s, outcome in outcomes:
+        metrics.webhook_deliveries.labels(outcome).inc()
+        log.warning(
+            "webhook delivery failed",
+            extra={
+                "delivery_id": str(s.row.id),
+                "status": s.status,
+                "error": s.error,
+                "outcome": outcome,
+            },
+        )
+
+
+async def run_deliveries(rt: Runtime) -> None:
+    """Worker: claim due deliveries (SKIP LOCKED, so any number of instances can run) and send them."""
+    # The first dead letter of this process must be visible to increase(): start the series at 0.
+    metrics.webhook_deliveries.labels("dead_lettered")
+    wake = asyncio.Event()
+    rt.db.on_commit(DELIVERIES_TAG, wake.set)  # a routing decision or replay queued some
+    client = guarded_client(
+        allow_private=lambda: rt.settings.webhook_allow_private, timeout=TIMEOUT
+    )
+    async with client:
+        while not rt.stop:
+            wake.clear()
+            rows = await claim_due(rt)
+            if rows:
+                sent = await asyncio.gather(*(send_one(client, row) for row in rows))
+                await record_outcomes(rt, list(sent))
+                continue
+            await rt.stop.pause(0.5, wake)
+
+
+async def replay(rt: Runtime, delivery_id: uuid.UUID) -> ReplayOut:
+    """Send a delivery again (dead-lettered, or to repeat it); not for an erased lead."""
+    async with rt.db.unit_of_work() as session:
+        lead_id = await store.delivery_lead(session, delivery_id)
+        if lead_id is None:
+            raise NotFound(f"delivery {delivery_id} not found")
+        if await store.is_erased(session, lead_id):
+            raise LeadGone(lead_id, field="delivery_id")
+        await store.replay_delivery(session, delivery_id, datetime.now(UTC))
+        touch(session, DELIVERIES_TAG)
+    return ReplayOut(delivery_id=delivery_id, state="pending")
+
+
+async def list_deliveries(
+    rt: Runtime, lead_id: uuid.UUID | None, state: str | None
+) -> list[DeliveryOut]:
+    async with rt.db.unit_of_work() as session:
+        rows = await store.list_deliveries(session, lead_id, state)
+    return [DeliveryOut.model_validate(r._asdict()) for r in rows]
+
+
+# --- configuration ------------------------------------------------------------------------
+
+
+async def keep_strategies_checked(rt: Runtime) -> None:
+    """At start: the database accepts exactly the registry's strategies in `teams.strategy`.
+
+    Kept here rather than in a migration so that adding a strategy touches only the registry
+    (domain/strategies.py): the CHECK constraint follows the code that runs. It is replaced
+    only when it differs, under a lock, so replicas starting together change it once. A team
+    using a strategy this version does not know stops the start, naming the team, rather than
+    being routed by another strategy."""
+    names = strategy_names()
+    async with rt.db.unit_of_work() as session:
+        await store.lock_strategy_check(session)
+        if await store.checked_strategies(session) == set(names):
+            return
+        unknown = await store.teams_with_other_strategies(session, names)
+        if unknown:
+            listed = ", ".join(f"team {team!r} uses {strategy!r}" for team, strategy in unknown)
+            raise UnknownStrategy(
+                f"{listed}: not a routing strategy of this version (known: {', '.join(names)})"
+            )
+        await store.replace_strategy_check(session, names)
+
+
+async def create_team(rt: Runtime, body: TeamIn) -> TeamOut:
+    team_id = uuid.uuid4()
+    try:
+        async with rt.db.unit_of_work() as session:
+            await store.add_team(session, team_id, body.model_dump())
+    except IntegrityError as exc:
+        raise Conflict(f"a team named '{body.name}' exists", field="name") from exc
+    return TeamOut(id=team_id, is_fallback=False, **body.model_dump())
+
+
+async def list_teams(rt: Runtime) -> list[TeamOut]:
+    async with rt.db.unit_of_work() as session:
+        rows = await store.all_teams(session)
+    return [
+        TeamOut(
+            id=r.id, name=r.name, calendar=r.calendar, is_fallback=r.is_fallback,
+            strategy=r.strategy,
+        )
+        for r in rows
+    ]  # fmt: skip
+
+
+async def create_rep(rt: Runtime, body: RepIn) -> RepOut:
+    rep_id = uuid.uuid4()
+    values = body.model_dump()
+    values["team_id"] = body.team_id or FALLBACK_TEAM_ID
+    async with rt.db.unit_of_work() as session:
+        if not await store.team_exists(session, values["team_id"]):
+            raise Unprocessable(
+                f"team {values['team_id']} does not exist",
+                field="team_id",
+                errors=[{"field": "team_id", "message": "unknown team"}],
+            )
+        await store.add_rep(session, rep_id, values)
+    return RepOut(id=rep_id, **values)
+
+
+async def change_rep(rt: Runtime, rep_id: uuid.UUID, body: RepPatch) -> RepOut:
+    """Out of office, inactive, capacity or weight changes take effect on the next lead."""
+    changes = body.model_dump(exclude_unset=True, exclude_none=True)
+    async with rt.db.unit_of_work() as session:
+        row = await store.change_rep(session, rep_id, changes)
+    if row is None:
+        raise NotFound(f"rep {rep_id} not found")
+    return RepOut.model_validate(row._asdict())
+
+
+async def list_reps(rt: Runtime) -> list[RepOut]:
+    async with rt.db.unit_of_work() as session:
+        rows = await store.all_reps(session)
+    return [RepOut.model_validate(r._asdict()) for r in rows]
+
+
+async def create_rule(rt: Runtime, body: RuleIn) -> RuleOut:
+    rule_id = uuid.uuid4()
+    async with rt.db.unit_of_work() as session:
+        if not await store.team_exists(session, body.team_id):
+            raise Unprocessable(f"team {body.team_id} does not exist", field="team_id")
+        try:
+            async with session.begin_nested():
+                await store.add_rule(session, rule_id, body.model_dump())
+        except IntegrityError as exc:
+            raise Conflict(f"a rule named '{body.name}' exists", field="name") from exc
+    return RuleOut(id=rule_id, **body.model_dump())
+
+
+async def list_rules(rt: Runtime) -> list[RuleOut]:
+    async with rt.db.unit_of_work() as session:
+        rows = await store.all_rules(session)
+    return [RuleOut.model_validate(r._asdict()) for r in rows]
+
+
+async def delete_rule(rt: Runtime, rule_id: uuid.UUID) -> None:
+    async with rt.db.unit_of_work() as session:
+        deleted = await store.delete_rule(session, rule_id)
+    if not deleted:
+        raise NotFound(f"rule {rule_id} not found")
+
+
+async def load_routing_config(rt: Runtime, body: RoutingConfig) -> RoutingConfigOut:
+    """Load teams, reps and rules from one document, all or nothing. Teams are matched by name,
+    reps by email (else name); the document's rules replace the current ones."""
+    async with rt.db.unit_of_work() as session:
+        team_ids = await store.team_ids_by_name(session)
+        for team in body.teams:
+            values = team.model_dump()
+            if team.name in team_ids:
+                await store.update_team(session, team_ids[team.name], values)
+            else:
+                team_ids[team.name] = uuid.uuid4()
+                await store.add_team(session, team_ids[team.name], values)
+
+        def team_of(name: str, field: str) -> uuid.UUID:
+            if name not in team_ids:
+                raise Unprocessable(f"no team named '{name}'", field=field)
+            return team_ids[name]
+
+        created = updated = 0
+        for index, rep in enumerate(body.reps):
+            values = rep.model_dump(exclude={"team", "team_id"})
+            values["team_id"] = team_of(rep.team, f"reps.{index}.team")
+            existing = await store.rep_matching(session, rep.email, rep.name)
+            if existing is None:
+                await store.add_rep(session, uuid.uuid4(), values)
+                created += 1
+            else:
+                await store.update_rep(session, existing, values)
+                updated += 1
+        await store.delete_all_rules(session)
+        names: set[str] = set()
+        for index, rule in enumerate(body.rules):
+            if rule.name in names:
+                raise Unprocessable(
+                    f"rule '{rule.name}' appears twice", field=f"rules.{index}.name"
+                )
+            names.add(rule.name)
+            values = rule.model_dump(exclude={"team", "team_id"})
+            values["team_id"] = team_of(rule.team, f"rules.{index}.team")
+            await store.add_rule(session, uuid.uuid4(), values)
+    return RoutingConfigOut(
+        teams=len(body.teams), reps_created=created, reps_updated=updated, rules=len(body.rules)
+    )
+
+
+async def create_endpoint(rt: Runtime, body: EndpointIn) -> EndpointOut:
+    url = str(body.url)
+    try:
+        await check_target(url, allow_private=rt.settings.webhook_allow_private)
+    except UnsafeTarget as exc:
+        raise Unprocessable(str(exc), errors=[{"field": "url", "message": str(exc)}]) from exc
+    endpoint_id = uuid.uuid4()
+    secret = body.secret or new_secret()
+    async with rt.db.unit_of_work() as session:
+        if body.team_id is not None and not await store.team_exists(session, body.team_id):
+            raise Unprocessable(f"team {body.team_id} does not exist", field="team_id")
+        await store.add_endpoint(
+            session, endpoint_id, url=url, secrets=[secret], event_types=body.event_types,
+            team_id=body.team_id,
+        )  # fmt: skip
+    return EndpointOut(
+        id=endpoint_id,
+        url=url,
+        event_types=body.event_types,
+        team_id=body.team_id,
+        enabled=True,
+        secret=secret,
+    )
+
+
+async def rotate_secret(rt: Runtime, endpoint_id: uuid.UUID, secret: str | None) -> EndpointOut:
+    """Start a rotation: deliveries are signed with the new secret and the previous one (two
+    signatures) until the previous one is dropped, so the receiver can switch without
+    downtime. Re-enables an endpoint disabled by a 410."""
+    secret = secret or new_secret()
+    async with rt.db.unit_of_work() as session:
+        row = await store.rotate_secret(session, endpoint_id, secret)
+    if row is None:
+        raise NotFound(f"webhook endpoint {endpoint_id} not found")
+    return EndpointOut(**row._asdict(), secret=secret)
+
+
+async def finish_rotation(rt: Runtime, endpoint_id: uuid.UUID) -> None:
+    """End a rotation: only the newest secret signs from now on."""
+    async with rt.db.unit_of_work() as session:
+        found = await store.drop_previous_secret(session, endpoint_id)
+    if not found:
+        raise NotFound(f"webhook endpoint {endpoint_id} not found")
+
+
+async def list_endpoints(rt: Runtime) -> list[EndpointOut]:
+    async with rt.db.unit_of_work() as session:
+        rows = await store.all_endpoints(session)
+    return [EndpointOut.model_validate(r._asdict()) for r in rows]
