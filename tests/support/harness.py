@@ -4,6 +4,7 @@ services in-process and the messaging harnesses. Lives with the tests; never shi
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import inspect
 import os
 import time
@@ -120,8 +121,94 @@ class TestStack(Stack):
         stack = Stack.start(admin_url, bootstrap, owned)
         return cls(stack.admin_url, stack.bootstrap, stack.workdir, stack._owned)
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.issued_prefixes: list[str] = []  # every topic prefix handed out, in order
+        self._template: str | None = None
+        self._spare: asyncio.Task[str] | None = None  # the next test's database, being copied
+        self._template_lock = asyncio.Lock()
+        self._deleting = concurrent.futures.ThreadPoolExecutor(1, "topic-deletion")
+
     async def isolated_settings(self, **overrides: Any) -> Settings:
-        return await super().isolated_settings(**{"api_keys": TEST_KEYS, **overrides})
+        settings = await super().isolated_settings(**{"api_keys": TEST_KEYS, **overrides})
+        self.issued_prefixes.append(settings.topic_prefix)
+        return settings
+
+    async def new_database(self, name: str) -> str:
+        """A copy of the session's migrated template: one copy instead of five services'
+        migrations per test (the copies are what the migrations build, revisions included, so
+        tests of the migrations themselves run on them unchanged). The copy is made ahead, while
+        the previous test runs, and renamed when asked for."""
+        spare = await self._take_spare()
+        await self._admin(f'ALTER DATABASE "{spare}" RENAME TO "{name}"')
+        self._spare = asyncio.create_task(self._copy_of_template())
+        return f"{self.admin_url.rsplit('/', 1)[0]}/{name}"
+
+    async def _take_spare(self) -> str:
+        spare, self._spare = self._spare, None
+        if spare is not None and spare.get_loop() is asyncio.get_running_loop():
+            try:
+                return await spare
+            except Exception:  # noqa: BLE001 - a failed copy ahead: copy again, now, and raise then
+                pass
+        return await self._copy_of_template()
+
+    async def _copy_of_template(self) -> str:
+        template = await self._migrated_template()
+        name = f"spare_{uuid.uuid4().hex[:12]}"
+        await self._admin(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+        return name
+
+    async def _admin(self, statement: str) -> None:
+        import asyncpg
+
+        plain = self.admin_url.replace("postgresql+asyncpg://", "postgresql://")
+        conn = await asyncpg.connect(plain)
+        try:
+            await conn.execute(statement)
+        finally:
+            await conn.close()
+
+    async def _migrated_template(self) -> str:
+        """The template database, migrated on first use. PostgreSQL copies a template only while
+        no one else is connected to it: the migrations close their connections, and nothing
+        else ever connects to it."""
+        async with self._template_lock:
+            if self._template is None:
+                name = f"template_{uuid.uuid4().hex[:12]}"
+                await super().new_database(name)
+                self._template = name
+        return self._template
+
+    def delete_topics(self, prefixes: list[str]) -> None:
+        """Delete every topic whose name starts with one of `prefixes`, in the background (the
+        next test need not wait): the in-memory broker keeps every topic of the session
+        otherwise, and each one costs it on every metadata request."""
+        if prefixes:
+            self._deleting.submit(asyncio.run, _delete_topics(self.bootstrap, tuple(prefixes)))
+
+    def stop(self) -> None:
+        self._deleting.shutdown(wait=True, cancel_futures=False)
+        super().stop()
+
+
+async def _delete_topics(bootstrap: str, prefixes: tuple[str, ...]) -> None:
+    """Topics of these prefixes deleted; a broker that is down or was restarted empty (a test
+    may do either) is no failure: its topics are gone already or go with it."""
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.errors import KafkaError
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    try:
+        async with asyncio.timeout(30):
+            await admin.start()
+            names = [t for t in await admin.list_topics() if t.startswith(prefixes)]
+            if names:
+                await admin.delete_topics(names, timeout_ms=10_000)
+    except (KafkaError, OSError, TimeoutError):
+        pass
+    finally:
+        await admin.close()
 
 
 @asynccontextmanager
