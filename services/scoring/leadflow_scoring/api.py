@@ -19,4 +19,5 @@ router = APIRouter(prefix="/v1", tags=["scores"])
     responses={404: {"description": "the lead has not been scored"}},
 )
 async def get_score(lead_id: uuid.UUID, rt: RuntimeDep) -> LeadScore:
+    """The lead's score as of its last scoring and why; 404 until it was first scored."""
     return await use_cases.current_score(rt, lead_id)

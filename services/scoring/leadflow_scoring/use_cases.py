@@ -15,7 +15,6 @@ reviewer re-scores its due leads with the same book.
 from __future__ import annotations
 
 import asyncio
-import logging
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -48,8 +47,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from leadflow_scoring import store
 from leadflow_scoring.domain import rules
 from leadflow_scoring.schemas import LeadScore
-
-log = logging.getLogger(__name__)
 
 REVIEW_TAG = "scoring.review"
 # rt.state keys: the reviewer's wake-up event, and the instant it plans to look next
