@@ -76,6 +76,8 @@ class Settings(BaseSettings):
     hubspot_client_secret: str | None = None
     # Seconds between webhook tries, first try included; default: the Standard Webhooks schedule.
     webhook_retry_schedule: tuple[float, ...] | None = None
+    # Seconds a webhook receiver has to answer a delivery before the try counts as failed.
+    webhook_read_timeout: float = Field(default=10.0, gt=0)
     hubspot_webhook_url: str | None = None
     # Where feedback's lead timeline reads routing's decision trace and webhook deliveries
     # (routing owns them; feedback shows them without copying them).

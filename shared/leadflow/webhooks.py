@@ -307,15 +307,27 @@ class _Pools:
         await self.aclose()
 
 
+CONNECT_TIMEOUT = 5.0  # seconds to open a connection to a webhook receiver
+
+
+def delivery_timeout(read: float) -> httpx.Timeout:
+    """A delivery's timeouts: `read` seconds (LEADFLOW_WEBHOOK_READ_TIMEOUT) for the receiver's
+    answer and each other step, `CONNECT_TIMEOUT` to connect."""
+    return httpx.Timeout(read, connect=CONNECT_TIMEOUT)
+
+
 def guarded_client(
     *,
     allow_private: Callable[[], bool],
-    timeout: httpx.Timeout,
+    timeout: httpx.Timeout | float,
     connector: httpcore.AsyncNetworkBackend | None = None,
 ) -> httpx.AsyncClient:
     """The HTTP client for outbound webhooks: every connection is guarded, redirects are not
     followed and proxies from the environment are not used (a proxy would resolve the name
-    itself, out of the guard's sight)."""
+    itself, out of the guard's sight). A `timeout` in seconds is the read timeout of
+    `delivery_timeout` (the `webhook_read_timeout` setting)."""
+    if not isinstance(timeout, httpx.Timeout):
+        timeout = delivery_timeout(timeout)
     return httpx.AsyncClient(
         transport=GuardedTransport(allow_private=allow_private, connector=connector),
         timeout=timeout,
