@@ -207,7 +207,7 @@ async def test_a_replayed_event_is_recorded_once(feedback):
     event = make_event(activity, source="ingest", time=t0, event_id=event_id)
     for _ in range(2):
         async with feedback.db.unit_of_work() as session:
-            await use_cases.add_to_timeline(session, event)
+            await use_cases.add_to_timeline(session, event, activity)
     later = LeadActivity(
         lead_id=lead_id, activity_id=uuid.uuid4(), activity_type="page_view",
         occurred_at=t0 + timedelta(minutes=5),

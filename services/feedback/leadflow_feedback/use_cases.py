@@ -17,6 +17,7 @@ import json
 import logging
 import sys
 import uuid
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -26,7 +27,7 @@ from fastapi.responses import JSONResponse
 from leadflow import idempotency as idem
 from leadflow import metrics
 from leadflow.consumer import Received
-from leadflow.contracts.events import CloudEvent, LeadContactAttempt, LeadStatusChanged
+from leadflow.contracts.events import CloudEvent, LeadContactAttempt, LeadStatusChanged, Payload
 from leadflow.contracts.slas import UNREACHABLE
 from leadflow.errors import Conflict, NotFound, Unprocessable
 from leadflow.service import Runtime
@@ -85,7 +86,8 @@ async def apply_events(rt: Runtime, session: AsyncSession, received: list[Receiv
     one would give them, a cadence's consequence (`record_change`, which writes rows of its
     own) between the rows before and after its event; the changed leads are written last."""
     checked = [
-        (row_of(item.event), fact_of(rt.policy, item.event, item.payload)) for item in received
+        (row_of(item.event, item.payload), fact_of(rt.policy, item.event, item.payload))
+        for item in received
     ]
     facts = [fact for _, fact in checked if fact is not None]
     known = (
@@ -131,9 +133,9 @@ def _updated_at(fact: Fact) -> datetime:
     return fact.values["updated_at"]
 
 
-async def add_to_timeline(session: AsyncSession, event: CloudEvent) -> None:
+async def add_to_timeline(session: AsyncSession, event: CloudEvent, payload: Payload) -> None:
     """Add an event feedback emitted to its lead's timeline (once per event id)."""
-    row = row_of(event)
+    row = row_of(event, payload)
     if row is not None:
         await store.add_to_timeline(session, [row])
 
@@ -173,33 +175,34 @@ async def record_change(
         details=details or None,
         changed_at=changed_at,
     )
-    event = await rt.outbox.emit(
-        session,
-        LeadStatusChanged(
-            lead_id=lead_id,
-            from_status=from_status,
-            status=status,
-            reason=reason,
-            changed_at=changed_at,
-            rep_id=rep_id,
-            nurture_until=nurture_until,
-            qualification=qualification or None,
-            opportunity=opportunity or None,
-        ),
-        policy_version=rt.policy.version,
+    changed = LeadStatusChanged(
+        lead_id=lead_id,
+        from_status=from_status,
+        status=status,
+        reason=reason,
+        changed_at=changed_at,
+        rep_id=rep_id,
+        nurture_until=nurture_until,
+        qualification=qualification or None,
+        opportunity=opportunity or None,
     )
-    await add_to_timeline(session, event)
+    event = await rt.outbox.emit(session, changed, policy_version=rt.policy.version)
+    await add_to_timeline(session, event, changed)
     return event, nurture_until
 
 
 # --- what sales tools report ---------------------------------------------------------------
 
 
+@dataclass(frozen=True)
 class Keyed:
-    """A write sent with an `Idempotency-Key`: whose key it is and the request it came with."""
+    """A write and its `Idempotency-Key` (if it came with one): whose key it is and the request
+    it came with, which a replay must match."""
 
-    def __init__(self, api_key: str, key: str | None, path: str, body: bytes) -> None:
-        self.api_key, self.key, self.path, self.body = api_key, key, path, body
+    api_key: str
+    key: str | None
+    path: str
+    body: bytes
 
     async def claim(self, session: AsyncSession) -> JSONResponse | None:
         """None: do the work (and `record` its answer). Otherwise the first answer to replay."""
@@ -247,18 +250,16 @@ async def record_attempt(
                 session, lead_id, from_status=current, status=status, changed_at=occurred_at,
                 set_reason=False,
             )  # fmt: skip
-        event = await rt.outbox.emit(
-            session,
-            LeadContactAttempt(
-                lead_id=lead_id,
-                attempt_id=attempt_id,
-                channel=attempt.channel,
-                occurred_at=occurred_at,
-                rep_id=attempt.rep_id,
-                outcome=attempt.outcome,
-            ),
+        attempted = LeadContactAttempt(
+            lead_id=lead_id,
+            attempt_id=attempt_id,
+            channel=attempt.channel,
+            occurred_at=occurred_at,
+            rep_id=attempt.rep_id,
+            outcome=attempt.outcome,
         )
-        await add_to_timeline(session, event)
+        event = await rt.outbox.emit(session, attempted)
+        await add_to_timeline(session, event, attempted)
         accepted = AttemptAccepted(
             attempt_id=attempt_id, lead_id=lead_id, event_id=event.id, status=status
         )
