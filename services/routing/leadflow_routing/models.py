@@ -82,6 +82,8 @@ assignments = sa.Table(
         "rep_id",
         postgresql_where=sa.text("current AND closed_at IS NULL"),
     ),
+    # Each rep's last assignment (what strategies see as `last_assigned_at`): one index probe.
+    sa.Index("ix_assignments_rep_created", "rep_id", "created_at"),
 )
 
 webhook_endpoints = sa.Table(

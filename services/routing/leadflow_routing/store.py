@@ -61,8 +61,13 @@ _open_leads = (
     .group_by(a.rep_id)
     .subquery()
 )
+_last_assigned = sa.select(sa.func.max(a.created_at)).where(a.rep_id == reps.c.id).scalar_subquery()
 _team_reps = (
-    sa.select(reps, sa.func.coalesce(_open_leads.c.n, 0).label("open_leads"))
+    sa.select(
+        reps,
+        sa.func.coalesce(_open_leads.c.n, 0).label("open_leads"),
+        _last_assigned.label("last_assigned_at"),
+    )
     .outerjoin(_open_leads, _open_leads.c.rep_id == reps.c.id)
     .where(reps.c.team_id == sa.any_(_ids))
 )
@@ -160,13 +165,14 @@ async def read_teams(
 async def team_reps(
     session: AsyncSession, team_ids: list[uuid.UUID]
 ) -> dict[uuid.UUID, list[RepView]]:
-    """Each team's reps with their open leads (every team listed, if only with no rep)."""
+    """Each team's reps with their open leads and last assignment (every team listed, if
+    only with no rep)."""
     found: dict[uuid.UUID, list[RepView]] = {team_id: [] for team_id in team_ids}
     for r in await session.execute(_team_reps, {"ids": team_ids}):
         found[r.team_id].append(
             RepView(
                 r.id, r.name, r.active, r.out_of_office, r.weight, r.capacity, r.open_leads,
-                r.timezone, r.working_hours,
+                r.timezone, r.working_hours, r.last_assigned_at,
             )
         )  # fmt: skip
     return found
@@ -331,7 +337,7 @@ async def disable_endpoint(session: AsyncSession, endpoint_id: uuid.UUID) -> Non
     await session.execute(_disable_endpoint, {"key": endpoint_id})
 
 
-async def record_attempt(session: AsyncSession, delivery_id: uuid.UUID, **values: Any) -> None:  # noqa: ANN401
+async def record_attempt(session: AsyncSession, delivery_id: uuid.UUID, **values: Any) -> None:
     await session.execute(sa.update(deliveries).where(d.id == delivery_id).values(**values))
 
 
@@ -419,7 +425,7 @@ async def delete_all_rules(session: AsyncSession) -> None:
     await session.execute(sa.delete(rules))
 
 
-async def add_endpoint(session: AsyncSession, endpoint_id: uuid.UUID, **values: Any) -> None:  # noqa: ANN401
+async def add_endpoint(session: AsyncSession, endpoint_id: uuid.UUID, **values: Any) -> None:
     await session.execute(sa.insert(webhook_endpoints).values(id=endpoint_id, **values))
 
 
@@ -524,7 +530,7 @@ async def replace_strategy_check(session: AsyncSession, names: Sequence[str]) ->
     allowed = ", ".join(f"'{name}'" for name in names)
     await session.execute(
         sa.text(
-            f"ALTER TABLE {teams.fullname} DROP CONSTRAINT IF EXISTS {STRATEGY_CHECK}, "  # noqa: S608
+            f"ALTER TABLE {teams.fullname} DROP CONSTRAINT IF EXISTS {STRATEGY_CHECK}, "
             f"ADD CONSTRAINT {STRATEGY_CHECK} CHECK (strategy IN ({allowed}))"
         )
     )

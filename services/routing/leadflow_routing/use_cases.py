@@ -97,9 +97,10 @@ class Position:
 @dataclass
 class Batch:
     """What one unit of work's routing decisions read, once, kept up to date with its own
-    decisions: positions moved, open leads counted, accounts opened. A team routed by rule is
-    locked until the transaction ends (except for a dry run), so no other transaction moves
-    its position or adds to its reps' leads meanwhile. Lives as long as its transaction."""
+    decisions: positions moved, reps' open leads and last assignments, accounts opened. A
+    team routed by rule is locked until the transaction ends (except for a dry run), so no
+    other transaction moves its position or adds to its reps' leads meanwhile. Lives as long
+    as its transaction."""
 
     rules: list[RuleView]
     teams: dict[uuid.UUID, TeamView]
@@ -122,15 +123,22 @@ class Batch:
         position.next += 1
         return position.next - 1
 
-    def count_open(self, rep_id: uuid.UUID | None, change: int) -> None:
-        """A lead was assigned to the rep (+1) or left its open work (-1)."""
+    def assigned(self, rep_id: uuid.UUID | None, at: datetime) -> None:
+        """A lead was assigned to the rep: one more open lead, and its last assignment."""
+        self._update(rep_id, +1, last_assigned_at=at)
+
+    def left_open_work(self, rep_id: uuid.UUID | None) -> None:
+        """One of the rep's leads left its open work (it was routed to someone else)."""
+        self._update(rep_id, -1)
+
+    def _update(self, rep_id: uuid.UUID | None, change: int, **fields: Any) -> None:
         seat = self._seats.get(rep_id) if rep_id is not None else None
         if seat is None:
             return
         team_id, index = seat
         rep = self.reps[team_id][index]
         self.reps[team_id][index] = dataclasses.replace(
-            rep, open_leads=max(rep.open_leads + change, 0)
+            rep, open_leads=max(rep.open_leads + change, 0), **fields
         )
 
     def moved_positions(self) -> list[dict[str, Any]]:
@@ -275,7 +283,7 @@ def assign(
     if current is not None:
         writes.close(current.id, now)
         if current.closed_at is None:
-            batch.count_open(current.rep_id, -1)
+            batch.left_open_work(current.rep_id)
     writes.assignments[assignment_id] = {
         "id": assignment_id,
         "lead_id": mql.lead_id,
@@ -288,7 +296,7 @@ def assign(
         "created_at": now,
         "closed_at": None,
     }
-    batch.count_open(decision.rep_id, +1)
+    batch.assigned(decision.rep_id, now)
     domain = mql_domain(mql_json)
     if domain and decision.rep_id is not None and trace.get("strategy") != ACCOUNT_OWNER:
         if batch.accounts.get(domain) is None:
@@ -603,7 +611,7 @@ async def run_deliveries(rt: Runtime) -> None:
     wake = asyncio.Event()
     rt.db.on_commit(DELIVERIES_TAG, wake.set)  # a routing decision or replay queued some
     client = guarded_client(
-        allow_private=lambda: rt.settings.webhook_allow_private, timeout=TIMEOUT
+        allow_private=lambda: rt.settings.webhook_allow_private, timeout=rt.settings.webhook_read_timeout
     )
     async with client:
         while not rt.stop:

@@ -26,7 +26,8 @@ OPEN_WORK_ENDS = frozenset({"returned", "recycled", "unreachable", "lost", "won"
 
 @dataclass(frozen=True)
 class RepView:
-    """A rep as every strategy sees it: availability, weight, capacity and current load."""
+    """A rep as every strategy sees it: availability, weight, capacity, current load and when
+    it last got a lead."""
 
     id: uuid.UUID
     name: str
@@ -38,6 +39,8 @@ class RepView:
     timezone: str | None = None
     # {"mon": [["09:00", "17:00"]], ...}; None: always available
     working_hours: dict[str, list[list[str]]] | None = None
+    # when a lead was last assigned to the rep (routed or reassigned); None: never
+    last_assigned_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -135,7 +138,7 @@ def skip_reason(
     return None
 
 
-def considered(rep: RepView, reason: str | None, **extra: Any) -> dict:  # noqa: ANN401
+def considered(rep: RepView, reason: str | None, **extra: Any) -> dict:
     """A rep's entry in the decision trace."""
     return {"rep_id": str(rep.id), "name": rep.name, "skipped": reason, **extra}
 
