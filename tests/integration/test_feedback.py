@@ -186,6 +186,32 @@ async def handled(settings, event_id: uuid.UUID) -> bool:
 # --- the lifecycle through the HTTP API --------------------------------------------------------
 
 
+async def test_a_keyed_contact_attempt_is_recorded_once_and_replays_its_first_answer(feedback):
+    lead_id = uuid.uuid4()
+    at = local(date(2026, 4, 7), 10)
+    await make_routed(feedback, {lead_id: (mql(lead_id, at), routed(lead_id, at))})
+    url = f"/v1/leads/{lead_id}/attempts"
+    keyed = {**SALES, "Idempotency-Key": f"call-{lead_id}"}
+    body = {"channel": "call", "occurred_at": (at + timedelta(minutes=5)).isoformat()}
+    first = await feedback.post(url, json=body, headers=keyed)
+    assert first.status_code == 202, first.text
+    assert first.json()["status"] == "working"
+    assert "Idempotent-Replayed" not in first.headers
+    replay = await feedback.post(url, json=body, headers=keyed)
+    assert replay.status_code == 202
+    assert replay.json() == first.json()
+    assert replay.headers["Idempotent-Replayed"] == "true"
+    reused = await feedback.post(url, json={**body, "channel": "email"}, headers=keyed)
+    assert problem(reused, 422)["field"] == "Idempotency-Key"
+    lifecycle = (await feedback.get(f"/v1/leads/{lead_id}/lifecycle")).json()
+    assert lifecycle["attempts"] == 1
+    attempts = [
+        e for e in await outbox_events(feedback.settings, "lead.contact_attempt")
+        if e.subject == str(lead_id)
+    ]  # fmt: skip
+    assert [str(e.id) for e in attempts] == [first.json()["event_id"]]
+
+
 async def test_each_transition_rule_through_the_api(feedback):
     lead_id = uuid.uuid4()
     at = local(date(2026, 4, 6), 10)

@@ -1,11 +1,16 @@
-"""The lead lifecycle state machine: transitions, reasons, SQL qualification, SQO opportunity."""
+"""The lead lifecycle state machine: transitions, reasons, SQL qualification, SQO opportunity;
+what events say about a lead and how its status follows from them."""
 
+import uuid
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from leadflow.contracts.events import SlaBreached, SlaMet, SlaWarning, make_event
 from leadflow.contracts.policy import default_policy
+from leadflow.contracts.slas import CONTACT_CADENCE, FIRST_RESPONSE, UNREACHABLE
+from leadflow_feedback.domain.facts import Fact, Known, fact_of, settle
 from leadflow_feedback.domain.lifecycle import (
     FUNNEL,
     QUALIFICATION_FIELDS,
@@ -19,6 +24,7 @@ from leadflow_feedback.domain.lifecycle import (
     after_contact_attempt,
     allowed_next,
     check_change,
+    nurture_end,
     pipeline_steps,
     stages_reached,
 )
@@ -180,3 +186,86 @@ def test_any_arrival_order_ends_in_the_same_status_through_a_chain(order, start)
             status = step
     assert status == "routed"
     assert chain == ["mql", "routed"]
+
+
+# --- what events say about a lead, and how its status follows ------------------------------
+
+LEAD_ID = uuid.UUID("0b7f3c1e-2f4a-4d8e-9c61-5a0e1d2c3b4f")
+T0 = datetime(2026, 3, 2, 9, tzinfo=UTC)
+
+
+def lead_row(**values) -> dict:
+    """A lead as feedback's read model holds it, before any fact."""
+    row = dict.fromkeys(
+        ("channel", "source", "role", "team", "rep_id", "mql_at", "routed_at", "reason",
+         "cadence_exhausted_at", "display_name", "erased_at", "sla_due_at",
+         "sla_response_seconds", "calendar"),
+    )  # fmt: skip
+    return {**row, "lead_id": LEAD_ID, "status": "lead", "updated_at": T0, **values}
+
+
+def fact(payload) -> Fact | None:  # noqa: ANN001
+    return fact_of(default_policy(), make_event(payload, source="test", time=T0), payload)
+
+
+def sla_event(model, sla: str, **extra):  # noqa: ANN001
+    return model(lead_id=LEAD_ID, timer_id=uuid.uuid4(), sla=sla, started_at=T0,
+                 due_at=T0 + timedelta(hours=2), level="breached", **extra)  # fmt: skip
+
+
+def test_only_the_first_response_clock_is_recorded_from_sla_events():
+    met = sla_event(SlaMet, FIRST_RESPONSE, met_at=T0, business_seconds=600.0)
+    assert fact(met).values["sla_response_seconds"] == 600.0
+    assert fact(sla_event(SlaMet, "sal_acceptance", met_at=T0, business_seconds=60.0)) is None
+    assert fact(sla_event(SlaBreached, FIRST_RESPONSE)).values["sla_breached"] is True
+    assert fact(sla_event(SlaBreached, "sal_acceptance")) is None
+    assert fact(sla_event(SlaWarning, FIRST_RESPONSE)) is None
+
+
+def test_a_cadence_breach_that_leaves_the_lead_unreachable_settles_it():
+    exhausted = fact(sla_event(SlaBreached, CONTACT_CADENCE, outcome=UNREACHABLE))
+    assert exhausted.settles and exhausted.values["cadence_exhausted_at"] == T0
+    assert fact(sla_event(SlaBreached, CONTACT_CADENCE)) is None
+
+
+def test_a_lead_routed_before_its_promotion_arrived_passes_mql_at_the_routing_instant():
+    known = Known(lead_row(routed_at=T0), {})
+    steps = settle(known)
+    assert [(s.from_status, s.status, s.at) for s in steps] == [
+        ("lead", "mql", T0), ("mql", "routed", T0)
+    ]  # fmt: skip
+    assert known.lead["status"] == "routed"
+
+
+def test_an_attempt_recorded_before_the_routing_makes_the_routed_lead_working():
+    known = Known(lead_row(status="mql", mql_at=T0, routed_at=T0 + timedelta(hours=1)), {})
+    known.attempts.append(T0 + timedelta(minutes=30))
+    steps = settle(known)
+    assert [s.status for s in steps] == ["routed", "working"]
+    assert steps[-1].at == T0 + timedelta(hours=1)  # never before the routing
+
+
+def test_an_exhausted_cadence_recycles_a_routed_lead_as_unreachable():
+    exhausted_at = T0 + timedelta(days=12)
+    known = Known(lead_row(status="routed", mql_at=T0, routed_at=T0,
+                           cadence_exhausted_at=exhausted_at), {})  # fmt: skip
+    (step,) = settle(known)
+    assert (step.from_status, step.status, step.unreachable) == ("routed", UNREACHABLE, True)
+    assert (known.lead["status"], known.lead["reason"]) == ("recycled", UNREACHABLE)
+    assert known.reopened_at == exhausted_at
+
+
+def test_a_later_fact_wins_over_an_older_one_arriving_after_it():
+    lead = lead_row(routed_at=T0 + timedelta(hours=1), team="new")
+    older = Fact(LEAD_ID, {"routed_at": T0, "team": "old", "updated_at": T0}, stamp="routed_at")
+    older.apply(lead)
+    assert (lead["routed_at"], lead["team"]) == (T0 + timedelta(hours=1), "new")
+
+
+def test_nurture_ends_after_the_days_of_the_recycle_reason():
+    policy = default_policy()
+    reason = next(iter(policy.reasons))
+    ends = nurture_end(policy, "recycled", reason, T0)
+    assert ends == T0 + timedelta(days=policy.reasons[reason].nurture_days)
+    assert nurture_end(policy, "lost", reason, T0) is None
+    assert nurture_end(policy, "recycled", None, T0) is None
