@@ -1,15 +1,23 @@
 """Pure routing decisions: rule matching, strategies, skips."""
 
+import typing
 import uuid
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from leadflow_routing import schemas
 from leadflow_routing.domain.assignment import RepView, RuleView, in_working_hours, match_rule
 from leadflow_routing.domain.strategies import (
+    STRATEGIES,
+    UnknownStrategy,
+    least_recently_assigned,
     load_balanced,
     round_robin,
+    strategy_named,
+    strategy_names,
     weighted,
     weighted_order,
 )
@@ -100,3 +108,86 @@ def test_first_matching_rule_wins_and_every_condition_must_hold():
     assert [t["matched"] for t in tried] == [False, True]
     rule, _ = match_rule(rules, {"channel": "inbound", "company": {}})
     assert rule is None
+
+
+def test_the_api_offers_exactly_the_registered_strategies():
+    assert typing.get_args(schemas.Strategy) == strategy_names()
+    assert set(strategy_names()) == {
+        "round_robin",
+        "weighted",
+        "load_balanced",
+        "least_recently_assigned",
+    }
+    assert all(strategy_named(name) is STRATEGIES[name] for name in strategy_names())
+
+
+def test_an_unknown_strategy_is_refused_not_replaced():
+    with pytest.raises(UnknownStrategy, match="fastest_hands"):
+        strategy_named("fastest_hands")
+
+
+@pytest.mark.parametrize("name", strategy_names())
+def test_every_strategy_finds_nobody_in_an_empty_or_unavailable_team(name):
+    pick = strategy_named(name)
+    assert pick([], 0, MONDAY_NOON_UTC).rep_id is None
+    away = [rep("away", out_of_office=True), rep("gone", active=False)]
+    decision = pick(away, 3, MONDAY_NOON_UTC)
+    assert decision.rep_id is None
+    assert {c["name"]: c["skipped"] for c in decision.considered} == {
+        "away": "out_of_office",
+        "gone": "inactive",
+    }
+
+
+def test_least_recently_assigned_gives_the_lead_to_the_rep_who_waited_longest():
+    recent = rep("recent", last_assigned_at=MONDAY_NOON_UTC - timedelta(minutes=5))
+    waiting = rep("waiting", last_assigned_at=MONDAY_NOON_UTC - timedelta(hours=3))
+    decision = least_recently_assigned([recent, waiting], 0, MONDAY_NOON_UTC)
+    assert decision.rep_id == waiting.id
+    assert [c["name"] for c in decision.considered] == ["waiting", "recent"]
+    assert decision.considered[0]["last_assigned_at"] == waiting.last_assigned_at.isoformat()
+
+
+def test_least_recently_assigned_counts_a_rep_never_assigned_as_waiting_longest():
+    veteran = rep("veteran", last_assigned_at=datetime(2020, 1, 1, tzinfo=UTC))
+    newcomer = rep("newcomer")
+    decision = least_recently_assigned([veteran, newcomer], 0, MONDAY_NOON_UTC)
+    assert decision.rep_id == newcomer.id
+    assert decision.considered[0]["last_assigned_at"] is None
+
+
+def test_least_recently_assigned_breaks_ties_by_rep_id_whatever_the_order_given():
+    at = MONDAY_NOON_UTC - timedelta(hours=1)
+    tied = [rep(f"r{i}", last_assigned_at=at) for i in range(4)]
+    never = [rep(f"n{i}") for i in range(3)]
+    for group in (tied, never):
+        lowest = min(group, key=lambda r: str(r.id))
+        assert least_recently_assigned(group, 0, MONDAY_NOON_UTC).rep_id == lowest.id
+        assert least_recently_assigned(group[::-1], 7, MONDAY_NOON_UTC).rep_id == lowest.id
+
+
+def test_least_recently_assigned_passes_over_an_unavailable_rep_and_says_why():
+    longest = rep("longest", out_of_office=True)
+    next_longest = rep("next", last_assigned_at=MONDAY_NOON_UTC - timedelta(days=1))
+    decision = least_recently_assigned([next_longest, longest], 0, MONDAY_NOON_UTC)
+    assert decision.rep_id == next_longest.id
+    assert {c["name"]: c["skipped"] for c in decision.considered} == {
+        "longest": "out_of_office",
+        "next": None,
+    }
+
+
+@given(st.integers(min_value=1, max_value=8), st.integers(min_value=1, max_value=5))
+def test_least_recently_assigned_takes_everyone_in_turn(n, rounds):
+    team = [rep(f"r{i}") for i in range(n)]
+    picks = []
+    for k in range(n * rounds):
+        now = MONDAY_NOON_UTC + timedelta(minutes=k)
+        chosen = least_recently_assigned(team, 0, now).rep_id
+        picks.append(chosen)
+        team = [r if r.id != chosen else rep(r.name, last_assigned_at=now) for r in team]
+    assert Counter(picks) == {r.id: rounds for r in team}
+    # each round in the same order: never assigned ones by id first, then who waited longest
+    first_round = picks[:n]
+    assert first_round == sorted(first_round, key=str)
+    assert picks == first_round * rounds

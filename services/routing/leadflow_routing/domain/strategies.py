@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 
 from leadflow_routing.domain.assignment import (
     Decision,
@@ -122,3 +122,25 @@ def load_balanced(reps: list[RepView], position: int = 0, now: datetime | None =
         if reason is None and chosen is None:
             chosen = rep.id
     return Decision(chosen, entries)
+
+
+_NEVER = datetime.min.replace(tzinfo=UTC)
+
+
+@strategy("least_recently_assigned")
+def least_recently_assigned(
+    reps: list[RepView], position: int = 0, now: datetime | None = None
+) -> Decision:
+    """The eligible rep who has waited longest since their last assignment gets the lead; a
+    rep never assigned has waited longest of all. Ties (never assigned, or last assigned at
+    the same instant) go to the lower rep id, as round robin orders. Like round robin it
+    takes no account of capacity; the position plays no part."""
+    ordered = sorted(
+        reps,
+        key=lambda r: (r.last_assigned_at is not None, r.last_assigned_at or _NEVER, str(r.id)),
+    )
+    decision = first_eligible(ordered, now)
+    for entry, rep in zip(decision.considered, ordered, strict=True):
+        last = rep.last_assigned_at
+        entry["last_assigned_at"] = last.isoformat() if last is not None else None
+    return decision
