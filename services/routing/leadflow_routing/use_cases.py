@@ -490,7 +490,6 @@ async def erase(session: AsyncSession, lead_ids: list[uuid.UUID], now: datetime)
 # --- webhook deliveries -------------------------------------------------------------------
 
 LEASE = timedelta(seconds=60)  # a claimed delivery is retried if its worker dies mid-send
-TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 CLAIM = 50  # deliveries claimed (and sent in parallel) at a time
 
 
@@ -611,7 +610,8 @@ async def run_deliveries(rt: Runtime) -> None:
     wake = asyncio.Event()
     rt.db.on_commit(DELIVERIES_TAG, wake.set)  # a routing decision or replay queued some
     client = guarded_client(
-        allow_private=lambda: rt.settings.webhook_allow_private, timeout=rt.settings.webhook_read_timeout
+        allow_private=lambda: rt.settings.webhook_allow_private,
+        timeout=rt.settings.webhook_read_timeout,
     )
     async with client:
         while not rt.stop:
