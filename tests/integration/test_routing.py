@@ -4,6 +4,7 @@ decision trace, dry runs and reassignment."""
 import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
 import pytest
 import sqlalchemy as sa
@@ -237,3 +238,75 @@ async def test_a_routing_file_loads_all_or_nothing_and_routes_by_its_rules(setti
         assert refused.status_code == 422
         assert refused.json()["field"] == "rules.0.team"
         assert len((await routing.get("/v1/rules")).json()) == 3  # nothing half-applied
+
+
+async def test_least_recently_assigned_gives_each_lead_to_the_rep_who_waited_longest(stack):
+    settings = await stack.isolated_settings()
+    async with service_client("routing", settings) as routing:
+        team = await add_team(routing, "Waiting line", "least_recently_assigned")
+        listed = {t["name"]: t["strategy"] for t in (await routing.get("/v1/teams")).json()}
+        assert listed["Waiting line"] == "least_recently_assigned"
+        reps = [await add_rep(routing, f"Rep {i}", team) for i in range(3)]
+        response = await routing.post(
+            "/v1/rules",
+            json={"name": "partners", "conditions": {"channel": ["partner"]}, "team_id": team},
+            headers=ADMIN,
+        )
+        assert response.status_code == 201, response.text
+        await publish_events(
+            settings, TOPIC_SCORING, [sample_mql(n, channel="partner") for n in range(6)]
+        )
+        events = await wait_routed(settings, 6)
+        last = (await routing.get(f"/v1/leads/{events[-1].data['lead_id']}/assignment")).json()
+    # never assigned first (by id), then whoever has waited longest: the same order again
+    assert [e.data["rep_id"] for e in events] == sorted(reps) * 2
+    assert last["trace"]["strategy"] == "least_recently_assigned"
+    assert [c["rep_id"] for c in last["trace"]["considered"]][0] == sorted(reps)[2]
+
+
+async def test_an_unknown_strategy_is_refused_naming_the_field(settings):
+    document = {"teams": [{"name": "Lucky", "strategy": "coin_flip"}]}
+    async with service_client("routing", settings) as routing:
+        team = await routing.post(
+            "/v1/teams", json={"name": "Lucky", "strategy": "coin_flip"}, headers=ADMIN
+        )
+        loaded = await routing.put("/v1/routing-config", json=document, headers=ADMIN)
+        teams = (await routing.get("/v1/teams")).json()
+    for response, field in ((team, "strategy"), (loaded, "teams.0.strategy")):
+        assert response.status_code == 422, response.text
+        problem = response.json()
+        assert field in {e["field"] for e in problem.get("errors", [])} | {problem.get("field")}
+    assert [t["name"] for t in teams] == ["fallback"]  # nothing created
+
+
+async def test_the_database_accepts_exactly_the_registered_strategies(settings):
+    from leadflow_routing import store, use_cases
+    from leadflow_routing.domain.strategies import UnknownStrategy, strategy_names
+
+    db = Database(settings.database_url)
+    rt = SimpleNamespace(db=db)
+    try:
+        # a team of a strategy this version does not know: the start is refused, naming it
+        async with db.unit_of_work() as session:
+            await session.execute(
+                sa.text("INSERT INTO routing.teams (id, name, strategy) VALUES (:id, 'Old', 'x')"),
+                {"id": uuid.uuid4()},
+            )
+        with pytest.raises(UnknownStrategy, match="team 'Old' uses 'x'"):
+            await use_cases.keep_strategies_checked(rt)
+        async with db.unit_of_work() as session:
+            await session.execute(sa.text("DELETE FROM routing.teams WHERE name = 'Old'"))
+        await use_cases.keep_strategies_checked(rt)
+        await use_cases.keep_strategies_checked(rt)  # the same again: left as it is
+        async with db.unit_of_work() as session:
+            assert await store.checked_strategies(session) == set(strategy_names())
+        with pytest.raises(sa.exc.IntegrityError, match="ck_teams_strategy_known"):
+            async with db.unit_of_work() as session:
+                await session.execute(
+                    sa.text(
+                        "INSERT INTO routing.teams (id, name, strategy) VALUES (:id, 'N', 'y')"
+                    ),
+                    {"id": uuid.uuid4()},
+                )
+    finally:
+        await db.dispose()

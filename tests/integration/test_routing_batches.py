@@ -46,7 +46,7 @@ from leadflow_routing.models import (
     teams,
     webhook_endpoints,
 )
-from support.harness import BatchRun, counted, read_topic
+from support.harness import BatchRun, counted, eventually, read_topic
 
 OUTBOX, INBOX = kernel_tables(metadata)
 FALLBACK = FALLBACK_TEAM_ID
@@ -376,6 +376,18 @@ async def test_status_changes_close_open_work_once_at_the_first_closing_change(s
     }
 
 
+async def waiting_for(db: Database, pid: int) -> bool:
+    """Some transaction waits for a lock the backend `pid` holds."""
+    async with db.unit_of_work() as session:
+        blocked = await session.scalar(
+            sa.text(
+                "SELECT count(*) FROM pg_stat_activity WHERE :pid = ANY(pg_blocking_pids(pid))"
+            ),
+            {"pid": pid},
+        )
+    return blocked > 0
+
+
 async def test_an_erasure_and_a_batch_routing_the_same_lead_wait_for_each_other(settings):
     first, lead = mqls()[:2]
     async with Routing(settings, 500) as routing:
@@ -385,10 +397,13 @@ async def test_an_erasure_and_a_batch_routing_the_same_lead_wait_for_each_other(
             # `lead.erased` handled by the erasure consumer, not yet committed: it found no
             # assignment to redact, and holds the lead until it commits.
             await use_cases.erase(erasing, [lead.lead_id], T0)
+            erasure = await erasing.scalar(sa.text("SELECT pg_backend_pid()"))
             batch = asyncio.create_task(
                 routing.consume([make_event(lead, source="test").to_bytes()], 2)
             )
-            await asyncio.sleep(3)
+            # The batch took the event (its inbox row written, not committed) and now waits
+            # for the erasure's lock on the lead: nothing of it is visible yet.
+            await eventually(lambda: waiting_for(routing.db, erasure), timeout=60)
             assert not await routing.inbox_count(2), "the batch did not wait for the erasure"
         await batch
         async with routing.db.unit_of_work() as session:
