@@ -23,7 +23,7 @@ from leadflow.contracts.events import (
 )
 from leadflow.db import Database
 from leadflow.kafka import make_producer
-from leadflow_ingest.normalise import normalise_email
+from leadflow_ingest.domain.normalise import normalise_email
 from leadflow_tools.receiver import WebhookReceiver
 from support.harness import ADMIN, QUALIFIED_LEAD, SOURCE, eventually, sample_mql, service_client
 

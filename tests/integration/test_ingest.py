@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from aiokafka import AIOKafkaProducer
 from leadflow.contracts.events import TOPIC_INBOUND, CloudEvent
 from leadflow.db import Database
-from leadflow_ingest.hubspot import signature_v3
+from leadflow_ingest.domain.hubspot import signature_v3
 from support.harness import ADMIN, MARKETO, QUALIFIED_LEAD, SOURCE, eventually, service_client
 
 HUBSPOT_SECRET = "hs-client-secret-for-tests"

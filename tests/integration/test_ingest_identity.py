@@ -10,9 +10,11 @@ from leadflow.contracts.events import CloudEvent
 from leadflow.contracts.policy import load_policy
 from leadflow.db import Database, kernel_tables
 from leadflow.outbox import Outbox
-from leadflow_ingest.intake import Writer, accept_lead, find_leads
+from leadflow_ingest.domain.ownership import Writer
 from leadflow_ingest.models import lead_aliases, leads, metadata
 from leadflow_ingest.schemas import LeadIn
+from leadflow_ingest.store import find_leads
+from leadflow_ingest.use_cases import accept_lead
 from support.harness import ADMIN, MARKETO, QUALIFIED_LEAD, SOURCE, eventually, service_client
 
 OUTBOX, _ = kernel_tables(metadata)

@@ -2,7 +2,7 @@
 
 from leadflow.service import ServiceSpec
 
-from leadflow_ingest import api, handlers
+from leadflow_ingest import api, consumers
 from leadflow_ingest.models import metadata
 
 service = ServiceSpec(
@@ -11,6 +11,6 @@ service = ServiceSpec(
     metadata=metadata,
     port=8001,
     routers=[api.router],
-    subscriptions=handlers.subscriptions,
+    subscriptions=consumers.subscriptions,
     description="Takes lead and activity events from marketing platforms (HTTP and Kafka).",
 )

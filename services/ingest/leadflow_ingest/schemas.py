@@ -1,13 +1,27 @@
-"""Request and response bodies of the ingest API."""
+"""Request and response bodies of the ingest API, and the parsing of bodies that are not one model
+(a batch of leads, HubSpot's batch of events, a lead published to Kafka)."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+import orjson
+from leadflow.contracts.events import LeadSnapshot
+from leadflow.errors import ProblemError, Unprocessable, validation_errors
 from leadflow.text import StorableModel
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+BATCH_LIMIT = 1000
 
 
 class CompanyIn(BaseModel):
@@ -69,6 +83,13 @@ class LeadIn(StorableModel):
         return dict(self.model_extra or {})
 
 
+class FieldError(BaseModel):
+    """What is wrong with one field of an input."""
+
+    field: str
+    message: str
+
+
 class LeadAccepted(BaseModel):
     lead_id: uuid.UUID
     event_id: uuid.UUID
@@ -122,10 +143,102 @@ class BatchItemResult(BaseModel):
     lead_id: uuid.UUID | None = None
     event_id: uuid.UUID | None = None
     duplicate: bool | None = None
-    errors: list[dict[str, Any]] | None = None
+    errors: list[FieldError] | None = None
 
 
 class BatchResult(BaseModel):
     accepted: int
     rejected: int
     results: list[BatchItemResult]
+
+
+def decoded_json(body: bytes) -> Any:  # noqa: ANN401 - decoded JSON
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise Unprocessable(f"the body is not valid JSON: {exc}", field="body") from None
+
+
+def batch_items(body: bytes) -> list[Any]:
+    """The items of a batch: a JSON array of leads, or an object with a `leads` array, of at
+    most BATCH_LIMIT; each is validated on its own."""
+    raw = decoded_json(body)
+    items = raw.get("leads") if isinstance(raw, dict) else raw
+    if not isinstance(items, list):
+        raise Unprocessable(
+            "the body is a JSON array of leads, or an object with a `leads` array",
+            field="leads",
+        )
+    if not items:
+        raise Unprocessable("the batch is empty", field="leads")
+    if len(items) > BATCH_LIMIT:
+        raise Unprocessable(
+            f"a batch holds at most {BATCH_LIMIT} leads; this one has {len(items)}", field="leads"
+        )
+    return items
+
+
+# The lead's own times as this endpoint has always written them (ISO 8601, +00:00).
+IsoTime = Annotated[datetime, PlainSerializer(datetime.isoformat, when_used="json")]
+
+
+class LeadView(LeadSnapshot):
+    """The lead as ingest knows it: its latest snapshot, when it was created and last changed."""
+
+    created_at: IsoTime
+    updated_at: IsoTime
+
+
+class HubSpotEvent(StorableModel):
+    model_config = ConfigDict(extra="allow")
+    eventId: int  # noqa: N815 - HubSpot's field names
+    subscriptionType: str = Field(max_length=100)  # noqa: N815
+    portalId: int  # noqa: N815
+    objectId: int  # noqa: N815
+    occurredAt: int = Field(ge=0)  # noqa: N815 - milliseconds since the epoch
+    propertyName: str | None = Field(default=None, max_length=200)  # noqa: N815
+    propertyValue: str | None = Field(default=None, max_length=65_536)  # noqa: N815
+
+
+def hubspot_events(body: bytes) -> list[HubSpotEvent]:
+    """HubSpot's batch of events: every invalid field of every event named (`<index>.<field>`)."""
+    raw = decoded_json(body)
+    if not isinstance(raw, list):
+        raise ProblemError(
+            "HubSpot sends a JSON array of events",
+            status=422,
+            title="Invalid request",
+            field="body",
+        )
+    events, errors = [], []
+    for index, item in enumerate(raw):
+        try:
+            events.append(HubSpotEvent.model_validate(item))
+        except ValidationError as exc:
+            for error in validation_errors(exc.errors()):
+                errors.append({**error, "field": f"{index}.{error['field']}"})
+    if errors:
+        raise ProblemError(
+            f"{len(errors)} invalid field(s) in the event batch",
+            status=422,
+            title="Invalid request",
+            errors=errors,
+        )
+    return events
+
+
+class HubSpotContactResult(BaseModel):
+    """One contact the batch touched that has an email: its lead, or why it has none."""
+
+    object_id: int
+    status: int = Field(description="202 accepted, 422 invalid")
+    lead_id: uuid.UUID | None = None
+    duplicate: bool | None = None
+    errors: list[FieldError] | None = None
+
+
+class HubSpotWebhookResult(BaseModel):
+    received: int
+    duplicates: int
+    waiting_for_email: int = Field(description="contacts kept until their email arrives")
+    leads: list[HubSpotContactResult]

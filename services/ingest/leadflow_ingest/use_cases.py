@@ -1,0 +1,449 @@
+"""What an inbound lead or activity becomes: a new lead, an update of a known one, a merge of two
+known ones, an event; what erasing a lead leaves; how HubSpot's contact events become leads. One
+place for HTTP, batch, Kafka and platform adapters."""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from datetime import datetime
+from typing import Any
+
+import orjson
+from aiokafka import ConsumerRecord
+from leadflow import metrics
+from leadflow.consumer import Reject
+from leadflow.contracts.erasure import forget_events, without_personal_data
+from leadflow.contracts.events import LeadActivity, LeadCreated, LeadErased, LeadUpdated
+from leadflow.contracts.policy import Policy
+from leadflow.errors import LeadGone, NotFound, ProblemError, validation_errors
+from leadflow.outbox import Outbox
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from leadflow_ingest import store
+from leadflow_ingest.domain import hubspot, normalise
+from leadflow_ingest.domain.identity import merged_identities, new_identities
+from leadflow_ingest.domain.ownership import Writer
+from leadflow_ingest.domain.snapshot import (
+    JOB_SEEKER,
+    lead_snapshot,
+    marks_job_seeker,
+    with_job_seeker,
+)
+from leadflow_ingest.schemas import (
+    ActivityAccepted,
+    ActivityIn,
+    BatchItemResult,
+    BatchResult,
+    FieldError,
+    HubSpotContactResult,
+    HubSpotEvent,
+    HubSpotWebhookResult,
+    LeadAccepted,
+    LeadErasure,
+    LeadIn,
+    LeadView,
+)
+
+
+async def accept_lead(
+    session: AsyncSession,
+    outbox: Outbox,
+    policy: Policy,
+    body: LeadIn,
+    *,
+    writer: Writer,
+    now: datetime,
+) -> LeadAccepted:
+    """Create the lead, update the one with the same email or external id, or merge the two
+    leads that turn out to be one person. Raises Forbidden before writing anything."""
+    email, _ = normalise.normalise_email(body.email)
+    writer.check_source_system(body.source.system)
+    if writer.source and not body.source.system:
+        body.source.system = writer.source
+    lead_id = uuid.uuid4()
+    created = lead_snapshot(lead_id, email, body, None, policy, now=now, kind=LeadCreated)
+    known = await store.create_unless_known(
+        session,
+        lead_id=lead_id,
+        email=email,
+        external_id=body.external_id,
+        source_key=writer.key_name,
+        owner_source=writer.source,
+        snapshot=created.model_dump(mode="json"),
+        now=now,
+    )
+    if known is None:
+        event = await outbox.emit(session, created)
+        metrics.leads_ingested.labels("created").inc()
+        return LeadAccepted(lead_id=lead_id, event_id=event.id, duplicate=False)
+    by_email, by_external = known
+    if by_email is None and by_external is None:
+        # a concurrent request created the same person a moment ago: this is its update
+        by_email, by_external = await store.find_leads(session, email, body.external_id)
+    rows = await store.lock_leads(
+        session, list(dict.fromkeys(i for i in (by_email, by_external) if i is not None))
+    )
+    if any(row.erased_at is not None for row in rows):
+        # erased while this input was on its way: its identities are free now, so the input
+        # is new consent-bearing data and makes a new lead, never the erased one again
+        return await accept_lead(session, outbox, policy, body, writer=writer, now=now)
+    for row in rows:
+        writer.check_owner(row.owner_source, "email" if row.id == by_email else "external_id")
+    survivor, merged = rows[0], rows[1:]  # the oldest survives
+    for other in merged:
+        await store.merge_lead(session, survivor.id, other.id, now=now)
+        await store.add_identities(
+            session,
+            survivor.id,
+            merged_identities(survivor.external_id, other.email, other.external_id),
+            merged_from=other.id,
+        )
+    await store.add_identities(
+        session,
+        survivor.id,
+        new_identities(
+            survivor.external_id,
+            email,
+            body.external_id,
+            known_by_email=by_email is not None,
+            known_by_external_id=by_external is not None,
+        ),
+        merged_from=survivor.id,
+    )
+    pages = policy.scoring.negative.job_seeker_pages
+    seen = bool(pages) and await store.viewed_pages(session, survivor.id, pages)
+    snapshot = lead_snapshot(
+        survivor.id,
+        survivor.email or email,
+        body,
+        survivor.snapshot,
+        policy,
+        now=now,
+        activity_flags={JOB_SEEKER} if seen else frozenset(),
+    ).model_dump(mode="json")
+    await store.save_snapshot(session, survivor.id, snapshot, now=now)
+    payload = LeadUpdated.model_validate(
+        {**snapshot, "merged_lead_ids": [str(o.id) for o in merged]}
+    )
+    event = await outbox.emit(session, payload)
+    metrics.leads_ingested.labels("merged" if merged else "updated").inc()
+    return LeadAccepted(lead_id=survivor.id, event_id=event.id, duplicate=True)
+
+
+async def accept_published_lead(
+    session: AsyncSession, outbox: Outbox, policy: Policy, record: ConsumerRecord, *, now: datetime
+) -> LeadAccepted:
+    """A lead a platform published to `leads.inbound`: the same intake as over HTTP, written by
+    `kafka:<the record's key>`. A record that is not a valid lead is dead-lettered."""
+    try:
+        body = LeadIn.model_validate(orjson.loads(record.value or b""))
+    except (ValidationError, orjson.JSONDecodeError, TypeError) as exc:
+        raise Reject(f"invalid lead payload: {exc}") from exc
+    source = (record.key or b"kafka").decode(errors="replace")
+    return await accept_lead(
+        session, outbox, policy, body, writer=Writer(key_name=f"kafka:{source}"), now=now
+    )
+
+
+async def accept_activity(
+    session: AsyncSession,
+    outbox: Outbox,
+    policy: Policy,
+    body: ActivityIn,
+    *,
+    writer: Writer,
+    now: datetime,
+) -> ActivityAccepted:
+    """Record an activity of a known lead (by id, or by email); a careers-page visit also
+    marks the lead a job seeker, which changes it."""
+    if body.lead_id is not None:
+        lead_id = await store.live_lead_id(session, body.lead_id)
+    else:
+        email, _ = normalise.normalise_email(body.email or "")
+        lead_id = await store.find_lead(session, "email", email)
+    if lead_id is None:
+        field = "lead_id" if body.lead_id is not None else "email"
+        raise NotFound("no lead with this lead_id or email; send the lead first", field=field)
+    lead = await store.lock_lead(session, lead_id)
+    if lead.erased_at is not None:
+        raise LeadGone(lead_id, field="lead_id")
+    writer.check_owner(lead.owner_source, "lead_id" if body.lead_id is not None else "email")
+    activity_id = uuid.uuid4()
+    occurred_at = body.occurred_at or now
+    await store.add_activity(
+        session,
+        activity_id=activity_id,
+        lead_id=lead_id,
+        activity_type=body.type,
+        page_category=body.page_category,
+        occurred_at=occurred_at,
+        properties=body.properties,
+    )
+    event = await outbox.emit(
+        session,
+        LeadActivity(
+            lead_id=lead_id,
+            activity_id=activity_id,
+            activity_type=body.type,
+            page_category=body.page_category,
+            occurred_at=occurred_at,
+            properties=body.properties,
+        ),
+    )
+    if marks_job_seeker(body.type, body.page_category, lead.snapshot.get("flags") or [], policy):
+        # the lead changes, so say so
+        snapshot = with_job_seeker(lead.snapshot, now=now).model_dump(mode="json")
+        await store.save_snapshot(session, lead_id, snapshot, now=now)
+        await outbox.emit(session, LeadUpdated.model_validate(snapshot))
+    return ActivityAccepted(activity_id=activity_id, lead_id=lead_id, event_id=event.id)
+
+
+async def accept_leads(
+    session: AsyncSession,
+    outbox: Outbox,
+    policy: Policy,
+    bodies: list[LeadIn],
+    *,
+    writer: Writer,
+    now: datetime,
+) -> list[LeadAccepted | ProblemError]:
+    """Many leads in one transaction, one result per body in order (a refusal in its place).
+
+    Leads that are new to Leadflow and to the rest of the batch (their email and external id
+    known nowhere and given once) are written together: one lookup, one multi-row insert, one
+    outbox insert. The others (updates, merges, repeats within the batch) then go one by one
+    through `accept_lead`, each in a savepoint so that one refusal leaves the rest."""
+    results: list[LeadAccepted | ProblemError | None] = [None] * len(bodies)
+    emails: list[str] = []
+    for index, body in enumerate(bodies):
+        emails.append(normalise.normalise_email(body.email)[0])
+        try:
+            writer.check_source_system(body.source.system)
+        except ProblemError as exc:
+            results[index] = exc
+    seen_emails = Counter(e for i, e in enumerate(emails) if results[i] is None)
+    seen_external = Counter(
+        b.external_id for i, b in enumerate(bodies) if results[i] is None and b.external_id
+    )
+    known_emails, known_external = await store.known_identities(
+        session, list(seen_emails), list(seen_external)
+    )
+    fresh = [
+        i
+        for i, body in enumerate(bodies)
+        if results[i] is None
+        and seen_emails[emails[i]] == 1
+        and emails[i] not in known_emails
+        and (
+            not body.external_id
+            or (seen_external[body.external_id] == 1 and body.external_id not in known_external)
+        )
+    ]
+    if fresh:
+        rows: dict[uuid.UUID, tuple[int, dict]] = {}
+        payloads: dict[uuid.UUID, LeadCreated] = {}
+        for i in fresh:
+            body = bodies[i]
+            if writer.source and not body.source.system:
+                body.source.system = writer.source
+            lead_id = uuid.uuid4()
+            payloads[lead_id] = lead_snapshot(
+                lead_id, emails[i], body, None, policy, now=now, kind=LeadCreated
+            )
+            rows[lead_id] = (i, payloads[lead_id].model_dump(mode="json"))
+        inserted = await store.insert_new_leads(
+            session,
+            [
+                {
+                    "id": lead_id,
+                    "email": emails[i],
+                    "external_id": bodies[i].external_id,
+                    "source_key": writer.key_name,
+                    "owner_source": writer.source,
+                    "snapshot": snapshot,
+                    "routable": snapshot["routable"],
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for lead_id, (i, snapshot) in rows.items()
+            ],
+        )
+        # the rest raced another writer
+        created = [(lead_id, i) for lead_id, (i, _) in rows.items() if lead_id in inserted]
+        events = await outbox.emit_many(
+            session, [(payloads[lead_id], None) for lead_id, _ in created]
+        )
+        for (lead_id, i), event in zip(created, events, strict=True):
+            results[i] = LeadAccepted(lead_id=lead_id, event_id=event.id, duplicate=False)
+        if created:
+            metrics.leads_ingested.labels("created").inc(len(created))
+    for index, body in enumerate(bodies):
+        if results[index] is not None:
+            continue
+        try:
+            async with session.begin_nested():
+                results[index] = await accept_lead(
+                    session, outbox, policy, body, writer=writer, now=now
+                )
+        except ProblemError as exc:
+            results[index] = exc
+    return results  # type: ignore[return-value]  # every slot is filled above
+
+
+def _refused(index: int, problem: ProblemError) -> BatchItemResult:
+    field = problem.extra.get("field", "body")
+    return BatchItemResult(
+        index=index,
+        status=problem.status,
+        errors=[FieldError(field=field, message=problem.detail)],
+    )
+
+
+async def accept_batch(
+    session: AsyncSession,
+    outbox: Outbox,
+    policy: Policy,
+    items: list[Any],
+    *,
+    writer: Writer,
+    now: datetime,
+) -> BatchResult:
+    """Each item of a batch accepted or refused on its own, one result per item in order:
+    invalid items are refused (422 naming their fields), the valid ones written."""
+    valid: dict[int, LeadIn] = {}
+    results: list[BatchItemResult | None] = [None] * len(items)
+    for index, item in enumerate(items):
+        try:
+            valid[index] = LeadIn.model_validate(item)
+        except ValidationError as exc:
+            results[index] = BatchItemResult(
+                index=index, status=422, errors=validation_errors(exc.errors())
+            )
+    outcomes = await accept_leads(
+        session, outbox, policy, list(valid.values()), writer=writer, now=now
+    )
+    for index, outcome in zip(valid, outcomes, strict=True):
+        if isinstance(outcome, ProblemError):
+            results[index] = _refused(index, outcome)
+        else:
+            results[index] = BatchItemResult(
+                index=index,
+                status=202,
+                lead_id=outcome.lead_id,
+                event_id=outcome.event_id,
+                duplicate=outcome.duplicate,
+            )
+    answered: list[BatchItemResult] = results  # type: ignore[assignment]  # every slot filled
+    accepted = sum(1 for r in answered if r.status == 202)
+    return BatchResult(accepted=accepted, rejected=len(answered) - accepted, results=answered)
+
+
+async def show_lead(session: AsyncSession, lead_id: uuid.UUID) -> LeadView | uuid.UUID:
+    """The lead as ingest knows it, or the id of the lead it was merged into. An erased lead
+    is gone (410)."""
+    row = await store.lead_shown(session, lead_id)
+    if row is None:
+        raise NotFound(f"lead {lead_id} not found")
+    if row.erased_at is not None:
+        raise LeadGone(lead_id)
+    if row.merged_into is not None:
+        return row.merged_into
+    return LeadView.model_validate(
+        {**row.snapshot, "created_at": row.created_at, "updated_at": row.updated_at}
+    )
+
+
+async def erase_lead(
+    session: AsyncSession, outbox: Outbox, lead_id: uuid.UUID, *, now: datetime
+) -> LeadErasure:
+    """Erase the person behind `lead_id`: the lead it was merged into (if any) and every lead
+    merged into that one lose their personal data, identities and activity properties, and
+    each emits `lead.erased` once. What reports need stays (ids, times, channel, scores' inputs
+    without names). Erasing again changes nothing and answers the same."""
+    survivor_id = await store.live_lead_id(session, lead_id)
+    if survivor_id is None:
+        raise NotFound(f"lead {lead_id} not found", field="lead_id")
+    group = await store.lock_person(session, survivor_id)
+    survivor = next(r for r in group if r.id == survivor_id)
+    ids = [r.id for r in group]
+    erased_at = survivor.erased_at
+    if erased_at is None:
+        erased_at = now
+        await store.erase_leads(
+            session, {m.id: without_personal_data(m.snapshot) for m in group}, now=now
+        )
+        # the addresses this process checked lately are kept for its next requests: forget
+        # them all (the erased person's may be there under any spelling)
+        normalise.normalise_email.cache_clear()
+        await forget_events(session, outbox.table, ids)
+        await outbox.emit_many(session, [(LeadErased(lead_id=i), None) for i in ids])
+    return LeadErasure(lead_id=survivor_id, erased_lead_ids=ids, erased_at=erased_at)
+
+
+async def accept_hubspot_events(
+    session: AsyncSession,
+    outbox: Outbox,
+    policy: Policy,
+    events: list[HubSpotEvent],
+    *,
+    now: datetime,
+) -> HubSpotWebhookResult:
+    """Record the batch (each event once) and bring every touched contact that has an email
+    onto its lead, written as the HubSpot source."""
+    duplicates = 0
+    touched: dict[tuple[int, int], None] = {}
+    for event in sorted(events, key=lambda e: (e.occurredAt, e.eventId)):
+        if not await store.first_hubspot_event(session, event.portalId, event.eventId, now=now):
+            duplicates += 1
+            continue
+        if not event.subscriptionType.startswith("contact."):
+            continue
+        properties = await store.lock_contact_properties(session, event.portalId, event.objectId)
+        properties = hubspot.with_change(
+            properties, event.propertyName, event.propertyValue, event.occurredAt
+        )
+        await store.save_contact_properties(
+            session, event.portalId, event.objectId, properties, now=now
+        )
+        touched[(event.portalId, event.objectId)] = None
+
+    leads: list[HubSpotContactResult] = []
+    waiting = 0
+    for portal_id, object_id in touched:
+        properties = await store.contact_properties(session, portal_id, object_id)
+        body = hubspot.lead_from_contact(portal_id, object_id, properties)
+        if not body.get("email"):
+            waiting += 1  # kept; the lead is made when the email property arrives
+            continue
+        try:
+            lead = LeadIn.model_validate(body)
+        except ValidationError as exc:
+            leads.append(
+                HubSpotContactResult(
+                    object_id=object_id, status=422, errors=validation_errors(exc.errors())
+                )
+            )
+            continue
+        lead.occurred_at = hubspot.last_change(properties)
+        accepted = await accept_lead(
+            session,
+            outbox,
+            policy,
+            lead,
+            writer=Writer(key_name=f"hubspot:{portal_id}", source=hubspot.SOURCE),
+            now=now,
+        )
+        await store.link_contact(session, portal_id, object_id, accepted.lead_id)
+        leads.append(
+            HubSpotContactResult(
+                object_id=object_id,
+                status=202,
+                lead_id=accepted.lead_id,
+                duplicate=accepted.duplicate,
+            )
+        )
+    return HubSpotWebhookResult(
+        received=len(events), duplicates=duplicates, waiting_for_email=waiting, leads=leads
+    )
