@@ -13,7 +13,7 @@ import orjson
 import pytest
 from leadflow.contracts.events import TOPIC_INBOUND
 from leadflow.kafka import make_producer
-from leadflow_ingest.hubspot import signature_v3
+from leadflow_ingest.domain.hubspot import signature_v3
 from leadflow_tools.receiver import WebhookReceiver
 from leadflow_tools.registry import SERVICE_ORDER
 from leadflow_tools.supervisor import ServiceProcess, start_all
