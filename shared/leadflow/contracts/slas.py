@@ -14,7 +14,7 @@ Adding an SLA kind
    `cadence_ladder` for a clock whose breach escalates only when the policy says so).
 2. If the policy has no limit for it yet, add one to `leadflow.contracts.policy.Slas` and to
    `policy_default.yaml`.
-3. Test it in tests/unit/test_sla_kinds.py and describe it in DOMAIN.md's time-commitments
+3. Test it in tests/unit/test_sla_kinds.py and describe it in docs/domain.md's "Time commitments"
    table. Nothing else changes: sla-timer derives what each event opens and meets, the timers
    gauge lists the new kind, and its events carry its name in `sla`.
 
@@ -37,7 +37,7 @@ from leadflow.contracts.calendar import (
 )
 from leadflow.contracts.policy import CHANNELS, ChannelSlas, Policy, SlaTerm
 
-# The SLAs of DOMAIN.md's time-commitments table, as timers and SLA events name them.
+# The SLAs of docs/domain.md's "Time commitments" table, as timers and SLA events name them.
 FIRST_RESPONSE = "first_response"
 CONTACT_CADENCE = "contact_cadence"
 SAL_ACCEPTANCE = "sal_acceptance"
