@@ -108,7 +108,8 @@ class Batch:
     reps: dict[uuid.UUID, list[RepView]]  # team id -> its reps
     accounts: dict[str, Owner | None]  # domain -> owner; None: nobody owns it yet
     endpoints: dict[uuid.UUID, list[uuid.UUID]]  # team id -> endpoints of lead.routed
-    _seats: dict[uuid.UUID, tuple[uuid.UUID, int]] = field(default_factory=dict)
+    # rep id -> (team id, index in its team's list): where a decision's counts are moved
+    _seats: dict[uuid.UUID, tuple[uuid.UUID, int]] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._seats = {
