@@ -229,7 +229,18 @@ async def test_an_erasure_waits_for_a_relay_pass_sending_the_leads_events(settin
                 await forget_events(session, OUTBOX, [lead_id])
 
         forgetting = asyncio.create_task(forget())
-        await asyncio.sleep(2)
+
+        async def erasure_blocked_on_the_rows() -> bool:
+            async with h.db.unit_of_work() as session:
+                return await session.scalar(
+                    sa.text(
+                        "SELECT count(*) > 0 FROM pg_stat_activity WHERE datname = "
+                        "current_database() AND wait_event_type = 'Lock' AND query ILIKE "
+                        "'%FOR UPDATE%' AND query ILIKE '%outbox%'"
+                    )
+                )
+
+        await eventually(erasure_blocked_on_the_rows, timeout=30, interval=0.05)
         # Scrubbing now would be undone in effect: the pass sends what it read, then marks the
         # row published, and the row would keep a payload Kafka never saw.
         assert not forgetting.done(), "the erasure did not wait for the relay's pass"

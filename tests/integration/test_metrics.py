@@ -119,10 +119,18 @@ async def test_consumer_lag_refresh_is_throttled_and_survives_unfetched_partitio
         labels = {"service": service, "consumer": "idle", "topic": TOPIC_FEEDBACK}
         assert sample("leadflow_consumer_lag", **labels) is None
         runner._lag_measured_at = float("-inf")
+        polls = []  # every poll asks to measure; at most one in 5 s does
+        measure = runner._measure_lag
+
+        async def counted(batches) -> None:  # noqa: ANN001
+            polls.append(batches)
+            await measure(batches)
+
+        runner._measure_lag = counted
         k.run(runner.run)
         await eventually(lambda: _ready(sample("leadflow_consumer_lag", **labels) == 0), timeout=60)
-        measured = runner._lag_measured_at
-        await asyncio.sleep(1.5)  # three empty polls, at most one measurement per 5 s
+        measured, polled = runner._lag_measured_at, len(polls)
+        await eventually(lambda: len(polls) >= polled + 3, timeout=30, interval=0.05)
         assert runner._lag_measured_at == measured
 
 

@@ -1,8 +1,6 @@
 """Webhook delivery to a real local receiver: Standard Webhooks signatures checked with the
 official `standardwebhooks` package, retries, dead letters, replay, restarts, rotation."""
 
-import asyncio
-
 import sqlalchemy as sa
 from leadflow.contracts.events import TOPIC_SCORING
 from leadflow.db import Database
@@ -45,8 +43,12 @@ async def test_signature_verifies_with_the_official_library_and_500_then_200_arr
         await eventually(lambda: len(receiver.received) >= 1 or None, timeout=60)
         receiver.status = 200
         await eventually(lambda: (len(receiver.received) >= 2) or None, timeout=30)
-        await asyncio.sleep(1.5)  # time for any wrong extra retry to show up
-        states = await delivery_states(settings)
+
+        async def settled():  # the row's final state: no try is due any more
+            states = await delivery_states(settings)
+            return states if states and states[0][0] != "pending" else None
+
+        states = await eventually(settled, timeout=30)
     assert states == [("delivered", 2)]
     assert len(receiver.received) == 2
     ids = {headers["webhook-id"] for headers, _ in receiver.received}
