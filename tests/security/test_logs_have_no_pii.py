@@ -3,7 +3,6 @@ the Kafka topic, HubSpot webhooks; valid, invalid and poison) and every way it g
 signed webhook, SLA clock, feedback): afterwards the five services' logs hold no email address,
 phone number or name of any lead. Logs carry ids only."""
 
-import asyncio
 import json
 import re
 import time
@@ -11,7 +10,9 @@ import time
 import httpx
 import orjson
 import pytest
+import sqlalchemy as sa
 from leadflow.contracts.events import TOPIC_INBOUND
+from leadflow.db import Database
 from leadflow.kafka import make_producer
 from leadflow_ingest.domain.hubspot import signature_v3
 from leadflow_tools.receiver import WebhookReceiver
@@ -47,6 +48,45 @@ def needles(n: int) -> list[str]:
         re.sub(r"\D", "", p["phone"]),  # digits in any formatting
         p["phone"].replace(" ", "").lower(),
     ]
+
+
+SCHEMAS = ("ingest", "scoring", "routing", "sla_timer", "feedback")
+# What the sales tool's answers set off last: (emitting schema, event type, consuming schemas).
+LAST_FLOWS = (
+    ("feedback", "lead.contact_attempt", ("sla_timer",)),
+    ("feedback", "lead.status_changed", ("sla_timer", "routing", "scoring")),
+    ("sla_timer", "sla.met", ("feedback",)),
+    ("sla_timer", "sla.warning", ("feedback",)),
+    ("sla_timer", "sla.breached", ("feedback",)),
+    ("sla_timer", "sla.escalated", ("feedback", "routing")),
+)
+_TYPE = "convert_from(o.payload, 'UTF8')::jsonb->>'type'"
+LAST_EVENTS = sa.text(
+    f"SELECT (SELECT count(*) FROM feedback.outbox o WHERE {_TYPE} = 'lead.contact_attempt')"
+    " AS attempts, "
+    + " + ".join(
+        [
+            f"(SELECT count(*) FROM {source}.outbox o WHERE {_TYPE} = '{kind}' AND NOT EXISTS"
+            f" (SELECT 1 FROM {target}.inbox i WHERE i.event_id = o.event_id))"
+            for source, kind, targets in LAST_FLOWS
+            for target in targets
+        ]
+        + [f"(SELECT count(*) FROM {s}.outbox WHERE published_at IS NULL)" for s in SCHEMAS]
+    )
+    + " AS waiting"
+)
+
+
+async def last_events_handled(settings, attempts: int) -> bool:  # noqa: ANN001
+    """Every attempt is recorded, every event of `LAST_FLOWS` is in the inbox of each service
+    that takes it, and no service has an event waiting to be published."""
+    db = Database(settings.database_url)
+    try:
+        async with db.unit_of_work() as session:
+            row = (await session.execute(LAST_EVENTS)).one()
+    finally:
+        await db.dispose()
+    return row.attempts >= attempts and row.waiting == 0
 
 
 @pytest.mark.e2e
@@ -139,7 +179,8 @@ async def test_logs_of_an_end_to_end_run_hold_no_personal_data(settings, tmp_pat
             for name in ("ingest", "scoring", "routing", "sla-timer", "feedback"):
                 for path in ("/metrics", "/readyz"):
                     await http.get(urls[name] + path)
-            await asyncio.sleep(3)  # let the last events pass through every service
+            # the last events have passed through every service that takes them
+            await eventually(lambda: last_events_handled(settings, len(lead_ids)), timeout=120)
     finally:
         for proc in procs.values():
             proc.stop()
