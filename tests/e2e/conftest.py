@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -18,9 +19,8 @@ async def services(stack, settings, tmp_path):
     try:
         await start_all(list(procs.values()))
         yield procs
-    finally:
-        for proc in procs.values():
-            proc.stop()
+    finally:  # all at once: each stop waits for its process to finish
+        await asyncio.gather(*(asyncio.to_thread(proc.stop) for proc in procs.values()))
 
 
 @pytest.fixture
