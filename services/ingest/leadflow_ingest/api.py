@@ -28,8 +28,8 @@ from leadflow_ingest.schemas import (
     LeadErasure,
     LeadIn,
     LeadView,
-    batch_items,
-    hubspot_events,
+    parse_batch,
+    parse_hubspot_events,
 )
 
 router = APIRouter(prefix="/v1", tags=["leads"])
@@ -105,7 +105,7 @@ async def post_leads_batch(
     """Up to 1,000 leads in one request, each accepted or refused on its own: the answer holds
     one result per item, in order. Valid items are written even when others are not."""
     raw_body = await request.body()
-    items = batch_items(raw_body)
+    items = parse_batch(raw_body)
     async with rt.db.unit_of_work() as session:
         if idempotency_key:
             replay = await idem.claim(
@@ -159,7 +159,7 @@ async def post_hubspot_webhook(request: Request, rt: RuntimeDep) -> HubSpotWebho
     uri = rt.settings.hubspot_webhook_url or str(request.url)
     # HubSpot signs with the wall-clock time of its request, not Leadflow's clock
     hubspot.verify_v3(secret, request.method, uri, body, dict(request.headers), now=time.time())
-    events = hubspot_events(body)
+    events = parse_hubspot_events(body)
     async with rt.db.unit_of_work() as session:
         return await use_cases.accept_hubspot_events(
             session, rt.outbox, rt.policy, events, now=rt.clock.now()

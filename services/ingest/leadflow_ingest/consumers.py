@@ -14,6 +14,8 @@ from leadflow_ingest.use_cases import accept_published_lead
 
 def subscriptions(rt: Runtime) -> list[Subscription]:
     async def lead_from_kafka(record: ConsumerRecord, session: AsyncSession) -> None:
-        await accept_published_lead(session, rt.outbox, rt.policy, record, now=rt.clock.now())
+        await accept_published_lead(
+            session, rt.outbox, rt.policy, record.value, record.key, now=rt.clock.now()
+        )
 
     return [Subscription("inbound", raw={TOPIC_INBOUND: lead_from_kafka})]

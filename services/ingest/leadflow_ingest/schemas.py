@@ -159,7 +159,7 @@ def decoded_json(body: bytes) -> Any:  # noqa: ANN401 - decoded JSON
         raise Unprocessable(f"the body is not valid JSON: {exc}", field="body") from None
 
 
-def batch_items(body: bytes) -> list[Any]:
+def parse_batch(body: bytes) -> list[Any]:
     """The items of a batch: a JSON array of leads, or an object with a `leads` array, of at
     most BATCH_LIMIT; each is validated on its own."""
     raw = decoded_json(body)
@@ -200,7 +200,7 @@ class HubSpotEvent(StorableModel):
     propertyValue: str | None = Field(default=None, max_length=65_536)  # noqa: N815
 
 
-def hubspot_events(body: bytes) -> list[HubSpotEvent]:
+def parse_hubspot_events(body: bytes) -> list[HubSpotEvent]:
     """HubSpot's batch of events: every invalid field of every event named (`<index>.<field>`)."""
     raw = decoded_json(body)
     if not isinstance(raw, list):

@@ -10,7 +10,6 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from aiokafka import ConsumerRecord
 from leadflow import metrics
 from leadflow.consumer import Reject
 from leadflow.contracts.erasure import forget_events, without_personal_data
@@ -133,15 +132,22 @@ async def accept_lead(
 
 
 async def accept_published_lead(
-    session: AsyncSession, outbox: Outbox, policy: Policy, record: ConsumerRecord, *, now: datetime
+    session: AsyncSession,
+    outbox: Outbox,
+    policy: Policy,
+    value: bytes | None,
+    key: bytes | None,
+    *,
+    now: datetime,
 ) -> LeadAccepted:
-    """A lead a platform published to `leads.inbound`: the same intake as over HTTP, written by
-    `kafka:<the record's key>`. A record that is not a valid lead is dead-lettered."""
+    """A lead a platform published to `leads.inbound` (the record's value and key): the same
+    intake as over HTTP, written by `kafka:<key>`. A record that is not a valid lead is
+    dead-lettered."""
     try:
-        body = LeadIn.model_validate(orjson.loads(record.value or b""))
+        body = LeadIn.model_validate(orjson.loads(value or b""))
     except (ValidationError, orjson.JSONDecodeError, TypeError) as exc:
         raise Reject(f"invalid lead payload: {exc}") from exc
-    source = (record.key or b"kafka").decode(errors="replace")
+    source = (key or b"kafka").decode(errors="replace")
     return await accept_lead(
         session, outbox, policy, body, writer=Writer(key_name=f"kafka:{source}"), now=now
     )
