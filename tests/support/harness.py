@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 import inspect
 import os
 import time
@@ -98,6 +99,11 @@ def _start_containers(admin_url: str | None, bootstrap: str | None, owned: list)
     return admin_url, bootstrap
 
 
+# Whether the database being made for a test is copied from the template (per task, so that
+# settings made concurrently each get what they asked for).
+_copy_template: contextvars.ContextVar[bool] = contextvars.ContextVar("copy_template", default=True)
+
+
 class TestStack(Stack):
     """The session's PostgreSQL and broker.
 
@@ -129,8 +135,15 @@ class TestStack(Stack):
         self._template_lock = asyncio.Lock()
         self._deleting = concurrent.futures.ThreadPoolExecutor(1, "topic-deletion")
 
-    async def isolated_settings(self, **overrides: Any) -> Settings:
-        settings = await super().isolated_settings(**{"api_keys": TEST_KEYS, **overrides})
+    async def isolated_settings(self, *, from_migrations: bool = False, **overrides: Any) -> Settings:
+        """Settings of a database and topics of their own; the database is a copy of the
+        migrated template unless `from_migrations` asks for one built by running every
+        service's migrations on it."""
+        copying = _copy_template.set(not from_migrations)
+        try:
+            settings = await super().isolated_settings(**{"api_keys": TEST_KEYS, **overrides})
+        finally:
+            _copy_template.reset(copying)
         self.issued_prefixes.append(settings.topic_prefix)
         return settings
 
@@ -139,6 +152,8 @@ class TestStack(Stack):
         migrations per test (the copies are what the migrations build, revisions included, so
         tests of the migrations themselves run on them unchanged). The copy is made ahead, while
         the previous test runs, and renamed when asked for."""
+        if not _copy_template.get():
+            return await super().new_database(name)
         spare = await self._take_spare()
         await self._admin(f'ALTER DATABASE "{spare}" RENAME TO "{name}"')
         self._spare = asyncio.create_task(self._copy_of_template())
