@@ -99,6 +99,7 @@ def _start_containers(admin_url: str | None, bootstrap: str | None, owned: list)
     return admin_url, bootstrap
 
 
+SPARES = 2  # databases copied ahead (a test may make settings for two runs to compare)
 # Whether the database being made for a test is copied from the template (per task, so that
 # settings made concurrently each get what they asked for).
 _copy_template: contextvars.ContextVar[bool] = contextvars.ContextVar("copy_template", default=True)
@@ -131,7 +132,7 @@ class TestStack(Stack):
         super().__init__(*args, **kwargs)
         self.issued_prefixes: list[str] = []  # every topic prefix handed out, in order
         self._template: str | None = None
-        self._spare: asyncio.Task[str] | None = None  # the next test's database, being copied
+        self._spares: list[asyncio.Task[str]] = []  # the next databases, being copied
         self._template_lock = asyncio.Lock()
         self._deleting = concurrent.futures.ThreadPoolExecutor(1, "topic-deletion")
 
@@ -156,12 +157,16 @@ class TestStack(Stack):
             return await super().new_database(name)
         spare = await self._take_spare()
         await self._admin(f'ALTER DATABASE "{spare}" RENAME TO "{name}"')
-        self._spare = asyncio.create_task(self._copy_of_template())
         return f"{self.admin_url.rsplit('/', 1)[0]}/{name}"
 
     async def _take_spare(self) -> str:
-        spare, self._spare = self._spare, None
-        if spare is not None and spare.get_loop() is asyncio.get_running_loop():
+        loop = asyncio.get_running_loop()
+        spares = [task for task in self._spares if task.get_loop() is loop]
+        spare = spares.pop(0) if spares else None
+        while len(spares) < SPARES:
+            spares.append(loop.create_task(self._copy_of_template()))
+        self._spares = spares
+        if spare is not None:
             try:
                 return await spare
             except Exception:  # noqa: BLE001 - a failed copy ahead: copy again, now, and raise then
