@@ -135,6 +135,7 @@ class TestStack(Stack):
         self._spares: list[asyncio.Task[str]] = []  # the next databases, being copied
         self._template_lock = asyncio.Lock()
         self._deleting = concurrent.futures.ThreadPoolExecutor(1, "topic-deletion")
+        self._stopped = False
 
     async def isolated_settings(self, *, from_migrations: bool = False, **overrides: Any) -> Settings:
         """Settings of a database and topics of their own; the database is a copy of the
@@ -202,12 +203,13 @@ class TestStack(Stack):
 
     def delete_topics(self, prefixes: list[str]) -> None:
         """Delete every topic whose name starts with one of `prefixes`, in the background (the
-        next test need not wait): the in-memory broker keeps every topic of the session
-        otherwise, and each one costs it on every metadata request."""
-        if prefixes:
+        next test need not wait): the in-memory broker would otherwise hold every topic of the
+        session, thousands by the end of a run. Once the stack stops, its broker goes with them."""
+        if prefixes and not self._stopped:
             self._deleting.submit(asyncio.run, _delete_topics(self.bootstrap, tuple(prefixes)))
 
     def stop(self) -> None:
+        self._stopped = True
         self._deleting.shutdown(wait=True, cancel_futures=False)
         super().stop()
 
