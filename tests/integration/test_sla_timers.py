@@ -1,4 +1,4 @@
-"""sla-timer runs every clock of DOMAIN.md's time-commitments table on simulated time.
+"""sla-timer runs every clock of docs/domain.md's time-commitments table on simulated time.
 
 Each test runs sla-timer in-process against its own database and topics, publishes the events
 routing and feedback would publish, and reads the SLA events sla-timer wrote to its outbox.

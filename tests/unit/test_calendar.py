@@ -62,7 +62,7 @@ SANTIAGO = BusinessCalendar.from_spec(
 )
 
 
-# --- the DOMAIN.md example and holidays ------------------------------------------------
+# --- the docs/domain.md example and holidays ------------------------------------------------
 
 
 def test_friday_1630_plus_two_hours_is_due_monday_1030():

@@ -146,7 +146,7 @@ SAMPLES: dict[str, Payload] = {
     )
 }
 
-# Which topic carries each type: the topic of the one service that produces it (DESIGN.md).
+# Which topic carries each type: the topic of the one service that produces it (docs/architecture.md).
 EXPECTED_TOPICS = {
     "lead.created": TOPIC_INGEST,
     "lead.updated": TOPIC_INGEST,

@@ -1,4 +1,4 @@
-"""The reverse funnel planner reproduces DOMAIN.md's worked example and its capacity check."""
+"""The reverse funnel planner reproduces docs/domain.md's worked example and its capacity check."""
 
 from argparse import Namespace
 

@@ -1,4 +1,4 @@
-"""The shipped SLA policy carries DOMAIN.md's numbers, and a bad policy file is refused by field."""
+"""The shipped SLA policy carries docs/domain.md's numbers, and a bad policy file is refused by field."""
 
 from __future__ import annotations
 

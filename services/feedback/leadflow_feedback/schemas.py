@@ -75,7 +75,7 @@ class StatusAccepted(BaseModel):
 
 
 class PlanIn(BaseModel):
-    """Reverse funnel inputs (DOMAIN.md "Planning"); shares are fractions (0.25 = 25 %)."""
+    """Reverse funnel inputs (docs/domain.md "Planning"); shares are fractions (0.25 = 25 %)."""
 
     model_config = ConfigDict(extra="forbid")
     revenue_goal: float = Field(gt=0)

@@ -53,7 +53,7 @@ EngagementKind = Literal[
     "product_usage",
 ]
 
-# Which clock an SLA runs on (DOMAIN.md's "clock" column):
+# Which clock an SLA runs on (docs/domain.md's "clock" column):
 # - business_hours: the limit is working time on the team's calendar ("2h" → 2 working hours);
 # - business_days:  the limit counts whole working days ("5d" → 5 working days, whatever
 #                   the length of a working day);

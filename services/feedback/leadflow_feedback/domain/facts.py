@@ -208,7 +208,7 @@ def settle(known: Known) -> list[Step]:
     exhausted_at = lead["cadence_exhausted_at"]
     if lead["status"] in ("routed", "working") and fresh(exhausted_at):
         # The cadence ended without contact: the lead is marked unreachable and recycled to
-        # nurture (DOMAIN.md).
+        # nurture (docs/domain.md).
         steps.append(Step(lead_id, lead["status"], UNREACHABLE, exhausted_at, unreachable=True))
         lead.update(status="recycled", reason=UNREACHABLE, updated_at=exhausted_at)
         known.reopened_at = exhausted_at  # the recycle's instant

@@ -25,7 +25,7 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     "returned": frozenset({"recycled"}),
     "sql": frozenset({"sqo", "recycled", "lost"}),
     "sqo": frozenset({"won", "lost"}),
-    # Won hands over to customer success with its context (DOMAIN.md, within 48 h).
+    # Won hands over to customer success with its context (docs/domain.md, within 48 h).
     "won": frozenset({"handed_off"}),
     "handed_off": frozenset(),
     "lost": frozenset({"recycled"}),
@@ -39,7 +39,7 @@ SALES_STATUSES = frozenset(
     {"sal", "returned", "sql", "sqo", "won", "handed_off", "lost", "recycled", "unreachable"}
 )
 REASON_REQUIRED = frozenset({"returned", "recycled", "lost"})
-# The four qualification areas of DOMAIN.md's SQL rule (BANT / MEDDICC); 3 of 4 must be confirmed.
+# The four qualification areas of docs/domain.md's SQL rule (BANT / MEDDICC); 3 of 4 must be confirmed.
 QUALIFICATION_FIELDS = ("problem", "impact", "authority", "budget")
 QUALIFICATION_MIN = 3
 OPPORTUNITY_FIELDS = ("value", "stage", "close_date")

@@ -1,4 +1,4 @@
-"""Reverse funnel math (DOMAIN.md "Planning"): revenue goal → deals → SQO → SQL → MQL →
+"""Reverse funnel math (docs/domain.md "Planning"): revenue goal → deals → SQO → SQL → MQL →
 visits → activities → SDR-weeks, and the check of the MQL volume against sales capacity.
 
 Worked example: 1.2 M€ goal, 40 k€ average deal, 25 % win rate → 120 SQO; SQL→SQO 80 %,

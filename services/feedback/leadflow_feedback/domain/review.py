@@ -1,5 +1,5 @@
 """The weekly review page and the lead timeline: server-rendered HTML over the same report the
-JSON API serves (`reports.sla_report`), for the 30-minute meeting of DOMAIN.md.
+JSON API serves (`reports.sla_report`), for the 30-minute meeting of docs/domain.md.
 
 `week_figures`, `render_review` and `render_timeline` take report dicts and give text; the use
 cases load the facts and routing's answers, the routes only answer with the page.

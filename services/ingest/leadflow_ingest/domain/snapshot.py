@@ -16,7 +16,7 @@ from leadflow_ingest.schemas import LeadIn
 
 Snapshot = TypeVar("Snapshot", bound=LeadSnapshot)
 
-# What marketing owes with every lead beyond who it is (DOMAIN.md, "Context").
+# What marketing owes with every lead beyond who it is (docs/domain.md, "Context").
 CONTEXT_FIELDS = ("source.campaign", "source.lead_magnet", "intent_note")
 JOB_SEEKER = "job_seeker"
 

@@ -2,7 +2,7 @@
 against the policy, which commitments it missed, and when a run of missed periods owes a
 corrective plan.
 
-Marketing (DOMAIN.md, "Marketing's commitments"): MQL volume vs plan, share of MQLs in the
+Marketing (docs/domain.md, "Marketing's commitments"): MQL volume vs plan, share of MQLs in the
 target segment / persona, share delivered with full context. Sales (the part of "Sales'
 commitments" sla-timer measures itself): share of MQLs whose first contact attempt came within
 the first-response limit, among those already decided (contacted, or overdue).
