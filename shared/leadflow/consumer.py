@@ -143,9 +143,11 @@ class ConsumerRunner:
         topics: TopicLayout | None = None,
         stop: Stop | None = None,
         fetch_wait_ms: int = 50,
+        session_timeout_ms: int = 10_000,
     ) -> None:
         self.topics = topics or TopicLayout()  # of a dead-letter topic created on demand
         self.fetch_wait_ms = fetch_wait_ms
+        self.session_timeout_ms = session_timeout_ms
         self.stop_signal = stop if stop is not None else Stop()
         self.sub = subscription
         self._models = subscription.models
@@ -201,8 +203,8 @@ class ConsumerRunner:
             # of 500 ms each hop of the pipeline took 120 ms at the median, 240 ms at most).
             fetch_max_wait_ms=self.fetch_wait_ms,
             # A member killed without leaving the group holds its partitions this long.
-            session_timeout_ms=10_000,
-            heartbeat_interval_ms=2_000,
+            session_timeout_ms=self.session_timeout_ms,
+            heartbeat_interval_ms=self.session_timeout_ms // 5,
             max_poll_interval_ms=300_000,
         )
         self._membership = _Membership()

@@ -258,6 +258,7 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
                 batch_size=settings.consumer_batch_size,
                 max_attempts=settings.consumer_max_attempts,
                 fetch_wait_ms=settings.consumer_fetch_wait_ms,
+                session_timeout_ms=settings.consumer_session_timeout_ms,
                 topics=TopicLayout.of(settings),
                 stop=stop,
             )

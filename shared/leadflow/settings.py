@@ -86,6 +86,10 @@ class Settings(BaseSettings):
     consumer_max_attempts: int = Field(default=5, ge=1)
     # How long the broker may hold a consumer's fetch that finds nothing new (milliseconds).
     consumer_fetch_wait_ms: int = Field(default=50, ge=0, le=10_000)
+    # How long a consumer that stops heartbeating keeps its partitions (milliseconds). Kafka's
+    # default group.min.session.timeout.ms refuses less than 6,000. A group join waits about half
+    # of it on the embedded broker, so the tests use the minimum.
+    consumer_session_timeout_ms: int = Field(default=10_000, ge=6_000, le=300_000)
     outbox_batch_size: int = Field(default=500, ge=1)
     # sla-timer: claims fired at once while a backlog of due timers waits (SKIP LOCKED).
     sla_timer_claimers: int = Field(default=3, ge=1)

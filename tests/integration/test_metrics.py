@@ -74,6 +74,7 @@ async def test_consumer_lag_counts_waiting_events_and_returns_to_zero(settings):
             bootstrap=settings.kafka_bootstrap,
             topic_prefix=settings.topic_prefix,
             lag_interval=0,  # every poll, so the test need not wait out the 5 s
+            session_timeout_ms=settings.consumer_session_timeout_ms,
         )
         k.runners.append(runner)
         # The first dead letter must be visible to increase(): its series exists at 0 already.
@@ -110,6 +111,7 @@ async def test_consumer_lag_refresh_is_throttled_and_survives_unfetched_partitio
             service=service,
             bootstrap=settings.kafka_bootstrap,
             topic_prefix=settings.topic_prefix,
+            session_timeout_ms=settings.consumer_session_timeout_ms,
         )
         k.runners.append(runner)
         await runner.start()

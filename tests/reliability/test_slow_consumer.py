@@ -21,8 +21,7 @@ from pipeline import (
 )
 from support.harness import eventually
 
-SESSION_TIMEOUT = 10.0  # the consumer's session_timeout_ms in the kernel
-PAUSE = SESSION_TIMEOUT + 8
+PAUSE_PAST_SESSION = 8.0  # seconds the stalled consumer stays away after its session expired
 
 
 @pytest.mark.e2e
@@ -44,7 +43,7 @@ async def test_a_consumer_paused_past_its_session_timeout_doubles_nothing(
             victim.send_signal(signal.SIGSTOP)
             try:
                 sending = asyncio.create_task(send_leads(http, ingest, range(20, 60), accepted, 1))
-                await asyncio.sleep(PAUSE)
+                await asyncio.sleep(settings.consumer_session_timeout_ms / 1000 + PAUSE_PAST_SESSION)
             finally:
                 victim.send_signal(signal.SIGCONT)
             await sending

@@ -143,7 +143,9 @@ class TestStack(Stack):
         service's migrations on it."""
         copying = _copy_template.set(not from_migrations)
         try:
-            settings = await super().isolated_settings(**{"api_keys": TEST_KEYS, **overrides})
+            settings = await super().isolated_settings(
+                **{"api_keys": TEST_KEYS, "consumer_session_timeout_ms": 6_000, **overrides}
+            )
         finally:
             _copy_template.reset(copying)
         self.issued_prefixes.append(settings.topic_prefix)
@@ -544,6 +546,7 @@ class MessagingHarness(_Background):
             topic_prefix=self.settings.topic_prefix,
             max_attempts=max_attempts,
             base_backoff=0.01,
+            session_timeout_ms=self.settings.consumer_session_timeout_ms,
         )
         await runner.start()
         self.runners.append(runner)
@@ -634,6 +637,7 @@ class BatchRun(_Background):
                 batch_size=self.batch_size,
                 max_attempts=2,
                 base_backoff=0.01,
+                session_timeout_ms=self.settings.consumer_session_timeout_ms,
             )
             await runner.start()
             self.runners[name] = runner

@@ -29,6 +29,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         + ",".join(k.model_dump_json(exclude={"key"}) for k in settings.api_keys)
         + "]",
         "LEADFLOW_WEBHOOK_ALLOW_PRIVATE": str(settings.webhook_allow_private).lower(),
+        "LEADFLOW_CONSUMER_SESSION_TIMEOUT_MS": str(settings.consumer_session_timeout_ms),
     }
     if settings.clock_start is not None:
         env["LEADFLOW_CLOCK_START"] = settings.clock_start.isoformat()
