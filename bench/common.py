@@ -126,7 +126,7 @@ class Services:
     procs: dict[str, ServiceProcess]
 
     @classmethod
-    async def start(cls, names: list[str], settings, logdir: Path) -> Services:  # noqa: ANN001
+    async def start(cls, names: list[str], settings, logdir: Path) -> Services:
         procs = {n: ServiceProcess(n, settings, logdir / f"{n}.log") for n in names}
         try:
             await start_all(list(procs.values()))

@@ -82,7 +82,7 @@ async def hammer(
 
 def start_bare(log_path: Path) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    log = open(log_path, "ab")  # noqa: SIM115
+    log = open(log_path, "ab")
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -117,7 +117,7 @@ LOAD_GENERATOR = "load generator"
 
 
 async def run_ingest(
-    settings,  # noqa: ANN001
+    settings,
     logdir: Path,
     infrastructure: dict[str, int] | None = None,
 ) -> dict:

@@ -235,7 +235,7 @@ SELECT
 """
 
 
-async def stages(settings) -> dict:  # noqa: ANN001
+async def stages(settings) -> dict:
     """Per service: events written to its outbox, how long they waited there before the relay
     published them (from the emitting transaction's start), and events its consumers processed."""
     conn = await asyncpg.connect(pg_dsn(settings.database_url))
@@ -254,7 +254,7 @@ async def stages(settings) -> dict:  # noqa: ANN001
 
 
 async def run_pipeline(
-    settings,  # noqa: ANN001
+    settings,
     logdir: Path,
     infrastructure: dict[str, int] | None = None,
 ) -> dict:
@@ -316,7 +316,7 @@ async def run_pipeline(
         await services.stop()
 
 
-async def bare_insert(settings) -> dict:  # noqa: ANN001
+async def bare_insert(settings) -> dict:
     """The same number of leads as plain rows, batched INSERTs (executemany) of BENCH_BATCH."""
     total = env_int("BENCH_LEADS", 5_000)
     batch = env_int("BENCH_BATCH", 500)
@@ -347,7 +347,7 @@ async def bare_insert(settings) -> dict:  # noqa: ANN001
     return result
 
 
-async def bare_kafka(settings) -> dict:  # noqa: ANN001
+async def bare_kafka(settings) -> dict:
     """A consume→produce loop over the same broker: lead-sized messages from one topic to another,
     producer as the services configure it, offsets committed after each polled batch."""
     total = env_int("BENCH_LEADS", 5_000)

@@ -39,7 +39,7 @@ SIZES = {
 }
 
 
-def fmt(value, digits: int = 0) -> str:  # noqa: ANN001
+def fmt(value, digits: int = 0) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
     if isinstance(value, str):
@@ -47,7 +47,7 @@ def fmt(value, digits: int = 0) -> str:  # noqa: ANN001
     return f"{value:,.{digits}f}"
 
 
-def ratio(a, b) -> str:  # noqa: ANN001
+def ratio(a, b) -> str:
     return "–" if not a or not b else f"{100 * a / b:.1f} %"
 
 

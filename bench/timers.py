@@ -111,7 +111,7 @@ def crossing(curve: list[tuple[float, int]], count: int) -> float | None:
     return next((t for t, n in curve if n >= count), None)
 
 
-async def run_timers(settings, logdir: Path) -> dict:  # noqa: ANN001
+async def run_timers(settings, logdir: Path) -> dict:
     count = env_int("BENCH_TIMERS", 100_000)
     lead = env_int("BENCH_TIMER_LEAD_SECONDS", 10)
     conn = await asyncpg.connect(pg_dsn(settings.database_url))

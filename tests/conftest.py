@@ -28,7 +28,7 @@ async def settings(stack):
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_fixture_setup(fixturedef, request):  # noqa: ANN001, ANN201
+def pytest_fixture_setup(fixturedef, request):
     if not _session:
         return (yield)
     stack = _session[0]
@@ -44,7 +44,7 @@ def pytest_fixture_setup(fixturedef, request):  # noqa: ANN001, ANN201
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_call(item):  # noqa: ANN001, ANN201
+def pytest_runtest_call(item):
     before = len(_session[0].issued_prefixes) if _session else 0
     try:
         return (yield)

@@ -41,5 +41,5 @@ class Clock:
         await asyncio.sleep(min(delay, cap) if cap is not None else delay)
 
 
-def clock_from_settings(settings) -> Clock:  # noqa: ANN001 - Settings, avoids an import cycle
+def clock_from_settings(settings) -> Clock:
     return Clock(settings.clock_start, settings.clock_speed, settings.clock_anchor)

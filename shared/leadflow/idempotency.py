@@ -77,7 +77,7 @@ async def record(
     api_key: str,
     key: str,
     status: int,
-    response: Any,  # noqa: ANN401 - any JSON answer
+    response: Any,
 ) -> None:
     await session.execute(
         sa.update(table)

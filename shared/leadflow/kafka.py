@@ -60,7 +60,7 @@ def make_producer(settings: Settings, client_id: str) -> AIOKafkaProducer:
     )
 
 
-async def start_with_retry(client, what: str, *, attempts: int = 60) -> None:  # noqa: ANN001
+async def start_with_retry(client, what: str, *, attempts: int = 60) -> None:
     for attempt in range(1, attempts + 1):
         try:
             await client.start()

@@ -23,7 +23,7 @@ def upgrade(package: str, database_url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(package, database_url), revision)
 
 
-def create_kernel_tables(op, schema: str) -> None:  # noqa: ANN001 - alembic.op
+def create_kernel_tables(op, schema: str) -> None:
     """The outbox and inbox every service schema has (see leadflow.db.service_metadata)."""
     op.create_table(
         "inbox",
@@ -63,7 +63,7 @@ def create_kernel_tables(op, schema: str) -> None:  # noqa: ANN001 - alembic.op
     )
 
 
-def drop_kernel_tables(op, schema: str) -> None:  # noqa: ANN001 - alembic.op
+def drop_kernel_tables(op, schema: str) -> None:
     op.drop_index("ix_outbox_unpublished", table_name="outbox", schema=schema)
     op.drop_table("outbox", schema=schema)
     op.drop_table("inbox", schema=schema)
@@ -74,12 +74,12 @@ def run_env(metadata: sa.MetaData) -> None:
     schema = metadata.schema
     url = context.config.get_main_option("sqlalchemy.url")
 
-    def include_name(name, type_, parent_names):  # noqa: ANN001
+    def include_name(name, type_, parent_names):
         if type_ == "schema":
             return name == schema
         return True
 
-    def run(connection) -> None:  # noqa: ANN001
+    def run(connection) -> None:
         connection.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
         context.configure(
             connection=connection,

@@ -53,7 +53,7 @@ class Runtime:
     stop: Stop = field(default_factory=Stop)  # set at shutdown; workers loop `while not rt.stop`
 
     @property
-    def policy(self):  # noqa: ANN201 - leadflow.contracts.policy.Policy, loaded lazily
+    def policy(self):
         if "policy" not in self.state:
             from leadflow.contracts.policy import load_policy
 
@@ -200,7 +200,7 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI):  # noqa: ANN202
+    async def lifespan(app: FastAPI):
         configure_logging(spec.name, settings.log_level)
         # A broken policy file stops the service here, before it opens anything, rather than
         # failing (and dead-lettering) every event later.

@@ -23,7 +23,7 @@ def _path(parts: tuple) -> str:
     return ".".join(printable(str(p)) for p in parts)
 
 
-def check_storable(value: Any, path: tuple = ()) -> None:  # noqa: ANN401 - any decoded JSON
+def check_storable(value: Any, path: tuple = ()) -> None:
     """Raise a validation error naming the first string (or key) PostgreSQL would refuse."""
     if isinstance(value, str):
         if _UNSTORABLE.search(value):
@@ -75,6 +75,6 @@ class StorableModel(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _storable(cls, data: Any) -> Any:  # noqa: ANN401 - the raw input
+    def _storable(cls, data: Any) -> Any:
         check_storable(data)
         return data

@@ -125,7 +125,7 @@ def browser():
             chromium.close()
 
 
-def figures_on(page) -> dict[str, str]:  # noqa: ANN001
+def figures_on(page) -> dict[str, str]:
     return page.eval_on_selector_all(
         "[data-figure]",
         "els => Object.fromEntries(els.map(e => [e.dataset.figure, e.dataset.value]))",
@@ -139,7 +139,7 @@ def expected_from(report: dict) -> dict[str, str]:
     mql = sum(row["mql"] for row in report["conversion"]["by_source"])
     sql = sum(row["sql"] for row in report["conversion"]["by_source"])
 
-    def raw(value) -> str:  # noqa: ANN001
+    def raw(value) -> str:
         return "" if value is None else str(value)
 
     return {

@@ -36,7 +36,7 @@ SUFFIXES = {
 EXPORTED_PREFIXES = ("leadflow_", "process_")
 
 
-def load_yaml(path: Path):  # noqa: ANN201 - whatever the document holds
+def load_yaml(path: Path):
     return yaml.safe_load(path.read_text(encoding="utf-8"))
 
 

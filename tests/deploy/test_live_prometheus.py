@@ -126,7 +126,7 @@ def prometheus(services, tmp_path_factory):
     (workdir / "prometheus.yml").write_text(yaml.safe_dump(config), encoding="utf-8")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    log = open(workdir / "prometheus.log", "wb")  # noqa: SIM115 - closed in finally
+    log = open(workdir / "prometheus.log", "wb")
     proc = subprocess.Popen(
         [
             binary,
@@ -155,7 +155,7 @@ def prometheus(services, tmp_path_factory):
         log.close()
 
 
-async def api(http: httpx.AsyncClient, prometheus: str, path: str, **params) -> object:  # noqa: ANN003
+async def api(http: httpx.AsyncClient, prometheus: str, path: str, **params) -> object:
     response = await http.get(f"{prometheus}/api/v1/{path}", params=params)
     body = response.json()
     assert response.status_code == 200 and body["status"] == "success", (path, params, body)
@@ -242,7 +242,7 @@ async def test_prometheus_shows_the_pipeline_metrics_every_service_reports(
     leads = float(CONTACTED + 1)
     async with httpx.AsyncClient(timeout=5) as http:
 
-        async def query_until(query: str, expected, drop=("__name__", "job", "instance")):  # noqa: ANN001, ANN202
+        async def query_until(query: str, expected, drop=("__name__", "job", "instance")):
             async def check():
                 got = await vector(http, prometheus, query, drop=drop)
                 return got if expected(got) else None

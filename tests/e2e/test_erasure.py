@@ -64,7 +64,7 @@ async def erased_events(db: Database, lead_id: str) -> list[CloudEvent]:
     return [e for e in events if e.type == "lead.erased" and e.subject == lead_id]
 
 
-async def consumed_by(db: Database, event_id) -> dict[str, int]:  # noqa: ANN001
+async def consumed_by(db: Database, event_id) -> dict[str, int]:
     counts = {}
     async with db.unit_of_work() as session:
         for schema in CONSUMING_SCHEMAS:
@@ -94,7 +94,7 @@ async def test_an_erased_lead_leaves_no_personal_data_in_any_service(lead_run, s
         await lead_run.connected_call()
         await lead_run.first_response("met", timeout=30)
 
-        async def held_everywhere():  # noqa: ANN202
+        async def held_everywhere():
             hits = await personal_data_hits(db)
             schemas = {name.split(".")[0] for name in hits}
             return hits if schemas >= {"ingest", "scoring", "routing", "feedback"} else None
@@ -106,13 +106,13 @@ async def test_an_erased_lead_leaves_no_personal_data_in_any_service(lead_run, s
         assert erased.status_code == 202, erased.text
         assert erased.json()["erased_lead_ids"] == [lead_id]
 
-        async def nothing_left():  # noqa: ANN202
+        async def nothing_left():
             return await personal_data_hits(db) == {}
 
         await eventually(nothing_left, timeout=60)
         [event] = await erased_events(db, lead_id)
 
-        async def consumed_everywhere():  # noqa: ANN202
+        async def consumed_everywhere():
             counts = await consumed_by(db, event.id)
             return counts if all(counts.values()) else None
 

@@ -42,7 +42,7 @@ NEEDLES = (EMAIL, "zenobia", "quarterfield", "601 234 567", "crm-zq-1")
 SEARCHED_TYPES = ("text", "character varying", "jsonb", "json", "bytea", "ARRAY")
 
 
-async def personal_data_hits(db: Database, schema: str, needles=NEEDLES) -> dict[str, int]:  # noqa: ANN001
+async def personal_data_hits(db: Database, schema: str, needles=NEEDLES) -> dict[str, int]:
     """Rows per column of the schema holding any needle (case-insensitive), every row counted."""
     hits: dict[str, int] = {}
     async with db.unit_of_work() as session:
@@ -85,7 +85,7 @@ async def inbox_count(db: Database, schema: str, event_id: uuid.UUID) -> int:
         )
 
 
-async def table_rows(db: Database, query: str, **params) -> list[dict]:  # noqa: ANN003
+async def table_rows(db: Database, query: str, **params) -> list[dict]:
     async with db.unit_of_work() as session:
         return [dict(r._mapping) for r in (await session.execute(sa.text(query), params)).all()]
 
@@ -115,7 +115,7 @@ async def publish(settings):
     await producer.stop()
 
 
-async def ready(client) -> bool:  # noqa: ANN001
+async def ready(client) -> bool:
     return (await client.get("/readyz")).status_code == 200
 
 

@@ -103,14 +103,14 @@ class Feedback(BatchRun):
     """Feedback's lifecycle subscription in a consumer runner of its own (own database, own
     topics), reading polls of `batch_size` records; counts the events each batch pass got."""
 
-    def __init__(self, settings, batch_size: int) -> None:  # noqa: ANN001
+    def __init__(self, settings, batch_size: int) -> None:
         rt = SimpleNamespace(
             policy=load_policy(settings.policy_file),
             outbox=Outbox(OUTBOX, source="feedback", clock=Clock()),
         )
         super().__init__(settings, "feedback", consumers.subscriptions(rt), INBOX, batch_size)
 
-    def topic_for(self, subscription) -> str:  # noqa: ANN001
+    def topic_for(self, subscription) -> str:
         return TOPIC_SCORING  # where the poison test looks for dead letters
 
     async def state(self, lead_ids: list[uuid.UUID]) -> dict[uuid.UUID, dict]:

@@ -68,7 +68,7 @@ async def feedback(stack):
         await producer.stop()
 
 
-async def _ready(client) -> bool:  # noqa: ANN001
+async def _ready(client) -> bool:
     return (await client.get("/readyz")).status_code == 200
 
 
@@ -111,7 +111,7 @@ def events_of(lead_id: uuid.UUID, t0: datetime) -> dict[str, tuple[Payload, date
     }  # fmt: skip
 
 
-async def consumed(feedback, events: list[CloudEvent]) -> bool:  # noqa: ANN001
+async def consumed(feedback, events: list[CloudEvent]) -> bool:
     """Every one of `events` was handled (each lands on the timeline with its effects)."""
     async with feedback.db.unit_of_work() as session:
         seen = await session.scalar(
@@ -122,7 +122,7 @@ async def consumed(feedback, events: list[CloudEvent]) -> bool:  # noqa: ANN001
     return seen == len(events)
 
 
-async def play(feedback, runs: dict[uuid.UUID, list[tuple[Payload, datetime, str]]]) -> None:  # noqa: ANN001
+async def play(feedback, runs: dict[uuid.UUID, list[tuple[Payload, datetime, str]]]) -> None:
     """Step i of every run is published, and consumed, before step i + 1 of any run."""
     for step in range(max(len(r) for r in runs.values())):
         sent = [
@@ -131,7 +131,7 @@ async def play(feedback, runs: dict[uuid.UUID, list[tuple[Payload, datetime, str
         await eventually(lambda sent=sent: consumed(feedback, sent), timeout=60)
 
 
-async def state_of(feedback, lead_id: uuid.UUID, t0: datetime) -> dict:  # noqa: ANN001
+async def state_of(feedback, lead_id: uuid.UUID, t0: datetime) -> dict:
     """The lead's end state, its instants relative to t0 so that leads of any week compare."""
     lifecycle = (await feedback.get(f"/v1/leads/{lead_id}/lifecycle")).json()
     async with feedback.db.unit_of_work() as session:
@@ -157,7 +157,7 @@ def week_start(k: int) -> datetime:
     return datetime(day.year, day.month, day.day, 10, tzinfo=WAW)
 
 
-async def sla_report(feedback, first_week: int, weeks: int) -> dict:  # noqa: ANN001
+async def sla_report(feedback, first_week: int, weeks: int) -> dict:
     last = FIRST_WEEK + timedelta(weeks=first_week + weeks) - timedelta(days=1)
     params = {"from": (FIRST_WEEK + timedelta(weeks=first_week)).isoformat(),
               "to": last.isoformat(), "granularity": "week"}  # fmt: skip

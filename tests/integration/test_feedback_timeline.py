@@ -51,7 +51,7 @@ async def feedback(stack):
         async with service_client("feedback", settings) as client:
             await eventually(lambda: _ready(client), timeout=90)
 
-            async def publish(payload: Payload, at: datetime, source: str, event_id=None):  # noqa: ANN001, ANN202
+            async def publish(payload: Payload, at: datetime, source: str, event_id=None):
                 event = make_event(payload, source=source, time=at, event_id=event_id)
                 await producer.send_and_wait(
                     settings.topic_prefix + payload.topic,
@@ -68,16 +68,16 @@ async def feedback(stack):
         await producer.stop()
 
 
-async def _ready(client) -> bool:  # noqa: ANN001
+async def _ready(client) -> bool:
     return (await client.get("/readyz")).status_code == 200
 
 
-async def rows_of(client, lead_id: uuid.UUID) -> list[dict]:  # noqa: ANN001
+async def rows_of(client, lead_id: uuid.UUID) -> list[dict]:
     async with client.db.unit_of_work() as session:
         return await store.timeline_of(session, lead_id)
 
 
-async def timeline_types(client, lead_id: uuid.UUID) -> list[str]:  # noqa: ANN001
+async def timeline_types(client, lead_id: uuid.UUID) -> list[str]:
     return [row["type"] for row in await rows_of(client, lead_id)]
 
 
@@ -85,7 +85,7 @@ def company() -> LeadCompany:
     return LeadCompany(name="Example Robotics", industry="software", employees=400, country="PL")
 
 
-async def walk_a_lead(feedback, lead_id: uuid.UUID, t0: datetime) -> dict[str, object]:  # noqa: ANN001
+async def walk_a_lead(feedback, lead_id: uuid.UUID, t0: datetime) -> dict[str, object]:
     """A lead's whole path, its events published out of order across topics."""
     source = LeadSource(system="hubspot", channel="inbound", campaign="q4-webinar")
     routed = LeadRouted(
@@ -140,7 +140,7 @@ async def walk_a_lead(feedback, lead_id: uuid.UUID, t0: datetime) -> dict[str, o
     return {"routed": routed}
 
 
-async def _has(feedback, lead_id, *types) -> bool:  # noqa: ANN001
+async def _has(feedback, lead_id, *types) -> bool:
     seen = await timeline_types(feedback, lead_id)
     return all(t in seen for t in types)
 
@@ -223,7 +223,7 @@ async def test_a_replayed_event_is_recorded_once(feedback):
     assert copies == 1
 
 
-async def _count(feedback, lead_id, n) -> bool:  # noqa: ANN001
+async def _count(feedback, lead_id, n) -> bool:
     return len(await rows_of(feedback, lead_id)) == n
 
 

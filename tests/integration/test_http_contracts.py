@@ -62,7 +62,7 @@ def assert_problem(response: httpx.Response, status: int, title: str) -> dict:
     return problem
 
 
-async def rows(client: httpx.AsyncClient, query):  # noqa: ANN001, ANN201
+async def rows(client: httpx.AsyncClient, query):
     async with client.app.state.runtime.db.unit_of_work() as session:
         return await session.scalar(query)
 

@@ -201,7 +201,7 @@ class HeldBroker:
         self.sending = asyncio.Event()
         self.release = asyncio.Event()
 
-    async def send(self, topic: str, value: bytes, key: bytes | None = None):  # noqa: ANN201
+    async def send(self, topic: str, value: bytes, key: bytes | None = None):
         self.sending.set()
         acked = asyncio.get_running_loop().create_future()
 

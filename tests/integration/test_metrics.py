@@ -36,7 +36,7 @@ def attempt() -> LeadContactAttempt:
 class Kernel(MessagingHarness):
     """The kernel's loops over feedback's outbox and inbox, stopped at the end of a test."""
 
-    def __init__(self, settings) -> None:  # noqa: ANN001
+    def __init__(self, settings) -> None:
         super().__init__(settings, OUTBOX, INBOX)
 
     async def backdated_row(self, seconds: int) -> None:
@@ -61,7 +61,7 @@ async def test_consumer_lag_counts_waiting_events_and_returns_to_zero(settings):
         gate = asyncio.Event()
         handled = []
 
-        async def handler(event, session):  # noqa: ANN001
+        async def handler(event, session):
             await gate.wait()  # the consumer is busy: the events behind this one wait
             handled.append(event.id)
 
@@ -100,7 +100,7 @@ async def test_consumer_lag_refresh_is_throttled_and_survives_unfetched_partitio
     service = f"lag-{uuid.uuid4().hex[:8]}"
     async with Kernel(settings) as k:
 
-        async def handler(event, session):  # noqa: ANN001
+        async def handler(event, session):
             pass
 
         runner = ConsumerRunner(
@@ -124,7 +124,7 @@ async def test_consumer_lag_refresh_is_throttled_and_survives_unfetched_partitio
         polls = []  # every poll asks to measure; at most one in 5 s does
         measure = runner._measure_lag
 
-        async def counted(batches) -> None:  # noqa: ANN001
+        async def counted(batches) -> None:
             polls.append(batches)
             await measure(batches)
 
@@ -163,7 +163,7 @@ async def test_outbox_age_and_backlog_report_a_waiting_row_and_clear_once_publis
 class RefusingBroker:
     """A producer whose broker refuses every send, as while Kafka is unreachable."""
 
-    async def send(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN201
+    async def send(self, *args, **kwargs):
         raise KafkaConnectionError("broker unreachable")
 
 
@@ -300,8 +300,8 @@ async def test_sla_timer_counts_a_started_timer_once_and_exports_its_series(sett
             assert series in text, series
 
 
-def _reported(service: str, expected):  # noqa: ANN001, ANN202
-    async def check():  # noqa: ANN202
+def _reported(service: str, expected):
+    async def check():
         backlog = sample("leadflow_outbox_backlog", service=service)
         age = sample("leadflow_outbox_oldest_unpublished_age_seconds", service=service)
         return backlog is not None and age is not None and expected(backlog, age) and (backlog, age)
@@ -309,9 +309,9 @@ def _reported(service: str, expected):  # noqa: ANN001, ANN202
     return check
 
 
-async def _status(client, path: str, status: int) -> bool:  # noqa: ANN001
+async def _status(client, path: str, status: int) -> bool:
     return (await client.get(path)).status_code == status
 
 
-async def _ready(value):  # noqa: ANN001, ANN202
+async def _ready(value):
     return value

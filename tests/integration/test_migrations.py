@@ -15,10 +15,10 @@ from sqlalchemy.ext.asyncio import create_async_engine
 SPECS = {spec.name: spec for spec in all_specs()}
 
 
-def _diff(connection, metadata: sa.MetaData) -> list:  # noqa: ANN001
+def _diff(connection, metadata: sa.MetaData) -> list:
     schema = metadata.schema
 
-    def include_name(name, type_, parent_names):  # noqa: ANN001
+    def include_name(name, type_, parent_names):
         return name == schema if type_ == "schema" else True
 
     context = MigrationContext.configure(

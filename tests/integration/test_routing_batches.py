@@ -165,7 +165,7 @@ class Routing(BatchRun):
     """Routing's subscriptions, each in a consumer runner of its own (own database, own
     topics), reading polls of `batch_size` records; counts the events each batch pass got."""
 
-    def __init__(self, settings, batch_size: int) -> None:  # noqa: ANN001
+    def __init__(self, settings, batch_size: int) -> None:
         clock = Clock()
         rt = SimpleNamespace(clock=clock, outbox=Outbox(OUTBOX, source="routing", clock=clock))
         super().__init__(settings, "routing", consumers.subscriptions(rt), INBOX, batch_size)

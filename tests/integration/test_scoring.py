@@ -53,7 +53,7 @@ async def post_activity(ingest, lead_id: str, type_: str, **fields) -> None:
     assert response.status_code == 202, response.text
 
 
-async def wait_for_score(scoring, lead_id: str, check=lambda score: True, timeout=60) -> dict:  # noqa: ANN001
+async def wait_for_score(scoring, lead_id: str, check=lambda score: True, timeout=60) -> dict:
     async def scored():
         response = await scoring.get(f"/v1/leads/{lead_id}/score")
         if response.status_code != 200:
@@ -64,7 +64,7 @@ async def wait_for_score(scoring, lead_id: str, check=lambda score: True, timeou
     return await eventually(scored, timeout=timeout)
 
 
-async def wait_for_events(settings, type_, lead_id, count, timeout=60) -> list[CloudEvent]:  # noqa: ANN001
+async def wait_for_events(settings, type_, lead_id, count, timeout=60) -> list[CloudEvent]:
     async def enough():
         found = await scoring_events(settings, type_, lead_id)
         return found if len(found) >= count else None

@@ -45,17 +45,17 @@ T0 = NOW - timedelta(hours=2)  # when the leads' activities happened
 PERSON = {k: v for k, v in QUALIFIED_LEAD.items() if k != "consent"}
 
 
-def created(lead_id: uuid.UUID, email: str, **changes) -> CloudEvent:  # noqa: ANN003
+def created(lead_id: uuid.UUID, email: str, **changes) -> CloudEvent:
     lead = LeadCreated(lead_id=lead_id, occurred_at=T0, **{**PERSON, "email": email, **changes})
     return make_event(lead, source="ingest", time=T0)
 
 
-def updated(lead_id: uuid.UUID, email: str, **changes) -> CloudEvent:  # noqa: ANN003
+def updated(lead_id: uuid.UUID, email: str, **changes) -> CloudEvent:
     lead = LeadUpdated(lead_id=lead_id, occurred_at=T0, **{**PERSON, "email": email, **changes})
     return make_event(lead, source="ingest", time=T0)
 
 
-def activity(lead_id: uuid.UUID, type_: str, minute: int, **fields) -> CloudEvent:  # noqa: ANN003
+def activity(lead_id: uuid.UUID, type_: str, minute: int, **fields) -> CloudEvent:
     payload = LeadActivity(
         lead_id=lead_id,
         activity_id=uuid.uuid4(),
@@ -79,7 +79,7 @@ class Scoring(BatchRun):
     """Scoring's subscriptions in consumer runners of their own (own database, own topics),
     reading polls of `batch_size` records; counts the events each batch pass got."""
 
-    def __init__(self, settings, batch_size: int) -> None:  # noqa: ANN001
+    def __init__(self, settings, batch_size: int) -> None:
         clock = Clock(start=NOW, speed=0.0)
         rt = SimpleNamespace(
             policy=load_policy(settings.policy_file),

@@ -41,7 +41,7 @@ TOO_BIG = LeadCompany(name="Mega Corp", industry="software", employees=5000)
 FULL = LeadSource(channel="inbound", campaign="q3-webinar", lead_magnet="roi-guide")
 
 
-def promoted(lead: uuid.UUID, at: datetime, *, company=IN_TARGET, note="wants a demo") -> LeadMql:  # noqa: ANN001
+def promoted(lead: uuid.UUID, at: datetime, *, company=IN_TARGET, note="wants a demo") -> LeadMql:
     return LeadMql(
         lead_id=lead,
         fit=100,
@@ -79,7 +79,7 @@ def small_plan(tmp_path: Path) -> Path:
     return path
 
 
-async def period_events(rt) -> list[CloudEvent]:  # noqa: ANN001
+async def period_events(rt) -> list[CloudEvent]:
     async with rt.db.unit_of_work() as session:
         raw = await session.execute(sa.text("SELECT payload FROM sla_timer.outbox ORDER BY id"))
         events = [CloudEvent.from_bytes(row.payload) for row in raw]
@@ -90,7 +90,7 @@ async def period_events(rt) -> list[CloudEvent]:  # noqa: ANN001
     ]
 
 
-async def count(rt, query) -> int:  # noqa: ANN001
+async def count(rt, query) -> int:
     async with rt.db.unit_of_work() as session:
         return await session.scalar(query)
 
@@ -197,5 +197,5 @@ def at(value: str) -> datetime:
     return datetime.fromisoformat(value)
 
 
-async def _is(awaitable, value) -> bool:  # noqa: ANN001
+async def _is(awaitable, value) -> bool:
     return (await awaitable) == value

@@ -55,7 +55,7 @@ def event(payload: Payload, at: datetime) -> CloudEvent:
     return make_event(payload, source="test", time=at)
 
 
-def routed(lead_id: uuid.UUID, at: datetime, *, channel: str = "inbound", **kw) -> CloudEvent:  # noqa: ANN003
+def routed(lead_id: uuid.UUID, at: datetime, *, channel: str = "inbound", **kw) -> CloudEvent:
     payload = LeadRouted(
         lead_id=lead_id, assignment_id=uuid.uuid4(), team_id=None, team="emea", rep_id=REP,
         channel=channel, routed_at=at, **{"calendar": WARSAW, **kw},
@@ -70,7 +70,7 @@ def attempt(lead_id: uuid.UUID, at: datetime) -> CloudEvent:
     return event(payload, at)
 
 
-def status(lead_id: uuid.UUID, to: str, at: datetime, **kw) -> CloudEvent:  # noqa: ANN003
+def status(lead_id: uuid.UUID, to: str, at: datetime, **kw) -> CloudEvent:
     payload = LeadStatusChanged(lead_id=lead_id, from_status=None, status=to, changed_at=at, **kw)
     return event(payload, at)
 
@@ -88,7 +88,7 @@ class SlaTimer(BatchRun):
     """One of sla-timer's subscriptions in a consumer runner of its own (own database, own
     topics), reading polls of `batch_size` records; counts the events each batch pass got."""
 
-    def __init__(self, settings, batch_size: int, subscription: str = "timers") -> None:  # noqa: ANN001
+    def __init__(self, settings, batch_size: int, subscription: str = "timers") -> None:
         rt = SimpleNamespace(
             policy=load_policy(settings.policy_file),
             outbox=Outbox(OUTBOX, source="sla-timer", clock=Clock()),
@@ -96,7 +96,7 @@ class SlaTimer(BatchRun):
         super().__init__(settings, "sla-timer", consumers.subscriptions(rt), INBOX, batch_size)
         self.default = subscription
 
-    def topic_for(self, subscription) -> str:  # noqa: ANN001
+    def topic_for(self, subscription) -> str:
         # the timers' attempts and statuses: feedback's topic
         return TOPIC_FEEDBACK if TOPIC_FEEDBACK in subscription.topics else subscription.topics[0]
 

@@ -46,7 +46,7 @@ EMITS = {
 }
 
 
-def runtime(settings, claimers: int) -> SimpleNamespace:  # noqa: ANN001
+def runtime(settings, claimers: int) -> SimpleNamespace:
     clock = Clock()
     return SimpleNamespace(
         db=Database(settings.database_url),
@@ -58,7 +58,7 @@ def runtime(settings, claimers: int) -> SimpleNamespace:  # noqa: ANN001
     )
 
 
-async def open_timers(rt, per_shape: int) -> dict[uuid.UUID, str]:  # noqa: ANN001
+async def open_timers(rt, per_shape: int) -> dict[uuid.UUID, str]:
     """Open `per_shape` timers of every shape; returns each timer's shape by id."""
     now = datetime.now(UTC)
     rows, shapes = [], {}
@@ -102,7 +102,7 @@ def expected_events(shape: str) -> list[tuple]:
     return emitted
 
 
-async def check_fired_once(rt, shapes: dict[uuid.UUID, str]) -> None:  # noqa: ANN001
+async def check_fired_once(rt, shapes: dict[uuid.UUID, str]) -> None:
     """Every due level of every timer fired once, in ladder order; the timers moved on."""
     async with rt.db.unit_of_work() as session:
         outbox = (await session.execute(sa.select(OUTBOX.c.payload).order_by(OUTBOX.c.id))).all()
@@ -129,13 +129,13 @@ async def check_fired_once(rt, shapes: dict[uuid.UUID, str]) -> None:  # noqa: A
 
 
 @pytest.fixture
-def claims(monkeypatch):  # noqa: ANN001, ANN201
+def claims(monkeypatch):
     """Small backlog claims (so that many of them race), and the most claims seen at once."""
     monkeypatch.setattr(use_cases, "BACKLOG_BATCH", 40)
     seen = {"now": 0, "most": 0, "claims": 0}
     fire_due = use_cases.fire_due
 
-    async def counted(rt, limit: int = use_cases.BATCH) -> int:  # noqa: ANN001
+    async def counted(rt, limit: int = use_cases.BATCH) -> int:
         seen["now"] += 1
         seen["most"] = max(seen["most"], seen["now"])
         seen["claims"] += 1

@@ -42,7 +42,7 @@ NEW_YORK_TEAM = {
 }
 
 
-async def simulated(stack, speed: float):  # noqa: ANN001, ANN201
+async def simulated(stack, speed: float):
     settings = await stack.isolated_settings(
         clock_start=START, clock_speed=speed, clock_anchor=time.time()
     )
@@ -80,12 +80,12 @@ def status(lead_id: uuid.UUID, to: str, at: datetime) -> LeadStatusChanged:
     return LeadStatusChanged(lead_id=lead_id, from_status=None, status=to, changed_at=at)
 
 
-async def slas(client, lead_id: uuid.UUID) -> dict[str, dict]:  # noqa: ANN001
+async def slas(client, lead_id: uuid.UUID) -> dict[str, dict]:
     body = (await client.get(f"/v1/leads/{lead_id}/slas")).json()
     return {t["sla"]: t for t in body["timers"]}
 
 
-async def fired(client, lead_id: uuid.UUID) -> list[tuple]:  # noqa: ANN001
+async def fired(client, lead_id: uuid.UUID) -> list[tuple]:
     """The SLA events sla-timer emitted for the lead: (type, sla, detail) in emission order."""
     rt = client.app.state.runtime
     async with rt.db.unit_of_work() as session:
@@ -100,7 +100,7 @@ async def fired(client, lead_id: uuid.UUID) -> list[tuple]:  # noqa: ANN001
     return out
 
 
-def where(states: dict[str, str]):  # noqa: ANN201
+def where(states: dict[str, str]):
     """A check for `eventually`: the lead's timers are in these states."""
 
     def check(timers: dict[str, dict]) -> bool:
@@ -109,7 +109,7 @@ def where(states: dict[str, str]):  # noqa: ANN201
     return check
 
 
-async def wait_for_timers(client, lead_id, states: dict[str, str], timeout: float = 60):  # noqa: ANN001, ANN201
+async def wait_for_timers(client, lead_id, states: dict[str, str], timeout: float = 60):
     async def ok():
         timers = await slas(client, lead_id)
         return where(states)(timers) and timers
@@ -117,7 +117,7 @@ async def wait_for_timers(client, lead_id, states: dict[str, str], timeout: floa
     return await eventually(ok, timeout=timeout)
 
 
-async def ready(client) -> None:  # noqa: ANN001
+async def ready(client) -> None:
     async def up() -> bool:
         return (await client.get("/readyz")).status_code == 200
 
@@ -179,7 +179,7 @@ async def test_routing_opens_the_clocks_and_attempts_and_acceptance_meet_them(st
         assert [e for e in await fired(client, returned) if e[0] != "sla.met"] == []
 
 
-async def _attempts(client, lead_id, n: int) -> bool:  # noqa: ANN001
+async def _attempts(client, lead_id, n: int) -> bool:
     return (await slas(client, lead_id))["contact_cadence"]["attempts"] == n
 
 
@@ -209,11 +209,11 @@ async def test_cadence_without_its_attempts_breaches_and_marks_the_lead_unreacha
         await eventually(lambda: _no_pending(client, lead), timeout=30)
 
 
-async def _len(awaitable, n: int) -> bool:  # noqa: ANN001
+async def _len(awaitable, n: int) -> bool:
     return len(await awaitable) == n
 
 
-async def _no_pending(client, lead_id) -> bool:  # noqa: ANN001
+async def _no_pending(client, lead_id) -> bool:
     return all(t["next_fire_at"] is None for t in (await slas(client, lead_id)).values())
 
 
@@ -365,7 +365,7 @@ async def test_overdue_timers_fire_once_each_when_sla_timer_starts_again(stack):
         assert Counter(await fired(client, lead)) == expected
 
 
-async def _counted(client, lead_id, expected: Counter) -> bool:  # noqa: ANN001
+async def _counted(client, lead_id, expected: Counter) -> bool:
     return Counter(await fired(client, lead_id)) == expected
 
 
@@ -453,7 +453,7 @@ async def test_attempts_seen_before_routing_count_once_the_clocks_open(stack):
         assert timers["first_response"]["met_at"].startswith((now + H).isoformat()[:19])
 
 
-async def _equals(awaitable, value) -> bool:  # noqa: ANN001
+async def _equals(awaitable, value) -> bool:
     return (await awaitable) == value
 
 

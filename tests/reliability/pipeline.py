@@ -38,7 +38,7 @@ class FaultyService(ServiceProcess):
         env.pop(faults.ENV_VAR, None)
         if self.fault:
             env[faults.ENV_VAR] = self.fault
-        log = open(self.log_path, "ab")  # noqa: SIM115
+        log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "leadflow_tools.cli", "serve", self.name, "--port", str(self.port)],
             env=env,

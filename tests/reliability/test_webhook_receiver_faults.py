@@ -38,11 +38,11 @@ class ScriptedReceiver:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/hooks/leads"
 
-    async def __aenter__(self):  # noqa: ANN204
+    async def __aenter__(self):
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
         return self
 
-    async def __aexit__(self, *exc) -> None:  # noqa: ANN002
+    async def __aexit__(self, *exc) -> None:
         self._server.close()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -150,7 +150,7 @@ async def test_plain_keys_are_nowhere_but_in_the_callers_hands(clients, settings
             for schema, table in tables:
                 dump = (
                     await session.execute(
-                        sa.text(f'SELECT t::text FROM "{schema}"."{table}" t')  # noqa: S608
+                        sa.text(f'SELECT t::text FROM "{schema}"."{table}" t')
                     )
                 ).scalars().all()
                 rows += len(dump)

@@ -33,7 +33,7 @@ def person(n: int) -> dict:
     }
 
 
-def lead(n: int, **extra) -> dict:  # noqa: ANN003
+def lead(n: int, **extra) -> dict:
     return {**QUALIFIED_LEAD, **person(n), "external_id": f"pii-{n}", **extra}
 
 
@@ -77,7 +77,7 @@ LAST_EVENTS = sa.text(
 )
 
 
-async def last_events_handled(settings, attempts: int) -> bool:  # noqa: ANN001
+async def last_events_handled(settings, attempts: int) -> bool:
     """Every attempt is recorded, every event of `LAST_FLOWS` is in the inbox of each service
     that takes it, and no service has an event waiting to be published."""
     db = Database(settings.database_url)

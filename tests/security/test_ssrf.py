@@ -67,11 +67,11 @@ class RebindingDns:
 
     PUBLIC = "224.0.0.251"
 
-    def __init__(self, monkeypatch, name: str, private: str) -> None:  # noqa: ANN001
+    def __init__(self, monkeypatch, name: str, private: str) -> None:
         self.name, self.private, self.lookups = name, private, 0
         real = socket.getaddrinfo
 
-        def getaddrinfo(host, port, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        def getaddrinfo(host, port, *args, **kwargs):
             if (host.decode() if isinstance(host, bytes) else host) != self.name:
                 return real(host, port, *args, **kwargs)
             self.lookups += 1

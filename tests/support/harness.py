@@ -68,7 +68,7 @@ def _docker_engine_available() -> bool:
         import docker  # installed with testcontainers
 
         docker.from_env(timeout=3).ping()
-    except Exception:  # noqa: BLE001 - any failure means: no usable engine here
+    except Exception:
         return False
     return True
 
@@ -76,7 +76,7 @@ def _docker_engine_available() -> bool:
 class _Container:
     """Adapts a testcontainers container to the start/stop shape of the embedded components."""
 
-    def __init__(self, container) -> None:  # noqa: ANN001
+    def __init__(self, container) -> None:
         self.container = container
 
     def stop(self) -> None:
@@ -172,7 +172,7 @@ class TestStack(Stack):
         if spare is not None:
             try:
                 return await spare
-            except Exception:  # noqa: BLE001 - a failed copy ahead: copy again, now, and raise then
+            except Exception:
                 pass
         return await self._copy_of_template()
 
@@ -248,12 +248,12 @@ async def service_client(name: str, settings: Settings) -> AsyncIterator[httpx.A
             client.app = app  # type: ignore[attr-defined]
             yield client
 
-def _not_met(timeout: float, last, describe) -> AssertionError:  # noqa: ANN001
+def _not_met(timeout: float, last, describe) -> AssertionError:
     said = describe() if describe is not None else f"last value: {last!r}"
     return AssertionError(f"condition not met within {timeout}s; {said}")
 
 
-async def eventually(check, timeout: float = 30.0, interval: float = 0.2, describe=None):  # noqa: ANN001, ANN201
+async def eventually(check, timeout: float = 30.0, interval: float = 0.2, describe=None):
     """Poll `check` (sync or async) until it returns something truthy; fail with its last value,
     or with what `describe()` says."""
     deadline = time.monotonic() + timeout
@@ -268,7 +268,7 @@ async def eventually(check, timeout: float = 30.0, interval: float = 0.2, descri
     raise _not_met(timeout, last, describe)
 
 
-def eventually_sync(check, timeout: float = 30.0, interval: float = 0.2, describe=None):  # noqa: ANN001, ANN201
+def eventually_sync(check, timeout: float = 30.0, interval: float = 0.2, describe=None):
     """`eventually` for synchronous tests (a browser, a subprocess): poll the plain callable
     `check`, blocking, until it returns something truthy."""
     deadline = time.monotonic() + timeout
@@ -317,7 +317,7 @@ def sample_mql(n: int, *, channel: str = "inbound", domain: str | None = None, c
     )
 
 
-def sample_attempt(lead_id: uuid.UUID | None = None):  # noqa: ANN201
+def sample_attempt(lead_id: uuid.UUID | None = None):
     """A lead.contact_attempt payload as feedback emits it."""
     from datetime import UTC, datetime
 
@@ -331,7 +331,7 @@ def sample_attempt(lead_id: uuid.UUID | None = None):  # noqa: ANN201
     )
 
 
-def sample_attempt_event(lead_id: uuid.UUID | None = None):  # noqa: ANN201
+def sample_attempt_event(lead_id: uuid.UUID | None = None):
     """`sample_attempt` in its CloudEvent envelope, as it travels on the feedback topic."""
     from leadflow.contracts.events import make_event
 
@@ -450,7 +450,7 @@ async def routed_leads(urls: dict[str, str]) -> AsyncIterator[LeadRun]:
         yield LeadRun(urls, http, receiver, rep.json(), endpoint.json()["secret"])
 
 
-def counted(counter) -> float:  # noqa: ANN001 - a prometheus_client Counter
+def counted(counter) -> float:
     """A counter's total over all its labels, in this process."""
     return sum(s.value for s in counter.collect()[0].samples if s.name.endswith("_total"))
 
@@ -471,11 +471,11 @@ class _Background:
     def started_runners(self) -> list:
         return []
 
-    async def __aenter__(self):  # noqa: ANN204
+    async def __aenter__(self):
         await self.producer.start()
         return self
 
-    async def __aexit__(self, *exc) -> None:  # noqa: ANN002
+    async def __aexit__(self, *exc) -> None:
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
@@ -489,7 +489,7 @@ class MessagingHarness(_Background):
     """The kernel's messaging over one service's outbox and inbox tables, against the real
     database and broker: a producer, outbox relays and consumer runners, all stopped on exit."""
 
-    def __init__(self, settings: Settings, outbox, inbox) -> None:  # noqa: ANN001
+    def __init__(self, settings: Settings, outbox, inbox) -> None:
         super().__init__(settings, "test")
         self.outbox_table = outbox
         self.inbox_table = inbox
@@ -507,11 +507,11 @@ class MessagingHarness(_Background):
         futures = [await self.producer.send(self.topic(topic), value, key=key) for value in values]
         await asyncio.gather(*futures)
 
-    def run(self, work) -> None:  # noqa: ANN001
+    def run(self, work) -> None:
         """Run `work()` in the background until the harness exits."""
         self.tasks.append(asyncio.create_task(work()))
 
-    def relay(self, service: str = "test", producer=None, start: bool = True):  # noqa: ANN001, ANN201
+    def relay(self, service: str = "test", producer=None, start: bool = True):
         """An outbox relay woken by each commit that emits, running in the background unless
         `start` is False (then `run(relay.run)` starts it)."""
         from leadflow.outbox import OUTBOX_TAG, OutboxRelay
@@ -529,8 +529,8 @@ class MessagingHarness(_Background):
             self.run(relay.run)
         return relay
 
-    async def consume(  # noqa: ANN201
-        self, takes: tuple, apply, name: str = "probe", max_attempts: int = 3  # noqa: ANN001
+    async def consume(
+        self, takes: tuple, apply, name: str = "probe", max_attempts: int = 3
     ):
         """A consumer runner of the payload models `takes` (on their topics) applying each batch
         with `apply(session, received)`, in the background, with short retry backoffs."""
@@ -554,11 +554,11 @@ class MessagingHarness(_Background):
         return runner
 
 
-def each(handler):  # noqa: ANN001, ANN201
+def each(handler):
     """An `apply` that hands every received event to `handler(event, session)` in turn: kernel
     tests observe the consume loop one event at a time."""
 
-    async def apply(session, received: list) -> None:  # noqa: ANN001
+    async def apply(session, received: list) -> None:
         for item in received:
             await handler(item.event, session)
 
@@ -576,7 +576,7 @@ class BatchRun(_Background):
     consumed from; `passes` holds how many events each `apply` got. Tests
     run the same events at two batch sizes and compare what the service wrote."""
 
-    def __init__(  # noqa: ANN001
+    def __init__(
         self, settings: Settings, service: str, subscriptions, inbox, batch_size: int
     ) -> None:
         super().__init__(settings, f"test-{service}-batches")
@@ -592,16 +592,16 @@ class BatchRun(_Background):
         return list(self.runners.values())
 
     @property
-    def runner(self):  # noqa: ANN201
+    def runner(self):
         """The runner of the default subscription."""
         return self.runners[self.default]
 
-    def subscription(self, name: str | None = None, topic: str | None = None):  # noqa: ANN201
+    def subscription(self, name: str | None = None, topic: str | None = None):
         if name is None and topic is not None:
             return next(s for s in self.subscriptions.values() if topic in s.topics)
         return self.subscriptions[name or self.default]
 
-    def topic_for(self, subscription) -> str:  # noqa: ANN001
+    def topic_for(self, subscription) -> str:
         """Where events for `subscription` are published when no topic is named: its first."""
         return subscription.topics[0]
 
@@ -612,7 +612,7 @@ class BatchRun(_Background):
         futures = [await self.producer.send(name, value, key=b"one-key") for value in values]
         await asyncio.gather(*futures)
 
-    async def start(self, name: str):  # noqa: ANN201
+    async def start(self, name: str):
         """The subscription's runner, started with each `apply` counted (once)."""
         import dataclasses
 
@@ -622,7 +622,7 @@ class BatchRun(_Background):
             subscription = self.subscriptions[name]
             apply = subscription.apply
 
-            async def counted(session, received: list) -> None:  # noqa: ANN001
+            async def counted(session, received: list) -> None:
                 self.passes.append(len(received))
                 await apply(session, received)
 

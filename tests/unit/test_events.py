@@ -166,7 +166,7 @@ EXPECTED_TOPICS = {
 }
 
 
-def event_of(payload: Payload, **kwargs) -> CloudEvent:  # noqa: ANN003
+def event_of(payload: Payload, **kwargs) -> CloudEvent:
     return make_event(payload, source="test", time=T0, **kwargs)
 
 

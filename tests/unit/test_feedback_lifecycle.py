@@ -204,11 +204,11 @@ def lead_row(**values) -> dict:
     return {**row, "lead_id": LEAD_ID, "status": "lead", "updated_at": T0, **values}
 
 
-def fact(payload) -> Fact | None:  # noqa: ANN001
+def fact(payload) -> Fact | None:
     return fact_of(default_policy(), make_event(payload, source="test", time=T0), payload)
 
 
-def sla_event(model, sla: str, **extra):  # noqa: ANN001
+def sla_event(model, sla: str, **extra):
     return model(lead_id=LEAD_ID, timer_id=uuid.uuid4(), sla=sla, started_at=T0,
                  due_at=T0 + timedelta(hours=2), level="breached", **extra)  # fmt: skip
 

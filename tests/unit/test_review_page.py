@@ -24,7 +24,7 @@ NOW = datetime(2026, 3, 7, 12, tzinfo=WAW)
 REP = uuid.uuid4()
 
 
-def lead(day: int, hour: int, *, responded_after: timedelta | None, **extra) -> LeadFacts:  # noqa: ANN003
+def lead(day: int, hour: int, *, responded_after: timedelta | None, **extra) -> LeadFacts:
     routed = datetime(2026, 3, 2 + day, hour, tzinfo=WAW)
     facts = LeadFacts(
         lead_id=uuid.uuid4(),
@@ -62,7 +62,7 @@ def fixture_leads() -> list[LeadFacts]:
     return [late, quick, returned, sql]
 
 
-def render(leads: list[LeadFacts], **overrides) -> str:  # noqa: ANN003
+def render(leads: list[LeadFacts], **overrides) -> str:
     week = sla_report(leads, POLICY, first=MONDAY, last=MONDAY, granularity="week", now=NOW)
     trend = sla_report(
         leads, POLICY, first=MONDAY - timedelta(weeks=3), last=MONDAY, granularity="week", now=NOW

@@ -28,7 +28,7 @@ def env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     return monkeypatch
 
 
-def refusal(**values) -> str:  # noqa: ANN003
+def refusal(**values) -> str:
     with pytest.raises(ValidationError) as refused:
         Settings(**values)
     return str(refused.value)

@@ -38,7 +38,7 @@ WARSAW = ZoneInfo("Europe/Warsaw")
 POLICY = default_policy()
 
 
-def by_name(figures) -> dict:  # noqa: ANN001
+def by_name(figures) -> dict:
     return {f.commitment: f for f in figures}
 
 

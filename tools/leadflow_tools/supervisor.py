@@ -59,7 +59,7 @@ class ServiceProcess:
 
     def launch(self) -> None:
         env = {**os.environ, **settings_env(self.settings)}
-        log = open(self.log_path, "ab")  # noqa: SIM115
+        log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "leadflow_tools.cli", "serve", self.name, "--port", str(self.port)],
             env=env,

@@ -213,7 +213,7 @@ class Keyed:
             body=self.body,
         )  # fmt: skip
 
-    async def record(self, session: AsyncSession, status: int, answer: Any) -> None:  # noqa: ANN401
+    async def record(self, session: AsyncSession, status: int, answer: Any) -> None:
         if self.key:
             await idem.record(
                 session, idempotency, api_key=self.api_key, key=self.key, status=status,
@@ -394,7 +394,7 @@ def plan(inputs: planning.PlanInput) -> dict[str, Any]:
         raise Unprocessable(exc.message, field=exc.field) from None
 
 
-def run_cli(args: Any) -> int:  # noqa: ANN401 - the argparse namespace of `leadflow plan`
+def run_cli(args: Any) -> int:
     """`leadflow plan`: every input given as text ('25%' or '0.25' for shares); prints the
     plan (or JSON with --json); a bad input names its option and exits with 2."""
     values: dict[str, float | None] = {}

@@ -152,7 +152,7 @@ class BatchResult(BaseModel):
     results: list[BatchItemResult]
 
 
-def decoded_json(body: bytes) -> Any:  # noqa: ANN401 - decoded JSON
+def decoded_json(body: bytes) -> Any:
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -191,13 +191,13 @@ class LeadView(LeadSnapshot):
 
 class HubSpotEvent(StorableModel):
     model_config = ConfigDict(extra="allow")
-    eventId: int  # noqa: N815 - HubSpot's field names
-    subscriptionType: str = Field(max_length=100)  # noqa: N815
-    portalId: int  # noqa: N815
-    objectId: int  # noqa: N815
-    occurredAt: int = Field(ge=0)  # noqa: N815 - milliseconds since the epoch
-    propertyName: str | None = Field(default=None, max_length=200)  # noqa: N815
-    propertyValue: str | None = Field(default=None, max_length=65_536)  # noqa: N815
+    eventId: int
+    subscriptionType: str = Field(max_length=100)
+    portalId: int
+    objectId: int
+    occurredAt: int = Field(ge=0)
+    propertyName: str | None = Field(default=None, max_length=200)
+    propertyValue: str | None = Field(default=None, max_length=65_536)
 
 
 def parse_hubspot_events(body: bytes) -> list[HubSpotEvent]:

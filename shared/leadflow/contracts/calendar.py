@@ -457,7 +457,7 @@ def add_business_days(cal: BusinessCalendar, start: datetime, days: int) -> date
 DEFAULT_CALENDAR = BusinessCalendar.standard()
 
 
-def policy_calendar(policy: Any) -> BusinessCalendar:  # noqa: ANN401 - leadflow.contracts.policy.Policy
+def policy_calendar(policy: Any) -> BusinessCalendar:
     """The policy's default business calendar (teams without a calendar of their own use it)."""
     spec = policy.calendar
     country = spec.holiday_country

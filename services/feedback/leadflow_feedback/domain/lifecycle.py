@@ -70,7 +70,7 @@ class TransitionRefused(Exception):
 class ChangeInvalid(Exception):
     """The change is possible but misses data it must carry; `field` names what is wrong."""
 
-    def __init__(self, field: str, message: str, **extra: Any) -> None:  # noqa: ANN401
+    def __init__(self, field: str, message: str, **extra: Any) -> None:
         super().__init__(message)
         self.field = field
         self.message = message
@@ -136,7 +136,7 @@ def after_contact_attempt(current: str) -> str:
     return "working" if current == "routed" else current
 
 
-def confirmed(value: Any) -> bool:  # noqa: ANN401 - JSON value
+def confirmed(value: Any) -> bool:
     """A qualification area counts when it is `true` or a non-blank note."""
     if isinstance(value, bool):
         return value
@@ -145,7 +145,7 @@ def confirmed(value: Any) -> bool:  # noqa: ANN401 - JSON value
     return False
 
 
-def _missing(value: Any) -> bool:  # noqa: ANN401 - JSON value
+def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, str) and not value.strip())
 
 

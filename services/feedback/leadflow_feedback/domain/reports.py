@@ -293,7 +293,7 @@ def _rate(part: int, whole: int) -> float | None:
     return share(part, whole)
 
 
-def conversion(mqls: list[LeadFacts], key) -> list[dict[str, Any]]:  # noqa: ANN001 - lead → group
+def conversion(mqls: list[LeadFacts], key) -> list[dict[str, Any]]:
     rows: dict[str, dict[str, int]] = {}
     for lead in mqls:
         counts = rows.setdefault(key(lead), dict.fromkeys(FUNNEL, 0))
@@ -465,7 +465,7 @@ def report_csv(report: dict[str, Any]) -> str:
 
     def row(
         section, start="", end="", party="", metric="", key="", value=None, target=None, met=None
-    ):  # noqa: ANN001, E501
+    ):
         writer.writerow(
             [section, start, end, party, metric, key, _cell(value), _cell(target), _cell(met)]
         )
@@ -511,7 +511,7 @@ def report_csv(report: dict[str, Any]) -> str:
     return out.getvalue()
 
 
-def _cell(value: Any) -> str:  # noqa: ANN401
+def _cell(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, bool):
