@@ -5,10 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
-import subprocess
-import sys
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -19,10 +15,9 @@ import sqlalchemy as sa
 from leadflow import faults
 from leadflow.db import Database
 from leadflow.settings import Settings
-from leadflow_tools.devstack import die_with_parent
 from leadflow_tools.receiver import WebhookReceiver
 from leadflow_tools.registry import SERVICE_ORDER
-from leadflow_tools.supervisor import ServiceProcess, settings_env, start_all
+from leadflow_tools.supervisor import ServiceProcess, start_all
 from support.harness import ADMIN, SOURCE, eventually, sample_lead
 
 
@@ -33,20 +28,12 @@ class FaultyService(ServiceProcess):
     fault: str | None = None
     crashes: list[str] = field(default_factory=list)
 
-    def launch(self) -> None:
-        env = {**os.environ, **settings_env(self.settings)}
+    def environment(self) -> dict[str, str]:
+        env = super().environment()
         env.pop(faults.ENV_VAR, None)
         if self.fault:
             env[faults.ENV_VAR] = self.fault
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "leadflow_tools.cli", "serve", self.name, "--port", str(self.port)],
-            env=env,
-            stdout=log,
-            stderr=log,
-            stdin=subprocess.DEVNULL,
-            preexec_fn=die_with_parent(signal.SIGKILL),
-        )
+        return env
 
     def log_tail(self, lines: int = 30) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])

@@ -57,12 +57,15 @@ class ServiceProcess:
         self.launch()
         self.wait_ready(timeout)
 
+    def environment(self) -> dict[str, str]:
+        """The process's environment: this one's, with the settings of the stack."""
+        return {**os.environ, **settings_env(self.settings)}
+
     def launch(self) -> None:
-        env = {**os.environ, **settings_env(self.settings)}
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "leadflow_tools.cli", "serve", self.name, "--port", str(self.port)],
-            env=env,
+            env=self.environment(),
             stdout=log,
             stderr=log,
             stdin=subprocess.DEVNULL,
