@@ -21,6 +21,8 @@ from pipeline import bare_insert, bare_kafka, run_pipeline
 from support.harness import TestStack
 from timers import run_timers
 
+PRODUCTION_SESSION_TIMEOUT = Settings.model_fields["consumer_session_timeout_ms"].default
+
 ROOT = Path(__file__).resolve().parent.parent
 SIZES = {
     "BENCH_LEADS": "5000",
@@ -373,7 +375,9 @@ async def main() -> int:
         # Every database is migrated up front, so that the run does not depend on the source
         # tree staying importable for the next quarter of an hour.
         settings, ingest_settings, timer_settings = [
-            await stack.isolated_settings() for _ in range(3)
+            # The services' own consumer session timeout, not the tests' shorter one.
+            await stack.isolated_settings(consumer_session_timeout_ms=PRODUCTION_SESSION_TIMEOUT)
+            for _ in range(3)
         ]
         if "pipeline" in phases:
             results["bare_insert"] = await bare_insert(settings)
