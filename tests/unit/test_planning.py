@@ -92,10 +92,10 @@ def test_the_cli_prints_the_plan(capsys):
 
 
 def test_the_cli_names_a_bad_option(capsys):
-    from leadflow_feedback.use_cases import run_cli
+    from leadflow_tools.cli import _plan
 
     args = Namespace(revenue_goal="lots", json=False)
-    assert run_cli(args) == 2
+    assert _plan(args) == 2
     assert "--revenue-goal" in capsys.readouterr().err
 
 

@@ -220,9 +220,37 @@ def _policy_check(args: argparse.Namespace) -> int:
 
 
 def _plan(args: argparse.Namespace) -> int:
-    from leadflow_feedback.use_cases import run_cli
+    """`leadflow plan`: feedback's reverse funnel planner on the command line. Every input is
+    given as text ('25%' or '0.25' for shares); prints the plan (or JSON with --json); a bad
+    input names its option and exits with 2."""
+    import json
 
-    return run_cli(args)
+    from leadflow_feedback.domain import planning
+
+    values: dict[str, float | None] = {}
+    for name in (*planning.CLI_FIELDS, "sales_capacity_mql"):
+        raw = getattr(args, name, None)
+        if raw is None:
+            values[name] = None
+            continue
+        try:
+            values[name] = (
+                planning.parse_share(raw)
+                if name in planning.RATES
+                else float(str(raw).replace("_", ""))
+            )
+        except (ValueError, ArithmeticError):
+            print(
+                f"leadflow plan: --{name.replace('_', '-')}: not a number: {raw!r}", file=sys.stderr
+            )
+            return 2
+    try:
+        result = planning.plan(planning.PlanInput(**values))
+    except planning.PlanInputError as exc:
+        print(f"leadflow plan: --{exc.field.replace('_', '-')}: {exc.message}", file=sys.stderr)
+        return 2
+    print(json.dumps(result.as_dict(), indent=2) if args.json else planning.render_text(result))
+    return 0
 
 
 def _routing_import(args: argparse.Namespace) -> int:

@@ -13,9 +13,7 @@ rare, is recorded on its own).
 
 from __future__ import annotations
 
-import json
 import logging
-import sys
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -392,35 +390,6 @@ def plan(inputs: planning.PlanInput) -> dict[str, Any]:
         return planning.plan(inputs).as_dict()
     except planning.PlanInputError as exc:
         raise Unprocessable(exc.message, field=exc.field) from None
-
-
-def run_cli(args: Any) -> int:
-    """`leadflow plan`: every input given as text ('25%' or '0.25' for shares); prints the
-    plan (or JSON with --json); a bad input names its option and exits with 2."""
-    values: dict[str, float | None] = {}
-    for name in (*planning.CLI_FIELDS, "sales_capacity_mql"):
-        raw = getattr(args, name, None)
-        if raw is None:
-            values[name] = None
-            continue
-        try:
-            values[name] = (
-                planning.parse_share(raw)
-                if name in planning.RATES
-                else float(str(raw).replace("_", ""))
-            )
-        except (ValueError, ArithmeticError):
-            print(
-                f"leadflow plan: --{name.replace('_', '-')}: not a number: {raw!r}", file=sys.stderr
-            )
-            return 2
-    try:
-        result = planning.plan(planning.PlanInput(**values))
-    except planning.PlanInputError as exc:
-        print(f"leadflow plan: --{exc.field.replace('_', '-')}: {exc.message}", file=sys.stderr)
-        return 2
-    print(json.dumps(result.as_dict(), indent=2) if args.json else planning.render_text(result))
-    return 0
 
 
 # --- the review pages ----------------------------------------------------------------------
