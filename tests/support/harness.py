@@ -10,6 +10,7 @@ import inspect
 import os
 import time
 import uuid
+import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -172,8 +173,8 @@ class TestStack(Stack):
         if spare is not None:
             try:
                 return await spare
-            except Exception:
-                pass
+            except Exception as exc:  # a copy made ahead failed: say why, then copy again now
+                warnings.warn(f"a database copied ahead failed ({exc!r}); copying again", stacklevel=1)
         return await self._copy_of_template()
 
     async def _copy_of_template(self) -> str:
