@@ -39,8 +39,12 @@ run: install ## start PostgreSQL, the broker, migrations, topics and the five se
 demo: install ## a simulated week in about 3 minutes: traffic, reps, breaches, the weekly report and the review page
 	$(VENV)/bin/leadflow demo $(DEMO_ARGS)
 
+# Test files run in TEST_WORKERS processes (pytest-xdist), each with its own embedded PostgreSQL
+# and broker; a file's tests stay together in one process. TEST_WORKERS=0 runs them in this one.
+TEST_WORKERS ?= 2
+
 test: install system-deps ## the whole suite: unit, integration (real PostgreSQL + broker), e2e and deploy
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadfile
 
 test-unit: install
 	$(VENV)/bin/pytest tests/unit
