@@ -82,6 +82,22 @@ class Settings(BaseSettings):
     # Where feedback's lead timeline reads routing's decision trace and webhook deliveries
     # (routing owns them; feedback shows them without copying them).
     routing_url: str = "http://127.0.0.1:8003"
+    # notify's e-mail: the SMTP relay it hands messages to (unset: no e-mail can be sent).
+    smtp_host: str | None = Field(default=None, description="SMTP relay host")
+    smtp_port: int = Field(default=587, ge=1, le=65535, description="SMTP relay port")
+    smtp_starttls: bool = Field(default=True, description="upgrade with STARTTLS before AUTH")
+    smtp_user: str | None = Field(default=None, description="SMTP AUTH user")
+    smtp_password: str | None = Field(
+        default=None, repr=False, description="SMTP AUTH password; never logged"
+    )
+    smtp_from: str = Field(
+        default="Leadflow <leadflow@localhost>", description="From address of notify's e-mail"
+    )
+    smtp_timeout: float = Field(default=10.0, gt=0, description="seconds per SMTP exchange")
+    # Where people open a lead's timeline page from a message: {public_url}/review/leads/{id}.
+    public_url: str = Field(
+        default="http://127.0.0.1:8005", description="public base URL of the review pages"
+    )
     consumer_batch_size: int = Field(default=500, ge=1)
     consumer_max_attempts: int = Field(default=5, ge=1)
     # How long the broker may hold a consumer's fetch that finds nothing new (milliseconds).
