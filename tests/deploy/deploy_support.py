@@ -17,6 +17,7 @@ PROMETHEUS_DIR = DEPLOY / "prometheus"
 RULES_FILE = PROMETHEUS_DIR / "alerts.yml"
 RULE_TESTS_FILE = PROMETHEUS_DIR / "alerts.test.yml"
 ALERTMANAGER_FILE = DEPLOY / "alertmanager" / "alertmanager.yml"
+ALERTMANAGER_CONFIGMAP = DEPLOY / "k8s" / "alertmanager-config.yaml"
 GRAFANA = DEPLOY / "grafana"
 DASHBOARDS = sorted((GRAFANA / "dashboards").glob("*.json"))
 K8S = DEPLOY / "k8s"
@@ -55,6 +56,19 @@ def recording_rules() -> dict[str, str]:
         for rule in group["rules"]
         if "record" in rule
     }
+
+
+def alertmanager_configs() -> dict[str, str]:
+    """Every Alertmanager configuration in the repository, by where it is: the Compose stack's
+    files and each file of the Kubernetes ConfigMap."""
+    configs = {
+        str(path.relative_to(ROOT)): path.read_text(encoding="utf-8")
+        for path in sorted(ALERTMANAGER_FILE.parent.glob("*.yml"))
+    }
+    configmap = load_yaml(ALERTMANAGER_CONFIGMAP)
+    for key, text in configmap["data"].items():
+        configs[f"{ALERTMANAGER_CONFIGMAP.relative_to(ROOT)}:{key}"] = text
+    return configs
 
 
 def dashboard_queries(dashboard: dict) -> list[str]:

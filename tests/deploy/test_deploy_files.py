@@ -27,6 +27,7 @@ from deploy_support import (
     RULES_FILE,
     SUFFIXES,
     alert_rules,
+    alertmanager_configs,
     all_queries,
     dashboard_queries,
     load_yaml,
@@ -352,8 +353,9 @@ def test_sla_alert_thresholds_follow_the_shipped_policy(alerts, recorded):
 # --- Alertmanager and Grafana ----------------------------------------------------------------
 
 
-def test_alertmanager_routes_only_to_defined_receivers():
-    config = load_yaml(ALERTMANAGER_FILE)
+@pytest.mark.parametrize("where", sorted(alertmanager_configs()))
+def test_alertmanager_routes_only_to_defined_receivers(where):
+    config = yaml.safe_load(alertmanager_configs()[where])
     receivers = {receiver["name"] for receiver in config["receivers"]}
 
     def walk(route: dict) -> None:

@@ -1,4 +1,4 @@
-"""The alert rules, their unit tests and the Alertmanager config pass Prometheus's own tools.
+"""The alert rules, their unit tests and every Alertmanager config pass Prometheus's own tools.
 
 promtool and amtool come from the Debian packages prometheus and prometheus-alertmanager
 (`make system-deps`); without them these tests fail, they do not skip.
@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import subprocess
 
+import pytest
 import yaml
 from deploy_support import (
-    ALERTMANAGER_FILE,
     PROMETHEUS_DIR,
     RULE_TESTS_FILE,
     RULES_FILE,
     alert_rules,
+    alertmanager_configs,
     load_yaml,
     recording_rules,
     tool,
@@ -83,7 +84,10 @@ def test_prometheus_config_passes_promtool_check_config(tmp_path):
     assert "SUCCESS" in done.stdout + done.stderr
 
 
-def test_alertmanager_config_passes_amtool():
-    done = run(tool("amtool", "prometheus-alertmanager"), "check-config", str(ALERTMANAGER_FILE))
+@pytest.mark.parametrize("where", sorted(alertmanager_configs()))
+def test_alertmanager_config_passes_amtool(where, tmp_path):
+    path = tmp_path / "alertmanager.yml"
+    path.write_text(alertmanager_configs()[where], encoding="utf-8")
+    done = run(tool("amtool", "prometheus-alertmanager"), "check-config", str(path))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "SUCCESS" in done.stdout
