@@ -486,9 +486,10 @@ def email_message(
         )
     if message_id is not None:
         message["Message-ID"] = message_id
-    message["Content-Language"] = "pl" if wording(recipient) is WORDING["pl"] else "en"
     message["List-Unsubscribe"] = f"<{unsubscribe_url}>"
     message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     message.set_content(_EMAIL_TEXT.render(**context))
     message.add_alternative(_EMAIL_HTML.render(**context), subtype="html")
+    # After the bodies: setting content clears every Content-* header.
+    message["Content-Language"] = "pl" if wording(recipient) is WORDING["pl"] else "en"
     return message
