@@ -275,6 +275,7 @@ class ChatReceiver:
             log_config=None,
             access_log=False,
             lifespan="off",
+            interface="asgi3",  # a bound method: uvicorn would guess ASGI 2 from its signature
         )
         self._server = uvicorn.Server(config)
         self._task = asyncio.create_task(self._server.serve())
