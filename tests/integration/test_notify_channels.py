@@ -5,6 +5,7 @@ receivers implementing the vendors' documented webhook contracts."""
 from __future__ import annotations
 
 import socket
+from dataclasses import replace
 
 import httpx
 import pytest
@@ -61,7 +62,10 @@ def relay(port: int, timeout: float = 5.0) -> SmtpSettings:
 
 async def test_an_email_arrives_with_plain_and_html_parts_and_one_click_unsubscribe(smtp):
     before = len(smtp.messages())
-    message = email_message(ANNA, [NOTICE, NOTICE], SENDER, UNSUBSCRIBE, message_id="<n1@lf>")
+    other = replace(
+        NOTICE, lead_id="0b9e2d4c-1a3f-4e5d-8c7b-6a5f4e3d2c1b", lead_name="Jan Kowalski"
+    )
+    message = email_message(ANNA, [NOTICE, other], SENDER, UNSUBSCRIBE, message_id="<n1@lf>")
 
     outcome = await send_mail(relay(smtp.port), message)
 
@@ -79,7 +83,7 @@ async def test_an_email_arrives_with_plain_and_html_parts_and_one_click_unsubscr
     assert received.get_content_type() == "multipart/alternative"
     text = received.get_body(("plain",)).get_content()
     html = received.get_body(("html",)).get_content()
-    assert "Jane Doe (Acme <Polska> & Co)" in text
+    assert "Jane Doe (Acme <Polska> & Co)" in text and "Jan Kowalski" in text
     assert "Acme &lt;Polska&gt; &amp; Co" in html and "<Polska>" not in html
 
 

@@ -144,6 +144,14 @@ def test_the_subject_of_one_notice_names_its_lead_and_company():
     assert subject(ANNA, several(3)) == "[Leadflow] 3 leads need your attention"
 
 
+def test_a_digest_counts_the_leads_it_is_about_not_its_notices():
+    warning = replace(BREACH, event_type="sla.warning", level="warning")
+    assert subject(ANNA, [warning, BREACH, BARE]) == "[Leadflow] 2 leads need your attention"
+    payload = slack_message(ANNA, [warning, BREACH])
+    assert payload["blocks"][0]["text"]["text"] == "2 Leadflow notices"
+    assert payload["blocks"][1]["text"]["text"] == "Hi <@U024BE7LH>, a lead needs your attention."
+
+
 def test_several_notices_become_one_digest_listing_each_lead_with_its_link():
     notices = several(3)
     slack = slack_message(ANNA, notices)

@@ -219,6 +219,7 @@ class NoticeView:
     source: str | None
     event_type: str
     url: str
+    lead_id: str
 
 
 def _view(notice: Notice, recipient: Recipient) -> NoticeView:
@@ -236,6 +237,7 @@ def _view(notice: Notice, recipient: Recipient) -> NoticeView:
         source=_clip(notice.source),
         event_type=notice.event_type,
         url=notice.timeline_url,
+        lead_id=str(notice.lead_id),
     )
 
 
@@ -243,6 +245,11 @@ def _views(recipient: Recipient, notices: Sequence[Notice]) -> list[NoticeView]:
     if not notices:
         raise ValueError("notices: a message needs at least one notice")
     return [_view(n, recipient) for n in notices]
+
+
+def _leads(views: list[NoticeView]) -> int:
+    """How many leads the notices are about (a warning and a breach of one lead: one)."""
+    return len({view.lead_id for view in views})
 
 
 def _headline(views: list[NoticeView], recipient: Recipient) -> str:
@@ -258,7 +265,7 @@ def subject(recipient: Recipient, notices: Sequence[Notice]) -> str:
         view = views[0]
         company = f" ({view.company})" if view.company else ""
         return f"[Leadflow] {view.title}: {view.lead}{company}"
-    return f"[Leadflow] {_sentence(wording(recipient).attention(len(views)))}"
+    return f"[Leadflow] {_sentence(wording(recipient).attention(_leads(views)))}"
 
 
 def _sentence(text: str) -> str:
@@ -297,7 +304,7 @@ def _context(recipient: Recipient, views: list[NoticeView]) -> dict[str, object]
     words = wording(recipient)
     listed = views[:LISTED_NOTICES]
     name = _clip(recipient.name) or ""
-    attention = words.attention(len(views))
+    attention = words.attention(_leads(views))
     return {
         "name": name,
         "attention": attention,
