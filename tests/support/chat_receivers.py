@@ -15,7 +15,7 @@ characters; a section's text at most 3,000, its fields at most 10 of 2,000; a co
 Teams workflow webhooks, a workflow started by the "When a Teams webhook request is received"
 trigger (https://learn.microsoft.com/en-us/microsoftteams/platform/webhooks-and-connectors/how-to/add-incoming-webhook,
 https://learn.microsoft.com/en-us/connectors/teams/): the trigger answers 202 Accepted and posts
-the card later; a message over 28 KB is refused; throttling is a 429. Leadflow sends Adaptive
+the card later; a message over 28 KB is refused (413 here); throttling is a 429. Leadflow sends Adaptive
 Cards only, so this receiver takes only those and answers 400 to anything else. Checked: `type`
 `message`, a non-empty `attachments` list whose first item has `contentType`
 `application/vnd.microsoft.card.adaptive` and `content` an `AdaptiveCard` with a `version` and a

@@ -358,6 +358,8 @@ async def test_the_teams_contract_refuses_what_is_not_an_adaptive_card_message()
         "attachments": [{"contentType": "application/vnd.microsoft.card.hero", "content": {}}],
     }
     assert (await post(receiver, legacy)).status_code == 400
+    oversized = teams_message(ANNA, [replace(BREACH, company="x" * 150)] * 200)
+    assert (await post(receiver, oversized)).status_code == 413
     payload = teams_message(ANNA, [BREACH])
     payload["attachments"][0]["content"]["msteams"]["entities"][0]["text"] = "<at>Nobody</at>"
     assert teams_payload_problems(payload) == [
