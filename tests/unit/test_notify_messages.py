@@ -358,7 +358,10 @@ async def test_the_teams_contract_refuses_what_is_not_an_adaptive_card_message()
         "attachments": [{"contentType": "application/vnd.microsoft.card.hero", "content": {}}],
     }
     assert (await post(receiver, legacy)).status_code == 400
-    oversized = teams_message(ANNA, [replace(BREACH, company="x" * 150)] * 200)
+    oversized = teams_message(ANNA, [BREACH])
+    oversized["attachments"][0]["content"]["body"].append(
+        {"type": "TextBlock", "text": "x" * 29_000}
+    )
     assert (await post(receiver, oversized)).status_code == 413
     payload = teams_message(ANNA, [BREACH])
     payload["attachments"][0]["content"]["msteams"]["entities"][0]["text"] = "<at>Nobody</at>"
