@@ -258,9 +258,9 @@ async def run_pipeline(
     logdir: Path,
     infrastructure: dict[str, int] | None = None,
 ) -> dict:
-    """The five services as processes, reps and a webhook endpoint registered, then the phases.
+    """The six services as processes, reps and a webhook endpoint registered, then the phases.
     `infrastructure`: process ids of PostgreSQL and the broker, for their CPU time."""
-    progress("pipeline: starting the five services as processes")
+    progress("pipeline: starting the six services as processes")
     services = await Services.start(list(SERVICE_ORDER), settings, logdir)
     numbers = LeadNumbers()
     try:
@@ -282,7 +282,7 @@ async def run_pipeline(
                 )
                 rep.raise_for_status()
             endpoint = await http.post(
-                f"{routing}/v1/webhook-endpoints",
+                f"{services.url('notify')}/v1/webhook-endpoints",
                 headers=ADMIN,
                 json={"url": receiver.url, "event_types": ["lead.routed"]},
             )

@@ -76,6 +76,12 @@ webhook_deliveries = Counter(
     "Webhook delivery attempts by outcome (delivered, retry, dead_lettered, disabled)",
     ["outcome"],
 )
+notifications = Counter(
+    "leadflow_notifications_total",
+    "Messages to people and tools by channel (webhook, slack, teams, email), event type and "
+    "outcome (sent, coalesced, retry, failed, dead_lettered)",
+    ["channel", "event_type", "outcome"],
+)
 
 
 def count_on_commit(session: AsyncSession, counter: MetricWrapperBase, amount: float = 1) -> None:

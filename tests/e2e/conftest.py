@@ -1,4 +1,4 @@
-"""All five services as real processes against the session's PostgreSQL and broker."""
+"""All six services as real processes against the session's PostgreSQL and broker."""
 
 from __future__ import annotations
 

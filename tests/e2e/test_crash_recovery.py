@@ -16,11 +16,11 @@ async def test_killed_services_lose_no_event_and_double_nothing(services):
         for name in ("Rep A", "Rep B"):
             await http.post(f"{urls['routing']}/v1/reps", headers=ADMIN, json={"name": name})
         await http.post(
-            f"{urls['routing']}/v1/webhook-endpoints", headers=ADMIN, json={"url": receiver.url}
+            f"{urls['notify']}/v1/webhook-endpoints", headers=ADMIN, json={"url": receiver.url}
         )
         lead_ids = []
         n = 0
-        for victim in ("scoring", "routing", "ingest"):
+        for victim in ("scoring", "routing", "notify", "ingest"):
             for _ in range(5):  # some leads before the crash, in flight when it comes
                 n += 1
                 lead_ids.append(

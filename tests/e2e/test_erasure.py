@@ -22,7 +22,7 @@ PERSON = {
 }
 NEEDLES = (EMAIL, "zenobia", "quarterfield", "601 234 567", "crm-zq-e2e")
 SEARCHED_TYPES = ("text", "character varying", "jsonb", "json", "bytea", "ARRAY")
-CONSUMING_SCHEMAS = ("scoring", "routing", "sla_timer", "feedback")
+CONSUMING_SCHEMAS = ("scoring", "routing", "sla_timer", "feedback", "notify")
 
 
 async def personal_data_hits(db: Database) -> dict[str, int]:
@@ -97,7 +97,9 @@ async def test_an_erased_lead_leaves_no_personal_data_in_any_service(lead_run, s
         async def held_everywhere():
             hits = await personal_data_hits(db)
             schemas = {name.split(".")[0] for name in hits}
-            return hits if schemas >= {"ingest", "scoring", "routing", "feedback"} else None
+            return (
+                hits if schemas >= {"ingest", "scoring", "routing", "feedback", "notify"} else None
+            )
 
         before = await eventually(held_everywhere, timeout=60)
         assert sum(before.values()) >= 6, before

@@ -71,7 +71,18 @@ async def test_metrics_show_the_run_with_real_values(lead_run):
     assert value(scoring, "leadflow_mql_total", kind="mql") == 1
     routing = await scrape(http, urls["routing"])
     assert total(routing, "leadflow_leads_routed_total", team="fallback") == 1
-    assert value(routing, "leadflow_webhook_deliveries_total", outcome="delivered") == 1
+    notify = await scrape(http, urls["notify"])
+    assert value(notify, "leadflow_webhook_deliveries_total", outcome="delivered") == 1
+    assert (
+        value(
+            notify,
+            "leadflow_notifications_total",
+            channel="webhook",
+            event_type="lead.routed",
+            outcome="sent",
+        )
+        == 1
+    )
     for name, samples in (("sla-timer", sla), ("feedback", feedback), ("routing", routing)):
         published = total(samples, "leadflow_outbox_published_total", service=name)
         assert published >= 1, name

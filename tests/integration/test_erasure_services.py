@@ -25,7 +25,16 @@ from leadflow.db import Database
 from leadflow.kafka import make_producer
 from leadflow_ingest.domain.normalise import normalise_email
 from leadflow_tools.receiver import WebhookReceiver
-from support.harness import ADMIN, QUALIFIED_LEAD, SOURCE, eventually, sample_mql, service_client
+from support.harness import (
+    ADMIN,
+    QUALIFIED_LEAD,
+    SOURCE,
+    eventually,
+    routing_and_notify,
+    sample_breach,
+    sample_mql,
+    service_client,
+)
 
 EMAIL = "zenobia.quarterfield@analytical-engines.example"
 PERSON = {
@@ -296,10 +305,12 @@ async def test_scoring_forgets_an_erased_lead_and_a_replay_changes_nothing(setti
         assert await personal_data_hits(db, "scoring") == {}
 
 
-# routing
+# routing and notify
 
 
-async def test_routing_redacts_assignments_and_deliveries_and_cancels_pending_ones(stack):
+async def test_routing_and_notify_redact_assignments_context_and_deliveries_and_cancel_pending_ones(
+    stack,
+):
     settings = await stack.isolated_settings(webhook_retry_schedule=(0, 3600))
     db = Database(settings.database_url)
     producer = make_producer(settings, "test-erasure-routing")
@@ -317,14 +328,16 @@ async def test_routing_redacts_assignments_and_deliveries_and_cancels_pending_on
     try:
         async with (
             WebhookReceiver(status=503) as receiver,
-            service_client("routing", settings) as routing,
+            routing_and_notify(settings) as notify,
         ):
+            routing = notify.routing
             await eventually(lambda: ready(routing), timeout=90)
+            await eventually(lambda: ready(notify), timeout=90)
             rep = await routing.post("/v1/reps", json={"name": "Rep One"}, headers=ADMIN)
             assert rep.status_code == 201, rep.text
-            endpoint = await routing.post(
+            endpoint = await notify.post(
                 "/v1/webhook-endpoints",
-                json={"url": receiver.url, "event_types": ["lead.routed"]},
+                json={"url": receiver.url, "event_types": ["lead.routed", "sla.*"]},
                 headers=ADMIN,
             )
             assert endpoint.status_code == 201, endpoint.text
@@ -334,20 +347,24 @@ async def test_routing_redacts_assignments_and_deliveries_and_cancels_pending_on
             await send(mql)
             await eventually(lambda: receiver.received, timeout=60)  # tried once, 503: pending
             before = await personal_data_hits(db, "routing")
-            assert before["assignments.mql"] == 1 and before["deliveries.body"] == 1
+            assert before["assignments.mql"] == 1
+            held = await personal_data_hits(db, "notify")
+            assert held["deliveries.body"] == 1 and held["lead_context.context"] == 1
 
             erased = await send(LeadErased(lead_id=mql.lead_id))
             await eventually(lambda: inbox_count(db, "routing", erased.id), timeout=60)
+            await eventually(lambda: inbox_count(db, "notify", erased.id), timeout=60)
             assert await personal_data_hits(db, "routing") == {}
+            assert await personal_data_hits(db, "notify") == {}
             [delivery] = await table_rows(
-                db, "SELECT * FROM routing.deliveries WHERE lead_id = :id", id=mql.lead_id
+                db, "SELECT * FROM notify.deliveries WHERE lead_id = :id", id=mql.lead_id
             )
             assert (delivery["state"], delivery["last_error"]) == ("cancelled", "lead erased")
             body = orjson.loads(delivery["body"])
             assert body["data"]["lead"]["erased"] is True
             assert body["data"]["lead"]["source"]["campaign"] == "q4"
             state = await table_rows(
-                db, "SELECT * FROM routing.deliveries WHERE lead_id = :id", id=mql.lead_id
+                db, "SELECT * FROM notify.deliveries WHERE lead_id = :id", id=mql.lead_id
             )
             assignment = await routing.get(f"/v1/leads/{mql.lead_id}/assignment")
             assert assignment.status_code == 200  # the decision stays for the reports
@@ -355,18 +372,23 @@ async def test_routing_redacts_assignments_and_deliveries_and_cancels_pending_on
             refused = await routing.post(f"/v1/leads/{mql.lead_id}/reassign", headers=ADMIN)
             assert refused.status_code == 410, refused.text
             assert refused.json()["field"] == "lead_id"
-            refused = await routing.post(f"/v1/deliveries/{delivery['id']}/replay", headers=ADMIN)
+            refused = await notify.post(f"/v1/deliveries/{delivery['id']}/replay", headers=ADMIN)
             assert refused.status_code == 410, refused.text
             assert refused.headers["content-type"].startswith("application/problem+json")
 
+            # a later event of the erased lead queues nothing and brings no personal data back
+            late_breach = await send(sample_breach(mql.lead_id))
+            await eventually(lambda: inbox_count(db, "notify", late_breach.id), timeout=60)
             replay = await send(LeadErased(lead_id=mql.lead_id))
             await eventually(lambda: inbox_count(db, "routing", replay.id), timeout=60)
+            await eventually(lambda: inbox_count(db, "notify", replay.id), timeout=60)
             assert (
                 await table_rows(
-                    db, "SELECT * FROM routing.deliveries WHERE lead_id = :id", id=mql.lead_id
+                    db, "SELECT * FROM notify.deliveries WHERE lead_id = :id", id=mql.lead_id
                 )
                 == state
             )
+            assert await personal_data_hits(db, "notify") == {}
 
             # erased before its MQL arrives (another topic, no order between them): not routed
             late = sample_mql(2)

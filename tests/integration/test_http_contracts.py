@@ -237,7 +237,7 @@ async def test_a_nul_in_any_text_parameter_is_422_naming_it(services, name: str)
         await client.get("/healthz", params={"x\x00": "1"}), 422, "Invalid request"
     )
     assert [e["field"] for e in problem["errors"]] == ["x\\u0000"]
-    if name in ("routing", "feedback"):
+    if name in ("notify", "feedback"):
         assert checked, f"{name} declares text filters; none found in its OpenAPI"
 
 
@@ -279,7 +279,7 @@ WRITES = [
     ("ingest", "/v1/leads", plain_lead("auth")),
     ("ingest", "/v1/activities", {"email": "reader.auth@contracts.example", "type": "page_view"}),
     ("routing", "/v1/teams", {"name": "Never created"}),
-    ("routing", "/v1/webhook-endpoints", {"url": "http://127.0.0.1:9/hooks"}),
+    ("notify", "/v1/webhook-endpoints", {"url": "http://127.0.0.1:9/hooks"}),
     ("feedback", f"/v1/leads/{UNKNOWN}/attempts", {"channel": "call"}),
 ]
 
@@ -496,10 +496,10 @@ async def test_a_known_lead_is_found(ingest):
 async def test_a_private_webhook_target_is_422_naming_url_when_not_allowed(
     services, monkeypatch, url: str
 ):
-    routing = services["routing"]
-    monkeypatch.setattr(routing.app.state.runtime.settings, "webhook_allow_private", False)
-    response = await routing.post(
-        "/v1/webhook-endpoints", json={"url": url, "event_types": ["none.yet"]}, headers=ADMIN
+    notify = services["notify"]
+    monkeypatch.setattr(notify.app.state.runtime.settings, "webhook_allow_private", False)
+    response = await notify.post(
+        "/v1/webhook-endpoints", json={"url": url, "event_types": ["sla.*"]}, headers=ADMIN
     )
     problem = assert_problem(response, 422, "Invalid request")
     assert [e["field"] for e in problem["errors"]] == ["url"]
@@ -509,9 +509,37 @@ async def test_a_private_webhook_target_is_422_naming_url_when_not_allowed(
 async def test_a_webhook_secret_that_cannot_be_decoded_is_422_naming_secret(services):
     body = {
         "url": "http://127.0.0.1:9/hooks",
-        "event_types": ["none.yet"],
+        "event_types": ["lead.routed"],
         "secret": "whsec_" + "A" * 25,
     }
-    response = await services["routing"].post("/v1/webhook-endpoints", json=body, headers=ADMIN)
+    response = await services["notify"].post("/v1/webhook-endpoints", json=body, headers=ADMIN)
     problem = assert_problem(response, 422, "Invalid request")
     assert [e["field"] for e in problem["errors"]] == ["secret"]
+
+
+async def test_an_unknown_event_type_is_422_listing_the_known_ones(services):
+    body = {"url": "http://127.0.0.1:9/hooks", "event_types": ["sla.*", "lead.routd", "nope.*"]}
+    response = await services["notify"].post("/v1/webhook-endpoints", json=body, headers=ADMIN)
+    problem = assert_problem(response, 422, "Invalid request")
+    [error] = problem["errors"]
+    assert error["field"] == "event_types"
+    assert "'lead.routd'" in error["message"] and "'nope.*'" in error["message"]
+    assert "sla.breached" in error["message"] and "lead.routed" in error["message"]
+    listed = await services["notify"].get("/v1/event-types")
+    assert "sla.escalated" in listed.json()["event_types"]
+
+
+@pytest.mark.parametrize(
+    ("filters", "field"),
+    [
+        ({"slas": ["first_responce"]}, "filters.slas"),
+        ({"channels": ["fax"]}, "filters.channels.0"),
+        ({"colour": ["red"]}, "filters.colour"),
+        ({"levels": []}, "filters.levels"),
+    ],
+)
+async def test_a_bad_filter_is_422_naming_it(services, filters: dict, field: str):
+    body = {"url": "http://127.0.0.1:9/hooks", "event_types": ["sla.*"], "filters": filters}
+    response = await services["notify"].post("/v1/webhook-endpoints", json=body, headers=ADMIN)
+    problem = assert_problem(response, 422, "Invalid request")
+    assert [e["field"] for e in problem["errors"]] == [field]

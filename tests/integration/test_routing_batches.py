@@ -17,7 +17,6 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
-import orjson
 import sqlalchemy as sa
 from leadflow import metrics
 from leadflow.clock import Clock
@@ -38,13 +37,11 @@ from leadflow_routing.models import (
     FALLBACK_TEAM_ID,
     accounts,
     assignments,
-    deliveries,
     erased_leads,
     metadata,
     reps,
     rules,
     teams,
-    webhook_endpoints,
 )
 from support.harness import BatchRun, counted, eventually, read_topic
 
@@ -75,7 +72,6 @@ REPS = {
     "ivy": ("fallback", {}),
     "jon": ("fallback", {}),
 }
-ALL_ENDPOINT, WEIGHTED_ENDPOINT = fixed("endpoint/all"), fixed("endpoint/weighted")
 ERASED, ROUTED_BEFORE = fixed("lead/erased"), fixed("lead/routed-before")
 
 
@@ -84,7 +80,7 @@ def team_id(name: str) -> uuid.UUID:
 
 
 async def set_up(db: Database) -> None:
-    """The same teams, reps (fixed ids: round robin orders by id), rules, accounts, endpoints,
+    """The same teams, reps (fixed ids: round robin orders by id), rules, accounts,
     one erased and one routed lead in every database."""
     async with db.unit_of_work() as session:
         for name, (strategy, _) in TEAMS.items():
@@ -109,13 +105,6 @@ async def set_up(db: Database) -> None:
                     domain=domain, rep_id=fixed(f"rep/{rep}"), team_id=team_id("rr"), since=T0
                 )
             )
-        for endpoint_id, team in ((ALL_ENDPOINT, None), (WEIGHTED_ENDPOINT, "weighted")):
-            await session.execute(
-                sa.insert(webhook_endpoints).values(
-                    id=endpoint_id, url="http://127.0.0.1:9/hook", secrets=["s"],
-                    event_types=["lead.routed"], team_id=team and team_id(team),
-                )
-            )  # fmt: skip
         await session.execute(sa.insert(erased_leads).values(lead_id=ERASED, erased_at=T0))
         await session.execute(
             sa.insert(assignments).values(
@@ -183,11 +172,6 @@ class Routing(BatchRun):
             ).all()
             owners = (await session.execute(sa.select(accounts).order_by(accounts.c.domain))).all()
             positions = (await session.execute(sa.select(teams.c.name, teams.c.rr_position))).all()
-            queued = (
-                await session.execute(
-                    sa.select(deliveries.c.lead_id, deliveries.c.endpoint_id, deliveries.c.body)
-                )
-            ).all()
             outbox = (
                 await session.execute(sa.select(OUTBOX.c.payload).order_by(OUTBOX.c.id))
             ).all()
@@ -199,14 +183,9 @@ class Routing(BatchRun):
             ],
             "accounts": [(a.domain, a.rep_id, a.team_id) for a in owners],
             "positions": sorted(positions),
-            "deliveries": sorted(
-                (
-                    str(d.lead_id),
-                    str(d.endpoint_id),
-                    orjson.loads(d.body)["data"]["assignment"]["rep_name"],
-                    str(by_assignment[uuid.UUID(orjson.loads(d.body)["data"]["assignment"]["id"])]),
-                )
-                for d in queued
+            # what notify delivers with each decision: the MQL routed and the rep's name
+            "context": sorted(
+                (e["lead_id"], e["mql"]["lead_id"], e["rep_id"], e["rep_name"]) for e in routed
             ),
             "routed": [(e["lead_id"], e["team"], e["rep_id"], e["reason"]) for e in routed],
             "assignment_ids": {
@@ -280,13 +259,12 @@ async def test_a_batch_of_mqls_is_routed_as_handling_them_one_by_one(stack):
     ]  # fmt: skip
     # cyd is away: the turn passes on, both others get leads
     assert set(rr) == {"ada", "bob"}
-    # one delivery per lead to the endpoint of every team, one more for the weighted team's
-    per_lead = Counter(d[0] for d in batched["deliveries"])
-    teams_of = {lead_id: team for lead_id, team, *_ in batched["assignments"]}
-    for m in leads:
-        expected = 2 if teams_of[m.lead_id] == team_id("weighted") else 1
-        assert per_lead[str(m.lead_id)] == expected, m
-    assert all(lead_id == owner for lead_id, *_, owner in batched["deliveries"])
+    # each decision carries its own MQL and the name of the rep it chose
+    rep_names = {str(fixed(f"rep/{name}")): name for name in REPS}
+    assert len(batched["context"]) == len(leads)
+    for lead_id, mql_lead_id, rep_id, rep_name in batched["context"]:
+        assert mql_lead_id == lead_id
+        assert rep_name == (rep_names[rep_id] if rep_id else None)
     assert all(lead_id == str(owner) for lead_id, owner in batched["assignment_ids"])
 
 
@@ -325,7 +303,7 @@ async def test_a_poison_event_in_a_batch_is_dead_lettered_and_its_neighbours_rou
     routed = {uuid.UUID(lead_id) for lead_id, *_ in state["routed"]}
     assert routed == {m.lead_id for m in good}
     assert len(state["routed"]) == len(good)
-    assert len(state["deliveries"]) == len(good)
+    assert len(state["context"]) == len(good)
     assert dict(state["positions"])["fallback"] == len(good)
     # the rolled-back batch counted nothing: each lead is counted once, as routed once
     assert counted(metrics.leads_routed) - routed_before == len(good)

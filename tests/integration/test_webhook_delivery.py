@@ -1,5 +1,6 @@
 """Webhook delivery to a real local receiver: Standard Webhooks signatures checked with the
-official `standardwebhooks` package, retries, dead letters, replay, restarts, rotation."""
+official `standardwebhooks` package, retries, dead letters, replay, restarts, rotation. Routing
+decides (in this process), notify delivers (in this process too)."""
 
 import sqlalchemy as sa
 from leadflow.contracts.events import TOPIC_SCORING
@@ -7,14 +8,20 @@ from leadflow.db import Database
 from leadflow_tools.devstack import free_port
 from leadflow_tools.receiver import WebhookReceiver
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
-from support.harness import ADMIN, eventually, publish_events, sample_mql, service_client
+from support.harness import (
+    ADMIN,
+    eventually,
+    publish_events,
+    routing_and_notify,
+    sample_mql,
+)
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 FAST = (0, 0.3, 0.3, 0.3)  # four tries, a third of a second apart
 
 
 async def setup(client, url, secret=SECRET) -> str:
-    rep = await client.post("/v1/reps", json={"name": "Ada"}, headers=ADMIN)
+    rep = await client.routing.post("/v1/reps", json={"name": "Ada"}, headers=ADMIN)
     assert rep.status_code == 201
     endpoint = await client.post(
         "/v1/webhook-endpoints", json={"url": url, "secret": secret}, headers=ADMIN
@@ -28,7 +35,7 @@ async def delivery_states(settings) -> list[tuple[str, int]]:
     try:
         async with db.unit_of_work() as session:
             rows = await session.execute(
-                sa.text("SELECT state, attempts FROM routing.deliveries ORDER BY created_at")
+                sa.text("SELECT state, attempts FROM notify.deliveries ORDER BY created_at")
             )
             return [(r.state, r.attempts) for r in rows]
     finally:
@@ -37,7 +44,7 @@ async def delivery_states(settings) -> list[tuple[str, int]]:
 
 async def test_signature_verifies_with_the_official_library_and_500_then_200_arrives_once(stack):
     settings = await stack.isolated_settings(webhook_retry_schedule=FAST)
-    async with WebhookReceiver(status=500) as receiver, service_client("routing", settings) as rt:
+    async with WebhookReceiver(status=500) as receiver, routing_and_notify(settings) as rt:
         await setup(rt, receiver.url)
         await publish_events(settings, TOPIC_SCORING, [sample_mql(1)])
         await eventually(lambda: len(receiver.received) >= 1 or None, timeout=60)
@@ -68,7 +75,7 @@ async def test_a_receiver_down_for_every_try_dead_letters_and_replay_delivers(st
     settings = await stack.isolated_settings(webhook_retry_schedule=FAST)
     port = free_port()
     url = f"http://127.0.0.1:{port}/hooks/leads"
-    async with service_client("routing", settings) as rt:
+    async with routing_and_notify(settings) as rt:
         await setup(rt, url)
         await publish_events(settings, TOPIC_SCORING, [sample_mql(1)])
 
@@ -84,7 +91,7 @@ async def test_a_receiver_down_for_every_try_dead_letters_and_replay_delivers(st
             async with outbox.unit_of_work() as session:
                 dead_events = await session.scalar(
                     sa.text(
-                        "SELECT count(*) FROM routing.outbox WHERE convert_from(payload, 'UTF8')"
+                        "SELECT count(*) FROM notify.outbox WHERE convert_from(payload, 'UTF8')"
                         "::jsonb->>'type' = 'webhook.dead_lettered'"
                     )
                 )
@@ -101,16 +108,16 @@ async def test_a_receiver_down_for_every_try_dead_letters_and_replay_delivers(st
         assert (await delivery_states(settings))[0][0] == "delivered"
 
 
-async def test_a_retry_due_survives_a_restart_of_routing(stack):
+async def test_a_retry_due_survives_a_restart_of_notify(stack):
     settings = await stack.isolated_settings(webhook_retry_schedule=(0, 3, 3))
     async with WebhookReceiver(status=503) as receiver:
-        async with service_client("routing", settings) as rt:
+        async with routing_and_notify(settings) as rt:
             await setup(rt, receiver.url)
             await publish_events(settings, TOPIC_SCORING, [sample_mql(1)])
             await eventually(lambda: receiver.received or None, timeout=60)
         assert await delivery_states(settings) == [("pending", 1)]
         receiver.status = 200
-        async with service_client("routing", settings):
+        async with routing_and_notify(settings):
             await eventually(lambda: len(receiver.received) >= 2 or None, timeout=30)
         assert await delivery_states(settings) == [("delivered", 2)]
         assert receiver.received[0][0]["webhook-id"] == receiver.received[1][0]["webhook-id"]
@@ -118,7 +125,7 @@ async def test_a_retry_due_survives_a_restart_of_routing(stack):
 
 async def test_secret_rotation_signs_with_both_until_it_ends(stack):
     settings = await stack.isolated_settings(webhook_retry_schedule=FAST)
-    async with WebhookReceiver(status=204) as receiver, service_client("routing", settings) as rt:
+    async with WebhookReceiver(status=204) as receiver, routing_and_notify(settings) as rt:
         endpoint = await setup(rt, receiver.url)
         rotated = await rt.post(f"/v1/webhook-endpoints/{endpoint}/rotate-secret", headers=ADMIN)
         assert rotated.status_code == 200, rotated.text

@@ -102,12 +102,15 @@ class CountingReceiver(WebhookReceiver):
         self.ids_per_lead[lead_id].add(headers["webhook-id"])
 
 
-async def configure_routing(http: httpx.AsyncClient, routing_url: str, receiver_url: str) -> None:
+async def configure_routing(http: httpx.AsyncClient, services: dict, receiver_url: str) -> None:
+    """Two reps in routing, and notify's endpoint for `lead.routed` at the receiver."""
     for name in ("Rep A", "Rep B"):
-        rep = await http.post(f"{routing_url}/v1/reps", headers=ADMIN, json={"name": name})
+        rep = await http.post(
+            f"{services['routing'].url}/v1/reps", headers=ADMIN, json={"name": name}
+        )
         assert rep.status_code == 201, rep.text
     endpoint = await http.post(
-        f"{routing_url}/v1/webhook-endpoints", headers=ADMIN, json={"url": receiver_url}
+        f"{services['notify'].url}/v1/webhook-endpoints", headers=ADMIN, json={"url": receiver_url}
     )
     assert endpoint.status_code == 201, endpoint.text
 
@@ -117,7 +120,9 @@ async def send_lead(http: httpx.AsyncClient, ingest_url: str, n: int, accepted: 
     an unanswered try must come back as the same lead."""
     while True:
         try:
-            response = await http.post(f"{ingest_url}/v1/leads", headers=SOURCE, json=sample_lead(n))
+            response = await http.post(
+                f"{ingest_url}/v1/leads", headers=SOURCE, json=sample_lead(n)
+            )
         except httpx.TransportError:
             await asyncio.sleep(0.3)
             continue
@@ -165,10 +170,11 @@ async def end_state(settings: Settings) -> EndState:
                 )
             }
             assignments = Counter(
-                str(r[0]) for r in await s.execute(sa.text("SELECT lead_id FROM routing.assignments"))
+                str(r[0])
+                for r in await s.execute(sa.text("SELECT lead_id FROM routing.assignments"))
             )
             deliveries: dict[str, list[str]] = defaultdict(list)
-            for r in await s.execute(sa.text("SELECT lead_id, state FROM routing.deliveries")):
+            for r in await s.execute(sa.text("SELECT lead_id, state FROM notify.deliveries")):
                 deliveries[str(r[0])].append(r[1])
             timers: dict[str, list[tuple[str, str]]] = defaultdict(list)
             for r in await s.execute(sa.text("SELECT lead_id, sla, state FROM sla_timer.timers")):

@@ -45,7 +45,7 @@ async def test_ingest_answers_202_during_a_broker_outage_and_everything_drains_a
     try:
         await start_services(services)
         async with CountingReceiver() as receiver, httpx.AsyncClient(timeout=15) as http:
-            await configure_routing(http, services["routing"].url, receiver.url)
+            await configure_routing(http, services, receiver.url)
             ingest = services["ingest"].url
             await send_leads(http, ingest, range(0, 10), accepted)
             await eventually(lambda: len(receiver.ids_per_lead) == 10 or None, timeout=120)
@@ -55,7 +55,9 @@ async def test_ingest_answers_202_during_a_broker_outage_and_everything_drains_a
             n = 10
             ends = time.monotonic() + OUTAGE
             while time.monotonic() < ends:  # no retry: each answer during the outage counts
-                response = await http.post(f"{ingest}/v1/leads", headers=SOURCE, json=sample_lead(n))
+                response = await http.post(
+                    f"{ingest}/v1/leads", headers=SOURCE, json=sample_lead(n)
+                )
                 during.append(response.status_code)
                 if response.status_code == 202:
                     accepted[n] = response.json()["lead_id"]

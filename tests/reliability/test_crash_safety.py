@@ -1,7 +1,7 @@
-"""Crash safety: while leads flow through all five services (each its own process), crash them one
+"""Crash safety: while leads flow through all six services (each its own process), crash them one
 after another and restart them; at the end every lead is counted in every service, exactly once.
 
-The crashes: `kill -9` of each of the five services, the outbox relay of a service exiting after
+The crashes: `kill -9` of each of the six services, the outbox relay of a service exiting after
 the broker acknowledged part of a batch it has not marked published, and a consumer exiting after
 its batch's transaction committed but before its offsets were committed. Order, victims and crash
 points are drawn from LEADFLOW_CRASH_SEED (random when unset; printed on failure).
@@ -34,7 +34,7 @@ from support.harness import eventually
 LEADS = int(os.environ.get("LEADFLOW_CRASH_LEADS", "100"))
 SEED = int(os.environ.get("LEADFLOW_CRASH_SEED") or random.randrange(1_000_000))
 RELAYS = ("ingest", "scoring", "routing")  # relays that publish in the lead's path
-CONSUMERS = ("scoring", "routing", "sla-timer", "feedback")
+CONSUMERS = ("scoring", "routing", "sla-timer", "feedback", "notify")
 
 
 def crash_plan(rng: random.Random) -> list[tuple[str, str, int]]:
@@ -57,7 +57,7 @@ async def test_crashes_anywhere_lose_nothing_and_double_nothing(settings, tmp_pa
     try:
         await start_services(services)
         async with CountingReceiver() as receiver, httpx.AsyncClient(timeout=15) as http:
-            await configure_routing(http, services["routing"].url, receiver.url)
+            await configure_routing(http, services, receiver.url)
             ingest = services["ingest"].url
             # Leads go in len(plan) + 1 chunks; crash k comes once chunk k is in, while
             # chunk k + 1 is being sent, so every crash hits a pipeline under load.
@@ -69,7 +69,9 @@ async def test_crashes_anywhere_lose_nothing_and_double_nothing(settings, tmp_pa
                 for chunk in range(len(plan) + 1):
                     if chunk:
                         await started[chunk - 1].wait()
-                    await send_leads(http, ingest, range(bounds[chunk], bounds[chunk + 1]), accepted)
+                    await send_leads(
+                        http, ingest, range(bounds[chunk], bounds[chunk + 1]), accepted
+                    )
                     sent[chunk].set()
 
             extra = itertools.count(LEADS)
@@ -110,7 +112,7 @@ async def test_crashes_anywhere_lose_nothing_and_double_nothing(settings, tmp_pa
             except AssertionError as exc:
                 raise AssertionError(f"{exc} ({context})") from exc
         crashed = {name: proc.crashes for name, proc in services.items()}
-        assert all(crashed.values()), crashed  # each of the five went down at least once
+        assert all(crashed.values()), crashed  # each of the six went down at least once
         assert any("outbox.published" in c for c in crashed.values()), crashed
         assert any("consumer.db_committed" in c for c in crashed.values()), crashed
     finally:

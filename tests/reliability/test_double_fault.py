@@ -84,7 +84,7 @@ async def test_routing_killed_and_restarted_during_a_broker_outage(stack, tmp_pa
     try:
         await start_services(services)
         async with CountingReceiver() as receiver, httpx.AsyncClient(timeout=15) as http:
-            await configure_routing(http, routing.url, receiver.url)
+            await configure_routing(http, services, receiver.url)
             ingest = services["ingest"].url
             await send_leads(http, ingest, before, accepted)
             # The broker that comes back is empty: what it holds now must be through first.
@@ -154,7 +154,7 @@ async def test_receiver_failing_while_ingest_is_killed_mid_stream(stack, tmp_pat
     try:
         await start_services(services)
         async with FlakyReceiver() as receiver, httpx.AsyncClient(timeout=15) as http:
-            await configure_routing(http, services["routing"].url, receiver.url)
+            await configure_routing(http, services, receiver.url)
             ingest = services["ingest"].url
             await send_leads(http, ingest, healthy, accepted)
 
@@ -228,7 +228,7 @@ async def test_database_and_broker_down_together_return_in_the_opposite_order(st
         services = make_services(settings, tmp_path)
         await start_services(services)
         async with CountingReceiver() as receiver, httpx.AsyncClient(timeout=15) as http:
-            await configure_routing(http, services["routing"].url, receiver.url)
+            await configure_routing(http, services, receiver.url)
             ingest = services["ingest"].url
             await send_leads(http, ingest, before, accepted)
             await eventually(

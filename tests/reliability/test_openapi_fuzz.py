@@ -1,4 +1,4 @@
-"""Every operation of every service's OpenAPI, fuzzed by schemathesis over real HTTP against the five
+"""Every operation of every service's OpenAPI, fuzzed by schemathesis over real HTTP against the six
 services as processes: requests that fit the schema and requests that break it, with an admin
 key. No answer is a 5xx, and every answer of a documented status matches its documented schema.
 LEADFLOW_FUZZ_EXAMPLES sets the examples per operation and mode. `make test` draws the same

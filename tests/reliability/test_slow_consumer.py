@@ -36,14 +36,16 @@ async def test_a_consumer_paused_past_its_session_timeout_doubles_nothing(
     try:
         await start_services(services)
         async with CountingReceiver() as receiver, httpx.AsyncClient(timeout=15) as http:
-            await configure_routing(http, services["routing"].url, receiver.url)
+            await configure_routing(http, services, receiver.url)
             ingest = services["ingest"].url
             await send_leads(http, ingest, range(0, 20), accepted)
             victim = services[stalled].proc
             victim.send_signal(signal.SIGSTOP)
             try:
                 sending = asyncio.create_task(send_leads(http, ingest, range(20, 60), accepted, 1))
-                await asyncio.sleep(settings.consumer_session_timeout_ms / 1000 + PAUSE_PAST_SESSION)
+                await asyncio.sleep(
+                    settings.consumer_session_timeout_ms / 1000 + PAUSE_PAST_SESSION
+                )
             finally:
                 victim.send_signal(signal.SIGCONT)
             await sending

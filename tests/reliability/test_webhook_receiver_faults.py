@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from leadflow.contracts.events import TOPIC_SCORING
 from leadflow.db import Database
 from leadflow_tools.devstack import free_port
-from support.harness import ADMIN, eventually, publish_events, sample_mql, service_client
+from support.harness import ADMIN, eventually, publish_events, routing_and_notify, sample_mql
 
 FAST = (0, 0.3, 0.3, 0.3, 0.3)  # five tries, a third of a second apart
 READ_TIMEOUT = 2.0  # LEADFLOW_WEBHOOK_READ_TIMEOUT here: a receiver has two seconds to answer
@@ -51,7 +51,8 @@ class ScriptedReceiver:
                 head = await reader.readuntil(b"\r\n\r\n")
                 lines = head.decode("latin-1").split("\r\n")[1:]
                 headers = {
-                    k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines if ln)
+                    k.strip().lower(): v.strip()
+                    for k, _, v in (ln.partition(":") for ln in lines if ln)
                 }
                 body = await reader.readexactly(int(headers.get("content-length", "0")))
                 n = len(self.requests)
@@ -84,7 +85,7 @@ async def deliveries(settings) -> list:
             return (
                 await session.execute(
                     sa.text(
-                        "SELECT id, state, attempts, last_status, last_error FROM routing.deliveries"
+                        "SELECT id, state, attempts, last_status, last_error FROM notify.deliveries"
                     )
                 )
             ).all()
@@ -93,7 +94,8 @@ async def deliveries(settings) -> list:
 
 
 async def setup(client, url: str) -> None:
-    assert (await client.post("/v1/reps", json={"name": "Ada"}, headers=ADMIN)).status_code == 201
+    rep = await client.routing.post("/v1/reps", json={"name": "Ada"}, headers=ADMIN)
+    assert rep.status_code == 201
     endpoint = await client.post("/v1/webhook-endpoints", json={"url": url}, headers=ADMIN)
     assert endpoint.status_code == 201, endpoint.text
 
@@ -112,7 +114,7 @@ async def test_a_misbehaving_receiver_gets_the_delivery_once_it_answers(stack, s
     settings = await stack.isolated_settings(
         webhook_retry_schedule=FAST, webhook_read_timeout=READ_TIMEOUT
     )
-    async with ScriptedReceiver(script) as receiver, service_client("routing", settings) as rt:
+    async with ScriptedReceiver(script) as receiver, routing_and_notify(settings) as rt:
         await setup(rt, receiver.url)
         mql = sample_mql(1)
         await publish_events(settings, TOPIC_SCORING, [mql])
@@ -139,7 +141,7 @@ async def test_a_misbehaving_receiver_gets_the_delivery_once_it_answers(stack, s
 
 async def test_a_receiver_that_always_resets_dead_letters_and_replay_delivers(stack):
     settings = await stack.isolated_settings(webhook_retry_schedule=FAST)
-    async with ScriptedReceiver(["reset"]) as receiver, service_client("routing", settings) as rt:
+    async with ScriptedReceiver(["reset"]) as receiver, routing_and_notify(settings) as rt:
         await setup(rt, receiver.url)
         await publish_events(settings, TOPIC_SCORING, [sample_mql(1)])
 

@@ -1,6 +1,6 @@
 """An end-to-end run at DEBUG level through every way a lead's personal data comes in (HTTP, batch,
 the Kafka topic, HubSpot webhooks; valid, invalid and poison) and every way it goes out (routing,
-signed webhook, SLA clock, feedback): afterwards the five services' logs hold no email address,
+signed webhook, SLA clock, feedback): afterwards the six services' logs hold no email address,
 phone number or name of any lead. Logs carry ids only."""
 
 import json
@@ -50,15 +50,15 @@ def needles(n: int) -> list[str]:
     ]
 
 
-SCHEMAS = ("ingest", "scoring", "routing", "sla_timer", "feedback")
+SCHEMAS = ("ingest", "scoring", "routing", "sla_timer", "feedback", "notify")
 # What the sales tool's answers set off last: (emitting schema, event type, consuming schemas).
 LAST_FLOWS = (
-    ("feedback", "lead.contact_attempt", ("sla_timer",)),
-    ("feedback", "lead.status_changed", ("sla_timer", "routing", "scoring")),
-    ("sla_timer", "sla.met", ("feedback",)),
-    ("sla_timer", "sla.warning", ("feedback",)),
-    ("sla_timer", "sla.breached", ("feedback",)),
-    ("sla_timer", "sla.escalated", ("feedback", "routing")),
+    ("feedback", "lead.contact_attempt", ("sla_timer", "notify")),
+    ("feedback", "lead.status_changed", ("sla_timer", "routing", "scoring", "notify")),
+    ("sla_timer", "sla.met", ("feedback", "notify")),
+    ("sla_timer", "sla.warning", ("feedback", "notify")),
+    ("sla_timer", "sla.breached", ("feedback", "notify")),
+    ("sla_timer", "sla.escalated", ("feedback", "routing", "notify")),
 )
 _TYPE = "convert_from(o.payload, 'UTF8')::jsonb->>'type'"
 LAST_EVENTS = sa.text(
@@ -103,7 +103,7 @@ async def test_logs_of_an_end_to_end_run_hold_no_personal_data(settings, tmp_pat
             rep = await http.post(f"{urls['routing']}/v1/reps", headers=ADMIN, json={"name": "R"})
             assert rep.status_code == 201
             endpoint = await http.post(
-                f"{urls['routing']}/v1/webhook-endpoints", headers=ADMIN, json={"url": receiver.url}
+                f"{urls['notify']}/v1/webhook-endpoints", headers=ADMIN, json={"url": receiver.url}
             )
             assert endpoint.status_code == 201
             ingest = f"{urls['ingest']}/v1"
@@ -153,7 +153,9 @@ async def test_logs_of_an_end_to_end_run_hold_no_personal_data(settings, tmp_pat
             signed = {
                 "Content-Type": "application/json",
                 "X-HubSpot-Request-Timestamp": ts,
-                "X-HubSpot-Signature-v3": signature_v3(HUBSPOT_SECRET, "POST", hubspot_url, body, ts),
+                "X-HubSpot-Signature-v3": signature_v3(
+                    HUBSPOT_SECRET, "POST", hubspot_url, body, ts
+                ),
             }
             hubspot = await http.post(hubspot_url, content=body, headers=signed)
             assert hubspot.status_code in (200, 202, 204), hubspot.text
@@ -176,7 +178,7 @@ async def test_logs_of_an_end_to_end_run_hold_no_personal_data(settings, tmp_pat
                     json={"channel": "call", "outcome": "left voicemail"},
                 )
                 assert attempt.status_code in (200, 201, 202), attempt.text
-            for name in ("ingest", "scoring", "routing", "sla-timer", "feedback"):
+            for name in ("ingest", "scoring", "routing", "sla-timer", "feedback", "notify"):
                 for path in ("/metrics", "/readyz"):
                     await http.get(urls[name] + path)
             # the last events have passed through every service that takes them

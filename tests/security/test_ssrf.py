@@ -13,7 +13,7 @@ from leadflow.contracts.events import TOPIC_SCORING
 from leadflow.db import Database
 from leadflow_tools.devstack import free_port
 from leadflow_tools.receiver import WebhookReceiver
-from support.harness import ADMIN, eventually, publish_events, sample_mql, service_client
+from support.harness import ADMIN, eventually, publish_events, routing_and_notify, sample_mql
 
 FAST = (0, 0.2, 0.2)
 
@@ -24,24 +24,27 @@ async def deliveries(settings) -> list:
         async with db.unit_of_work() as session:
             return (
                 await session.execute(
-                    sa.text("SELECT state, attempts, last_status, last_error FROM routing.deliveries")
+                    sa.text(
+                        "SELECT state, attempts, last_status, last_error FROM notify.deliveries"
+                    )
                 )
             ).all()
     finally:
         await db.dispose()
 
 
-async def register(routing, url: str) -> None:
-    assert (await routing.post("/v1/reps", json={"name": "A"}, headers=ADMIN)).status_code == 201
-    endpoint = await routing.post("/v1/webhook-endpoints", json={"url": url}, headers=ADMIN)
+async def register(notify, url: str) -> None:
+    rep = await notify.routing.post("/v1/reps", json={"name": "A"}, headers=ADMIN)
+    assert rep.status_code == 201
+    endpoint = await notify.post("/v1/webhook-endpoints", json={"url": url}, headers=ADMIN)
     assert endpoint.status_code == 201, endpoint.text
 
 
 async def test_a_target_that_became_private_is_refused_at_delivery(stack, monkeypatch):
     settings = await stack.isolated_settings(webhook_retry_schedule=FAST)
-    async with WebhookReceiver() as receiver, service_client("routing", settings) as routing:
-        await register(routing, receiver.url)  # accepted while private targets were allowed
-        monkeypatch.setattr(routing.app.state.runtime.settings, "webhook_allow_private", False)
+    async with WebhookReceiver() as receiver, routing_and_notify(settings) as notify:
+        await register(notify, receiver.url)  # accepted while private targets were allowed
+        monkeypatch.setattr(notify.app.state.runtime.settings, "webhook_allow_private", False)
         await publish_events(settings, TOPIC_SCORING, [sample_mql(1)])
 
         async def dead():
@@ -59,7 +62,7 @@ class RebindingDns:
     """A DNS rebinding attacker's name server, with a zero TTL: the answers for `name` alternate
     between a public address and `private`, one per lookup. It replaces `socket.getaddrinfo`, the
     lowest level of name resolution (the event loop's getaddrinfo runs it in a worker thread), in
-    this process, where the routing service runs; other names resolve as usual.
+    this process, where the notify service runs; other names resolve as usual.
 
     The public answer is a multicast address: public by the guard's classification, yet no TCP
     connection to it can be opened (the kernel refuses it at once, no packet leaves), so a
@@ -81,7 +84,9 @@ class RebindingDns:
         monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
 
 
-async def test_a_name_rebinding_between_lookups_never_reaches_a_private_receiver(stack, monkeypatch):
+async def test_a_name_rebinding_between_lookups_never_reaches_a_private_receiver(
+    stack, monkeypatch
+):
     """Registration sees the public answer; every later lookup may give either. Checking a name and
     then connecting to it (two lookups) lets one attempt through to the private receiver; the guard
     checks the address it connects to, so no attempt gets there and the delivery is dead-lettered
@@ -91,8 +96,8 @@ async def test_a_name_rebinding_between_lookups_never_reaches_a_private_receiver
     async with WebhookReceiver() as receiver:
         dns = RebindingDns(monkeypatch, "hooks.rebind.test", "127.0.0.1")
         url = receiver.url.replace("127.0.0.1", dns.name)
-        async with service_client("routing", settings) as routing:
-            await register(routing, url)  # the first lookup: public, so the target is accepted
+        async with routing_and_notify(settings) as notify:
+            await register(notify, url)  # the first lookup: public, so the target is accepted
             await publish_events(settings, TOPIC_SCORING, [sample_mql(1)])
 
             async def finished():
@@ -107,7 +112,9 @@ async def test_a_name_rebinding_between_lookups_never_reaches_a_private_receiver
     assert dns.lookups == 1 + len(FAST)  # the registration, then one per delivery attempt
 
 
-async def redirecting_receiver(status: int, location: str, hits: list) -> tuple[asyncio.Server, str]:
+async def redirecting_receiver(
+    status: int, location: str, hits: list
+) -> tuple[asyncio.Server, str]:
     """A receiver answering every request with a redirect to `location`."""
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -137,11 +144,11 @@ async def test_a_redirect_is_not_followed(stack, status):
     hits: list = []
     async with (
         WebhookReceiver() as inside,  # stands for an internal service or a metadata endpoint
-        service_client("routing", settings) as routing,
+        routing_and_notify(settings) as notify,
     ):
         server, url = await redirecting_receiver(status, inside.url, hits)
         try:
-            await register(routing, url)
+            await register(notify, url)
             await publish_events(settings, TOPIC_SCORING, [sample_mql(1)])
 
             async def finished():

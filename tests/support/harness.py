@@ -138,7 +138,9 @@ class TestStack(Stack):
         self._deleting = concurrent.futures.ThreadPoolExecutor(1, "topic-deletion")
         self._stopped = False
 
-    async def isolated_settings(self, *, from_migrations: bool = False, **overrides: Any) -> Settings:
+    async def isolated_settings(
+        self, *, from_migrations: bool = False, **overrides: Any
+    ) -> Settings:
         """Settings of a database and topics of their own; the database is a copy of the
         migrated template unless `from_migrations` asks for one built by running every
         service's migrations on it."""
@@ -153,7 +155,7 @@ class TestStack(Stack):
         return settings
 
     async def new_database(self, name: str) -> str:
-        """A copy of the session's migrated template: one copy instead of five services'
+        """A copy of the session's migrated template: one copy instead of six services'
         migrations per test (the copies are what the migrations build, revisions included, so
         tests of the migrations themselves run on them unchanged). The copy is made ahead, while
         the previous test runs, and renamed when asked for."""
@@ -174,7 +176,9 @@ class TestStack(Stack):
             try:
                 return await spare
             except Exception as exc:  # a copy made ahead failed: say why, then copy again now
-                warnings.warn(f"a database copied ahead failed ({exc!r}); copying again", stacklevel=1)
+                warnings.warn(
+                    f"a database copied ahead failed ({exc!r}); copying again", stacklevel=1
+                )
         return await self._copy_of_template()
 
     async def _copy_of_template(self) -> str:
@@ -249,6 +253,16 @@ async def service_client(name: str, settings: Settings) -> AsyncIterator[httpx.A
             client.app = app  # type: ignore[attr-defined]
             yield client
 
+
+@asynccontextmanager
+async def routing_and_notify(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """Notify in this process behind an httpx client, with routing running beside it (its
+    client is the first one's `routing`): routing decides, notify delivers."""
+    async with service_client("routing", settings) as rt, service_client("notify", settings) as nt:
+        nt.routing = rt  # type: ignore[attr-defined]
+        yield nt
+
+
 def _not_met(timeout: float, last, describe) -> AssertionError:
     said = describe() if describe is not None else f"last value: {last!r}"
     return AssertionError(f"condition not met within {timeout}s; {said}")
@@ -280,6 +294,7 @@ def eventually_sync(check, timeout: float = 30.0, interval: float = 0.2, describ
             return last
         time.sleep(interval)
     raise _not_met(timeout, last, describe)
+
 
 async def publish_events(settings: Settings, topic: str, payloads: list) -> None:
     """Publish typed payloads as CloudEvents, as the service owning `topic` would."""
@@ -315,6 +330,32 @@ def sample_mql(n: int, *, channel: str = "inbound", domain: str | None = None, c
         company=LeadCompany(name=f"Co {n}", domain=domain, country=country, size_band="50-249"),
         email=f"lead{n}@example.com",
         promoted_at=datetime.now(UTC),
+    )
+
+
+def sample_breach(
+    lead_id: uuid.UUID | None = None,
+    *,
+    sla: str = "first_response",
+    level: str = "breached",
+    team: str | None = "Inbound",
+    channel: str | None = "inbound",
+):
+    """An sla.breached payload as sla-timer emits it (due an hour ago)."""
+    from datetime import UTC, datetime, timedelta
+
+    from leadflow.contracts.events import SlaBreached
+
+    now = datetime.now(UTC)
+    return SlaBreached(
+        lead_id=lead_id or uuid.uuid4(),
+        timer_id=uuid.uuid4(),
+        sla=sla,
+        channel=channel,
+        team=team,
+        started_at=now - timedelta(hours=3),
+        due_at=now - timedelta(hours=1),
+        level=level,
     )
 
 
@@ -430,7 +471,6 @@ class LeadRun:
         assert attempt.status_code == 202, attempt.text
 
 
-
 @asynccontextmanager
 async def routed_leads(urls: dict[str, str]) -> AsyncIterator[LeadRun]:
     """Running services (`urls` by service name) given one rep and a webhook endpoint for
@@ -443,7 +483,7 @@ async def routed_leads(urls: dict[str, str]) -> AsyncIterator[LeadRun]:
         )
         assert rep.status_code == 201, rep.text
         endpoint = await http.post(
-            f"{urls['routing']}/v1/webhook-endpoints",
+            f"{urls['notify']}/v1/webhook-endpoints",
             headers=ADMIN,
             json={"url": receiver.url, "event_types": ["lead.routed"]},
         )
@@ -530,9 +570,7 @@ class MessagingHarness(_Background):
             self.run(relay.run)
         return relay
 
-    async def consume(
-        self, takes: tuple, apply, name: str = "probe", max_attempts: int = 3
-    ):
+    async def consume(self, takes: tuple, apply, name: str = "probe", max_attempts: int = 3):
         """A consumer runner of the payload models `takes` (on their topics) applying each batch
         with `apply(session, received)`, in the background, with short retry backoffs."""
         from leadflow.consumer import ConsumerRunner, Subscription

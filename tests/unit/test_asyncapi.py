@@ -215,7 +215,6 @@ def test_a_service_document_holds_only_the_topics_it_publishes_and_reads() -> No
         "lead.mql",
         "lead.scored",
         "lead.routed",
-        "webhook.dead_lettered",
         "lead.contact_attempt",
         "lead.status_changed",
         DEAD_LETTER_MESSAGE,

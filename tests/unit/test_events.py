@@ -13,6 +13,7 @@ from leadflow.contracts.events import (
     TOPIC_FEEDBACK,
     TOPIC_INBOUND,
     TOPIC_INGEST,
+    TOPIC_NOTIFY,
     TOPIC_ROUTING,
     TOPIC_SCORING,
     TOPIC_SLA,
@@ -155,7 +156,7 @@ EXPECTED_TOPICS = {
     "lead.scored": TOPIC_SCORING,
     "lead.mql": TOPIC_SCORING,
     "lead.routed": TOPIC_ROUTING,
-    "webhook.dead_lettered": TOPIC_ROUTING,
+    "webhook.dead_lettered": TOPIC_NOTIFY,
     "sla.warning": TOPIC_SLA,
     "sla.breached": TOPIC_SLA,
     "sla.escalated": TOPIC_SLA,
@@ -356,7 +357,7 @@ def test_an_empty_payload_names_every_required_field(event_type: str, required: 
 # --- topics --------------------------------------------------------------------------------
 
 
-def test_there_are_six_distinct_topics():
+def test_there_are_seven_distinct_topics():
     assert ALL_TOPICS == (
         "leads.inbound",
         "leadflow.ingest",
@@ -364,6 +365,7 @@ def test_there_are_six_distinct_topics():
         "leadflow.routing",
         "leadflow.sla",
         "leadflow.feedback",
+        "leadflow.notify",
     )
     assert len(set(ALL_TOPICS)) == len(ALL_TOPICS)
 

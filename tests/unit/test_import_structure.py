@@ -73,6 +73,7 @@ def test_every_package_is_walked() -> None:
         "leadflow_ingest",
         "leadflow_scoring",
         "leadflow_routing",
+        "leadflow_notify",
         "leadflow_sla_timer",
         "leadflow_feedback",
     }

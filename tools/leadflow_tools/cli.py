@@ -329,7 +329,7 @@ def _demo(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="leadflow", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="start the embedded stack and all five services")
+    run = sub.add_parser("run", help="start the embedded stack and all six services")
     run.add_argument("--state-dir", default=".leadflow", help="data and logs (default .leadflow)")
     run.set_defaults(func=_run)
     serve = sub.add_parser("serve", help="serve one service")

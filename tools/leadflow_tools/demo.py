@@ -1,6 +1,6 @@
 """`leadflow demo`: a simulated business week on the embedded stack, in a few real minutes.
 
-It starts PostgreSQL, the broker and the five services the way the end-to-end tests do
+It starts PostgreSQL, the broker and the six services the way the end-to-end tests do
 (`leadflow_tools.devstack` and `leadflow_tools.supervisor`: free ports, one database, real
 processes) on a simulated clock, sets up
 two teams of reps, sends leads from several sources and channels at business-hours instants,
@@ -225,7 +225,7 @@ class Demo:
         }
         # feedback's timeline reads routing's decision trace and deliveries over its API
         os.environ["LEADFLOW_ROUTING_URL"] = self.procs["routing"].url
-        say(f"starting the five services (logs in {state}) …")
+        say(f"starting the six services (logs in {state}) …")
         await start_all(list(self.procs.values()))
 
     def stop_stack(self) -> None:
@@ -246,7 +246,7 @@ class Demo:
         pace = {email: minutes for _, email, _, minutes in REPS}
         self.rep_pace = {r["id"]: pace[r["email"]] for r in reps if r.get("email") in pace}
         response = await client.post(
-            f"{routing}/v1/webhook-endpoints", json={"url": receiver_url}, headers=ADMIN
+            f"{self.url('notify')}/v1/webhook-endpoints", json={"url": receiver_url}, headers=ADMIN
         )
         response.raise_for_status()
 

@@ -6,7 +6,7 @@ from importlib.metadata import entry_points
 
 from leadflow.service import ServiceSpec
 
-SERVICE_ORDER = ("ingest", "scoring", "routing", "sla-timer", "feedback")
+SERVICE_ORDER = ("ingest", "scoring", "routing", "sla-timer", "feedback", "notify")
 
 
 def service_spec(name: str) -> ServiceSpec:

@@ -1,4 +1,4 @@
-"""HTTP API of routing: teams, reps, rules, webhook endpoints, assignments and deliveries."""
+"""HTTP API of routing: teams, reps, rules, routing configuration, dry runs and assignments."""
 
 from __future__ import annotations
 
@@ -13,20 +13,15 @@ from leadflow.settings import ApiKeySpec
 from leadflow_routing import use_cases
 from leadflow_routing.schemas import (
     AssignmentOut,
-    DeliveryOut,
     DryRunIn,
     DryRunOut,
-    EndpointIn,
-    EndpointOut,
     RepIn,
-    ReplayOut,
     RepOut,
     RepPatch,
     RoutingConfig,
     RoutingConfigOut,
     RuleIn,
     RuleOut,
-    SecretIn,
     TeamIn,
     TeamOut,
 )
@@ -97,46 +92,6 @@ async def list_reps(rt: RuntimeDep) -> list[RepOut]:
     return await use_cases.list_reps(rt)
 
 
-@router.post("/webhook-endpoints", status_code=201, response_model=EndpointOut)
-async def create_endpoint(body: EndpointIn, rt: RuntimeDep, _: Admin) -> EndpointOut:
-    return await use_cases.create_endpoint(rt, body)
-
-
-@router.post("/webhook-endpoints/{endpoint_id}/rotate-secret", response_model=EndpointOut)
-async def rotate_secret(
-    endpoint_id: uuid.UUID, rt: RuntimeDep, _: Admin, body: SecretIn | None = None
-) -> EndpointOut:
-    """Start a rotation: deliveries are signed with the new secret and the previous one (two
-    signatures) until `DELETE …/previous-secret`, so the receiver can switch without downtime.
-    Re-enables an endpoint disabled by a 410."""
-    return await use_cases.rotate_secret(rt, endpoint_id, body.secret if body else None)
-
-
-@router.delete("/webhook-endpoints/{endpoint_id}/previous-secret", status_code=204)
-async def finish_rotation(endpoint_id: uuid.UUID, rt: RuntimeDep, _: Admin) -> Response:
-    """End a rotation: only the newest secret signs from now on."""
-    await use_cases.finish_rotation(rt, endpoint_id)
-    return Response(status_code=204)
-
-
-@router.get("/webhook-endpoints", response_model=list[EndpointOut])
-async def list_endpoints(rt: RuntimeDep, _: Admin) -> list[EndpointOut]:
-    return await use_cases.list_endpoints(rt)
-
-
 @router.get("/leads/{lead_id}/assignment", response_model=AssignmentOut)
 async def get_assignment(lead_id: uuid.UUID, rt: RuntimeDep) -> AssignmentOut:
     return await use_cases.current_assignment(rt, lead_id)
-
-
-@router.get("/deliveries", response_model=list[DeliveryOut])
-async def list_deliveries(
-    rt: RuntimeDep, lead_id: uuid.UUID | None = None, state: str | None = None
-) -> list[DeliveryOut]:
-    return await use_cases.list_deliveries(rt, lead_id, state)
-
-
-@router.post("/deliveries/{delivery_id}/replay", status_code=202, response_model=ReplayOut)
-async def replay_delivery(delivery_id: uuid.UUID, rt: RuntimeDep, _: Admin) -> ReplayOut:
-    """Send a delivery again (dead-lettered, or to repeat it); not for an erased lead."""
-    return await use_cases.replay(rt, delivery_id)

@@ -12,7 +12,6 @@ service = ServiceSpec(
     port=8003,
     routers=[api.router],
     subscriptions=consumers.subscriptions,
-    workers={"webhook-delivery": use_cases.run_deliveries},
     on_start=use_cases.keep_strategies_checked,
-    description="Assigns MQLs to reps and delivers them to sales tools over signed webhooks.",
+    description="Assigns MQLs to teams and reps, by account owner, rule and strategy, with a trace.",
 )

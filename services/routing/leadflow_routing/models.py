@@ -1,10 +1,10 @@
-"""Tables of the routing schema: teams, reps, assignments, webhook endpoints and deliveries."""
+"""Tables of the routing schema: teams, reps, rules, account owners and assignments."""
 
 import uuid
 
 import sqlalchemy as sa
 from leadflow.db import JSON, service_metadata
-from sqlalchemy.dialects.postgresql import ARRAY, UUID
+from sqlalchemy.dialects.postgresql import UUID
 
 metadata = service_metadata("routing")
 # The fallback queue, created by the first migration: leads no rule claims are assigned there.
@@ -86,39 +86,6 @@ assignments = sa.Table(
     sa.Index("ix_assignments_rep_created", "rep_id", "created_at"),
 )
 
-webhook_endpoints = sa.Table(
-    "webhook_endpoints",
-    metadata,
-    sa.Column("id", UUID(as_uuid=True), primary_key=True),
-    sa.Column("url", sa.Text, nullable=False),
-    sa.Column("secrets", ARRAY(sa.Text), nullable=False),  # newest first; two during rotation
-    sa.Column("event_types", ARRAY(sa.Text), nullable=False),
-    sa.Column("team_id", UUID(as_uuid=True), sa.ForeignKey("teams.id")),  # null: every team
-    sa.Column("enabled", sa.Boolean, nullable=False, server_default=sa.true()),
-    sa.Column("disabled_reason", sa.Text),
-    sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now()),
-)
-
-deliveries = sa.Table(
-    "deliveries",
-    metadata,
-    sa.Column("id", UUID(as_uuid=True), primary_key=True),  # also the stable webhook-id
-    sa.Column(
-        "endpoint_id", UUID(as_uuid=True), sa.ForeignKey("webhook_endpoints.id"), nullable=False
-    ),
-    sa.Column("lead_id", UUID(as_uuid=True), nullable=False, index=True),
-    sa.Column("event_type", sa.Text, nullable=False),
-    sa.Column("body", sa.LargeBinary, nullable=False),
-    sa.Column("state", sa.Text, nullable=False, server_default="pending"),
-    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
-    sa.Column("next_attempt_at", sa.DateTime(timezone=True)),
-    sa.Column("last_status", sa.Integer),
-    sa.Column("last_error", sa.Text),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("delivered_at", sa.DateTime(timezone=True)),
-    sa.Index("ix_deliveries_due", "next_attempt_at", postgresql_where=sa.text("state = 'pending'")),
-)
-
 # Leads erased: an MQL arriving after the erasure (another topic, not ordered with it) is not
 # routed.
 erased_leads = sa.Table(
@@ -127,6 +94,3 @@ erased_leads = sa.Table(
     sa.Column("lead_id", UUID(as_uuid=True), primary_key=True),
     sa.Column("erased_at", sa.DateTime(timezone=True), nullable=False),
 )
-
-# Units of work that queue deliveries touch this tag, which wakes the delivery worker.
-DELIVERIES_TAG = "deliveries"

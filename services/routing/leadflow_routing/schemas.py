@@ -9,8 +9,7 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from leadflow.text import StorableModel
-from leadflow.webhooks import check_secret
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from leadflow_routing.domain.assignment import DAYS, RULE_FIELDS
 from leadflow_routing.domain.strategies import DEFAULT_STRATEGY, strategy_names
@@ -162,38 +161,6 @@ class DryRunOut(BaseModel):
     trace: dict[str, Any]
 
 
-class EndpointIn(StorableModel):
-    model_config = ConfigDict(extra="forbid")
-    url: HttpUrl
-    event_types: list[str] = Field(default_factory=lambda: ["lead.routed"], min_length=1)
-    team_id: uuid.UUID | None = None
-    secret: str | None = Field(default=None, pattern=r"^whsec_[A-Za-z0-9+/=]{24,}$")
-
-    @field_validator("secret")
-    @classmethod
-    def _signs(cls, secret: str | None) -> str | None:
-        return None if secret is None else check_secret(secret)
-
-
-class SecretIn(StorableModel):
-    model_config = ConfigDict(extra="forbid")
-    secret: str | None = Field(default=None, pattern=r"^whsec_[A-Za-z0-9+/=]{24,}$")
-
-    @field_validator("secret")
-    @classmethod
-    def _signs(cls, secret: str | None) -> str | None:
-        return None if secret is None else check_secret(secret)
-
-
-class EndpointOut(BaseModel):
-    id: uuid.UUID
-    url: str
-    event_types: list[str]
-    team_id: uuid.UUID | None
-    enabled: bool
-    secret: str | None = Field(default=None, description="shown only when created")
-
-
 class AssignmentOut(BaseModel):
     lead_id: uuid.UUID
     assignment_id: uuid.UUID
@@ -202,21 +169,3 @@ class AssignmentOut(BaseModel):
     reason: str
     trace: dict[str, Any]
     created_at: datetime
-
-
-class DeliveryOut(BaseModel):
-    id: uuid.UUID
-    endpoint_id: uuid.UUID
-    lead_id: uuid.UUID
-    event_type: str
-    state: str
-    attempts: int
-    last_status: int | None
-    last_error: str | None
-    next_attempt_at: datetime | None
-    delivered_at: datetime | None
-
-
-class ReplayOut(BaseModel):
-    delivery_id: uuid.UUID
-    state: str

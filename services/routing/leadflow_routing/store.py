@@ -17,26 +17,22 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadflow_routing.domain.assignment import Owner, RepView, RuleView, TeamView
-from leadflow_routing.domain.erasure import body_without_personal_data
 from leadflow_routing.models import (
     accounts,
     assignments,
-    deliveries,
     erased_leads,
     metadata,
     reps,
     rules,
     teams,
-    webhook_endpoints,
 )
 
 OUTBOX, _ = kernel_tables(metadata)
 ROWS_PER_INSERT = 1000
-CANCELLED = "cancelled"  # a pending delivery of an erased lead
 
 _ids = sa.bindparam("ids", type_=ARRAY(UUID(as_uuid=True)))
 _domains = sa.bindparam("domains", type_=ARRAY(sa.Text))
-a, d, e = assignments.c, deliveries.c, webhook_endpoints.c
+a = assignments.c
 
 
 # --- routing decisions ---------------------------------------------------------------------
@@ -71,9 +67,6 @@ _team_reps = (
     .outerjoin(_open_leads, _open_leads.c.rep_id == reps.c.id)
     .where(reps.c.team_id == sa.any_(_ids))
 )
-_endpoints_of_type = sa.select(e.id, e.team_id).where(
-    e.enabled, sa.bindparam("event_type", type_=sa.Text) == sa.any_(e.event_types)
-)
 # The current assignments of leads about to be routed again, locked in key order.
 _lock_current = (
     sa.select(a.id, a.lead_id, a.rep_id, a.closed_at, a.mql)
@@ -104,9 +97,6 @@ _close_open_work = (
     sa.update(assignments)
     .where(a.lead_id == sa.bindparam("lead"), a.current, a.closed_at.is_(None))
     .values(closed_at=sa.bindparam("at"))
-)
-_add_deliveries = sa.insert(deliveries).execution_options(
-    insertmanyvalues_page_size=ROWS_PER_INSERT
 )
 
 
@@ -178,14 +168,6 @@ async def team_reps(
     return found
 
 
-async def endpoints_of_type(
-    session: AsyncSession, event_type: str
-) -> list[tuple[uuid.UUID, uuid.UUID | None]]:
-    """(endpoint id, its team or None for every team) of the enabled endpoints of a type."""
-    rows = await session.execute(_endpoints_of_type, {"event_type": event_type})
-    return [(r.id, r.team_id) for r in rows]
-
-
 async def lock_current(
     session: AsyncSession, lead_ids: list[uuid.UUID]
 ) -> dict[uuid.UUID, Current]:
@@ -200,7 +182,6 @@ async def write_routing(
     added: list[dict[str, Any]],
     opened_accounts: list[dict[str, Any]],
     positions: list[dict[str, Any]],
-    queued: list[dict[str, Any]],
 ) -> None:
     """The rows of a unit of work's routing decisions, one statement per kind."""
     # the closed assignments first: a lead has one current assignment at a time
@@ -212,8 +193,6 @@ async def write_routing(
         await session.execute(_add_accounts, opened_accounts)
     if positions:
         await session.execute(_move_positions, positions)
-    if queued:
-        await session.execute(_add_deliveries, queued)
 
 
 async def close_open_work(session: AsyncSession, first: dict[uuid.UUID, datetime]) -> None:
@@ -233,22 +212,10 @@ _lead_assignments = (
 _redact_assignment = (
     sa.update(assignments).where(a.id == sa.bindparam("key")).values(mql=sa.bindparam("mql"))
 )
-_cancel_pending = (
-    sa.update(deliveries)
-    .where(d.lead_id == sa.bindparam("lead"), d.state == "pending")
-    .values(state=CANCELLED, next_attempt_at=None, last_error="lead erased")
-)
-_lead_deliveries = (
-    sa.select(d.id, d.body).where(d.lead_id == sa.bindparam("lead")).with_for_update()
-)
-_redact_delivery = (
-    sa.update(deliveries).where(d.id == sa.bindparam("key")).values(body=sa.bindparam("body"))
-)
 
 
 async def erase_lead(session: AsyncSession, lead_id: uuid.UUID, now: datetime) -> None:
-    """Record the lead erased; redact its assignments and stored webhook bodies, cancel its
-    pending deliveries."""
+    """Record the lead erased; redact its assignments."""
     await session.execute(_record_erased, {"lead_id": lead_id, "erased_at": now})
     redacted = [
         {"key": row.id, "mql": without_personal_data(row.mql)}
@@ -257,14 +224,6 @@ async def erase_lead(session: AsyncSession, lead_id: uuid.UUID, now: datetime) -
     ]
     if redacted:
         await session.execute(_redact_assignment, redacted)
-    await session.execute(_cancel_pending, {"lead": lead_id})
-    bodies = []
-    for row in (await session.execute(_lead_deliveries, {"lead": lead_id})).all():
-        body = body_without_personal_data(row.body)
-        if body != row.body:
-            bodies.append({"key": row.id, "body": body})
-    if bodies:
-        await session.execute(_redact_delivery, bodies)
 
 
 async def forget_lead_events(session: AsyncSession, lead_ids: list[uuid.UUID]) -> None:
@@ -273,83 +232,7 @@ async def forget_lead_events(session: AsyncSession, lead_ids: list[uuid.UUID]) -
     await forget_events(session, OUTBOX, lead_ids)
 
 
-# --- webhook deliveries -------------------------------------------------------------------
-
-_due = (
-    sa.select(
-        d.id, d.body, d.attempts, d.lead_id, d.event_type, d.endpoint_id, e.url, e.secrets,
-        e.enabled,
-    )
-    .join(webhook_endpoints, e.id == d.endpoint_id)
-    .where(d.state == "pending", d.next_attempt_at <= sa.bindparam("now"))
-    .order_by(d.next_attempt_at)
-    .limit(sa.bindparam("limit"))
-    .with_for_update(of=deliveries, skip_locked=True)
-)  # fmt: skip
-_lease = (
-    sa.update(deliveries).where(d.id == sa.any_(_ids)).values(next_attempt_at=sa.bindparam("until"))
-)
-_disable_endpoint = (
-    sa.update(webhook_endpoints)
-    .where(e.id == sa.bindparam("key"))
-    .values(enabled=False, disabled_reason="receiver answered 410 Gone")
-)
-_replay = (
-    sa.update(deliveries)
-    .where(d.id == sa.bindparam("key"))
-    .values(state="pending", next_attempt_at=sa.bindparam("now"), attempts=0)
-    .returning(d.id)
-)
-_delivery_lead = sa.select(d.lead_id).where(d.id == sa.bindparam("key"))
-
-
-async def claim_due(
-    session: AsyncSession, now: datetime, until: datetime, limit: int
-) -> Sequence[Row]:
-    """Due deliveries no other worker holds, leased until `until` (a worker that dies mid-send
-    leaves them to be retried then)."""
-    rows = (await session.execute(_due, {"now": now, "limit": limit})).all()
-    if rows:
-        await session.execute(_lease, {"ids": [r.id for r in rows], "until": until})
-    return rows
-
-
-async def mark_delivered(
-    session: AsyncSession, delivered: list[uuid.UUID], statuses: dict[uuid.UUID, int], now: datetime
-) -> None:
-    """The successes of one claim in one UPDATE (a 2xx other than 200 is recorded as such)."""
-    cases = [(d.id == delivery_id, status) for delivery_id, status in statuses.items()]
-    await session.execute(
-        sa.update(deliveries)
-        .where(d.id.in_(delivered))
-        .values(
-            state="delivered",
-            delivered_at=now,
-            next_attempt_at=None,
-            last_error=None,
-            last_status=sa.case(*cases, else_=200) if cases else 200,
-            attempts=d.attempts + 1,
-        )
-    )
-
-
-async def disable_endpoint(session: AsyncSession, endpoint_id: uuid.UUID) -> None:
-    await session.execute(_disable_endpoint, {"key": endpoint_id})
-
-
-async def record_attempt(session: AsyncSession, delivery_id: uuid.UUID, **values: Any) -> None:
-    await session.execute(sa.update(deliveries).where(d.id == delivery_id).values(**values))
-
-
-async def replay_delivery(session: AsyncSession, delivery_id: uuid.UUID, now: datetime) -> bool:
-    return (await session.execute(_replay, {"key": delivery_id, "now": now})).first() is not None
-
-
-async def delivery_lead(session: AsyncSession, delivery_id: uuid.UUID) -> uuid.UUID | None:
-    return await session.scalar(_delivery_lead, {"key": delivery_id})
-
-
-# --- configuration: teams, reps, rules, endpoints -------------------------------------------
+# --- configuration: teams, reps, rules -------------------------------------------
 
 _team_exists = sa.select(teams.c.id).where(teams.c.id == sa.bindparam("key"))
 
@@ -425,42 +308,6 @@ async def delete_all_rules(session: AsyncSession) -> None:
     await session.execute(sa.delete(rules))
 
 
-async def add_endpoint(session: AsyncSession, endpoint_id: uuid.UUID, **values: Any) -> None:
-    await session.execute(sa.insert(webhook_endpoints).values(id=endpoint_id, **values))
-
-
-async def rotate_secret(session: AsyncSession, endpoint_id: uuid.UUID, secret: str) -> Row | None:
-    """The new secret first, the newest previous one kept; re-enabled."""
-    return (
-        await session.execute(
-            sa.update(webhook_endpoints)
-            .where(e.id == endpoint_id)
-            .values(
-                secrets=sa.func.array_prepend(secret, e.secrets[1:1]),
-                enabled=True,
-                disabled_reason=None,
-            )
-            .returning(e.id, e.url, e.event_types, e.team_id, e.enabled)
-        )
-    ).first()
-
-
-async def drop_previous_secret(session: AsyncSession, endpoint_id: uuid.UUID) -> bool:
-    found = await session.scalar(
-        sa.update(webhook_endpoints)
-        .where(e.id == endpoint_id)
-        .values(secrets=e.secrets[1:1])
-        .returning(e.id)
-    )
-    return found is not None
-
-
-async def all_endpoints(session: AsyncSession) -> Sequence[Row]:
-    return (
-        await session.execute(sa.select(e.id, e.url, e.event_types, e.team_id, e.enabled))
-    ).all()
-
-
 async def current_assignment(session: AsyncSession, lead_id: uuid.UUID) -> Row | None:
     return (
         await session.execute(
@@ -469,20 +316,6 @@ async def current_assignment(session: AsyncSession, lead_id: uuid.UUID) -> Row |
             )
         )
     ).first()
-
-
-async def list_deliveries(
-    session: AsyncSession, lead_id: uuid.UUID | None, state: str | None, limit: int = 1000
-) -> Sequence[Row]:
-    query = sa.select(
-        d.id, d.endpoint_id, d.lead_id, d.event_type, d.state, d.attempts, d.last_status,
-        d.last_error, d.next_attempt_at, d.delivered_at,
-    )  # fmt: skip
-    if lead_id is not None:
-        query = query.where(d.lead_id == lead_id)
-    if state is not None:
-        query = query.where(d.state == state)
-    return (await session.execute(query.order_by(d.created_at).limit(limit))).all()
 
 
 # --- the check of teams.strategy ----------------------------------------------------------

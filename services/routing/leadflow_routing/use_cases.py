@@ -1,48 +1,35 @@
 """What routing does: route a batch of MQLs, reassign leads, close a rep's open work, erase a
-lead, deliver webhooks, and the configuration requests; decisions over the store.
+lead, and the configuration requests; decisions over the store.
 
 A batch of MQLs is decided as a set: `prepare` reads what its decisions need with a fixed
 number of statements (the accounts, the rules, the teams the leads may go to — locked in key
-order —, those teams' reps with their open leads, the webhook endpoints) into a `Batch`; every
+order —, those teams' reps with their open leads) into a `Batch`; every
 lead is then decided in memory in arrival order, each decision moving the round-robin positions
 and open-lead counts the next one sees exactly as deciding the leads one by one would; and the
-assignments, accounts, positions, `lead.routed` events and deliveries are written with one
-statement each. A reassignment (manual or on escalation) and a dry run take the same path."""
+assignments, accounts, positions and `lead.routed` events are written with one statement
+each (notify delivers `lead.routed`, with the MQL it carries, to the sales tools). A
+reassignment (manual or on escalation) and a dry run take the same path."""
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-import httpx
-import orjson
 from leadflow import metrics
 from leadflow.contracts.events import (
     LeadMql,
     LeadRouted,
     LeadStatusChanged,
     SlaEscalated,
-    WebhookDeadLettered,
 )
-from leadflow.db import lock_leads, touch
+from leadflow.db import lock_leads
 from leadflow.errors import Conflict, LeadGone, NotFound, Unprocessable
-from leadflow.retry import WEBHOOK_SCHEDULE, webhook_retry_delay
 from leadflow.service import Runtime
-from leadflow.webhooks import (
-    UnsafeTarget,
-    check_target,
-    check_url,
-    guarded_client,
-    new_secret,
-    signature_headers,
-)
-from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -59,16 +46,12 @@ from leadflow_routing.domain.assignment import (
     skip_reason,
 )
 from leadflow_routing.domain.strategies import UnknownStrategy, strategy_named, strategy_names
-from leadflow_routing.models import DELIVERIES_TAG, FALLBACK_TEAM_ID
+from leadflow_routing.models import FALLBACK_TEAM_ID
 from leadflow_routing.schemas import (
     AssignmentOut,
-    DeliveryOut,
     DryRunIn,
     DryRunOut,
-    EndpointIn,
-    EndpointOut,
     RepIn,
-    ReplayOut,
     RepOut,
     RepPatch,
     RoutingConfig,
@@ -80,7 +63,6 @@ from leadflow_routing.schemas import (
 )
 
 log = logging.getLogger(__name__)
-ROUTED = LeadRouted.type
 ACCOUNT_OWNER = "account_owner"  # the trace's strategy when the account's owner takes the lead
 
 # --- routing ------------------------------------------------------------------------------
@@ -107,7 +89,6 @@ class Batch:
     positions: dict[uuid.UUID, Position]
     reps: dict[uuid.UUID, list[RepView]]  # team id -> its reps
     accounts: dict[str, Owner | None]  # domain -> owner; None: nobody owns it yet
-    endpoints: dict[uuid.UUID, list[uuid.UUID]]  # team id -> endpoints of lead.routed
     # rep id -> (team id, index in its team's list): where a decision's counts are moved
     _seats: dict[uuid.UUID, tuple[uuid.UUID, int]] = field(init=False, repr=False)
 
@@ -165,7 +146,7 @@ class Routing:
 async def prepare(session: AsyncSession, mqls: list[dict[str, Any]], *, lock: bool = True) -> Batch:
     """Read what deciding these MQLs needs, once: their accounts, the rules, the teams they
     may go to (their rule's, their account's and the fallback queue, locked unless `lock` is
-    False), those teams' reps and the endpoints."""
+    False) and those teams' reps."""
     domains = sorted({domain for domain in map(mql_domain, mqls) if domain})
     owners = await store.account_owners(session, domains)
     rules = await store.active_rules(session)
@@ -177,17 +158,12 @@ async def prepare(session: AsyncSession, mqls: list[dict[str, Any]], *, lock: bo
     team_ids = sorted(candidates)
     found = await store.read_teams(session, team_ids, lock=lock)
     team_reps = await store.team_reps(session, team_ids)
-    endpoints = await store.endpoints_of_type(session, ROUTED)
     return Batch(
         rules=rules,
         teams={team.id: team for team in found},
         positions={team.id: Position(team.rr_position, team.rr_position) for team in found},
         reps=team_reps,
         accounts={domain: owners.get(domain) for domain in domains},
-        endpoints={
-            team_id: [endpoint for endpoint, only in endpoints if only in (None, team_id)]
-            for team_id in team_ids
-        },
     )
 
 
@@ -238,7 +214,6 @@ class Writes:
     assignments: dict[uuid.UUID, dict[str, Any]] = field(default_factory=dict)
     accounts: list[dict[str, Any]] = field(default_factory=list)
     routed: list[LeadRouted] = field(default_factory=list)
-    deliveries: list[dict[str, Any]] = field(default_factory=list)
 
     def close(self, assignment_id: uuid.UUID, at: datetime) -> None:
         """The assignment is no longer the lead's current one (one made by this unit of work
@@ -256,13 +231,10 @@ class Writes:
             added=list(self.assignments.values()),
             opened_accounts=self.accounts,
             positions=batch.moved_positions(),
-            queued=self.deliveries,
         )
         await rt.outbox.emit_many(session, [(routed, None) for routed in self.routed])
         for (team, reason), n in Counter((r.team, r.reason) for r in self.routed).items():
             metrics.count_on_commit(session, metrics.leads_routed.labels(team, reason), n)
-        if self.deliveries:
-            touch(session, DELIVERIES_TAG)
 
 
 def assign(
@@ -276,7 +248,7 @@ def assign(
     current: store.Current | None = None,
 ) -> store.Current:
     """Decide the lead's rep (away from its current one, if any) and add the assignment, the
-    account it opens, `lead.routed` and its deliveries to `writes`; the batch's counts follow
+    account it opens and `lead.routed` to `writes`; the batch's counts follow
     the decision. Returns the lead's new current assignment."""
     routing = decide(batch, mql_json, now, exclude_rep=current.rep_id if current else None)
     team, decision, trace = routing.team, routing.decision, routing.trace
@@ -305,64 +277,24 @@ def assign(
                 {"domain": domain, "rep_id": decision.rep_id, "team_id": team.id, "since": now}
             )
             batch.accounts[domain] = Owner(decision.rep_id, team.id)  # in this batch too
-    routed = LeadRouted(
-        lead_id=mql.lead_id,
-        assignment_id=assignment_id,
-        team_id=team.id,
-        team=team.name,
-        rep_id=decision.rep_id,
-        channel=mql.channel,
-        reason=reason,
-        routed_at=now,
-        calendar=team.calendar,
-        kind=mql.kind,
-    )
-    writes.routed.append(routed)
     rep = next((r for r in routing.reps if r.id == decision.rep_id), None)
-    body = {
-        "type": routed.type,
-        "timestamp": now.isoformat(),
-        "data": {
-            "lead": mql_json,
-            "assignment": {
-                "id": str(assignment_id),
-                "team": team.name,
-                "team_id": str(team.id),
-                "rep_id": str(decision.rep_id) if decision.rep_id else None,
-                "rep_name": rep.name if rep else None,
-                "reason": reason,
-            },
-        },
-    }
-    writes.deliveries += delivery_rows(batch.endpoints[team.id], routed.type, mql.lead_id, body)
+    writes.routed.append(
+        LeadRouted(
+            lead_id=mql.lead_id,
+            assignment_id=assignment_id,
+            team_id=team.id,
+            team=team.name,
+            rep_id=decision.rep_id,
+            rep_name=rep.name if rep else None,
+            channel=mql.channel,
+            reason=reason,
+            routed_at=now,
+            calendar=team.calendar,
+            kind=mql.kind,
+            mql=mql_json,
+        )
+    )
     return store.Current(assignment_id, decision.rep_id, None, mql_json)
-
-
-def delivery_rows(
-    endpoint_ids: list[uuid.UUID], event_type: str, lead_id: uuid.UUID, body: dict
-) -> list[dict[str, Any]]:
-    """The pending deliveries of `body` to each of the endpoints."""
-    if not endpoint_ids:
-        return []
-    raw = orjson.dumps(body)
-    now = datetime.now(UTC)
-    return [
-        {
-            "id": uuid.uuid4(),
-            "endpoint_id": endpoint_id,
-            "lead_id": lead_id,
-            "event_type": event_type,
-            "body": raw,
-            "state": "pending",
-            "attempts": 0,
-            "next_attempt_at": now,
-            "last_status": None,
-            "last_error": None,
-            "created_at": now,
-            "delivered_at": None,
-        }
-        for endpoint_id in endpoint_ids
-    ]
 
 
 async def route_batch(rt: Runtime, session: AsyncSession, mqls: list[LeadMql]) -> None:
@@ -486,164 +418,6 @@ async def erase(session: AsyncSession, lead_ids: list[uuid.UUID], now: datetime)
     for lead_id in dict.fromkeys(lead_ids):
         await store.erase_lead(session, lead_id, now)
     await store.forget_lead_events(session, list(dict.fromkeys(lead_ids)))
-
-
-# --- webhook deliveries -------------------------------------------------------------------
-
-LEASE = timedelta(seconds=60)  # a claimed delivery is retried if its worker dies mid-send
-CLAIM = 50  # deliveries claimed (and sent in parallel) at a time
-
-
-@dataclass(frozen=True)
-class Sent:
-    """One delivery attempt: the claimed row, and the receiver's status or the error."""
-
-    row: Row
-    status: int | None
-    error: str | None
-    response: httpx.Response | None
-
-    @property
-    def delivered(self) -> bool:
-        return self.status is not None and 200 <= self.status < 300
-
-
-def _retry_after(response: httpx.Response | None) -> float | None:
-    if response is None:
-        return None
-    value = response.headers.get("retry-after", "")
-    return float(value) if value.isdigit() else None
-
-
-async def claim_due(rt: Runtime, limit: int = CLAIM) -> list[Row]:
-    now = datetime.now(UTC)
-    async with rt.db.unit_of_work() as session:
-        return list(await store.claim_due(session, now, now + LEASE, limit))
-
-
-async def send_one(client: httpx.AsyncClient, row: Row) -> Sent:
-    """One signed POST, without touching the database. The client refuses, when it connects,
-    an address that is not public (UnsafeTarget)."""
-    status: int | None = None
-    error: str | None = None
-    response: httpx.Response | None = None
-    if not row.enabled:
-        error = "endpoint disabled"
-    else:
-        try:
-            check_url(row.url)
-            headers = signature_headers(list(row.secrets), str(row.id), row.body)
-            response = await client.post(row.url, content=row.body, headers=headers)
-            status = response.status_code
-        except UnsafeTarget as exc:
-            error = str(exc)
-        except httpx.HTTPError as exc:
-            error = f"{type(exc).__name__}: {exc}"[:500]
-    return Sent(row, status, error, response)
-
-
-async def record_outcomes(rt: Runtime, sent: list[Sent]) -> None:
-    """Write the outcomes of one claim in one transaction: the successes in one UPDATE, each
-    failure (rare) with its own retry time, dead letter or disabled endpoint."""
-    now = datetime.now(UTC)
-    delivered = [s.row.id for s in sent if s.delivered]
-    outcomes: list[tuple[Sent, str]] = []  # the failures, for the log
-    async with rt.db.unit_of_work() as session:
-        if delivered:
-            statuses = {s.row.id: s.status for s in sent if s.delivered and s.status != 200}
-            await store.mark_delivered(session, delivered, statuses, now)
-        for s in sent:
-            if s.delivered:
-                continue
-            row, status, error = s.row, s.status, s.error
-            attempts = row.attempts + 1
-            values: dict[str, Any] = {
-                "attempts": attempts,
-                "last_status": status,
-                "last_error": error,
-            }
-            if status == 410:  # the receiver says this endpoint is gone for good
-                await store.disable_endpoint(session, row.endpoint_id)
-            schedule = rt.settings.webhook_retry_schedule or WEBHOOK_SCHEDULE
-            delay = (
-                None
-                if status == 410
-                else webhook_retry_delay(attempts, _retry_after(s.response), schedule=schedule)
-            )
-            if delay is None:
-                values.update(state="dead", next_attempt_at=None)
-                await rt.outbox.emit(
-                    session,
-                    WebhookDeadLettered(
-                        lead_id=row.lead_id,
-                        delivery_id=row.id,
-                        endpoint_id=row.endpoint_id,
-                        event_type=row.event_type,
-                        attempts=attempts,
-                        last_error=error or f"HTTP {status}",
-                    ),
-                )
-                outcome = "dead_lettered"
-            else:
-                values.update(next_attempt_at=now + timedelta(seconds=delay))
-                outcome = "retry"
-            await store.record_attempt(session, row.id, **values)
-            outcomes.append((s, outcome))
-    if delivered:
-        metrics.webhook_deliveries.labels("delivered").inc(len(delivered))
-    for s, outcome in outcomes:
-        metrics.webhook_deliveries.labels(outcome).inc()
-        log.warning(
-            "webhook delivery failed",
-            extra={
-                "delivery_id": str(s.row.id),
-                "status": s.status,
-                "error": s.error,
-                "outcome": outcome,
-            },
-        )
-
-
-async def run_deliveries(rt: Runtime) -> None:
-    """Worker: claim due deliveries (SKIP LOCKED, so any number of instances can run) and send them."""
-    # The first dead letter of this process must be visible to increase(): start the series at 0.
-    metrics.webhook_deliveries.labels("dead_lettered")
-    wake = asyncio.Event()
-    rt.db.on_commit(DELIVERIES_TAG, wake.set)  # a routing decision or replay queued some
-    client = guarded_client(
-        allow_private=lambda: rt.settings.webhook_allow_private,
-        timeout=rt.settings.webhook_read_timeout,
-    )
-    async with client:
-        while not rt.stop:
-            wake.clear()
-            rows = await claim_due(rt)
-            if rows:
-                sent = await asyncio.gather(*(send_one(client, row) for row in rows))
-                await record_outcomes(rt, list(sent))
-                continue
-            await rt.stop.pause(0.5, wake)
-
-
-async def replay(rt: Runtime, delivery_id: uuid.UUID) -> ReplayOut:
-    """Send a delivery again (dead-lettered, or to repeat it); not for an erased lead."""
-    async with rt.db.unit_of_work() as session:
-        lead_id = await store.delivery_lead(session, delivery_id)
-        if lead_id is None:
-            raise NotFound(f"delivery {delivery_id} not found")
-        if await store.is_erased(session, lead_id):
-            raise LeadGone(lead_id, field="delivery_id")
-        await store.replay_delivery(session, delivery_id, datetime.now(UTC))
-        touch(session, DELIVERIES_TAG)
-    return ReplayOut(delivery_id=delivery_id, state="pending")
-
-
-async def list_deliveries(
-    rt: Runtime, lead_id: uuid.UUID | None, state: str | None
-) -> list[DeliveryOut]:
-    async with rt.db.unit_of_work() as session:
-        rows = await store.list_deliveries(session, lead_id, state)
-    return [DeliveryOut.model_validate(r._asdict()) for r in rows]
 
 
 # --- configuration ------------------------------------------------------------------------
@@ -793,54 +567,3 @@ async def load_routing_config(rt: Runtime, body: RoutingConfig) -> RoutingConfig
     return RoutingConfigOut(
         teams=len(body.teams), reps_created=created, reps_updated=updated, rules=len(body.rules)
     )
-
-
-async def create_endpoint(rt: Runtime, body: EndpointIn) -> EndpointOut:
-    url = str(body.url)
-    try:
-        await check_target(url, allow_private=rt.settings.webhook_allow_private)
-    except UnsafeTarget as exc:
-        raise Unprocessable(str(exc), errors=[{"field": "url", "message": str(exc)}]) from exc
-    endpoint_id = uuid.uuid4()
-    secret = body.secret or new_secret()
-    async with rt.db.unit_of_work() as session:
-        if body.team_id is not None and not await store.team_exists(session, body.team_id):
-            raise Unprocessable(f"team {body.team_id} does not exist", field="team_id")
-        await store.add_endpoint(
-            session, endpoint_id, url=url, secrets=[secret], event_types=body.event_types,
-            team_id=body.team_id,
-        )  # fmt: skip
-    return EndpointOut(
-        id=endpoint_id,
-        url=url,
-        event_types=body.event_types,
-        team_id=body.team_id,
-        enabled=True,
-        secret=secret,
-    )
-
-
-async def rotate_secret(rt: Runtime, endpoint_id: uuid.UUID, secret: str | None) -> EndpointOut:
-    """Start a rotation: deliveries are signed with the new secret and the previous one (two
-    signatures) until the previous one is dropped, so the receiver can switch without
-    downtime. Re-enables an endpoint disabled by a 410."""
-    secret = secret or new_secret()
-    async with rt.db.unit_of_work() as session:
-        row = await store.rotate_secret(session, endpoint_id, secret)
-    if row is None:
-        raise NotFound(f"webhook endpoint {endpoint_id} not found")
-    return EndpointOut(**row._asdict(), secret=secret)
-
-
-async def finish_rotation(rt: Runtime, endpoint_id: uuid.UUID) -> None:
-    """End a rotation: only the newest secret signs from now on."""
-    async with rt.db.unit_of_work() as session:
-        found = await store.drop_previous_secret(session, endpoint_id)
-    if not found:
-        raise NotFound(f"webhook endpoint {endpoint_id} not found")
-
-
-async def list_endpoints(rt: Runtime) -> list[EndpointOut]:
-    async with rt.db.unit_of_work() as session:
-        rows = await store.all_endpoints(session)
-    return [EndpointOut.model_validate(r._asdict()) for r in rows]

@@ -55,6 +55,8 @@ def without_personal_data(lead: dict[str, Any]) -> dict[str, Any]:
 def _event_without_personal_data(event: CloudEvent) -> CloudEvent:
     data = without_personal_data(event.data)
     data.pop("erased")
+    if isinstance(data.get("mql"), dict):  # lead.routed carries the MQL it routed
+        data["mql"] = without_personal_data(data["mql"])
     model = PAYLOAD_TYPES.get(event.type)
     if model is not None and "email" in data:
         field = model.model_fields.get("email")

@@ -15,7 +15,16 @@ TOPIC_SCORING = "leadflow.scoring"
 TOPIC_ROUTING = "leadflow.routing"
 TOPIC_SLA = "leadflow.sla"
 TOPIC_FEEDBACK = "leadflow.feedback"
-ALL_TOPICS = (TOPIC_INBOUND, TOPIC_INGEST, TOPIC_SCORING, TOPIC_ROUTING, TOPIC_SLA, TOPIC_FEEDBACK)
+TOPIC_NOTIFY = "leadflow.notify"
+ALL_TOPICS = (
+    TOPIC_INBOUND,
+    TOPIC_INGEST,
+    TOPIC_SCORING,
+    TOPIC_ROUTING,
+    TOPIC_SLA,
+    TOPIC_FEEDBACK,
+    TOPIC_NOTIFY,
+)
 # The one Leadflow service that publishes each topic (leads.inbound comes from outside Leadflow).
 TOPIC_PRODUCERS = {
     TOPIC_INGEST: "ingest",
@@ -23,14 +32,16 @@ TOPIC_PRODUCERS = {
     TOPIC_ROUTING: "routing",
     TOPIC_SLA: "sla-timer",
     TOPIC_FEEDBACK: "feedback",
+    TOPIC_NOTIFY: "notify",
 }
 TOPIC_DESCRIPTIONS = {
     TOPIC_INBOUND: "Raw lead payloads that marketing platforms publish (plain JSON, no CloudEvent).",
     TOPIC_INGEST: "Leads as ingest knows them: created, updated or merged, activities, erasures.",
     TOPIC_SCORING: "Scores of leads and their promotion to MQL or PQL.",
-    TOPIC_ROUTING: "Leads assigned to teams and reps; webhook deliveries given up.",
+    TOPIC_ROUTING: "Leads assigned to teams and reps.",
     TOPIC_SLA: "SLA clocks: warnings, breaches, escalations, met SLAs, corrective plans owed.",
     TOPIC_FEEDBACK: "What sales did with a lead: contact attempts and status changes.",
+    TOPIC_NOTIFY: "What could not be delivered to people and tools: webhook deliveries given up.",
 }
 
 
@@ -195,13 +206,16 @@ class LeadRouted(Payload):
     calendar: dict[str, Any] | None = None
     # What was routed: an MQL, or a product-qualified lead (starts the PQL contact clock).
     kind: Literal["mql", "pql"] = "mql"
+    rep_name: str | None = None
+    # The lead.mql payload routed: the context sales tools receive with the assignment.
+    mql: dict[str, Any] | None = None
 
 
 class WebhookDeadLettered(Payload):
     """A webhook delivery was given up after its attempts."""
 
     type = "webhook.dead_lettered"
-    topic = TOPIC_ROUTING
+    topic = TOPIC_NOTIFY
     delivery_id: uuid.UUID
     endpoint_id: uuid.UUID
     event_type: str

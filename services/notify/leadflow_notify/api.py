@@ -1,0 +1,73 @@
+"""HTTP API of notify: webhook endpoints and their subscriptions, deliveries and replays."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Response
+from leadflow.auth import require_scope
+from leadflow.service import RuntimeDep
+from leadflow.settings import ApiKeySpec
+
+from leadflow_notify import use_cases
+from leadflow_notify.schemas import (
+    KNOWN_EVENT_TYPES,
+    DeliveryOut,
+    EndpointIn,
+    EndpointOut,
+    EventTypesOut,
+    ReplayOut,
+    SecretIn,
+)
+
+router = APIRouter(prefix="/v1", tags=["notify"])
+Admin = Annotated[ApiKeySpec, Depends(require_scope("admin"))]
+
+
+@router.get("/event-types", response_model=EventTypesOut)
+async def event_types() -> EventTypesOut:
+    """Every event type an endpoint can subscribe to (patterns such as `sla.*` match these)."""
+    return EventTypesOut(event_types=list(KNOWN_EVENT_TYPES))
+
+
+@router.post("/webhook-endpoints", status_code=201, response_model=EndpointOut)
+async def create_endpoint(body: EndpointIn, rt: RuntimeDep, _: Admin) -> EndpointOut:
+    """Subscribe a URL to event types (patterns allowed) and, optionally, filters; each event
+    it subscribes to is delivered once, signed (Standard Webhooks)."""
+    return await use_cases.create_endpoint(rt, body)
+
+
+@router.post("/webhook-endpoints/{endpoint_id}/rotate-secret", response_model=EndpointOut)
+async def rotate_secret(
+    endpoint_id: uuid.UUID, rt: RuntimeDep, _: Admin, body: SecretIn | None = None
+) -> EndpointOut:
+    """Start a rotation: deliveries are signed with the new secret and the previous one (two
+    signatures) until `DELETE …/previous-secret`, so the receiver can switch without downtime.
+    Re-enables an endpoint disabled by a 410."""
+    return await use_cases.rotate_secret(rt, endpoint_id, body.secret if body else None)
+
+
+@router.delete("/webhook-endpoints/{endpoint_id}/previous-secret", status_code=204)
+async def finish_rotation(endpoint_id: uuid.UUID, rt: RuntimeDep, _: Admin) -> Response:
+    """End a rotation: only the newest secret signs from now on."""
+    await use_cases.finish_rotation(rt, endpoint_id)
+    return Response(status_code=204)
+
+
+@router.get("/webhook-endpoints", response_model=list[EndpointOut])
+async def list_endpoints(rt: RuntimeDep, _: Admin) -> list[EndpointOut]:
+    return await use_cases.list_endpoints(rt)
+
+
+@router.get("/deliveries", response_model=list[DeliveryOut])
+async def list_deliveries(
+    rt: RuntimeDep, lead_id: uuid.UUID | None = None, state: str | None = None
+) -> list[DeliveryOut]:
+    return await use_cases.list_deliveries(rt, lead_id, state)
+
+
+@router.post("/deliveries/{delivery_id}/replay", status_code=202, response_model=ReplayOut)
+async def replay_delivery(delivery_id: uuid.UUID, rt: RuntimeDep, _: Admin) -> ReplayOut:
+    """Send a delivery again (dead-lettered, or to repeat it); not for an erased lead."""
+    return await use_cases.replay(rt, delivery_id)

@@ -1,0 +1,20 @@
+"""Composition root of notify."""
+
+from leadflow.service import ServiceSpec
+
+from leadflow_notify import api, consumers, use_cases
+from leadflow_notify.models import metadata
+
+service = ServiceSpec(
+    name="notify",
+    package="leadflow_notify",
+    metadata=metadata,
+    port=8006,
+    routers=[api.router],
+    subscriptions=consumers.subscriptions,
+    workers={"webhook-delivery": use_cases.run_deliveries},
+    description=(
+        "Delivers what Leadflow decides to the people and tools who act on it: any event to any "
+        "subscribed endpoint over signed webhooks, with the lead's context."
+    ),
+)

@@ -1,0 +1,116 @@
+"""Request and response bodies of the notify API."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from leadflow.contracts.events import PAYLOAD_TYPES, Channel
+from leadflow.contracts.slas import KINDS
+from leadflow.text import StorableModel
+from leadflow.webhooks import check_secret
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator
+
+from leadflow_notify.domain.subscriptions import unknown_patterns
+
+KNOWN_EVENT_TYPES = tuple(sorted(PAYLOAD_TYPES))
+
+
+class EndpointFilters(BaseModel):
+    """Conditions an event must meet besides its type; each names the values it accepts."""
+
+    model_config = ConfigDict(extra="forbid")
+    teams: list[str] | None = Field(default=None, min_length=1, description="team names")
+    channels: list[Channel] | None = Field(default=None, min_length=1)
+    slas: list[str] | None = Field(default=None, min_length=1, description="SLA kinds")
+    levels: list[str] | None = Field(
+        default=None,
+        min_length=1,
+        description="ladder levels: warning, breached, escalated_manager, …",
+    )
+
+    @field_validator("slas")
+    @classmethod
+    def _known_slas(cls, slas: list[str] | None) -> list[str] | None:
+        unknown = sorted(set(slas or ()) - set(KINDS))
+        if unknown:
+            raise ValueError(f"unknown SLA kinds {unknown}; known: {sorted(KINDS)}")
+        return slas
+
+    def stored(self) -> dict[str, list[str]] | None:
+        kept = {k: list(v) for k, v in self.model_dump(exclude_none=True).items()}
+        return kept or None
+
+
+class EndpointIn(StorableModel):
+    model_config = ConfigDict(extra="forbid")
+    url: HttpUrl
+    event_types: list[str] = Field(
+        default_factory=lambda: ["lead.routed"],
+        min_length=1,
+        description=(
+            "event types, or patterns with `*` (`sla.*`, `*`), each matching at least one of: "
+            + ", ".join(KNOWN_EVENT_TYPES)
+        ),
+    )
+    team_id: uuid.UUID | None = Field(default=None, description="only this team's leads")
+    filters: EndpointFilters | None = None
+    secret: str | None = Field(default=None, pattern=r"^whsec_[A-Za-z0-9+/=]{24,}$")
+
+    @field_validator("event_types")
+    @classmethod
+    def _known_types(cls, event_types: list[str]) -> list[str]:
+        unknown = unknown_patterns(event_types, KNOWN_EVENT_TYPES)
+        if unknown:
+            raise ValueError(
+                f"unknown event types {unknown}; known: {', '.join(KNOWN_EVENT_TYPES)}"
+            )
+        return list(dict.fromkeys(event_types))
+
+    @field_validator("secret")
+    @classmethod
+    def _signs(cls, secret: str | None) -> str | None:
+        return None if secret is None else check_secret(secret)
+
+
+class SecretIn(StorableModel):
+    model_config = ConfigDict(extra="forbid")
+    secret: str | None = Field(default=None, pattern=r"^whsec_[A-Za-z0-9+/=]{24,}$")
+
+    @field_validator("secret")
+    @classmethod
+    def _signs(cls, secret: str | None) -> str | None:
+        return None if secret is None else check_secret(secret)
+
+
+class EndpointOut(BaseModel):
+    id: uuid.UUID
+    url: str
+    event_types: list[str]
+    team_id: uuid.UUID | None
+    filters: dict[str, Any] | None = None
+    enabled: bool
+    secret: str | None = Field(default=None, description="shown only when created")
+
+
+class EventTypesOut(BaseModel):
+    event_types: list[str]
+
+
+class DeliveryOut(BaseModel):
+    id: uuid.UUID
+    endpoint_id: uuid.UUID
+    lead_id: uuid.UUID
+    event_type: str
+    state: str
+    attempts: int
+    last_status: int | None
+    last_error: str | None
+    next_attempt_at: datetime | None
+    delivered_at: datetime | None
+
+
+class ReplayOut(BaseModel):
+    delivery_id: uuid.UUID
+    state: str

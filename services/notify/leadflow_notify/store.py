@@ -1,0 +1,263 @@
+"""All of notify's SQL: prebuilt statements and the batched reads and writes of the use cases."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from leadflow.contracts.erasure import forget_events
+from leadflow.db import kernel_tables
+from sqlalchemy.dialects.postgresql import ARRAY, UUID, insert
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from leadflow_notify.domain.erasure import body_without_personal_data, context_without_personal_data
+from leadflow_notify.domain.subscriptions import EndpointView
+from leadflow_notify.models import deliveries, lead_context, metadata, webhook_endpoints
+
+OUTBOX, _ = kernel_tables(metadata)
+ROWS_PER_INSERT = 1000
+CANCELLED = "cancelled"  # a pending delivery of an erased lead
+
+_ids = sa.bindparam("ids", type_=ARRAY(UUID(as_uuid=True)))
+c, d, e = lead_context.c, deliveries.c, webhook_endpoints.c
+
+
+# --- events in: lead context and deliveries -----------------------------------------------
+
+_contexts = sa.select(c.lead_id, c.context, c.erased).where(c.lead_id == sa.any_(_ids))
+_lock_contexts = _contexts.order_by(c.lead_id).with_for_update()
+_upsert_context = insert(lead_context)
+_upsert_context = _upsert_context.on_conflict_do_update(
+    index_elements=[c.lead_id],
+    set_={
+        "context": _upsert_context.excluded.context,
+        "updated_at": _upsert_context.excluded.updated_at,
+    },
+    where=sa.not_(c.erased),
+)
+_enabled_endpoints = sa.select(e.id, e.event_types, e.team_id, e.filters).where(e.enabled)
+_add_deliveries = (
+    insert(deliveries)
+    .on_conflict_do_nothing(index_elements=[d.endpoint_id, d.event_id])
+    .execution_options(insertmanyvalues_page_size=ROWS_PER_INSERT)
+)
+
+
+async def contexts(
+    session: AsyncSession, lead_ids: Iterable[uuid.UUID]
+) -> dict[uuid.UUID, tuple[dict[str, Any], bool]]:
+    """(context, erased) of each known lead, locked in key order for this unit of work."""
+    rows = await session.execute(_lock_contexts, {"ids": sorted(set(lead_ids))})
+    return {r.lead_id: (r.context, r.erased) for r in rows}
+
+
+async def enabled_endpoints(session: AsyncSession) -> list[EndpointView]:
+    return [
+        EndpointView(
+            r.id,
+            tuple(r.event_types),
+            r.team_id,
+            {name: tuple(values) for name, values in (r.filters or {}).items()},
+        )
+        for r in await session.execute(_enabled_endpoints)
+    ]
+
+
+async def write_events(
+    session: AsyncSession,
+    contexts: list[dict[str, Any]],
+    queued: list[dict[str, Any]],
+) -> None:
+    """The contexts the events changed and the deliveries they queue, one statement each; a
+    delivery already queued for the same endpoint and event stays as it is."""
+    if contexts:
+        await session.execute(_upsert_context, contexts)
+    if queued:
+        await session.execute(_add_deliveries, queued)
+
+
+# --- erasure ------------------------------------------------------------------------------
+
+_erase_context = insert(lead_context)
+_erase_context = _erase_context.on_conflict_do_update(
+    index_elements=[c.lead_id],
+    set_={"context": _erase_context.excluded.context, "erased": True},
+)
+_cancel_pending = (
+    sa.update(deliveries)
+    .where(d.lead_id == sa.bindparam("lead"), d.state == "pending")
+    .values(state=CANCELLED, next_attempt_at=None, last_error="lead erased")
+)
+_lead_deliveries = (
+    sa.select(d.id, d.body).where(d.lead_id == sa.bindparam("lead")).with_for_update()
+)
+_redact_delivery = (
+    sa.update(deliveries).where(d.id == sa.bindparam("key")).values(body=sa.bindparam("body"))
+)
+
+
+async def erase_lead(
+    session: AsyncSession, lead_id: uuid.UUID, context: dict[str, Any], now: datetime
+) -> None:
+    """The lead's context kept without personal data (and marked erased, so later events add
+    nothing); its stored bodies redacted, its pending deliveries cancelled."""
+    await session.execute(
+        _erase_context,
+        {
+            "lead_id": lead_id,
+            "context": context_without_personal_data(context),
+            "erased": True,
+            "updated_at": now,
+        },
+    )
+    await session.execute(_cancel_pending, {"lead": lead_id})
+    bodies = []
+    for row in (await session.execute(_lead_deliveries, {"lead": lead_id})).all():
+        body = body_without_personal_data(row.body)
+        if body != row.body:
+            bodies.append({"key": row.id, "body": body})
+    if bodies:
+        await session.execute(_redact_delivery, bodies)
+
+
+async def forget_lead_events(session: AsyncSession, lead_ids: list[uuid.UUID]) -> None:
+    """The lead's events still in notify's outbox: published ones deleted, waiting ones
+    redacted."""
+    await forget_events(session, OUTBOX, lead_ids)
+
+
+async def is_erased(session: AsyncSession, lead_id: uuid.UUID) -> bool:
+    return bool(await session.scalar(sa.select(c.erased).where(c.lead_id == lead_id)))
+
+
+# --- webhook deliveries -------------------------------------------------------------------
+
+_due = (
+    sa.select(
+        d.id, d.body, d.attempts, d.lead_id, d.event_type, d.endpoint_id, e.url, e.secrets,
+        e.enabled,
+    )
+    .join(webhook_endpoints, e.id == d.endpoint_id)
+    .where(d.state == "pending", d.next_attempt_at <= sa.bindparam("now"))
+    .order_by(d.next_attempt_at)
+    .limit(sa.bindparam("limit"))
+    .with_for_update(of=deliveries, skip_locked=True)
+)  # fmt: skip
+_lease = (
+    sa.update(deliveries).where(d.id == sa.any_(_ids)).values(next_attempt_at=sa.bindparam("until"))
+)
+_disable_endpoint = (
+    sa.update(webhook_endpoints)
+    .where(e.id == sa.bindparam("key"))
+    .values(enabled=False, disabled_reason="receiver answered 410 Gone")
+)
+_replay = (
+    sa.update(deliveries)
+    .where(d.id == sa.bindparam("key"))
+    .values(state="pending", next_attempt_at=sa.bindparam("now"), attempts=0)
+    .returning(d.id)
+)
+_delivery_lead = sa.select(d.lead_id).where(d.id == sa.bindparam("key"))
+
+
+async def claim_due(
+    session: AsyncSession, now: datetime, until: datetime, limit: int
+) -> Sequence[Row]:
+    """Due deliveries no other worker holds, leased until `until` (a worker that dies mid-send
+    leaves them to be retried then)."""
+    rows = (await session.execute(_due, {"now": now, "limit": limit})).all()
+    if rows:
+        await session.execute(_lease, {"ids": [r.id for r in rows], "until": until})
+    return rows
+
+
+async def mark_delivered(
+    session: AsyncSession, delivered: list[uuid.UUID], statuses: dict[uuid.UUID, int], now: datetime
+) -> None:
+    """The successes of one claim in one UPDATE (a 2xx other than 200 is recorded as such)."""
+    cases = [(d.id == delivery_id, status) for delivery_id, status in statuses.items()]
+    await session.execute(
+        sa.update(deliveries)
+        .where(d.id.in_(delivered))
+        .values(
+            state="delivered",
+            delivered_at=now,
+            next_attempt_at=None,
+            last_error=None,
+            last_status=sa.case(*cases, else_=200) if cases else 200,
+            attempts=d.attempts + 1,
+        )
+    )
+
+
+async def disable_endpoint(session: AsyncSession, endpoint_id: uuid.UUID) -> None:
+    await session.execute(_disable_endpoint, {"key": endpoint_id})
+
+
+async def record_attempt(session: AsyncSession, delivery_id: uuid.UUID, **values: Any) -> None:
+    await session.execute(sa.update(deliveries).where(d.id == delivery_id).values(**values))
+
+
+async def replay_delivery(session: AsyncSession, delivery_id: uuid.UUID, now: datetime) -> bool:
+    return (await session.execute(_replay, {"key": delivery_id, "now": now})).first() is not None
+
+
+async def delivery_lead(session: AsyncSession, delivery_id: uuid.UUID) -> uuid.UUID | None:
+    return await session.scalar(_delivery_lead, {"key": delivery_id})
+
+
+async def list_deliveries(
+    session: AsyncSession, lead_id: uuid.UUID | None, state: str | None, limit: int = 1000
+) -> Sequence[Row]:
+    query = sa.select(
+        d.id, d.endpoint_id, d.lead_id, d.event_type, d.state, d.attempts, d.last_status,
+        d.last_error, d.next_attempt_at, d.delivered_at,
+    )  # fmt: skip
+    if lead_id is not None:
+        query = query.where(d.lead_id == lead_id)
+    if state is not None:
+        query = query.where(d.state == state)
+    return (await session.execute(query.order_by(d.created_at).limit(limit))).all()
+
+
+# --- endpoints ----------------------------------------------------------------------------
+
+_endpoint_columns = (e.id, e.url, e.event_types, e.team_id, e.filters, e.enabled)
+
+
+async def add_endpoint(session: AsyncSession, endpoint_id: uuid.UUID, **values: Any) -> None:
+    await session.execute(sa.insert(webhook_endpoints).values(id=endpoint_id, **values))
+
+
+async def rotate_secret(session: AsyncSession, endpoint_id: uuid.UUID, secret: str) -> Row | None:
+    """The new secret first, the newest previous one kept; re-enabled."""
+    return (
+        await session.execute(
+            sa.update(webhook_endpoints)
+            .where(e.id == endpoint_id)
+            .values(
+                secrets=sa.func.array_prepend(secret, e.secrets[1:1]),
+                enabled=True,
+                disabled_reason=None,
+            )
+            .returning(*_endpoint_columns)
+        )
+    ).first()
+
+
+async def drop_previous_secret(session: AsyncSession, endpoint_id: uuid.UUID) -> bool:
+    found = await session.scalar(
+        sa.update(webhook_endpoints)
+        .where(e.id == endpoint_id)
+        .values(secrets=e.secrets[1:1])
+        .returning(e.id)
+    )
+    return found is not None
+
+
+async def all_endpoints(session: AsyncSession) -> Sequence[Row]:
+    return (await session.execute(sa.select(*_endpoint_columns).order_by(e.created_at))).all()
