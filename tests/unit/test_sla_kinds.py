@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from leadflow.contracts import slas
 from leadflow.contracts.calendar import BusinessCalendar, policy_calendar
-from leadflow.contracts.policy import CHANNELS, default_policy
+from leadflow.contracts.policy import CHANNELS, Policy, default_policy
 
 POLICY = default_policy()
 H, D = timedelta(hours=1), timedelta(days=1)
@@ -99,15 +99,37 @@ def test_the_other_kinds_take_one_term_for_every_channel(sla, limit, clock):
         assert (term.limit, term.clock, term.attempts_required) == (limit, clock, None)
 
 
+def with_team_lead_at(fraction: float) -> Policy:
+    data = POLICY.model_dump()
+    data["slas"]["escalation"]["team_lead_at"] = fraction
+    return Policy.model_validate(data)
+
+
 @pytest.mark.parametrize("sla", [k for k in slas.SLAS if k != "contact_cadence"])
 def test_every_kind_but_the_cadence_climbs_the_full_ladder(sla):
     steps = slas.ladder(POLICY, sla, slas.term(POLICY, sla, "inbound"))
     assert [(s.level, s.fraction) for s in steps] == [
-        ("warning", 0.75), ("breached", 1.0), ("escalated_manager", 1.5),
+        ("warning", 0.75), ("breached", 1.0), ("escalated_team_lead", 1.0),
+        ("escalated_manager", 1.5),
     ]  # fmt: skip
 
 
-def test_a_cadence_that_does_not_escalate_has_no_manager_step():
+def test_the_team_lead_is_escalated_at_the_policys_team_lead_at():
+    policy = with_team_lead_at(1.25)
+    steps = slas.ladder(policy, slas.SAL_ACCEPTANCE, slas.term(policy, slas.SAL_ACCEPTANCE, None))
+    assert [(s.level, s.fraction) for s in steps] == [
+        ("warning", 0.75), ("breached", 1.0), ("escalated_team_lead", 1.25),
+        ("escalated_manager", 1.5),
+    ]  # fmt: skip
+
+
+def test_each_escalation_level_names_whom_it_escalates_to():
+    assert dict(slas.ESCALATES_TO) == {
+        "escalated_team_lead": "team_lead", "escalated_manager": "manager",
+    }  # fmt: skip
+
+
+def test_a_cadence_that_does_not_escalate_has_no_escalation_step():
     term = slas.term(POLICY, slas.CONTACT_CADENCE, "inbound")
     levels = [s.level for s in slas.ladder(POLICY, slas.CONTACT_CADENCE, term)]
     assert levels == ["warning", "breached"]
@@ -116,7 +138,7 @@ def test_a_cadence_that_does_not_escalate_has_no_manager_step():
 def test_a_cadence_that_escalates_climbs_the_full_ladder():
     term = slas.Term(12 * D, "wall", attempts_required=6, escalate_on_breach=True)
     levels = [s.level for s in slas.ladder(POLICY, slas.CONTACT_CADENCE, term)]
-    assert levels == ["warning", "breached", "escalated_manager"]
+    assert levels == ["warning", "breached", "escalated_team_lead", "escalated_manager"]
 
 
 def test_wall_time_runs_through_nights_and_weekends():

@@ -25,7 +25,9 @@ timers = sa.Table(
     # open | met | breached | cancelled (the lead left the funnel before the clock ended)
     sa.Column("state", sa.Text, nullable=False, server_default="open"),
     sa.Column("level", sa.Integer, nullable=False, server_default="0"),  # ladder steps fired
-    sa.Column("ladder", JSON, nullable=False),  # [{"level", "at"}] in firing order
+    # [{"level", "at", "escalate"?}] in firing order. A breach step without `"escalate": false`
+    # also escalates to the team lead: ladders stored before escalated_team_lead was a step.
+    sa.Column("ladder", JSON, nullable=False),
     sa.Column("next_fire_at", sa.DateTime(timezone=True)),
     sa.Column("version", sa.Integer, nullable=False, server_default="1"),
     sa.Column("met_at", sa.DateTime(timezone=True)),

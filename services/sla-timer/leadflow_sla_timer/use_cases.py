@@ -81,8 +81,11 @@ from leadflow_sla_timer.domain.periods import (
 )
 from leadflow_sla_timer.domain.timers import (
     ATTEMPTS_EXCEEDED,
+    TEAM_LEAD,
     about,
+    carried_level,
     due_levels,
+    escalates_to,
     reassign_on_breach,
     schedule,
 )
@@ -498,29 +501,24 @@ async def fire_due(rt: Runtime, limit: int = BATCH) -> int:
             for index in fired:
                 step = ladder[index]
                 name = step["level"]
-                if name == "warning":
+                if name == slas.WARNING:
                     events.append((new_warning(**common, level=name), row.policy_version))
                     warnings[labels] += 1
-                elif name == "breached":
+                elif name == slas.BREACHED:
                     state = "breached"
                     # e.g. a cadence that ends without its attempts leaves the lead unreachable
                     outcome = outcome_of(row.sla)
                     events.append(
                         (new_breach(**common, level=name, outcome=outcome), row.policy_version)
                     )
-                    if step.get("escalate", True):
-                        escalated = new_escalation(
-                            **common, level=name, escalate_to="team_lead", reassign=reassign
-                        )
-                        events.append((escalated, row.policy_version))
                     breaches[labels] += 1
-                else:
-                    events.append(
-                        (
-                            new_escalation(**common, level=name, escalate_to="manager"),
-                            row.policy_version,
-                        )
+                # The team lead's escalation (its own step, or an older ladder's breach) asks for
+                # the reassignment if the policy wants one; the manager's never does.
+                if (to := escalates_to(step)) is not None:
+                    escalated = new_escalation(
+                        **common, level=name, escalate_to=to, reassign=reassign and to == TEAM_LEAD
                     )
+                    events.append((escalated, row.policy_version))
                 metrics.sla_fire_lag.observe(real_seconds(now - fromisoformat(step["at"])))
             level = (fired[-1] + 1) if fired else row.level
             ids.append(row.id)
@@ -626,7 +624,8 @@ async def reschedule_for_policy(rt: Runtime) -> int:
                 term, ladder, due_at = schedule(
                     policy, row.sla, row.channel, calendars.of(row.calendar), row.started_at
                 )
-                level = min(row.level, len(ladder))
+                # Levels fired stay fired, also where the ladder's shape changed.
+                level = carried_level(row.ladder, row.level, ladder)
                 await store.reschedule(
                     session,
                     row.id,

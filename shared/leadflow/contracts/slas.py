@@ -52,7 +52,12 @@ STATUS_CHANGED = "lead.status_changed"
 # The levels of the escalation ladder, in the order they fire.
 WARNING = "warning"
 BREACHED = "breached"
+ESCALATED_TEAM_LEAD = "escalated_team_lead"
 ESCALATED_MANAGER = "escalated_manager"
+# The escalation levels and whom each escalates to (the `escalate_to` of its sla.escalated).
+ESCALATES_TO: MappingProxyType[str, Literal["team_lead", "manager"]] = MappingProxyType(
+    {ESCALATED_TEAM_LEAD: "team_lead", ESCALATED_MANAGER: "manager"}
+)
 
 # What a breached contact cadence means for the lead: sales may mark it unreachable (recycled).
 UNREACHABLE = "unreachable"
@@ -82,7 +87,7 @@ class Term:
 class Step:
     """One level of an escalation ladder and when it fires, as a fraction of the limit."""
 
-    level: str  # warning | breached | escalated_manager
+    level: str  # warning | breached | escalated_team_lead | escalated_manager
     fraction: float
 
 
@@ -163,9 +168,11 @@ def cs_handoff_term(policy: Policy, channel: str | None) -> Term:
 
 
 def full_ladder(policy: Policy, term: Term) -> tuple[Step, ...]:
-    """Warning, breach, manager escalation, at the policy's fractions of the limit."""
+    """Warning, breach, team lead escalation, manager escalation, at the policy's fractions of
+    the limit (steps at the same fraction fire together, in this order)."""
     e = policy.slas.escalation
     return (Step(WARNING, e.warning_at), Step(BREACHED, e.breach_at),
+            Step(ESCALATED_TEAM_LEAD, e.team_lead_at),
             Step(ESCALATED_MANAGER, e.manager_at))  # fmt: skip
 
 
@@ -175,7 +182,7 @@ def cadence_ladder(policy: Policy, term: Term) -> tuple[Step, ...]:
     steps = full_ladder(policy, term)
     if term.escalate_on_breach:
         return steps
-    return tuple(s for s in steps if s.level != ESCALATED_MANAGER)
+    return tuple(s for s in steps if s.level not in ESCALATES_TO)
 
 
 # --- the table ----------------------------------------------------------------------------

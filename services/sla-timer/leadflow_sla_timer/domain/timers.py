@@ -13,6 +13,8 @@ from leadflow.contracts.policy import Policy
 
 # The level of the one warning a cadence emits when a lead got more touches than it allows.
 ATTEMPTS_EXCEEDED = "attempts_exceeded"
+# Whom the first escalation goes to; its escalation may ask for a reassignment.
+TEAM_LEAD = slas.ESCALATES_TO[slas.ESCALATED_TEAM_LEAD]
 
 
 def fire_times(
@@ -28,22 +30,59 @@ def fire_times(
 def schedule(
     policy: Policy, sla: str, channel: str | None, calendar: BusinessCalendar, start: datetime
 ) -> tuple[slas.Term, list[dict], datetime]:
-    """The term, the ladder ([{"level", "at", "escalate"?}]) and the due instant of a clock."""
+    """The term, the ladder ([{"level", "at", "escalate"?}]) and the due instant of a clock.
+
+    The breach step is stored with `"escalate": false`: the team lead's escalation is a step of
+    its own (or, for a clock whose breach does not escalate, absent), not part of the breach."""
     term = slas.term(policy, sla, channel)
     ladder = []
     steps = slas.ladder(policy, sla, term)
     for level, at in fire_times(steps, term.clock, calendar, start, term.limit):
         step = {"level": level, "at": at.isoformat()}
-        if level == slas.BREACHED and not term.escalate_on_breach:
+        if level == slas.BREACHED:
             step["escalate"] = False
         ladder.append(step)
     due_at = next(datetime.fromisoformat(s["at"]) for s in ladder if s["level"] == slas.BREACHED)
     return term, ladder, due_at
 
 
+def breach_escalates(step: dict) -> bool:
+    """Whether firing this breach step also escalates to the team lead: only in a ladder stored
+    before the team lead's escalation had a step of its own, whose breach is not marked
+    `"escalate": false`."""
+    return bool(step.get("escalate", True))
+
+
+def escalates_to(step: dict) -> str | None:
+    """Whom firing this step escalates to (team_lead | manager), None if it escalates to nobody."""
+    if step["level"] == slas.BREACHED:
+        return TEAM_LEAD if breach_escalates(step) else None
+    return slas.ESCALATES_TO.get(step["level"])
+
+
 def due_levels(ladder: list[dict], fired: int, now: datetime) -> list[int]:
     """Indexes of ladder steps not yet fired whose time has come (in order)."""
     return [i for i in range(fired, len(ladder)) if datetime.fromisoformat(ladder[i]["at"]) <= now]
+
+
+def levels_fired(ladder: list[dict], fired: int) -> set[str]:
+    """The levels a stored ladder has fired in its first `fired` steps; a breach that escalated
+    with it (an older ladder) fired the team lead's escalation too."""
+    levels = {step["level"] for step in ladder[:fired]}
+    if any(escalates_to(step) == TEAM_LEAD for step in ladder[:fired]):
+        levels.add(slas.ESCALATED_TEAM_LEAD)
+    return levels
+
+
+def carried_level(old: list[dict], fired: int, new: list[dict]) -> int:
+    """How many steps of a clock's `new` ladder count as fired when it replaces the `old` one
+    of which `fired` steps fired: the leading steps whose levels already fired, so that no
+    level fires twice (an older ladder's breach escalated to the team lead with it)."""
+    done = levels_fired(old, fired)
+    level = 0
+    while level < len(new) and new[level]["level"] in done:
+        level += 1
+    return level
 
 
 def reassign_on_breach(policy: Policy) -> bool:
