@@ -34,7 +34,12 @@ SECRET = "leadflow-secrets"
 KUBERNETES_VERSIONS = ("1.30.0", "1.37.0")
 # Custom resources have no schema in Kubernetes itself; their shape is checked below.
 CUSTOM_KINDS = {"PodMonitor"}
-SECRET_SETTINGS = {"LEADFLOW_DATABASE_URL", "LEADFLOW_API_KEYS", "LEADFLOW_HUBSPOT_CLIENT_SECRET"}
+SECRET_SETTINGS = {
+    "LEADFLOW_DATABASE_URL",
+    "LEADFLOW_API_KEYS",
+    "LEADFLOW_HUBSPOT_CLIENT_SECRET",
+    "LEADFLOW_SMTP_PASSWORD",
+}
 
 
 @pytest.fixture(scope="module")
