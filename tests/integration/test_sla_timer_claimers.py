@@ -28,13 +28,21 @@ OUTBOX, _ = kernel_tables(metadata)
 M = timedelta(minutes=1)
 
 # How far each ladder step lies from now: negative is due. Each timer gets one of these shapes.
+# The "new_" shapes are the ladders sla-timer stores (the team lead's escalation a step of its
+# own, the breach marked "escalate": false); the others were stored before it had one.
 SHAPES = {
     "warning_due": [("warning", -M), ("breached", 60 * M), ("escalated_manager", 120 * M)],
     "breach_due": [("warning", -9 * M), ("breached", -M), ("escalated_manager", 60 * M)],
     "all_due": [("warning", -30 * M), ("breached", -20 * M), ("escalated_manager", -M)],
     "cadence_breach_due": [("warning", -9 * M), ("breached", -M)],  # escalate: false
     "nothing_due": [("warning", 30 * M), ("breached", 60 * M)],
-}
+    "new_breach_due": [("warning", -9 * M), ("breached", -M), ("escalated_team_lead", 30 * M),
+                       ("escalated_manager", 60 * M)],
+    "new_team_lead_due": [("warning", -30 * M), ("breached", -20 * M),
+                          ("escalated_team_lead", -M), ("escalated_manager", 60 * M)],
+    "new_all_due": [("warning", -30 * M), ("breached", -20 * M),
+                    ("escalated_team_lead", -20 * M), ("escalated_manager", -M)],
+}  # fmt: skip
 # What each fired step emits: (type, level, escalate_to, outcome).
 EMITS = {
     "warning": [("sla.warning", "warning", None, None)],
@@ -42,6 +50,7 @@ EMITS = {
         ("sla.breached", "breached", None, None),
         ("sla.escalated", "breached", "team_lead", None),
     ],
+    "escalated_team_lead": [("sla.escalated", "escalated_team_lead", "team_lead", None)],
     "escalated_manager": [("sla.escalated", "escalated_manager", "manager", None)],
 }
 
@@ -66,7 +75,7 @@ async def open_timers(rt, per_shape: int) -> dict[uuid.UUID, str]:
         cadence = shape.startswith("cadence")
         for _ in range(per_shape):
             ladder = [{"level": level, "at": (now + offset).isoformat()} for level, offset in steps]
-            if cadence:
+            if cadence or shape.startswith("new_"):
                 ladder[1]["escalate"] = False
             timer_id = uuid.uuid4()
             shapes[timer_id] = shape
@@ -97,6 +106,8 @@ def expected_events(shape: str) -> list[tuple]:
         if offset < timedelta(0):
             if shape.startswith("cadence") and level == "breached":
                 emitted.append(("sla.breached", "breached", None, "unreachable"))
+            elif shape.startswith("new_") and level == "breached":
+                emitted.append(("sla.breached", "breached", None, None))
             else:
                 emitted += EMITS[level]
     return emitted

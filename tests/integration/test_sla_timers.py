@@ -28,13 +28,17 @@ from leadflow.contracts.events import (
 )
 from leadflow.contracts.policy import default_policy
 from leadflow_sla_timer.models import early_attempts, early_statuses
+from leadflow_sla_timer.models import timers as timer_rows
 from support.harness import eventually, publish_events, service_client
 
 # Sunday noon UTC: business-hours clocks started now wait for Monday's opening.
 START = datetime(2026, 11, 15, 12, 0, tzinfo=UTC)
+MINUTE = timedelta(minutes=1)
 H = timedelta(hours=1)
 D = timedelta(days=1)
 NEW_YORK = ZoneInfo("America/New_York")
+# The levels of a clock that climbed the whole default ladder, in firing order.
+FULL_LADDER = ["warning", "breached", "escalated_team_lead", "escalated_manager"]
 NEW_YORK_TEAM = {
     "timezone": "America/New_York",
     "hours": {d: ["09:00-17:00"] for d in ("mon", "tue", "wed", "thu", "fri")},
@@ -239,7 +243,7 @@ async def test_pql_contact_clock_is_met_by_first_contact_and_breaches_without_it
         assert datetime.fromisoformat(timers["pql_contact"]["due_at"]) == started + 24 * H
 
         timers = await wait_for_timers(client, ignored, {"pql_contact": "breached"})
-        assert timers["pql_contact"]["levels_fired"] == ["warning", "breached", "escalated_manager"]
+        assert timers["pql_contact"]["levels_fired"] == FULL_LADDER
         pql = [e for e in await fired(client, ignored) if e[1] == "pql_contact"]
         assert pql == [
             ("sla.warning", "pql_contact", None),
@@ -275,11 +279,7 @@ async def test_sql_to_sqo_counts_business_days_of_the_team_calendar(stack):
         due = datetime.fromisoformat(timers["sql_to_sqo"]["due_at"])
         assert due == datetime(2026, 12, 3, 10, 0, tzinfo=NEW_YORK)
         late_timers = await wait_for_timers(client, late, {"sql_to_sqo": "breached"})
-        assert late_timers["sql_to_sqo"]["levels_fired"] == [
-            "warning",
-            "breached",
-            "escalated_manager",
-        ]
+        assert late_timers["sql_to_sqo"]["levels_fired"] == FULL_LADDER
 
         await publish_events(settings, TOPIC_FEEDBACK, [status(on_time, "sqo", sql_at + D)])
         await wait_for_timers(client, on_time, {"sql_to_sqo": "met"})
@@ -314,7 +314,7 @@ async def test_won_deal_handoff_clock_runs_48_wall_hours(stack):
         assert datetime.fromisoformat(timers["cs_handoff"]["due_at"]) == started + 48 * H
         # a deal nobody handed over breaches; the handover meets the other clock
         timers = await wait_for_timers(client, stale, {"cs_handoff": "breached"})
-        assert timers["cs_handoff"]["levels_fired"] == ["warning", "breached", "escalated_manager"]
+        assert timers["cs_handoff"]["levels_fired"] == FULL_LADDER
         await publish_events(settings, TOPIC_FEEDBACK, [status(fresh, "handed_off", now + H)])
         await wait_for_timers(client, fresh, {"cs_handoff": "met"})
 
@@ -479,8 +479,8 @@ def test_default_policy_terms_reproduce_the_domain_table(channel, attempts, with
         term = sla_kinds.term(policy, sla, channel)
         assert (term.limit, term.clock) == (limit, clock), sla
         steps = sla_kinds.ladder(policy, sla, term)
-        assert [s.level for s in steps] == ["warning", "breached", "escalated_manager"]
-        assert [s.fraction for s in steps] == [0.75, 1.0, 1.5]
+        assert [s.level for s in steps] == FULL_LADDER
+        assert [s.fraction for s in steps] == [0.75, 1.0, 1.0, 1.5]
 
 
 async def test_status_changes_before_routing_are_held_and_applied_when_the_clocks_open(stack):
@@ -617,3 +617,137 @@ async def test_partner_cadence_is_met_at_six_touches_and_warns_once_past_eight(s
         assert timers["contact_cadence"]["state"] == "met"
         assert timers["contact_cadence"]["attempts_allowed"] is None
         assert [e for e in await fired(client, inbound) if e[0] == "sla.warning"] == []
+
+
+def policy_with(tmp_path: Path, version: str, *, acceptance: str = "24h", **escalation) -> str:
+    """A policy file: the shipped default under `version`, with the SAL acceptance limit and
+    the escalation ladder changed."""
+    policy = yaml.safe_load(
+        (Path(__file__).parents[2] / "shared/leadflow/contracts/policy_default.yaml").read_text()
+    )
+    policy["version"] = version
+    policy["slas"]["sal_acceptance"]["limit"] = acceptance
+    policy["slas"]["escalation"].update(escalation)
+    path = tmp_path / f"{version}.yaml"
+    path.write_text(yaml.safe_dump(policy))
+    return str(path)
+
+
+async def sla_events(client, lead_id: uuid.UUID, sla: str) -> list[CloudEvent]:
+    """The events sla-timer emitted about the lead's `sla` clock, in emission order."""
+    rt = client.app.state.runtime
+    async with rt.db.unit_of_work() as session:
+        raw = await session.execute(sa.text("SELECT payload FROM sla_timer.outbox ORDER BY id"))
+        events = [CloudEvent.from_bytes(row.payload) for row in raw]
+    return [e for e in events if e.subject == str(lead_id) and e.data["sla"] == sla]
+
+
+def steps_of(events: list[CloudEvent]) -> list[tuple]:
+    """(type, level, escalate_to, reassign) of each event."""
+    return [
+        (e.type, e.data["level"], e.data.get("escalate_to"), e.data.get("reassign")) for e in events
+    ]
+
+
+async def test_the_team_lead_is_escalated_at_team_lead_at_between_breach_and_manager(
+    stack, tmp_path: Path
+):
+    settings, clock = await simulated(stack, speed=120)
+    policy = policy_with(
+        tmp_path, "2026.12-team-lead-later", acceptance="1h", team_lead_at=1.25, manager_at=1.5,
+        reassign_on_breach=True,
+    )  # fmt: skip
+    settings = settings.model_copy(update={"policy_file": policy})
+    lead = uuid.uuid4()
+    async with service_client("sla-timer", settings) as client:
+        await ready(client)
+        # Acceptance within 1 hour: warning at 45 minutes, breach at 60, the team lead at 75, the
+        # manager at 90. Routed 50 minutes ago, every next level is 10 to 20 real seconds away.
+        routed_at = clock.now() - 50 * MINUTE
+        await publish_events(settings, TOPIC_ROUTING, [routed(lead, routed_at)])
+        timers = await wait_for_timers(client, lead, {"sal_acceptance": "open"})
+        started = datetime.fromisoformat(timers["sal_acceptance"]["started_at"])
+        at = {
+            "warning": started + 45 * MINUTE,
+            "breached": started + 60 * MINUTE,
+            "escalated_team_lead": started + 75 * MINUTE,
+            "escalated_manager": started + 90 * MINUTE,
+        }
+        assert datetime.fromisoformat(timers["sal_acceptance"]["due_at"]) == at["breached"]
+
+        async def climbed():
+            timers = await slas(client, lead)
+            return timers["sal_acceptance"]["next_fire_at"] is None and timers
+
+        acceptance = (await eventually(climbed, timeout=120))["sal_acceptance"]
+        assert acceptance["state"] == "breached"
+        assert acceptance["levels_fired"] == FULL_LADDER
+        events = await sla_events(client, lead, "sal_acceptance")
+    # Each level once, in ladder order (the ladder is climbed: nothing more can fire); only the
+    # team lead's escalation asks for a reassignment.
+    assert steps_of(events) == [
+        ("sla.warning", "warning", None, None),
+        ("sla.breached", "breached", None, None),
+        ("sla.escalated", "escalated_team_lead", "team_lead", True),
+        ("sla.escalated", "escalated_manager", "manager", False),
+    ]
+    # Each at its own instant: the team lead's escalation after the breach, before the manager's.
+    fired_at = [event.time for event in events]
+    assert at["warning"] <= fired_at[0]
+    assert at["breached"] <= fired_at[1] < at["escalated_team_lead"]
+    assert at["escalated_team_lead"] <= fired_at[2] < at["escalated_manager"]
+    assert at["escalated_manager"] <= fired_at[3]
+
+
+async def test_a_clock_stored_before_the_team_lead_step_escalates_with_its_breach_once(
+    stack, tmp_path: Path
+):
+    settings, clock = await simulated(stack, speed=60)
+    lead = uuid.uuid4()
+    async with service_client("sla-timer", settings) as client:
+        await ready(client)
+        rt = client.app.state.runtime
+        # An acceptance clock as sla-timer stored it before the team lead had a step of its
+        # own: the breach escalates to the team lead. Started 31 hours ago, it is breached.
+        started = clock.now() - 31 * H
+        old_ladder = [
+            {"level": "warning", "at": (started + 18 * H).isoformat()},
+            {"level": "breached", "at": (started + 24 * H).isoformat()},
+            {"level": "escalated_manager", "at": (started + 36 * H).isoformat()},
+        ]
+        async with rt.db.unit_of_work() as session:
+            await session.execute(
+                sa.insert(timer_rows),
+                {
+                    "id": uuid.uuid4(), "lead_id": lead, "sla": "sal_acceptance",
+                    "channel": "inbound", "team": "emea", "clock": "wall",
+                    "limit_seconds": 24 * H.total_seconds(), "started_at": started,
+                    "due_at": started + 24 * H, "ladder": old_ladder,
+                    "next_fire_at": started + 18 * H, "policy_version": rt.policy.version,
+                },
+            )  # fmt: skip
+        timers = await wait_for_timers(client, lead, {"sal_acceptance": "breached"})
+        assert timers["sal_acceptance"]["levels_fired"] == ["warning", "breached"]
+
+        async def escalated():
+            return len(await sla_events(client, lead, "sal_acceptance")) == 3
+
+        await eventually(escalated, timeout=30)
+        as_before = [
+            ("sla.warning", "warning", None, None),
+            ("sla.breached", "breached", None, None),
+            ("sla.escalated", "breached", "team_lead", False),
+        ]
+        assert steps_of(await sla_events(client, lead, "sal_acceptance")) == as_before
+    # A new policy moves the clock onto the new ladder (the team lead at 30 hours, past): the
+    # escalation its breach made counts, the manager's is the next level.
+    policy = policy_with(tmp_path, "2026.12-team-lead-later", team_lead_at=1.25)
+    async with service_client(
+        "sla-timer", settings.model_copy(update={"policy_file": policy})
+    ) as client:
+        await ready(client)
+        acceptance = (await slas(client, lead))["sal_acceptance"]
+        assert acceptance["policy_version"] == "2026.12-team-lead-later"
+        assert acceptance["levels_fired"] == ["warning", "breached", "escalated_team_lead"]
+        assert datetime.fromisoformat(acceptance["next_fire_at"]) == started + 36 * H
+        assert steps_of(await sla_events(client, lead, "sal_acceptance")) == as_before
