@@ -98,6 +98,11 @@ class Settings(BaseSettings):
     public_url: str = Field(
         default="http://127.0.0.1:8005", description="public base URL of the review pages"
     )
+    # notify's messages to people: one per recipient and channel per window (what comes
+    # meanwhile goes as one digest); outside a person's working hours only a manager-level
+    # escalation goes out at once when quiet hours are on.
+    notify_digest_window: float = Field(default=300.0, ge=0, description="seconds")
+    notify_quiet_hours: bool = True
     consumer_batch_size: int = Field(default=500, ge=1)
     consumer_max_attempts: int = Field(default=5, ge=1)
     # How long the broker may hold a consumer's fetch that finds nothing new (milliseconds).

@@ -30,11 +30,13 @@ from leadflow.contracts.events import (
     LeadStatusChanged,
     LeadUpdated,
     Payload,
+    Person,
     SlaBreached,
     SlaCorrectivePlanRequired,
     SlaEscalated,
     SlaMet,
     SlaWarning,
+    TeamDirectory,
     WebhookDeadLettered,
     dlq_topic,
     make_event,
@@ -68,6 +70,7 @@ SLA = dict(
 )
 
 # One realistic payload of every event type, with optional fields filled in.
+TEAM = uuid.UUID("00000000-0000-0000-0000-0000000000ee")
 SAMPLES: dict[str, Payload] = {
     p.type: p
     for p in (
@@ -113,6 +116,15 @@ SAMPLES: dict[str, Payload] = {
             routed_at=T0,
             calendar={"timezone": "Europe/Warsaw"},
         ),
+        TeamDirectory(
+            lead_id=TEAM,
+            team_id=TEAM,
+            team="EMEA",
+            team_lead=Person(name="Tom Lead", email="tom@vendor.example", language="pl"),
+            reps=[Person(id=uuid.uuid4(), name="Ola", slack_member_id="U0REP0001")],
+            slack_webhook_url="https://hooks.slack.com/services/T0/B0/X",
+            changed_at=T0,
+        ),
         WebhookDeadLettered(
             lead_id=LEAD,
             delivery_id=uuid.uuid4(),
@@ -156,6 +168,7 @@ EXPECTED_TOPICS = {
     "lead.scored": TOPIC_SCORING,
     "lead.mql": TOPIC_SCORING,
     "lead.routed": TOPIC_ROUTING,
+    "team.directory": TOPIC_ROUTING,
     "webhook.dead_lettered": TOPIC_NOTIFY,
     "sla.warning": TOPIC_SLA,
     "sla.breached": TOPIC_SLA,

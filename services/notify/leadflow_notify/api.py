@@ -17,6 +17,7 @@ from leadflow_notify.schemas import (
     EndpointIn,
     EndpointOut,
     EventTypesOut,
+    NoticeOut,
     ReplayOut,
     SecretIn,
 )
@@ -71,3 +72,17 @@ async def list_deliveries(
 async def replay_delivery(delivery_id: uuid.UUID, rt: RuntimeDep, _: Admin) -> ReplayOut:
     """Send a delivery again (dead-lettered, or to repeat it); not for an erased lead."""
     return await use_cases.replay(rt, delivery_id)
+
+
+@router.get("/notices", response_model=list[NoticeOut])
+async def list_notices(
+    rt: RuntimeDep, lead_id: uuid.UUID | None = None, state: str | None = None
+) -> list[NoticeOut]:
+    """What people were told (or could not be told) of their leads' clocks."""
+    return await use_cases.list_notices(rt, lead_id, state)
+
+
+@router.post("/notices/{notice_id}/replay", status_code=202, response_model=ReplayOut)
+async def replay_notice(notice_id: uuid.UUID, rt: RuntimeDep, _: Admin) -> ReplayOut:
+    """Send a dead-lettered notice again; not for an erased lead."""
+    return await use_cases.replay_notice(rt, notice_id)

@@ -12,9 +12,13 @@ service = ServiceSpec(
     port=8006,
     routers=[api.router],
     subscriptions=consumers.subscriptions,
-    workers={"webhook-delivery": use_cases.run_deliveries},
+    workers={
+        "webhook-delivery": use_cases.run_deliveries,
+        "messages-to-people": use_cases.run_notices,
+    },
     description=(
         "Delivers what Leadflow decides to the people and tools who act on it: any event to any "
-        "subscribed endpoint over signed webhooks, with the lead's context."
+        "subscribed endpoint over signed webhooks, with the lead's context; each level of a "
+        "lead's SLA clock to its rep, team lead or manager on e-mail, Slack and Teams."
     ),
 )

@@ -57,5 +57,47 @@ lead_context = sa.Table(
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )
 
+# Each team's directory as routing last published it (team.directory): its reps, team lead,
+# manager and channels.
+team_directory = sa.Table(
+    "team_directory",
+    metadata,
+    sa.Column("team_id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("directory", JSON, nullable=False),
+    sa.Column("changed_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# What people are told of their leads' clocks: one row per clock level, person and channel
+# (the unique key makes each person hear each level of each clock once). Rows due for the same
+# recipient and channel go out together as one message (`message_id`, kept across retries).
+notices = sa.Table(
+    "notices",
+    metadata,
+    sa.Column("id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("recipient", sa.Text, nullable=False),  # rep:<id>, team_lead:<team>, manager:<team>
+    sa.Column("person", JSON, nullable=False),  # name, email, handles, language, time zone
+    sa.Column("channel", sa.Text, nullable=False),  # email | slack | teams | none
+    sa.Column("target", sa.Text),  # the address or webhook URL
+    sa.Column("lead_id", UUID(as_uuid=True), nullable=False, index=True),
+    sa.Column("timer_id", UUID(as_uuid=True), nullable=False),
+    sa.Column("level", sa.Text, nullable=False),  # warning | breach | team_lead | manager
+    sa.Column("event_type", sa.Text, nullable=False),
+    sa.Column("notice", JSON, nullable=False),  # what the message says (domain.messages.Notice)
+    # pending | sent | dead | cancelled | undeliverable
+    sa.Column("state", sa.Text, nullable=False, server_default="pending"),
+    sa.Column("next_attempt_at", sa.DateTime(timezone=True)),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("message_id", UUID(as_uuid=True)),
+    sa.Column("last_status", sa.Integer),
+    sa.Column("last_error", sa.Text),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("sent_at", sa.DateTime(timezone=True)),
+    sa.UniqueConstraint("timer_id", "level", "recipient", "channel", name="uq_notices_once"),
+    sa.Index("ix_notices_due", "next_attempt_at", postgresql_where=sa.text("state = 'pending'")),
+    sa.Index("ix_notices_last_sent", "recipient", "channel", "sent_at"),
+)
+
 # Units of work that queue deliveries touch this tag, which wakes the delivery worker.
 DELIVERIES_TAG = "deliveries"
+# Units of work that queue notices touch this one, which wakes the notice worker.
+NOTICES_TAG = "notices"

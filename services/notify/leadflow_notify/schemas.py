@@ -111,6 +111,24 @@ class DeliveryOut(BaseModel):
     delivered_at: datetime | None
 
 
+class NoticeOut(BaseModel):
+    """One level of a clock for one person on one channel, and what became of it."""
+
+    id: uuid.UUID
+    lead_id: uuid.UUID
+    recipient: str
+    channel: str
+    level: str
+    event_type: str
+    state: str = Field(description="pending, sent, dead, cancelled or undeliverable")
+    attempts: int
+    message_id: uuid.UUID | None
+    last_status: int | None
+    last_error: str | None
+    next_attempt_at: datetime | None
+    sent_at: datetime | None
+
+
 class ReplayOut(BaseModel):
     delivery_id: uuid.UUID
     state: str

@@ -16,14 +16,21 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadflow_notify.domain.erasure import body_without_personal_data, context_without_personal_data
 from leadflow_notify.domain.subscriptions import EndpointView
-from leadflow_notify.models import deliveries, lead_context, metadata, webhook_endpoints
+from leadflow_notify.models import (
+    deliveries,
+    lead_context,
+    metadata,
+    notices,
+    team_directory,
+    webhook_endpoints,
+)
 
 OUTBOX, _ = kernel_tables(metadata)
 ROWS_PER_INSERT = 1000
 CANCELLED = "cancelled"  # a pending delivery of an erased lead
 
 _ids = sa.bindparam("ids", type_=ARRAY(UUID(as_uuid=True)))
-c, d, e = lead_context.c, deliveries.c, webhook_endpoints.c
+c, d, e, n, t = lead_context.c, deliveries.c, webhook_endpoints.c, notices.c, team_directory.c
 
 
 # --- events in: lead context and deliveries -----------------------------------------------
@@ -100,6 +107,21 @@ _redact_delivery = (
 )
 
 
+_cancel_notices = (
+    sa.update(notices)
+    .where(n.lead_id == sa.bindparam("lead"), n.state == "pending")
+    .values(state=CANCELLED, next_attempt_at=None, last_error="lead erased")
+)
+# What a message would have said of the person: their name and company.
+_redact_notices = (
+    sa.update(notices)
+    .where(n.lead_id == sa.bindparam("lead"))
+    .values(
+        notice=n.notice.op("||")(sa.func.jsonb_build_object("lead_name", None, "company", None))
+    )
+)
+
+
 async def erase_lead(
     session: AsyncSession, lead_id: uuid.UUID, context: dict[str, Any], now: datetime
 ) -> None:
@@ -115,6 +137,8 @@ async def erase_lead(
         },
     )
     await session.execute(_cancel_pending, {"lead": lead_id})
+    await session.execute(_cancel_notices, {"lead": lead_id})
+    await session.execute(_redact_notices, {"lead": lead_id})
     bodies = []
     for row in (await session.execute(_lead_deliveries, {"lead": lead_id})).all():
         body = body_without_personal_data(row.body)
@@ -261,3 +285,136 @@ async def drop_previous_secret(session: AsyncSession, endpoint_id: uuid.UUID) ->
 
 async def all_endpoints(session: AsyncSession) -> Sequence[Row]:
     return (await session.execute(sa.select(*_endpoint_columns).order_by(e.created_at))).all()
+
+
+# --- people: team directories and notices -------------------------------------------------
+
+_directories = sa.select(t.team_id, t.directory).where(t.team_id == sa.any_(_ids))
+_save_directory = insert(team_directory)
+_save_directory = _save_directory.on_conflict_do_update(
+    index_elements=[t.team_id],
+    set_={
+        "directory": _save_directory.excluded.directory,
+        "changed_at": _save_directory.excluded.changed_at,
+    },
+    where=t.changed_at <= _save_directory.excluded.changed_at,  # an older one changes nothing
+)
+_queue_notices = (
+    insert(notices)
+    .on_conflict_do_nothing(constraint="uq_notices_once")
+    .execution_options(insertmanyvalues_page_size=ROWS_PER_INSERT)
+)
+_cancel_timer_notices = (
+    sa.update(notices)
+    .where(n.timer_id == sa.any_(_ids), n.state == "pending", n.message_id.is_(None))
+    .values(state=CANCELLED, next_attempt_at=None, last_error="the clock was met")
+)
+_due_notices = (
+    sa.select(notices)
+    .where(n.state == "pending", n.next_attempt_at <= sa.bindparam("now"))
+    .order_by(n.next_attempt_at)
+    .limit(sa.bindparam("limit"))
+    .with_for_update(skip_locked=True)
+)
+_last_sent = (
+    sa.select(n.recipient, n.channel, sa.func.max(n.sent_at).label("at"))
+    .where(
+        n.recipient == sa.any_(sa.bindparam("recipients", type_=ARRAY(sa.Text))), n.state == "sent"
+    )
+    .group_by(n.recipient, n.channel)
+)
+_postpone = (
+    sa.update(notices).where(n.id == sa.any_(_ids)).values(next_attempt_at=sa.bindparam("at"))
+)
+_lease_notices = (
+    sa.update(notices)
+    .where(n.id == sa.bindparam("key"))
+    .values(message_id=sa.bindparam("message_id"), next_attempt_at=sa.bindparam("until"))
+)
+
+
+async def directories(
+    session: AsyncSession, team_ids: Iterable[uuid.UUID]
+) -> dict[uuid.UUID, dict]:
+    rows = await session.execute(_directories, {"ids": sorted(set(team_ids))})
+    return {r.team_id: r.directory for r in rows}
+
+
+async def save_directory(
+    session: AsyncSession, team_id: uuid.UUID, directory: dict[str, Any], changed_at: datetime
+) -> None:
+    await session.execute(
+        _save_directory, {"team_id": team_id, "directory": directory, "changed_at": changed_at}
+    )
+
+
+async def queue_notices(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """Each person hears each level of each clock once: a row already queued stays as it is."""
+    if rows:
+        await session.execute(_queue_notices, rows)
+
+
+async def cancel_timer_notices(session: AsyncSession, timer_ids: list[uuid.UUID]) -> None:
+    """A clock met: what it had not said yet (held for working hours or a digest) is not said."""
+    if timer_ids:
+        await session.execute(_cancel_timer_notices, {"ids": timer_ids})
+
+
+async def due_notices(session: AsyncSession, now: datetime, limit: int) -> Sequence[Row]:
+    return (await session.execute(_due_notices, {"now": now, "limit": limit})).all()
+
+
+async def last_sent(
+    session: AsyncSession, recipients: Iterable[str]
+) -> dict[tuple[str, str], datetime]:
+    rows = await session.execute(_last_sent, {"recipients": sorted(set(recipients))})
+    return {(r.recipient, r.channel): r.at for r in rows}
+
+
+async def postpone(session: AsyncSession, ids: list[uuid.UUID], at: datetime) -> None:
+    await session.execute(_postpone, {"ids": ids, "at": at})
+
+
+async def lease_notices(
+    session: AsyncSession, message_ids: dict[uuid.UUID, uuid.UUID], until: datetime
+) -> None:
+    """The message each notice goes out in (kept across retries), leased until `until`."""
+    await session.execute(
+        _lease_notices,
+        [
+            {"key": key, "message_id": message, "until": until}
+            for key, message in message_ids.items()
+        ],
+    )
+
+
+async def record_notices(session: AsyncSession, ids: list[uuid.UUID], **values: Any) -> None:
+    await session.execute(
+        sa.update(notices).where(n.id == sa.any_(_ids)).values(**values), {"ids": ids}
+    )
+
+
+async def list_notices(
+    session: AsyncSession, lead_id: uuid.UUID | None, state: str | None, limit: int = 1000
+) -> Sequence[Row]:
+    query = sa.select(
+        n.id, n.lead_id, n.recipient, n.channel, n.level, n.event_type, n.state, n.attempts,
+        n.message_id, n.last_status, n.last_error, n.next_attempt_at, n.sent_at,
+    )  # fmt: skip
+    if lead_id is not None:
+        query = query.where(n.lead_id == lead_id)
+    if state is not None:
+        query = query.where(n.state == state)
+    return (await session.execute(query.order_by(n.created_at, n.id).limit(limit))).all()
+
+
+async def replay_notice(
+    session: AsyncSession, notice_id: uuid.UUID, now: datetime
+) -> uuid.UUID | None:
+    """Pending again (a new message), for a dead notice; the lead's id, None if not found."""
+    return await session.scalar(
+        sa.update(notices)
+        .where(n.id == notice_id, n.state.in_(("dead", "pending")))
+        .values(state="pending", next_attempt_at=now, attempts=0, message_id=None)
+        .returning(n.lead_id)
+    )

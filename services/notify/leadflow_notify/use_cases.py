@@ -15,15 +15,24 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from email.utils import parseaddr
 from typing import Any
 
 import httpx
 import orjson
 from leadflow import metrics
 from leadflow.consumer import Received
-from leadflow.contracts.events import LeadErased, WebhookDeadLettered
+from leadflow.contracts.events import (
+    LeadErased,
+    LeadRouted,
+    SlaEvent,
+    SlaMet,
+    TeamDirectory,
+    WebhookDeadLettered,
+)
 from leadflow.db import lock_leads, touch
 from leadflow.errors import LeadGone, NotFound, Unprocessable
+from leadflow.mail import SmtpSettings, send_mail
 from leadflow.retry import WEBHOOK_SCHEDULE, webhook_retry_delay
 from leadflow.service import Runtime
 from leadflow.webhooks import (
@@ -38,10 +47,18 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadflow_notify import store
-from leadflow_notify.domain.context import body, facts, updated
+from leadflow_notify.domain.context import body, facts, notice_of, updated
+from leadflow_notify.domain.messages import (
+    Notice,
+    Recipient,
+    email_message,
+    slack_message,
+    teams_message,
+)
+from leadflow_notify.domain.people import addressees, channels, digest_due, level_of, not_before
 from leadflow_notify.domain.subscriptions import subscribes
-from leadflow_notify.models import DELIVERIES_TAG
-from leadflow_notify.schemas import DeliveryOut, EndpointIn, EndpointOut, ReplayOut
+from leadflow_notify.models import DELIVERIES_TAG, NOTICES_TAG
+from leadflow_notify.schemas import DeliveryOut, EndpointIn, EndpointOut, NoticeOut, ReplayOut
 
 log = logging.getLogger(__name__)
 DEAD_LETTERED = WebhookDeadLettered.type
@@ -50,20 +67,41 @@ DEAD_LETTERED = WebhookDeadLettered.type
 
 
 async def take_events(rt: Runtime, session: AsyncSession, received: list[Received]) -> None:
-    """Update the leads' contexts and queue the events for their subscribers, in arrival
-    order; an erasure takes effect at once (later events of the lead queue nothing)."""
-    lead_ids = [item.payload.lead_id for item in received]
+    """Update the leads' contexts and the team directories, queue the events for their
+    subscribers and the clocks' levels for the people who hear them, in arrival order; an
+    erasure takes effect at once (later events of the lead queue nothing)."""
+    lead_ids = [item.payload.lead_id for item in received if item.payload.about_lead]
     # Serialised with other consumers' work on the same leads (an erasure, another topic).
     await lock_leads(session, "notify", lead_ids)
     known = await store.contexts(session, lead_ids)
     endpoints = await store.enabled_endpoints(session)
+    teams = {
+        uuid.UUID(str(context["assignment"]["team_id"]))
+        for context, _ in known.values()
+        if (context.get("assignment") or {}).get("team_id")
+    } | {item.payload.team_id for item in received if isinstance(item.payload, LeadRouted)}
+    directories = {str(k): v for k, v in (await store.directories(session, teams)).items()}
     now = datetime.now(UTC)
     contexts: dict[uuid.UUID, dict[str, Any]] = {}
     erased = {lead_id for lead_id, (_, gone) in known.items() if gone}
     queued: list[dict[str, Any]] = []
+    told: list[dict[str, Any]] = []
+    met: list[uuid.UUID] = []
     for item in received:
         payload, event = item.payload, item.event
         lead_id = payload.lead_id
+        if not payload.about_lead:  # a team's directory, a period's judgement
+            if isinstance(payload, TeamDirectory):
+                directory = payload.model_dump(mode="json")
+                await store.save_directory(session, payload.team_id, directory, payload.changed_at)
+                directories[str(payload.team_id)] = directory
+            raw = orjson.dumps(body(event.type, event.time.isoformat(), None, payload))
+            queued += [
+                _delivery(endpoint.id, event.id, event.type, lead_id, raw, now)
+                for endpoint in endpoints
+                if subscribes(endpoint, event.type, facts({}, payload))
+            ]
+            continue
         if lead_id in erased:
             continue
         context = contexts.get(lead_id) or (known[lead_id][0] if lead_id in known else {})
@@ -76,6 +114,10 @@ async def take_events(rt: Runtime, session: AsyncSession, received: list[Receive
         context = updated(context, payload)
         contexts[lead_id] = context
         seen = facts(context, payload)
+        if isinstance(payload, SlaMet):
+            met.append(payload.timer_id)
+        elif isinstance(payload, SlaEvent):
+            told += _notices(rt, payload, context, seen, directories, now)
         wanted = [
             endpoint.id
             for endpoint in endpoints
@@ -99,6 +141,59 @@ async def take_events(rt: Runtime, session: AsyncSession, received: list[Receive
     )
     if queued:
         touch(session, DELIVERIES_TAG)
+    await store.cancel_timer_notices(session, met)
+    await store.queue_notices(session, told)
+    if told:
+        touch(session, NOTICES_TAG)
+
+
+def _notices(
+    rt: Runtime,
+    payload: SlaEvent,
+    context: dict[str, Any],
+    seen: dict[str, Any],
+    directories: dict[str, dict],
+    now: datetime,
+) -> list[dict[str, Any]]:
+    """The rows telling each person this level of the clock concerns, on each of their
+    channels, each held until it may reach them (their working hours)."""
+    level = level_of(payload)
+    if level is None:
+        return []
+    team_id = seen.get("team_id")
+    rep_id = seen.get("rep_id")
+    directory = directories.get(str(team_id)) if team_id else None
+    notice = notice_of(context, payload, level, rt.settings.public_url)
+    business_now = rt.clock.now()
+    rows = []
+    for who in addressees(level, rep_id and str(rep_id), team_id and str(team_id), directory):
+        hold = not_before(who.person, level, business_now, rt.settings.notify_quiet_hours)
+        at = now + timedelta(seconds=rt.clock.real_seconds(hold - business_now))
+        for channel, target in channels(who.person, directory, email=bool(rt.settings.smtp_host)):
+            reachable = channel != "none"
+            rows.append(
+                {
+                    "id": uuid.uuid4(),
+                    "recipient": who.key,
+                    "person": who.person,
+                    "channel": channel,
+                    "target": target,
+                    "lead_id": payload.lead_id,
+                    "timer_id": payload.timer_id,
+                    "level": level,
+                    "event_type": payload.type,
+                    "notice": notice,
+                    "state": "pending" if reachable else "undeliverable",
+                    "next_attempt_at": at if reachable else None,
+                    "attempts": 0,
+                    "message_id": None,
+                    "last_status": None,
+                    "last_error": None if reachable else "no address for any channel",
+                    "created_at": now,
+                    "sent_at": None,
+                }
+            )
+    return rows
 
 
 def _delivery(
@@ -265,6 +360,206 @@ async def run_deliveries(rt: Runtime) -> None:
                 await record_outcomes(rt, list(sent))
                 continue
             await rt.stop.pause(0.5, wake)
+
+
+# --- messages to people -------------------------------------------------------------------
+
+NOTICE_CLAIM = 200  # notices claimed at a time (they go out as a few digests)
+PERMANENT_CHAT = {400, 403, 404, 410}  # a chat webhook refusing the message or gone
+
+
+@dataclass
+class Outgoing:
+    """One message: the notices due for one recipient on one channel, under one id (kept
+    across retries, so a receiver can drop a repeat)."""
+
+    message_id: uuid.UUID
+    channel: str
+    target: str
+    person: dict[str, Any]
+    rows: list[Row]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    ok: bool
+    status: int | None = None
+    error: str | None = None
+    retry_after: float | None = None
+    permanent: bool = False
+
+
+async def claim_notices(rt: Runtime, limit: int = NOTICE_CLAIM) -> list[Outgoing]:
+    """Due notices grouped into messages, one per recipient and channel; a group whose
+    recipient had a message on that channel less than a window ago waits for the window's end
+    (then goes as one digest). Claimed with SKIP LOCKED and leased, like deliveries."""
+    now = datetime.now(UTC)
+    window = timedelta(seconds=rt.settings.notify_digest_window)
+    async with rt.db.unit_of_work() as session:
+        rows = await store.due_notices(session, now, limit)
+        if not rows:
+            return []
+        last = await store.last_sent(session, {r.recipient for r in rows})
+        groups: dict[tuple, list[Row]] = {}
+        for row in rows:  # a message begun before (a retry) keeps exactly its notices
+            groups.setdefault((row.recipient, row.channel, row.target, row.message_id), []).append(
+                row
+            )
+        out: list[Outgoing] = []
+        lease: dict[uuid.UUID, uuid.UUID] = {}
+        for (recipient, channel, target, message_id), members in groups.items():
+            if message_id is None:
+                due = digest_due(last.get((recipient, channel)), now, window)
+                if due > now:
+                    await store.postpone(session, [m.id for m in members], due)
+                    continue
+                message_id = uuid.uuid4()
+            lease.update({m.id: message_id for m in members})
+            out.append(Outgoing(message_id, channel, target, members[0].person, members))
+        if lease:
+            await store.lease_notices(session, lease, now + LEASE)
+    return out
+
+
+def _recipient(person: dict[str, Any]) -> Recipient:
+    return Recipient(
+        name=person.get("name") or "",
+        email=person.get("email"),
+        slack_member_id=person.get("slack_member_id"),
+        teams_upn=person.get("teams_upn"),
+        language=person.get("language") or "en",
+        timezone=person.get("timezone") or "UTC",
+    )
+
+
+def _notice(row: Row) -> Notice:
+    fields = dict(row.notice)
+    due = fields.get("due_at")
+    fields["due_at"] = datetime.fromisoformat(due) if due else None
+    return Notice(**{name: fields.get(name) for name in Notice.__dataclass_fields__})
+
+
+async def send_message(rt: Runtime, client: httpx.AsyncClient, out: Outgoing) -> Outcome:
+    """Render the message in the recipient's language and send it on its channel."""
+    recipient, notices = _recipient(out.person), [_notice(row) for row in out.rows]
+    ref = f"ref {out.message_id}"
+    if out.channel == "email":
+        sender = rt.settings.smtp_from
+        message = email_message(
+            recipient,
+            notices,
+            sender=sender,
+            unsubscribe_url=f"mailto:{parseaddr(sender)[1]}?subject=unsubscribe",
+            message_id=f"<{out.message_id}@leadflow>",
+            sent_at=datetime.now(UTC),
+        )
+        sent = await send_mail(SmtpSettings.from_settings(rt.settings), message)
+        return Outcome(sent.ok, sent.code, sent.error, None, sent.permanent)
+    if out.channel == "slack":
+        payload = slack_message(recipient, notices)
+        payload["blocks"].append({"type": "context", "elements": [{"type": "mrkdwn", "text": ref}]})
+    else:
+        payload = teams_message(recipient, notices)
+        card = payload["attachments"][0]["content"]
+        card["body"].append({"type": "TextBlock", "text": ref, "isSubtle": True, "size": "Small"})
+    try:
+        check_url(out.target)
+        response = await client.post(out.target, json=payload)
+    except UnsafeTarget as exc:
+        return Outcome(False, None, str(exc), None, True)
+    except httpx.HTTPError as exc:
+        return Outcome(False, None, f"{type(exc).__name__}: {exc}"[:500])
+    if 200 <= response.status_code < 300:
+        return Outcome(True, response.status_code)
+    return Outcome(
+        False,
+        response.status_code,
+        f"HTTP {response.status_code}: {response.text[:200]}",
+        _retry_after(response),
+        response.status_code in PERMANENT_CHAT,
+    )
+
+
+async def record_message(rt: Runtime, out: Outgoing, outcome: Outcome) -> None:
+    """The message's notices sent, or each retried on the schedule, or dead-lettered."""
+    now = datetime.now(UTC)
+    ids = [row.id for row in out.rows]
+    attempts = max(row.attempts for row in out.rows) + 1
+    async with rt.db.unit_of_work() as session:
+        if outcome.ok:
+            await store.record_notices(
+                session, ids, state="sent", sent_at=now, attempts=attempts,
+                last_status=outcome.status, last_error=None, next_attempt_at=None,
+            )  # fmt: skip
+            result = "sent"
+        else:
+            schedule = rt.settings.webhook_retry_schedule or WEBHOOK_SCHEDULE
+            delay = (
+                None
+                if outcome.permanent
+                else webhook_retry_delay(attempts, outcome.retry_after, schedule=schedule)
+            )
+            values: dict[str, Any] = {
+                "attempts": attempts, "last_status": outcome.status, "last_error": outcome.error,
+            }  # fmt: skip
+            if delay is None:
+                values.update(state="dead", next_attempt_at=None)
+                result = "dead_lettered"
+            else:
+                values.update(next_attempt_at=now + timedelta(seconds=delay))
+                result = "retry"
+            await store.record_notices(session, ids, **values)
+    for index, row in enumerate(out.rows):
+        label = "coalesced" if result == "sent" and index else result
+        metrics.notifications.labels(out.channel, row.event_type, label).inc()
+    if not outcome.ok:
+        log.warning(
+            "message to a person failed",
+            extra={"message_id": str(out.message_id), "channel": out.channel,
+                   "status": outcome.status, "error": outcome.error, "outcome": result},
+        )  # fmt: skip
+
+
+async def run_notices(rt: Runtime) -> None:
+    """Worker: claim due notices as messages, send them (in parallel), record the outcomes."""
+    for channel in ("email", "slack", "teams"):  # the series start at 0, for increase()
+        metrics.notifications.labels(channel, "sla.breached", "dead_lettered")
+    wake = asyncio.Event()
+    rt.db.on_commit(NOTICES_TAG, wake.set)
+    client = guarded_client(
+        allow_private=lambda: rt.settings.webhook_allow_private,
+        timeout=rt.settings.webhook_read_timeout,
+    )
+    async with client:
+        while not rt.stop:
+            wake.clear()
+            messages = await claim_notices(rt)
+            if messages:
+                outcomes = await asyncio.gather(*(send_message(rt, client, m) for m in messages))
+                for out, outcome in zip(messages, outcomes, strict=True):
+                    await record_message(rt, out, outcome)
+                continue
+            await rt.stop.pause(1.0, wake)
+
+
+async def list_notices(
+    rt: Runtime, lead_id: uuid.UUID | None, state: str | None
+) -> list[NoticeOut]:
+    async with rt.db.unit_of_work() as session:
+        rows = await store.list_notices(session, lead_id, state)
+    return [NoticeOut.model_validate(r._asdict()) for r in rows]
+
+
+async def replay_notice(rt: Runtime, notice_id: uuid.UUID) -> ReplayOut:
+    """Send a dead-lettered notice again (as a new message); not for an erased lead."""
+    async with rt.db.unit_of_work() as session:
+        lead_id = await store.replay_notice(session, notice_id, datetime.now(UTC))
+        if lead_id is None:
+            raise NotFound(f"notice {notice_id} not found, or not dead-lettered")
+        if await store.is_erased(session, lead_id):
+            raise LeadGone(lead_id, field="notice_id")
+        touch(session, NOTICES_TAG)
+    return ReplayOut(delivery_id=notice_id, state="pending")
 
 
 async def replay(rt: Runtime, delivery_id: uuid.UUID) -> ReplayOut:

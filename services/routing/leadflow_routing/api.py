@@ -24,6 +24,7 @@ from leadflow_routing.schemas import (
     RuleOut,
     TeamIn,
     TeamOut,
+    TeamPatch,
 )
 
 router = APIRouter(prefix="/v1", tags=["routing"])
@@ -33,6 +34,12 @@ Admin = Annotated[ApiKeySpec, Depends(require_scope("admin"))]
 @router.post("/teams", status_code=201, response_model=TeamOut)
 async def create_team(body: TeamIn, rt: RuntimeDep, _: Admin) -> TeamOut:
     return await use_cases.create_team(rt, body)
+
+
+@router.patch("/teams/{team_id}", response_model=TeamOut)
+async def patch_team(team_id: uuid.UUID, body: TeamPatch, rt: RuntimeDep, _: Admin) -> TeamOut:
+    """Rename, change the strategy, set the team lead, the manager or the team channels."""
+    return await use_cases.change_team(rt, team_id, body)
 
 
 @router.get("/teams", response_model=list[TeamOut])

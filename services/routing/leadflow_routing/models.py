@@ -21,6 +21,12 @@ teams = sa.Table(
     # One of the registry's names (domain/strategies.py): its CHECK constraint is kept equal to
     # the registry when the service starts (use_cases.keep_strategies_checked).
     sa.Column("strategy", sa.Text, nullable=False, server_default="round_robin"),
+    # Who hears the team's escalations ({"name", "email", "slack_member_id", …}), and the team
+    # channels notify posts people's messages to.
+    sa.Column("team_lead", JSON),
+    sa.Column("manager", JSON),
+    sa.Column("slack_webhook_url", sa.Text),
+    sa.Column("teams_webhook_url", sa.Text),
     sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now()),
 )
 
@@ -37,6 +43,9 @@ reps = sa.Table(
     sa.Column("out_of_office", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("timezone", sa.Text),  # IANA name; null: UTC
     sa.Column("working_hours", JSON),  # {"mon": [["09:00", "17:00"]], ...}; null: always
+    sa.Column("slack_member_id", sa.Text),
+    sa.Column("teams_upn", sa.Text),
+    sa.Column("language", sa.Text, nullable=False, server_default="en"),
     sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now()),
 )
 

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from leadflow.text import StorableModel
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, TypeAdapter, field_validator
 
 from leadflow_routing.domain.assignment import DAYS, RULE_FIELDS
 from leadflow_routing.domain.strategies import DEFAULT_STRATEGY, strategy_names
@@ -23,31 +23,44 @@ HHMM = r"^([01][0-9]|2[0-3]):[0-5][0-9]$|^24:00$"
 Span = Annotated[list[str], Field(min_length=2, max_length=2)]  # ["09:00", "17:00"]
 
 
-class TeamIn(StorableModel):
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+SLACK_MEMBER = re.compile(r"^[UW][A-Z0-9]{6,}$")
+_url = TypeAdapter(HttpUrl)
+
+
+class Contact(StorableModel):
+    """How a person is reached: e-mail, a Slack member id and a Teams user (mentioned in the
+    team's channels), the language of their messages, their time zone and working hours."""
+
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1, max_length=200)
-    calendar: dict[str, Any] | None = None
-    strategy: Strategy = DEFAULT_STRATEGY
-
-
-class TeamOut(TeamIn):
-    id: uuid.UUID
-    is_fallback: bool
-
-
-class RepIn(StorableModel):
-    model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1, max_length=200)
     email: str | None = Field(default=None, max_length=320)
-    team_id: uuid.UUID | None = Field(default=None, description="default: the fallback team")
-    capacity: int = Field(default=50, ge=0, le=10_000)
-    weight: int = Field(default=1, ge=1, le=100)
-    active: bool = True
-    out_of_office: bool = False
+    slack_member_id: str | None = Field(
+        default=None, max_length=32, description="Slack member id (U… or W…), to mention them"
+    )
+    teams_upn: str | None = Field(
+        default=None,
+        max_length=320,
+        description="Microsoft Teams user principal name, to mention them",
+    )
+    language: Literal["en", "pl"] = "en"
     timezone: str | None = Field(default=None, description="IANA time zone; default UTC")
     working_hours: dict[Day, list[Span]] | None = Field(
         default=None, description='e.g. {"mon": [["09:00", "17:00"]]}; omitted: always available'
     )
+
+    @field_validator("email", "teams_upn")
+    @classmethod
+    def _address(cls, address: str | None) -> str | None:
+        if address is not None and not EMAIL.match(address):
+            raise ValueError(f"{address!r} is not an e-mail address")
+        return address
+
+    @field_validator("slack_member_id")
+    @classmethod
+    def _member(cls, member: str | None) -> str | None:
+        if member is not None and not SLACK_MEMBER.match(member):
+            raise ValueError(f"{member!r} is not a Slack member id (U… or W…, e.g. U024BE7LH)")
+        return member
 
     @field_validator("timezone")
     @classmethod
@@ -73,6 +86,63 @@ class RepIn(StorableModel):
         return hours
 
 
+class Person(Contact):
+    """A team lead or a manager: who hears a team's escalations."""
+
+    name: str = Field(min_length=1, max_length=200)
+
+
+def _webhook_url(url: str | None) -> str | None:
+    return None if url is None else str(_url.validate_python(url))
+
+
+class TeamIn(StorableModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=200)
+    calendar: dict[str, Any] | None = None
+    strategy: Strategy = DEFAULT_STRATEGY
+    team_lead: Person | None = Field(default=None, description="hears escalations at team_lead_at")
+    manager: Person | None = Field(default=None, description="hears escalations at manager_at")
+    slack_webhook_url: str | None = Field(
+        default=None, max_length=2000, description="the team channel's Slack incoming webhook"
+    )
+    teams_webhook_url: str | None = Field(
+        default=None,
+        max_length=2000,
+        description="the team channel's Microsoft Teams workflow webhook",
+    )
+
+    _urls = field_validator("slack_webhook_url", "teams_webhook_url")(_webhook_url)
+
+
+class TeamPatch(StorableModel):
+    """Change what is given; null removes a team lead, a manager or a channel."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    strategy: Strategy | None = None
+    team_lead: Person | None = None
+    manager: Person | None = None
+    slack_webhook_url: str | None = Field(default=None, max_length=2000)
+    teams_webhook_url: str | None = Field(default=None, max_length=2000)
+
+    _urls = field_validator("slack_webhook_url", "teams_webhook_url")(_webhook_url)
+
+
+class TeamOut(TeamIn):
+    id: uuid.UUID
+    is_fallback: bool
+
+
+class RepIn(Contact):
+    name: str = Field(min_length=1, max_length=200)
+    team_id: uuid.UUID | None = Field(default=None, description="default: the fallback team")
+    capacity: int = Field(default=50, ge=0, le=10_000)
+    weight: int = Field(default=1, ge=1, le=100)
+    active: bool = True
+    out_of_office: bool = False
+
+
 class RepPatch(StorableModel):
     """Change what is given; e.g. {"out_of_office": true} while a rep is away."""
 
@@ -81,6 +151,17 @@ class RepPatch(StorableModel):
     out_of_office: bool | None = None
     capacity: int | None = Field(default=None, ge=0, le=10_000)
     weight: int | None = Field(default=None, ge=1, le=100)
+    email: str | None = Field(default=None, max_length=320)
+    slack_member_id: str | None = Field(default=None, max_length=32)
+    teams_upn: str | None = Field(default=None, max_length=320)
+    language: Literal["en", "pl"] | None = None
+    timezone: str | None = None
+    working_hours: dict[Day, list[Span]] | None = None
+
+    _address = field_validator("email", "teams_upn")(Contact._address.__func__)
+    _member = field_validator("slack_member_id")(Contact._member.__func__)
+    _zone = field_validator("timezone")(Contact._zone.__func__)
+    _hours = field_validator("working_hours")(Contact._hours.__func__)
 
 
 class RepOut(RepIn):

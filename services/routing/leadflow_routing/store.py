@@ -253,6 +253,33 @@ async def all_teams(session: AsyncSession) -> Sequence[Row]:
     return (await session.execute(sa.select(teams).order_by(teams.c.created_at))).all()
 
 
+async def directory(
+    session: AsyncSession, team_ids: Iterable[uuid.UUID]
+) -> list[tuple[Row, list[Row]]]:
+    """Each of these teams with its reps (by name), for the team directory it publishes."""
+    ids = sorted(set(team_ids))
+    found = (await session.execute(_read_teams, {"ids": ids})).all()
+    members = (
+        await session.execute(
+            sa.select(reps).where(reps.c.team_id == sa.any_(_ids)).order_by(reps.c.name, reps.c.id),
+            {"ids": ids},
+        )
+    ).all()
+    return [(team, [r for r in members if r.team_id == team.id]) for team in found]
+
+
+async def patch_team(
+    session: AsyncSession, team_id: uuid.UUID, values: dict[str, Any]
+) -> Row | None:
+    """The team after the changes; None if there is no such team."""
+    query = (
+        sa.update(teams).where(teams.c.id == team_id).values(**values).returning(teams)
+        if values
+        else sa.select(teams).where(teams.c.id == team_id)
+    )
+    return (await session.execute(query)).first()
+
+
 async def team_ids_by_name(session: AsyncSession) -> dict[str, uuid.UUID]:
     return {r.name: r.id for r in await session.execute(sa.select(teams.c.id, teams.c.name))}
 

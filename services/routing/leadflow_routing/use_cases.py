@@ -16,6 +16,7 @@ import dataclasses
 import logging
 import uuid
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -25,11 +26,14 @@ from leadflow.contracts.events import (
     LeadMql,
     LeadRouted,
     LeadStatusChanged,
+    Person,
     SlaEscalated,
+    TeamDirectory,
 )
 from leadflow.db import lock_leads
 from leadflow.errors import Conflict, LeadGone, NotFound, Unprocessable
 from leadflow.service import Runtime
+from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -60,6 +64,7 @@ from leadflow_routing.schemas import (
     RuleOut,
     TeamIn,
     TeamOut,
+    TeamPatch,
 )
 
 log = logging.getLogger(__name__)
@@ -445,26 +450,79 @@ async def keep_strategies_checked(rt: Runtime) -> None:
         await store.replace_strategy_check(session, names)
 
 
+async def publish_directory(
+    rt: Runtime, session: AsyncSession, team_ids: Iterable[uuid.UUID]
+) -> None:
+    """`team.directory` of each of these teams as the unit of work leaves it: who is on the
+    team and how to reach them (notify tells them of their leads' clocks)."""
+    now = rt.clock.now()
+    for team, members in await store.directory(session, team_ids):
+        await rt.outbox.emit(
+            session,
+            TeamDirectory(
+                lead_id=team.id,
+                team_id=team.id,
+                team=team.name,
+                team_lead=team.team_lead,
+                manager=team.manager,
+                reps=[
+                    Person(
+                        id=r.id,
+                        name=r.name,
+                        email=r.email,
+                        slack_member_id=r.slack_member_id,
+                        teams_upn=r.teams_upn,
+                        language=r.language,
+                        timezone=r.timezone,
+                        working_hours=r.working_hours,
+                    )
+                    for r in members
+                    if r.active
+                ],  # fmt: skip
+                slack_webhook_url=team.slack_webhook_url,
+                teams_webhook_url=team.teams_webhook_url,
+                changed_at=now,
+            ),
+        )
+
+
+def _team_out(row: Row) -> TeamOut:
+    return TeamOut.model_validate({c: getattr(row, c) for c in TeamOut.model_fields})
+
+
 async def create_team(rt: Runtime, body: TeamIn) -> TeamOut:
     team_id = uuid.uuid4()
     try:
         async with rt.db.unit_of_work() as session:
             await store.add_team(session, team_id, body.model_dump())
+            await publish_directory(rt, session, [team_id])
     except IntegrityError as exc:
         raise Conflict(f"a team named '{body.name}' exists", field="name") from exc
     return TeamOut(id=team_id, is_fallback=False, **body.model_dump())
 
 
+async def change_team(rt: Runtime, team_id: uuid.UUID, body: TeamPatch) -> TeamOut:
+    """Rename, change the strategy, the team lead, the manager or the channels; notify hears of
+    it at once."""
+    changes = body.model_dump(exclude_unset=True)
+    if changes.get("name", "") is None or changes.get("strategy", "") is None:
+        field = "name" if changes.get("name", "") is None else "strategy"
+        raise Unprocessable(f"{field} cannot be removed", field=field)
+    try:
+        async with rt.db.unit_of_work() as session:
+            row = await store.patch_team(session, team_id, changes)
+            if row is None:
+                raise NotFound(f"team {team_id} not found")
+            await publish_directory(rt, session, [team_id])
+    except IntegrityError as exc:
+        raise Conflict(f"a team named '{body.name}' exists", field="name") from exc
+    return _team_out(row)
+
+
 async def list_teams(rt: Runtime) -> list[TeamOut]:
     async with rt.db.unit_of_work() as session:
         rows = await store.all_teams(session)
-    return [
-        TeamOut(
-            id=r.id, name=r.name, calendar=r.calendar, is_fallback=r.is_fallback,
-            strategy=r.strategy,
-        )
-        for r in rows
-    ]  # fmt: skip
+    return [_team_out(r) for r in rows]
 
 
 async def create_rep(rt: Runtime, body: RepIn) -> RepOut:
@@ -479,6 +537,7 @@ async def create_rep(rt: Runtime, body: RepIn) -> RepOut:
                 errors=[{"field": "team_id", "message": "unknown team"}],
             )
         await store.add_rep(session, rep_id, values)
+        await publish_directory(rt, session, [values["team_id"]])
     return RepOut(id=rep_id, **values)
 
 
@@ -487,8 +546,9 @@ async def change_rep(rt: Runtime, rep_id: uuid.UUID, body: RepPatch) -> RepOut:
     changes = body.model_dump(exclude_unset=True, exclude_none=True)
     async with rt.db.unit_of_work() as session:
         row = await store.change_rep(session, rep_id, changes)
-    if row is None:
-        raise NotFound(f"rep {rep_id} not found")
+        if row is None:
+            raise NotFound(f"rep {rep_id} not found")
+        await publish_directory(rt, session, [row.team_id])
     return RepOut.model_validate(row._asdict())
 
 
@@ -564,6 +624,7 @@ async def load_routing_config(rt: Runtime, body: RoutingConfig) -> RoutingConfig
             values = rule.model_dump(exclude={"team", "team_id"})
             values["team_id"] = team_of(rule.team, f"rules.{index}.team")
             await store.add_rule(session, uuid.uuid4(), values)
+        await publish_directory(rt, session, team_ids.values())
     return RoutingConfigOut(
         teams=len(body.teams), reps_created=created, reps_updated=updated, rules=len(body.rules)
     )

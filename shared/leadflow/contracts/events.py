@@ -38,7 +38,7 @@ TOPIC_DESCRIPTIONS = {
     TOPIC_INBOUND: "Raw lead payloads that marketing platforms publish (plain JSON, no CloudEvent).",
     TOPIC_INGEST: "Leads as ingest knows them: created, updated or merged, activities, erasures.",
     TOPIC_SCORING: "Scores of leads and their promotion to MQL or PQL.",
-    TOPIC_ROUTING: "Leads assigned to teams and reps.",
+    TOPIC_ROUTING: "Leads assigned to teams and reps; who is on each team and how to reach them.",
     TOPIC_SLA: "SLA clocks: warnings, breaches, escalations, met SLAs, corrective plans owed.",
     TOPIC_FEEDBACK: "What sales did with a lead: contact attempts and status changes.",
     TOPIC_NOTIFY: "What could not be delivered to people and tools: webhook deliveries given up.",
@@ -56,6 +56,8 @@ class Payload(BaseModel):
     type: ClassVar[str]
     topic: ClassVar[str]
     schema_version: ClassVar[int] = 1
+    # False: `lead_id` is the key of something else (a team, a period), not a lead.
+    about_lead: ClassVar[bool] = True
 
     lead_id: uuid.UUID
 
@@ -211,6 +213,37 @@ class LeadRouted(Payload):
     mql: dict[str, Any] | None = None
 
 
+class Person(BaseModel):
+    """Someone Leadflow tells things: a rep, a team lead or a manager, and how to reach them."""
+
+    id: uuid.UUID | None = None  # a rep's id; team leads and managers have none
+    name: str
+    email: str | None = None
+    slack_member_id: str | None = None
+    teams_upn: str | None = None
+    language: Literal["en", "pl"] = "en"
+    timezone: str | None = None
+    working_hours: dict[str, list[list[str]]] | None = None
+
+
+class TeamDirectory(Payload):
+    """Who is on a team and how to reach them: its reps, team lead and manager, and the team's
+    Slack and Teams channels; sent whole whenever any of it changes. Not about a lead:
+    `lead_id` carries the team's id (the key that orders a team's changes)."""
+
+    type = "team.directory"
+    topic = TOPIC_ROUTING
+    about_lead: ClassVar[bool] = False
+    team_id: uuid.UUID
+    team: str
+    team_lead: Person | None = None
+    manager: Person | None = None
+    reps: list[Person] = Field(default_factory=list)
+    slack_webhook_url: str | None = None
+    teams_webhook_url: str | None = None
+    changed_at: datetime
+
+
 class WebhookDeadLettered(Payload):
     """A webhook delivery was given up after its attempts."""
 
@@ -285,6 +318,7 @@ class SlaCorrectivePlanRequired(Payload):
 
     type = "sla.corrective_plan_required"
     topic = TOPIC_SLA
+    about_lead: ClassVar[bool] = False
     party: Literal["sales", "marketing"]
     period_start: datetime
     period_end: datetime
@@ -332,6 +366,7 @@ PAYLOAD_TYPES: dict[str, type[Payload]] = {
         LeadScored,
         LeadMql,
         LeadRouted,
+        TeamDirectory,
         WebhookDeadLettered,
         SlaWarning,
         SlaBreached,

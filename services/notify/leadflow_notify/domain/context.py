@@ -63,11 +63,14 @@ def facts(context: dict[str, Any], payload: Payload) -> dict[str, Any]:
     return data
 
 
-def body(event_type: str, timestamp: str, context: dict[str, Any], payload: Payload) -> dict:
+def body(event_type: str, timestamp: str, context: dict[str, Any] | None, payload: Payload) -> dict:
     """The Standard Webhooks message of one event: `data` is the event's payload plus `lead`
     (the MQL as routed, else the lead as intake knows it), `assignment` (the lead's team and
-    rep) and `sla` (its open clock, when the event is not itself an SLA event)."""
+    rep) and `sla` (its open clock, when the event is not itself an SLA event). An event that
+    is not about a lead (a team's directory) is its payload alone."""
     data = payload.model_dump(mode="json", exclude={"mql", "calendar"})
+    if context is None:
+        return {"type": event_type, "timestamp": timestamp, "data": data}
     lead = dict(context.get("mql") or context.get("snapshot") or {})
     lead["lead_id"] = data["lead_id"]
     if context.get("score"):
@@ -84,3 +87,25 @@ def body(event_type: str, timestamp: str, context: dict[str, Any], payload: Payl
     if context.get("sla") and not isinstance(payload, SlaEvent):
         data["sla"] = context["sla"]
     return {"type": event_type, "timestamp": timestamp, "data": data}
+
+
+def notice_of(context: dict[str, Any], payload: SlaEvent, level: str, public_url: str) -> dict:
+    """What a message to a person says of this clock level (the fields of
+    domain.messages.Notice, as JSON)."""
+    lead = context.get("mql") or context.get("snapshot") or {}
+    name = " ".join(p for p in (lead.get("first_name"), lead.get("last_name")) if p) or None
+    source = lead.get("source") or {}
+    return {
+        "event_type": payload.type,
+        "level": level,
+        "lead_id": str(payload.lead_id),
+        "lead_name": name,
+        "company": (lead.get("company") or {}).get("name"),
+        "source": " / ".join(str(v) for v in (source.get("system"), source.get("campaign")) if v)
+        or None,
+        "score": (context.get("score") or {}).get("fit"),
+        "rep_name": (context.get("assignment") or {}).get("rep_name"),
+        "sla": payload.sla,
+        "due_at": payload.due_at.isoformat(),
+        "timeline_url": f"{public_url.rstrip('/')}/review/leads/{payload.lead_id}",
+    }
