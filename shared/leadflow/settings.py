@@ -13,7 +13,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_API_KEY = "lf_dev_key"
 
-Scope = Literal["leads:write", "sales:write", "admin"]
+Scope = Literal["leads:write", "sales:write", "alerts:write", "admin"]
 
 
 class ApiKeySpec(BaseModel):
@@ -103,6 +103,11 @@ class Settings(BaseSettings):
     # escalation goes out at once when quiet hours are on.
     notify_digest_window: float = Field(default=300.0, ge=0, description="seconds")
     notify_quiet_hours: bool = True
+    # Who hears Prometheus' alerts that Alertmanager posts to notify (POST /v1/alerts/alertmanager).
+    oncall_name: str = "on call"
+    oncall_email: str | None = None
+    oncall_slack_webhook_url: str | None = None
+    oncall_teams_webhook_url: str | None = None
     consumer_batch_size: int = Field(default=500, ge=1)
     consumer_max_attempts: int = Field(default=5, ge=1)
     # How long the broker may hold a consumer's fetch that finds nothing new (milliseconds).

@@ -160,6 +160,10 @@ def alertmanager(receiver, tmp_path):
     [target] = config["receivers"]
     [hook] = target["webhook_configs"]
     hook["url"] = base + urlsplit(hook["url"]).path
+    authorization = hook["http_config"]["authorization"]  # notify's intake takes an API key
+    key = tmp_path / Path(authorization["credentials_file"]).name
+    key.write_text("lf_alerts_key", encoding="utf-8")
+    authorization["credentials_file"] = str(key)
     [slack] = target["slack_configs"]
     secret = tmp_path / Path(slack["api_url_file"]).name
     secret.write_text(base + SLACK_PATH, encoding="utf-8")

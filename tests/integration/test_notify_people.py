@@ -238,3 +238,72 @@ async def test_someone_with_no_channel_is_reported_undeliverable(stack):
         [notice] = await eventually(lambda: notices(notify, lead_id), timeout=60)
     assert (notice["state"], notice["channel"]) == ("undeliverable", "none")
     assert notice["last_error"] == "no address for any channel"
+
+
+def alertmanager_body(status: str, fingerprints=("a1b2c3", "d4e5f6")) -> dict:
+    """Alertmanager's webhook body (payload version 4) for two alerts of one group."""
+    started = "2026-12-04T10:00:00Z"
+    return {
+        "version": "4",
+        "groupKey": '{}:{alertname="LeadflowSlaBreaches"}',
+        "truncatedAlerts": 0,
+        "status": status,
+        "receiver": "notify",
+        "groupLabels": {"alertname": "LeadflowSlaBreaches"},
+        "commonLabels": {"alertname": "LeadflowSlaBreaches", "severity": "critical"},
+        "commonAnnotations": {},
+        "externalURL": "http://alertmanager:9093",
+        "alerts": [
+            {
+                "status": status,
+                "labels": {
+                    "alertname": "LeadflowSlaBreaches",
+                    "severity": "critical",
+                    "channel": c,
+                },
+                "annotations": {"summary": f"first responses breached on {c}"},
+                "startsAt": started,
+                "endsAt": "2026-12-04T11:00:00Z"
+                if status == "resolved"
+                else "0001-01-01T00:00:00Z",
+                "generatorURL": "http://prometheus:9090/graph",
+                "fingerprint": fingerprint,
+            }
+            for c, fingerprint in zip(("inbound", "partner"), fingerprints, strict=True)
+        ],
+    }
+
+
+async def test_alertmanager_alerts_reach_the_on_call_person_once_each(stack):
+    async with SlackWebhookReceiver() as slack:
+        settings = await stack.isolated_settings(
+            notify_digest_window=0, oncall_name="Ops", oncall_slack_webhook_url=slack.url
+        )
+        async with routing_and_notify(settings) as notify:
+            anonymous = await notify.post(
+                "/v1/alerts/alertmanager", json=alertmanager_body("firing")
+            )
+            assert anonymous.status_code == 401
+            wrong = await notify.post(
+                "/v1/alerts/alertmanager",
+                json={**alertmanager_body("firing"), "version": "3"},
+                headers=ADMIN,
+            )
+            assert wrong.status_code == 422 and wrong.json()["errors"][0]["field"] == "version"
+            for _ in range(2):  # Alertmanager repeats a group's notification
+                taken = await notify.post(
+                    "/v1/alerts/alertmanager", json=alertmanager_body("firing"), headers=ADMIN
+                )
+                assert taken.status_code == 202, taken.text
+                assert taken.json() == {"accepted": 2, "notices": 2}
+            await eventually(lambda: slack.accepted or None, timeout=30)
+            resolved = await notify.post(
+                "/v1/alerts/alertmanager", json=alertmanager_body("resolved"), headers=ADMIN
+            )
+            assert resolved.status_code == 202
+            await eventually(lambda: len(slack.accepted) >= 2 or None, timeout=30)
+            sent = await notify.get("/v1/notices", params={"state": "sent"})
+    assert sorted(n["level"] for n in sent.json()) == ["firing", "firing", "resolved", "resolved"]
+    assert len(slack.accepted) == 2  # the two firing alerts as one message, then their end
+    first = slack.accepted[0]["text"] + str(slack.accepted[0]["blocks"])
+    assert "LeadflowSlaBreaches" in first and "first responses breached on partner" in first

@@ -13,6 +13,8 @@ from leadflow.settings import ApiKeySpec
 from leadflow_notify import use_cases
 from leadflow_notify.schemas import (
     KNOWN_EVENT_TYPES,
+    AlertmanagerIn,
+    AlertsOut,
     DeliveryOut,
     EndpointIn,
     EndpointOut,
@@ -24,6 +26,7 @@ from leadflow_notify.schemas import (
 
 router = APIRouter(prefix="/v1", tags=["notify"])
 Admin = Annotated[ApiKeySpec, Depends(require_scope("admin"))]
+Alerting = Annotated[ApiKeySpec, Depends(require_scope("alerts:write"))]
 
 
 @router.get("/event-types", response_model=EventTypesOut)
@@ -86,3 +89,10 @@ async def list_notices(
 async def replay_notice(notice_id: uuid.UUID, rt: RuntimeDep, _: Admin) -> ReplayOut:
     """Send a dead-lettered notice again; not for an erased lead."""
     return await use_cases.replay_notice(rt, notice_id)
+
+
+@router.post("/alerts/alertmanager", status_code=202, response_model=AlertsOut)
+async def take_alerts(body: AlertmanagerIn, rt: RuntimeDep, _: Alerting) -> AlertsOut:
+    """Alertmanager's webhook (payload version 4): each alert's firing and its resolution go
+    to the on-call person (`LEADFLOW_ONCALL_*`) once, as digests like every message."""
+    return await use_cases.take_alerts(rt, body)

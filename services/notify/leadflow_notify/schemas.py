@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from leadflow.contracts.events import PAYLOAD_TYPES, Channel
 from leadflow.contracts.slas import KINDS
@@ -132,3 +132,31 @@ class NoticeOut(BaseModel):
 class ReplayOut(BaseModel):
     delivery_id: uuid.UUID
     state: str
+
+
+class AlertIn(BaseModel):
+    """One alert of Alertmanager's webhook (payload version 4)."""
+
+    model_config = ConfigDict(extra="allow")
+    status: Literal["firing", "resolved"]
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    startsAt: datetime  # Alertmanager's field names
+    endsAt: datetime | None = None
+    generatorURL: str | None = None
+    fingerprint: str = Field(min_length=1, max_length=64)
+
+
+class AlertmanagerIn(BaseModel):
+    """Alertmanager's webhook body (version 4); the fields notify does not use are accepted."""
+
+    model_config = ConfigDict(extra="allow")
+    version: Literal["4"]
+    status: Literal["firing", "resolved"]
+    externalURL: str | None = None
+    alerts: list[AlertIn] = Field(max_length=1000)
+
+
+class AlertsOut(BaseModel):
+    accepted: int = Field(description="alerts turned into messages for the on-call person")
+    notices: int = Field(description="messages queued (one per alert, state and channel)")

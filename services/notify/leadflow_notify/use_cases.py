@@ -58,7 +58,15 @@ from leadflow_notify.domain.messages import (
 from leadflow_notify.domain.people import addressees, channels, digest_due, level_of, not_before
 from leadflow_notify.domain.subscriptions import subscribes
 from leadflow_notify.models import DELIVERIES_TAG, NOTICES_TAG
-from leadflow_notify.schemas import DeliveryOut, EndpointIn, EndpointOut, NoticeOut, ReplayOut
+from leadflow_notify.schemas import (
+    AlertmanagerIn,
+    AlertsOut,
+    DeliveryOut,
+    EndpointIn,
+    EndpointOut,
+    NoticeOut,
+    ReplayOut,
+)
 
 log = logging.getLogger(__name__)
 DEAD_LETTERED = WebhookDeadLettered.type
@@ -540,6 +548,61 @@ async def run_notices(rt: Runtime) -> None:
                     await record_message(rt, out, outcome)
                 continue
             await rt.stop.pause(1.0, wake)
+
+
+ONCALL = "oncall"
+
+
+async def take_alerts(rt: Runtime, body: AlertmanagerIn) -> AlertsOut:
+    """Each alert's firing and resolution, once, for the on-call person on each of their
+    channels (Alertmanager repeats a group's alerts; the repeats queue nothing)."""
+    settings = rt.settings
+    person = {"name": settings.oncall_name, "email": settings.oncall_email}
+    directory = {
+        "slack_webhook_url": settings.oncall_slack_webhook_url,
+        "teams_webhook_url": settings.oncall_teams_webhook_url,
+    }
+    reach = channels(person, directory, email=bool(settings.smtp_host))
+    now = datetime.now(UTC)
+    rows = []
+    for alert in body.alerts:
+        labels, annotations = alert.labels, alert.annotations
+        key = uuid.uuid5(uuid.NAMESPACE_URL, f"alertmanager:{alert.fingerprint}")
+        occurrence = uuid.uuid5(key, alert.startsAt.isoformat())
+        notice = {
+            "event_type": f"alert.{alert.status}",
+            "level": "critical" if labels.get("severity") == "critical" else "warning_alert",
+            "lead_id": str(key),
+            "lead_name": labels.get("alertname"),
+            "company": annotations.get("summary"),
+            "source": "Alertmanager",
+            "score": None,
+            "rep_name": None,
+            "sla": labels.get("sla"),
+            "due_at": (alert.endsAt if alert.status == "resolved" else alert.startsAt).isoformat(),
+            "timeline_url": alert.generatorURL or body.externalURL or settings.public_url,
+        }
+        for channel, target in reach:
+            reachable = channel != "none"
+            rows.append(
+                {
+                    "id": uuid.uuid4(), "recipient": ONCALL, "person": person,
+                    "channel": channel, "target": target, "lead_id": key,
+                    "timer_id": occurrence, "level": alert.status,
+                    "event_type": notice["event_type"], "notice": notice,
+                    "state": "pending" if reachable else "undeliverable",
+                    "next_attempt_at": now if reachable else None, "attempts": 0,
+                    "message_id": None, "last_status": None,
+                    "last_error": None if reachable else "no on-call channel is configured",
+                    "created_at": now, "sent_at": None,
+                }
+            )  # fmt: skip
+    async with rt.db.unit_of_work() as session:
+        await store.queue_notices(session, rows)
+        touch(session, NOTICES_TAG)
+    if not any(channel != "none" for channel, _ in reach):
+        log.warning("alerts arrived and no on-call channel is configured (LEADFLOW_ONCALL_*)")
+    return AlertsOut(accepted=len(body.alerts), notices=len(rows))
 
 
 async def list_notices(

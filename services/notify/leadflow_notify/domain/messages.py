@@ -92,6 +92,8 @@ WORDING: dict[str, Wording] = {
             "sla.breached": "SLA breached",
             "sla.escalated": "SLA escalated",
             "lead.routed": "New lead assigned",
+            "alert.firing": "Alert firing",
+            "alert.resolved": "Alert resolved",
         },
         levels={
             "warning": "due soon",
@@ -99,6 +101,8 @@ WORDING: dict[str, Wording] = {
             "team_lead": "escalated to the team lead",
             "manager": "escalated to the manager",
             "routed": "assigned to you",
+            "critical": "critical",
+            "warning_alert": "warning",
         },
         labels={
             "greeting": "Hi {name},",
@@ -128,6 +132,8 @@ WORDING: dict[str, Wording] = {
             "sla.breached": "Przekroczono SLA",
             "sla.escalated": "Eskalacja SLA",
             "lead.routed": "Nowy lead przypisany",
+            "alert.firing": "Alert aktywny",
+            "alert.resolved": "Alert zakończony",
         },
         levels={
             "warning": "termin wkrótce",
@@ -135,6 +141,8 @@ WORDING: dict[str, Wording] = {
             "team_lead": "eskalacja do lidera zespołu",
             "manager": "eskalacja do kierownika",
             "routed": "przypisany do Ciebie",
+            "critical": "krytyczny",
+            "warning_alert": "ostrzeżenie",
         },
         labels={
             "greeting": "Cześć {name},",
