@@ -307,3 +307,55 @@ async def test_alertmanager_alerts_reach_the_on_call_person_once_each(stack):
     assert len(slack.accepted) == 2  # the two firing alerts as one message, then their end
     first = slack.accepted[0]["text"] + str(slack.accepted[0]["blocks"])
     assert "LeadflowSlaBreaches" in first and "first responses breached on partner" in first
+
+
+async def test_a_throttling_or_refusing_channel_is_retried_then_dead_lettered_and_replayed(
+    stack, tmp_path
+):
+    with SmtpServer(tmp_path / "mail", refused=(REP["email"],)) as smtp:
+        settings = await stack.isolated_settings(
+            smtp_host="127.0.0.1",
+            smtp_port=smtp.port,
+            smtp_starttls=False,
+            notify_digest_window=0,
+            webhook_retry_schedule=(0, 1, 1),
+        )
+        async with SlackWebhookReceiver() as slack, routing_and_notify(settings) as notify:
+            slack.answer, slack.retry_after = "rate_limited", 1
+            lead_id, rep_id = await routed_lead(
+                notify, settings, REP, {"slack_webhook_url": slack.url}
+            )
+            _, breach, _, _ = ladder(lead_id, rep_id, uuid.uuid4())
+            await publish_events(settings, TOPIC_SLA, [breach])
+            # Slack answers 429 with Retry-After: tried again after it, then it is accepted
+            await eventually(lambda: len(slack.refused) >= 2 or None, timeout=30)
+            slack.answer = "ok"
+
+            async def by_channel():
+                found = {n["channel"]: n for n in await notices(notify, lead_id)}
+                done = all(n["state"] in ("sent", "dead") for n in found.values())
+                return found if len(found) == 2 and done else None
+
+            found = await eventually(by_channel, timeout=60)
+            assert found["slack"]["state"] == "sent" and found["slack"]["attempts"] == 3
+            assert len(slack.accepted) == 1
+            # the mail server refuses the rep's address for good (550): dead at once, with why
+            dead = found["email"]
+            assert (dead["state"], dead["attempts"], dead["last_status"]) == ("dead", 1, 550)
+            assert "550" in dead["last_error"]
+            anonymous = await notify.post(f"/v1/notices/{dead['id']}/replay")
+            assert anonymous.status_code == 401
+            replay = await notify.post(f"/v1/notices/{dead['id']}/replay", headers=ADMIN)
+            assert replay.status_code == 202, replay.text
+
+            async def tried_again():
+                again = {n["channel"]: n for n in await notices(notify, lead_id)}["email"]
+                return (
+                    again
+                    if again["state"] == "dead" and again["message_id"] != dead["message_id"]
+                    else None
+                )
+
+            await eventually(tried_again, timeout=60)
+            unknown = await notify.post(f"/v1/notices/{uuid.uuid4()}/replay", headers=ADMIN)
+            assert unknown.status_code == 404
