@@ -212,3 +212,25 @@ async def test_an_endpoint_for_every_team_gets_the_events_of_leads_it_never_saw_
     data = orjson.loads(receiver.received[0][1])["data"]
     assert data["lead"]["lead_id"] == data["lead_id"]  # known only by its id: no context yet
     assert "assignment" not in data
+
+
+async def test_a_team_directory_is_delivered_without_its_channel_webhooks(stack):
+    from leadflow.contracts.events import Person, TeamDirectory
+
+    settings = await stack.isolated_settings()
+    team = uuid.uuid4()
+    directory = TeamDirectory(
+        lead_id=team,
+        team_id=team,
+        team="Inbound",
+        team_lead=Person(name="Tom Lead", email="tom@vendor.example"),
+        slack_webhook_url="https://hooks.slack.com/services/T0/B0/secret",
+        changed_at=datetime.now(UTC),
+    )
+    async with WebhookReceiver() as receiver, service_client("notify", settings) as notify:
+        await subscribe(notify, receiver.url, ["team.*"], filters={"teams": ["Inbound"]})
+        await publish_events(settings, TOPIC_ROUTING, [directory])
+        await eventually(lambda: receiver.received or None, timeout=60)
+    data = orjson.loads(receiver.received[0][1])["data"]
+    assert data["team_lead"]["name"] == "Tom Lead" and "lead" not in data
+    assert "slack_webhook_url" not in data and b"secret" not in receiver.received[0][1]

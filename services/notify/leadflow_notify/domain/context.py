@@ -68,7 +68,9 @@ def body(event_type: str, timestamp: str, context: dict[str, Any] | None, payloa
     (the MQL as routed, else the lead as intake knows it), `assignment` (the lead's team and
     rep) and `sla` (its open clock, when the event is not itself an SLA event). An event that
     is not about a lead (a team's directory) is its payload alone."""
-    data = payload.model_dump(mode="json", exclude={"mql", "calendar"})
+    # A team's channel webhooks are credentials: they stay in notify.
+    secret = {"slack_webhook_url", "teams_webhook_url"}
+    data = payload.model_dump(mode="json", exclude={"mql", "calendar", *secret})
     if context is None:
         return {"type": event_type, "timestamp": timestamp, "data": data}
     lead = dict(context.get("mql") or context.get("snapshot") or {})
