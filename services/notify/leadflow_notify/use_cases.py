@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parseaddr
@@ -177,30 +178,47 @@ def _notices(
     for who in addressees(level, rep_id and str(rep_id), team_id and str(team_id), directory):
         hold = not_before(who.person, level, business_now, rt.settings.notify_quiet_hours)
         at = now + timedelta(seconds=rt.clock.real_seconds(hold - business_now))
-        for channel, target in channels(who.person, directory, email=bool(rt.settings.smtp_host)):
-            reachable = channel != "none"
-            rows.append(
-                {
-                    "id": uuid.uuid4(),
-                    "recipient": who.key,
-                    "person": who.person,
-                    "channel": channel,
-                    "target": target,
-                    "lead_id": payload.lead_id,
-                    "timer_id": payload.timer_id,
-                    "level": level,
-                    "event_type": payload.type,
-                    "notice": notice,
-                    "state": "pending" if reachable else "undeliverable",
-                    "next_attempt_at": at if reachable else None,
-                    "attempts": 0,
-                    "message_id": None,
-                    "last_status": None,
-                    "last_error": None if reachable else "no address for any channel",
-                    "created_at": now,
-                    "sent_at": None,
-                }
-            )
+        rows += notice_rows(
+            who.key,
+            who.person,
+            channels(who.person, directory, email=bool(rt.settings.smtp_host)),
+            notice,
+            timer_id=payload.timer_id,
+            level=level,
+            at=at,
+            now=now,
+        )
+    return rows
+
+
+def notice_rows(
+    recipient: str,
+    person: dict[str, Any],
+    reach: list[tuple[str, str | None]],
+    notice: dict[str, Any],
+    *,
+    timer_id: uuid.UUID,
+    level: str,
+    at: datetime,
+    now: datetime,
+    unreachable: str = "no address for any channel",
+) -> list[dict[str, Any]]:
+    """One notice per channel the person is reached on, due at `at`; none: one row saying so."""
+    rows = []
+    for channel, target in reach:
+        reachable = channel != "none"
+        rows.append(
+            {
+                "id": uuid.uuid4(), "recipient": recipient, "person": person,
+                "channel": channel, "target": target, "lead_id": uuid.UUID(notice["lead_id"]),
+                "timer_id": timer_id, "level": level, "event_type": notice["event_type"],
+                "notice": notice, "state": "pending" if reachable else "undeliverable",
+                "next_attempt_at": at if reachable else None, "attempts": 0,
+                "message_id": None, "last_status": None,
+                "last_error": None if reachable else unreachable,
+                "created_at": now, "sent_at": None,
+            }
+        )  # fmt: skip
     return rows
 
 
@@ -349,12 +367,17 @@ async def record_outcomes(rt: Runtime, sent: list[Sent]) -> None:
         )
 
 
-async def run_deliveries(rt: Runtime) -> None:
-    """Worker: claim due deliveries (SKIP LOCKED, so any number of instances can run) and send them."""
-    # The first dead letter of this process must be visible to increase(): start the series at 0.
-    metrics.webhook_deliveries.labels("dead_lettered")
+async def drain(
+    rt: Runtime,
+    tag: str,
+    idle: float,
+    step: Callable[[httpx.AsyncClient], Awaitable[bool]],
+) -> None:
+    """A sending worker's loop: run `step` (claim, send, record; False when nothing was due)
+    until stopped, waiting between empty passes for `idle` seconds or until a unit of work
+    touching `tag` commits. The HTTP client refuses addresses that are not public."""
     wake = asyncio.Event()
-    rt.db.on_commit(DELIVERIES_TAG, wake.set)  # an event or a replay queued some
+    rt.db.on_commit(tag, wake.set)
     client = guarded_client(
         allow_private=lambda: rt.settings.webhook_allow_private,
         timeout=rt.settings.webhook_read_timeout,
@@ -362,12 +385,23 @@ async def run_deliveries(rt: Runtime) -> None:
     async with client:
         while not rt.stop:
             wake.clear()
-            rows = await claim_due(rt)
-            if rows:
-                sent = await asyncio.gather(*(send_one(client, row) for row in rows))
-                await record_outcomes(rt, list(sent))
-                continue
-            await rt.stop.pause(0.5, wake)
+            if not await step(client):
+                await rt.stop.pause(idle, wake)
+
+
+async def run_deliveries(rt: Runtime) -> None:
+    """Worker: claim due deliveries (SKIP LOCKED, so any number of instances can run) and send them."""
+    # The first dead letter of this process must be visible to increase(): start the series at 0.
+    metrics.webhook_deliveries.labels("dead_lettered")
+
+    async def step(client: httpx.AsyncClient) -> bool:
+        rows = await claim_due(rt)
+        if rows:
+            sent = await asyncio.gather(*(send_one(client, row) for row in rows))
+            await record_outcomes(rt, list(sent))
+        return bool(rows)
+
+    await drain(rt, DELIVERIES_TAG, 0.5, step)  # an event or a replay queued some
 
 
 # --- messages to people -------------------------------------------------------------------
@@ -532,22 +566,15 @@ async def run_notices(rt: Runtime) -> None:
     """Worker: claim due notices as messages, send them (in parallel), record the outcomes."""
     for channel in ("email", "slack", "teams"):  # the series start at 0, for increase()
         metrics.notifications.labels(channel, "sla.breached", "dead_lettered")
-    wake = asyncio.Event()
-    rt.db.on_commit(NOTICES_TAG, wake.set)
-    client = guarded_client(
-        allow_private=lambda: rt.settings.webhook_allow_private,
-        timeout=rt.settings.webhook_read_timeout,
-    )
-    async with client:
-        while not rt.stop:
-            wake.clear()
-            messages = await claim_notices(rt)
-            if messages:
-                outcomes = await asyncio.gather(*(send_message(rt, client, m) for m in messages))
-                for out, outcome in zip(messages, outcomes, strict=True):
-                    await record_message(rt, out, outcome)
-                continue
-            await rt.stop.pause(1.0, wake)
+
+    async def step(client: httpx.AsyncClient) -> bool:
+        messages = await claim_notices(rt)
+        outcomes = await asyncio.gather(*(send_message(rt, client, m) for m in messages))
+        for out, outcome in zip(messages, outcomes, strict=True):
+            await record_message(rt, out, outcome)
+        return bool(messages)
+
+    await drain(rt, NOTICES_TAG, 1.0, step)
 
 
 ONCALL = "oncall"
@@ -582,21 +609,10 @@ async def take_alerts(rt: Runtime, body: AlertmanagerIn) -> AlertsOut:
             "due_at": (alert.endsAt if alert.status == "resolved" else alert.startsAt).isoformat(),
             "timeline_url": alert.generatorURL or body.externalURL or settings.public_url,
         }
-        for channel, target in reach:
-            reachable = channel != "none"
-            rows.append(
-                {
-                    "id": uuid.uuid4(), "recipient": ONCALL, "person": person,
-                    "channel": channel, "target": target, "lead_id": key,
-                    "timer_id": occurrence, "level": alert.status,
-                    "event_type": notice["event_type"], "notice": notice,
-                    "state": "pending" if reachable else "undeliverable",
-                    "next_attempt_at": now if reachable else None, "attempts": 0,
-                    "message_id": None, "last_status": None,
-                    "last_error": None if reachable else "no on-call channel is configured",
-                    "created_at": now, "sent_at": None,
-                }
-            )  # fmt: skip
+        rows += notice_rows(
+            ONCALL, person, reach, notice, timer_id=occurrence, level=alert.status, at=now,
+            now=now, unreachable="no on-call channel is configured",
+        )  # fmt: skip
     async with rt.db.unit_of_work() as session:
         await store.queue_notices(session, rows)
         touch(session, NOTICES_TAG)
