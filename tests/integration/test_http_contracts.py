@@ -543,3 +543,23 @@ async def test_a_bad_filter_is_422_naming_it(services, filters: dict, field: str
     response = await services["notify"].post("/v1/webhook-endpoints", json=body, headers=ADMIN)
     problem = assert_problem(response, 422, "Invalid request")
     assert [e["field"] for e in problem["errors"]] == [field]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/v1/reps", {"name": "A", "email": "not-an-address"}, "email"),
+        ("/v1/reps", {"name": "A", "slack_member_id": "@ola"}, "slack_member_id"),
+        ("/v1/reps", {"name": "A", "teams_upn": "ola"}, "teams_upn"),
+        ("/v1/reps", {"name": "A", "language": "de"}, "language"),
+        ("/v1/teams", {"name": "T", "slack_webhook_url": "hooks.slack.com"}, "slack_webhook_url"),
+        ("/v1/teams", {"name": "T", "team_lead": {"name": "L", "email": "l@"}}, "team_lead.email"),
+        ("/v1/teams", {"name": "T", "manager": {"email": "m@x.example"}}, "manager.name"),
+    ],
+)
+async def test_a_bad_address_or_handle_of_a_person_is_422_naming_it(
+    services, path: str, body: dict, field: str
+):
+    response = await services["routing"].post(path, json=body, headers=ADMIN)
+    problem = assert_problem(response, 422, "Invalid request")
+    assert [e["field"] for e in problem["errors"]] == [field]
