@@ -79,9 +79,10 @@ class Settings(BaseSettings):
     # Seconds a webhook receiver has to answer a delivery before the try counts as failed.
     webhook_read_timeout: float = Field(default=10.0, gt=0)
     hubspot_webhook_url: str | None = None
-    # Where feedback's lead timeline reads routing's decision trace and webhook deliveries
-    # (routing owns them; feedback shows them without copying them).
+    # Where feedback's lead timeline reads routing's decision trace and notify's webhook
+    # deliveries (they own them; feedback shows them without copying them).
     routing_url: str = "http://127.0.0.1:8003"
+    notify_url: str = "http://127.0.0.1:8006"
     # notify's e-mail: the SMTP relay it hands messages to (unset: no e-mail can be sent).
     smtp_host: str | None = Field(default=None, description="SMTP relay host")
     smtp_port: int = Field(default=587, ge=1, le=65535, description="SMTP relay port")

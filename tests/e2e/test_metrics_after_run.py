@@ -83,6 +83,14 @@ async def test_metrics_show_the_run_with_real_values(lead_run):
         )
         == 1
     )
-    for name, samples in (("sla-timer", sla), ("feedback", feedback), ("routing", routing)):
-        published = total(samples, "leadflow_outbox_published_total", service=name)
-        assert published >= 1, name
+    # Each relay publishes after its transaction commits: what the page showed a moment ago
+    # may not be published yet, so each service is scraped until it is.
+    for name in ("sla-timer", "feedback", "routing"):
+
+        async def published(name=name) -> bool:
+            samples = await scrape(http, urls[name])
+            return total(samples, "leadflow_outbox_published_total", service=name) >= 1
+
+        await eventually(
+            published, timeout=30, describe=lambda name=name: f"{name}: nothing published"
+        )

@@ -223,8 +223,9 @@ class Demo:
         self.procs = {
             name: ServiceProcess(name, settings, state / f"{name}.log") for name in SERVICE_ORDER
         }
-        # feedback's timeline reads routing's decision trace and deliveries over its API
+        # feedback's timeline reads routing's decision trace and notify's deliveries over their APIs
         os.environ["LEADFLOW_ROUTING_URL"] = self.procs["routing"].url
+        os.environ["LEADFLOW_NOTIFY_URL"] = self.procs["notify"].url
         say(f"starting the six services (logs in {state}) …")
         await start_all(list(self.procs.values()))
 

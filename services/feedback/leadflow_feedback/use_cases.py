@@ -395,22 +395,30 @@ def plan(inputs: planning.PlanInput) -> dict[str, Any]:
 # --- the review pages ----------------------------------------------------------------------
 
 
-async def from_routing(
-    rt: Runtime, path: str, params: dict[str, str] | None = None
+async def from_service(
+    rt: Runtime, name: str, path: str, params: dict[str, str] | None = None
 ) -> tuple[Any, str | None]:
-    """GET one of routing's read endpoints; (None, a note for the page) when it cannot answer."""
-    url = rt.settings.routing_url.rstrip("/") + path
+    """GET one of routing's or notify's read endpoints; (None, a note for the page) when it
+    cannot answer."""
+    base = rt.settings.routing_url if name == "routing" else rt.settings.notify_url
+    url = base.rstrip("/") + path
     try:
         async with httpx.AsyncClient(timeout=ROUTING_TIMEOUT) as client:
             response = await client.get(url, params=params)
     except httpx.HTTPError as exc:
-        log.warning("routing unavailable", extra={"url": url, "error": type(exc).__name__})
-        return None, f"routing ({rt.settings.routing_url}) did not answer: {type(exc).__name__}"
+        log.warning(f"{name} unavailable", extra={"url": url, "error": type(exc).__name__})
+        return None, f"{name} ({base}) did not answer: {type(exc).__name__}"
     if response.status_code == 404:
         return None, None
     if response.status_code != 200:
-        return None, f"routing answered {response.status_code} for {path}"
+        return None, f"{name} answered {response.status_code} for {path}"
     return response.json(), None
+
+
+async def from_routing(
+    rt: Runtime, path: str, params: dict[str, str] | None = None
+) -> tuple[Any, str | None]:
+    return await from_service(rt, "routing", path, params)
 
 
 async def rep_names(rt: Runtime) -> tuple[dict[str, str], str | None]:
@@ -463,14 +471,16 @@ async def review_page(rt: Runtime, *, week: date | None, team: str | None) -> st
 
 
 async def timeline_page(rt: Runtime, lead_id: uuid.UUID) -> str:
-    """Every event of one lead in order, with routing's decision trace and its deliveries."""
+    """Every event of one lead in order, with routing's decision trace and notify's deliveries."""
     async with rt.db.unit_of_work() as session:
         lead = await store.lead_summary(session, lead_id)
         entries = await store.timeline_of(session, lead_id)
     if lead is None and not entries:
         raise NotFound(f"lead {lead_id} is not known to feedback")
     assignment, note = await from_routing(rt, f"/v1/leads/{lead_id}/assignment")
-    deliveries, delivery_note = await from_routing(rt, "/v1/deliveries", {"lead_id": str(lead_id)})
+    deliveries, delivery_note = await from_service(
+        rt, "notify", "/v1/deliveries", {"lead_id": str(lead_id)}
+    )
     reps, reps_note = await rep_names(rt) if assignment else ({}, None)
     return review.render_timeline(
         lead_id=lead_id,
