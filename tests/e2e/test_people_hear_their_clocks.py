@@ -17,7 +17,7 @@ import asyncio
 import re
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
@@ -88,20 +88,6 @@ def fast_ladder_policy(path: Path) -> Path:
     return path
 
 
-@dataclass
-class ConfiguredService(ServiceProcess):
-    """A service process given, besides the stack's settings, the `LEADFLOW_*` variables of
-    `extra` (the policy file, notify's SMTP relay and message timing)."""
-
-    extra: dict[str, str] = field(default_factory=dict)
-
-    def environment(self) -> dict[str, str]:
-        return {**super().environment(), **self.extra}
-
-    def log_tail(self, lines: int = 40) -> str:
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-
-
 @pytest.fixture
 async def smtp(tmp_path):
     with SmtpServer(tmp_path / "mail") as server:
@@ -123,11 +109,8 @@ async def people_services(stack, smtp, tmp_path):
     settings = await stack.isolated_settings(
         clock_start=CLOCK_START, clock_speed=CLOCK_SPEED, clock_anchor=time.time(), **overrides
     )
-    extra = {f"LEADFLOW_{name.upper()}": str(value).lower() if isinstance(value, bool)
-             else str(value) for name, value in overrides.items()}  # fmt: skip
     procs = {
-        name: ConfiguredService(name, settings, tmp_path / f"{name}.log", extra=extra)
-        for name in SERVICE_ORDER
+        name: ServiceProcess(name, settings, tmp_path / f"{name}.log") for name in SERVICE_ORDER
     }
     try:
         await start_all(list(procs.values()), timeout=120)

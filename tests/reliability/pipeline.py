@@ -35,9 +35,6 @@ class FaultyService(ServiceProcess):
             env[faults.ENV_VAR] = self.fault
         return env
 
-    def log_tail(self, lines: int = 30) -> str:
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-
     async def kill_and_restart(self, down_for: float = 0.0) -> None:
         self.kill()
         self.crashes.append("kill -9")

@@ -4,6 +4,7 @@ or killed (the demo, the benchmarks and the end-to-end tests run them so)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -35,6 +36,13 @@ def settings_env(settings: Settings) -> dict[str, str]:
         env["LEADFLOW_CLOCK_START"] = settings.clock_start.isoformat()
         env["LEADFLOW_CLOCK_SPEED"] = str(settings.clock_speed)
         env["LEADFLOW_CLOCK_ANCHOR"] = str(settings.clock_anchor)
+    # Every other setting given explicitly (a policy file, SMTP, notify's windows …), as the
+    # settings read it from the environment: text as is, anything else as JSON.
+    for name, value in settings.model_dump(mode="json", include=settings.model_fields_set).items():
+        key = f"LEADFLOW_{name.upper()}"
+        if key in env or value is None or name == "api_keys":
+            continue
+        env[key] = value if isinstance(value, str) else json.dumps(value)
     return env
 
 
@@ -80,6 +88,10 @@ class ServiceProcess:
             return httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200
         except httpx.HTTPError:
             return False
+
+    def log_tail(self, lines: int = 30) -> str:
+        """The last lines of the process's log (for a failure's message)."""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
     def kill(self) -> None:
         """kill -9: no shutdown hooks, no flushing; what was not committed is lost."""
