@@ -33,7 +33,7 @@ system-deps: ## Debian packages the tests need (prometheus, alertmanager, chromi
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(SYSTEM_PACKAGES); \
 	fi
 
-run: install ## start PostgreSQL, the broker, migrations, topics and the five services
+run: install ## start PostgreSQL, the broker, migrations, topics and the six services
 	$(VENV)/bin/leadflow run
 
 demo: install ## a simulated week in about 3 minutes: traffic, reps, breaches, the weekly report and the review page

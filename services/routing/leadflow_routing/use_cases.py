@@ -412,10 +412,9 @@ async def current_assignment(rt: Runtime, lead_id: uuid.UUID) -> AssignmentOut:
 
 
 async def erase(session: AsyncSession, lead_ids: list[uuid.UUID], now: datetime) -> None:
-    """What routing keeps of erased leads: assignments and deliveries without personal data,
-    no pending delivery (cancelled rather than sent without the data the sales tool needs),
-    and the leads' ids, so that an MQL arriving after the erasure (`lead.mql` and `lead.erased`
-    travel on different topics) is not routed. A replay finds nothing left.
+    """What routing keeps of erased leads: assignments without personal data, its outbox's
+    events of them forgotten, and the leads' ids, so that an MQL arriving after the erasure
+    (`lead.mql` and `lead.erased` travel on different topics) is not routed.
 
     Serialised with the routing of the same leads (`lock_leads`), so a batch routing one of
     them at the same moment is either seen here or sees the lead erased."""
