@@ -57,7 +57,7 @@ from leadflow_notify.domain.messages import (
     teams_message,
 )
 from leadflow_notify.domain.people import addressees, channels, digest_due, level_of, not_before
-from leadflow_notify.domain.subscriptions import subscribes
+from leadflow_notify.domain.subscriptions import by_type, subscribes
 from leadflow_notify.models import DELIVERIES_TAG, NOTICES_TAG
 from leadflow_notify.schemas import (
     AlertmanagerIn,
@@ -91,25 +91,25 @@ async def take_events(rt: Runtime, session: AsyncSession, received: list[Receive
     } | {item.payload.team_id for item in received if isinstance(item.payload, LeadRouted)}
     directories = {str(k): v for k, v in (await store.directories(session, teams)).items()}
     now = datetime.now(UTC)
-    contexts: dict[uuid.UUID, dict[str, Any]] = {}
+    contexts: dict[uuid.UUID, dict[str, Any]] = {}  # as this unit of work leaves them
+    changed: set[uuid.UUID] = set()
     erased = {lead_id for lead_id, (_, gone) in known.items() if gone}
+    listening = by_type(endpoints)
     queued: list[dict[str, Any]] = []
     told: list[dict[str, Any]] = []
     met: list[uuid.UUID] = []
     for item in received:
         payload, event = item.payload, item.event
         lead_id = payload.lead_id
+        data = payload.model_dump(mode="json")
         if not payload.about_lead:  # a team's directory, a period's judgement
             if isinstance(payload, TeamDirectory):
-                directory = payload.model_dump(mode="json")
-                await store.save_directory(session, payload.team_id, directory, payload.changed_at)
-                directories[str(payload.team_id)] = directory
-            raw = orjson.dumps(body(event.type, event.time.isoformat(), None, payload))
-            queued += [
-                _delivery(endpoint.id, event.id, event.type, lead_id, raw, now)
-                for endpoint in endpoints
-                if subscribes(endpoint, event.type, facts({}, payload))
-            ]
+                await store.save_directory(session, payload.team_id, data, payload.changed_at)
+                directories[str(payload.team_id)] = data
+            wanted = [e.id for e in listening(event.type) if subscribes(e, data)]
+            if wanted:
+                raw = orjson.dumps(body(event.type, event.time.isoformat(), None, data))
+                queued += [_delivery(e, event.id, event.type, lead_id, raw, now) for e in wanted]
             continue
         if lead_id in erased:
             continue
@@ -118,24 +118,30 @@ async def take_events(rt: Runtime, session: AsyncSession, received: list[Receive
             await store.erase_lead(session, lead_id, context, now)
             await store.forget_lead_events(session, [lead_id])
             contexts.pop(lead_id, None)
+            changed.discard(lead_id)
             erased.add(lead_id)
             continue
-        context = updated(context, payload)
-        contexts[lead_id] = context
-        seen = facts(context, payload)
+        new = updated(context, payload, data)
+        if new is not context:
+            contexts[lead_id], context = new, new
+            changed.add(lead_id)
+        candidates = listening(event.type)
         if isinstance(payload, SlaMet):
             met.append(payload.timer_id)
         elif isinstance(payload, SlaEvent):
-            told += _notices(rt, payload, context, seen, directories, now)
+            told += _notices(rt, payload, context, facts(context, data), directories, now)
+        if not candidates:
+            continue
+        seen = facts(context, data)
         wanted = [
             endpoint.id
-            for endpoint in endpoints
-            if subscribes(endpoint, event.type, seen)
+            for endpoint in candidates
+            if subscribes(endpoint, seen)
             # a dead letter is never sent to the endpoint that refused the delivery
             and not (event.type == DEAD_LETTERED and seen.get("endpoint_id") == str(endpoint.id))
         ]
         if wanted:
-            raw = orjson.dumps(body(event.type, event.time.isoformat(), context, payload))
+            raw = orjson.dumps(body(event.type, event.time.isoformat(), context, data))
             queued += [
                 _delivery(endpoint_id, event.id, event.type, lead_id, raw, now)
                 for endpoint_id in wanted
@@ -143,8 +149,8 @@ async def take_events(rt: Runtime, session: AsyncSession, received: list[Receive
     await store.write_events(
         session,
         [
-            {"lead_id": lead_id, "context": context, "erased": False, "updated_at": now}
-            for lead_id, context in sorted(contexts.items())
+            {"lead_id": lead_id, "context": contexts[lead_id], "erased": False, "updated_at": now}
+            for lead_id in sorted(changed)
         ],
         queued,
     )

@@ -17,30 +17,30 @@ from leadflow.contracts.events import (
     SlaMet,
 )
 
-# What a message shows of a lead known only from intake (before it became an MQL): the shape of
-# the lead.mql payload, so a receiver reads one shape.
-SNAPSHOT_FIELDS = (
+# What notify keeps of a lead, from intake's snapshot and then from its MQL: who, at which
+# company, from which source (the shape of those payloads, so a receiver reads one shape).
+LEAD_FIELDS = (
     "email", "first_name", "last_name", "title", "role", "seniority", "company", "source",
 )  # fmt: skip
 ASSIGNMENT_FIELDS = ("assignment_id", "team", "team_id", "rep_id", "rep_name", "reason")
+# Left out of a webhook body: the MQL a lead.routed carries (it is the body's `lead`), the
+# team calendar, and a team's channel webhooks (credentials: they stay in notify).
+NOT_IN_BODY = frozenset({"mql", "calendar", "slack_webhook_url", "teams_webhook_url"})
 
 
-def updated(context: dict[str, Any], payload: Payload) -> dict[str, Any]:
-    """The lead's context after the event (a new dict; the event's own fields win)."""
-    data = payload.model_dump(mode="json")
+def updated(context: dict[str, Any], payload: Payload, data: dict[str, Any]) -> dict[str, Any]:
+    """The lead's context after the event (`data`: the payload as JSON); the same dict when
+    the event changes nothing of it."""
     new = dict(context)
     new["lead_id"] = data["lead_id"]
     match payload:
-        case LeadSnapshot():
-            new["snapshot"] = {k: data[k] for k in SNAPSHOT_FIELDS if k in data}
-        case LeadMql():
-            new["mql"] = data
-            new["score"] = {"fit": data["fit"], "engagement": data["engagement"]}
+        case LeadSnapshot() | LeadMql():
+            new["lead"] = {k: data[k] for k in LEAD_FIELDS if k in data}
+            if isinstance(payload, LeadMql):
+                new["score"] = {"fit": data["fit"], "engagement": data["engagement"]}
         case LeadScored():
             new["score"] = {"fit": data["fit"], "engagement": data["engagement"]}
         case LeadRouted():
-            if data.get("mql"):
-                new["mql"] = data["mql"]
             new["assignment"] = {k: data.get(k) for k in ASSIGNMENT_FIELDS}
         case SlaMet():
             if (context.get("sla") or {}).get("kind") == data["sla"]:
@@ -49,52 +49,54 @@ def updated(context: dict[str, Any], payload: Payload) -> dict[str, Any]:
             new["sla"] = {"kind": data["sla"], "level": data["level"], "due_at": data["due_at"]}
         case LeadStatusChanged():
             new["status"] = data["status"]
-    return new
+    return context if new == context else new
 
 
-def facts(context: dict[str, Any], payload: Payload) -> dict[str, Any]:
+def facts(context: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
     """What subscriptions filter on: the event's fields, completed from the lead's context
     (an SLA event names its team; a status change does not, but the lead has one)."""
-    data = payload.model_dump(mode="json", exclude={"mql", "calendar"})
     assignment = context.get("assignment") or {}
-    for name in ("team", "team_id", "rep_id"):
-        if data.get(name) is None and assignment.get(name) is not None:
-            data[name] = assignment[name]
-    return data
+    missing = {
+        name: assignment[name]
+        for name in ("team", "team_id", "rep_id")
+        if data.get(name) is None and assignment.get(name) is not None
+    }
+    return {**data, **missing} if missing else data
 
 
-def body(event_type: str, timestamp: str, context: dict[str, Any] | None, payload: Payload) -> dict:
-    """The Standard Webhooks message of one event: `data` is the event's payload plus `lead`
-    (the MQL as routed, else the lead as intake knows it), `assignment` (the lead's team and
-    rep) and `sla` (its open clock, when the event is not itself an SLA event). An event that
-    is not about a lead (a team's directory) is its payload alone."""
-    # A team's channel webhooks are credentials: they stay in notify.
-    secret = {"slack_webhook_url", "teams_webhook_url"}
-    data = payload.model_dump(mode="json", exclude={"mql", "calendar", *secret})
+def body(
+    event_type: str, timestamp: str, context: dict[str, Any] | None, data: dict[str, Any]
+) -> dict:
+    """The Standard Webhooks message of one event (`data`: its payload as JSON): the payload
+    plus `lead` (the MQL a lead.routed carries, else the lead as notify knows it),
+    `assignment` (the lead's team and rep) and `sla` (its open clock, when the event is not
+    itself an SLA event). An event that is not about a lead (a team's directory) is its
+    payload alone."""
+    shown = {k: v for k, v in data.items() if k not in NOT_IN_BODY}
     if context is None:
-        return {"type": event_type, "timestamp": timestamp, "data": data}
-    lead = dict(context.get("mql") or context.get("snapshot") or {})
+        return {"type": event_type, "timestamp": timestamp, "data": shown}
+    lead = dict(data.get("mql") or context.get("lead") or {})
     lead["lead_id"] = data["lead_id"]
     if context.get("score"):
         lead.setdefault("fit", context["score"]["fit"])
         lead.setdefault("engagement", context["score"]["engagement"])
     if context.get("erased"):
         lead = without_personal_data(lead)
-    data["lead"] = lead
+    shown["lead"] = lead
     assignment = context.get("assignment")
     if assignment:
-        data["assignment"] = {"id": assignment["assignment_id"], **{
+        shown["assignment"] = {"id": assignment["assignment_id"], **{
             k: assignment[k] for k in ASSIGNMENT_FIELDS if k != "assignment_id"
         }}  # fmt: skip
-    if context.get("sla") and not isinstance(payload, SlaEvent):
-        data["sla"] = context["sla"]
-    return {"type": event_type, "timestamp": timestamp, "data": data}
+    if context.get("sla") and "due_at" not in data:
+        shown["sla"] = context["sla"]
+    return {"type": event_type, "timestamp": timestamp, "data": shown}
 
 
 def notice_of(context: dict[str, Any], payload: SlaEvent, level: str, public_url: str) -> dict:
     """What a message to a person says of this clock level (the fields of
     domain.messages.Notice, as JSON)."""
-    lead = context.get("mql") or context.get("snapshot") or {}
+    lead = context.get("lead") or {}
     name = " ".join(p for p in (lead.get("first_name"), lead.get("last_name")) if p) or None
     source = lead.get("source") or {}
     return {

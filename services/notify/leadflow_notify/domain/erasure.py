@@ -10,9 +10,8 @@ from leadflow.contracts.erasure import without_personal_data
 
 def context_without_personal_data(context: dict[str, Any]) -> dict[str, Any]:
     redacted = dict(context)
-    for name in ("mql", "snapshot"):
-        if isinstance(redacted.get(name), dict):
-            redacted[name] = without_personal_data(redacted[name])
+    if isinstance(redacted.get("lead"), dict):
+        redacted["lead"] = without_personal_data(redacted["lead"])
     redacted["erased"] = True
     return redacted
 

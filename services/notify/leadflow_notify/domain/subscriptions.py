@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import fnmatch
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,11 +27,26 @@ def unknown_patterns(patterns: Iterable[str], known: Iterable[str]) -> list[str]
     return [p for p in patterns if not fnmatch.filter(known, p)]
 
 
-def subscribes(endpoint: EndpointView, event_type: str, data: Mapping[str, Any]) -> bool:
-    """Does the endpoint want this event: a pattern matches its type, the team is the
-    endpoint's (when it names one) and every filter holds (an event without the field fails)."""
-    if not any(fnmatch.fnmatchcase(event_type, p) for p in endpoint.event_types):
-        return False
+def by_type(endpoints: Iterable[EndpointView]) -> Callable[[str], list[EndpointView]]:
+    """The endpoints one of whose patterns matches an event type (worked out once per type)."""
+    endpoints = list(endpoints)
+    known: dict[str, list[EndpointView]] = {}
+
+    def listening(event_type: str) -> list[EndpointView]:
+        if event_type not in known:
+            known[event_type] = [
+                e
+                for e in endpoints
+                if any(fnmatch.fnmatchcase(event_type, p) for p in e.event_types)
+            ]
+        return known[event_type]
+
+    return listening
+
+
+def subscribes(endpoint: EndpointView, data: Mapping[str, Any]) -> bool:
+    """Does an endpoint whose pattern matched the event want it: the team is the endpoint's
+    (when it names one) and every filter holds (an event without the field fails)."""
     if endpoint.team_id is not None and str(data.get("team_id")) != str(endpoint.team_id):
         return False
     for name, wanted in endpoint.filters.items():
