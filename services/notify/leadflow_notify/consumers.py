@@ -1,9 +1,11 @@
-"""Notify's subscription: every event type of every Leadflow topic, in one unit of work per batch."""
+"""Notify's subscriptions: every event type of every Leadflow topic, one consumer group per
+topic, so that a backlog of one producer's events (a burst of intake) never holds back
+another's (a lead.routed waiting to be delivered, an SLA breach to be told)."""
 
 from __future__ import annotations
 
 from leadflow.consumer import Received, Subscription
-from leadflow.contracts.events import PAYLOAD_TYPES
+from leadflow.contracts.events import PAYLOAD_TYPES, TOPIC_PRODUCERS
 from leadflow.service import Runtime
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -14,4 +16,11 @@ def subscriptions(rt: Runtime) -> list[Subscription]:
     async def take_events(session: AsyncSession, received: list[Received]) -> None:
         await use_cases.take_events(rt, session, received)
 
-    return [Subscription("events", takes=tuple(PAYLOAD_TYPES.values()), apply=take_events)]
+    return [
+        Subscription(
+            producer,
+            takes=tuple(m for m in PAYLOAD_TYPES.values() if m.topic == topic),
+            apply=take_events,
+        )
+        for topic, producer in TOPIC_PRODUCERS.items()
+    ]
