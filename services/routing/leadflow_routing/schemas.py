@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from email_validator import EmailNotValidError, validate_email
 from leadflow.text import StorableModel
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, TypeAdapter, field_validator
 
@@ -23,7 +24,6 @@ HHMM = r"^([01][0-9]|2[0-3]):[0-5][0-9]$|^24:00$"
 Span = Annotated[list[str], Field(min_length=2, max_length=2)]  # ["09:00", "17:00"]
 
 
-EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 SLACK_MEMBER = re.compile(r"^[UW][A-Z0-9]{6,}$")
 _url = TypeAdapter(HttpUrl)
 
@@ -51,8 +51,12 @@ class Contact(StorableModel):
     @field_validator("email", "teams_upn")
     @classmethod
     def _address(cls, address: str | None) -> str | None:
-        if address is not None and not EMAIL.match(address):
-            raise ValueError(f"{address!r} is not an e-mail address")
+        if address is None:
+            return None
+        try:
+            validate_email(address, check_deliverability=False)
+        except EmailNotValidError as exc:
+            raise ValueError(f"{address!r} is not an e-mail address: {exc}") from None
         return address
 
     @field_validator("slack_member_id")
