@@ -19,6 +19,7 @@ KEYS = {"admin": ADMIN, "source": SOURCE, "sales": SALES, "marketo": MARKETO}
 HOLDERS = {  # scope -> the test keys that hold it
     "leads:write": {"admin", "source", "marketo"},
     "sales:write": {"admin", "sales"},
+    "alerts:write": {"admin"},
     "admin": {"admin"},
 }
 # Writes that take no API key: platform webhooks carry their own signature (tests/integration/
@@ -31,6 +32,7 @@ SCOPES = {
     ("ingest", "/v1/activities"): "leads:write",
     ("feedback", "/v1/leads/{lead_id}/attempts"): "sales:write",
     ("feedback", "/v1/leads/{lead_id}/status"): "sales:write",
+    ("notify", "/v1/alerts/alertmanager"): "alerts:write",
 }  # everything else: admin
 SERVICES = ("ingest", "scoring", "routing", "sla-timer", "feedback", "notify")
 

@@ -134,7 +134,7 @@ class ReplayOut(BaseModel):
     state: str
 
 
-class AlertIn(BaseModel):
+class AlertIn(StorableModel):
     """One alert of Alertmanager's webhook (payload version 4)."""
 
     model_config = ConfigDict(extra="allow")
@@ -147,8 +147,9 @@ class AlertIn(BaseModel):
     fingerprint: str = Field(min_length=1, max_length=64)
 
 
-class AlertmanagerIn(BaseModel):
-    """Alertmanager's webhook body (version 4); the fields notify does not use are accepted."""
+class AlertmanagerIn(StorableModel):
+    """Alertmanager's webhook body (version 4); the fields notify does not use are accepted
+    (and, like every body, refused with a 422 if they hold what cannot be stored)."""
 
     model_config = ConfigDict(extra="allow")
     version: Literal["4"]

@@ -612,7 +612,7 @@ async def take_alerts(rt: Runtime, body: AlertmanagerIn) -> AlertsOut:
             "score": None,
             "rep_name": None,
             "sla": labels.get("sla"),
-            "due_at": (alert.endsAt if alert.status == "resolved" else alert.startsAt).isoformat(),
+            "due_at": ((alert.status == "resolved" and alert.endsAt) or alert.startsAt).isoformat(),
             "timeline_url": alert.generatorURL or body.externalURL or settings.public_url,
         }
         rows += notice_rows(
