@@ -5,10 +5,15 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
+from leadflow_tools.devstack import die_with_parent, free_port, stop_process, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -119,3 +124,35 @@ def tool(name: str, package: str) -> str:
             pytrace=False,
         )
     return path
+
+
+@contextmanager
+def running(
+    binary: str, args: list[str], workdir: Path, name: str, timeout: float
+) -> Iterator[str]:
+    """A Prometheus-family binary (Prometheus, Alertmanager) listening on a free port, its log in
+    `workdir/<name>.log`, yielded as its base URL once `/-/ready` answers; stopped at the end."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log_path = workdir / f"{name}.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [binary, *args, f"--web.listen-address=127.0.0.1:{port}"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=workdir,
+            preexec_fn=die_with_parent(),
+        )
+        try:
+
+            def ready() -> bool:
+                try:
+                    return httpx.get(f"{url}/-/ready", timeout=1).status_code == 200
+                except httpx.HTTPError:
+                    return False
+
+            wait_for(ready, f"{name} (log {log_path})", timeout, proc)
+            yield url
+        finally:
+            stop_process(proc)

@@ -28,9 +28,10 @@ from deploy_support import (
     DEPLOY,
     alert_rules,
     alertmanager_configs,
+    running,
     tool,
 )
-from leadflow_tools.devstack import die_with_parent, free_port, stop_process, wait_for
+from leadflow_tools.devstack import wait_for
 
 NOTIFY_INTAKE = "/v1/alerts/alertmanager"
 # notify as Compose names it, and as a Service of the namespace `leadflow` in Kubernetes.
@@ -170,35 +171,14 @@ def alertmanager(receiver, tmp_path):
     slack["api_url_file"] = str(secret)
     (tmp_path / "alertmanager.yml").write_text(yaml.safe_dump(config), encoding="utf-8")
 
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = open(tmp_path / "alertmanager.log", "wb")
-    proc = subprocess.Popen(
-        [
-            tool("prometheus-alertmanager", "prometheus-alertmanager"),
-            f"--config.file={tmp_path / 'alertmanager.yml'}",
-            f"--storage.path={tmp_path / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--cluster.listen-address=",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        preexec_fn=die_with_parent(),
-    )
-    try:
-
-        def ready() -> bool:
-            try:
-                return httpx.get(f"{url}/-/ready", timeout=1).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_for(ready, f"alertmanager (log {tmp_path / 'alertmanager.log'})", 60, proc)
+    args = [
+        f"--config.file={tmp_path / 'alertmanager.yml'}",
+        f"--storage.path={tmp_path / 'data'}",
+        "--cluster.listen-address=",
+    ]
+    binary = tool("prometheus-alertmanager", "prometheus-alertmanager")
+    with running(binary, args, tmp_path, "alertmanager", 60) as url:
         yield url
-    finally:
-        stop_process(proc)
-        log.close()
 
 
 def post_alert(alertmanager: str, alert: dict, ends_at: datetime) -> None:

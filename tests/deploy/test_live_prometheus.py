@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import time
 from datetime import UTC, datetime
 
@@ -30,10 +29,10 @@ from deploy_support import (
     names_in,
     recording_rules,
     rule_groups,
+    running,
     tool,
 )
 from leadflow.clock import Clock
-from leadflow_tools.devstack import die_with_parent, free_port, stop_process, wait_for
 from leadflow_tools.registry import SERVICE_ORDER
 from leadflow_tools.supervisor import ServiceProcess, start_all
 from prometheus_client.parser import text_string_to_metric_families
@@ -124,35 +123,12 @@ def prometheus(services, tmp_path_factory):
         ],
     }
     (workdir / "prometheus.yml").write_text(yaml.safe_dump(config), encoding="utf-8")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = open(workdir / "prometheus.log", "wb")
-    proc = subprocess.Popen(
-        [
-            binary,
-            f"--config.file={workdir / 'prometheus.yml'}",
-            f"--storage.tsdb.path={workdir / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        cwd=workdir,
-        preexec_fn=die_with_parent(),
-    )
-    try:
-
-        def ready() -> bool:
-            try:
-                return httpx.get(f"{url}/-/ready", timeout=1).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_for(ready, f"prometheus (log {workdir / 'prometheus.log'})", 120, proc)
+    args = [
+        f"--config.file={workdir / 'prometheus.yml'}",
+        f"--storage.tsdb.path={workdir / 'data'}",
+    ]
+    with running(binary, args, workdir, "prometheus", 120) as url:
         yield url
-    finally:
-        stop_process(proc)
-        log.close()
 
 
 async def api(http: httpx.AsyncClient, prometheus: str, path: str, **params) -> object:
