@@ -43,6 +43,17 @@ outbox_oldest_age = Gauge(
     "Age of the oldest outbox row not yet published (at the last relay pass; 0 when none wait)",
     ["service"],
 )
+outbox_republished = Counter(
+    "leadflow_outbox_republished_total",
+    "Published outbox rows sent again because the broker lost its log",
+    ["service", "topic"],
+)
+broker_resets = Counter(
+    "leadflow_broker_resets_total",
+    "Times a service found that the broker lost its log: a relay whose topic is shorter than "
+    "what it published, or a consumer whose position lies beyond the log end or on another record",
+    ["service", "detector"],
+)
 lead_response = Histogram(
     "leadflow_lead_response_seconds",
     "Business-hours seconds from MQL routed to first contact attempt",
@@ -71,6 +82,25 @@ contact_attempts = Counter(
 leads_ingested = Counter("leadflow_leads_ingested_total", "Leads accepted by ingest", ["outcome"])
 mql_promoted = Counter("leadflow_mql_total", "Leads promoted to MQL", ["kind"])
 leads_routed = Counter("leadflow_leads_routed_total", "Leads routed", ["team", "reason"])
+mql_unassigned = Counter(
+    "leadflow_mql_unassigned_total",
+    "MQLs no rep could take when they arrived; they wait in the unassigned queue",
+    ["team", "reason"],
+)
+unassigned_waiting = Gauge(
+    "leadflow_unassigned_mqls", "MQLs waiting in the unassigned queue for an eligible rep", ["team"]
+)
+unassigned_oldest_age = Gauge(
+    "leadflow_unassigned_oldest_age_seconds",
+    "Real seconds the oldest MQL of the unassigned queue has waited (0 when none waits)",
+    ["team"],
+)
+unassigned_wait = Histogram(
+    "leadflow_unassigned_wait_seconds",
+    "Real seconds an MQL waited in the unassigned queue before a rep was assigned",
+    ["team"],
+    buckets=(1, 10, 60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400, 259200),
+)
 webhook_deliveries = Counter(
     "leadflow_webhook_deliveries_total",
     "Webhook delivery attempts by outcome (delivered, retry, dead_lettered, disabled)",

@@ -118,6 +118,12 @@ class Settings(BaseSettings):
     # of it on the embedded broker, so the tests use the minimum.
     consumer_session_timeout_ms: int = Field(default=10_000, ge=6_000, le=300_000)
     outbox_batch_size: int = Field(default=500, ge=1)
+    # Published outbox rows are kept this long (seconds), so that a relay can send them again
+    # when the broker lost its log; erasure still scrubs personal data from them.
+    outbox_replay_window: int = Field(default=3600, ge=60)
+    # routing: how often the unassigned queue is looked at again for reps that became eligible
+    # (working hours begin, out of office ends); changes through the API look at once.
+    unassigned_recheck_seconds: float = Field(default=30.0, gt=0, le=3600)
     # sla-timer: claims fired at once while a backlog of due timers waits (SKIP LOCKED).
     sla_timer_claimers: int = Field(default=3, ge=1)
     host: str = "127.0.0.1"
