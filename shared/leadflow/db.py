@@ -44,11 +44,43 @@ def service_metadata(schema: str) -> sa.MetaData:
         sa.Column("event_id", UUID(as_uuid=True), primary_key=True),
         sa.Column("processed_at", sa.DateTime(timezone=True), server_default=sa.func.now()),
     )
+    # Where each consumer stands in each partition, written in the transaction of the batch that
+    # got there: the truth a consumer resumes from (the broker's committed offsets are only a
+    # convenience). `record_digest` fingerprints the record just before `next_offset`, so a
+    # consumer can tell that the broker's log under that position is no longer the one it read.
+    sa.Table(
+        "consumer_positions",
+        metadata,
+        sa.Column("consumer", sa.Text, primary_key=True),
+        sa.Column("topic", sa.Text, primary_key=True),
+        sa.Column("partition", sa.Integer, primary_key=True),
+        sa.Column("next_offset", sa.BigInteger, nullable=False),
+        sa.Column("record_digest", sa.BigInteger, nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), server_default=sa.func.now()),
+    )
+    # How far the outbox relay has written each partition: a broker whose log ends before
+    # this lost what was published, and the relay sends its replay window again.
+    sa.Table(
+        "relay_positions",
+        metadata,
+        sa.Column("topic", sa.Text, primary_key=True),
+        sa.Column("partition", sa.Integer, primary_key=True),
+        sa.Column("next_offset", sa.BigInteger, nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), server_default=sa.func.now()),
+    )
     return metadata
 
 
 def kernel_tables(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
     return metadata.tables[f"{metadata.schema}.outbox"], metadata.tables[f"{metadata.schema}.inbox"]
+
+
+def position_tables(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
+    """(consumer_positions, relay_positions) of a service schema."""
+    return (
+        metadata.tables[f"{metadata.schema}.consumer_positions"],
+        metadata.tables[f"{metadata.schema}.relay_positions"],
+    )
 
 
 JSON = JSONB(none_as_null=True)

@@ -69,6 +69,39 @@ def drop_kernel_tables(op, schema: str) -> None:
     op.drop_table("inbox", schema=schema)
 
 
+def create_position_tables(op, schema: str) -> None:
+    """Consumer and relay positions (see leadflow.db.service_metadata)."""
+    op.create_table(
+        "consumer_positions",
+        sa.Column("consumer", sa.Text(), nullable=False),
+        sa.Column("topic", sa.Text(), nullable=False),
+        sa.Column("partition", sa.Integer(), nullable=False),
+        sa.Column("next_offset", sa.BigInteger(), nullable=False),
+        sa.Column("record_digest", sa.BigInteger(), nullable=False),
+        sa.Column(
+            "updated_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=True
+        ),
+        sa.PrimaryKeyConstraint("consumer", "topic", "partition"),
+        schema=schema,
+    )
+    op.create_table(
+        "relay_positions",
+        sa.Column("topic", sa.Text(), nullable=False),
+        sa.Column("partition", sa.Integer(), nullable=False),
+        sa.Column("next_offset", sa.BigInteger(), nullable=False),
+        sa.Column(
+            "updated_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=True
+        ),
+        sa.PrimaryKeyConstraint("topic", "partition"),
+        schema=schema,
+    )
+
+
+def drop_position_tables(op, schema: str) -> None:
+    op.drop_table("relay_positions", schema=schema)
+    op.drop_table("consumer_positions", schema=schema)
+
+
 def run_env(metadata: sa.MetaData) -> None:
     """The body of every service's migrations/env.py."""
     schema = metadata.schema

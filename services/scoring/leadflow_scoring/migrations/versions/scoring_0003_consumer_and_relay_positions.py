@@ -1,0 +1,22 @@
+"""consumer and relay positions kept with the service's state
+
+Revision ID: scoring_0003
+Revises: scoring_0002
+"""
+
+from alembic import op
+
+from leadflow.migrations import create_position_tables, drop_position_tables
+
+revision = "scoring_0003"
+down_revision = "scoring_0002"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    create_position_tables(op, "scoring")
+
+
+def downgrade() -> None:
+    drop_position_tables(op, "scoring")
