@@ -5,7 +5,6 @@ Revises: feedback_0004
 """
 
 from alembic import op
-
 from leadflow.migrations import create_position_tables, drop_position_tables
 
 revision = "feedback_0005"

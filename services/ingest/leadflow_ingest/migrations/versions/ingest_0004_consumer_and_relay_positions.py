@@ -5,7 +5,6 @@ Revises: ingest_0003
 """
 
 from alembic import op
-
 from leadflow.migrations import create_position_tables, drop_position_tables
 
 revision = "ingest_0004"

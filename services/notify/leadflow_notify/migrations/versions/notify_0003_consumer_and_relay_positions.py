@@ -5,7 +5,6 @@ Revises: notify_0002
 """
 
 from alembic import op
-
 from leadflow.migrations import create_position_tables, drop_position_tables
 
 revision = "notify_0003"

@@ -5,7 +5,6 @@ Revises: routing_0007
 """
 
 from alembic import op
-
 from leadflow.migrations import create_position_tables, drop_position_tables
 
 revision = "routing_0008"

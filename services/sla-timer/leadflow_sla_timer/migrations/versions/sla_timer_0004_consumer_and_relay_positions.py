@@ -5,7 +5,6 @@ Revises: sla_timer_0003
 """
 
 from alembic import op
-
 from leadflow.migrations import create_position_tables, drop_position_tables
 
 revision = "sla_timer_0004"
