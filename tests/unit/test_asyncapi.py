@@ -215,6 +215,7 @@ def test_a_service_document_holds_only_the_topics_it_publishes_and_reads() -> No
         "lead.mql",
         "lead.scored",
         "lead.routed",
+        "lead.unassigned",
         "team.directory",
         "lead.contact_attempt",
         "lead.status_changed",

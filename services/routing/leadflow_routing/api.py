@@ -1,4 +1,5 @@
-"""HTTP API of routing: teams, reps, rules, routing configuration, dry runs and assignments."""
+"""HTTP API of routing: teams, reps, rules, routing configuration, dry runs, assignments and the
+leads waiting for a rep."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from leadflow_routing.schemas import (
     TeamIn,
     TeamOut,
     TeamPatch,
+    WaitingOut,
 )
 
 router = APIRouter(prefix="/v1", tags=["routing"])
@@ -102,3 +104,10 @@ async def list_reps(rt: RuntimeDep) -> list[RepOut]:
 @router.get("/leads/{lead_id}/assignment", response_model=AssignmentOut)
 async def get_assignment(lead_id: uuid.UUID, rt: RuntimeDep) -> AssignmentOut:
     return await use_cases.current_assignment(rt, lead_id)
+
+
+@router.get("/unassigned", response_model=list[WaitingOut])
+async def list_unassigned(rt: RuntimeDep) -> list[WaitingOut]:
+    """Leads no rep can take now, oldest first, each with what keeps it waiting; each is
+    assigned (and `lead.routed` sent) as soon as a rep of its team becomes eligible."""
+    return await use_cases.list_waiting(rt)

@@ -1,4 +1,5 @@
-"""Tables of the routing schema: teams, reps, rules, account owners and assignments."""
+"""Tables of the routing schema: teams, reps, rules, account owners, assignments and the leads
+waiting for a rep."""
 
 import uuid
 
@@ -102,4 +103,23 @@ erased_leads = sa.Table(
     metadata,
     sa.Column("lead_id", UUID(as_uuid=True), primary_key=True),
     sa.Column("erased_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# Leads no rep could take when they were routed: each waits here, once, until a rep of its team
+# becomes eligible (the lead's current assignment meanwhile has no rep and holds the MQL and
+# the trace). Nothing personal: an erasure deletes the row.
+unassigned = sa.Table(
+    "unassigned",
+    metadata,
+    sa.Column("lead_id", UUID(as_uuid=True), primary_key=True),
+    # the team that would take the lead; null: no rule claims it and the fallback team has no rep
+    sa.Column("team_id", UUID(as_uuid=True), sa.ForeignKey("teams.id")),
+    sa.Column("reason", sa.Text, nullable=False),  # domain/assignment.py's UnassignedReason
+    # why the lead was being routed (mql, manual, sla_escalation): its lead.routed says it
+    sa.Column("routing_reason", sa.Text, nullable=False),
+    # the rep a reassignment took the lead away from: not given it back
+    sa.Column("away_from", UUID(as_uuid=True)),
+    sa.Column("queued_at", sa.DateTime(timezone=True), nullable=False),
+    # the queue is walked oldest first
+    sa.Index("ix_unassigned_queued", "queued_at", "lead_id"),
 )

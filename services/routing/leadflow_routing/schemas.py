@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from email_validator import EmailNotValidError, validate_email
+from leadflow.contracts.events import UnassignedReason
 from leadflow.text import StorableModel
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, TypeAdapter, field_validator
 
@@ -254,3 +255,14 @@ class AssignmentOut(BaseModel):
     reason: str
     trace: dict[str, Any]
     created_at: datetime
+
+
+class WaitingOut(BaseModel):
+    """A lead waiting in the unassigned queue for a rep of its team to become eligible."""
+
+    lead_id: uuid.UUID
+    team_id: uuid.UUID | None = Field(description="null: no rule claims the lead (no_team)")
+    team: str | None
+    reason: UnassignedReason = Field(description="what keeps the lead from a rep (lead.unassigned)")
+    queued_at: datetime
+    waited_seconds: float = Field(description="seconds since it was queued, on the service clock")

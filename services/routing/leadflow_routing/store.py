@@ -25,12 +25,14 @@ from leadflow_routing.models import (
     reps,
     rules,
     teams,
+    unassigned,
 )
 
 OUTBOX, _ = kernel_tables(metadata)
 ROWS_PER_INSERT = 1000
 
 _ids = sa.bindparam("ids", type_=ARRAY(UUID(as_uuid=True)))
+u = unassigned.c
 _domains = sa.bindparam("domains", type_=ARRAY(sa.Text))
 a = assignments.c
 
@@ -182,6 +184,9 @@ async def write_routing(
     added: list[dict[str, Any]],
     opened_accounts: list[dict[str, Any]],
     positions: list[dict[str, Any]],
+    queued: list[dict[str, Any]],
+    left_queue: list[uuid.UUID],
+    still_waiting: list[dict[str, Any]],
 ) -> None:
     """The rows of a unit of work's routing decisions, one statement per kind."""
     # the closed assignments first: a lead has one current assignment at a time
@@ -193,14 +198,112 @@ async def write_routing(
         await session.execute(_add_accounts, opened_accounts)
     if positions:
         await session.execute(_move_positions, positions)
+    if left_queue:
+        await leave_queue(session, left_queue)
+    if queued:
+        await session.execute(_enqueue, queued)
+    if still_waiting:
+        await session.execute(_rewait, still_waiting)
+
+
+# --- the unassigned queue -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """A lead waiting in the unassigned queue."""
+
+    lead_id: uuid.UUID
+    team_id: uuid.UUID | None
+    reason: str
+    routing_reason: str
+    away_from: uuid.UUID | None
+    queued_at: datetime
+
+
+_enqueue = (
+    insert(unassigned)
+    .on_conflict_do_nothing()
+    .execution_options(insertmanyvalues_page_size=ROWS_PER_INSERT)
+)
+_rewait = (
+    sa.update(unassigned)
+    .where(u.lead_id == sa.bindparam("key"))
+    .values(team_id=sa.bindparam("team"), reason=sa.bindparam("why"))
+)
+_leave_queue = sa.delete(unassigned).where(u.lead_id == sa.any_(_ids))
+_queue_order = (u.queued_at, u.lead_id)
+_waiting_page = sa.select(u.lead_id, u.queued_at).order_by(*_queue_order)
+# The waiting rows of leads whose locks this unit of work holds; another replica's are skipped.
+_lock_waiting = (
+    sa.select(unassigned)
+    .where(u.lead_id == sa.any_(_ids))
+    .order_by(u.lead_id)
+    .with_for_update(skip_locked=True)
+)
+_waiting_with_team = (
+    sa.select(unassigned, teams.c.name.label("team"))
+    .outerjoin(teams, teams.c.id == u.team_id)
+    .order_by(*_queue_order)
+)
+_waiting_by_team = sa.select(
+    u.team_id, sa.func.count().label("n"), sa.func.min(u.queued_at).label("oldest")
+).group_by(u.team_id)
+
+
+def _waiting(row: Row) -> Waiting:
+    return Waiting(
+        row.lead_id, row.team_id, row.reason, row.routing_reason, row.away_from, row.queued_at
+    )
+
+
+async def waiting_page(
+    session: AsyncSession, after: tuple[datetime, uuid.UUID] | None, limit: int
+) -> list[tuple[uuid.UUID, datetime]]:
+    """The next `limit` waiting leads in queue order after `after` (unlocked: a first look)."""
+    query = _waiting_page.limit(limit)
+    if after is not None:
+        query = query.where(sa.tuple_(*_queue_order) > sa.tuple_(*after))
+    return [(r.lead_id, r.queued_at) for r in await session.execute(query)]
+
+
+async def lock_waiting(
+    session: AsyncSession, lead_ids: Iterable[uuid.UUID]
+) -> dict[uuid.UUID, Waiting]:
+    """Of these leads, those still waiting, locked until the transaction ends."""
+    rows = await session.execute(_lock_waiting, {"ids": sorted(set(lead_ids))})
+    return {r.lead_id: _waiting(r) for r in rows}
+
+
+async def leave_queue(session: AsyncSession, lead_ids: Iterable[uuid.UUID]) -> None:
+    ids = sorted(set(lead_ids))
+    if ids:
+        await session.execute(_leave_queue, {"ids": ids})
+
+
+async def waiting_leads(session: AsyncSession) -> Sequence[Row]:
+    """Every waiting lead with its team's name, oldest first."""
+    return (await session.execute(_waiting_with_team)).all()
+
+
+async def waiting_by_team(
+    session: AsyncSession,
+) -> tuple[dict[uuid.UUID | None, tuple[int, datetime]], dict[uuid.UUID, str]]:
+    """How many leads wait for each team (None: no team) and since when the oldest, and every
+    team's name."""
+    waiting = {r.team_id: (r.n, r.oldest) for r in await session.execute(_waiting_by_team)}
+    names = {r.id: r.name for r in await session.execute(sa.select(teams.c.id, teams.c.name))}
+    return waiting, names
 
 
 async def close_open_work(session: AsyncSession, first: dict[uuid.UUID, datetime]) -> None:
-    """Close the open work of each lead at its instant (an assignment closed stays as it is)."""
+    """Close the open work of each lead at its instant (an assignment closed stays as it is);
+    a lead waiting for a rep leaves the queue."""
     if first:
         await session.execute(
             _close_open_work, [{"lead": lead_id, "at": at} for lead_id, at in sorted(first.items())]
         )
+        await leave_queue(session, first)
 
 
 # --- erasure ------------------------------------------------------------------------------
@@ -215,8 +318,9 @@ _redact_assignment = (
 
 
 async def erase_lead(session: AsyncSession, lead_id: uuid.UUID, now: datetime) -> None:
-    """Record the lead erased; redact its assignments."""
+    """Record the lead erased; redact its assignments; it no longer waits for a rep."""
     await session.execute(_record_erased, {"lead_id": lead_id, "erased_at": now})
+    await leave_queue(session, [lead_id])
     redacted = [
         {"key": row.id, "mql": without_personal_data(row.mql)}
         for row in await session.execute(_lead_assignments, {"lead": lead_id})

@@ -8,10 +8,17 @@ lead is then decided in memory in arrival order, each decision moving the round-
 and open-lead counts the next one sees exactly as deciding the leads one by one would; and the
 assignments, accounts, positions and `lead.routed` events are written with one statement
 each (notify delivers `lead.routed`, with the MQL it carries, to the sales tools). A
-reassignment (manual or on escalation) and a dry run take the same path."""
+reassignment (manual or on escalation) and a dry run take the same path.
+
+A lead no rep can take now waits in the unassigned queue (`lead.unassigned`, once per wait)
+instead of being routed to nobody; the worker `unassigned-queue` gives waiting leads a rep,
+oldest first and by the same decision, when one becomes eligible: at once after a change of
+reps, teams or rules, or a lead leaving a rep's open work, and every
+`unassigned_recheck_seconds` for what time brings (working hours)."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import uuid
@@ -26,11 +33,12 @@ from leadflow.contracts.events import (
     LeadMql,
     LeadRouted,
     LeadStatusChanged,
+    LeadUnassigned,
     Person,
     SlaEscalated,
     TeamDirectory,
 )
-from leadflow.db import lock_leads
+from leadflow.db import lock_leads, touch
 from leadflow.errors import Conflict, LeadGone, NotFound, Unprocessable
 from leadflow.service import Runtime
 from sqlalchemy.engine import Row
@@ -48,6 +56,7 @@ from leadflow_routing.domain.assignment import (
     match_rule,
     mql_domain,
     skip_reason,
+    unassigned_reason,
 )
 from leadflow_routing.domain.strategies import UnknownStrategy, strategy_named, strategy_names
 from leadflow_routing.models import FALLBACK_TEAM_ID
@@ -65,10 +74,16 @@ from leadflow_routing.schemas import (
     TeamIn,
     TeamOut,
     TeamPatch,
+    WaitingOut,
 )
 
 log = logging.getLogger(__name__)
 ACCOUNT_OWNER = "account_owner"  # the trace's strategy when the account's owner takes the lead
+NO_TEAM = "none"  # the team label of the queue's metrics for leads no team claims
+# A unit of work that may have made a waiting lead assignable (a rep, team or rule changed, a
+# lead left a rep's open work) touches this: its commit wakes the queue's worker at once.
+QUEUE_TAG = "routing.unassigned"
+WAITING_PAGE = 500  # waiting leads decided per unit of work
 
 # --- routing ------------------------------------------------------------------------------
 
@@ -109,6 +124,10 @@ class Batch:
         position = self.positions[team_id]
         position.next += 1
         return position.next - 1
+
+    def give_back_position(self, team_id: uuid.UUID) -> None:
+        """The last decision's turn goes unused (its lead keeps waiting): the next one gets it."""
+        self.positions[team_id].next -= 1
 
     def assigned(self, rep_id: uuid.UUID | None, at: datetime) -> None:
         """A lead was assigned to the rep: one more open lead, and its last assignment."""
@@ -212,13 +231,19 @@ def decide(
 
 @dataclass
 class Writes:
-    """The rows a unit of work's routing decisions write, in decision order; `write` stores
-    each kind with one statement."""
+    """The rows and events of a unit of work's routing decisions, in decision order; `write`
+    stores each kind with one statement."""
 
     closed: list[dict[str, Any]] = field(default_factory=list)
     assignments: dict[uuid.UUID, dict[str, Any]] = field(default_factory=dict)
     accounts: list[dict[str, Any]] = field(default_factory=list)
     routed: list[LeadRouted] = field(default_factory=list)
+    unassigned: list[LeadUnassigned] = field(default_factory=list)
+    events: list[LeadRouted | LeadUnassigned] = field(default_factory=list)
+    queued: list[dict[str, Any]] = field(default_factory=list)
+    left_queue: list[uuid.UUID] = field(default_factory=list)
+    still_waiting: list[dict[str, Any]] = field(default_factory=list)
+    waits: list[tuple[str, float]] = field(default_factory=list)  # (team, real seconds waited)
 
     def close(self, assignment_id: uuid.UUID, at: datetime) -> None:
         """The assignment is no longer the lead's current one (one made by this unit of work
@@ -229,6 +254,10 @@ class Writes:
         else:
             self.closed.append({"key": assignment_id, "at": at})
 
+    def emit(self, event: LeadRouted | LeadUnassigned) -> None:
+        self.events.append(event)
+        (self.routed if isinstance(event, LeadRouted) else self.unassigned).append(event)
+
     async def write(self, rt: Runtime, session: AsyncSession, batch: Batch) -> None:
         await store.write_routing(
             session,
@@ -236,13 +265,34 @@ class Writes:
             added=list(self.assignments.values()),
             opened_accounts=self.accounts,
             positions=batch.moved_positions(),
+            queued=self.queued,
+            left_queue=self.left_queue,
+            still_waiting=self.still_waiting,
         )
-        await rt.outbox.emit_many(session, [(routed, None) for routed in self.routed])
+        await rt.outbox.emit_many(session, [(event, None) for event in self.events])
         for (team, reason), n in Counter((r.team, r.reason) for r in self.routed).items():
             metrics.count_on_commit(session, metrics.leads_routed.labels(team, reason), n)
+        for (team, reason), n in Counter(
+            (e.team or NO_TEAM, e.reason) for e in self.unassigned
+        ).items():
+            metrics.count_on_commit(session, metrics.mql_unassigned.labels(team, reason), n)
+        if self.waits:
+            metrics.observe_on_commit(
+                session, [(metrics.unassigned_wait.labels(team), s) for team, s in self.waits]
+            )
+
+
+@dataclass
+class Outcome:
+    """A lead's state after a routing decision: its current assignment, and its place in the
+    unassigned queue while no rep has it."""
+
+    current: store.Current
+    waiting: store.Waiting | None = None
 
 
 def assign(
+    rt: Runtime,
     batch: Batch,
     writes: Writes,
     mql: LeadMql,
@@ -251,12 +301,35 @@ def assign(
     now: datetime,
     *,
     current: store.Current | None = None,
-) -> store.Current:
+    waiting: store.Waiting | None = None,
+) -> Outcome:
     """Decide the lead's rep (away from its current one, if any) and add the assignment, the
-    account it opens and `lead.routed` to `writes`; the batch's counts follow
-    the decision. Returns the lead's new current assignment."""
-    routing = decide(batch, mql_json, now, exclude_rep=current.rep_id if current else None)
+    account it opens and `lead.routed` to `writes`; the batch's counts follow the decision.
+
+    When no rep can take the lead, it waits in the unassigned queue (`lead.unassigned`, once
+    per wait; its current assignment has no rep and keeps the trace); a lead waiting already
+    stays as it is, and the round-robin turn its decision took is given back. A waiting lead
+    that finds a rep leaves the queue and is routed as any other, with the reason it was
+    being routed for."""
+    away_from = current.rep_id if current and current.rep_id else None
+    if waiting is not None:
+        away_from = waiting.away_from
+    routing = decide(batch, mql_json, now, exclude_rep=away_from)
     team, decision, trace = routing.team, routing.decision, routing.trace
+    if decision.rep_id is None:
+        why = unassigned_reason(trace.get("considered", []), by_rule=trace["rule"] is not None)
+        team_id = None if why == "no_team" else team.id
+        if waiting is not None:
+            batch.give_back_position(team.id)
+            if (why, team_id) != (waiting.reason, waiting.team_id):
+                writes.still_waiting.append({"key": waiting.lead_id, "team": team_id, "why": why})
+                waiting = dataclasses.replace(waiting, reason=why, team_id=team_id)
+            assert current is not None
+            return Outcome(current, waiting)
+    elif waiting is not None:
+        writes.left_queue.append(waiting.lead_id)
+        writes.waits.append((team.name, rt.clock.real_seconds(now - waiting.queued_at)))
+        trace["waited_since"] = waiting.queued_at.isoformat()
     assignment_id = uuid.uuid4()
     if current is not None:
         writes.close(current.id, now)
@@ -274,16 +347,33 @@ def assign(
         "created_at": now,
         "closed_at": None,
     }
+    assigned = store.Current(assignment_id, decision.rep_id, None, mql_json)
+    if decision.rep_id is None:
+        queued = store.Waiting(mql.lead_id, team_id, why, reason, away_from, now)
+        writes.queued.append(dataclasses.asdict(queued))
+        writes.emit(
+            LeadUnassigned(
+                lead_id=mql.lead_id,
+                team_id=team_id,
+                team=team.name if team_id else None,
+                reason=why,
+                queued_at=now,
+                channel=mql.channel,
+                kind=mql.kind,
+                trace=trace,
+            )
+        )
+        return Outcome(assigned, queued)
     batch.assigned(decision.rep_id, now)
     domain = mql_domain(mql_json)
-    if domain and decision.rep_id is not None and trace.get("strategy") != ACCOUNT_OWNER:
+    if domain and trace.get("strategy") != ACCOUNT_OWNER:
         if batch.accounts.get(domain) is None:
             writes.accounts.append(
                 {"domain": domain, "rep_id": decision.rep_id, "team_id": team.id, "since": now}
             )
             batch.accounts[domain] = Owner(decision.rep_id, team.id)  # in this batch too
     rep = next((r for r in routing.reps if r.id == decision.rep_id), None)
-    writes.routed.append(
+    writes.emit(
         LeadRouted(
             lead_id=mql.lead_id,
             assignment_id=assignment_id,
@@ -299,7 +389,7 @@ def assign(
             mql=mql_json,
         )
     )
-    return store.Current(assignment_id, decision.rep_id, None, mql_json)
+    return Outcome(assigned)
 
 
 async def route_batch(rt: Runtime, session: AsyncSession, mqls: list[LeadMql]) -> None:
@@ -321,7 +411,7 @@ async def route_batch(rt: Runtime, session: AsyncSession, mqls: list[LeadMql]) -
     batch = await prepare(session, [mql_json for _, mql_json in todo])
     writes = Writes()
     for mql, mql_json in todo:
-        assign(batch, writes, mql, mql_json, "mql", rt.clock.now())
+        assign(rt, batch, writes, mql, mql_json, "mql", rt.clock.now())
     await writes.write(rt, session, batch)
 
 
@@ -330,7 +420,13 @@ async def reassign(
 ) -> set[uuid.UUID]:
     """Route the leads again, in order, each away from its current rep (a lead listed twice is
     routed away from the rep it got the first time); returns those that had been routed (the
-    others are left alone)."""
+    others are left alone). A lead waiting for a rep is tried again (it keeps its place in the
+    queue if there is still none); one that no other rep can take now waits in the queue.
+
+    Lock order, as routing a new batch and assigning waiting leads take them: the leads, then
+    their queue rows and current assignments, then the teams."""
+    await lock_leads(session, "routing", lead_ids)
+    waiting = await store.lock_waiting(session, lead_ids)
     currents = await store.lock_current(session, lead_ids)
     todo = [(lead_id, LeadMql.model_validate(currents[lead_id].mql)) for lead_id in lead_ids
             if lead_id in currents]  # fmt: skip
@@ -340,9 +436,15 @@ async def reassign(
     batch = await prepare(session, mql_jsons)
     writes = Writes()
     for (lead_id, mql), mql_json in zip(todo, mql_jsons, strict=True):
-        currents[lead_id] = assign(
-            batch, writes, mql, mql_json, reason, rt.clock.now(), current=currents[lead_id]
-        )
+        outcome = assign(
+            rt, batch, writes, mql, mql_json, reason, rt.clock.now(),
+            current=currents[lead_id], waiting=waiting.get(lead_id),
+        )  # fmt: skip
+        currents[lead_id] = outcome.current
+        if outcome.waiting is not None:
+            waiting[lead_id] = outcome.waiting
+        else:
+            waiting.pop(lead_id, None)
     await writes.write(rt, session, batch)
     return set(currents)
 
@@ -360,12 +462,112 @@ async def reassign_escalated(
 
 async def close_open_work(session: AsyncSession, changes: list[LeadStatusChanged]) -> None:
     """Close the current assignment of each lead a change took out of open work, at the first
-    such change of the unit of work (as one by one: a closed assignment stays as it is)."""
+    such change of the unit of work (as one by one: a closed assignment stays as it is). The
+    rep has a place free again: the unassigned queue is looked at once this commits. A lead
+    that leaves open work while waiting for a rep leaves the queue."""
     first: dict[uuid.UUID, datetime] = {}
     for change in changes:
         if ends_open_work(change.status):
             first.setdefault(change.lead_id, change.changed_at)
-    await store.close_open_work(session, first)
+    if first:
+        await lock_leads(session, "routing", first)
+        await store.close_open_work(session, first)
+        touch(session, QUEUE_TAG)
+
+
+# --- the unassigned queue -----------------------------------------------------------------
+
+
+async def assign_waiting(rt: Runtime) -> int:
+    """Give each waiting lead a rep if one of its team can take it now, oldest first, with the
+    same decision (and trace) as routing it on arrival; returns how many got one.
+
+    The queue is walked a page per unit of work. Each page takes the leads' locks first (as
+    routing, reassigning and erasing them do), then reads their queue rows again, locked
+    (`SKIP LOCKED`): a lead another replica assigned meanwhile has left the queue and is not
+    seen, so no waiting lead is assigned twice."""
+    assigned = 0
+    after: tuple[datetime, uuid.UUID] | None = None
+    while not rt.stop:
+        async with rt.db.unit_of_work() as session:
+            page = await store.waiting_page(session, after, WAITING_PAGE)
+            if not page:
+                break
+            after = (page[-1][1], page[-1][0])
+            lead_ids = [lead_id for lead_id, _ in page]
+            await lock_leads(session, "routing", lead_ids)
+            waiting = await store.lock_waiting(session, lead_ids)
+            currents = await store.lock_current(session, list(waiting))
+            todo = [
+                (waiting[lead_id], currents[lead_id])
+                for lead_id in lead_ids
+                if lead_id in waiting and lead_id in currents
+            ]
+            if todo:
+                mqls = [LeadMql.model_validate(current.mql) for _, current in todo]
+                mql_jsons = [mql.model_dump(mode="json") for mql in mqls]
+                batch = await prepare(session, mql_jsons)
+                writes = Writes()
+                now = rt.clock.now()
+                for (wait, current), mql, mql_json in zip(todo, mqls, mql_jsons, strict=True):
+                    assign(
+                        rt, batch, writes, mql, mql_json, wait.routing_reason, now,
+                        current=current, waiting=wait,
+                    )  # fmt: skip
+                await writes.write(rt, session, batch)
+                assigned += len(writes.routed)
+        if len(page) < WAITING_PAGE:
+            break
+    return assigned
+
+
+async def measure_waiting(rt: Runtime) -> None:
+    """Set the queue's gauges per team: how many leads wait and the real seconds the oldest
+    has waited (every team present, at 0 while none of its leads waits)."""
+    async with rt.db.unit_of_work() as session:
+        waiting, names = await store.waiting_by_team(session)
+    now = rt.clock.now()
+    metrics.unassigned_waiting.clear()
+    metrics.unassigned_oldest_age.clear()
+    for team_id, name in [*names.items(), (None, NO_TEAM)]:
+        n, oldest = waiting.get(team_id, (0, None))
+        age = rt.clock.real_seconds(now - oldest) if oldest is not None else 0.0
+        metrics.unassigned_waiting.labels(name).set(n)
+        metrics.unassigned_oldest_age.labels(name).set(age)
+
+
+async def run_unassigned_queue(rt: Runtime) -> None:
+    """Worker: assign waiting leads whose team has an eligible rep, and keep the queue's
+    gauges. Looks again every `unassigned_recheck_seconds` (working hours begin, out of office
+    ends with time, on the service's clock) and at once when a commit touched `QUEUE_TAG` (a
+    rep, team or rule changed through the API, a lead left a rep's open work)."""
+    wake = rt.state.get(QUEUE_TAG)
+    if wake is None:
+        wake = rt.state[QUEUE_TAG] = asyncio.Event()
+        rt.db.on_commit(QUEUE_TAG, wake.set)
+    while not rt.stop:
+        wake.clear()
+        await assign_waiting(rt)
+        await measure_waiting(rt)
+        await rt.stop.pause(rt.settings.unassigned_recheck_seconds, wake)
+
+
+async def list_waiting(rt: Runtime) -> list[WaitingOut]:
+    """Every lead waiting for a rep, oldest first."""
+    async with rt.db.unit_of_work() as session:
+        rows = await store.waiting_leads(session)
+    now = rt.clock.now()
+    return [
+        WaitingOut(
+            lead_id=r.lead_id,
+            team_id=r.team_id,
+            team=r.team,
+            reason=r.reason,
+            queued_at=r.queued_at,
+            waited_seconds=max((now - r.queued_at).total_seconds(), 0.0),
+        )
+        for r in rows
+    ]
 
 
 async def dry_run(rt: Runtime, body: DryRunIn) -> DryRunOut:
@@ -495,6 +697,7 @@ async def create_team(rt: Runtime, body: TeamIn) -> TeamOut:
         async with rt.db.unit_of_work() as session:
             await store.add_team(session, team_id, body.model_dump())
             await publish_directory(rt, session, [team_id])
+            touch(session, QUEUE_TAG)
     except IntegrityError as exc:
         raise Conflict(f"a team named '{body.name}' exists", field="name") from exc
     return TeamOut(id=team_id, is_fallback=False, **body.model_dump())
@@ -513,6 +716,7 @@ async def change_team(rt: Runtime, team_id: uuid.UUID, body: TeamPatch) -> TeamO
             if row is None:
                 raise NotFound(f"team {team_id} not found")
             await publish_directory(rt, session, [team_id])
+            touch(session, QUEUE_TAG)
     except IntegrityError as exc:
         raise Conflict(f"a team named '{body.name}' exists", field="name") from exc
     return _team_out(row)
@@ -537,17 +741,20 @@ async def create_rep(rt: Runtime, body: RepIn) -> RepOut:
             )
         await store.add_rep(session, rep_id, values)
         await publish_directory(rt, session, [values["team_id"]])
+        touch(session, QUEUE_TAG)
     return RepOut(id=rep_id, **values)
 
 
 async def change_rep(rt: Runtime, rep_id: uuid.UUID, body: RepPatch) -> RepOut:
-    """Out of office, inactive, capacity or weight changes take effect on the next lead."""
+    """Out of office, inactive, capacity or weight changes take effect on the next lead, and on
+    the leads waiting for a rep as soon as this commits."""
     changes = body.model_dump(exclude_unset=True, exclude_none=True)
     async with rt.db.unit_of_work() as session:
         row = await store.change_rep(session, rep_id, changes)
         if row is None:
             raise NotFound(f"rep {rep_id} not found")
         await publish_directory(rt, session, [row.team_id])
+        touch(session, QUEUE_TAG)
     return RepOut.model_validate(row._asdict())
 
 
@@ -567,6 +774,7 @@ async def create_rule(rt: Runtime, body: RuleIn) -> RuleOut:
                 await store.add_rule(session, rule_id, body.model_dump())
         except IntegrityError as exc:
             raise Conflict(f"a rule named '{body.name}' exists", field="name") from exc
+        touch(session, QUEUE_TAG)
     return RuleOut(id=rule_id, **body.model_dump())
 
 
@@ -579,6 +787,7 @@ async def list_rules(rt: Runtime) -> list[RuleOut]:
 async def delete_rule(rt: Runtime, rule_id: uuid.UUID) -> None:
     async with rt.db.unit_of_work() as session:
         deleted = await store.delete_rule(session, rule_id)
+        touch(session, QUEUE_TAG)
     if not deleted:
         raise NotFound(f"rule {rule_id} not found")
 
@@ -624,6 +833,7 @@ async def load_routing_config(rt: Runtime, body: RoutingConfig) -> RoutingConfig
             values["team_id"] = team_of(rule.team, f"rules.{index}.team")
             await store.add_rule(session, uuid.uuid4(), values)
         await publish_directory(rt, session, team_ids.values())
+        touch(session, QUEUE_TAG)
     return RoutingConfigOut(
         teams=len(body.teams), reps_created=created, reps_updated=updated, rules=len(body.rules)
     )

@@ -213,6 +213,39 @@ class LeadRouted(Payload):
     mql: dict[str, Any] | None = None
 
 
+# Why a lead waits unassigned (see LeadUnassigned).
+UnassignedReason = Literal[
+    "no_team",
+    "no_reps",
+    "all_inactive",
+    "all_out_of_office",
+    "outside_working_hours",
+    "at_capacity",
+]
+
+
+class LeadUnassigned(Payload):
+    """No rep can take the MQL (or PQL) now: it waits in routing's unassigned queue, and its
+    `lead.routed` follows when a rep of the team becomes eligible. Sent once per wait.
+
+    `reason` is one blocker, never a mix: `no_team` (no rule claims the lead and the fallback
+    team has no rep; `team_id` and `team` are null), `no_reps` (the team has no rep), else the
+    reason of the rep closest to eligible, in this precedence: `outside_working_hours` (hours
+    begin at a known instant), `at_capacity` (a place frees when a lead leaves open work),
+    `all_out_of_office`, `all_inactive`. `trace` is the routing decision's trace (rules tried,
+    each rep considered and why it was passed over)."""
+
+    type = "lead.unassigned"
+    topic = TOPIC_ROUTING
+    team_id: uuid.UUID | None = None
+    team: str | None = None
+    reason: UnassignedReason
+    queued_at: datetime
+    channel: Channel = "inbound"
+    kind: Literal["mql", "pql"] = "mql"
+    trace: dict[str, Any] = Field(default_factory=dict)
+
+
 class Person(BaseModel):
     """Someone Leadflow tells things: a rep, a team lead or a manager, and how to reach them."""
 
@@ -366,6 +399,7 @@ PAYLOAD_TYPES: dict[str, type[Payload]] = {
         LeadScored,
         LeadMql,
         LeadRouted,
+        LeadUnassigned,
         TeamDirectory,
         WebhookDeadLettered,
         SlaWarning,

@@ -9,6 +9,8 @@ from datetime import datetime, time
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from leadflow.contracts.events import UnassignedReason
+
 # What a rule may test, and where on the MQL each value is found.
 RULE_FIELDS: dict[str, tuple[str, ...]] = {
     "channel": ("channel",),
@@ -144,16 +146,55 @@ def considered(rep: RepView, reason: str | None, **extra: Any) -> dict:
 
 
 def first_eligible(turns: list[RepView], now: datetime | None) -> Decision:
-    """Walk the reps in turn order; the first eligible one gets the lead. Every rep is in the
-    trace with the reason it could not take a lead now (if any), whether its turn was reached,
-    and which one was chosen."""
+    """Walk the reps in turn order; the first eligible one gets the lead (a rep at capacity
+    is passed over, as load balancing does). Every rep is in the trace with the reason it could
+    not take a lead now (if any), its load, whether its turn was reached, and which one was
+    chosen."""
     entries: list[dict] = []
     chosen = None
     for rep in turns:
-        reason = skip_reason(rep, now)
+        reason = skip_reason(rep, now, check_capacity=True)
         reached = chosen is None
         picked = reached and reason is None
         if picked:
             chosen = rep.id
-        entries.append(considered(rep, reason, chosen=picked, reached=reached))
+        entries.append(
+            considered(
+                rep,
+                reason,
+                chosen=picked,
+                reached=reached,
+                open_leads=rep.open_leads,
+                capacity=rep.capacity,
+            )
+        )
     return Decision(chosen, entries)
+
+
+# A rep's own reason, from the one that clears soonest to the one that clears last: working
+# hours begin at a known instant, a full rep frees a place as soon as one of its leads leaves
+# open work, out of office ends when the rep comes back, and an inactive rep needs an admin.
+# When a team's reps are passed over for different reasons, the lead waits for the rep
+# closest to eligible: the first of these among them.
+WAIT_PRECEDENCE: tuple[tuple[str, UnassignedReason], ...] = (
+    ("outside_working_hours", "outside_working_hours"),
+    ("at_capacity", "at_capacity"),
+    ("out_of_office", "all_out_of_office"),
+    ("inactive", "all_inactive"),
+)
+
+
+def unassigned_reason(considered_reps: list[dict], *, by_rule: bool) -> UnassignedReason:
+    """Why nobody of the team took the lead, from the decision trace's `considered` entries.
+
+    `no_team`: no rule claimed the lead and the fallback team has no rep; `no_reps`: the team
+    has no rep to consider (a rep the lead is being reassigned away from does not count);
+    otherwise the reason of the rep closest to eligible, by `WAIT_PRECEDENCE` (one reason,
+    never a mix)."""
+    skipped = {entry.get("skipped") for entry in considered_reps} - {None, "reassigned_from"}
+    if not skipped:
+        return "no_reps" if by_rule else "no_team"
+    for rep_reason, reason in WAIT_PRECEDENCE:
+        if rep_reason in skipped:
+            return reason
+    return "no_reps"

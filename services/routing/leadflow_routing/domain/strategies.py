@@ -70,7 +70,8 @@ def strategy_named(name: str) -> Strategy:
 
 @strategy("round_robin")
 def round_robin(reps: list[RepView], position: int = 0, now: datetime | None = None) -> Decision:
-    """The rep at `position` in a stable order (by id), skipping ineligible ones.
+    """The rep at `position` in a stable order (by id), skipping ineligible ones and reps at
+    capacity.
 
     `position` is a counter shared by every routing instance (kept in the database), so the
     rotation stays fair across restarts and across instances.
@@ -99,7 +100,8 @@ def weighted_order(reps: list[RepView]) -> list[RepView]:
 @strategy("weighted")
 def weighted(reps: list[RepView], position: int = 0, now: datetime | None = None) -> Decision:
     """Round robin over the weighted cycle: over any full cycle a rep of weight 3 gets three
-    leads for each one a rep of weight 1 gets; an ineligible rep's turn passes on."""
+    leads for each one a rep of weight 1 gets; an ineligible rep's turn, or a full one's,
+    passes on."""
     cycle = weighted_order(reps)
     turns: list[RepView] = []
     for offset in range(len(cycle)):
@@ -134,7 +136,7 @@ def least_recently_assigned(
     """The eligible rep who has waited longest since their last assignment gets the lead; a
     rep never assigned has waited longest of all. Ties (never assigned, or last assigned at
     the same instant) go to the lower rep id, as round robin orders. Like round robin it
-    takes no account of capacity; the position plays no part."""
+    passes over reps at capacity; the position plays no part."""
     ordered = sorted(
         reps,
         key=lambda r: (r.last_assigned_at is not None, r.last_assigned_at or _NEVER, str(r.id)),
