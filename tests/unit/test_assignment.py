@@ -8,8 +8,16 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from leadflow.contracts.events import UnassignedReason
 from leadflow_routing import schemas
-from leadflow_routing.domain.assignment import RepView, RuleView, in_working_hours, match_rule
+from leadflow_routing.domain.assignment import (
+    WAIT_PRECEDENCE,
+    RepView,
+    RuleView,
+    in_working_hours,
+    match_rule,
+    unassigned_reason,
+)
 from leadflow_routing.domain.strategies import (
     STRATEGIES,
     UnknownStrategy,
@@ -191,3 +199,61 @@ def test_least_recently_assigned_takes_everyone_in_turn(n, rounds):
     first_round = picks[:n]
     assert first_round == sorted(first_round, key=str)
     assert picks == first_round * rounds
+
+
+# --- capacity and the reason a lead waits --------------------------------------------------
+
+
+@pytest.mark.parametrize("pick", [round_robin, weighted, least_recently_assigned])
+def test_a_rep_at_capacity_is_passed_over_and_the_trace_says_so(pick):
+    full = rep("full", capacity=2, open_leads=2)
+    free = rep("free", capacity=2, open_leads=1)
+    for position in range(4):
+        decision = pick([full, free], position, MONDAY_NOON_UTC)
+        assert decision.rep_id == free.id
+        entries = {c["name"]: c for c in decision.considered}
+        if entries["full"]["reached"]:
+            assert entries["full"]["skipped"] == "at_capacity"
+        assert (entries["full"]["open_leads"], entries["full"]["capacity"]) == (2, 2)
+
+
+@pytest.mark.parametrize("pick", [round_robin, weighted])
+def test_a_team_whose_reps_are_all_full_finds_nobody(pick):
+    reps = [rep("a", capacity=1, open_leads=1), rep("b", weight=3, capacity=0)]
+    decision = pick(reps, 5, MONDAY_NOON_UTC)
+    assert decision.rep_id is None
+    assert {c["skipped"] for c in decision.considered} == {"at_capacity"}
+
+
+def test_weighted_gives_a_full_reps_turns_to_the_others_and_takes_it_back_when_freed():
+    heavy = rep("heavy", weight=3, capacity=5, open_leads=5)
+    light = rep("light", weight=1)
+    cycle = len(weighted_order([heavy, light]))
+    assert {weighted([heavy, light], p).rep_id for p in range(cycle)} == {light.id}
+    freed = rep("heavy", weight=3, capacity=5, open_leads=4)
+    picks = Counter(weighted([freed, light], p).rep_id for p in range(cycle))
+    assert picks == {freed.id: 3, light.id: 1}
+
+
+@pytest.mark.parametrize(
+    ("skips", "by_rule", "reason"),
+    [
+        ([], False, "no_team"),
+        ([], True, "no_reps"),
+        (["reassigned_from"], True, "no_reps"),
+        (["inactive", "inactive"], True, "all_inactive"),
+        (["out_of_office"], False, "all_out_of_office"),
+        (["out_of_office", "inactive"], True, "all_out_of_office"),
+        (["inactive", "at_capacity", "out_of_office"], True, "at_capacity"),
+        (["at_capacity", "outside_working_hours"], True, "outside_working_hours"),
+        (["reassigned_from", "outside_working_hours", "inactive"], True, "outside_working_hours"),
+    ],
+)
+def test_a_waiting_lead_has_one_reason_the_rep_closest_to_eligible(skips, by_rule, reason):
+    considered = [{"name": f"r{i}", "skipped": why} for i, why in enumerate(skips)]
+    assert unassigned_reason(considered, by_rule=by_rule) == reason
+
+
+def test_every_reason_a_lead_waits_is_one_the_event_accepts():
+    accepted = set(typing.get_args(UnassignedReason))
+    assert {reason for _, reason in WAIT_PRECEDENCE} | {"no_team", "no_reps"} == accepted
