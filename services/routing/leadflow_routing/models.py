@@ -120,6 +120,7 @@ unassigned = sa.Table(
     # the rep a reassignment took the lead away from: not given it back
     sa.Column("away_from", UUID(as_uuid=True)),
     sa.Column("queued_at", sa.DateTime(timezone=True), nullable=False),
-    # the queue is walked oldest first
-    sa.Index("ix_unassigned_queued", "queued_at", "lead_id"),
+    # arrival order: leads queued by one decision batch share `queued_at`; the queue is walked
+    # in this order, oldest first
+    sa.Column("seq", sa.BigInteger, sa.Identity(always=True), nullable=False, unique=True),
 )

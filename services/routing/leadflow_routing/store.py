@@ -232,8 +232,7 @@ _rewait = (
     .values(team_id=sa.bindparam("team"), reason=sa.bindparam("why"))
 )
 _leave_queue = sa.delete(unassigned).where(u.lead_id == sa.any_(_ids))
-_queue_order = (u.queued_at, u.lead_id)
-_waiting_page = sa.select(u.lead_id, u.queued_at).order_by(*_queue_order)
+_waiting_page = sa.select(u.lead_id, u.seq).order_by(u.seq)
 # The waiting rows of leads whose locks this unit of work holds; another replica's are skipped.
 _lock_waiting = (
     sa.select(unassigned)
@@ -244,7 +243,7 @@ _lock_waiting = (
 _waiting_with_team = (
     sa.select(unassigned, teams.c.name.label("team"))
     .outerjoin(teams, teams.c.id == u.team_id)
-    .order_by(*_queue_order)
+    .order_by(u.seq)
 )
 _waiting_by_team = sa.select(
     u.team_id, sa.func.count().label("n"), sa.func.min(u.queued_at).label("oldest")
@@ -258,13 +257,12 @@ def _waiting(row: Row) -> Waiting:
 
 
 async def waiting_page(
-    session: AsyncSession, after: tuple[datetime, uuid.UUID] | None, limit: int
-) -> list[tuple[uuid.UUID, datetime]]:
-    """The next `limit` waiting leads in queue order after `after` (unlocked: a first look)."""
-    query = _waiting_page.limit(limit)
-    if after is not None:
-        query = query.where(sa.tuple_(*_queue_order) > sa.tuple_(*after))
-    return [(r.lead_id, r.queued_at) for r in await session.execute(query)]
+    session: AsyncSession, after: int, limit: int
+) -> list[tuple[uuid.UUID, int]]:
+    """The next `limit` waiting leads (with their place) in queue order after the place `after`
+    (unlocked: a first look)."""
+    query = _waiting_page.where(u.seq > after).limit(limit)
+    return [(r.lead_id, r.seq) for r in await session.execute(query)]
 
 
 async def lock_waiting(

@@ -487,13 +487,13 @@ async def assign_waiting(rt: Runtime) -> int:
     (`SKIP LOCKED`): a lead another replica assigned meanwhile has left the queue and is not
     seen, so no waiting lead is assigned twice."""
     assigned = 0
-    after: tuple[datetime, uuid.UUID] | None = None
+    after = 0
     while not rt.stop:
         async with rt.db.unit_of_work() as session:
             page = await store.waiting_page(session, after, WAITING_PAGE)
             if not page:
                 break
-            after = (page[-1][1], page[-1][0])
+            after = page[-1][1]
             lead_ids = [lead_id for lead_id, _ in page]
             await lock_leads(session, "routing", lead_ids)
             waiting = await store.lock_waiting(session, lead_ids)

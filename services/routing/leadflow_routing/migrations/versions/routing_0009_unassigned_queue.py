@@ -22,15 +22,13 @@ def upgrade() -> None:
         sa.Column("routing_reason", sa.Text(), nullable=False),
         sa.Column("away_from", sa.UUID(), nullable=True),
         sa.Column("queued_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("seq", sa.BigInteger(), sa.Identity(always=True), nullable=False),
         sa.ForeignKeyConstraint(["team_id"], ["routing.teams.id"]),
         sa.PrimaryKeyConstraint("lead_id"),
+        sa.UniqueConstraint("seq"),
         schema="routing",
-    )
-    op.create_index(
-        "ix_unassigned_queued", "unassigned", ["queued_at", "lead_id"], schema="routing"
     )
 
 
 def downgrade() -> None:
-    op.drop_index("ix_unassigned_queued", table_name="unassigned", schema="routing")
     op.drop_table("unassigned", schema="routing")
