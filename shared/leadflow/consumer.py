@@ -30,6 +30,7 @@ from leadflow.contracts.events import CloudEvent, Payload, dlq_topic
 from leadflow.db import Database, is_transient
 from leadflow.kafka import TopicLayout, create_topics
 from leadflow.loops import Stop
+from leadflow.positions import Positions
 from leadflow.retry import exponential_backoff
 
 log = logging.getLogger(__name__)
@@ -103,15 +104,20 @@ class _Poison(Exception):
 class _Membership(ConsumerRebalanceListener):
     """Remembers the last completed group assignment: `partitions` is None until the member
     joined its group, then how many partitions it got (0 when the group has more members than
-    partitions). A rebalance in progress keeps the last count."""
+    partitions). A rebalance in progress keeps the last count. With `positions`, assigned
+    partitions resume where the database says."""
 
-    def __init__(self) -> None:
+    def __init__(self, runner: ConsumerRunner | None = None) -> None:
         self.partitions: int | None = None
+        self.runner = runner
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        return None
+        if self.runner is not None and self.runner.positions is not None:
+            self.runner.positions.revoked(revoked)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        if self.runner is not None:
+            await self.runner.resume(assigned)
         self.partitions = len(assigned)
 
 
@@ -163,6 +169,10 @@ class ConsumerRunner:
         self.base_backoff = base_backoff
         self.consumer: AIOKafkaConsumer | None = None
         self._membership = _Membership()
+        # Partition positions kept with the state (when the schema has the table).
+        self.positions = Positions.of(
+            inbox, db, consumer=subscription.name, service=service, bootstrap=bootstrap
+        )
         self.running = False  # the consume loop is alive (not crashed, not stopped)
         self.processed = 0
         self.lag_interval = lag_interval
@@ -207,7 +217,7 @@ class ConsumerRunner:
             heartbeat_interval_ms=self.session_timeout_ms // 5,
             max_poll_interval_ms=300_000,
         )
-        self._membership = _Membership()
+        self._membership = _Membership(self)
         consumer.subscribe([self.prefix + t for t in self.sub.topics], listener=self._membership)
         self.consumer = consumer
         try:
@@ -222,6 +232,9 @@ class ConsumerRunner:
         """Leave the group; a member stuck mid-join is abandoned after `grace` seconds (the broker
         expires it after the session timeout)."""
         consumer, self.consumer = self.consumer, None
+        if self.positions is not None:
+            with contextlib.suppress(KafkaError, OSError, TimeoutError):
+                await asyncio.wait_for(self.positions.close(), grace)
         if consumer is None:
             return
         try:
@@ -241,8 +254,29 @@ class ConsumerRunner:
         finally:
             self.running = False
 
+    async def resume(self, assigned: set[TopicPartition]) -> None:
+        """Seek newly assigned partitions to the positions stored with the state. The database
+        being away holds the join (nothing could be processed meanwhile) for a while, then
+        the partitions start from the broker's committed offsets."""
+        if self.positions is None or self.consumer is None or not assigned:
+            return
+        for attempt in range(1, 31):
+            try:
+                await self.positions.resume(self.consumer, assigned)
+                return
+            except Exception as exc:
+                if not is_transient(exc) or attempt == 30 or self.stop_signal:
+                    log.error(
+                        "stored positions not read; partitions start from the broker's offsets",
+                        extra={"consumer": self.group, "error": repr(exc)},
+                    )
+                    return
+                await self.stop_signal.pause(exponential_backoff(attempt, self.base_backoff))
+
     async def _consume(self) -> None:
         while not self.stop_signal:
+            if self.positions is not None:
+                await self.positions.verify(self.consumer)
             batches = await self.consumer.getmany(timeout_ms=500, max_records=self.batch_size)
             await self._measure_lag(batches)
             records = [r for recs in batches.values() for r in recs]
@@ -266,6 +300,24 @@ class ConsumerRunner:
                 # not take the commit in time; the events may be read again and the inbox
                 # turns them into no-ops.
                 log.warning("offset commit failed", extra={"error": repr(exc)})
+
+    async def _passed(self, records: list[ConsumerRecord]) -> None:
+        """Store that these records are done with outside a batch (a dead letter): retried
+        while the database is away, since the record is otherwise dead-lettered again."""
+        if self.positions is None:
+            return
+        attempt = 0
+        while not self.stop_signal:
+            attempt += 1
+            try:
+                async with self.db.unit_of_work() as session:
+                    await self.positions.record(session, records)
+                self.positions.advance(records)
+                return
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                await self.stop_signal.pause(exponential_backoff(attempt, self.base_backoff))
 
     async def _measure_lag(self, batches: dict[TopicPartition, list[ConsumerRecord]]) -> None:
         """Refresh the lag gauge (at most every `lag_interval` s): per subscribed topic, the events
@@ -373,6 +425,10 @@ class ConsumerRunner:
                 )
             if received:
                 await self._apply(records, received, session)
+            if self.positions is not None:
+                await self.positions.record(session, records)
+        if self.positions is not None:
+            self.positions.advance(records)
         self.processed += len(records)
         for event_type, outcome in outcomes:
             metrics.events_consumed.labels(self.service, self.sub.name, event_type, outcome).inc()
@@ -482,6 +538,7 @@ class ConsumerRunner:
         metrics.events_consumed.labels(
             self.service, self.sub.name, "unknown", "dead_lettered"
         ).inc()
+        await self._passed([record])
         log.error(
             "event dead-lettered",
             extra={

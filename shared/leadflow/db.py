@@ -46,8 +46,8 @@ def service_metadata(schema: str) -> sa.MetaData:
     )
     # Where each consumer stands in each partition, written in the transaction of the batch that
     # got there: the truth a consumer resumes from (the broker's committed offsets are only a
-    # convenience). `record_digest` fingerprints the record just before `next_offset`, so a
-    # consumer can tell that the broker's log under that position is no longer the one it read.
+    # convenience). The anchor is a record read before, at a position checked since: when the
+    # broker's log no longer holds it, the broker lost the log the consumer read.
     sa.Table(
         "consumer_positions",
         metadata,
@@ -55,7 +55,8 @@ def service_metadata(schema: str) -> sa.MetaData:
         sa.Column("topic", sa.Text, primary_key=True),
         sa.Column("partition", sa.Integer, primary_key=True),
         sa.Column("next_offset", sa.BigInteger, nullable=False),
-        sa.Column("record_digest", sa.BigInteger, nullable=False),
+        sa.Column("anchor_offset", sa.BigInteger),
+        sa.Column("anchor_digest", sa.BigInteger),
         sa.Column("updated_at", sa.DateTime(timezone=True), server_default=sa.func.now()),
     )
     # How far the outbox relay has written each partition: a broker whose log ends before

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError
 
@@ -93,3 +96,107 @@ async def create_topics(
                 raise RuntimeError(f"cannot create topic {name}: {message} (error {code})")
     finally:
         await admin.close()
+
+
+def record_digest(record: ConsumerRecord) -> int:
+    """A 64-bit fingerprint of a record's key and value (a signed bigint for PostgreSQL): tells
+    whether the record at an offset is still the one read there before."""
+    digest = hashlib.blake2b(digest_size=8)
+    digest.update(record.key or b"")
+    digest.update(b"\0")
+    digest.update(record.value or b"")
+    return int.from_bytes(digest.digest(), "big", signed=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Look:
+    """What a partition's log holds at an offset asked for: the first record found from there
+    (`offset` is another offset when the asked one is gone: the log starts later or ends
+    before it), or none, with the log's end as the broker reported it (`end`, if it did)."""
+
+    offset: int | None
+    digest: int | None
+    end: int | None
+
+
+class LogInspector:
+    """Looks at partitions' logs apart from any consumer group: what record stands at an offset.
+    Consumers and relays ask it whether the broker still holds the log they read or wrote, or
+    lost it (an in-memory broker that restarted).
+
+    Only fetches are used: the embedded broker's ListOffsets answer for the log's end is the
+    last batch's first offset plus one, short of the end when that batch held several records;
+    the high watermark a fetch reports is right."""
+
+    def __init__(self, bootstrap: str, client_id: str) -> None:
+        self.bootstrap = bootstrap
+        self.client_id = client_id
+
+    def _client(self) -> AIOKafkaConsumer:
+        """A client of its own for each look: nothing fetched for one look (or before a broker
+        restart) can reach the next."""
+        return AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            client_id=self.client_id,
+            group_id=None,
+            enable_auto_commit=False,
+            # An offset the log does not hold (any more) is read from the log's start, so the
+            # first record found tells what happened.
+            auto_offset_reset="earliest",
+            max_partition_fetch_bytes=1 << 20,
+            fetch_max_wait_ms=100,
+            request_timeout_ms=10_000,
+        )
+
+    async def close(self) -> None:
+        """Nothing stays open between looks."""
+
+    async def look(
+        self, offsets: Mapping[TopicPartition, int], within: float = 3.0
+    ) -> dict[TopicPartition, Look]:
+        """What stands at each offset. A partition that returned nothing `within` seconds is
+        reported with its end when that lies at or before the offset, and left out otherwise
+        (not known)."""
+        if not offsets:
+            return {}
+        found: dict[TopicPartition, Look] = {}
+        consumer = self._client()
+        await start_with_retry(consumer, self.client_id, attempts=2)
+        try:
+            consumer.assign(list(offsets))
+            for tp, offset in offsets.items():
+                consumer.seek(tp, offset)
+            deadline = time.monotonic() + within
+            while len(found) < len(offsets) and time.monotonic() < deadline:
+                waiting = [tp for tp in offsets if tp not in found]
+                batches = await consumer.getmany(*waiting, timeout_ms=200, max_records=20)
+                for tp, records in batches.items():
+                    if tp not in found and records:
+                        first = records[0]
+                        found[tp] = Look(first.offset, record_digest(first), None)
+                for tp in waiting:
+                    end = consumer.highwater(tp)
+                    # The log ends at or before the offset asked: nothing stands there.
+                    if tp not in found and end is not None and end <= offsets[tp]:
+                        found[tp] = Look(None, None, end)
+            # Nothing came and no fetch told the end (an empty log answers "out of range"):
+            # ask for the end; its answer may fall short of it, but a record at the offset
+            # asked would have come.
+            # A later record first: retention removed the one asked for when the log starts
+            # after it; otherwise the log that held it is gone (an empty broker can answer a
+            # fetch beyond its end with what arrived there later).
+            later = [tp for tp, look in found.items() if (look.offset or 0) > offsets[tp]]
+            if later:
+                starts = await consumer.beginning_offsets(later)
+                for tp in later:
+                    if starts[tp] <= offsets[tp]:
+                        found[tp] = Look(None, None, None)
+            silent = [tp for tp in offsets if tp not in found]
+            if silent:
+                ends = await consumer.end_offsets(silent)
+                for tp in silent:
+                    if ends[tp] <= offsets[tp]:
+                        found[tp] = Look(None, None, ends[tp])
+        finally:
+            await consumer.stop()
+        return found

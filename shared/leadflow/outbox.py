@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import zlib
@@ -10,15 +11,16 @@ from collections.abc import Sequence
 from datetime import datetime
 
 import sqlalchemy as sa
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadflow import faults, metrics
 from leadflow.clock import Clock
 from leadflow.contracts.events import CloudEvent, Payload, make_event
 from leadflow.db import Database, is_transient, touch
-from leadflow.kafka import TopicLayout, create_topics
+from leadflow.kafka import LogInspector, TopicLayout, create_topics
 from leadflow.loops import Stop
 from leadflow.retry import exponential_backoff
 
@@ -88,6 +90,10 @@ OUTBOX_TAG = "outbox"
 # While more than a batch waits, the backlog is counted at most this often (real seconds); in
 # between it is the last count minus what was published since. Counting is O(backlog).
 COUNT_INTERVAL = 5.0
+# How often an idle relay asks the broker whether its partitions still end where it wrote them,
+# and at most how often a busy one stores how far it wrote (real seconds).
+RESET_CHECK_INTERVAL = 5.0
+SAVE_INTERVAL = 1.0
 
 
 class OutboxRelay:
@@ -96,6 +102,11 @@ class OutboxRelay:
     One relay per service schema publishes at a time (a transaction-scoped advisory lock),
     so events of one lead leave in the order they were written even with many instances.
     A crash between publish and mark re-publishes; consumers dedupe by event id.
+
+    Published rows are kept for `replay_window` seconds. The relay remembers how far it wrote
+    each partition (`relay_positions`); a broker that hands out an offset below that, or whose
+    partition ends before it, lost its log (an in-memory broker that restarted), and the
+    relay publishes the rows of the window again, in their order.
     """
 
     def __init__(
@@ -109,7 +120,7 @@ class OutboxRelay:
         topic_prefix: str = "",
         batch_size: int = 500,
         poll_interval: float = 0.5,
-        retention_seconds: int = 3600,
+        replay_window: int = 3600,
         topics: TopicLayout | None = None,
         stop: Stop | None = None,
     ) -> None:
@@ -126,7 +137,15 @@ class OutboxRelay:
         self.topic_prefix = topic_prefix
         self.batch_size = batch_size
         self.poll_interval = poll_interval
-        self.retention_seconds = retention_seconds
+        self.replay_window = replay_window
+        self.positions = table.metadata.tables.get(f"{table.schema}.relay_positions")
+        self.inspector = (
+            LogInspector(bootstrap, f"{service}-relay") if self.positions is not None else None
+        )
+        # (topic, partition) -> the offset the next record written there should get, at least
+        self._written: dict[tuple[str, int], int] | None = None  # None: not loaded yet
+        self._saved_at = float("-inf")
+        self._checked_at = time.monotonic()
         self.lock_key = zlib.crc32(f"leadflow-outbox:{table.schema}".encode())
         self._wake = asyncio.Event()
         self.healthy = True
@@ -173,7 +192,7 @@ class OutboxRelay:
                     )
                     for row in rows
                 ]
-                await asyncio.gather(*futures)
+                written = await asyncio.gather(*futures)
             except KafkaError:
                 # e.g. UnknownTopicOrPartitionError or a timeout after the broker lost the
                 # topic: the next pass creates the batch's topics again before publishing.
@@ -185,6 +204,10 @@ class OutboxRelay:
                 .where(t.c.id.in_([r.id for r in rows]))
                 .values(published_at=sa.func.now())
             )
+            if await self._wrote(session, written):
+                await self._replay(session, "the broker gave offsets below those written before")
+                self.wake()  # the window goes out on the next pass, without waiting
+                return len(rows)
             if len(rows) < self.batch_size:
                 backlog, age = 0, 0.0  # every row that waited was in this batch
             else:
@@ -193,6 +216,110 @@ class OutboxRelay:
             metrics.outbox_published.labels(self.service, row.topic).inc()
         self._report(backlog, age)
         return len(rows)
+
+    async def _wrote(self, session: AsyncSession, written: list) -> bool:
+        """Note how far each partition was written (stored at most every SAVE_INTERVAL); True
+        when the broker placed a record below where the relay wrote before: it lost its log."""
+        if self.positions is None:
+            return False
+        known = await self._known(session)
+        lost = False
+        for meta in written:
+            if meta is None:  # a producer that reports no placement
+                continue
+            where = (meta.topic, meta.partition)
+            if meta.offset < known.get(where, 0):
+                lost = True
+            known[where] = max(known.get(where, 0), meta.offset + 1)
+        if lost:
+            return True
+        if known and time.monotonic() - self._saved_at >= SAVE_INTERVAL:
+            await self._save(session, known)
+        return False
+
+    async def _known(self, session: AsyncSession) -> dict[tuple[str, int], int]:
+        if self._written is None:
+            t = self.positions
+            rows = (
+                await session.execute(sa.select(t.c.topic, t.c.partition, t.c.next_offset))
+            ).all()
+            self._written = {(r.topic, r.partition): r.next_offset for r in rows}
+        return self._written
+
+    async def _save(self, session: AsyncSession, known: dict[tuple[str, int], int]) -> None:
+        t = self.positions
+        statement = insert(t).on_conflict_do_update(
+            index_elements=[t.c.topic, t.c.partition],
+            set_={
+                "next_offset": sa.func.greatest(t.c.next_offset, sa.text("excluded.next_offset")),
+                "updated_at": sa.func.now(),
+            },
+        )
+        await session.execute(
+            statement,
+            [{"topic": topic, "partition": p, "next_offset": n} for (topic, p), n in known.items()],
+        )
+        self._saved_at = time.monotonic()
+
+    async def _replay(self, session: AsyncSession, why: str) -> None:
+        """The broker lost its log: every row published within the replay window waits to be
+        published again, in id order, and the relay forgets how far it wrote. Runs as leader,
+        in the pass's transaction."""
+        t = self.table
+        topics = (
+            await session.scalars(
+                sa.update(t)
+                .where(
+                    t.c.published_at
+                    >= sa.func.now() - sa.text(f"interval '{self.replay_window} seconds'")
+                )
+                .values(published_at=None)
+                .returning(t.c.topic)
+            )
+        ).all()
+        await session.execute(sa.delete(self.positions))
+        self._written = {}
+        self._topics_ready.clear()
+        self._counted_at = float("-inf")
+        metrics.broker_resets.labels(self.service, "relay").inc()
+        for topic in topics:
+            metrics.outbox_republished.labels(self.service, topic).inc()
+        log.warning(
+            "broker lost its log; publishing the replay window again",
+            extra={"reason": why, "events": len(topics), "window_seconds": self.replay_window},
+        )
+
+    async def check_log(self) -> bool:
+        """Ask the broker whether each partition still holds the last record this relay wrote
+        there; if not, it lost its log, and the replay window is published again. True when
+        it was."""
+        if self.inspector is None:
+            return False
+        if self._written is None:
+            async with self.db.unit_of_work() as session:
+                await self._known(session)
+        if not self._written:
+            return False
+        # The record before where the relay would write next must still be there.
+        looks = await self.inspector.look(
+            {TopicPartition(t, p): n - 1 for (t, p), n in self._written.items() if n > 0}
+        )
+        short = [
+            tp
+            for tp, look in looks.items()
+            if look.offset is None or look.offset < self._written[(tp.topic, tp.partition)] - 1
+        ]
+        if not short:
+            return False
+        async with self.db.unit_of_work() as session:
+            leader = await session.scalar(
+                sa.select(sa.func.pg_try_advisory_xact_lock(self.lock_key))
+            )
+            if not leader:
+                return False
+            await self._replay(session, f"{len(short)} partitions end before what was written")
+        self.wake()
+        return True
 
     async def _ensure_topics(self, topics: set[str]) -> None:
         missing = sorted(topics - self._topics_ready)
@@ -252,17 +379,28 @@ class OutboxRelay:
             await session.execute(
                 sa.delete(t).where(
                     t.c.published_at
-                    < sa.func.now() - sa.text(f"interval '{self.retention_seconds} seconds'")
+                    < sa.func.now() - sa.text(f"interval '{self.replay_window} seconds'")
                 )
             )
 
     async def run(self) -> None:
+        try:
+            await self._run()
+        finally:
+            if self.inspector is not None:
+                with contextlib.suppress(KafkaError, OSError):
+                    await asyncio.wait_for(self.inspector.close(), 5)
+
+    async def _run(self) -> None:
         failures = 0  # passes failed in a row
         passes = 0
         while not self.stop:
             self._wake.clear()  # a wake arriving during the pass below is kept for the wait
             try:
                 published = await self.publish_batch()
+                if published == 0 and time.monotonic() - self._checked_at >= RESET_CHECK_INTERVAL:
+                    self._checked_at = time.monotonic()
+                    await self.check_log()
                 self.healthy = True
                 failures = 0
                 passes += 1

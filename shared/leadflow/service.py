@@ -224,6 +224,7 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
             service=spec.name,
             topic_prefix=settings.topic_prefix,
             batch_size=settings.outbox_batch_size,
+            replay_window=settings.outbox_replay_window,
             topics=TopicLayout.of(settings),
             bootstrap=settings.kafka_bootstrap,
             stop=stop,

@@ -1,0 +1,137 @@
+"""A broker that loses its log (the embedded broker killed and started again, empty): relays
+publish their replay window again, consumers notice that the log under their stored position is
+not the one they read and read it again from the start, and every event is handled once.
+
+Each test runs its own embedded broker, so that it can kill it."""
+
+import asyncio
+
+import pytest
+import sqlalchemy as sa
+from leadflow import metrics
+from leadflow.clock import Clock
+from leadflow.contracts.events import LeadContactAttempt
+from leadflow.db import kernel_tables, position_tables
+from leadflow.kafka import ensure_topics
+from leadflow.outbox import Outbox
+from leadflow_feedback.models import metadata
+from leadflow_tools.devstack import EmbeddedBroker, free_port
+from support.harness import MessagingHarness, each, eventually, sample_attempt
+
+OUTBOX, INBOX = kernel_tables(metadata)
+CONSUMER_POSITIONS, RELAY_POSITIONS = position_tables(metadata)
+
+pytestmark = pytest.mark.timeout(240)
+
+
+def resets(service: str, detector: str) -> float:
+    return metrics.broker_resets.labels(service, detector)._value.get()
+
+
+class Probe(MessagingHarness):
+    """Feedback's outbox and inbox; the probe consumer counts every event it handles."""
+
+    def __init__(self, settings) -> None:
+        super().__init__(settings, OUTBOX, INBOX)
+        self.handled: list = []
+        self.outbox = Outbox(OUTBOX, source="test", clock=Clock())
+
+    async def start_consumer(self) -> None:
+        async def handler(event, session) -> None:
+            self.handled.append(event.id)
+
+        await self.consume((LeadContactAttempt,), each(handler))
+
+    async def emit(self, n: int) -> list:
+        async with self.db.unit_of_work() as session:
+            return [(await self.outbox.emit(session, sample_attempt())).id for _ in range(n)]
+
+    async def anchored(self) -> bool:
+        """Every partition the probe read has an anchor (a record checked to be in the log)."""
+        async with self.db.unit_of_work() as session:
+            rows = (await session.execute(sa.select(CONSUMER_POSITIONS))).all()
+        return bool(rows) and all(r.anchor_offset is not None for r in rows)
+
+
+@pytest.fixture
+async def broker(tmp_path):
+    broker = EmbeddedBroker(free_port(), tmp_path / "broker.log")
+    await asyncio.to_thread(broker.start)
+    yield broker
+    await asyncio.to_thread(broker.stop)
+
+
+async def restart_empty(broker: EmbeddedBroker) -> None:
+    """SIGKILL, then the same port again with nothing in memory."""
+    broker.proc.kill()
+    await asyncio.to_thread(broker.proc.wait)
+    await asyncio.to_thread(broker.start)
+
+
+async def test_a_consumer_reads_a_replaced_log_from_its_start_and_handles_each_event_once(
+    stack, broker
+):
+    settings = (await stack.isolated_settings()).model_copy(
+        update={"kafka_bootstrap": broker.bootstrap}
+    )
+    await ensure_topics(settings)
+    relay_resets, consumer_resets = resets("test", "relay"), resets("test", "consumer")
+    async with Probe(settings) as h:
+        h.relay()
+        await h.start_consumer()
+        before = await h.emit(40)
+        await eventually(lambda: len(h.handled) >= 40, timeout=60)
+        await eventually(h.anchored, timeout=30)
+
+        await restart_empty(broker)
+        # Written while the broker is empty: the relay finds its offsets start again below
+        # where it wrote, and publishes the window (these 20 included) again.
+        after = await h.emit(20)
+        await eventually(lambda: set(h.handled) >= set(before + after) or None, timeout=120)
+        assert sorted(h.handled) == sorted(before + after), "an event handled twice or lost"
+        assert resets("test", "relay") > relay_resets
+        # The consumer's anchor is not in the new log: it reads the partitions again.
+        await eventually(lambda: resets("test", "consumer") > consumer_resets, timeout=30)
+        assert sorted(h.handled) == sorted(before + after)
+
+        async with h.db.unit_of_work() as session:
+            unpublished = await session.scalar(
+                sa.select(sa.func.count())
+                .select_from(OUTBOX)
+                .where(OUTBOX.c.published_at.is_(None))
+            )
+        assert unpublished == 0
+
+
+async def test_events_published_but_not_consumed_when_the_broker_died_are_published_again(
+    stack, broker
+):
+    """Nothing new is written after the restart: the idle relay finds its partitions shorter
+    than what it wrote and publishes the window again; the consumer, started only now, gets
+    every event."""
+    settings = (await stack.isolated_settings()).model_copy(
+        update={"kafka_bootstrap": broker.bootstrap}
+    )
+    await ensure_topics(settings)
+    async with Probe(settings) as h:
+        h.relay()
+        sent = await h.emit(25)
+
+        async def all_published() -> bool:
+            async with h.db.unit_of_work() as session:
+                waiting = await session.scalar(
+                    sa.select(sa.func.count())
+                    .select_from(OUTBOX)
+                    .where(OUTBOX.c.published_at.is_(None))
+                )
+                saved = await session.scalar(
+                    sa.select(sa.func.count()).select_from(RELAY_POSITIONS)
+                )
+            return waiting == 0 and saved > 0
+
+        await eventually(all_published, timeout=60)
+        await restart_empty(broker)
+        await ensure_topics(settings)  # as `leadflow run` does when it starts a broker
+        await h.start_consumer()
+        await eventually(lambda: set(h.handled) >= set(sent) or None, timeout=120)
+        assert sorted(h.handled) == sorted(sent)
