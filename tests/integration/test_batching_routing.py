@@ -1,6 +1,7 @@
 """Routing handles a poll batch of MQLs in one unit of work, reading the rules and the team's
 reps once: capacities still hold inside the batch, and capacity freed by
-another transaction counts for the next batch (real PostgreSQL and broker)."""
+another transaction goes to the leads waiting for it, then counts for the next batch (real
+PostgreSQL and broker)."""
 
 import asyncio
 from collections import Counter
@@ -35,11 +36,11 @@ async def add_rep(client, name: str, team_id: str, **fields) -> str:
     return response.json()["id"]
 
 
-async def wait_routed(settings, count: int) -> list[CloudEvent]:
+async def wait_routed(settings, count: int, event_type: str = "lead.routed") -> list[CloudEvent]:
     async def enough():
         rows = await query(settings, "SELECT payload FROM routing.outbox ORDER BY id")
         found = [CloudEvent.from_bytes(r.payload) for r in rows]
-        found = [e for e in found if e.type == "lead.routed"]
+        found = [e for e in found if e.type == event_type]
         return found if len(found) >= count else None
 
     return await eventually(enough, timeout=120)
@@ -88,9 +89,11 @@ async def test_a_batch_of_mqls_keeps_capacities_and_sees_capacity_freed_since(st
 
         first = [sample_mql(n, channel="outbound") for n in range(7)]
         await publish_together(settings, TOPIC_SCORING, first)
-        events = await wait_routed(settings, 7)
-        # five places in the team, seven leads: the last two find no one free
-        assert Counter(e.data["rep_id"] for e in events) == {big: 3, small: 2, None: 2}
+        events = await wait_routed(settings, 5)
+        waiting = await wait_routed(settings, 2, "lead.unassigned")
+        # five places in the team, seven leads: the last two find no one free and wait
+        assert Counter(e.data["rep_id"] for e in events) == {big: 3, small: 2}
+        assert [e.data["lead_id"] for e in waiting] == [str(m.lead_id) for m in first[5:]]
         # several of them were decided in one transaction (one inbox claim time)
         groups = await query(
             settings,
@@ -99,12 +102,12 @@ async def test_a_batch_of_mqls_keeps_capacities_and_sees_capacity_freed_since(st
         )
         assert groups[0].n > 1
         # each lead.routed carries the MQL it routed and the rep's name, for notify to deliver
-        assert {e.data["mql"]["lead_id"] for e in events} == {str(m.lead_id) for m in first}
-        names = {big: "Big", small: "Small", None: None}
+        assert {e.data["mql"]["lead_id"] for e in events} == {str(m.lead_id) for m in first[:5]}
+        names = {big: "Big", small: "Small"}
         assert all(e.data.get("rep_name") == names[e.data["rep_id"]] for e in events)
 
-        # two of Big's leads are won: the feedback consumer closes them in its own transaction
-        won = [e.data["lead_id"] for e in events if e.data["rep_id"] == big][:2]
+        # Big's three leads are won: the feedback consumer closes them in its own transaction
+        won = [e.data["lead_id"] for e in events if e.data["rep_id"] == big]
         await publish_together(
             settings,
             TOPIC_FEEDBACK,
@@ -121,14 +124,24 @@ async def test_a_batch_of_mqls_keeps_capacities_and_sees_capacity_freed_since(st
 
         async def closed():
             [(n,)] = await query(
-                settings, "SELECT count(*) FROM routing.assignments WHERE closed_at IS NOT NULL"
+                settings,
+                "SELECT count(*) FROM routing.assignments WHERE closed_at IS NOT NULL AND current",
             )
-            return n == 2
+            return n == 3
 
         await eventually(closed, timeout=60)
+        # the two waiting leads take two of Big's three places, in the order they came
+        freed = (await wait_routed(settings, 7))[5:]
+        assert [(e.data["lead_id"], e.data["rep_id"]) for e in freed] == [
+            (str(m.lead_id), big) for m in first[5:]
+        ]
 
         second = [sample_mql(n, channel="outbound") for n in range(7, 10)]
         await publish_together(settings, TOPIC_SCORING, second)
-        events = (await wait_routed(settings, 10))[7:]
-    # the next batch sees Big's two free places, and no more
-    assert Counter(e.data["rep_id"] for e in events) == {big: 2, None: 1}
+        events = (await wait_routed(settings, 8))[7:]
+        waiting = (await wait_routed(settings, 4, "lead.unassigned"))[2:]
+    # the next batch sees Big's last free place, and no more: the others wait
+    assert Counter(e.data["rep_id"] for e in events) == {big: 1}
+    assert {e.data["lead_id"] for e in waiting} | {events[0].data["lead_id"]} == {
+        str(m.lead_id) for m in second
+    }

@@ -63,7 +63,7 @@ async def test_round_robin_is_exact_across_two_routing_instances(stack):
         service_client("routing", settings) as first,
         service_client("routing", settings) as second,
     ):
-        reps = [await add_rep(first, f"Rep {i}") for i in range(3)]
+        reps = [await add_rep(first, f"Rep {i}", capacity=100) for i in range(3)]
         await publish_events(settings, TOPIC_SCORING, [sample_mql(n) for n in range(300)])
         events = await wait_routed(settings, 300)
         assert (
@@ -101,12 +101,17 @@ async def test_weighted_and_load_balanced_teams(stack):
         await publish_events(
             settings, TOPIC_SCORING, [sample_mql(n, channel="outbound") for n in range(9)]
         )
-        events = (await wait_routed(settings, 49))[40:]
+        events = (await wait_routed(settings, 48))[40:]
+        waiting = await eventually(lambda: _waiting(routing))
     counts = Counter(e.data["rep_id"] for e in events)
-    # load follows capacity (6:2) until both are full; the ninth lead finds no one free
-    assert counts == {big: 6, small: 2, None: 1}
-    last = events[-1]
-    assert last.data["team"] == "Balanced"
+    # load follows capacity (6:2) until both are full; the ninth lead finds no one free and
+    # waits for a place
+    assert counts == {big: 6, small: 2}
+    assert [(w["team"], w["reason"]) for w in waiting] == [("Balanced", "at_capacity")]
+
+
+async def _waiting(routing) -> list[dict]:
+    return (await routing.get("/v1/unassigned")).json()
 
 
 async def test_skips_account_match_trace_and_dry_run(stack):

@@ -175,7 +175,8 @@ class Routing(BatchRun):
             outbox = (
                 await session.execute(sa.select(OUTBOX.c.payload).order_by(OUTBOX.c.id))
             ).all()
-        routed = [CloudEvent.from_bytes(r.payload).data for r in outbox]
+        events = [CloudEvent.from_bytes(r.payload) for r in outbox]
+        routed = [e.data for e in events if e.type == "lead.routed"]
         by_assignment = {r.id: r.lead_id for r in rows}
         return {
             "assignments": [
@@ -191,6 +192,12 @@ class Routing(BatchRun):
             "assignment_ids": {
                 (e["lead_id"], by_assignment[uuid.UUID(e["assignment_id"])]) for e in routed
             },
+            # the leads no rep could take: each waits, told once
+            "unassigned": [
+                (e.data["lead_id"], e.data.get("team"), e.data["reason"])
+                for e in events
+                if e.type == "lead.unassigned"
+            ],
         }
 
 
@@ -223,8 +230,13 @@ async def test_a_batch_of_mqls_is_routed_as_handling_them_one_by_one(stack):
     rep = {fixed(f"rep/{name}"): name for name in REPS}
     got = {lead_id: rep.get(rep_id) for lead_id, _, rep_id, *_ in batched["assignments"]}
     # each lead once: the re-sent MQL, the copies and the lead routed before change nothing;
-    # the erased lead is not routed
-    assert len(batched["routed"]) == len(leads)
+    # the erased lead is not routed; a lead no rep can take waits (lead.unassigned) instead
+    assert len(batched["routed"]) + len(batched["unassigned"]) == len(leads)
+    waiting = {lead_id for lead_id, _, _ in batched["unassigned"]}
+    assert waiting == {str(lead_id) for lead_id, name in got.items() if name is None}
+    assert {(team, reason) for _, team, reason in batched["unassigned"]} == {
+        ("balanced", "at_capacity")
+    }
     assert ERASED not in got and got[ROUTED_BEFORE] == "ada"
     assert all(current for *_, current, _ in batched["assignments"])
     # the owner takes the account's leads; an away owner's go by the rule
@@ -261,7 +273,7 @@ async def test_a_batch_of_mqls_is_routed_as_handling_them_one_by_one(stack):
     assert set(rr) == {"ada", "bob"}
     # each decision carries its own MQL and the name of the rep it chose
     rep_names = {str(fixed(f"rep/{name}")): name for name in REPS}
-    assert len(batched["context"]) == len(leads)
+    assert len(batched["context"]) == len(leads) - len(waiting)
     for lead_id, mql_lead_id, rep_id, rep_name in batched["context"]:
         assert mql_lead_id == lead_id
         assert rep_name == (rep_names[rep_id] if rep_id else None)
