@@ -241,6 +241,7 @@ def test_weighted_gives_a_full_reps_turns_to_the_others_and_takes_it_back_when_f
         ([], False, "no_team"),
         ([], True, "no_reps"),
         (["reassigned_from"], True, "no_reps"),
+        (["reassigned_from"], False, "no_reps"),
         (["inactive", "inactive"], True, "all_inactive"),
         (["out_of_office"], False, "all_out_of_office"),
         (["out_of_office", "inactive"], True, "all_out_of_office"),

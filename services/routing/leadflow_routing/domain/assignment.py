@@ -191,9 +191,11 @@ def unassigned_reason(considered_reps: list[dict], *, by_rule: bool) -> Unassign
     has no rep to consider (a rep the lead is being reassigned away from does not count);
     otherwise the reason of the rep closest to eligible, by `WAIT_PRECEDENCE` (one reason,
     never a mix)."""
+    if not considered_reps and not by_rule:
+        return "no_team"
     skipped = {entry.get("skipped") for entry in considered_reps} - {None, "reassigned_from"}
     if not skipped:
-        return "no_reps" if by_rule else "no_team"
+        return "no_reps"
     for rep_reason, reason in WAIT_PRECEDENCE:
         if rep_reason in skipped:
             return reason
