@@ -322,3 +322,29 @@ async def test_round_robin_and_weighted_pass_over_reps_at_capacity(stack):
     skipped = {c["rep_id"]: c["skipped"] for c in trace["considered"]}
     assert skipped == {full: "at_capacity", free: None}
     assert await emitted(settings, "lead.unassigned") == []
+
+
+async def test_a_lead_reassigned_with_nobody_else_waits_then_goes_to_the_next_rep(stack):
+    settings = await stack.isolated_settings(unassigned_recheck_seconds=0.3)
+    async with service_client("routing", settings) as routing:
+        team = await add_team(routing, "Solo desk")
+        ann = await add_rep(routing, "Ann", team)
+        await add_rule(routing, "partners", team, channel=["partner"])
+        mql = sample_mql(1, channel="partner")
+        await publish_in_order(settings, TOPIC_SCORING, as_events([mql]))
+        [first] = await wait_emitted(settings, "lead.routed", 1)
+        assert first.data["rep_id"] == ann
+
+        moved = await routing.post(f"/v1/leads/{mql.lead_id}/reassign", headers=ADMIN)
+        assert moved.status_code == 202, moved.text
+        assert moved.json()["rep_id"] is None
+        [queued] = await wait_waiting(routing, 1)
+        assert (queued["team"], queued["reason"]) == ("Solo desk", "no_reps")
+        [told] = await wait_emitted(settings, "lead.unassigned", 1)
+        assert told.data["trace"]["considered"][0]["skipped"] == "reassigned_from"
+        await seen_by_the_worker("Solo desk", 1)  # Ann is not given it back
+
+        bob = await add_rep(routing, "Bob", team)
+        routed = await wait_emitted(settings, "lead.routed", 2)
+        await wait_waiting(routing, 0)
+    assert (routed[1].data["rep_id"], routed[1].data["reason"]) == (bob, "manual")
