@@ -187,13 +187,13 @@ class LogInspector:
             # fetch beyond its end with what arrived there later).
             later = [tp for tp, look in found.items() if (look.offset or 0) > offsets[tp]]
             if later:
-                starts = await consumer.beginning_offsets(later)
+                starts = await asyncio.wait_for(consumer.beginning_offsets(later), within)
                 for tp in later:
                     if starts[tp] <= offsets[tp]:
                         found[tp] = Look(None, None, None)
             silent = [tp for tp in offsets if tp not in found]
             if silent:
-                ends = await consumer.end_offsets(silent)
+                ends = await asyncio.wait_for(consumer.end_offsets(silent), within)
                 for tp in silent:
                     if ends[tp] <= offsets[tp]:
                         found[tp] = Look(None, None, ends[tp])
