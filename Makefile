@@ -49,8 +49,9 @@ test: install system-deps ## the whole suite: unit, integration (real PostgreSQL
 test-unit: install
 	$(VENV)/bin/pytest tests/unit
 
-soak: install ## long reliability runs: 10,000 leads through the crash test, a 2-minute broker outage, more fuzzing
+soak: install ## long reliability runs: 10,000 leads through the crash test and through five broker resets, a 2-minute broker outage, more fuzzing
 	LEADFLOW_CRASH_LEADS=10000 LEADFLOW_BROKER_OUTAGE_SECONDS=120 LEADFLOW_FUZZ_EXAMPLES=100 LEADFLOW_FUZZ_RANDOM=1 \
+	LEADFLOW_BROKER_RESET_LEADS=10000 LEADFLOW_BROKER_RESETS=3,10,60,10,3 \
 		$(VENV)/bin/pytest tests/reliability tests/security
 
 lint: install

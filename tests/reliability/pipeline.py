@@ -100,10 +100,13 @@ class CountingReceiver(WebhookReceiver):
 
 
 async def configure_routing(http: httpx.AsyncClient, services: dict, receiver_url: str) -> None:
-    """Two reps in routing, and notify's endpoint for `lead.routed` at the receiver."""
+    """Two reps in routing, each able to hold every lead a run sends (a rep at capacity gets no
+    more: the lead would wait), and notify's endpoint for `lead.routed` at the receiver."""
     for name in ("Rep A", "Rep B"):
         rep = await http.post(
-            f"{services['routing'].url}/v1/reps", headers=ADMIN, json={"name": name}
+            f"{services['routing'].url}/v1/reps",
+            headers=ADMIN,
+            json={"name": name, "capacity": 10_000},
         )
         assert rep.status_code == 201, rep.text
     endpoint = await http.post(
