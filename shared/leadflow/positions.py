@@ -153,7 +153,7 @@ class Positions:
         if not stored:
             return
         try:
-            lost = await self._lost_logs(stored)
+            lost, _ = await self._lost_logs(stored)
         except (KafkaError, OSError, TimeoutError) as exc:
             # The broker cannot be asked now: resume where the database says; the anchors are
             # checked again on the next pass.
@@ -225,7 +225,7 @@ class Positions:
             return
         checks = {tp: Stored(mark.offset + 1, self._anchors.get(tp)) for tp, mark in latest.items()}
         try:
-            lost = await self._lost_logs(checks)
+            lost, held = await self._lost_logs(checks)
         except (KafkaError, OSError, TimeoutError) as exc:
             log.debug("positions not checked", extra={"error": repr(exc)})
             return
@@ -233,7 +233,7 @@ class Positions:
         for tp, mark in latest.items():
             if tp in lost:
                 await self._restart(consumer, tp)
-            elif self._latest.get(tp) == mark:
+            elif tp in held and self._latest.get(tp) == mark:
                 promoted[tp] = mark
                 del self._latest[tp]
         if not promoted:
@@ -261,9 +261,12 @@ class Positions:
                 ],
             )
 
-    async def _lost_logs(self, checks: dict[TopicPartition, Stored]) -> set[TopicPartition]:
-        """The partitions whose log is not the one read. Each is judged by its anchor, or, with
-        none yet, by the record just before its position (which must still be there)."""
+    async def _lost_logs(
+        self, checks: dict[TopicPartition, Stored]
+    ) -> tuple[set[TopicPartition], set[TopicPartition]]:
+        """(the partitions whose log is not the one read, those whose log is). Each is judged by
+        its anchor, or, with none yet, by the record just before its position (which must still
+        be there); a partition the broker gave no clear answer for is in neither."""
         marks: dict[TopicPartition, Mark | int] = {}
         for tp, where in checks.items():
             if where.anchor is not None:
@@ -274,10 +277,11 @@ class Positions:
             {tp: m.offset if isinstance(m, Mark) else m for tp, m in marks.items()}
         )
         lost: set[TopicPartition] = set()
+        held = {tp for tp in checks if tp not in marks}  # nothing read yet: nothing to lose
         for tp, mark in marks.items():
             look = looks.get(tp)
             if look is None:
-                continue  # not known this time
+                continue  # not known this time: asked again at the next check
             offset, digest = (mark.offset, mark.digest) if isinstance(mark, Mark) else (mark, None)
             if look.offset is None:
                 lost.add(tp)  # the log ends before the record read
@@ -285,8 +289,9 @@ class Positions:
                 lost.add(tp)  # the offset is beyond the log's end: read from the start
             elif look.offset == offset and digest is not None and look.digest != digest:
                 lost.add(tp)  # another record stands where the one read stood
-            # a later offset first: retention removed the record; the log goes on
-        return lost
+            else:  # the record read, or a later one (retention removed it): the log goes on
+                held.add(tp)
+        return lost, held
 
     async def _restart(
         self, consumer: AIOKafkaConsumer, tp: TopicPartition, *, counted: bool = False
