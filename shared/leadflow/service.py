@@ -315,10 +315,15 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
             checks["database"] = "ok"
         except Exception as exc:  # readiness reports the failure instead of raising it
             checks["database"] = f"unreachable: {type(exc).__name__}"
-        checks["broker"] = (
-            "ok" if rt.relay.healthy and rt.producer.client.cluster.brokers() else "unreachable"
-        )
-        ready = checks["database"] == "ok" and checks["broker"] == "ok"
+        # Asked now, not remembered: the cluster's metadata outlives a dead broker, and an idle
+        # relay never notices one. A metadata request on the producer's connection is cheap.
+        try:
+            await asyncio.wait_for(rt.producer.client.fetch_all_metadata(), 2)
+            checks["broker"] = "ok"
+        except Exception as exc:  # as for the database
+            checks["broker"] = f"unreachable: {type(exc).__name__}"
+        checks["outbox relay"] = "ok" if rt.relay.healthy else "its last pass failed"
+        ready = all(checks[k] == "ok" for k in ("database", "broker", "outbox relay"))
         # A member that joined its group is ready even with no partition (more replicas than
         # partitions): it idles as a consumer and still serves HTTP.
         for runner in rt.consumers:

