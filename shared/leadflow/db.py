@@ -59,14 +59,16 @@ def service_metadata(schema: str) -> sa.MetaData:
         sa.Column("anchor_digest", sa.BigInteger),
         sa.Column("updated_at", sa.DateTime(timezone=True), server_default=sa.func.now()),
     )
-    # How far the outbox relay has written each partition: a broker whose log ends before
-    # this lost what was published, and the relay sends its replay window again.
+    # How far the outbox relay has written each partition, and the fingerprint of the last
+    # record it wrote there: a broker whose log no longer holds that record lost what was
+    # published, and the relay sends its replay window again.
     sa.Table(
         "relay_positions",
         metadata,
         sa.Column("topic", sa.Text, primary_key=True),
         sa.Column("partition", sa.Integer, primary_key=True),
         sa.Column("next_offset", sa.BigInteger, nullable=False),
+        sa.Column("last_digest", sa.BigInteger),
         sa.Column("updated_at", sa.DateTime(timezone=True), server_default=sa.func.now()),
     )
     return metadata
@@ -108,6 +110,8 @@ async def lock_leads(session: AsyncSession, scope: str, lead_ids: Iterable[uuid.
     keys = sorted({lead_lock_key(scope, lead_id) for lead_id in lead_ids})
     if keys:
         await session.execute(LOCK_KEYS, {"keys": keys})
+
+
 _TOUCHED = "leadflow.touched"
 
 

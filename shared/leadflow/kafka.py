@@ -98,14 +98,18 @@ async def create_topics(
         await admin.close()
 
 
-def record_digest(record: ConsumerRecord) -> int:
+def digest_of(key: bytes | None, value: bytes | None) -> int:
     """A 64-bit fingerprint of a record's key and value (a signed bigint for PostgreSQL): tells
-    whether the record at an offset is still the one read there before."""
+    whether the record at an offset is still the one written or read there before."""
     digest = hashlib.blake2b(digest_size=8)
-    digest.update(record.key or b"")
+    digest.update(key or b"")
     digest.update(b"\0")
-    digest.update(record.value or b"")
+    digest.update(value or b"")
     return int.from_bytes(digest.digest(), "big", signed=True)
+
+
+def record_digest(record: ConsumerRecord) -> int:
+    return digest_of(record.key, record.value)
 
 
 @dataclass(frozen=True, slots=True)

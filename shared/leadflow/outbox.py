@@ -20,7 +20,7 @@ from leadflow import faults, metrics
 from leadflow.clock import Clock
 from leadflow.contracts.events import CloudEvent, Payload, make_event
 from leadflow.db import Database, is_transient, touch
-from leadflow.kafka import LogInspector, TopicLayout, create_topics
+from leadflow.kafka import LogInspector, TopicLayout, create_topics, digest_of
 from leadflow.loops import Stop
 from leadflow.retry import exponential_backoff
 
@@ -204,7 +204,7 @@ class OutboxRelay:
                 .where(t.c.id.in_([r.id for r in rows]))
                 .values(published_at=sa.func.now())
             )
-            if await self._wrote(session, written):
+            if await self._wrote(session, rows, written):
                 await self._replay(session, "the broker gave offsets below those written before")
                 self.wake()  # the window goes out on the next pass, without waiting
                 return len(rows)
@@ -217,47 +217,61 @@ class OutboxRelay:
         self._report(backlog, age)
         return len(rows)
 
-    async def _wrote(self, session: AsyncSession, written: list) -> bool:
-        """Note how far each partition was written (stored at most every SAVE_INTERVAL); True
-        when the broker placed a record below where the relay wrote before: it lost its log."""
+    async def _wrote(self, session: AsyncSession, rows: list, written: list) -> bool:
+        """Note how far each partition was written and the fingerprint of its last record
+        (stored at most every SAVE_INTERVAL); True when the broker placed a record below where
+        the relay wrote before: it lost its log."""
         if self.positions is None:
             return False
         known = await self._known(session)
         lost = False
-        for meta in written:
+        for row, meta in zip(rows, written, strict=True):
             if meta is None:  # a producer that reports no placement
                 continue
             where = (meta.topic, meta.partition)
-            if meta.offset < known.get(where, 0):
+            before = known.get(where)
+            if before is not None and meta.offset < before[0]:
                 lost = True
-            known[where] = max(known.get(where, 0), meta.offset + 1)
+            elif before is None or meta.offset + 1 >= before[0]:
+                known[where] = (meta.offset + 1, digest_of(row.key.encode(), row.payload))
         if lost:
             return True
         if known and time.monotonic() - self._saved_at >= SAVE_INTERVAL:
             await self._save(session, known)
         return False
 
-    async def _known(self, session: AsyncSession) -> dict[tuple[str, int], int]:
+    async def _known(self, session: AsyncSession) -> dict[tuple[str, int], tuple[int, int | None]]:
+        """(topic, partition) -> (the offset the next record written there should get, the
+        fingerprint of the last one written)."""
         if self._written is None:
             t = self.positions
             rows = (
-                await session.execute(sa.select(t.c.topic, t.c.partition, t.c.next_offset))
+                await session.execute(
+                    sa.select(t.c.topic, t.c.partition, t.c.next_offset, t.c.last_digest)
+                )
             ).all()
-            self._written = {(r.topic, r.partition): r.next_offset for r in rows}
+            self._written = {(r.topic, r.partition): (r.next_offset, r.last_digest) for r in rows}
         return self._written
 
-    async def _save(self, session: AsyncSession, known: dict[tuple[str, int], int]) -> None:
+    async def _save(
+        self, session: AsyncSession, known: dict[tuple[str, int], tuple[int, int | None]]
+    ) -> None:
         t = self.positions
         statement = insert(t).on_conflict_do_update(
             index_elements=[t.c.topic, t.c.partition],
             set_={
-                "next_offset": sa.func.greatest(t.c.next_offset, sa.text("excluded.next_offset")),
+                "next_offset": sa.text("excluded.next_offset"),
+                "last_digest": sa.text("excluded.last_digest"),
                 "updated_at": sa.func.now(),
             },
+            where=t.c.next_offset <= sa.text("excluded.next_offset"),
         )
         await session.execute(
             statement,
-            [{"topic": topic, "partition": p, "next_offset": n} for (topic, p), n in known.items()],
+            [
+                {"topic": topic, "partition": p, "next_offset": n, "last_digest": d}
+                for (topic, p), (n, d) in known.items()
+            ],
         )
         self._saved_at = time.monotonic()
 
@@ -298,17 +312,21 @@ class OutboxRelay:
         if self._written is None:
             async with self.db.unit_of_work() as session:
                 await self._known(session)
-        if not self._written:
+        written = dict(self._written or {})
+        if not written:
             return False
-        # The record before where the relay would write next must still be there.
         looks = await self.inspector.look(
-            {TopicPartition(t, p): n - 1 for (t, p), n in self._written.items() if n > 0}
+            {TopicPartition(t, p): n - 1 for (t, p), (n, _) in written.items() if n > 0}
         )
-        short = [
-            tp
-            for tp, look in looks.items()
-            if look.offset is None or look.offset < self._written[(tp.topic, tp.partition)] - 1
-        ]
+        short = []
+        for tp, look in looks.items():
+            last, digest = written[(tp.topic, tp.partition)]
+            if (
+                look.offset is None
+                or look.offset < last - 1
+                or (look.offset == last - 1 and digest is not None and look.digest != digest)
+            ):
+                short.append(tp)
         if not short:
             return False
         async with self.db.unit_of_work() as session:
@@ -317,7 +335,9 @@ class OutboxRelay:
             )
             if not leader:
                 return False
-            await self._replay(session, f"{len(short)} partitions end before what was written")
+            await self._replay(
+                session, f"{len(short)} partitions no longer hold the last record written"
+            )
         self.wake()
         return True
 
@@ -397,6 +417,11 @@ class OutboxRelay:
         while not self.stop:
             self._wake.clear()  # a wake arriving during the pass below is kept for the wait
             try:
+                if failures:
+                    # The broker was away or refused a pass: it may be back without its log (and
+                    # even hold part of the failed pass). Look before writing anything new.
+                    self._checked_at = time.monotonic()
+                    await self.check_log()
                 published = await self.publish_batch()
                 if published == 0 and time.monotonic() - self._checked_at >= RESET_CHECK_INTERVAL:
                     self._checked_at = time.monotonic()
