@@ -144,7 +144,9 @@ def database_server(pgdata: Path, port: int, *, create: bool = False) -> Iterato
             f"no database in {pgdata} and nothing listens on 127.0.0.1:{port}: "
             "is LEADFLOW_HOME (or --home) the installation's directory?"
         )
-    server = EmbeddedPostgres(pgdata, port=port, log_file=pgdata.parent / "logs" / "backup-pg.log")
+    server = EmbeddedPostgres(
+        pgdata, port=port, log_file=pgdata.parent / "logs" / "backup-pg.log", durable=True
+    )
     server.log_file.parent.mkdir(parents=True, exist_ok=True)
     server.start()
     try:
