@@ -45,6 +45,7 @@ BACKOFF_BASE = 0.5  # seconds before the first restart, doubling with each recen
 BACKOFF_CAP = 10.0
 START_TIMEOUT = 120.0  # a process not ready by then is killed and counts as an exit
 STOP_TIMEOUT = 20.0  # a process still running this long after its stop signal is killed
+PREPARE_TIMEOUT = 15.0  # seconds for creating the database or the topics once a server is up
 TAIL_LINES = 20
 TICK = 0.2
 
@@ -272,18 +273,19 @@ class StackSupervisor:
         )
 
     def _prepare_database(self, admin_url: str) -> None:
-        asyncio.run(ensure_database(admin_url, backup.DATABASE))
+        # Bounded: the loop waits for it, and a server that died meanwhile is seen next tick.
+        asyncio.run(asyncio.wait_for(ensure_database(admin_url, backup.DATABASE), PREPARE_TIMEOUT))
         if not self.migrated:
             self.say("applying migrations …")
             migrate_all(self.env["LEADFLOW_DATABASE_URL"])
             self.migrated = True
 
-    def _ensure_topics(self) -> None:
+    def _ensure_topics(self, timeout: float | None = PREPARE_TIMEOUT) -> None:
         from leadflow.kafka import ensure_topics
         from leadflow.settings import Settings
 
         os.environ.update(self.env)
-        asyncio.run(ensure_topics(Settings()))
+        asyncio.run(asyncio.wait_for(ensure_topics(Settings()), timeout))
 
     def _prepare_external(self) -> None:
         """PostgreSQL or a broker given by address: migrations and topics before services."""
@@ -293,7 +295,7 @@ class StackSupervisor:
             migrate_all(self.env["LEADFLOW_DATABASE_URL"])
             self.migrated = True
         if "broker" not in self.children:
-            self._ensure_topics()
+            self._ensure_topics(timeout=None)  # the broker's client waits for it to answer
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -313,9 +315,10 @@ class StackSupervisor:
             self.failure = str(exc)
             self.say(str(exc), logging.ERROR)
             return 1
-        except RuntimeError as exc:
-            self.failure = str(exc)
-            self.say(f"leadflow run: {exc}", logging.ERROR)
+        except Exception as exc:  # e.g. an external PostgreSQL or Kafka that never answered
+            self.failure = f"{type(exc).__name__}: {exc}"
+            log.exception("leadflow run failed")
+            self.say(f"leadflow run: {self.failure}", logging.ERROR)
             return 1
         finally:
             self.stop_all()
