@@ -153,16 +153,27 @@ class Positions:
         if not stored:
             return
         try:
-            lost, _ = await self._lost_logs(stored)
+            lost, held = await self._lost_logs(stored)
         except (KafkaError, OSError, TimeoutError) as exc:
             # The broker cannot be asked now: resume where the database says; the anchors are
             # checked again on the next pass.
             log.warning("positions not checked on assignment", extra={"error": repr(exc)})
-            lost = set()
+            lost, held = set(), set()
         for tp, where in stored.items():
             if tp in lost:
                 await self._restart(consumer, tp)
                 continue
+            log.info(
+                "partition resumed at its stored position",
+                extra={
+                    "consumer": self.consumer,
+                    "topic": tp.topic,
+                    "partition": tp.partition,
+                    "offset": where.next_offset,
+                    "anchor": where.anchor.offset if where.anchor else None,
+                    "checked": tp in held,
+                },
+            )
             consumer.seek(tp, where.next_offset)
             self._expected[tp] = where.next_offset
             if where.anchor is not None:
@@ -213,6 +224,14 @@ class Positions:
         read since the last check; promote the newest records read to anchors, or read a lost
         partition again from its start."""
         assignment = consumer.assignment()
+        for tp in assignment:
+            # The end of the log as the last fetch told it: a log that ends before where the
+            # partition stands is not the one read (Kafka never lets a position pass the end).
+            expected = self._expected.get(tp)
+            end = consumer.highwater(tp) if expected is not None else None
+            if end is not None and end < expected and tp not in self._rewind:
+                self._lost(tp, f"the log ends at offset {end}, before {expected}")
+                self._rewind.add(tp)
         for tp in [tp for tp in self._rewind if tp in assignment]:
             await self._restart(consumer, tp, counted=True)
         self._rewind.clear()

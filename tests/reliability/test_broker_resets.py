@@ -15,6 +15,8 @@ import random
 
 import httpx
 import pytest
+import sqlalchemy as sa
+from leadflow.db import Database
 from leadflow.kafka import ensure_topics
 from leadflow_tools.devstack import EmbeddedBroker, free_port
 from pipeline import (
@@ -90,9 +92,37 @@ async def test_broker_killed_and_restarted_empty_while_leads_flow_loses_nothing(
                 raise AssertionError(
                     f"after resets {resets} (seed {SEED}): {exc}; no delivery: "
                     f"{len(undelivered)} {undelivered[:5]}, no clock: {len(unclocked)} "
-                    f"{unclocked[:5]} (logs {tmp_path})"
+                    f"{unclocked[:5]}; {await where_they_stopped(settings, lead_ids, state)} "
+                    f"(logs {tmp_path})"
                 ) from exc
             print(f"resets: {resets}; {len(lead_ids)} leads each counted once")
     finally:
         stop_services(services)
         await asyncio.to_thread(broker.stop)
+
+
+async def where_they_stopped(settings, lead_ids: set[str], state) -> str:
+    """For leads that are not MQLs: their ingest events (published?) and whether scoring's
+    inbox holds them; and every consumer position scoring keeps."""
+    missing = sorted(lead_ids - state.mql_leads)
+    if not missing:
+        return ""
+    db = Database(settings.database_url)
+    try:
+        async with db.unit_of_work() as s:
+            events = (
+                await s.execute(
+                    sa.text(
+                        "SELECT o.key, o.topic, o.published_at IS NOT NULL AS published, "
+                        "EXISTS (SELECT 1 FROM scoring.inbox i WHERE i.event_id = o.event_id) "
+                        "AS in_scoring FROM ingest.outbox o WHERE o.key = ANY(:keys) ORDER BY o.id"
+                    ),
+                    {"keys": missing},
+                )
+            ).all()
+            positions = (await s.execute(sa.text("SELECT * FROM scoring.consumer_positions"))).all()
+    finally:
+        await db.dispose()
+    return f"events of leads not MQL: {[tuple(e) for e in events][:12]}; scoring positions: " + str(
+        [tuple(p) for p in positions]
+    )
