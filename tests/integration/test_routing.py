@@ -15,21 +15,20 @@ from leadflow.contracts.events import (
     SlaEscalated,
 )
 from leadflow.db import Database
-from support.harness import ADMIN, eventually, publish_events, sample_mql, service_client
+from support.harness import (
+    ADMIN,
+    emitted,
+    eventually,
+    publish_events,
+    sample_mql,
+    service_client,
+)
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
 async def routed(settings) -> list[CloudEvent]:
-    db = Database(settings.database_url)
-    try:
-        async with db.unit_of_work() as session:
-            rows = (
-                await session.execute(sa.text("SELECT payload FROM routing.outbox ORDER BY id"))
-            ).all()
-    finally:
-        await db.dispose()
-    return [e for e in (CloudEvent.from_bytes(r.payload) for r in rows) if e.type == "lead.routed"]
+    return await emitted(settings, "lead.routed")
 
 
 async def wait_routed(settings, count: int, timeout: float = 120) -> list[CloudEvent]:

@@ -19,7 +19,7 @@ from leadflow.contracts.events import (
 )
 from leadflow.db import Database
 from leadflow.kafka import make_producer
-from support.harness import ADMIN, eventually, sample_mql, service_client
+from support.harness import ADMIN, emitted, eventually, sample_mql, service_client
 
 MONDAY_6_UTC = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)
 
@@ -62,20 +62,6 @@ async def publish_in_order(settings, topic: str, events: list[CloudEvent]) -> No
 
 def as_events(payloads: list) -> list[CloudEvent]:
     return [make_event(payload, source="test") for payload in payloads]
-
-
-async def emitted(settings, event_type: str) -> list[CloudEvent]:
-    """Routing's events of this type, in the order it wrote them."""
-    db = Database(settings.database_url)
-    try:
-        async with db.unit_of_work() as session:
-            rows = (
-                await session.execute(sa.text("SELECT payload FROM routing.outbox ORDER BY id"))
-            ).all()
-    finally:
-        await db.dispose()
-    found = (CloudEvent.from_bytes(r.payload) for r in rows)
-    return [e for e in found if e.type == event_type]
 
 
 async def wait_emitted(settings, event_type: str, count: int) -> list[CloudEvent]:

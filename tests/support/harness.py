@@ -296,6 +296,24 @@ def eventually_sync(check, timeout: float = 30.0, interval: float = 0.2, describ
     raise _not_met(timeout, last, describe)
 
 
+async def emitted(settings: Settings, event_type: str, schema: str = "routing") -> list:
+    """A service's events of this type in its outbox, in the order it wrote them."""
+    import sqlalchemy as sa
+    from leadflow.contracts.events import CloudEvent
+    from leadflow.db import Database
+
+    db = Database(settings.database_url)
+    try:
+        async with db.unit_of_work() as session:
+            rows = (
+                await session.execute(sa.text(f'SELECT payload FROM "{schema}".outbox ORDER BY id'))
+            ).all()
+    finally:
+        await db.dispose()
+    found = (CloudEvent.from_bytes(r.payload) for r in rows)
+    return [e for e in found if e.type == event_type]
+
+
 async def publish_events(settings: Settings, topic: str, payloads: list) -> None:
     """Publish typed payloads as CloudEvents, as the service owning `topic` would."""
     from leadflow.contracts.events import make_event
