@@ -420,9 +420,7 @@ class ConsumerRunner:
             )
             received: list[Received[Any]] = []
             for record, (event, model) in zip(records, decoded, strict=True):
-                outcomes.append(
-                    await self._take(record, event, model, claimed, received, session)
-                )
+                outcomes.append(await self._take(record, event, model, claimed, received, session))
             if received:
                 await self._apply(records, received, session)
             if self.positions is not None:
@@ -472,7 +470,9 @@ class ConsumerRunner:
         except ValidationError as exc:
             if len(records) > 1:
                 raise
-            raise _Poison(records[0], f"payload of {received[0].event.type} invalid: {exc}") from exc
+            raise _Poison(
+                records[0], f"payload of {received[0].event.type} invalid: {exc}"
+            ) from exc
 
     async def _take(
         self,

@@ -55,6 +55,7 @@ def service_metadata(schema: str) -> sa.MetaData:
         sa.Column("topic", sa.Text, primary_key=True),
         sa.Column("partition", sa.Integer, primary_key=True),
         sa.Column("next_offset", sa.BigInteger, nullable=False),
+        sa.Column("last_digest", sa.BigInteger),
         sa.Column("anchor_offset", sa.BigInteger),
         sa.Column("anchor_digest", sa.BigInteger),
         sa.Column("updated_at", sa.DateTime(timezone=True), server_default=sa.func.now()),

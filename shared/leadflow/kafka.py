@@ -165,8 +165,8 @@ class LogInspector:
             return {}
         found: dict[TopicPartition, Look] = {}
         consumer = self._client()
-        await start_with_retry(consumer, self.client_id, attempts=2)
         try:
+            await start_with_retry(consumer, self.client_id, attempts=2)
             consumer.assign(list(offsets))
             for tp, offset in offsets.items():
                 consumer.seek(tp, offset)

@@ -77,6 +77,7 @@ def create_position_tables(op, schema: str) -> None:
         sa.Column("topic", sa.Text(), nullable=False),
         sa.Column("partition", sa.Integer(), nullable=False),
         sa.Column("next_offset", sa.BigInteger(), nullable=False),
+        sa.Column("last_digest", sa.BigInteger(), nullable=True),
         sa.Column("anchor_offset", sa.BigInteger(), nullable=True),
         sa.Column("anchor_digest", sa.BigInteger(), nullable=True),
         sa.Column(

@@ -48,6 +48,7 @@ class Mark:
 class Stored:
     next_offset: int
     anchor: Mark | None
+    last: Mark | None = None  # the last record read (not checked since)
 
 
 class Positions:
@@ -82,10 +83,15 @@ class Positions:
                 topic=sa.bindparam("topic"),
                 partition=sa.bindparam("partition"),
                 next_offset=sa.bindparam("next_offset"),
+                last_digest=sa.bindparam("last_digest"),
             )
             .on_conflict_do_update(
                 index_elements=[t.c.consumer, t.c.topic, t.c.partition],
-                set_={"next_offset": sa.text("excluded.next_offset"), "updated_at": sa.func.now()},
+                set_={
+                    "next_offset": sa.text("excluded.next_offset"),
+                    "last_digest": sa.text("excluded.last_digest"),
+                    "updated_at": sa.func.now(),
+                },
             )
         )
 
@@ -119,6 +125,7 @@ class Positions:
                     "topic": tp.topic,
                     "partition": tp.partition,
                     "next_offset": record.offset + 1,
+                    "last_digest": record_digest(record),
                 }
                 for tp, record in newest.items()
             ],
@@ -197,6 +204,7 @@ class Positions:
                         t.c.topic,
                         t.c.partition,
                         t.c.next_offset,
+                        t.c.last_digest,
                         t.c.anchor_offset,
                         t.c.anchor_digest,
                     ).where(
@@ -214,7 +222,12 @@ class Positions:
                     if row.anchor_offset is not None
                     else None
                 )
-                stored[tp] = Stored(row.next_offset, anchor)
+                last = (
+                    Mark(row.next_offset - 1, row.last_digest)
+                    if row.last_digest is not None and row.next_offset > 0
+                    else None
+                )
+                stored[tp] = Stored(row.next_offset, anchor, last)
         return stored
 
     # -- every VERIFY_INTERVAL -----------------------------------------------------------------
@@ -242,7 +255,9 @@ class Positions:
         latest = {tp: mark for tp, mark in self._latest.items() if tp in assignment}
         if not latest:
             return
-        checks = {tp: Stored(mark.offset + 1, self._anchors.get(tp)) for tp, mark in latest.items()}
+        checks = {
+            tp: Stored(mark.offset + 1, self._anchors.get(tp), mark) for tp, mark in latest.items()
+        }
         try:
             lost, held = await self._lost_logs(checks)
         except (KafkaError, OSError, TimeoutError) as exc:
@@ -290,6 +305,11 @@ class Positions:
         for tp, where in checks.items():
             if where.anchor is not None:
                 marks[tp] = where.anchor
+            elif where.last is not None:
+                # No anchor yet (the broker went away before the first check): the last record
+                # read, by its fingerprint. A log filled again holds a record at its offset,
+                # which proves nothing by itself.
+                marks[tp] = where.last
             elif where.next_offset > 0:
                 marks[tp] = where.next_offset - 1
         looks = await self.inspector.look(
@@ -334,6 +354,7 @@ class Positions:
                 )
                 .values(
                     next_offset=start,
+                    last_digest=None,
                     anchor_offset=None,
                     anchor_digest=None,
                     updated_at=sa.func.now(),
