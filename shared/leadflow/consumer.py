@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 LAG_INTERVAL = 5.0  # real seconds between refreshes of the consumer-lag gauge
 INBOX_ROWS_PER_INSERT = 1000  # inbox rows claimed per multi-row INSERT
 COMMIT_TIMEOUT = 5.0  # real seconds an offset commit may take before the loop goes on
+METADATA_MAX_AGE_MS = 10_000  # the topics' metadata is asked for again this often
 
 P = TypeVar("P", bound=Payload)
 
@@ -216,6 +217,10 @@ class ConsumerRunner:
             session_timeout_ms=self.session_timeout_ms,
             heartbeat_interval_ms=self.session_timeout_ms // 5,
             max_poll_interval_ms=300_000,
+            # How soon a topic that came back with another number of partitions is seen (a
+            # broker that lost its log may create a topic anew when a client first asks for
+            # it); a partition nobody is assigned waits this long at most.
+            metadata_max_age_ms=METADATA_MAX_AGE_MS,
         )
         self._membership = _Membership(self)
         consumer.subscribe([self.prefix + t for t in self.sub.topics], listener=self._membership)

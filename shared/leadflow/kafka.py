@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import time
@@ -160,9 +161,14 @@ class LogInspector:
     ) -> dict[TopicPartition, Look]:
         """What stands at each offset. A partition that returned nothing `within` seconds is
         reported with its end when that lies at or before the offset, and left out otherwise
-        (not known)."""
+        (not known). The whole look, connecting included, is bounded: TimeoutError beyond."""
         if not offsets:
             return {}
+        return await asyncio.wait_for(self._look(offsets, within), within + 12)
+
+    async def _look(
+        self, offsets: Mapping[TopicPartition, int], within: float
+    ) -> dict[TopicPartition, Look]:
         found: dict[TopicPartition, Look] = {}
         consumer = self._client()
         try:
@@ -202,5 +208,6 @@ class LogInspector:
                     if ends[tp] <= offsets[tp]:
                         found[tp] = Look(None, None, ends[tp])
         finally:
-            await consumer.stop()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(consumer.stop(), 5)
         return found

@@ -340,6 +340,8 @@ class Positions:
         start = 0
         if not counted:
             self._lost(tp, "the log read before is not in the broker any more")
+        if tp not in consumer.assignment():
+            return  # moved to another member meanwhile: it resumes from the database
         consumer.seek(tp, start)
         # Where the log starts is not known here (retention): no record is out of place.
         self._expected.pop(tp, None)
