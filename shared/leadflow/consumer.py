@@ -39,6 +39,7 @@ LAG_INTERVAL = 5.0  # real seconds between refreshes of the consumer-lag gauge
 INBOX_ROWS_PER_INSERT = 1000  # inbox rows claimed per multi-row INSERT
 COMMIT_TIMEOUT = 5.0  # real seconds an offset commit may take before the loop goes on
 METADATA_MAX_AGE_MS = 10_000  # the topics' metadata is asked for again this often
+SIZES_INTERVAL = 5.0  # real seconds between comparisons of topic sizes with the assignment's
 
 P = TypeVar("P", bound=Payload)
 
@@ -111,6 +112,8 @@ class _Membership(ConsumerRebalanceListener):
     def __init__(self, runner: ConsumerRunner | None = None) -> None:
         self.partitions: int | None = None
         self.runner = runner
+        # Partitions per subscribed topic when the last assignment completed.
+        self.sizes: dict[str, int] | None = None
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         if self.runner is not None and self.runner.positions is not None:
@@ -119,6 +122,7 @@ class _Membership(ConsumerRebalanceListener):
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         if self.runner is not None:
             await self.runner.resume(assigned)
+            self.sizes = self.runner.topic_sizes()
         self.partitions = len(assigned)
 
 
@@ -178,6 +182,7 @@ class ConsumerRunner:
         self.processed = 0
         self.lag_interval = lag_interval
         self._lag_measured_at = float("-inf")
+        self._sizes_checked_at = float("-inf")
         # The first dead letter of this process must be visible to increase(): the series
         # exists from the start at 0.
         metrics.events_consumed.labels(service, subscription.name, "unknown", "dead_lettered")
@@ -278,8 +283,39 @@ class ConsumerRunner:
                     return
                 await self.stop_signal.pause(exponential_backoff(attempt, self.base_backoff))
 
+    def topic_sizes(self) -> dict[str, int]:
+        """Partitions of each subscribed topic, as the consumer's metadata has them."""
+        if self.consumer is None:
+            return {}
+        return {
+            topic: len(self.consumer.partitions_for_topic(self.prefix + topic) or ())
+            for topic in self.sub.topics
+        }
+
+    def _rejoin_if_topics_changed(self) -> None:
+        """A topic whose number of partitions changed after the group's assignment (a broker
+        that lost its log created it anew) gets a new assignment: the client notices such a
+        change itself only when it learns of it before assigning, so a partition could stay
+        with no member."""
+        now = time.monotonic()
+        if now - self._sizes_checked_at < SIZES_INTERVAL or self.consumer is None:
+            return
+        self._sizes_checked_at = now
+        assigned_with = self._membership.sizes
+        if assigned_with is None or self.topic_sizes() == assigned_with:
+            return
+        log.info(
+            "a topic's partitions changed since the assignment; joining the group again",
+            extra={"consumer": self.group, "assigned_with": assigned_with},
+        )
+        self._membership.sizes = None
+        self.consumer.subscribe(
+            [self.prefix + t for t in self.sub.topics], listener=self._membership
+        )
+
     async def _consume(self) -> None:
         while not self.stop_signal:
+            self._rejoin_if_topics_changed()
             if self.positions is not None:
                 await self.positions.verify(self.consumer)
             batches = await self.consumer.getmany(timeout_ms=500, max_records=self.batch_size)
