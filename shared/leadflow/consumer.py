@@ -112,17 +112,25 @@ class _Membership(ConsumerRebalanceListener):
     def __init__(self, runner: ConsumerRunner | None = None) -> None:
         self.partitions: int | None = None
         self.runner = runner
-        # Partitions per subscribed topic when the last assignment completed.
+        # Partitions per subscribed topic the last assignment is taken to be for, and as the
+        # member saw them when its partitions were last revoked (a join began).
         self.sizes: dict[str, int] | None = None
+        self.sizes_before: dict[str, int] | None = None
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        if self.runner is not None and self.runner.positions is not None:
-            self.runner.positions.revoked(revoked)
+        if self.runner is not None:
+            self.sizes_before = self.runner.topic_sizes()
+            if self.runner.positions is not None:
+                self.runner.positions.revoked(revoked)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         if self.runner is not None:
             await self.runner.resume(assigned)
-            self.sizes = self.runner.topic_sizes()
+            now, before = self.runner.topic_sizes(), self.sizes_before
+            # Sizes that changed while the group joined (every topic known before): the
+            # assignment may have been made with the old ones; the periodic check joins again.
+            changed = before is not None and all(before.values()) and before != now
+            self.sizes = before if changed else now
         self.partitions = len(assigned)
 
 
