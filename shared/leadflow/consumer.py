@@ -163,6 +163,7 @@ class ConsumerRunner:
         stop: Stop | None = None,
         fetch_wait_ms: int = 50,
         session_timeout_ms: int = 10_000,
+        recover_lost_logs: bool = False,
     ) -> None:
         self.topics = topics or TopicLayout()  # of a dead-letter topic created on demand
         self.fetch_wait_ms = fetch_wait_ms
@@ -182,9 +183,15 @@ class ConsumerRunner:
         self.base_backoff = base_backoff
         self.consumer: AIOKafkaConsumer | None = None
         self._membership = _Membership()
-        # Partition positions kept with the state (when the schema has the table).
-        self.positions = Positions.of(
-            inbox, db, consumer=subscription.name, service=service, bootstrap=bootstrap
+        # Partition positions kept with the state, checked against the broker's log (when
+        # asked for, and the schema has the table).
+        self.recover_lost_logs = recover_lost_logs
+        self.positions = (
+            Positions.of(
+                inbox, db, consumer=subscription.name, service=service, bootstrap=bootstrap
+            )
+            if recover_lost_logs
+            else None
         )
         self.running = False  # the consume loop is alive (not crashed, not stopped)
         self.processed = 0
@@ -233,7 +240,7 @@ class ConsumerRunner:
             # How soon a topic that came back with another number of partitions is seen (a
             # broker that lost its log may create a topic anew when a client first asks for
             # it); a partition nobody is assigned waits this long at most.
-            metadata_max_age_ms=METADATA_MAX_AGE_MS,
+            metadata_max_age_ms=METADATA_MAX_AGE_MS if self.recover_lost_logs else 300_000,
         )
         self._membership = _Membership(self)
         consumer.subscribe([self.prefix + t for t in self.sub.topics], listener=self._membership)
@@ -323,7 +330,8 @@ class ConsumerRunner:
 
     async def _consume(self) -> None:
         while not self.stop_signal:
-            self._rejoin_if_topics_changed()
+            if self.recover_lost_logs:
+                self._rejoin_if_topics_changed()
             if self.positions is not None:
                 await self.positions.verify(self.consumer)
             batches = await self.consumer.getmany(timeout_ms=500, max_records=self.batch_size)

@@ -121,6 +121,7 @@ class OutboxRelay:
         batch_size: int = 500,
         poll_interval: float = 0.5,
         replay_window: int = 3600,
+        recover_lost_logs: bool = False,
         topics: TopicLayout | None = None,
         stop: Stop | None = None,
     ) -> None:
@@ -138,7 +139,11 @@ class OutboxRelay:
         self.batch_size = batch_size
         self.poll_interval = poll_interval
         self.replay_window = replay_window
-        self.positions = table.metadata.tables.get(f"{table.schema}.relay_positions")
+        self.positions = (
+            table.metadata.tables.get(f"{table.schema}.relay_positions")
+            if recover_lost_logs
+            else None
+        )
         self.inspector = (
             LogInspector(bootstrap, f"{service}-relay") if self.positions is not None else None
         )

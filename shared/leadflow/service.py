@@ -225,6 +225,7 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
             topic_prefix=settings.topic_prefix,
             batch_size=settings.outbox_batch_size,
             replay_window=settings.outbox_replay_window,
+            recover_lost_logs=settings.broker_reset_recovery,
             topics=TopicLayout.of(settings),
             bootstrap=settings.kafka_bootstrap,
             stop=stop,
@@ -260,6 +261,7 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
                 max_attempts=settings.consumer_max_attempts,
                 fetch_wait_ms=settings.consumer_fetch_wait_ms,
                 session_timeout_ms=settings.consumer_session_timeout_ms,
+                recover_lost_logs=settings.broker_reset_recovery,
                 topics=TopicLayout.of(settings),
                 stop=stop,
             )

@@ -40,7 +40,7 @@ class Probe(MessagingHarness):
         async def handler(event, session) -> None:
             self.handled.append(event.id)
 
-        await self.consume((LeadContactAttempt,), each(handler))
+        await self.consume((LeadContactAttempt,), each(handler), recover=True)
 
     async def emit(self, n: int) -> list:
         async with self.db.unit_of_work() as session:
@@ -77,7 +77,7 @@ async def test_a_consumer_reads_a_replaced_log_from_its_start_and_handles_each_e
     await ensure_topics(settings)
     relay_resets, consumer_resets = resets("test", "relay"), resets("test", "consumer")
     async with Probe(settings) as h:
-        h.relay()
+        h.relay(recover=True)
         await h.start_consumer()
         before = await h.emit(40)
         await eventually(lambda: len(h.handled) >= 40, timeout=60)
@@ -114,7 +114,7 @@ async def test_events_published_but_not_consumed_when_the_broker_died_are_publis
     )
     await ensure_topics(settings)
     async with Probe(settings) as h:
-        h.relay()
+        h.relay(recover=True)
         sent = await h.emit(25)
 
         async def all_published() -> bool:

@@ -45,7 +45,7 @@ async def test_broker_killed_and_restarted_empty_while_leads_flow_loses_nothing(
     broker = EmbeddedBroker(free_port(), tmp_path / "broker.log")
     await asyncio.to_thread(broker.start)
     settings = (await stack.isolated_settings()).model_copy(
-        update={"kafka_bootstrap": broker.bootstrap}
+        update={"kafka_bootstrap": broker.bootstrap, "broker_reset_recovery": True}
     )
     await ensure_topics(settings)
     services = make_services(settings, tmp_path)

@@ -570,7 +570,9 @@ class MessagingHarness(_Background):
         """Run `work()` in the background until the harness exits."""
         self.tasks.append(asyncio.create_task(work()))
 
-    def relay(self, service: str = "test", producer=None, start: bool = True):
+    def relay(
+        self, service: str = "test", producer=None, start: bool = True, recover: bool = False
+    ):
         """An outbox relay woken by each commit that emits, running in the background unless
         `start` is False (then `run(relay.run)` starts it)."""
         from leadflow.outbox import OUTBOX_TAG, OutboxRelay
@@ -582,13 +584,21 @@ class MessagingHarness(_Background):
             bootstrap=self.settings.kafka_bootstrap,
             service=service,
             topic_prefix=self.settings.topic_prefix,
+            recover_lost_logs=recover,
         )
         self.db.on_commit(OUTBOX_TAG, relay.wake)
         if start:
             self.run(relay.run)
         return relay
 
-    async def consume(self, takes: tuple, apply, name: str = "probe", max_attempts: int = 3):
+    async def consume(
+        self,
+        takes: tuple,
+        apply,
+        name: str = "probe",
+        max_attempts: int = 3,
+        recover: bool = False,
+    ):
         """A consumer runner of the payload models `takes` (on their topics) applying each batch
         with `apply(session, received)`, in the background, with short retry backoffs."""
         from leadflow.consumer import ConsumerRunner, Subscription
@@ -604,6 +614,7 @@ class MessagingHarness(_Background):
             max_attempts=max_attempts,
             base_backoff=0.01,
             session_timeout_ms=self.settings.consumer_session_timeout_ms,
+            recover_lost_logs=recover,
         )
         await runner.start()
         self.runners.append(runner)
