@@ -6,6 +6,10 @@ test body's own at the end of the test."""
 
 from __future__ import annotations
 
+import asyncio
+import sys
+import threading
+
 import pytest
 from support.harness import TestStack
 
@@ -43,12 +47,57 @@ def pytest_fixture_setup(fixturedef, request):
         _owned_by_fixtures.update(made)
 
 
+def _timeout_of(item) -> float:
+    marker = item.get_closest_marker("timeout")
+    if marker is not None and marker.args:
+        return float(marker.args[0])
+    return float(item.config.getini("timeout") or 0)
+
+
+def _dump_tasks_of_main_loop() -> None:
+    """Print the stack of every task of the event loop the main thread is running (what a test
+    that hangs is waiting for), from another thread, through the loop itself."""
+    frame = sys._current_frames().get(threading.main_thread().ident)
+    while frame is not None:
+        loop = frame.f_locals.get("self")
+        if isinstance(loop, asyncio.AbstractEventLoop):
+            break
+        frame = frame.f_back
+    else:
+        return
+
+    def dump() -> None:
+        print(f"+++ tasks of the test's event loop, {_DUMP_BEFORE:.0f} s before its timeout +++")
+        for task in asyncio.all_tasks(loop):
+            print(f"{task.get_name()}:")
+            awaited = task.get_coro()
+            while awaited is not None:  # down the chain of coroutines awaiting one another
+                frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "gi_frame", None)
+                if frame is not None:
+                    print(f"  {frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}")
+                step = getattr(awaited, "cr_await", None)
+                awaited = step if step is not None else getattr(awaited, "gi_yieldfrom", None)
+
+    loop.call_soon_threadsafe(dump)
+
+
+_DUMP_BEFORE = 10.0  # seconds before a test's timeout its event loop's tasks are printed
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item):
     before = len(_session[0].issued_prefixes) if _session else 0
+    timeout = _timeout_of(item)
+    watchdog = None
+    if timeout > 3 * _DUMP_BEFORE:
+        watchdog = threading.Timer(timeout - _DUMP_BEFORE, _dump_tasks_of_main_loop)
+        watchdog.daemon = True
+        watchdog.start()
     try:
         return (yield)
     finally:
+        if watchdog is not None:
+            watchdog.cancel()
         if _session:
             stack = _session[0]
             made = [p for p in stack.issued_prefixes[before:] if p not in _owned_by_fixtures]
