@@ -13,7 +13,15 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_API_KEY = "lf_dev_key"
 
-Scope = Literal["leads:write", "sales:write", "alerts:write", "admin"]
+Scope = Literal[
+    "leads:read",  # leads with their personal data
+    "reports:read",  # reports, the review page, timelines
+    "config:read",  # teams, reps, rules, endpoints, subscriptions, deliveries
+    "leads:write",
+    "sales:write",
+    "alerts:write",
+    "admin",  # every scope
+]
 
 
 class ApiKeySpec(BaseModel):
@@ -44,7 +52,7 @@ class ApiKeySpec(BaseModel):
         return self
 
     def allows(self, scope: str) -> bool:
-        return "*" in self.scopes or scope in self.scopes
+        return scope in self.scopes or "*" in self.scopes or "admin" in self.scopes
 
 
 class Settings(BaseSettings):

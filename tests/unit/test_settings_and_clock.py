@@ -176,7 +176,7 @@ def test_a_scoped_key_allows_only_its_scopes():
 
 def test_an_unknown_scope_is_refused():
     with pytest.raises(ValidationError) as refused:
-        ApiKeySpec(name="crm", key="k", scopes=["leads:read"])
+        ApiKeySpec(name="crm", key="k", scopes=["leads:erase"])
     assert refused.value.errors()[0]["loc"][0] == "scopes"
 
 
