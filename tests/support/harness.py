@@ -26,12 +26,36 @@ TEST_KEYS = [
     ApiKeySpec(name="hubspot", key="lf_test_source", scopes=["leads:write"], source="hubspot"),
     ApiKeySpec(name="crm", key="lf_test_sales", scopes=["sales:write"]),
     ApiKeySpec(name="marketo", key="lf_test_marketo", scopes=["leads:write"], source="marketo"),
+    # read-only keys, one read scope each
+    ApiKeySpec(name="leads-reader", key="lf_test_leads_reader", scopes=["leads:read"]),
+    ApiKeySpec(name="reports-reader", key="lf_test_reports_reader", scopes=["reports:read"]),
+    ApiKeySpec(name="config-reader", key="lf_test_config_reader", scopes=["config:read"]),
+    ApiKeySpec(
+        name="reader", key="lf_test_reader", scopes=["leads:read", "reports:read", "config:read"]
+    ),
 ]
 
 ADMIN = {"Authorization": f"Bearer {DEV_API_KEY}"}
 SOURCE = {"Authorization": "Bearer lf_test_source"}
 SALES = {"Authorization": "Bearer lf_test_sales"}
 MARKETO = {"Authorization": "Bearer lf_test_marketo"}
+LEADS_READER = {"Authorization": "Bearer lf_test_leads_reader"}
+REPORTS_READER = {"Authorization": "Bearer lf_test_reports_reader"}
+CONFIG_READER = {"Authorization": "Bearer lf_test_config_reader"}
+READER = {"Authorization": "Bearer lf_test_reader"}
+# A request that presents no key at all, to a client that would otherwise present READER.
+NO_KEY = {"Authorization": ""}
+
+
+async def present_read_key(request: httpx.Request) -> None:
+    """A request hook: a GET that names no key presents READER (every read scope, nothing
+    more), so tests read as a reporting tool would; writes present only the key a test gives,
+    and NO_KEY sends none."""
+    if request.headers.get("authorization") == "":
+        del request.headers["authorization"]
+    elif request.method == "GET" and not {"authorization", "x-api-key"} & set(request.headers):
+        request.headers.update(READER)
+
 
 # A lead that the default policy promotes to MQL: fit 100, intent tier 2, decision maker.
 QUALIFIED_LEAD = {
@@ -242,14 +266,19 @@ async def _delete_topics(bootstrap: str, prefixes: tuple[str, ...]) -> None:
 
 @asynccontextmanager
 async def service_client(name: str, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    """One service in this process, lifespan and all, behind an httpx client."""
+    """One service in this process, lifespan and all, behind an httpx client whose GETs present
+    READER unless they name a key (`present_read_key`)."""
     from leadflow.service import create_app
     from leadflow_tools.registry import service_spec
 
     app = create_app(service_spec(name), settings)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url=f"http://{name}") as client:
+        async with httpx.AsyncClient(
+            transport=transport,
+            base_url=f"http://{name}",
+            event_hooks={"request": [present_read_key]},
+        ) as client:
             client.app = app  # type: ignore[attr-defined]
             yield client
 
@@ -493,7 +522,10 @@ class LeadRun:
 async def routed_leads(urls: dict[str, str]) -> AsyncIterator[LeadRun]:
     """Running services (`urls` by service name) given one rep and a webhook endpoint for
     `lead.routed` at a local receiver; leads are then sent with `LeadRun.ingest`."""
-    async with WebhookReceiver() as receiver, httpx.AsyncClient(timeout=10) as http:
+    async with (
+        WebhookReceiver() as receiver,
+        httpx.AsyncClient(timeout=10, event_hooks={"request": [present_read_key]}) as http,
+    ):
         rep = await http.post(
             f"{urls['routing']}/v1/reps",
             headers=ADMIN,

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from leadflow.auth import require_scope
+from leadflow.auth import Caller, require_page_scope, require_scope
 from leadflow.service import RuntimeDep
 from leadflow.settings import ApiKeySpec
 
@@ -32,6 +32,10 @@ router = APIRouter(prefix="/v1", tags=["feedback"])
 pages = APIRouter(tags=["review"])
 
 SalesTool = Annotated[ApiKeySpec, Depends(require_scope("sales:write"))]
+# Reports, lifecycles, the planner and the review pages: how leads fare, not who they are.
+ReportsRead = Depends(require_scope("reports:read"))
+# The pages also take HTTP Basic (the password a key), so a browser can open them.
+Viewer = Annotated[Caller, Depends(require_page_scope("reports:read"))]
 IdempotencyKey = Annotated[str | None, Header(max_length=200)]
 FromDay = Annotated[ReportDay | None, Query(alias="from")]
 CSV = "text/csv"
@@ -60,7 +64,7 @@ async def post_attempt(
     )
 
 
-@router.get("/leads/{lead_id}/lifecycle")
+@router.get("/leads/{lead_id}/lifecycle", dependencies=[ReportsRead])
 async def get_lifecycle(lead_id: uuid.UUID, rt: RuntimeDep) -> Lifecycle:
     return await use_cases.lifecycle(rt, lead_id)
 
@@ -82,7 +86,9 @@ async def post_status(
     )
 
 
-@router.get("/reports/sla", response_model=SlaReport, responses=REPORT_FORMATS)
+@router.get(
+    "/reports/sla", response_model=SlaReport, responses=REPORT_FORMATS, dependencies=[ReportsRead]
+)
 async def get_sla_report(
     request: Request,
     rt: RuntimeDep,
@@ -105,7 +111,12 @@ async def get_sla_report(
     return SlaReport.model_validate(report)
 
 
-@router.get("/reports/calibration", response_model=Calibration, responses=REPORT_FORMATS)
+@router.get(
+    "/reports/calibration",
+    response_model=Calibration,
+    responses=REPORT_FORMATS,
+    dependencies=[ReportsRead],
+)
 async def get_calibration(
     rt: RuntimeDep,
     from_: FromDay = None,
@@ -120,7 +131,9 @@ async def get_calibration(
     return Calibration.model_validate(calibrated)
 
 
-@router.post("/plan", response_model=PlanOut, response_model_exclude_unset=True)
+@router.post(
+    "/plan", response_model=PlanOut, response_model_exclude_unset=True, dependencies=[ReportsRead]
+)
 async def post_plan(body: PlanIn) -> PlanOut:
     """Reverse funnel math: revenue goal → deals → SQO → SQL → MQL → visits → activities →
     SDR-weeks, with a capacity verdict when `sales_capacity_mql` is given."""
@@ -130,16 +143,17 @@ async def post_plan(body: PlanIn) -> PlanOut:
 @pages.get("/review", response_class=HTMLResponse)
 async def review_page(
     rt: RuntimeDep,
+    viewer: Viewer,
     week: Annotated[ReportDay | None, Query(description="any day of the week to review")] = None,
     team: TeamQuery = None,
 ) -> HTMLResponse:
     """The weekly SLA review: this week against the plan for both parties, the exceptions
     (each linking to its lead's timeline), the calibration curve and the corrective plans."""
-    return HTMLResponse(await use_cases.review_page(rt, week=week, team=team))
+    return HTMLResponse(await use_cases.review_page(rt, week=week, team=team, key=viewer.key))
 
 
 @pages.get("/review/leads/{lead_id}", response_class=HTMLResponse)
-async def lead_timeline(lead_id: uuid.UUID, rt: RuntimeDep) -> HTMLResponse:
+async def lead_timeline(lead_id: uuid.UUID, rt: RuntimeDep, viewer: Viewer) -> HTMLResponse:
     """Every event of one lead in order: created, scored (with the explanation), MQL, routed
     (with routing's decision trace), webhook deliveries, attempts, SLA events, statuses."""
-    return HTMLResponse(await use_cases.timeline_page(rt, lead_id))
+    return HTMLResponse(await use_cases.timeline_page(rt, lead_id, key=viewer.key))

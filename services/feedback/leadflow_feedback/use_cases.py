@@ -396,37 +396,43 @@ def plan(inputs: planning.PlanInput) -> dict[str, Any]:
 
 
 async def from_service(
-    rt: Runtime, name: str, path: str, params: dict[str, str] | None = None
+    rt: Runtime, name: str, path: str, key: str, params: dict[str, str] | None = None
 ) -> tuple[Any, str | None]:
-    """GET one of routing's or notify's read endpoints; (None, a note for the page) when it
-    cannot answer."""
+    """GET one of routing's or notify's read endpoints with the key the page was opened with,
+    so a page shows only what its viewer may read; (None, a note for the page) when it cannot
+    answer or refuses the key."""
     base = rt.settings.routing_url if name == "routing" else rt.settings.notify_url
     url = base.rstrip("/") + path
     try:
         async with httpx.AsyncClient(timeout=ROUTING_TIMEOUT) as client:
-            response = await client.get(url, params=params)
+            response = await client.get(url, params=params, headers={"X-API-Key": key})
     except httpx.HTTPError as exc:
         log.warning(f"{name} unavailable", extra={"url": url, "error": type(exc).__name__})
         return None, f"{name} ({base}) did not answer: {type(exc).__name__}"
     if response.status_code == 404:
         return None, None
+    if response.status_code in (401, 403):
+        try:
+            scope = response.json().get("scope") if response.status_code == 403 else None
+        except ValueError:
+            scope = None
+        lacking = f"lacks the scope {scope}" if scope else "is not known there"
+        return None, f"{name} did not show {path}: the key this page was opened with {lacking}"
     if response.status_code != 200:
         return None, f"{name} answered {response.status_code} for {path}"
     return response.json(), None
 
 
-async def from_routing(
-    rt: Runtime, path: str, params: dict[str, str] | None = None
-) -> tuple[Any, str | None]:
-    return await from_service(rt, "routing", path, params)
+async def from_routing(rt: Runtime, path: str, key: str) -> tuple[Any, str | None]:
+    return await from_service(rt, "routing", path, key)
 
 
-async def rep_names(rt: Runtime) -> tuple[dict[str, str], str | None]:
-    rows, note = await from_routing(rt, "/v1/reps")
+async def rep_names(rt: Runtime, key: str) -> tuple[dict[str, str], str | None]:
+    rows, note = await from_routing(rt, "/v1/reps", key)
     return {str(r["id"]): r["name"] for r in rows or []}, note
 
 
-async def review_page(rt: Runtime, *, week: date | None, team: str | None) -> str:
+async def review_page(rt: Runtime, *, week: date | None, team: str | None, key: str) -> str:
     """The weekly SLA review of the week holding `week` (this week by default): the week
     against the plan, the trend of the weeks before, the calibration of the last 90 days."""
     policy = rt.policy
@@ -455,7 +461,7 @@ async def review_page(rt: Runtime, *, week: date | None, team: str | None) -> st
         facts, policy, first=first, last=monday, granularity="week", now=now, team=team
     )
     calibrated = reports.calibration(scored, policy, start=cal_start, end=end)
-    reps, note = await rep_names(rt)
+    reps, note = await rep_names(rt, key)
     return review.render_review(
         week=monday,
         team=team,
@@ -470,18 +476,19 @@ async def review_page(rt: Runtime, *, week: date | None, team: str | None) -> st
     )
 
 
-async def timeline_page(rt: Runtime, lead_id: uuid.UUID) -> str:
-    """Every event of one lead in order, with routing's decision trace and notify's deliveries."""
+async def timeline_page(rt: Runtime, lead_id: uuid.UUID, *, key: str) -> str:
+    """Every event of one lead in order, with routing's decision trace and notify's deliveries
+    (read with `key`, the viewer's)."""
     async with rt.db.unit_of_work() as session:
         lead = await store.lead_summary(session, lead_id)
         entries = await store.timeline_of(session, lead_id)
     if lead is None and not entries:
         raise NotFound(f"lead {lead_id} is not known to feedback")
-    assignment, note = await from_routing(rt, f"/v1/leads/{lead_id}/assignment")
+    assignment, note = await from_routing(rt, f"/v1/leads/{lead_id}/assignment", key)
     deliveries, delivery_note = await from_service(
-        rt, "notify", "/v1/deliveries", {"lead_id": str(lead_id)}
+        rt, "notify", "/v1/deliveries", key, {"lead_id": str(lead_id)}
     )
-    reps, reps_note = await rep_names(rt) if assignment else ({}, None)
+    reps, reps_note = await rep_names(rt, key) if assignment else ({}, None)
     return review.render_timeline(
         lead_id=lead_id,
         lead=lead,

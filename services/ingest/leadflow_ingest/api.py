@@ -36,6 +36,8 @@ router = APIRouter(prefix="/v1", tags=["leads"])
 SourceKey = Annotated[ApiKeySpec, Depends(require_scope("leads:write"))]
 # Erasing a person is the data controller's decision, not a marketing platform's.
 AdminKey = Annotated[ApiKeySpec, Depends(require_scope("admin"))]
+# A lead as ingest knows it is the person's personal data.
+LeadsRead = Depends(require_scope("leads:read"))
 IdempotencyKey = Annotated[str | None, Header(max_length=200)]
 
 
@@ -173,6 +175,7 @@ async def post_hubspot_webhook(request: Request, rt: RuntimeDep) -> HubSpotWebho
         301: {"description": "merged into another lead"},
         410: {"description": "erased: its personal data is gone"},
     },
+    dependencies=[LeadsRead],
 )
 async def get_lead(lead_id: uuid.UUID, rt: RuntimeDep) -> LeadView | Response:
     """The lead as ingest knows it. A lead merged into another redirects to the survivor; an

@@ -27,9 +27,11 @@ from leadflow_notify.schemas import (
 router = APIRouter(prefix="/v1", tags=["notify"])
 Admin = Annotated[ApiKeySpec, Depends(require_scope("admin"))]
 Alerting = Annotated[ApiKeySpec, Depends(require_scope("alerts:write"))]
+# Endpoints, their subscriptions and what was sent to them or to people.
+ConfigRead = Depends(require_scope("config:read"))
 
 
-@router.get("/event-types", response_model=EventTypesOut)
+@router.get("/event-types", response_model=EventTypesOut, dependencies=[ConfigRead])
 async def event_types() -> EventTypesOut:
     """Every event type an endpoint can subscribe to (patterns such as `sla.*` match these)."""
     return EventTypesOut(event_types=list(KNOWN_EVENT_TYPES))
@@ -59,12 +61,13 @@ async def finish_rotation(endpoint_id: uuid.UUID, rt: RuntimeDep, _: Admin) -> R
     return Response(status_code=204)
 
 
-@router.get("/webhook-endpoints", response_model=list[EndpointOut])
-async def list_endpoints(rt: RuntimeDep, _: Admin) -> list[EndpointOut]:
+@router.get("/webhook-endpoints", response_model=list[EndpointOut], dependencies=[ConfigRead])
+async def list_endpoints(rt: RuntimeDep) -> list[EndpointOut]:
+    """Every endpoint with its subscriptions; secrets are shown only when created."""
     return await use_cases.list_endpoints(rt)
 
 
-@router.get("/deliveries", response_model=list[DeliveryOut])
+@router.get("/deliveries", response_model=list[DeliveryOut], dependencies=[ConfigRead])
 async def list_deliveries(
     rt: RuntimeDep, lead_id: uuid.UUID | None = None, state: str | None = None
 ) -> list[DeliveryOut]:
@@ -77,7 +80,7 @@ async def replay_delivery(delivery_id: uuid.UUID, rt: RuntimeDep, _: Admin) -> R
     return await use_cases.replay(rt, delivery_id)
 
 
-@router.get("/notices", response_model=list[NoticeOut])
+@router.get("/notices", response_model=list[NoticeOut], dependencies=[ConfigRead])
 async def list_notices(
     rt: RuntimeDep, lead_id: uuid.UUID | None = None, state: str | None = None
 ) -> list[NoticeOut]:

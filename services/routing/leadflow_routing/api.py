@@ -31,6 +31,10 @@ from leadflow_routing.schemas import (
 
 router = APIRouter(prefix="/v1", tags=["routing"])
 Admin = Annotated[ApiKeySpec, Depends(require_scope("admin"))]
+# Teams, reps (how each is reached) and rules: what an operator configured.
+ConfigRead = Depends(require_scope("config:read"))
+# A lead's assignment, its decision trace and the waiting queue: no personal data of the lead.
+ReportsRead = Depends(require_scope("reports:read"))
 
 
 @router.post("/teams", status_code=201, response_model=TeamOut)
@@ -44,7 +48,7 @@ async def patch_team(team_id: uuid.UUID, body: TeamPatch, rt: RuntimeDep, _: Adm
     return await use_cases.change_team(rt, team_id, body)
 
 
-@router.get("/teams", response_model=list[TeamOut])
+@router.get("/teams", response_model=list[TeamOut], dependencies=[ConfigRead])
 async def list_teams(rt: RuntimeDep) -> list[TeamOut]:
     return await use_cases.list_teams(rt)
 
@@ -65,7 +69,7 @@ async def create_rule(body: RuleIn, rt: RuntimeDep, _: Admin) -> RuleOut:
     return await use_cases.create_rule(rt, body)
 
 
-@router.get("/rules", response_model=list[RuleOut])
+@router.get("/rules", response_model=list[RuleOut], dependencies=[ConfigRead])
 async def list_rules(rt: RuntimeDep) -> list[RuleOut]:
     """In the order they are tried."""
     return await use_cases.list_rules(rt)
@@ -84,7 +88,7 @@ async def put_routing_config(body: RoutingConfig, rt: RuntimeDep, _: Admin) -> R
     return await use_cases.load_routing_config(rt, body)
 
 
-@router.post("/routing:dry-run", response_model=DryRunOut)
+@router.post("/routing:dry-run", response_model=DryRunOut, dependencies=[ConfigRead])
 async def dry_run(body: DryRunIn, rt: RuntimeDep) -> DryRunOut:
     """Where a lead like this would go now, and why, without assigning anything."""
     return await use_cases.dry_run(rt, body)
@@ -96,17 +100,17 @@ async def reassign_lead(lead_id: uuid.UUID, rt: RuntimeDep, _: Admin) -> Assignm
     return await use_cases.reassign_on_request(rt, lead_id)
 
 
-@router.get("/reps", response_model=list[RepOut])
+@router.get("/reps", response_model=list[RepOut], dependencies=[ConfigRead])
 async def list_reps(rt: RuntimeDep) -> list[RepOut]:
     return await use_cases.list_reps(rt)
 
 
-@router.get("/leads/{lead_id}/assignment", response_model=AssignmentOut)
+@router.get("/leads/{lead_id}/assignment", response_model=AssignmentOut, dependencies=[ReportsRead])
 async def get_assignment(lead_id: uuid.UUID, rt: RuntimeDep) -> AssignmentOut:
     return await use_cases.current_assignment(rt, lead_id)
 
 
-@router.get("/unassigned", response_model=list[WaitingOut])
+@router.get("/unassigned", response_model=list[WaitingOut], dependencies=[ReportsRead])
 async def list_unassigned(rt: RuntimeDep) -> list[WaitingOut]:
     """Leads no rep can take now, oldest first, each with what keeps it waiting; each is
     assigned (and `lead.routed` sent) as soon as a rep of its team becomes eligible."""
