@@ -4,18 +4,28 @@ contact property, and the lead a contact's properties describe.
 HubSpot sends one event per change (`contact.creation`, `contact.propertyChange` with one
 property each), in batches of up to 100, retried on failure. Leadflow keeps the latest value of
 each property per contact and, once a contact has an email, creates or updates its lead with
-the external id `hubspot:<portalId>:<objectId>`. Events are deduplicated by `eventId`."""
+the external id `hubspot:<portalId>:<objectId>`. Events are deduplicated by `eventId`. A
+contact whose properties Leadflow has not all seen is read whole from HubSpot's CRM API; what
+the properties mean beyond a copy (role, seniority, source, lead magnet) is the mapping's."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import hmac
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from leadflow.errors import Unauthorized
+
+from leadflow_ingest.domain.hubspot_mapping import (
+    BUYING_ROLE_PROPERTY,
+    DEFAULT_MAPPING,
+    TITLE_PROPERTY,
+    HubSpotMapping,
+)
+from leadflow_ingest.domain.titles import seniority_from_title
 
 SOURCE = "hubspot"
 MAX_AGE_SECONDS = 300  # HubSpot: reject requests whose timestamp is older than five minutes
@@ -106,27 +116,35 @@ PROPERTY_MAP = {
     "numberofemployees": ("company", "employees"),
     "country": ("company", "country"),
     "state": ("company", "region"),
-    "hs_analytics_source": ("source", "medium"),
-    "hs_analytics_source_data_1": ("source", "campaign"),
 }
+LEGAL_BASIS_PROPERTY = "hs_legal_basis"
 
 
-def lead_from_contact(portal_id: int, object_id: int, properties: dict[str, dict]) -> dict:
-    """A LeadIn body from a contact's known properties (values as HubSpot sends them: strings)."""
+def lead_from_contact(
+    portal_id: int,
+    object_id: int,
+    properties: dict[str, dict],
+    mapping: HubSpotMapping = DEFAULT_MAPPING,
+) -> dict:
+    """A LeadIn body from a contact's known properties (values as HubSpot sends them: strings):
+    the plain copies of PROPERTY_MAP, the consent basis, and what the mapping reads (role from
+    the buying role, seniority from the title, source and lead magnet). A known title or buying
+    role always decides, so a changed one replaces what it gave before."""
     lead: dict[str, Any] = {
         "external_id": f"hubspot:{portal_id}:{object_id}",
         "source": {"system": SOURCE, "channel": "inbound"},
     }
+    values = {name: entry.get("value") for name, entry in properties.items()}
+    read = mapping.properties_read()
     extra: dict[str, Any] = {}
-    for name, entry in properties.items():
-        value = entry.get("value")
+    for name, value in values.items():
         target = PROPERTY_MAP.get(name)
         if target is None:
-            if name == "hs_legal_basis":
+            if name == LEGAL_BASIS_PROPERTY:
                 basis = _legal_basis(value)
                 if basis:
                     lead["consent"] = {"basis": basis}
-            else:
+            elif name not in read:
                 extra[name] = value
             continue
         if target == ("company", "employees"):
@@ -137,9 +155,39 @@ def lead_from_contact(portal_id: int, object_id: int, properties: dict[str, dict
             lead[target[0]] = value
         else:
             lead.setdefault(target[0], {})[target[1]] = value
+    if values.get(TITLE_PROPERTY):
+        lead["seniority"] = seniority_from_title(values[TITLE_PROPERTY], mapping.title_rules)
+    if values.get(BUYING_ROLE_PROPERTY):
+        lead["role"] = mapping.role_of(values[BUYING_ROLE_PROPERTY])
+    lead["source"] |= mapping.source_of(values)
+    magnet = mapping.lead_magnet_of(values)
+    if magnet:
+        lead["source"]["lead_magnet"] = magnet
     if extra:
         lead["hubspot"] = extra
     return lead
+
+
+def properties_read(mapping: HubSpotMapping = DEFAULT_MAPPING) -> list[str]:
+    """Every contact property a lead is made from: what a read from HubSpot asks for."""
+    return sorted({*PROPERTY_MAP, LEGAL_BASIS_PROPERTY, *mapping.properties_read()})
+
+
+def properties_missing(known: Iterable[str], mapping: HubSpotMapping = DEFAULT_MAPPING) -> bool:
+    """Whether a contact with these properties known lacks some the lead is made from (a new
+    contact, or one whose webhooks carried only some): then it is read whole from HubSpot."""
+    return not set(properties_read(mapping)) <= set(known)
+
+
+def with_read(
+    properties: dict[str, dict], read: Mapping[str, str | None], updated_at: int
+) -> dict[str, dict]:
+    """A contact's properties after reading them from HubSpot as of `updated_at` (epoch ms, the
+    object's last change): each replaces what is known unless a newer change is known."""
+    changed = properties
+    for name, value in read.items():
+        changed = with_change(changed, name, value, updated_at)
+    return changed
 
 
 def with_change(
