@@ -8,7 +8,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_API_KEY = "lf_dev_key"
@@ -87,6 +87,14 @@ class Settings(BaseSettings):
     # Seconds a webhook receiver has to answer a delivery before the try counts as failed.
     webhook_read_timeout: float = Field(default=10.0, gt=0)
     hubspot_webhook_url: str | None = None
+    # HubSpot private app's access token (ingest reads contacts through the CRM API with it);
+    # never logged. Or the path of a file holding it (a mounted secret).
+    hubspot_private_app_token: SecretStr | None = None
+    hubspot_private_app_token_file: str | None = None
+    # Base URL of HubSpot's API (a local server in the tests).
+    hubspot_api_url: str = "https://api.hubapi.com"
+    # YAML file whose entries override ingest's HubSpot mapping (roles, sources, titles).
+    hubspot_mapping_file: str | None = None
     # Where feedback's lead timeline reads routing's decision trace and notify's webhook
     # deliveries (they own them; feedback shows them without copying them).
     routing_url: str = "http://127.0.0.1:8003"
