@@ -28,6 +28,7 @@ from fastapi.security import (
     SecurityScopes,
 )
 
+from leadflow import audit
 from leadflow.errors import Forbidden, Unauthorized
 from leadflow.settings import ApiKeySpec, Scope
 
@@ -47,6 +48,12 @@ _basic = HTTPBasic(
     description="HTML pages only: any user name, an API key as the password",
 )
 API_CHALLENGE = {"WWW-Authenticate": "Bearer"}
+# The answers of every operation that takes a key, for the OpenAPI document (routers'
+# `responses`): the bodies are problems (leadflow.errors.document_problems).
+KEY_RESPONSES: dict[int | str, dict] = {
+    401: {"description": "no API key, or an unknown one (`WWW-Authenticate` says how to give it)"},
+    403: {"description": "the key lacks the scope this operation needs (`scope` names it)"},
+}
 PAGE_CHALLENGE = {"WWW-Authenticate": f'Basic realm="{REALM}"'}
 
 
@@ -76,12 +83,14 @@ def authorize(
         raise Unauthorized(
             "an API key is required (Authorization: Bearer <key> or X-API-Key)", headers=challenge
         )
-    spec = find_key(request.app.state.runtime.settings.api_keys, presented)
+    # the bootstrap keys of the settings and the keys issued through the API (leadflow.keys)
+    spec = request.app.state.runtime.find_key(presented)
     if spec is None:
         raise Unauthorized("unknown API key", headers=challenge)
     for scope in scopes:
         if not spec.allows(scope):
             raise Forbidden(f"API key '{spec.name}' lacks the scope '{scope}'", scope=scope)
+    audit.actor.set(f"key:{spec.name}")  # who the audit log names for what this request changes
     return Caller(spec, presented)
 
 

@@ -6,13 +6,16 @@ from collections import Counter
 
 import httpx
 from leadflow_tools.receiver import WebhookReceiver
-from support.harness import ADMIN, SOURCE, eventually
+from support.harness import ADMIN, SOURCE, eventually, present_read_key
 from support.harness import sample_lead as lead
 
 
 async def test_killed_services_lose_no_event_and_double_nothing(services):
     urls = {name: proc.url for name, proc in services.items()}
-    async with WebhookReceiver() as receiver, httpx.AsyncClient(timeout=10) as http:
+    async with (
+        WebhookReceiver() as receiver,
+        httpx.AsyncClient(timeout=10, event_hooks={"request": [present_read_key]}) as http,
+    ):
         for name in ("Rep A", "Rep B"):
             await http.post(f"{urls['routing']}/v1/reps", headers=ADMIN, json={"name": name})
         await http.post(

@@ -1,16 +1,17 @@
 """After a lead's whole run through the real processes, each service's /metrics shows what
-happened: real values for that run's channel and team, not merely the series' names."""
+happened: real values for that run's channel and team, not merely the series' names; and, open
+to any scraper without a key, it says nothing of who the leads are."""
 
 from __future__ import annotations
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
-from support.harness import QUALIFIED_LEAD, eventually
+from support.harness import NO_KEY, QUALIFIED_LEAD, eventually
 
 
 async def scrape(http: httpx.AsyncClient, url: str) -> dict[tuple[str, frozenset], float]:
     """{(sample name, labels): value} of a service's /metrics."""
-    text = (await http.get(f"{url}/metrics")).text
+    text = (await http.get(f"{url}/metrics", headers=NO_KEY)).text
     return {
         (sample.name, frozenset(sample.labels.items())): sample.value
         for family in text_string_to_metric_families(text)
@@ -94,3 +95,55 @@ async def test_metrics_show_the_run_with_real_values(lead_run):
         await eventually(
             published, timeout=30, describe=lambda name=name: f"{name}: nothing published"
         )
+
+
+PEOPLE = [
+    {
+        "email": "Zofia.Wisniewska@Kwiatki-Hurt.example",
+        "first_name": "Zofia",
+        "last_name": "Wisniewska",
+        "phone": "+48 601 234 567",
+        "company": {**QUALIFIED_LEAD["company"], "name": "Kwiatki Hurtownia"},
+    },
+    {
+        "email": "bartholomew.quint@quintessential-widgets.example",
+        "first_name": "Bartholomew",
+        "last_name": "Quint",
+        "phone": "+44 20 7946 0958",
+        "company": {**QUALIFIED_LEAD["company"], "name": "Quintessential Widgets"},
+    },
+]
+
+
+async def test_metrics_hold_no_personal_data_of_the_leads_sent(lead_run):
+    """/metrics takes no key, so it must not carry who a lead is: after leads ran through every
+    service (scored, routed, delivered, contacted), no service's metrics text holds an e-mail
+    (or its parts), a name, a phone number or a company of those leads."""
+    urls, http = lead_run.urls, lead_run.http
+    for person in PEOPLE:
+        await lead_run.ingest({**QUALIFIED_LEAD, **person})
+        await lead_run.first_response("open", timeout=60)
+        await lead_run.connected_call()
+    await eventually(lambda: len(lead_run.receiver.received) >= len(PEOPLE), timeout=60)
+    texts = {
+        name: (await http.get(f"{url}/metrics", headers=NO_KEY)).text.lower()
+        for name, url in urls.items()
+    }
+    assert all(texts.values())
+    for person in PEOPLE:
+        local, domain = person["email"].lower().split("@")
+        digits = "".join(c for c in person["phone"] if c.isdigit())
+        needles = [
+            person["email"].lower(),
+            local,
+            domain,
+            person["first_name"].lower(),
+            person["last_name"].lower(),
+            person["company"]["name"].lower(),
+            person["phone"].lower(),
+            digits,
+            digits[-9:],
+        ]
+        for name, text in texts.items():
+            found = [needle for needle in needles if needle in text]
+            assert not found, f"{name}/metrics holds {found}"

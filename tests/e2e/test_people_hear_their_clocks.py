@@ -30,7 +30,7 @@ from leadflow_notify.domain.messages import WORDING
 from leadflow_tools.registry import SERVICE_ORDER
 from leadflow_tools.supervisor import ServiceProcess, start_all
 from support.chat_receivers import SlackWebhookReceiver
-from support.harness import ADMIN, SOURCE, eventually, sample_lead
+from support.harness import ADMIN, SOURCE, eventually, present_read_key, sample_lead
 from support.smtp_server import SmtpServer
 
 pytestmark = pytest.mark.e2e
@@ -181,7 +181,10 @@ async def test_rep_and_team_lead_hear_each_level_once_through_notify_crashes(
     services = people_services
     urls = {name: proc.url for name, proc in services.items()}
     notify = services["notify"]
-    async with SlackWebhookReceiver() as slack, httpx.AsyncClient(timeout=10) as http:
+    async with (
+        SlackWebhookReceiver() as slack,
+        httpx.AsyncClient(timeout=10, event_hooks={"request": [present_read_key]}) as http,
+    ):
         team = await http.post(
             f"{urls['routing']}/v1/teams",
             headers=ADMIN,

@@ -32,7 +32,7 @@ from leadflow.contracts.events import (
 from leadflow.contracts.policy import default_policy
 from leadflow.db import Database
 from leadflow.kafka import make_producer
-from support.harness import SALES, SOURCE, eventually, service_client
+from support.harness import REPORTS_READER, SALES, SOURCE, eventually, service_client
 
 WAW = ZoneInfo("Europe/Warsaw")
 QUALIFIED = {"problem": True, "impact": "cuts response time", "authority": True}
@@ -547,13 +547,15 @@ async def test_plan_reproduces_the_worked_example(feedback):
     body = {"revenue_goal": 1_200_000, "avg_deal_size": 40_000, "win_rate": 0.25,
             "sql_to_sqo": 0.8, "mql_to_sql": 0.3, "visit_to_mql": 0.015, "touches_per_mql": 6,
             "sdr_activities_per_week": 300, "sales_capacity_mql": 300}  # fmt: skip
-    answer = (await feedback.post("/v1/plan", json=body)).json()
+    answer = (await feedback.post("/v1/plan", json=body, headers=REPORTS_READER)).json()
     assert {k: answer[k] for k in ("deals", "sqo", "sql", "mql", "activities", "sdr_weeks")} == {
         "deals": 30, "sqo": 120, "sql": 150, "mql": 500, "activities": 3000, "sdr_weeks": 10}  # fmt: skip
     assert answer["exact"]["visits"] == 33333.33
     assert answer["capacity"]["verdict"] == "over_capacity"
     assert answer["capacity"]["shortfall_mql"] == 200
-    bad = problem(await feedback.post("/v1/plan", json={**body, "win_rate": 2}), 422)
+    bad = problem(
+        await feedback.post("/v1/plan", json={**body, "win_rate": 2}, headers=REPORTS_READER), 422
+    )
     assert [e["field"] for e in bad["errors"]] == ["win_rate"]
 
 

@@ -17,6 +17,7 @@ from leadflow.contracts.events import (
 from leadflow.db import Database
 from support.harness import (
     ADMIN,
+    CONFIG_READER,
     emitted,
     eventually,
     publish_events,
@@ -127,7 +128,9 @@ async def test_skips_account_match_trace_and_dry_run(stack):
             f"/v1/reps/{away}", json={"out_of_office": True}, headers=ADMIN
         )
         assert patched.json()["out_of_office"] is True
-        dry = await routing.post("/v1/routing:dry-run", json={"channel": "inbound"})
+        dry = await routing.post(
+            "/v1/routing:dry-run", json={"channel": "inbound"}, headers=CONFIG_READER
+        )
         assert dry.status_code == 200, dry.text
         assert dry.json()["rep_id"] == working
         first = sample_mql(1, domain="acme.example")
@@ -226,11 +229,14 @@ async def test_a_routing_file_loads_all_or_nothing_and_routes_by_its_rules(setti
             "enterprise accounts",
             "central europe inbound",
         ]
-        partner = await routing.post("/v1/routing:dry-run", json={"channel": "partner"})
+        partner = await routing.post(
+            "/v1/routing:dry-run", json={"channel": "partner"}, headers=CONFIG_READER
+        )
         assert partner.json()["team"] == "Partners"
         big = await routing.post(
             "/v1/routing:dry-run",
             json={"channel": "inbound", "company": {"size_band": "5000+", "country": "PL"}},
+            headers=CONFIG_READER,
         )
         assert big.json()["team"] == "Enterprise"
         assert big.json()["trace"]["rules_tried"][:2] == [

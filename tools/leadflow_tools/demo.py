@@ -29,6 +29,8 @@ from leadflow.contracts.calendar import add_business_time, policy_calendar
 from leadflow.contracts.policy import load_policy
 from leadflow.settings import DEV_API_KEY
 
+# The demo's stack has one key, the development key, with every scope: the demo's reads and
+# writes present it, and a person opening the review page gives it as the password.
 ADMIN = {"Authorization": f"Bearer {DEV_API_KEY}"}
 # Real seconds the services get to start before the simulated Monday begins (at midnight;
 # the first leads come at 08:30, which leaves some more room on a slow machine).
@@ -152,9 +154,7 @@ def make_lead(rng: random.Random, n: int, created_at: datetime) -> dict[str, Any
     return lead
 
 
-def schedule(
-    options: DemoOptions, start: datetime, now: datetime
-) -> list[tuple[datetime, dict]]:
+def schedule(options: DemoOptions, start: datetime, now: datetime) -> list[tuple[datetime, dict]]:
     """When each lead arrives: business hours (08:30–16:30) of the simulated days, and not
     before `now` (a slow start compresses the first morning rather than losing it)."""
     rng = random.Random(options.seed)
@@ -307,8 +307,11 @@ class Demo:
         if engaged:
             steps = (("webinar_attended", None), ("page_view", "pricing"), ("demo_request", None))
             for minutes, (kind, page) in enumerate(steps, start=1):
-                body = {"lead_id": lead_id, "type": kind,
-                        "occurred_at": (created_at + timedelta(minutes=minutes)).isoformat()}
+                body = {
+                    "lead_id": lead_id,
+                    "type": kind,
+                    "occurred_at": (created_at + timedelta(minutes=minutes)).isoformat(),
+                }
                 if page:
                     body["page_category"] = page
                 await self.post(client, f"{self.url('ingest')}/v1/activities", body)  # fmt: skip
@@ -355,11 +358,15 @@ class Demo:
                 return "returned"
             return None
         if roll < 0.75:
-            if not (await self.at(decide_at) and await self.post(client, feedback, {"status": "sal"})):
+            if not (
+                await self.at(decide_at) and await self.post(client, feedback, {"status": "sal"})
+            ):
                 return None
             self.tally.statuses += 1
             if rng.random() < 0.5:
-                qualify_at = add_business_time(self.calendar, decide_at, timedelta(hours=rng.uniform(2, 12)))
+                qualify_at = add_business_time(
+                    self.calendar, decide_at, timedelta(hours=rng.uniform(2, 12))
+                )
                 if await self.at(qualify_at) and await self.post(
                     client, feedback, {"status": "sql", "qualification": QUALIFIED}
                 ):
@@ -394,7 +401,10 @@ class Demo:
     async def drive(self) -> None:
         from leadflow_tools.receiver import WebhookReceiver
 
-        async with WebhookReceiver() as receiver, httpx.AsyncClient(timeout=30) as client:
+        async with (
+            WebhookReceiver() as receiver,
+            httpx.AsyncClient(timeout=30, headers=ADMIN) as client,
+        ):
             await self.configure(client, receiver.url)
             plan = schedule(self.options, self.start, self.clock.now())
             say(
@@ -402,9 +412,7 @@ class Demo:
                 f"{self.start:%a %Y-%m-%d %H:%M} {self.tz.key} at {self.speed:.0f}× speed "
                 f"(about {self.options.minutes:g} real minute(s)), {len(plan)} leads"
             )
-            stories = [
-                asyncio.create_task(self.lead_story(client, at, lead)) for at, lead in plan
-            ]
+            stories = [asyncio.create_task(self.lead_story(client, at, lead)) for at, lead in plan]
             await asyncio.gather(self.progress(), *stories)
             await self.settle(client)
             say(f"the sales tool received {len(receiver.received)} signed webhook(s)")
@@ -498,11 +506,15 @@ async def run_demo(options: DemoOptions) -> int:
             work.cancel()
             return 130
         work.result()
-        async with httpx.AsyncClient(timeout=30) as client:
+        async with httpx.AsyncClient(timeout=30, headers=ADMIN) as client:
             check = await demo.consistency(client)
         print()
         print(weekly_text(check["report"], url=demo.review_url))
+        print(
+            f"  (the browser asks to sign in: any user name, the API key {DEV_API_KEY} as password)"
+        )
         print(f"JSON report: {demo.report_url}")
+        print(f"  (curl -H 'Authorization: Bearer {DEV_API_KEY}' '{demo.report_url}')")
         print("\nThe same week in the JSON report (what the page shows) and in Prometheus:")
         agree = True
         for name, reported, measured in check["rows"]:

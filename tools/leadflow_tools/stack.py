@@ -412,6 +412,12 @@ class StackSupervisor:
         for child in self.children.values():
             extra = "   (docs: /docs, health: /healthz)" if child.url.startswith("http") else ""
             lines.append(f"  {child.name:<10} {child.url}{extra}")
+        if "feedback" in self.children:
+            lines.append(
+                f"review page {self.children['feedback'].url}/review: the browser asks to sign "
+                "in with any user name and an API key (LEADFLOW_API_KEYS) as the password; every "
+                "API but /healthz, /readyz and /metrics takes the key as `Authorization: Bearer`."
+            )
         lines.append(
             f"home {self.home.root} (logs in {self.home.logs}); `leadflow status` shows each "
             "process; press Ctrl-C to stop."

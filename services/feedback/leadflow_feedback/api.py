@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from leadflow.auth import Caller, require_page_scope, require_scope
+from leadflow.auth import KEY_RESPONSES, Caller, require_page_scope, require_scope
 from leadflow.service import RuntimeDep
 from leadflow.settings import ApiKeySpec
 
@@ -28,8 +28,8 @@ from leadflow_feedback.schemas import (
     TeamQuery,
 )
 
-router = APIRouter(prefix="/v1", tags=["feedback"])
-pages = APIRouter(tags=["review"])
+router = APIRouter(prefix="/v1", tags=["feedback"], responses=KEY_RESPONSES)
+pages = APIRouter(tags=["review"], responses=KEY_RESPONSES)
 
 SalesTool = Annotated[ApiKeySpec, Depends(require_scope("sales:write"))]
 # Reports, lifecycles, the planner and the review pages: how leads fare, not who they are.

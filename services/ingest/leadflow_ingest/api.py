@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Request, Response
 from fastapi.responses import JSONResponse, RedirectResponse
 from leadflow import idempotency as idem
-from leadflow.auth import require_scope
+from leadflow.auth import KEY_RESPONSES, require_scope
 from leadflow.errors import NotFound
 from leadflow.service import RuntimeDep
 from leadflow.settings import ApiKeySpec
@@ -32,7 +32,7 @@ from leadflow_ingest.schemas import (
     parse_hubspot_events,
 )
 
-router = APIRouter(prefix="/v1", tags=["leads"])
+router = APIRouter(prefix="/v1", tags=["leads"], responses=KEY_RESPONSES)
 SourceKey = Annotated[ApiKeySpec, Depends(require_scope("leads:write"))]
 # Erasing a person is the data controller's decision, not a marketing platform's.
 AdminKey = Annotated[ApiKeySpec, Depends(require_scope("admin"))]

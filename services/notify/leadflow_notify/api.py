@@ -6,7 +6,7 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Response
-from leadflow.auth import require_scope
+from leadflow.auth import KEY_RESPONSES, require_scope
 from leadflow.service import RuntimeDep
 from leadflow.settings import ApiKeySpec
 
@@ -24,7 +24,7 @@ from leadflow_notify.schemas import (
     SecretIn,
 )
 
-router = APIRouter(prefix="/v1", tags=["notify"])
+router = APIRouter(prefix="/v1", tags=["notify"], responses=KEY_RESPONSES)
 Admin = Annotated[ApiKeySpec, Depends(require_scope("admin"))]
 Alerting = Annotated[ApiKeySpec, Depends(require_scope("alerts:write"))]
 # Endpoints, their subscriptions and what was sent to them or to people.

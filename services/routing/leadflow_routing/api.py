@@ -7,7 +7,7 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Response
-from leadflow.auth import require_scope
+from leadflow.auth import KEY_RESPONSES, require_scope
 from leadflow.service import RuntimeDep
 from leadflow.settings import ApiKeySpec
 
@@ -29,7 +29,7 @@ from leadflow_routing.schemas import (
     WaitingOut,
 )
 
-router = APIRouter(prefix="/v1", tags=["routing"])
+router = APIRouter(prefix="/v1", tags=["routing"], responses=KEY_RESPONSES)
 Admin = Annotated[ApiKeySpec, Depends(require_scope("admin"))]
 # Teams, reps (how each is reached) and rules: what an operator configured.
 ConfigRead = Depends(require_scope("config:read"))

@@ -5,13 +5,13 @@ from __future__ import annotations
 import uuid
 
 from fastapi import APIRouter, Depends
-from leadflow.auth import require_scope
+from leadflow.auth import KEY_RESPONSES, require_scope
 from leadflow.service import RuntimeDep
 
 from leadflow_scoring import use_cases
 from leadflow_scoring.schemas import LeadScore
 
-router = APIRouter(prefix="/v1", tags=["scores"])
+router = APIRouter(prefix="/v1", tags=["scores"], responses=KEY_RESPONSES)
 # A score and its explanation say how a lead is judged, not who the person is.
 ReportsRead = Depends(require_scope("reports:read"))
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import uuid
 
 from fastapi import APIRouter, Depends
-from leadflow.auth import require_scope
+from leadflow.auth import KEY_RESPONSES, require_scope
 from leadflow.service import RuntimeDep
 
 from leadflow_sla_timer import use_cases
 from leadflow_sla_timer.schemas import LeadSlas
 
-router = APIRouter(prefix="/v1", tags=["slas"])
+router = APIRouter(prefix="/v1", tags=["slas"], responses=KEY_RESPONSES)
 ReportsRead = Depends(require_scope("reports:read"))
 
 
