@@ -162,10 +162,7 @@ async def post_hubspot_webhook(request: Request, rt: RuntimeDep) -> HubSpotWebho
     # HubSpot signs with the wall-clock time of its request, not Leadflow's clock
     hubspot.verify_v3(secret, request.method, uri, body, dict(request.headers), now=time.time())
     events = parse_hubspot_events(body)
-    async with rt.db.unit_of_work() as session:
-        return await use_cases.accept_hubspot_events(
-            session, rt.outbox, rt.policy, events, now=rt.clock.now()
-        )
+    return await use_cases.accept_hubspot_webhook(rt, events)
 
 
 @router.get(

@@ -2,7 +2,7 @@
 
 from leadflow.service import ServiceSpec
 
-from leadflow_ingest import api, consumers
+from leadflow_ingest import api, consumers, use_cases
 from leadflow_ingest.models import metadata
 
 service = ServiceSpec(
@@ -12,5 +12,6 @@ service = ServiceSpec(
     port=8001,
     routers=[api.router],
     subscriptions=consumers.subscriptions,
+    on_start=use_cases.prepare_hubspot_intake,
     description="Takes lead and activity events from marketing platforms (HTTP and Kafka).",
 )

@@ -414,3 +414,19 @@ async def link_contact(
     await session.execute(
         sa.update(hubspot_contacts).where(_contact(portal_id, object_id)).values(lead_id=lead_id)
     )
+
+
+async def contact_property_names(
+    session: AsyncSession, keys: list[tuple[int, int]]
+) -> dict[tuple[int, int], set[str]]:
+    """Which properties Leadflow knows of each of these (portal, contact), known ones only."""
+    if not keys:
+        return {}
+    rows = await session.execute(
+        sa.select(
+            hubspot_contacts.c.portal_id,
+            hubspot_contacts.c.object_id,
+            hubspot_contacts.c.properties,
+        ).where(sa.tuple_(hubspot_contacts.c.portal_id, hubspot_contacts.c.object_id).in_(keys))
+    )
+    return {(row.portal_id, row.object_id): set(row.properties) for row in rows}

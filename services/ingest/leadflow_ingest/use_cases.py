@@ -1,12 +1,17 @@
 """What an inbound lead or activity becomes: a new lead, an update of a known one, a merge of two
-known ones, an event; what erasing a lead leaves; how HubSpot's contact events become leads. One
-place for HTTP, batch, Kafka and platform adapters."""
+known ones, an event; what erasing a lead leaves; how HubSpot's contact events become leads
+(reading from HubSpot's CRM API the contacts whose events carry too little). One place for HTTP,
+batch, Kafka and platform adapters."""
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -17,11 +22,19 @@ from leadflow.contracts.events import LeadActivity, LeadCreated, LeadErased, Lea
 from leadflow.contracts.policy import Policy
 from leadflow.errors import LeadGone, NotFound, ProblemError, validation_errors
 from leadflow.outbox import Outbox
-from pydantic import ValidationError
+from leadflow.service import Runtime
+from leadflow.settings import Settings
+from pydantic import SecretStr, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadflow_ingest import store
 from leadflow_ingest.domain import hubspot, normalise
+from leadflow_ingest.domain.hubspot_mapping import (
+    DEFAULT_MAPPING,
+    HubSpotMapping,
+    MappingError,
+    mapping_from_yaml,
+)
 from leadflow_ingest.domain.identity import merged_identities, new_identities
 from leadflow_ingest.domain.ownership import Writer
 from leadflow_ingest.domain.snapshot import (
@@ -30,6 +43,7 @@ from leadflow_ingest.domain.snapshot import (
     marks_job_seeker,
     with_job_seeker,
 )
+from leadflow_ingest.hubspot_crm import ContactRead, HubSpotCrm
 from leadflow_ingest.schemas import (
     ActivityAccepted,
     ActivityIn,
@@ -44,6 +58,8 @@ from leadflow_ingest.schemas import (
     LeadIn,
     LeadView,
 )
+
+log = logging.getLogger(__name__)
 
 
 async def accept_lead(
@@ -388,6 +404,106 @@ async def erase_lead(
     return LeadErasure(lead_id=survivor_id, erased_lead_ids=ids, erased_at=erased_at)
 
 
+@dataclass(frozen=True)
+class HubSpotIntake:
+    """What HubSpot's webhooks need besides the database: the mapping in force and, with a
+    private app's token, the CRM API to read contacts from."""
+
+    mapping: HubSpotMapping
+    crm: HubSpotCrm | None
+
+
+_HUBSPOT_INTAKE = "hubspot_intake"
+# Contact events that leave nothing to read.
+_GONE = frozenset({"contact.deletion", "contact.privacyDeletion"})
+
+
+def load_hubspot_intake(settings: Settings) -> HubSpotIntake:
+    """The mapping file over the defaults, and the CRM client when a token is configured.
+    Raises MappingError naming each bad line of the file."""
+    mapping = DEFAULT_MAPPING
+    if settings.hubspot_mapping_file:
+        path = Path(settings.hubspot_mapping_file)
+        origin = f"HubSpot mapping file {str(path)!r}"
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise MappingError(f"{origin} cannot be read: {exc}") from None
+        mapping = mapping_from_yaml(text, origin)
+    token = settings.hubspot_private_app_token
+    if token is None and settings.hubspot_private_app_token_file:
+        try:
+            secret = Path(settings.hubspot_private_app_token_file).read_text("utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise MappingError(f"the HubSpot token file cannot be read: {exc}") from None
+        token = SecretStr(secret) if secret else None
+    crm = HubSpotCrm(settings.hubspot_api_url, token) if token is not None else None
+    return HubSpotIntake(mapping, crm)
+
+
+async def prepare_hubspot_intake(rt: Runtime) -> None:
+    """At start: a broken mapping file stops ingest before it takes any webhook."""
+    try:
+        rt.state[_HUBSPOT_INTAKE] = load_hubspot_intake(rt.settings)
+    except MappingError as exc:
+        log.error("refusing to start: %s", exc)
+        raise
+
+
+def hubspot_intake(rt: Runtime) -> HubSpotIntake:
+    if _HUBSPOT_INTAKE not in rt.state:
+        rt.state[_HUBSPOT_INTAKE] = load_hubspot_intake(rt.settings)
+    return rt.state[_HUBSPOT_INTAKE]
+
+
+async def accept_hubspot_webhook(rt: Runtime, events: list[HubSpotEvent]) -> HubSpotWebhookResult:
+    """A HubSpot webhook batch. Contacts whose properties Leadflow has not all seen (new ones,
+    or events carrying an id and one property) are first read whole from HubSpot, outside any
+    transaction; then the batch is recorded in one. If HubSpot cannot be read within the
+    budget, nothing is recorded and the answer is 503: HubSpot sends the batch again, so no
+    event is lost to a slow HubSpot."""
+    intake = hubspot_intake(rt)
+    read: dict[tuple[int, int], ContactRead] = {}
+    if intake.crm is not None:
+        async with rt.db.unit_of_work() as session:
+            wanted = await contacts_to_read(session, events, intake.mapping)
+        if wanted:
+            found = await intake.crm.read_contacts(
+                sorted({object_id for _, object_id in wanted}),
+                hubspot.properties_read(intake.mapping),
+            )
+            read = {key: found[key[1]] for key in wanted if key[1] in found}
+    async with rt.db.unit_of_work() as session:
+        return await accept_hubspot_events(
+            session,
+            rt.outbox,
+            rt.policy,
+            events,
+            now=rt.clock.now(),
+            mapping=intake.mapping,
+            read=read,
+        )
+
+
+async def contacts_to_read(
+    session: AsyncSession, events: list[HubSpotEvent], mapping: HubSpotMapping
+) -> list[tuple[int, int]]:
+    """(portal, contact) of the batch's contacts that lack a property a lead is made from,
+    counting what the batch itself brings."""
+    brought: dict[tuple[int, int], set[str]] = {}
+    for event in events:
+        if event.subscriptionType.startswith("contact.") and event.subscriptionType not in _GONE:
+            names = brought.setdefault((event.portalId, event.objectId), set())
+            if event.propertyName:
+                names.add(event.propertyName)
+    known = await store.contact_property_names(session, list(brought))
+    return [
+        key
+        for key, names in brought.items()
+        if hubspot.properties_missing(known.get(key, set()) | names, mapping)
+    ]
+
+
 async def accept_hubspot_events(
     session: AsyncSession,
     outbox: Outbox,
@@ -395,9 +511,11 @@ async def accept_hubspot_events(
     events: list[HubSpotEvent],
     *,
     now: datetime,
+    mapping: HubSpotMapping = DEFAULT_MAPPING,
+    read: Mapping[tuple[int, int], ContactRead] | None = None,
 ) -> HubSpotWebhookResult:
-    """Record the batch (each event once) and bring every touched contact that has an email
-    onto its lead, written as the HubSpot source."""
+    """Record the batch (each event once) with what was read from HubSpot of its contacts, and
+    bring every touched contact that has an email onto its lead, written as the HubSpot source."""
     duplicates = 0
     touched: dict[tuple[int, int], None] = {}
     for event in sorted(events, key=lambda e: (e.occurredAt, e.eventId)):
@@ -414,12 +532,18 @@ async def accept_hubspot_events(
             session, event.portalId, event.objectId, properties, now=now
         )
         touched[(event.portalId, event.objectId)] = None
+    for key in touched:
+        contact = (read or {}).get(key)
+        if contact is not None:
+            properties = await store.lock_contact_properties(session, *key)
+            properties = hubspot.with_read(properties, contact.properties, contact.updated_at)
+            await store.save_contact_properties(session, *key, properties, now=now)
 
     leads: list[HubSpotContactResult] = []
     waiting = 0
     for portal_id, object_id in touched:
         properties = await store.contact_properties(session, portal_id, object_id)
-        body = hubspot.lead_from_contact(portal_id, object_id, properties)
+        body = hubspot.lead_from_contact(portal_id, object_id, properties, mapping)
         if not body.get("email"):
             waiting += 1  # kept; the lead is made when the email property arrives
             continue
