@@ -4,6 +4,8 @@ that overrides them, refused with the line of each bad field."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from leadflow.contracts.policy import default_policy
 from leadflow_feedback.domain.reports import source_group
@@ -227,3 +229,15 @@ def test_a_bad_value_in_the_mapping_file_is_refused_naming_its_line():
         mapping_from_yaml("titles: [", "m.yaml")
     with pytest.raises(MappingError, match="must be a YAML mapping"):
         mapping_from_yaml("- a\n- b\n", "m.yaml")
+
+
+def test_the_example_mapping_file_is_valid():
+    example = Path(__file__).parents[2] / "deploy" / "examples" / "hubspot-mapping.yaml"
+    mapping = mapping_from_yaml(example.read_text(encoding="utf-8"), str(example))
+    assert mapping.source_of({"hs_analytics_source": "OFFLINE"})["channel"] == "outbound"
+    assert (
+        hubspot.lead_from_contact(
+            1, 2, contact(email="a@example.com", jobtitle="Head of Sales Operations"), mapping
+        )["seniority"]
+        == "manager"
+    )
