@@ -15,6 +15,8 @@ from leadflow.contracts.events import CloudEvent
 from leadflow.db import Database
 from leadflow_ingest.domain.hubspot import signature_v3
 from leadflow_ingest.domain.hubspot_mapping import MappingError
+from leadflow_ingest.hubspot_crm import HubSpotCrm
+from pydantic import SecretStr
 from support.harness import ADMIN, eventually, service_client
 from support.hubspot_server import HubSpotApiServer
 
@@ -190,7 +192,7 @@ async def test_a_hubspot_that_cannot_be_read_loses_no_webhook_event(ingest, hubs
     assert lead["properties"]["hubspot"] == {"lifecyclestage": "lead"}
 
 
-async def test_a_refused_token_is_a_503_so_hubspot_keeps_the_batch(stack, hubspot):
+async def test_a_refused_token_is_a_503_so_hubspot_keeps_the_batch(stack, hubspot, capsys):
     settings = await stack.isolated_settings(
         hubspot_client_secret=SECRET,
         hubspot_private_app_token="pat-revoked",
@@ -201,6 +203,10 @@ async def test_a_refused_token_is_a_503_so_hubspot_keeps_the_batch(stack, hubspo
         assert refused.status_code == 503
         assert "INVALID_AUTHENTICATION" in refused.json()["detail"]
         assert "pat-revoked" not in refused.text
+        logged = capsys.readouterr().err
+        assert "HubSpot refused to read contacts" in logged  # the operator is told why
+        assert "INVALID_AUTHENTICATION" in logged
+        assert "pat-revoked" not in logged
         assert len(hubspot.batch_reads()) == 1  # no retry mends a refused token
         assert await count(settings, "hubspot_events") == 0
 
@@ -269,3 +275,17 @@ async def test_a_hubspot_contact_becomes_an_mql_under_the_default_policy(setting
         ]  # fmt: skip
         score = (await scoring.get(f"/v1/leads/{lead_id}/score")).json()
         assert score["is_mql"] is True
+
+
+async def test_more_than_100_contacts_are_read_in_batches_of_100(hubspot, caplog):
+    for contact_id in range(1000, 1150):
+        hubspot.add_contact(contact_id, {"email": f"c{contact_id}@example.com"}, UPDATED)
+    crm = HubSpotCrm(hubspot.url, SecretStr(TOKEN))
+    hubspot.answers = [("error", None)]
+    found = await crm.read_contacts(list(range(1000, 1151)), ["email", "jobtitle"])
+    assert sorted(found) == list(range(1000, 1150))  # 1150 is not in the account
+    assert found[1000].properties == {"email": "c1000@example.com", "jobtitle": None}
+    assert found[1000].updated_at == int(UPDATED.timestamp() * 1000)
+    sizes = [len(r["json"]["inputs"]) for r in hubspot.batch_reads()]
+    assert sizes == [100, 100, 51]  # the first tried again after HubSpot's 500
+    assert TOKEN not in caplog.text
