@@ -15,7 +15,7 @@ from leadflow.contracts.events import CloudEvent
 from leadflow.db import Database
 from leadflow_ingest.domain.hubspot import signature_v3
 from leadflow_ingest.domain.hubspot_mapping import MappingError
-from leadflow_ingest.hubspot_crm import HubSpotCrm
+from leadflow_ingest.hubspot_crm import HubSpotCrm, HubSpotTokenUnreadable
 from pydantic import SecretStr
 from support.harness import ADMIN, eventually, service_client
 from support.hubspot_server import HubSpotApiServer
@@ -209,6 +209,23 @@ async def test_a_refused_token_is_a_503_so_hubspot_keeps_the_batch(stack, hubspo
         assert "pat-revoked" not in logged
         assert len(hubspot.batch_reads()) == 1  # no retry mends a refused token
         assert await count(settings, "hubspot_events") == 0
+
+
+async def test_the_token_may_come_from_a_secret_file(stack, hubspot, tmp_path):
+    secret = tmp_path / "hubspot-token"
+    secret.write_text(TOKEN + "\n")
+    settings = await stack.isolated_settings(
+        hubspot_client_secret=SECRET, hubspot_private_app_token_file=str(secret),
+        hubspot_api_url=hubspot.url,
+    )  # fmt: skip
+    async with service_client("ingest", settings) as ingest:
+        answer = await post_webhook(ingest, [hs_event(1, "contact.creation")])
+        assert answer.json()["leads"][0]["status"] == 202
+    assert hubspot.batch_reads()[0]["headers"]["authorization"] == f"Bearer {TOKEN}"
+    missing = await stack.isolated_settings(hubspot_private_app_token_file=str(tmp_path / "no"))
+    with pytest.raises(HubSpotTokenUnreadable):
+        async with service_client("ingest", missing):
+            pass
 
 
 async def test_a_contact_hubspot_does_not_have_waits_for_its_email(ingest, hubspot):

@@ -38,6 +38,10 @@ READ_BUDGET = 3.0
 RATE_LIMITED_WAIT = 1.0  # a 429 without Retry-After: HubSpot's limits are per second
 
 
+class HubSpotTokenUnreadable(Exception):
+    """The file said to hold the private app's token cannot be read: ingest does not start."""
+
+
 class HubSpotUnavailable(ProblemError):
     """HubSpot's API could not be read now; the webhook answers 503 and HubSpot retries it."""
 

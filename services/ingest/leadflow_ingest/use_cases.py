@@ -43,7 +43,7 @@ from leadflow_ingest.domain.snapshot import (
     marks_job_seeker,
     with_job_seeker,
 )
-from leadflow_ingest.hubspot_crm import ContactRead, HubSpotCrm
+from leadflow_ingest.hubspot_crm import ContactRead, HubSpotCrm, HubSpotTokenUnreadable
 from leadflow_ingest.schemas import (
     ActivityAccepted,
     ActivityIn,
@@ -420,7 +420,7 @@ _GONE = frozenset({"contact.deletion", "contact.privacyDeletion"})
 
 def load_hubspot_intake(settings: Settings) -> HubSpotIntake:
     """The mapping file over the defaults, and the CRM client when a token is configured.
-    Raises MappingError naming each bad line of the file."""
+    Raises MappingError naming each bad line of the file, HubSpotTokenUnreadable."""
     mapping = DEFAULT_MAPPING
     if settings.hubspot_mapping_file:
         path = Path(settings.hubspot_mapping_file)
@@ -435,17 +435,18 @@ def load_hubspot_intake(settings: Settings) -> HubSpotIntake:
         try:
             secret = Path(settings.hubspot_private_app_token_file).read_text("utf-8").strip()
         except (OSError, UnicodeDecodeError) as exc:
-            raise MappingError(f"the HubSpot token file cannot be read: {exc}") from None
+            raise HubSpotTokenUnreadable(f"the HubSpot token file cannot be read: {exc}") from None
         token = SecretStr(secret) if secret else None
     crm = HubSpotCrm(settings.hubspot_api_url, token) if token is not None else None
     return HubSpotIntake(mapping, crm)
 
 
 async def prepare_hubspot_intake(rt: Runtime) -> None:
-    """At start: a broken mapping file stops ingest before it takes any webhook."""
+    """At start: a broken mapping file or an unreadable token file stops ingest before it
+    takes any webhook."""
     try:
         rt.state[_HUBSPOT_INTAKE] = load_hubspot_intake(rt.settings)
-    except MappingError as exc:
+    except (MappingError, HubSpotTokenUnreadable) as exc:
         log.error("refusing to start: %s", exc)
         raise
 
