@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 import asyncpg
 import orjson
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import (
@@ -72,7 +72,48 @@ def service_metadata(schema: str) -> sa.MetaData:
         sa.Column("last_digest", sa.BigInteger),
         sa.Column("updated_at", sa.DateTime(timezone=True), server_default=sa.func.now()),
     )
+    # Who changed what and when: configuration changes and erasures, each written in the
+    # transaction of the change, secrets and personal data redacted (leadflow.audit). The
+    # database refuses to update or delete a row (a trigger made by the migration).
+    sa.Table(
+        "audit_log",
+        metadata,
+        sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+        sa.Column("at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
+        sa.Column("actor", sa.Text, nullable=False),
+        sa.Column("action", sa.Text, nullable=False),
+        sa.Column("entity", sa.Text, nullable=False),
+        sa.Column("entity_id", sa.Text, nullable=False),
+        sa.Column("before", JSONB(none_as_null=True)),
+        sa.Column("after", JSONB(none_as_null=True)),
+        sa.Index("ix_audit_log_entity", "entity", "entity_id", "id"),
+    )
+    # API keys issued through the API (leadflow.keys): the issuing service's record and every
+    # other service's copy, kept from `api_key.changed` events. Digests only, never a key.
+    sa.Table(
+        "api_keys",
+        metadata,
+        sa.Column("id", UUID(as_uuid=True), primary_key=True),
+        sa.Column("name", sa.Text, nullable=False),
+        sa.Column("sha256", sa.Text, nullable=False, unique=True),
+        sa.Column("scopes", ARRAY(sa.Text), nullable=False),
+        sa.Column("source", sa.Text),
+        sa.Column("created_by", sa.Text, nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", sa.DateTime(timezone=True)),
+        sa.Column("revoked_at", sa.DateTime(timezone=True)),
+        sa.Column("changed_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("last_used_at", sa.DateTime(timezone=True)),
+    )
     return metadata
+
+
+def api_keys_table(metadata: sa.MetaData) -> sa.Table:
+    return metadata.tables[f"{metadata.schema}.api_keys"]
+
+
+def audit_table(metadata: sa.MetaData) -> sa.Table:
+    return metadata.tables[f"{metadata.schema}.audit_log"]
 
 
 def kernel_tables(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:

@@ -8,6 +8,7 @@ from importlib.resources import files
 import sqlalchemy as sa
 from alembic import command, context
 from alembic.config import Config
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import create_async_engine
 
 
@@ -103,6 +104,75 @@ def create_position_tables(op, schema: str) -> None:
 def drop_position_tables(op, schema: str) -> None:
     op.drop_table("relay_positions", schema=schema)
     op.drop_table("consumer_positions", schema=schema)
+
+
+def create_audit_log(op, schema: str) -> None:
+    """The audit log (see leadflow.db.service_metadata), append-only: a trigger refuses every
+    UPDATE, DELETE and TRUNCATE, whoever asks."""
+    op.create_table(
+        "audit_log",
+        sa.Column("id", sa.BigInteger(), sa.Identity(always=False), nullable=False),
+        sa.Column(
+            "at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False
+        ),
+        sa.Column("actor", sa.Text(), nullable=False),
+        sa.Column("action", sa.Text(), nullable=False),
+        sa.Column("entity", sa.Text(), nullable=False),
+        sa.Column("entity_id", sa.Text(), nullable=False),
+        sa.Column("before", postgresql.JSONB(astext_type=sa.Text()), nullable=True),
+        sa.Column("after", postgresql.JSONB(astext_type=sa.Text()), nullable=True),
+        sa.PrimaryKeyConstraint("id"),
+        schema=schema,
+    )
+    op.create_index(
+        "ix_audit_log_entity", "audit_log", ["entity", "entity_id", "id"], schema=schema
+    )
+    op.execute(
+        f"""CREATE FUNCTION "{schema}".audit_log_is_append_only() RETURNS trigger
+        LANGUAGE plpgsql AS $$
+        BEGIN
+            RAISE EXCEPTION 'the audit log is append-only: % refused', TG_OP
+                USING ERRCODE = 'insufficient_privilege';
+        END $$"""
+    )
+    op.execute(
+        f"""CREATE TRIGGER audit_log_no_change BEFORE UPDATE OR DELETE ON "{schema}".audit_log
+        FOR EACH ROW EXECUTE FUNCTION "{schema}".audit_log_is_append_only()"""
+    )
+    op.execute(
+        f"""CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON "{schema}".audit_log
+        FOR EACH STATEMENT EXECUTE FUNCTION "{schema}".audit_log_is_append_only()"""
+    )
+
+
+def drop_audit_log(op, schema: str) -> None:
+    op.drop_table("audit_log", schema=schema)
+    op.execute(f'DROP FUNCTION "{schema}".audit_log_is_append_only()')
+
+
+def create_api_keys(op, schema: str) -> None:
+    """API keys issued through the API (see leadflow.db.service_metadata)."""
+    op.create_table(
+        "api_keys",
+        sa.Column("id", sa.UUID(), nullable=False),
+        sa.Column("name", sa.Text(), nullable=False),
+        sa.Column("sha256", sa.Text(), nullable=False),
+        sa.Column("scopes", postgresql.ARRAY(sa.Text()), nullable=False),
+        sa.Column("source", sa.Text(), nullable=True),
+        sa.Column("created_by", sa.Text(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("changed_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("last_used_at", sa.DateTime(timezone=True), nullable=True),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("sha256"),
+        schema=schema,
+    )
+
+
+def drop_api_keys(op, schema: str) -> None:
+    op.drop_table("api_keys", schema=schema)
 
 
 def run_env(metadata: sa.MetaData) -> None:
