@@ -17,7 +17,8 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from leadflow import asyncapi, metrics
+from leadflow import asyncapi, audit, keys, metrics
+from leadflow.auth import find_key, require_scope
 from leadflow.clock import Clock, clock_from_settings
 from leadflow.consumer import ConsumerRunner, Subscription
 from leadflow.db import Database, kernel_tables
@@ -28,11 +29,12 @@ from leadflow.errors import (
     storable_parameters,
 )
 from leadflow.kafka import TopicLayout, make_producer, start_with_retry
+from leadflow.keys import KeyRing
 from leadflow.logs import configure_logging
 from leadflow.loops import Stop
 from leadflow.outbox import OUTBOX_TAG, Outbox, OutboxRelay
 from leadflow.retry import exponential_backoff
-from leadflow.settings import Settings, get_settings
+from leadflow.settings import ApiKeySpec, Settings, get_settings
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +53,17 @@ class Runtime:
     consumers: list[ConsumerRunner] = field(default_factory=list)
     state: dict[str, Any] = field(default_factory=dict)
     stop: Stop = field(default_factory=Stop)  # set at shutdown; workers loop `while not rt.stop`
+    key_ring: KeyRing | None = None  # keys issued through the API (leadflow.keys)
+
+    def find_key(self, presented: str) -> ApiKeySpec | None:
+        """The key presented, among the bootstrap keys of the settings and those issued through
+        the API that are valid now; a use of an issued key is remembered."""
+        now = self.clock.now()
+        issued = self.key_ring.specs(now) if self.key_ring is not None else []
+        spec = find_key([*self.settings.api_keys, *issued], presented)
+        if spec is not None and self.key_ring is not None and spec in issued:
+            self.key_ring.used(spec.sha256, now)
+        return spec
 
     @property
     def policy(self):
@@ -77,6 +90,11 @@ class ServiceSpec:
     workers: dict[str, Worker] = field(default_factory=dict)
     on_start: Callable[[Runtime], Awaitable[None]] | None = None
     description: str = ""
+
+    def consumes(self, rt: Runtime) -> list[Subscription]:
+        """Every subscription the service runs: its own, then the kernel's (its copy of the API
+        keys issued through the API)."""
+        return [*self.subscriptions(rt), keys.subscription(self.metadata)]
 
 
 async def runtime(request: Request) -> Runtime:
@@ -242,13 +260,17 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
             stop=stop,
         )
         rt.state["policy"] = policy
+        rt.key_ring = KeyRing(db, spec.metadata)
         app.state.runtime = rt
         if spec.on_start is not None:
             await spec.on_start(rt)
         tasks = [
-            asyncio.create_task(supervise("outbox-relay", relay.run, stop), name="outbox-relay")
+            asyncio.create_task(supervise("outbox-relay", relay.run, stop), name="outbox-relay"),
+            asyncio.create_task(
+                supervise("api-keys", lambda: rt.key_ring.run(stop), stop), name="api-keys"
+            ),
         ]
-        for sub in spec.subscriptions(rt):
+        for sub in spec.consumes(rt):
             runner = ConsumerRunner(
                 sub,
                 db,
@@ -355,4 +377,6 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
 
     for router in spec.routers:
         app.include_router(router)
+    app.include_router(audit.router(spec.metadata, require_scope("admin")))
+    app.include_router(keys.router(require_scope("admin"), issuer=spec.name == keys.ISSUER))
     return app

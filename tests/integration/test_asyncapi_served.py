@@ -42,7 +42,7 @@ async def test_a_service_serves_the_asyncapi_document_of_its_own_topics(
         response = await client.get("/asyncapi.json")  # no API key
         assert response.status_code == 200, response.text
         doc = response.json()
-        subscriptions = service_spec(name).subscriptions(client.app.state.runtime)
+        subscriptions = service_spec(name).consumes(client.app.state.runtime)
         paths = (await client.get("/openapi.json")).json()["paths"]
 
     assert [e.message for e in validator.iter_errors(doc)] == []

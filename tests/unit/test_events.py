@@ -17,6 +17,7 @@ from leadflow.contracts.events import (
     TOPIC_ROUTING,
     TOPIC_SCORING,
     TOPIC_SLA,
+    ApiKeyChanged,
     CloudEvent,
     LeadActivity,
     LeadCompany,
@@ -141,6 +142,16 @@ SAMPLES: dict[str, Payload] = {
             event_type="lead.routed",
             attempts=8,
             last_error="HTTP 503",
+        ),
+        ApiKeyChanged(
+            lead_id=TEAM,
+            key_id=TEAM,
+            name="crm sync",
+            sha256="0" * 64,
+            scopes=["sales:write"],
+            created_by="key:admin",
+            created_at=T0,
+            changed_at=T0,
         ),
         SlaWarning(**SLA),
         SlaBreached(**{**SLA, "level": "breached"}),
@@ -381,7 +392,7 @@ def test_an_empty_payload_names_every_required_field(event_type: str, required: 
 # --- topics --------------------------------------------------------------------------------
 
 
-def test_there_are_seven_distinct_topics():
+def test_there_are_eight_distinct_topics():
     assert ALL_TOPICS == (
         "leads.inbound",
         "leadflow.ingest",
@@ -390,6 +401,7 @@ def test_there_are_seven_distinct_topics():
         "leadflow.sla",
         "leadflow.feedback",
         "leadflow.notify",
+        "leadflow.access",
     )
     assert len(set(ALL_TOPICS)) == len(ALL_TOPICS)
 

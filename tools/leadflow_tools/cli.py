@@ -282,7 +282,7 @@ def _asyncapi(args: argparse.Namespace) -> int:
     for spec in all_specs():
         outbox = Outbox(kernel_tables(spec.metadata)[0], source=spec.name, clock=clock)
         rt = Runtime(spec, settings, clock, None, outbox, None, None)
-        consumers[spec.name] = spec.subscriptions(rt)
+        consumers[spec.name] = spec.consumes(rt)
     text = to_yaml(document(consumers))
     if args.out:
         Path(args.out).write_text(text, encoding="utf-8")

@@ -283,6 +283,13 @@ async def drop_previous_secret(session: AsyncSession, endpoint_id: uuid.UUID) ->
     return found is not None
 
 
+async def locked_endpoint(session: AsyncSession, endpoint_id: uuid.UUID) -> Row | None:
+    """An endpoint as it is before a change in this transaction (no secrets), locked until
+    the transaction ends."""
+    query = sa.select(*_endpoint_columns).where(e.id == endpoint_id).with_for_update()
+    return (await session.execute(query)).first()
+
+
 async def all_endpoints(session: AsyncSession) -> Sequence[Row]:
     return (await session.execute(sa.select(*_endpoint_columns).order_by(e.created_at))).all()
 

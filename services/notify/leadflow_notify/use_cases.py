@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 import orjson
-from leadflow import metrics
+from leadflow import audit, metrics
 from leadflow.consumer import Received
 from leadflow.contracts.events import (
     LeadErased,
@@ -680,12 +680,7 @@ async def create_endpoint(rt: Runtime, body: EndpointIn) -> EndpointOut:
     endpoint_id = uuid.uuid4()
     secret = body.secret or new_secret()
     filters = body.filters.stored() if body.filters else None
-    async with rt.db.unit_of_work() as session:
-        await store.add_endpoint(
-            session, endpoint_id, url=url, secrets=[secret], event_types=body.event_types,
-            team_id=body.team_id, filters=filters,
-        )  # fmt: skip
-    return EndpointOut(
+    created = EndpointOut(
         id=endpoint_id,
         url=url,
         event_types=body.event_types,
@@ -694,6 +689,16 @@ async def create_endpoint(rt: Runtime, body: EndpointIn) -> EndpointOut:
         enabled=True,
         secret=secret,
     )
+    async with rt.db.unit_of_work() as session:
+        await store.add_endpoint(
+            session, endpoint_id, url=url, secrets=[secret], event_types=body.event_types,
+            team_id=body.team_id, filters=filters,
+        )  # fmt: skip
+        await audit.record(
+            session, rt.spec.metadata, action="created", entity="webhook-endpoint",
+            entity_id=endpoint_id, after=created,
+        )  # fmt: skip
+    return created
 
 
 async def rotate_secret(rt: Runtime, endpoint_id: uuid.UUID, secret: str | None) -> EndpointOut:
@@ -702,18 +707,31 @@ async def rotate_secret(rt: Runtime, endpoint_id: uuid.UUID, secret: str | None)
     downtime. Re-enables an endpoint disabled by a 410."""
     secret = secret or new_secret()
     async with rt.db.unit_of_work() as session:
+        before = await store.locked_endpoint(session, endpoint_id)
         row = await store.rotate_secret(session, endpoint_id, secret)
-    if row is None:
-        raise NotFound(f"webhook endpoint {endpoint_id} not found")
-    return EndpointOut(**row._asdict(), secret=secret)
+        if before is None or row is None:
+            raise NotFound(f"webhook endpoint {endpoint_id} not found")
+        rotated = EndpointOut(**row._asdict(), secret=secret)
+        await audit.record(
+            session, rt.spec.metadata, action="changed", entity="webhook-endpoint",
+            entity_id=endpoint_id, before=EndpointOut.model_validate(before._asdict()),
+            after=rotated,
+        )  # fmt: skip
+    return rotated
 
 
 async def finish_rotation(rt: Runtime, endpoint_id: uuid.UUID) -> None:
     """End a rotation: only the newest secret signs from now on."""
     async with rt.db.unit_of_work() as session:
-        found = await store.drop_previous_secret(session, endpoint_id)
-    if not found:
-        raise NotFound(f"webhook endpoint {endpoint_id} not found")
+        before = await store.locked_endpoint(session, endpoint_id)
+        if before is None or not await store.drop_previous_secret(session, endpoint_id):
+            raise NotFound(f"webhook endpoint {endpoint_id} not found")
+        # what changed is a secret: the entry says a previous one was dropped, never which
+        await audit.record(
+            session, rt.spec.metadata, action="changed", entity="webhook-endpoint",
+            entity_id=endpoint_id, before={"previous_secret": "kept"},
+            after={"previous_secret": "dropped"},
+        )  # fmt: skip
 
 
 async def list_endpoints(rt: Runtime) -> list[EndpointOut]:

@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from leadflow.contracts.erasure import forget_events, without_personal_data
@@ -337,6 +337,16 @@ async def forget_lead_events(session: AsyncSession, lead_ids: list[uuid.UUID]) -
 # --- configuration: teams, reps, rules -------------------------------------------
 
 _team_exists = sa.select(teams.c.id).where(teams.c.id == sa.bindparam("key"))
+
+
+async def locked_row(
+    session: AsyncSession, kind: Literal["team", "rep", "rule"], key: uuid.UUID
+) -> Row | None:
+    """A team's, rep's or rule's row as it is before a change in this transaction, locked
+    until the transaction ends (what the audit log records as `before`)."""
+    table = {"team": teams, "rep": reps, "rule": rules}[kind]
+    query = sa.select(table).where(table.c.id == key).with_for_update()
+    return (await session.execute(query)).first()
 
 
 async def team_exists(session: AsyncSession, team_id: uuid.UUID) -> bool:

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from leadflow import metrics
+from leadflow import audit, metrics
 from leadflow.contracts.events import (
     LeadMql,
     LeadRouted,
@@ -696,11 +696,20 @@ async def create_team(rt: Runtime, body: TeamIn) -> TeamOut:
     try:
         async with rt.db.unit_of_work() as session:
             await store.add_team(session, team_id, body.model_dump())
+            created = TeamOut(id=team_id, is_fallback=False, **body.model_dump())
+            await audit.record(
+                session,
+                rt.spec.metadata,
+                action="created",
+                entity="team",
+                entity_id=team_id,
+                after=created,
+            )
             await publish_directory(rt, session, [team_id])
             touch(session, QUEUE_TAG)
     except IntegrityError as exc:
         raise Conflict(f"a team named '{body.name}' exists", field="name") from exc
-    return TeamOut(id=team_id, is_fallback=False, **body.model_dump())
+    return created
 
 
 async def change_team(rt: Runtime, team_id: uuid.UUID, body: TeamPatch) -> TeamOut:
@@ -712,9 +721,19 @@ async def change_team(rt: Runtime, team_id: uuid.UUID, body: TeamPatch) -> TeamO
         raise Unprocessable(f"{field} cannot be removed", field=field)
     try:
         async with rt.db.unit_of_work() as session:
+            before = await store.locked_row(session, "team", team_id)
             row = await store.patch_team(session, team_id, changes)
-            if row is None:
+            if before is None or row is None:
                 raise NotFound(f"team {team_id} not found")
+            await audit.record(
+                session,
+                rt.spec.metadata,
+                action="changed",
+                entity="team",
+                entity_id=team_id,
+                before=_team_out(before),
+                after=_team_out(row),
+            )
             await publish_directory(rt, session, [team_id])
             touch(session, QUEUE_TAG)
     except IntegrityError as exc:
@@ -740,9 +759,18 @@ async def create_rep(rt: Runtime, body: RepIn) -> RepOut:
                 errors=[{"field": "team_id", "message": "unknown team"}],
             )
         await store.add_rep(session, rep_id, values)
+        created = RepOut(id=rep_id, **values)
+        await audit.record(
+            session,
+            rt.spec.metadata,
+            action="created",
+            entity="rep",
+            entity_id=rep_id,
+            after=created,
+        )
         await publish_directory(rt, session, [values["team_id"]])
         touch(session, QUEUE_TAG)
-    return RepOut(id=rep_id, **values)
+    return created
 
 
 async def change_rep(rt: Runtime, rep_id: uuid.UUID, body: RepPatch) -> RepOut:
@@ -750,9 +778,19 @@ async def change_rep(rt: Runtime, rep_id: uuid.UUID, body: RepPatch) -> RepOut:
     the leads waiting for a rep as soon as this commits."""
     changes = body.model_dump(exclude_unset=True, exclude_none=True)
     async with rt.db.unit_of_work() as session:
+        before = await store.locked_row(session, "rep", rep_id)
         row = await store.change_rep(session, rep_id, changes)
-        if row is None:
+        if before is None or row is None:
             raise NotFound(f"rep {rep_id} not found")
+        await audit.record(
+            session,
+            rt.spec.metadata,
+            action="changed",
+            entity="rep",
+            entity_id=rep_id,
+            before=RepOut.model_validate(before._asdict()),
+            after=RepOut.model_validate(row._asdict()),
+        )
         await publish_directory(rt, session, [row.team_id])
         touch(session, QUEUE_TAG)
     return RepOut.model_validate(row._asdict())
@@ -774,8 +812,17 @@ async def create_rule(rt: Runtime, body: RuleIn) -> RuleOut:
                 await store.add_rule(session, rule_id, body.model_dump())
         except IntegrityError as exc:
             raise Conflict(f"a rule named '{body.name}' exists", field="name") from exc
+        created = RuleOut(id=rule_id, **body.model_dump())
+        await audit.record(
+            session,
+            rt.spec.metadata,
+            action="created",
+            entity="rule",
+            entity_id=rule_id,
+            after=created,
+        )
         touch(session, QUEUE_TAG)
-    return RuleOut(id=rule_id, **body.model_dump())
+    return created
 
 
 async def list_rules(rt: Runtime) -> list[RuleOut]:
@@ -786,16 +833,34 @@ async def list_rules(rt: Runtime) -> list[RuleOut]:
 
 async def delete_rule(rt: Runtime, rule_id: uuid.UUID) -> None:
     async with rt.db.unit_of_work() as session:
-        deleted = await store.delete_rule(session, rule_id)
+        before = await store.locked_row(session, "rule", rule_id)
+        if before is None or not await store.delete_rule(session, rule_id):
+            raise NotFound(f"rule {rule_id} not found")
+        await audit.record(
+            session,
+            rt.spec.metadata,
+            action="deleted",
+            entity="rule",
+            entity_id=rule_id,
+            before=RuleOut.model_validate(before._asdict()),
+        )
         touch(session, QUEUE_TAG)
-    if not deleted:
-        raise NotFound(f"rule {rule_id} not found")
+
+
+async def _routing_config(session: AsyncSession) -> dict[str, list]:
+    """Every team, rep and rule as the API shows them: a routing file's before and after."""
+    return {
+        "teams": [_team_out(r) for r in await store.all_teams(session)],
+        "reps": [RepOut.model_validate(r._asdict()) for r in await store.all_reps(session)],
+        "rules": [RuleOut.model_validate(r._asdict()) for r in await store.all_rules(session)],
+    }
 
 
 async def load_routing_config(rt: Runtime, body: RoutingConfig) -> RoutingConfigOut:
     """Load teams, reps and rules from one document, all or nothing. Teams are matched by name,
     reps by email (else name); the document's rules replace the current ones."""
     async with rt.db.unit_of_work() as session:
+        before = await _routing_config(session)
         team_ids = await store.team_ids_by_name(session)
         for team in body.teams:
             values = team.model_dump()
@@ -832,6 +897,15 @@ async def load_routing_config(rt: Runtime, body: RoutingConfig) -> RoutingConfig
             values = rule.model_dump(exclude={"team", "team_id"})
             values["team_id"] = team_of(rule.team, f"rules.{index}.team")
             await store.add_rule(session, uuid.uuid4(), values)
+        await audit.record(
+            session,
+            rt.spec.metadata,
+            action="replaced",
+            entity="routing-config",
+            entity_id="routing-config",
+            before=before,
+            after=await _routing_config(session),
+        )
         await publish_directory(rt, session, team_ids.values())
         touch(session, QUEUE_TAG)
     return RoutingConfigOut(

@@ -16,6 +16,7 @@ TOPIC_ROUTING = "leadflow.routing"
 TOPIC_SLA = "leadflow.sla"
 TOPIC_FEEDBACK = "leadflow.feedback"
 TOPIC_NOTIFY = "leadflow.notify"
+TOPIC_ACCESS = "leadflow.access"
 ALL_TOPICS = (
     TOPIC_INBOUND,
     TOPIC_INGEST,
@@ -24,6 +25,7 @@ ALL_TOPICS = (
     TOPIC_SLA,
     TOPIC_FEEDBACK,
     TOPIC_NOTIFY,
+    TOPIC_ACCESS,
 )
 # The one Leadflow service that publishes each topic (leads.inbound comes from outside Leadflow).
 TOPIC_PRODUCERS = {
@@ -33,6 +35,7 @@ TOPIC_PRODUCERS = {
     TOPIC_SLA: "sla-timer",
     TOPIC_FEEDBACK: "feedback",
     TOPIC_NOTIFY: "notify",
+    TOPIC_ACCESS: "feedback",
 }
 TOPIC_DESCRIPTIONS = {
     TOPIC_INBOUND: "Raw lead payloads that marketing platforms publish (plain JSON, no CloudEvent).",
@@ -42,6 +45,7 @@ TOPIC_DESCRIPTIONS = {
     TOPIC_SLA: "SLA clocks: warnings, breaches, escalations, met SLAs, corrective plans owed.",
     TOPIC_FEEDBACK: "What sales did with a lead: contact attempts and status changes.",
     TOPIC_NOTIFY: "What could not be delivered to people and tools: webhook deliveries given up.",
+    TOPIC_ACCESS: "API keys issued, rotated and revoked (digests only), for every service to check.",
 }
 
 
@@ -277,6 +281,26 @@ class TeamDirectory(Payload):
     changed_at: datetime
 
 
+class ApiKeyChanged(Payload):
+    """An API key issued through the API, as it now is: created, given an end (a rotation's
+    grace period) or revoked. Carries the key's SHA-256 digest, never the key. Not about a
+    lead: `lead_id` carries the key's id (the key that orders its changes)."""
+
+    type = "api_key.changed"
+    topic = TOPIC_ACCESS
+    about_lead: ClassVar[bool] = False
+    key_id: uuid.UUID
+    name: str
+    sha256: str
+    scopes: list[str]
+    source: str | None = None
+    created_by: str
+    created_at: datetime
+    expires_at: datetime | None = None
+    revoked_at: datetime | None = None
+    changed_at: datetime
+
+
 class WebhookDeadLettered(Payload):
     """A webhook delivery was given up after its attempts."""
 
@@ -402,6 +426,7 @@ PAYLOAD_TYPES: dict[str, type[Payload]] = {
         LeadUnassigned,
         TeamDirectory,
         WebhookDeadLettered,
+        ApiKeyChanged,
         SlaWarning,
         SlaBreached,
         SlaEscalated,
