@@ -1,6 +1,8 @@
 """The weekly review page in a real browser after a real (short) `leadflow demo`: the figures
 on the page are the JSON report's and Prometheus's, an exception leads to the lead's
-timeline, and the team filter works. Screenshots are kept under .leadflow/artefacts/browser.
+timeline, and the team filter works. The browser signs in as a person does until there is a
+sign-in page: HTTP Basic, any user name, an API key as the password. Screenshots are kept under
+.leadflow/artefacts/browser.
 
 Needs Debian's Chromium at /usr/bin/chromium (`make system-deps` installs it).
 """
@@ -17,6 +19,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from leadflow.settings import DEV_API_KEY
 from prometheus_client.parser import text_string_to_metric_families
 from support.harness import eventually_sync
 
@@ -36,6 +39,10 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 READY_LINE = "The stack keeps running"
+# What a person types at the browser's prompt for the demo's pages; the JSON report takes the
+# same key as a bearer token.
+SIGN_IN = {"username": "reviewer", "password": DEV_API_KEY}
+KEY = {"Authorization": f"Bearer {DEV_API_KEY}"}
 
 
 class DemoRun:
@@ -178,17 +185,17 @@ def test_the_demo_prints_the_report_and_agrees_with_prometheus(demo):
     out = demo.output
     assert "Weekly SLA review, week of" in out
     assert re.search(r"\[#{30}\] 100\.0 %", out), "no finished progress bar"
-    rows = re.findall(r"^  (MQL|contact attempts|first-response breaches) .*?(agree|DIFFER)$", out, re.M)
+    rows = re.findall(
+        r"^  (MQL|contact attempts|first-response breaches) .*?(agree|DIFFER)$", out, re.M
+    )
     assert [r[0] for r in rows] == ["MQL", "contact attempts", "first-response breaches"]
     assert all(r[1] == "agree" for r in rows), out
 
 
 def test_the_review_page_shows_the_json_report_and_prometheus_figures(demo, browser):
     review_url, report_url = demo.url("Review page"), demo.url("JSON report")
-    scoring, feedback, sla = re.search(
-        r"^metrics: (\S+) (\S+) (\S+)", demo.output, re.M
-    ).groups()
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    scoring, feedback, sla = re.search(r"^metrics: (\S+) (\S+) (\S+)", demo.output, re.M).groups()
+    page = browser.new_page(viewport={"width": 1280, "height": 900}, http_credentials=SIGN_IN)
     # simulated time goes on while the stack is kept: read the three sources until one
     # reading agrees (a timer may fire between two of them)
     reading: dict = {}
@@ -196,7 +203,7 @@ def test_the_review_page_shows_the_json_report_and_prometheus_figures(demo, brow
     def agreeing() -> bool:
         page.goto(review_url)
         reading["shown"] = figures_on(page)
-        reading["report"] = httpx.get(report_url, timeout=10).json()
+        reading["report"] = httpx.get(report_url, headers=KEY, timeout=10).json()
         reading["mql"] = metric(scoring, "leadflow_mql_total")
         reading["attempts"] = metric(feedback, "leadflow_contact_attempts_total")
         reading["breaches"] = metric(sla, "leadflow_sla_breaches_total", sla="first_response")
@@ -207,8 +214,9 @@ def test_the_review_page_shows_the_json_report_and_prometheus_figures(demo, brow
         agreeing,
         timeout=10,
         interval=1,
-        describe=lambda: f"the page shows {reading['shown']}, "
-        f"the report says {expected_from(reading['report'])}",
+        describe=lambda: (
+            f"the page shows {reading['shown']}, the report says {expected_from(reading['report'])}"
+        ),
     )
     shown, report = reading["shown"], reading["report"]
     mql_metric, attempts_metric = reading["mql"], reading["attempts"]
@@ -232,7 +240,7 @@ def test_the_review_page_shows_the_json_report_and_prometheus_figures(demo, brow
 
 
 def test_an_exception_leads_to_the_lead_timeline(demo, browser):
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page = browser.new_page(viewport={"width": 1280, "height": 900}, http_credentials=SIGN_IN)
     page.goto(demo.url("Review page"))
     link = page.locator("#late-contact a.lead-link").first
     lead_id = link.get_attribute("href").rsplit("/", 1)[-1]
@@ -253,13 +261,44 @@ def test_an_exception_leads_to_the_lead_timeline(demo, browser):
 
 
 def test_the_team_filter_shows_that_teams_figures(demo, browser):
-    page = browser.new_page()
+    page = browser.new_page(http_credentials=SIGN_IN)
     page.goto(demo.url("Review page"))
     page.select_option("select[name=team]", "Inbound CEE")
     page.click("form button[type=submit]")
     page.wait_for_url("**team=Inbound+CEE**")
     shown = figures_on(page)
-    report = httpx.get(demo.url("JSON report"), params={"team": "Inbound CEE"}, timeout=10).json()
+    report = httpx.get(
+        demo.url("JSON report"), params={"team": "Inbound CEE"}, headers=KEY, timeout=10
+    ).json()
     assert shown["mql"] == str(report["periods"][-1]["mql"])
     assert "Inbound CEE" in page.locator("h1").inner_text()
     page.close()
+
+
+def test_the_review_page_asks_a_browser_without_a_key_to_sign_in(demo, browser):
+    """No credential: 401 with a Basic challenge, which a browser answers by asking for a user
+    and password (headless, with none to give, it shows the 401 or fails the navigation); a wrong
+    key is refused the same way; the demo tells how to sign in."""
+    from playwright.sync_api import Error
+
+    review_url = demo.url("Review page")
+    assert f"the API key {DEV_API_KEY} as password" in demo.output
+    challenge = httpx.get(review_url, timeout=10)
+    assert challenge.status_code == 401
+    assert challenge.headers["www-authenticate"] == 'Basic realm="Leadflow"'
+    for credentials in (None, {"username": "reviewer", "password": "lf_wrong"}):
+        page = browser.new_page(http_credentials=credentials)
+        # Chromium either shows the 401 or gives up on the challenge it cannot answer
+        try:
+            answer = page.goto(review_url)
+        except Error as exc:
+            assert "ERR_INVALID_AUTH_CREDENTIALS" in str(exc), exc
+        else:
+            assert answer.status == 401
+            assert answer.headers["www-authenticate"] == 'Basic realm="Leadflow"'
+            assert "Weekly SLA review" not in page.content()
+        page.close()
+    signed_in = browser.new_page(http_credentials=SIGN_IN)
+    assert signed_in.goto(review_url).status == 200
+    assert "Weekly SLA review" in signed_in.title()
+    signed_in.close()
