@@ -1,0 +1,119 @@
+"""`leadflow keys create|list|rotate|revoke`: API keys issued through feedback's API, from the
+command line. Every command needs an admin key (`--key`, else `$LEADFLOW_API_KEY`, else the
+development key); a new key is printed once and never again."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import httpx
+
+DEFAULT_URL = "http://127.0.0.1:8005"  # feedback, the service that issues keys
+
+
+def add_parser(sub) -> None:
+    keys = sub.add_parser("keys", help="issue, list, rotate and revoke API keys")
+    keys.add_argument(
+        "--url", default=os.environ.get("LEADFLOW_FEEDBACK_URL", DEFAULT_URL),
+        help=f"the feedback service (default: $LEADFLOW_FEEDBACK_URL, else {DEFAULT_URL})",
+    )  # fmt: skip
+    keys.add_argument(
+        "--key", default=os.environ.get("LEADFLOW_API_KEY", "lf_dev_key"),
+        help="an admin API key (default: $LEADFLOW_API_KEY, else the development key)",
+    )  # fmt: skip
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    create = keys_sub.add_parser("create", help="issue a key (printed once)")
+    create.add_argument("name", help="who or what holds the key")
+    create.add_argument(
+        "--scope", dest="scopes", action="append", required=True,
+        help="a scope of the key (repeat for several): leads:read, reports:read, config:read, "
+        "leads:write, sales:write, alerts:write, admin",
+    )  # fmt: skip
+    create.add_argument("--source", help="the source system whose leads a leads:write key writes")
+    create.add_argument("--expires", help="when the key stops working (ISO 8601)")
+    create.set_defaults(func=_create)
+    listing = keys_sub.add_parser("list", help="the keys issued, revoked ones included")
+    listing.set_defaults(func=_list)
+    rotate = keys_sub.add_parser("rotate", help="a new key; the old one works for --grace more")
+    rotate.add_argument("id", help="the key's id (from `leadflow keys list`)")
+    rotate.add_argument(
+        "--grace", type=int, default=86_400, help="seconds the old key keeps working (86400)"
+    )
+    rotate.set_defaults(func=_rotate)
+    revoke = keys_sub.add_parser("revoke", help="stop a key in every service within seconds")
+    revoke.add_argument("id", help="the key's id (from `leadflow keys list`)")
+    revoke.set_defaults(func=_revoke)
+
+
+def _call(args: argparse.Namespace, method: str, path: str, body: dict | None = None):
+    """The answer's JSON (None for 204); prints what went wrong and returns False otherwise."""
+    url = args.url.rstrip("/") + path
+    try:
+        response = httpx.request(
+            method, url, json=body, headers={"Authorization": f"Bearer {args.key}"}, timeout=30
+        )
+    except httpx.HTTPError as exc:
+        print(f"cannot reach feedback at {args.url}: {exc}", file=sys.stderr)
+        return False
+    if response.status_code >= 400:
+        try:
+            problem = response.json()
+        except ValueError:
+            problem = {"detail": response.text}
+        print(f"refused ({response.status_code}): {problem.get('detail')}", file=sys.stderr)
+        for error in problem.get("errors") or []:
+            print(f"  {error.get('field')}: {error.get('message')}", file=sys.stderr)
+        return False
+    return None if response.status_code == 204 else response.json()
+
+
+def _print_new(key: dict) -> None:
+    print(f"id:     {key['id']}")
+    print(f"name:   {key['name']}")
+    print(f"scopes: {', '.join(key['scopes'])}")
+    print(f"key:    {key['key']}")
+    print("The key is shown this once: store it now. Every service accepts it within seconds.")
+
+
+def _create(args: argparse.Namespace) -> int:
+    body = {"name": args.name, "scopes": args.scopes, "source": args.source}
+    if args.expires:
+        body["expires_at"] = args.expires
+    made = _call(args, "POST", "/v1/keys", body)
+    if made is False:
+        return 1
+    _print_new(made)
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    keys = _call(args, "GET", "/v1/keys")
+    if keys is False:
+        return 1
+    columns = ("id", "name", "scopes", "created_by", "created_at", "expires_at", "revoked_at")
+    rows = [[", ".join(k[c]) if c == "scopes" else str(k[c] or "-") for c in columns] for k in keys]
+    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(columns)]
+    print("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)))
+    for row in rows:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
+    if not rows:
+        print("(no key issued through the API yet; LEADFLOW_API_KEYS are not listed)")
+    return 0
+
+
+def _rotate(args: argparse.Namespace) -> int:
+    made = _call(args, "POST", f"/v1/keys/{args.id}/rotate", {"grace_seconds": args.grace})
+    if made is False:
+        return 1
+    _print_new(made)
+    print(f"The old key keeps working for {args.grace} s.")
+    return 0
+
+
+def _revoke(args: argparse.Namespace) -> int:
+    if _call(args, "DELETE", f"/v1/keys/{args.id}") is False:
+        return 1
+    print(f"revoked {args.id}: every service refuses it within seconds")
+    return 0
