@@ -263,7 +263,12 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
         rt.key_ring = KeyRing(db, spec.metadata)
         app.state.runtime = rt
         if spec.on_start is not None:
-            await spec.on_start(rt)
+            try:
+                await spec.on_start(rt)
+            except BaseException:  # refusing to start: close what is already open
+                await producer.stop()
+                await db.dispose()
+                raise
         tasks = [
             asyncio.create_task(supervise("outbox-relay", relay.run, stop), name="outbox-relay"),
             asyncio.create_task(
