@@ -174,3 +174,24 @@ async def test_webhook_endpoints_are_audited_without_their_secrets(stack):
     assert entries[2]["after"]["secret"] == "[redacted]"
     assert entries[2]["after"]["url"] == "http://127.0.0.1:9/hook"
     assert secret not in str(entries) and new_secret not in str(entries)
+
+
+async def test_an_erasure_is_audited_once_with_no_personal_data(settings):
+    async with service_client("ingest", settings) as ingest:
+        made = await ingest.post(
+            "/v1/leads",
+            json={"email": "erase.me@forgotten.example", "first_name": "Erase",
+                  "last_name": "Me", "phone": "+48 600 100 200"},
+            headers=ADMIN,
+        )  # fmt: skip
+        assert made.status_code == 202, made.text
+        lead_id = made.json()["lead_id"]
+        for _ in range(2):  # erasing again changes nothing
+            erased = await ingest.delete(f"/v1/leads/{lead_id}", headers=ADMIN)
+            assert erased.status_code == 202, erased.text
+        entries = (await ingest.get("/v1/audit", headers=ADMIN)).json()["items"]
+    assert [(e["action"], e["entity"], e["entity_id"], e["actor"]) for e in entries] == [
+        ("erased", "lead", lead_id, "key:admin")
+    ]
+    assert entries[0]["after"] == {"erased_lead_ids": [lead_id]}
+    assert "forgotten" not in str(entries) and "600" not in str(entries)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from leadflow import metrics
+from leadflow import audit, metrics
 from leadflow.consumer import Reject
 from leadflow.contracts.erasure import forget_events, without_personal_data
 from leadflow.contracts.events import LeadActivity, LeadCreated, LeadErased, LeadUpdated
@@ -401,6 +401,11 @@ async def erase_lead(
         normalise.normalise_email.cache_clear()
         await forget_events(session, outbox.table, ids)
         await outbox.emit_many(session, [(LeadErased(lead_id=i), None) for i in ids])
+        # who asked for it and which leads went; nothing of the person
+        await audit.record(
+            session, outbox.table.metadata, action="erased", entity="lead",
+            entity_id=survivor_id, after={"erased_lead_ids": [str(i) for i in ids]},
+        )  # fmt: skip
     return LeadErasure(lead_id=survivor_id, erased_lead_ids=ids, erased_at=erased_at)
 
 
