@@ -47,6 +47,10 @@ SOURCE_SYNONYMS = {
     "organic": "content",
     "blog": "content",
     "content": "content",
+    # owned channels that distribute content: newsletters and nurture mail, organic social
+    "email": "content",
+    "newsletter": "content",
+    "social": "content",
     "webinar": "events",
     "webinars": "events",
     "event": "events",
