@@ -34,7 +34,7 @@ REDACTED = "[redacted]"
 # channel webhook URLs (whoever holds one can post to the channel).
 SECRET_FIELDS = frozenset(
     {"secret", "secrets", "token", "password", "api_key", "key", "sha256", "authorization",
-     "slack_webhook_url", "teams_webhook_url", "webhook_url", "signing_secret"}
+     "slack_webhook_url", "teams_webhook_url", "webhook_url", "signing_secret", "password_hash"}
 )  # fmt: skip
 # Field names whose values are personal data of a lead or a person.
 PERSONAL_FIELDS = frozenset(

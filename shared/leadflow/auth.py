@@ -2,9 +2,10 @@
 digests, each operation names the scope it needs, and the OpenAPI document declares it.
 
 A key is presented as `Authorization: Bearer <key>` or `X-API-Key: <key>`; HTML pages also take
-HTTP Basic credentials whose password is the key (any user name), so a browser can open them
-until people have a sign-in page. Authorisation runs before the route reads anything: an unknown
-id and a known one answer the same 401 or 403.
+HTTP Basic credentials whose password is the key (any user name), for tools and scripts. People
+open the pages signed in (`require_page`): a session the service's sign-in made, with a role;
+a browser with neither is sent to the sign-in page. Authorisation runs before the route reads
+anything: an unknown id and a known one answer the same 401 or 403.
 
 The scope is a security requirement of the operation (`{"bearerKey": ["leads:read"]}`, one entry
 per accepted scheme): OpenAPI 3.1 lets the requirement of a non-OAuth scheme list the roles the
@@ -14,12 +15,15 @@ operation needs, so clients and the test of every route read it from the standar
 # runtime, and they name each closure's scope.
 import hashlib
 import hmac
-from collections.abc import Callable
+import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Annotated
+from urllib.parse import quote
 
 from fastapi import Depends, Request, Security
 from fastapi.security import (
+    APIKeyCookie,
     APIKeyHeader,
     HTTPAuthorizationCredentials,
     HTTPBasic,
@@ -29,7 +33,7 @@ from fastapi.security import (
 )
 
 from leadflow import audit
-from leadflow.errors import Forbidden, Unauthorized
+from leadflow.errors import Forbidden, ProblemError, Unauthorized
 from leadflow.settings import ApiKeySpec, Scope
 
 REALM = "Leadflow"
@@ -136,5 +140,87 @@ def require_page_scope(scope: Scope) -> Callable[..., Caller]:
         caller: Annotated[Caller, Security(_page_caller, scopes=[scope])],
     ) -> Caller:
         return caller
+
+    return dependency
+
+
+# --- people signed in to the pages --------------------------------------------------------
+
+_session = APIKeyCookie(
+    name="leadflow_session",
+    auto_error=False,
+    scheme_name="signedIn",
+    description="HTML pages only: the session cookie of a person signed in at `/login`",
+)
+SIGN_IN_PATH = "/login"
+
+
+@dataclass(frozen=True)
+class Person:
+    """Someone signed in with a role: the scopes the role holds (as a key's), and the teams
+    whose leads they see when the role limits them to their teams."""
+
+    id: uuid.UUID
+    role: str
+    scopes: frozenset[str]
+    teams: tuple[str, ...] = ()
+
+    def allows(self, scope: str) -> bool:
+        return scope in self.scopes or "admin" in self.scopes
+
+
+class SignInRequired(ProblemError):
+    """A browser without a session or a key: sent to the sign-in page, which brings it back."""
+
+    status = 303
+    title = "See other"
+
+    def __init__(self, request: Request) -> None:
+        here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        super().__init__(
+            "sign in first",
+            headers={"Location": f"{SIGN_IN_PATH}?next={quote(here, safe='')}"},
+        )
+
+
+def _browser(request: Request) -> bool:
+    """A navigation of a browser (it asks for HTML first), not a tool or a script."""
+    return "text/html" in request.headers.get("accept", "")
+
+
+async def _page_key(
+    scopes: SecurityScopes,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    header: Annotated[str | None, Depends(_header)],
+    basic: Annotated[HTTPBasicCredentials | None, Depends(_basic)],
+    cookie: Annotated[str | None, Depends(_session)],
+) -> str | None:
+    # the cookie is read by the session middleware; it is named here for the OpenAPI document
+    return (bearer.credentials if bearer else None) or header or (basic and basic.password)
+
+
+def require_page(
+    scope: Scope, signed_in: Callable[..., Awaitable[Person | None]]
+) -> Callable[..., Awaitable[Caller | Person]]:
+    """A dependency of an HTML page: a key holding `scope` (Bearer, X-API-Key or the password of
+    HTTP Basic), else the person `signed_in` finds in the session, whose role must hold it.
+    Without either, a browser is redirected to the sign-in page (and brought back after it); a
+    tool gets 401 with the Basic challenge it may answer with a key."""
+
+    async def dependency(
+        request: Request,
+        presented: Annotated[str | None, Security(_page_key, scopes=[scope])],
+        person: Annotated[Person | None, Depends(signed_in)],
+    ) -> Caller | Person:
+        if presented:
+            return authorize(request, presented, [scope], PAGE_CHALLENGE)
+        if person is not None:
+            if not person.allows(scope):
+                raise Forbidden(f"the role '{person.role}' lacks the scope '{scope}'", scope=scope)
+            audit.actor.set(f"user:{person.id}")
+            return person
+        if _browser(request):
+            raise SignInRequired(request)
+        return authorize(request, None, [scope], PAGE_CHALLENGE)
 
     return dependency

@@ -90,6 +90,8 @@ class ServiceSpec:
     workers: dict[str, Worker] = field(default_factory=dict)
     on_start: Callable[[Runtime], Awaitable[None]] | None = None
     description: str = ""
+    # what a service adds to its app beyond routers (feedback: sessions and page headers)
+    extend_app: Callable[[FastAPI, Settings], None] | None = None
 
     def consumes(self, rt: Runtime) -> list[Subscription]:
         """Every subscription the service runs: its own, then the kernel's (its copy of the API
@@ -384,4 +386,6 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
         app.include_router(router)
     app.include_router(audit.router(spec.metadata, require_scope("admin")))
     app.include_router(keys.router(require_scope("admin"), issuer=spec.name == keys.ISSUER))
+    if spec.extend_app is not None:
+        spec.extend_app(app, settings)
     return app

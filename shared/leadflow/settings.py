@@ -99,6 +99,34 @@ class Settings(BaseSettings):
     # deliveries (they own them; feedback shows them without copying them).
     routing_url: str = "http://127.0.0.1:8003"
     notify_url: str = "http://127.0.0.1:8006"
+    # feedback: the key its pages read routing and notify with for a signed-in person (who has
+    # no key); only the reads the person's role allows are made with it. Unset: people's pages
+    # show no rep names, decision traces or deliveries (development: the development key).
+    pages_api_key: SecretStr | None = None
+    # feedback's sign-in: the secret signing the session cookie (required in production, at
+    # least 32 characters; unset elsewhere: a random one per process), or a file holding it,
+    # and how long a session lasts (seconds, from sign-in and since the last page).
+    session_secret: SecretStr | None = None
+    session_secret_file: str | None = None
+    session_max_age: int = Field(default=28_800, ge=60, le=30 * 86_400)
+    # Failed sign-ins: the answer slows with each failure; after this many within the lock
+    # time an account (any e-mail, known or not) or a client address is locked for it.
+    sign_in_max_failures: int = Field(default=5, ge=1)
+    sign_in_max_failures_per_address: int = Field(default=20, ge=1)
+    sign_in_lock_seconds: int = Field(default=900, ge=1)
+    # OpenID Connect sign-in (feedback): the identity provider's discovery document (or its
+    # issuer URL), the client registered there, its secret (or a file holding it), the claim
+    # naming a Leadflow role, a JSON map of groups (claim `oidc_groups_claim`) to roles, and
+    # the role of a person neither gives one (unset: such a person is refused).
+    oidc_discovery_url: str | None = None
+    oidc_client_id: str | None = None
+    oidc_client_secret: SecretStr | None = None
+    oidc_client_secret_file: str | None = None
+    oidc_scopes: str = "openid email profile"
+    oidc_role_claim: str | None = None
+    oidc_groups_claim: str = "groups"
+    oidc_group_roles: dict[str, str] = Field(default_factory=dict)
+    oidc_default_role: str | None = None
     # notify's e-mail: the SMTP relay it hands messages to (unset: no e-mail can be sent).
     smtp_host: str | None = Field(default=None, description="SMTP relay host")
     smtp_port: int = Field(default=587, ge=1, le=65535, description="SMTP relay port")
@@ -173,9 +201,27 @@ class Settings(BaseSettings):
             raise ValueError("unsafe production settings: " + "; ".join(problems))
         return self
 
+    @model_validator(mode="after")
+    def _refuse_weak_session_secret(self) -> Settings:
+        if self.env != "production" or self.session_secret_file is not None:
+            return self  # a file is read (and checked) by feedback at start
+        if self.session_secret is None:
+            raise ValueError("unsafe production settings: session_secret is required")
+        if weak_secret(self.session_secret.get_secret_value()):
+            raise ValueError(
+                "unsafe production settings: session_secret is weak (at least 32 characters, "
+                "not one repeated pattern; e.g. `openssl rand -base64 48`)"
+            )
+        return self
+
     @property
     def sync_database_url(self) -> str:
         return self.database_url.replace("+asyncpg", "")
+
+
+def weak_secret(secret: str) -> bool:
+    """Shorter than 32 characters, or fewer than 10 distinct ones (`aaaa…`, `abcabc…`)."""
+    return len(secret) < 32 or len(set(secret)) < 10
 
 
 @lru_cache

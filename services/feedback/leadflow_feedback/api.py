@@ -8,12 +8,13 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from leadflow.auth import KEY_RESPONSES, Caller, require_page_scope, require_scope
-from leadflow.service import RuntimeDep
-from leadflow.settings import ApiKeySpec
+from leadflow.auth import KEY_RESPONSES, Caller, Person, require_page, require_scope
+from leadflow.service import Runtime, RuntimeDep
+from leadflow.settings import DEV_API_KEY, ApiKeySpec
 
 from leadflow_feedback import use_cases
-from leadflow_feedback.domain import planning, reports
+from leadflow_feedback.domain import planning, reports, roles
+from leadflow_feedback.people.api import account_bar, signed_in
 from leadflow_feedback.schemas import (
     AttemptAccepted,
     AttemptIn,
@@ -34,8 +35,9 @@ pages = APIRouter(tags=["review"], responses=KEY_RESPONSES)
 SalesTool = Annotated[ApiKeySpec, Depends(require_scope("sales:write"))]
 # Reports, lifecycles, the planner and the review pages: how leads fare, not who they are.
 ReportsRead = Depends(require_scope("reports:read"))
-# The pages also take HTTP Basic (the password a key), so a browser can open them.
-Viewer = Annotated[Caller, Depends(require_page_scope("reports:read"))]
+# People open the pages signed in (a browser without a session is sent to /login); tools
+# present a key, also as the password of HTTP Basic.
+Viewer = Annotated[Caller | Person, Depends(require_page("reports:read", signed_in))]
 IdempotencyKey = Annotated[str | None, Header(max_length=200)]
 FromDay = Annotated[ReportDay | None, Query(alias="from")]
 CSV = "text/csv"
@@ -140,8 +142,20 @@ async def post_plan(body: PlanIn) -> PlanOut:
     return PlanOut.model_validate(use_cases.plan(planning.PlanInput(**body.model_dump())))
 
 
+def _reader(rt: Runtime, viewer: Caller | Person) -> use_cases.Reader:
+    """A key reads the other services as itself; a person through feedback's pages key, within
+    their role (in development the development key stands in when none is set)."""
+    if isinstance(viewer, Caller):
+        return use_cases.Reader(viewer.key)
+    key = rt.settings.pages_api_key
+    if key is None and rt.settings.env == "development":
+        return use_cases.Reader(DEV_API_KEY, viewer.role)
+    return use_cases.Reader(key.get_secret_value() if key else None, viewer.role)
+
+
 @pages.get("/review", response_class=HTMLResponse)
 async def review_page(
+    request: Request,
     rt: RuntimeDep,
     viewer: Viewer,
     week: Annotated[ReportDay | None, Query(description="any day of the week to review")] = None,
@@ -149,11 +163,28 @@ async def review_page(
 ) -> HTMLResponse:
     """The weekly SLA review: this week against the plan for both parties, the exceptions
     (each linking to its lead's timeline), the calibration curve and the corrective plans."""
-    return HTMLResponse(await use_cases.review_page(rt, week=week, team=team, key=viewer.key))
+    page = await use_cases.review_page(
+        rt, week=week, team=team, reader=_reader(rt, viewer),
+        account=await account_bar(rt, request, viewer),
+    )  # fmt: skip
+    return HTMLResponse(page)
 
 
 @pages.get("/review/leads/{lead_id}", response_class=HTMLResponse)
-async def lead_timeline(lead_id: uuid.UUID, rt: RuntimeDep, viewer: Viewer) -> HTMLResponse:
+async def lead_timeline(
+    lead_id: uuid.UUID, request: Request, rt: RuntimeDep, viewer: Viewer
+) -> HTMLResponse:
     """Every event of one lead in order: created, scored (with the explanation), MQL, routed
-    (with routing's decision trace), webhook deliveries, attempts, SLA events, statuses."""
-    return HTMLResponse(await use_cases.timeline_page(rt, lead_id, key=viewer.key))
+    (with routing's decision trace), webhook deliveries, attempts, SLA events, statuses. A
+    sales manager signed in sees only their teams' leads."""
+
+    def may_see(team: str | None) -> bool:
+        if isinstance(viewer, Caller):
+            return True
+        return roles.may_see_lead(viewer.role, viewer.teams, team)
+
+    page = await use_cases.timeline_page(
+        rt, lead_id, reader=_reader(rt, viewer), may_see=may_see,
+        account=await account_bar(rt, request, viewer),
+    )  # fmt: skip
+    return HTMLResponse(page)

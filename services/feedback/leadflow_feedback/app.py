@@ -1,16 +1,19 @@
 """Composition root of feedback."""
 
+from leadflow import sessions
 from leadflow.service import ServiceSpec
 
 from leadflow_feedback import api, consumers
 from leadflow_feedback.models import metadata
+from leadflow_feedback.people import api as people
 
 service = ServiceSpec(
     name="feedback",
     package="leadflow_feedback",
     metadata=metadata,
     port=8005,
-    routers=[api.router, api.pages],
+    routers=[api.router, api.pages, people.users, people.sign_in],
     subscriptions=consumers.subscriptions,
     description="Takes contact attempts and status changes from sales tools; closes the loop.",
+    extend_app=sessions.install,
 )

@@ -100,3 +100,36 @@ timeline = sa.Table(
 )
 
 idempotency = idempotency_table(metadata)
+
+# People who sign in to the pages: a local password (argon2) or an identity provider's account
+# (issuer and subject), a role, and, for a sales manager, the teams (by name, as leads carry
+# them) whose leads they see. Never deleted: a disabled person keeps their row for the audit log.
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("email", sa.Text, nullable=False, unique=True),  # lower-case
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("role", sa.Text, nullable=False),
+    sa.Column("teams", JSON, nullable=False, server_default=sa.text("'[]'::jsonb")),
+    sa.Column("password_hash", sa.Text),
+    sa.Column("oidc_issuer", sa.Text),
+    sa.Column("oidc_subject", sa.Text),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("changed_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("disabled_at", sa.DateTime(timezone=True)),
+    sa.Column("last_signed_in_at", sa.DateTime(timezone=True)),
+    sa.UniqueConstraint("oidc_issuer", "oidc_subject", name="uq_users_oidc_identity"),
+)
+
+# Failed sign-ins counted per account (the SHA-256 of the e-mail given, whether or not such an
+# account exists, so a lock says nothing about it) and per client address (its SHA-256).
+sign_in_failures = sa.Table(
+    "sign_in_failures",
+    metadata,
+    sa.Column("kind", sa.Text, primary_key=True),  # account | address
+    sa.Column("subject", sa.Text, primary_key=True),
+    sa.Column("failures", sa.Integer, nullable=False),
+    sa.Column("last_failure_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("locked_until", sa.DateTime(timezone=True)),
+)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -32,7 +33,7 @@ from leadflow.service import Runtime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadflow_feedback import store
-from leadflow_feedback.domain import planning, reports, review
+from leadflow_feedback.domain import planning, reports, review, roles
 from leadflow_feedback.domain.facts import Fact, fact_of, settle
 from leadflow_feedback.domain.lifecycle import (
     ChangeInvalid,
@@ -395,17 +396,42 @@ def plan(inputs: planning.PlanInput) -> dict[str, Any]:
 # --- the review pages ----------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Reader:
+    """Whom a page reads routing and notify for: a key as it was presented (the other service
+    decides what it shows), or a signed-in person, read with feedback's pages key
+    (`LEADFLOW_PAGES_API_KEY`) only where the person's role holds the read's scope."""
+
+    key: str | None
+    role: str | None = None  # a person's role; None: the key's own scopes decide
+
+    def refuses(self, scope: str) -> str | None:
+        """Why this reader may not make a read needing `scope`, or None."""
+        if self.role is not None and not roles.allows(self.role, scope):
+            return f"the role {self.role} does not show it"
+        if self.key is None:
+            return "LEADFLOW_PAGES_API_KEY is not set, so pages read nothing there for people"
+        return None
+
+
+# The scope each read of another service needs there (its OpenAPI document declares it).
+READ_SCOPES = {"/v1/reps": "config:read", "/v1/deliveries": "config:read"}
+
+
 async def from_service(
-    rt: Runtime, name: str, path: str, key: str, params: dict[str, str] | None = None
+    rt: Runtime, name: str, path: str, reader: Reader, params: dict[str, str] | None = None
 ) -> tuple[Any, str | None]:
-    """GET one of routing's or notify's read endpoints with the key the page was opened with,
-    so a page shows only what its viewer may read; (None, a note for the page) when it cannot
-    answer or refuses the key."""
+    """GET one of routing's or notify's read endpoints for the page's viewer, so a page shows
+    only what its viewer may read; (None, a note for the page) when it cannot answer or refuses
+    the key, or the viewer's role does not hold the read's scope."""
     base = rt.settings.routing_url if name == "routing" else rt.settings.notify_url
+    refused = reader.refuses(READ_SCOPES.get(path, "reports:read"))
+    if refused is not None:
+        return None, f"{name} did not show {path}: {refused}"
     url = base.rstrip("/") + path
     try:
         async with httpx.AsyncClient(timeout=ROUTING_TIMEOUT) as client:
-            response = await client.get(url, params=params, headers={"X-API-Key": key})
+            response = await client.get(url, params=params, headers={"X-API-Key": reader.key})
     except httpx.HTTPError as exc:
         log.warning(f"{name} unavailable", extra={"url": url, "error": type(exc).__name__})
         return None, f"{name} ({base}) did not answer: {type(exc).__name__}"
@@ -423,16 +449,23 @@ async def from_service(
     return response.json(), None
 
 
-async def from_routing(rt: Runtime, path: str, key: str) -> tuple[Any, str | None]:
-    return await from_service(rt, "routing", path, key)
+async def from_routing(rt: Runtime, path: str, reader: Reader) -> tuple[Any, str | None]:
+    return await from_service(rt, "routing", path, reader)
 
 
-async def rep_names(rt: Runtime, key: str) -> tuple[dict[str, str], str | None]:
-    rows, note = await from_routing(rt, "/v1/reps", key)
+async def rep_names(rt: Runtime, reader: Reader) -> tuple[dict[str, str], str | None]:
+    rows, note = await from_routing(rt, "/v1/reps", reader)
     return {str(r["id"]): r["name"] for r in rows or []}, note
 
 
-async def review_page(rt: Runtime, *, week: date | None, team: str | None, key: str) -> str:
+async def review_page(
+    rt: Runtime,
+    *,
+    week: date | None,
+    team: str | None,
+    reader: Reader,
+    account: dict[str, str] | None = None,
+) -> str:
     """The weekly SLA review of the week holding `week` (this week by default): the week
     against the plan, the trend of the weeks before, the calibration of the last 90 days."""
     policy = rt.policy
@@ -461,8 +494,9 @@ async def review_page(rt: Runtime, *, week: date | None, team: str | None, key: 
         facts, policy, first=first, last=monday, granularity="week", now=now, team=team
     )
     calibrated = reports.calibration(scored, policy, start=cal_start, end=end)
-    reps, note = await rep_names(rt, key)
+    reps, note = await rep_names(rt, reader)
     return review.render_review(
+        account=account,
         week=monday,
         team=team,
         teams=teams,
@@ -476,20 +510,29 @@ async def review_page(rt: Runtime, *, week: date | None, team: str | None, key: 
     )
 
 
-async def timeline_page(rt: Runtime, lead_id: uuid.UUID, *, key: str) -> str:
+async def timeline_page(
+    rt: Runtime,
+    lead_id: uuid.UUID,
+    *,
+    reader: Reader,
+    may_see: Callable[[str | None], bool] = lambda team: True,
+    account: dict[str, str] | None = None,
+) -> str:
     """Every event of one lead in order, with routing's decision trace and notify's deliveries
-    (read with `key`, the viewer's)."""
+    (read for `reader`, the viewer). A lead the viewer may not see (`may_see` of its team) is
+    answered as an unknown one, so the answer does not tell that it exists."""
     async with rt.db.unit_of_work() as session:
         lead = await store.lead_summary(session, lead_id)
         entries = await store.timeline_of(session, lead_id)
-    if lead is None and not entries:
+    if (lead is None and not entries) or not may_see(lead["team"] if lead else None):
         raise NotFound(f"lead {lead_id} is not known to feedback")
-    assignment, note = await from_routing(rt, f"/v1/leads/{lead_id}/assignment", key)
+    assignment, note = await from_routing(rt, f"/v1/leads/{lead_id}/assignment", reader)
     deliveries, delivery_note = await from_service(
-        rt, "notify", "/v1/deliveries", key, {"lead_id": str(lead_id)}
+        rt, "notify", "/v1/deliveries", reader, {"lead_id": str(lead_id)}
     )
-    reps, reps_note = await rep_names(rt, key) if assignment else ({}, None)
+    reps, reps_note = await rep_names(rt, reader) if assignment else ({}, None)
     return review.render_timeline(
+        account=account,
         lead_id=lead_id,
         lead=lead,
         entries=entries,

@@ -176,6 +176,7 @@ def render_review(
     reps: dict[str, str],
     sla_limits: dict[str, float],
     routing_note: str | None = None,
+    account: dict[str, str] | None = None,
 ) -> str:
     """The review page of one week (and team) from the reports; names come from feedback's read
     model (leads) and routing (reps), and are escaped like every other value."""
@@ -218,6 +219,7 @@ def render_review(
         markers=markers,
     )
     return templates.get_template("review.html").render(
+        account=account,
         week=week,
         previous_week=week - timedelta(days=7),
         next_week=week + timedelta(days=7),
@@ -247,6 +249,7 @@ def render_timeline(
     reps: dict[str, str],
     time_zone: str,
     routing_note: str | None = None,
+    account: dict[str, str] | None = None,
 ) -> str:
     """Every event of one lead in order; routing's decision trace is shown with the routed
     entry, and the webhook deliveries take their place by time."""
@@ -277,6 +280,7 @@ def render_timeline(
         ordered.append(item)
         ordered.extend(anchored.get(index, []))
     return templates.get_template("timeline.html").render(
+        account=account,
         lead_id=lead_id,
         lead=lead,
         items=ordered,
