@@ -214,7 +214,10 @@ def assert_each_lead_exactly_once(
     )
     bad = {lead: d for lead, d in state.deliveries.items() if d != ["delivered"]}
     assert not bad, f"deliveries not exactly one and delivered: {list(bad.items())[:5]}"
-    assert set(state.deliveries) == lead_ids
+    assert set(state.deliveries) == lead_ids, (
+        f"{len(lead_ids - set(state.deliveries))} leads without a delivery at notify, e.g. "
+        f"{sorted(lead_ids - set(state.deliveries))[:3]}"
+    )
     webhooks = {lead: ids for lead, ids in receiver.ids_per_lead.items() if len(ids) != 1}
     assert not webhooks, f"leads delivered under several webhook-ids: {list(webhooks)[:5]}"
     assert set(receiver.ids_per_lead) == lead_ids, (
