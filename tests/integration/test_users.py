@@ -55,9 +55,7 @@ async def test_every_change_of_a_person_is_audited_without_the_password(feedback
         headers=ADMIN,
     )
     user_id = made.json()["id"]
-    await feedback.patch(
-        f"/v1/users/{user_id}", json={"password": PASSWORD + " 2"}, headers=ADMIN
-    )
+    await feedback.patch(f"/v1/users/{user_id}", json={"password": PASSWORD + " 2"}, headers=ADMIN)
     audit = await feedback.get(
         "/v1/audit", params={"entity": "user", "entity_id": user_id}, headers=ADMIN
     )
