@@ -203,10 +203,10 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_weak_session_secret(self) -> Settings:
-        if self.env != "production" or self.session_secret_file is not None:
-            return self  # a file is read (and checked) by feedback at start
-        if self.session_secret is None:
-            raise ValueError("unsafe production settings: session_secret is required")
+        # feedback, which signs sessions, refuses to start in production without one (or its
+        # file, read and checked at start); the other services need none
+        if self.env != "production" or self.session_secret is None:
+            return self
         if weak_secret(self.session_secret.get_secret_value()):
             raise ValueError(
                 "unsafe production settings: session_secret is weak (at least 32 characters, "

@@ -5,7 +5,7 @@ session secrets production refuses."""
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from leadflow.sessions import local_path
+from leadflow.sessions import SessionSecretError, local_path, session_secret
 from leadflow.settings import Settings
 from leadflow_feedback.domain import roles, sign_in
 from pydantic import ValidationError
@@ -95,12 +95,23 @@ def test_a_sign_in_goes_on_only_to_a_path_of_this_site(candidate, expected):
     assert local_path(candidate) == expected
 
 
-@pytest.mark.parametrize(
-    "secret", [None, "short", "a" * 64, "abcabcabcabcabcabcabcabcabcabcabcabc"]
-)
-def test_production_refuses_a_missing_or_weak_session_secret(secret):
+@pytest.mark.parametrize("secret", ["short", "a" * 64, "abcabcabcabcabcabcabcabcabcabcabcabc"])
+def test_production_refuses_a_weak_session_secret(secret):
     with pytest.raises(ValidationError, match="session_secret"):
         Settings(env="production", api_keys=[], session_secret=secret)
+
+
+def test_feedback_refuses_to_sign_sessions_in_production_without_a_secret(tmp_path):
+    with pytest.raises(SessionSecretError, match="required in production"):
+        session_secret(Settings(env="production", api_keys=[]))
+    weak = tmp_path / "secret"
+    weak.write_text("password\n")
+    with pytest.raises(SessionSecretError, match="weak"):
+        session_secret(Settings(env="production", api_keys=[], session_secret_file=str(weak)))
+    with pytest.raises(SessionSecretError, match="cannot be read"):
+        session_secret(Settings(env="production", api_keys=[], session_secret_file="/nonexistent"))
+    # elsewhere a random secret of the process: sessions end when it stops
+    assert session_secret(Settings(env="development")) != session_secret(Settings())
 
 
 def test_production_takes_a_strong_session_secret():
