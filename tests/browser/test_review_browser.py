@@ -1,8 +1,8 @@
 """The weekly review page in a real browser after a real (short) `leadflow demo`: the figures
 on the page are the JSON report's and Prometheus's, an exception leads to the lead's
-timeline, and the team filter works. The browser signs in as a person does until there is a
-sign-in page: HTTP Basic, any user name, an API key as the password. Screenshots are kept under
-.leadflow/artefacts/browser.
+timeline, and the team filter works. The browser signs in as a person does, with the account
+and password the demo printed; tools give the API key (Bearer, or the password of HTTP Basic).
+Screenshots are kept under .leadflow/artefacts/browser.
 
 Needs Debian's Chromium at /usr/bin/chromium (`make system-deps` installs it).
 """
@@ -39,9 +39,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 READY_LINE = "The stack keeps running"
-# What a person types at the browser's prompt for the demo's pages; the JSON report takes the
-# same key as a bearer token.
-SIGN_IN = {"username": "reviewer", "password": DEV_API_KEY}
+# The JSON report, like every API, takes the key as a bearer token.
 KEY = {"Authorization": f"Bearer {DEV_API_KEY}"}
 
 
@@ -84,6 +82,12 @@ class DemoRun:
             interval=0.5,
             describe=lambda: f"the demo did not print {text!r}; its output:\n{self.output}",
         )
+
+    def account(self) -> tuple[str, str]:
+        """The e-mail and password of the account the demo made for the review pages."""
+        match = re.search(r"sign in with the e-mail (\S+) and the password (\S+) ", self.output)
+        assert match, f"the demo did not print its account; its output:\n{self.output}"
+        return match.group(1), match.group(2)
 
     def url(self, label: str) -> str:
         match = re.search(rf"^{re.escape(label)}: (\S+)", self.output, re.M)
@@ -130,6 +134,20 @@ def browser():
             yield chromium
         finally:
             chromium.close()
+
+
+def signed_in_page(browser, demo: DemoRun, **options):
+    """A browser page of a person who opened the review page, was sent to the sign-in page,
+    signed in with the demo's account and was brought back."""
+    email, password = demo.account()
+    page = browser.new_page(**options)
+    page.goto(demo.url("Review page"))
+    page.wait_for_url("**/login?next=**")
+    page.fill("input[name=email]", email)
+    page.fill("input[name=password]", password)
+    page.click("#sign-in button[type=submit]")
+    page.wait_for_url("**/review?week=**")
+    return page
 
 
 def figures_on(page) -> dict[str, str]:
@@ -195,7 +213,7 @@ def test_the_demo_prints_the_report_and_agrees_with_prometheus(demo):
 def test_the_review_page_shows_the_json_report_and_prometheus_figures(demo, browser):
     review_url, report_url = demo.url("Review page"), demo.url("JSON report")
     scoring, feedback, sla = re.search(r"^metrics: (\S+) (\S+) (\S+)", demo.output, re.M).groups()
-    page = browser.new_page(viewport={"width": 1280, "height": 900}, http_credentials=SIGN_IN)
+    page = signed_in_page(browser, demo, viewport={"width": 1280, "height": 900})
     # simulated time goes on while the stack is kept: read the three sources until one
     # reading agrees (a timer may fire between two of them)
     reading: dict = {}
@@ -240,8 +258,7 @@ def test_the_review_page_shows_the_json_report_and_prometheus_figures(demo, brow
 
 
 def test_an_exception_leads_to_the_lead_timeline(demo, browser):
-    page = browser.new_page(viewport={"width": 1280, "height": 900}, http_credentials=SIGN_IN)
-    page.goto(demo.url("Review page"))
+    page = signed_in_page(browser, demo, viewport={"width": 1280, "height": 900})
     link = page.locator("#late-contact a.lead-link").first
     lead_id = link.get_attribute("href").rsplit("/", 1)[-1]
     link.click()
@@ -261,10 +278,9 @@ def test_an_exception_leads_to_the_lead_timeline(demo, browser):
 
 
 def test_the_team_filter_shows_that_teams_figures(demo, browser):
-    page = browser.new_page(http_credentials=SIGN_IN)
-    page.goto(demo.url("Review page"))
+    page = signed_in_page(browser, demo)
     page.select_option("select[name=team]", "Inbound CEE")
-    page.click("form button[type=submit]")
+    page.click('form[action="/review"] button[type=submit]')
     page.wait_for_url("**team=Inbound+CEE**")
     shown = figures_on(page)
     report = httpx.get(
@@ -275,30 +291,23 @@ def test_the_team_filter_shows_that_teams_figures(demo, browser):
     page.close()
 
 
-def test_the_review_page_asks_a_browser_without_a_key_to_sign_in(demo, browser):
-    """No credential: 401 with a Basic challenge, which a browser answers by asking for a user
-    and password (headless, with none to give, it shows the 401 or fails the navigation); a wrong
-    key is refused the same way; the demo tells how to sign in."""
-    from playwright.sync_api import Error
-
+def test_a_browser_without_a_session_is_sent_to_sign_in_and_tools_give_a_key(demo, browser):
+    """A person's browser without a session lands on the sign-in page (and nothing of the
+    review); a tool without a key gets 401 with the Basic challenge, and HTTP Basic with any
+    user name and the key as the password opens the page; the demo tells both ways."""
     review_url = demo.url("Review page")
-    assert f"the API key {DEV_API_KEY} as password" in demo.output
-    challenge = httpx.get(review_url, timeout=10)
-    assert challenge.status_code == 401
-    assert challenge.headers["www-authenticate"] == 'Basic realm="Leadflow"'
-    for credentials in (None, {"username": "reviewer", "password": "lf_wrong"}):
-        page = browser.new_page(http_credentials=credentials)
-        # Chromium either shows the 401 or gives up on the challenge it cannot answer
-        try:
-            answer = page.goto(review_url)
-        except Error as exc:
-            assert "ERR_INVALID_AUTH_CREDENTIALS" in str(exc), exc
-        else:
-            assert answer.status == 401
-            assert answer.headers["www-authenticate"] == 'Basic realm="Leadflow"'
-            assert "Weekly SLA review" not in page.content()
-        page.close()
-    signed_in = browser.new_page(http_credentials=SIGN_IN)
-    assert signed_in.goto(review_url).status == 200
-    assert "Weekly SLA review" in signed_in.title()
-    signed_in.close()
+    assert "sign in with the e-mail" in demo.output
+    assert f"the API key {DEV_API_KEY}" in demo.output
+    page = browser.new_page()
+    page.goto(review_url)
+    page.wait_for_url("**/login?next=**")
+    assert page.locator("#sign-in").count() == 1
+    assert "Weekly SLA review" not in page.content()
+    page.close()
+    anonymous = httpx.get(review_url, timeout=10)
+    assert anonymous.status_code == 401
+    assert anonymous.headers["www-authenticate"] == 'Basic realm="Leadflow"'
+    wrong = httpx.get(review_url, auth=("anyone", "lf_wrong"), timeout=10)
+    assert wrong.status_code == 401
+    tool = httpx.get(review_url, auth=("anyone", DEV_API_KEY), timeout=10)
+    assert tool.status_code == 200 and "Weekly SLA review" in tool.text

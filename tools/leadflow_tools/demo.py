@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import secrets
 import signal
 import sys
 import time
@@ -30,8 +31,11 @@ from leadflow.contracts.policy import load_policy
 from leadflow.settings import DEV_API_KEY
 
 # The demo's stack has one key, the development key, with every scope: the demo's reads and
-# writes present it, and a person opening the review page gives it as the password.
+# writes present it, and feedback's pages read routing and notify with it for people signed in.
 ADMIN = {"Authorization": f"Bearer {DEV_API_KEY}"}
+# The account a person signs in to the review pages with: marketing ops see the reports with
+# rep names and deliveries. Its password is made anew for each run and printed at the end.
+REVIEWER = {"email": "reviewer@demo.example", "name": "Demo reviewer", "role": "marketing_ops"}
 # Real seconds the services get to start before the simulated Monday begins (at midnight;
 # the first leads come at 08:30, which leaves some more room on a slow machine).
 STARTUP_ALLOWANCE = 40.0
@@ -187,6 +191,7 @@ class Demo:
         self.procs: dict[str, Any] = {}
         self.clock: Clock | None = None
         self.rep_pace: dict[str, tuple[int, int]] = {}
+        self.reviewer_password = secrets.token_urlsafe(12)
 
     def url(self, service: str) -> str:
         return self.procs[service].url
@@ -219,6 +224,8 @@ class Demo:
         settings = await self.stack.isolated_settings(
             clock_start=self.start, clock_speed=self.speed, clock_anchor=anchor
         )
+        # feedback's pages read routing and notify for people signed in with this key
+        os.environ["LEADFLOW_PAGES_API_KEY"] = DEV_API_KEY
         self.clock = Clock(self.start, self.speed, anchor)
         self.procs = {
             name: ServiceProcess(name, settings, state / f"{name}.log") for name in SERVICE_ORDER
@@ -248,6 +255,12 @@ class Demo:
         self.rep_pace = {r["id"]: pace[r["email"]] for r in reps if r.get("email") in pace}
         response = await client.post(
             f"{self.url('notify')}/v1/webhook-endpoints", json={"url": receiver_url}, headers=ADMIN
+        )
+        response.raise_for_status()
+        response = await client.post(
+            f"{self.url('feedback')}/v1/users",
+            json={**REVIEWER, "password": self.reviewer_password},
+            headers=ADMIN,
         )
         response.raise_for_status()
 
@@ -511,7 +524,9 @@ async def run_demo(options: DemoOptions) -> int:
         print()
         print(weekly_text(check["report"], url=demo.review_url))
         print(
-            f"  (the browser asks to sign in: any user name, the API key {DEV_API_KEY} as password)"
+            f"  sign in with the e-mail {REVIEWER['email']} and the password "
+            f"{demo.reviewer_password} ; tools give the API key {DEV_API_KEY} instead "
+            "(Authorization: Bearer, or as the password of HTTP Basic with any user name)"
         )
         print(f"JSON report: {demo.report_url}")
         print(f"  (curl -H 'Authorization: Bearer {DEV_API_KEY}' '{demo.report_url}')")

@@ -414,9 +414,10 @@ class StackSupervisor:
             lines.append(f"  {child.name:<10} {child.url}{extra}")
         if "feedback" in self.children:
             lines.append(
-                f"review page {self.children['feedback'].url}/review: the browser asks to sign "
-                "in with any user name and an API key (LEADFLOW_API_KEYS) as the password; every "
-                "API but /healthz, /readyz and /metrics takes the key as `Authorization: Bearer`."
+                f"review page {self.children['feedback'].url}/review: people sign in with an "
+                "account (`leadflow users create`); tools give an API key as "
+                "`Authorization: Bearer` or as the password of HTTP Basic, as every API but "
+                "/healthz, /readyz and /metrics takes it."
             )
         lines.append(
             f"home {self.home.root} (logs in {self.home.logs}); `leadflow status` shows each "
