@@ -89,6 +89,18 @@ async def test_a_short_password_and_an_unknown_role_are_refused_naming_the_field
     assert role.status_code == 422 and role.json()["errors"][0]["field"] == "role"
 
 
+async def test_a_value_the_database_cannot_store_is_refused_naming_it(feedback):
+    body = r'{"email": "c@example.com", "name": "C\u0000", "role": "viewer", "teams": ["T\ud800"]}'
+    nul = await feedback.post(
+        "/v1/users",
+        content=body.encode(),
+        headers={**ADMIN, "Content-Type": "application/json"},
+    )
+    assert nul.status_code == 422, nul.text
+    assert {e["field"] for e in nul.json()["errors"]} >= {"name"}
+    assert (await feedback.get("/v1/users", headers=ADMIN)).json() == []
+
+
 async def test_only_an_admin_key_manages_people(feedback):
     for method, path in (("get", "/v1/users"), ("post", "/v1/users")):
         refused = await feedback.request(

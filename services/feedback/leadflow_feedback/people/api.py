@@ -125,8 +125,7 @@ async def login(request: Request, rt: RuntimeDep) -> Response:
         until = outcome.until.astimezone(UTC).strftime("%H:%M UTC")
         problem = f"Too many failed sign-ins: try again after {until}."
         response = _login_page(request, rt, next_=next_, email=email, problem=problem, status=429)
-        seconds = max(1, int((outcome.until - use_cases._now()).total_seconds()))
-        response.headers["Retry-After"] = str(seconds)
+        response.headers["Retry-After"] = str(outcome.retry_after)
         return response
     problem = "The e-mail or the password is wrong."
     return _login_page(request, rt, next_=next_, email=email, problem=problem, status=401)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
+from leadflow.text import StorableModel
 from pydantic import BaseModel, EmailStr, Field, SecretStr
 
 from leadflow_feedback.domain.roles import Role
@@ -12,7 +13,7 @@ from leadflow_feedback.domain.roles import Role
 Teams = list[str]
 
 
-class UserIn(BaseModel):
+class UserIn(StorableModel):
     email: EmailStr = Field(description="how the person signs in (kept lower-case)")
     name: str = Field(min_length=1, max_length=200)
     role: Role = Field(description="viewer | sales_manager | marketing_ops | admin")
@@ -30,7 +31,7 @@ class UserIn(BaseModel):
     )
 
 
-class UserChange(BaseModel):
+class UserChange(StorableModel):
     name: str | None = Field(default=None, min_length=1, max_length=200)
     role: Role | None = None
     teams: Teams | None = Field(default=None, max_length=100)

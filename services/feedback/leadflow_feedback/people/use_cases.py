@@ -142,6 +142,7 @@ class Refused:
 @dataclass(frozen=True)
 class Locked:
     until: datetime
+    retry_after: int  # seconds
 
 
 def _digest(value: str) -> str:
@@ -173,7 +174,7 @@ async def sign_in_with_password(
         by_account = await store.failures_locked(session, "account", account, now)
         until = sign_in.locked(by_address, now) or sign_in.locked(by_account, now)
         if until is not None:
-            return Locked(until)
+            return Locked(until, max(1, int((until - now).total_seconds())))
         row = await store.user_by_email(session, email.strip().lower())
         usable = row is not None and row.disabled_at is None
         matches = await asyncio.to_thread(_verify, row.password_hash if usable else None, password)
