@@ -33,9 +33,9 @@ from leadflow.settings import DEV_API_KEY
 # The demo's stack has one key, the development key, with every scope: the demo's reads and
 # writes present it, and feedback's pages read routing and notify with it for people signed in.
 ADMIN = {"Authorization": f"Bearer {DEV_API_KEY}"}
-# The account a person signs in to the review pages with: marketing ops see the reports with
-# rep names and deliveries. Its password is made anew for each run and printed at the end.
-REVIEWER = {"email": "reviewer@demo.example", "name": "Demo reviewer", "role": "marketing_ops"}
+# The local admin a person signs in to the review pages with (an admin sees every page with rep
+# names and deliveries). Its password is made anew for each run and printed at the end.
+REVIEWER = {"email": "admin@demo.example", "name": "Demo admin", "role": "admin"}
 # Real seconds the services get to start before the simulated Monday begins (at midnight;
 # the first leads come at 08:30, which leaves some more room on a slow machine).
 STARTUP_ALLOWANCE = 40.0
