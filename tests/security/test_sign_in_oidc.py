@@ -116,6 +116,9 @@ async def test_a_person_signs_in_with_the_provider_and_is_made_on_the_first_time
         ("ana@corp.example", "admin", False)
     ]
     assert people[0]["oidc_issuer"].startswith("http://127.0.0.1:")
+    audit = await feedback.get("/v1/audit", params={"entity": "user"}, headers=ADMIN)
+    [made] = audit.json()["items"]
+    assert (made["action"], made["actor"]) == ("created", f"oidc:{people[0]['oidc_issuer']}")
     async with browser(feedback) as again:  # a second sign-in finds the same person
         _, done = await sign_in_through_provider(again, "ana-1")
         assert done.status_code == 303

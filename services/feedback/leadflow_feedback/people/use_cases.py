@@ -259,6 +259,7 @@ async def person_from_identity(rt: Runtime, issuer: str, claims: dict[str, Any])
     subject = str(claims["sub"])
     name = str(claims.get("name") or email)
     now = _now()
+    audit.actor.set(f"oidc:{issuer}")  # the provider vouched for the person and their role
     async with rt.db.unit_of_work() as session:
         row = await store.user_by_identity(session, issuer, subject)
         if row is None:
