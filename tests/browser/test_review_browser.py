@@ -311,3 +311,32 @@ def test_a_browser_without_a_session_is_sent_to_sign_in_and_tools_give_a_key(dem
     assert wrong.status_code == 401
     tool = httpx.get(review_url, auth=("anyone", DEV_API_KEY), timeout=10)
     assert tool.status_code == 200 and "Weekly SLA review" in tool.text
+
+
+def test_the_pages_break_no_rule_of_their_content_security_policy(demo, browser):
+    """Chromium enforces each page's Content-Security-Policy and reports every violation on the
+    console: the sign-in page, the review page, a timeline and the sign-out, with the pages'
+    stylesheet applied (it comes from the site, as the policy allows) and not one violation."""
+    console: list[str] = []
+    email, password = demo.account()
+    page = browser.new_page()
+    page.on("console", lambda message: console.append(f"{message.type}: {message.text}"))
+    answer = page.goto(demo.url("Review page"))
+    page.wait_for_url("**/login?next=**")
+    policy = answer.headers.get("content-security-policy")
+    assert policy and "default-src 'none'" in policy
+    page.fill("input[name=email]", email)
+    page.fill("input[name=password]", password)
+    page.click("#sign-in button[type=submit]")
+    page.wait_for_url("**/review?week=**")
+    # the stylesheet applied: the page is laid out as designed, not as unstyled HTML
+    assert page.evaluate("() => getComputedStyle(document.body).maxWidth") == "1180px"
+    assert page.locator("svg.chart").count() == 3
+    page.locator("#late-contact a.lead-link").first.click()
+    page.wait_for_url("**/review/leads/**")
+    assert page.locator("#timeline li").count() > 0
+    page.click("#account button[type=submit]")
+    page.wait_for_url("**/login")
+    violations = [line for line in console if "Content Security Policy" in line]
+    assert violations == [], violations
+    page.close()
