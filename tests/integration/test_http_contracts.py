@@ -108,7 +108,7 @@ async def test_a_replica_without_a_partition_is_ready_and_one_that_left_its_grou
         assert all(re.fullmatch(r"joined, [0-3] partitions", c) for c in checks)
 
         idle = replicas[checks.index("joined, 0 partitions")]
-        [runner] = idle.app.state.runtime.consumers
+        [runner] = [r for r in idle.app.state.runtime.consumers if r.sub.name == "inbound"]
         await runner.stop()  # leaves the group; the supervised loop joins it again
         left = await idle.get("/readyz")
         assert left.status_code == 503

@@ -193,11 +193,13 @@ async def test_outside_working_hours_only_the_manager_hears_at_once(stack):
         async def hours_known():
             async with db.unit_of_work() as session:
                 return await session.scalar(
+                    # the new hours themselves: before the change the rep's are JSON null,
+                    # which is not an SQL NULL
                     sa.text(
-                        "SELECT directory->'reps'->0->'working_hours' IS NOT NULL "
+                        "SELECT jsonb_exists(directory->'reps'->0->'working_hours', :day) "
                         "FROM notify.team_directory WHERE team_id = :team"
                     ),
-                    {"team": FALLBACK_TEAM_ID},
+                    {"team": FALLBACK_TEAM_ID, "day": tomorrow},
                 )
 
         try:
