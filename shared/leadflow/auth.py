@@ -108,19 +108,6 @@ async def _api_caller(
     return authorize(request, presented, scopes.scopes, API_CHALLENGE)
 
 
-async def _page_caller(
-    request: Request,
-    scopes: SecurityScopes,
-    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    header: Annotated[str | None, Depends(_header)],
-    basic: Annotated[HTTPBasicCredentials | None, Depends(_basic)],
-) -> Caller:
-    # A browser asked with a Basic challenge prompts for a user and password: the password is
-    # the key, the user name is whatever the person typed.
-    presented = (bearer.credentials if bearer else None) or header or (basic and basic.password)
-    return authorize(request, presented, scopes.scopes, PAGE_CHALLENGE)
-
-
 def require_scope(scope: Scope) -> Callable[..., ApiKeySpec]:
     """A dependency of an API operation: the key, which must hold `scope`."""
 
@@ -128,18 +115,6 @@ def require_scope(scope: Scope) -> Callable[..., ApiKeySpec]:
         caller: Annotated[Caller, Security(_api_caller, scopes=[scope])],
     ) -> ApiKeySpec:
         return caller.spec
-
-    return dependency
-
-
-def require_page_scope(scope: Scope) -> Callable[..., Caller]:
-    """A dependency of an HTML page: the caller, whose key (also taken as the password of HTTP
-    Basic) must hold `scope`; without one the answer asks the browser for it."""
-
-    async def dependency(
-        caller: Annotated[Caller, Security(_page_caller, scopes=[scope])],
-    ) -> Caller:
-        return caller
 
     return dependency
 
