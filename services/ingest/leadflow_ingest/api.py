@@ -145,11 +145,22 @@ async def post_activity(body: ActivityIn, rt: RuntimeDep, key: SourceKey) -> Act
         )
 
 
-@router.post(
+# Marketing platforms' webhooks carry their own signatures, not an API key.
+sources = APIRouter(prefix="/v1", tags=["sources"])
+
+
+@sources.post(
     "/sources/hubspot/webhook",
-    tags=["sources"],
     response_model=HubSpotWebhookResult,
     response_model_exclude_none=True,
+    responses={
+        401: {"description": "no valid `X-HubSpot-Signature-v3`, or one older than 5 minutes"},
+        404: {"description": "the HubSpot adapter is not configured"},
+        503: {
+            "description": "HubSpot's API could not be read for the batch's contacts: nothing "
+            "was recorded; HubSpot sends the batch again (`Retry-After`)"
+        },
+    },
 )
 async def post_hubspot_webhook(request: Request, rt: RuntimeDep) -> HubSpotWebhookResult:
     """HubSpot contact webhooks (creation and property changes), checked by their v3 signature
