@@ -11,13 +11,12 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 import sqlalchemy as sa
-from leadflow.contracts.events import CloudEvent
 from leadflow.db import Database
 from leadflow_ingest.domain.hubspot import signature_v3
 from leadflow_ingest.domain.hubspot_mapping import MappingError
 from leadflow_ingest.hubspot_crm import HubSpotCrm, HubSpotTokenUnreadable
 from pydantic import SecretStr
-from support.harness import ADMIN, eventually, service_client
+from support.harness import ADMIN, emitted, eventually, service_client
 from support.hubspot_server import HubSpotApiServer
 
 SECRET = "hs-client-secret-for-tests"
@@ -80,18 +79,6 @@ async def count(settings, table: str) -> int:
             return await session.scalar(sa.text(f"SELECT count(*) FROM ingest.{table}"))
     finally:
         await db.dispose()
-
-
-async def scoring_events(settings, type_: str) -> list[CloudEvent]:
-    db = Database(settings.database_url)
-    try:
-        async with db.unit_of_work() as session:
-            rows = (
-                await session.execute(sa.text("SELECT payload FROM scoring.outbox ORDER BY id"))
-            ).all()
-    finally:
-        await db.dispose()
-    return [e for e in (CloudEvent.from_bytes(r.payload) for r in rows) if e.type == type_]
 
 
 @pytest.fixture
@@ -276,7 +263,7 @@ async def test_a_hubspot_contact_becomes_an_mql_under_the_default_policy(setting
             assert posted.status_code == 202, posted.text
 
         async def promoted():
-            found = await scoring_events(settings, "lead.mql")
+            found = await emitted(settings, "lead.mql", "scoring")
             return found or None
 
         [mql] = await eventually(promoted, timeout=60)

@@ -8,7 +8,6 @@ exists; one that declares no security must be in PUBLIC below."""
 
 import base64
 import uuid
-from contextlib import AsyncExitStack
 
 import pytest
 import sqlalchemy as sa
@@ -24,7 +23,7 @@ from support.harness import (
     TEST_KEYS,
     eventually,
     sample_lead,
-    service_client,
+    service_clients,
 )
 
 KEYS = {spec.name: {"Authorization": f"Bearer {spec.key}"} for spec in TEST_KEYS}
@@ -34,7 +33,6 @@ SPECS = {spec.name: spec for spec in TEST_KEYS}
 # (tests/integration/test_ingest.py checks it).
 PUBLIC = {"/healthz", "/readyz", "/metrics"}
 SIGNED = {("ingest", "/v1/sources/hubspot/webhook")}
-SERVICES = ("ingest", "scoring", "routing", "sla-timer", "feedback", "notify")
 
 
 @pytest.fixture
@@ -44,11 +42,8 @@ async def settings(stack):
 
 @pytest.fixture
 async def clients(settings):
-    async with AsyncExitStack() as stack:
-        yield {
-            name: await stack.enter_async_context(service_client(name, settings))
-            for name in SERVICES
-        }
+    async with service_clients(settings) as clients:
+        yield clients
 
 
 def operations(clients) -> list[tuple[str, str, str, dict]]:

@@ -4,21 +4,15 @@ its grace period beside the new one, a revoked key stops working everywhere with
 and neither a key nor its digest is ever shown again, listed or audited."""
 
 import time
-from contextlib import AsyncExitStack
 
 import pytest
-from support.harness import ADMIN, NO_KEY, READER, eventually, service_client
-
-SERVICES = ("ingest", "scoring", "routing", "sla-timer", "feedback", "notify")
+from support.harness import ADMIN, NO_KEY, READER, eventually, service_clients
 
 
 @pytest.fixture
 async def clients(settings):
-    async with AsyncExitStack() as stack:
-        yield {
-            name: await stack.enter_async_context(service_client(name, settings))
-            for name in SERVICES
-        }
+    async with service_clients(settings) as clients:
+        yield clients
 
 
 def bearer(key: str) -> dict[str, str]:

@@ -265,6 +265,20 @@ async def _delete_topics(bootstrap: str, prefixes: tuple[str, ...]) -> None:
 
 
 @asynccontextmanager
+async def service_clients(settings: Settings) -> AsyncIterator[dict[str, httpx.AsyncClient]]:
+    """All six services in this process (`service_client` each), by name."""
+    from contextlib import AsyncExitStack
+
+    from leadflow_tools.registry import SERVICE_ORDER
+
+    async with AsyncExitStack() as stack:
+        yield {
+            name: await stack.enter_async_context(service_client(name, settings))
+            for name in SERVICE_ORDER
+        }
+
+
+@asynccontextmanager
 async def service_client(name: str, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     """One service in this process, lifespan and all, behind an httpx client whose GETs present
     READER unless they name a key (`present_read_key`)."""
