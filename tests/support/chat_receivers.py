@@ -35,7 +35,7 @@ import asyncio
 import json
 from typing import Any, ClassVar
 
-from leadflow_tools.devstack import free_port
+from leadflow_tools.receiver import LocalServer, read_body
 
 SLACK_BLOCK_TYPES = {
     "actions",
@@ -210,21 +210,19 @@ def teams_payload_problems(payload: Any) -> list[str]:
     return problems
 
 
-class ChatReceiver:
+class ChatReceiver(LocalServer):
     """One local webhook endpoint, in-process (uvicorn on a free port), or mounted directly as
     an ASGI app (`app`) for tests that need no socket."""
 
     path: ClassVar[str] = "/"
 
     def __init__(self) -> None:
-        self.port = free_port()
+        super().__init__()
         self.answer = "ok"
         self.retry_after = 30
         self.accepted: list[dict] = []
         self.refused: list[tuple[int, str]] = []
         self._release = asyncio.Event()
-        self._server = None
-        self._task: asyncio.Task | None = None
 
     @property
     def url(self) -> str:
@@ -237,12 +235,7 @@ class ChatReceiver:
     async def app(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive)
         headers: list[tuple[bytes, bytes]] = [(b"content-type", b"text/plain; charset=utf-8")]
         if scope["method"] != "POST":
             status, text, payload = 405, "invalid_method", None
@@ -265,30 +258,8 @@ class ChatReceiver:
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": text.encode()})
 
-    async def __aenter__(self):
-        import uvicorn
-
-        config = uvicorn.Config(
-            self.app,
-            host="127.0.0.1",
-            port=self.port,
-            log_config=None,
-            access_log=False,
-            lifespan="off",
-            interface="asgi3",  # a bound method: uvicorn would guess ASGI 2 from its signature
-        )
-        self._server = uvicorn.Server(config)
-        self._task = asyncio.create_task(self._server.serve())
-        while not self._server.started:
-            if self._task.done():
-                await self._task  # raises what stopped it
-            await asyncio.sleep(0.02)
-        return self
-
-    async def __aexit__(self, *exc) -> None:
+    def stopping(self) -> None:
         self._release.set()
-        self._server.should_exit = True
-        await self._task
 
 
 def _json(body: bytes) -> Any:

@@ -35,7 +35,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from leadflow_tools.devstack import free_port
+from leadflow_tools.receiver import LocalServer, read_body
 
 BATCH_READ = "/crm/v3/objects/contacts/batch/read"
 MAX_INPUTS = 100
@@ -51,19 +51,17 @@ def _error(category: str, message: str, **fields: Any) -> dict:
     }
 
 
-class HubSpotApiServer:
+class HubSpotApiServer(LocalServer):
     """One HubSpot account's CRM API, in-process (uvicorn on a free port)."""
 
     def __init__(self, token: str) -> None:
+        super().__init__()
         self.token = token
-        self.port = free_port()
         self.contacts: dict[str, dict[str, Any]] = {}
         self.answers: list[tuple[str, float | None]] = []
         self.down = False
         self.requests: list[dict[str, Any]] = []
         self._release = asyncio.Event()
-        self._server = None
-        self._task: asyncio.Task | None = None
 
     @property
     def url(self) -> str:
@@ -116,12 +114,7 @@ class HubSpotApiServer:
     async def app(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             return
-        raw = b""
-        while True:
-            message = await receive()
-            raw += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        raw = await read_body(receive)
         headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
         try:
             body = json.loads(raw) if raw else None
@@ -163,27 +156,5 @@ class HubSpotApiServer:
     def batch_reads(self) -> list[dict[str, Any]]:
         return [r for r in self.requests if r["path"] == BATCH_READ]
 
-    async def __aenter__(self) -> HubSpotApiServer:
-        import uvicorn
-
-        config = uvicorn.Config(
-            self.app,
-            host="127.0.0.1",
-            port=self.port,
-            log_config=None,
-            access_log=False,
-            lifespan="off",
-            interface="asgi3",
-        )
-        self._server = uvicorn.Server(config)
-        self._task = asyncio.create_task(self._server.serve())
-        while not self._server.started:
-            if self._task.done():
-                await self._task
-            await asyncio.sleep(0.02)
-        return self
-
-    async def __aexit__(self, *exc) -> None:
+    def stopping(self) -> None:
         self._release.set()
-        self._server.should_exit = True
-        await self._task
