@@ -192,6 +192,20 @@ async def test_a_cookie_signed_with_another_secret_or_for_a_changed_person_is_re
         assert (await person.get("/review")).status_code == 303  # disabled: signed out
 
 
+async def test_a_new_password_ends_the_persons_sessions_everywhere(feedback):
+    user_id = await make_person(feedback)
+    async with browser(feedback) as stolen, browser(feedback, "198.51.100.8") as person:
+        assert (await sign_in(stolen)).status_code == 303
+        assert (await stolen.get("/review")).status_code == 200
+        changed = await feedback.patch(
+            f"/v1/users/{user_id}", json={"password": PASSWORD + "?"}, headers=ADMIN
+        )
+        assert changed.status_code == 200
+        assert (await stolen.get("/review")).status_code == 303  # the old session is over
+        assert (await sign_in(person, password=PASSWORD + "?")).status_code == 303
+        assert (await person.get("/review")).status_code == 200  # a new one works
+
+
 async def test_an_expired_session_is_a_new_sign_in(feedback, settings):
     user_id = await make_person(feedback)
     max_age = settings.session_max_age

@@ -119,6 +119,8 @@ users = sa.Table(
     sa.Column("changed_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("disabled_at", sa.DateTime(timezone=True)),
     sa.Column("last_signed_in_at", sa.DateTime(timezone=True)),
+    # sessions made before this instant are no longer valid (a new password ends them)
+    sa.Column("sessions_valid_from", sa.DateTime(timezone=True)),
     sa.UniqueConstraint("oidc_issuer", "oidc_subject", name="uq_users_oidc_identity"),
 )
 

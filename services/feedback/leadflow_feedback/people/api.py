@@ -67,7 +67,8 @@ async def get_user(user_id: uuid.UUID, rt: RuntimeDep) -> UserOut:
 async def change_user(user_id: uuid.UUID, body: UserChange, rt: RuntimeDep) -> UserOut:
     """Change a person's name, role, teams or password, or disable them (`disabled: true`:
     they can no longer sign in and their open sessions end at their next page); a new password
-    or enabling again lifts a lock of failed sign-ins. Audited, without the password."""
+    or enabling again lifts a lock of failed sign-ins, and a new password ends the person's
+    sessions everywhere. Audited, without the password."""
     return await use_cases.change_user(rt, user_id, body)
 
 

@@ -105,6 +105,7 @@ async def change_user(rt: Runtime, user_id: uuid.UUID, change: UserChange) -> Us
         raise Unprocessable(f"{field} cannot be emptied", field=field)
     if change.password is not None:
         values["password_hash"] = await _hash(change.password.get_secret_value())
+        values["sessions_valid_from"] = _now()  # a new password signs the person out everywhere
     now = _now()
     async with rt.db.unit_of_work() as session:
         before = await store.user_by_id(session, user_id, lock=True)
@@ -227,7 +228,12 @@ async def person_of(rt: Runtime, request: Request) -> Person | None:
         return None
     async with rt.db.unit_of_work() as session:
         row = await store.user_by_id(session, user_id)
-    if row is None or row.disabled_at is not None:
+    ended = row is not None and row.sessions_valid_from is not None
+    if (
+        row is None
+        or row.disabled_at is not None
+        or (ended and at < int(row.sessions_valid_from.timestamp()))
+    ):
         request.session.clear()
         return None
     return Person(row.id, row.role, roles.scopes_of(row.role), tuple(row.teams or ()))

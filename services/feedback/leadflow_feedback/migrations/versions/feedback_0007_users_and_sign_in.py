@@ -31,6 +31,7 @@ def upgrade() -> None:
         sa.Column("changed_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("disabled_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("last_signed_in_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("sessions_valid_from", sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("email"),
         sa.UniqueConstraint("oidc_issuer", "oidc_subject", name="uq_users_oidc_identity"),
