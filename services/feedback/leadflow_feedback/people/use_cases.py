@@ -208,7 +208,7 @@ def start_session(request: Request, user_id: uuid.UUID) -> None:
     """A new session for the person: nothing of the one before survives (its CSRF token
     included), so a session made before the sign-in cannot be carried over."""
     request.session.clear()
-    request.session.update({"uid": str(user_id), "at": int(time.time())})
+    request.session.update({"uid": str(user_id), "at": time.time()})
 
 
 async def person_of(rt: Runtime, request: Request) -> Person | None:
@@ -217,7 +217,7 @@ async def person_of(rt: Runtime, request: Request) -> Person | None:
     if "session" not in request.scope:
         return None
     uid, at = request.session.get("uid"), request.session.get("at")
-    if not isinstance(uid, str) or not isinstance(at, int):
+    if not isinstance(uid, str) or not isinstance(at, int | float) or isinstance(at, bool):
         return None
     if time.time() - at > rt.settings.session_max_age:
         request.session.clear()
@@ -232,7 +232,7 @@ async def person_of(rt: Runtime, request: Request) -> Person | None:
     if (
         row is None
         or row.disabled_at is not None
-        or (ended and at < int(row.sessions_valid_from.timestamp()))
+        or (ended and at < row.sessions_valid_from.timestamp())
     ):
         request.session.clear()
         return None
