@@ -47,7 +47,7 @@ def add_parser(sub) -> None:
     revoke.set_defaults(func=_revoke)
 
 
-def _call(args: argparse.Namespace, method: str, path: str, body: dict | None = None):
+def call_feedback(args: argparse.Namespace, method: str, path: str, body: dict | None = None):
     """The answer's JSON (None for 204); prints what went wrong and returns False otherwise."""
     url = args.url.rstrip("/") + path
     try:
@@ -69,6 +69,18 @@ def _call(args: argparse.Namespace, method: str, path: str, body: dict | None = 
     return None if response.status_code == 204 else response.json()
 
 
+def print_table(columns: tuple[str, ...], items: list[dict]) -> None:
+    """`items` as aligned columns under their names: lists joined by commas, nothing as `-`."""
+    rows = [
+        [", ".join(v) if isinstance(v := item[c], list) else str(v or "-") for c in columns]
+        for item in items
+    ]
+    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(columns)]
+    print("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)))
+    for row in rows:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
+
+
 def _print_new(key: dict) -> None:
     print(f"id:     {key['id']}")
     print(f"name:   {key['name']}")
@@ -81,7 +93,7 @@ def _create(args: argparse.Namespace) -> int:
     body = {"name": args.name, "scopes": args.scopes, "source": args.source}
     if args.expires:
         body["expires_at"] = args.expires
-    made = _call(args, "POST", "/v1/keys", body)
+    made = call_feedback(args, "POST", "/v1/keys", body)
     if made is False:
         return 1
     _print_new(made)
@@ -89,22 +101,19 @@ def _create(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    keys = _call(args, "GET", "/v1/keys")
+    keys = call_feedback(args, "GET", "/v1/keys")
     if keys is False:
         return 1
-    columns = ("id", "name", "scopes", "created_by", "created_at", "expires_at", "revoked_at")
-    rows = [[", ".join(k[c]) if c == "scopes" else str(k[c] or "-") for c in columns] for k in keys]
-    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(columns)]
-    print("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)))
-    for row in rows:
-        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
-    if not rows:
+    print_table(
+        ("id", "name", "scopes", "created_by", "created_at", "expires_at", "revoked_at"), keys
+    )
+    if not keys:
         print("(no key issued through the API yet; LEADFLOW_API_KEYS are not listed)")
     return 0
 
 
 def _rotate(args: argparse.Namespace) -> int:
-    made = _call(args, "POST", f"/v1/keys/{args.id}/rotate", {"grace_seconds": args.grace})
+    made = call_feedback(args, "POST", f"/v1/keys/{args.id}/rotate", {"grace_seconds": args.grace})
     if made is False:
         return 1
     _print_new(made)
@@ -113,7 +122,7 @@ def _rotate(args: argparse.Namespace) -> int:
 
 
 def _revoke(args: argparse.Namespace) -> int:
-    if _call(args, "DELETE", f"/v1/keys/{args.id}") is False:
+    if call_feedback(args, "DELETE", f"/v1/keys/{args.id}") is False:
         return 1
     print(f"revoked {args.id}: every service refuses it within seconds")
     return 0

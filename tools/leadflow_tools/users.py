@@ -10,8 +10,7 @@ import getpass
 import os
 import sys
 
-from leadflow_tools.keys import DEFAULT_URL
-from leadflow_tools.keys import _call as call_feedback
+from leadflow_tools.keys import DEFAULT_URL, call_feedback, print_table
 
 ROLES = ("viewer", "sales_manager", "marketing_ops", "admin")
 
@@ -81,12 +80,7 @@ def _list(args: argparse.Namespace) -> int:
     users = call_feedback(args, "GET", "/v1/users")
     if users is False:
         return 1
-    columns = ("id", "email", "name", "role", "teams", "disabled_at", "last_signed_in_at")
-    rows = [[", ".join(u[c]) if c == "teams" else str(u[c] or "-") for c in columns] for u in users]
-    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(columns)]
-    print("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)))
-    for row in rows:
-        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
+    print_table(("id", "email", "name", "role", "teams", "disabled_at", "last_signed_in_at"), users)
     return 0
 
 
