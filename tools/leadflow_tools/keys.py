@@ -13,16 +13,21 @@ import httpx
 DEFAULT_URL = "http://127.0.0.1:8005"  # feedback, the service that issues keys
 
 
-def add_parser(sub) -> None:
-    keys = sub.add_parser("keys", help="issue, list, rotate and revoke API keys")
-    keys.add_argument(
+def add_feedback_arguments(parser) -> None:
+    """`--url` (feedback) and `--key` (an admin key) of a command that works through feedback."""
+    parser.add_argument(
         "--url", default=os.environ.get("LEADFLOW_FEEDBACK_URL", DEFAULT_URL),
         help=f"the feedback service (default: $LEADFLOW_FEEDBACK_URL, else {DEFAULT_URL})",
     )  # fmt: skip
-    keys.add_argument(
+    parser.add_argument(
         "--key", default=os.environ.get("LEADFLOW_API_KEY", "lf_dev_key"),
         help="an admin API key (default: $LEADFLOW_API_KEY, else the development key)",
     )  # fmt: skip
+
+
+def add_parser(sub) -> None:
+    keys = sub.add_parser("keys", help="issue, list, rotate and revoke API keys")
+    add_feedback_arguments(keys)
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
     create = keys_sub.add_parser("create", help="issue a key (printed once)")
     create.add_argument("name", help="who or what holds the key")

@@ -7,24 +7,16 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import os
 import sys
 
-from leadflow_tools.keys import DEFAULT_URL, call_feedback, print_table
+from leadflow_tools.keys import add_feedback_arguments, call_feedback, print_table
 
 ROLES = ("viewer", "sales_manager", "marketing_ops", "admin")
 
 
 def add_parser(sub) -> None:
     users = sub.add_parser("users", help="people who sign in to the review pages")
-    users.add_argument(
-        "--url", default=os.environ.get("LEADFLOW_FEEDBACK_URL", DEFAULT_URL),
-        help=f"the feedback service (default: $LEADFLOW_FEEDBACK_URL, else {DEFAULT_URL})",
-    )  # fmt: skip
-    users.add_argument(
-        "--key", default=os.environ.get("LEADFLOW_API_KEY", "lf_dev_key"),
-        help="an admin API key (default: $LEADFLOW_API_KEY, else the development key)",
-    )  # fmt: skip
+    add_feedback_arguments(users)
     users_sub = users.add_subparsers(dest="users_command", required=True)
     create = users_sub.add_parser("create", help="give a person an account")
     create.add_argument("--email", required=True, help="how the person signs in")
