@@ -567,11 +567,13 @@ class _Background:
     def __init__(self, settings: Settings, client_id: str) -> None:
         from leadflow.db import Database
         from leadflow.kafka import make_producer
+        from leadflow.loops import Stop
 
         self.settings = settings
         self.db = Database(settings.database_url)
         self.producer = make_producer(settings, client_id)
         self.tasks: list[asyncio.Task] = []
+        self.stop = Stop()  # what the relays started here stop on
 
     def started_runners(self) -> list:
         return []
@@ -581,9 +583,19 @@ class _Background:
         return self
 
     async def __aexit__(self, *exc) -> None:
-        for task in self.tasks:
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
+        # As a service stops: loops finish their unit of work and return. A task cancelled in
+        # the middle of a database transaction may have its cancellation turned into a database
+        # error, which a consume loop retries as transient: it would never end.
+        self.stop.set()
+        for runner in self.started_runners():
+            runner.stop_signal.set()
+        if self.tasks:
+            _, running = await asyncio.wait(self.tasks, timeout=15)
+            for task in running:
+                task.cancel()
+            if running:
+                _, still = await asyncio.wait(running, timeout=15)
+                assert not still, f"background tasks that would not stop: {still}"
         for runner in self.started_runners():
             await runner.stop()
         await self.producer.stop()
@@ -631,6 +643,7 @@ class MessagingHarness(_Background):
             service=service,
             topic_prefix=self.settings.topic_prefix,
             recover_lost_logs=recover,
+            stop=self.stop,
         )
         self.db.on_commit(OUTBOX_TAG, relay.wake)
         if start:
