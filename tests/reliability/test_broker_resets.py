@@ -45,7 +45,12 @@ async def test_broker_killed_and_restarted_empty_while_leads_flow_loses_nothing(
     broker = EmbeddedBroker(free_port(), tmp_path / "broker.log")
     await asyncio.to_thread(broker.start)
     settings = (await stack.isolated_settings()).model_copy(
-        update={"kafka_bootstrap": broker.bootstrap, "broker_reset_recovery": True}
+        update={
+            "kafka_bootstrap": broker.bootstrap,
+            "broker_reset_recovery": True,
+            # as `leadflow run` makes them: a topic the broker re-creates comes back the same
+            "topic_partitions": EmbeddedBroker.AUTO_CREATED_PARTITIONS,
+        }
     )
     await ensure_topics(settings)
     services = make_services(settings, tmp_path)

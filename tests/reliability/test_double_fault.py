@@ -74,7 +74,11 @@ async def test_routing_killed_and_restarted_during_a_broker_outage(stack, tmp_pa
     broker = EmbeddedBroker(free_port(), tmp_path / "broker.log")
     broker.start()
     settings = (await stack.isolated_settings()).model_copy(
-        update={"kafka_bootstrap": broker.bootstrap}
+        update={
+            "kafka_bootstrap": broker.bootstrap,
+            # as `leadflow run` makes them: a topic the broker re-creates comes back the same
+            "topic_partitions": EmbeddedBroker.AUTO_CREATED_PARTITIONS,
+        }
     )
     await ensure_topics(settings)
     services = make_services(settings, tmp_path)
@@ -219,8 +223,8 @@ async def test_database_and_broker_down_together_return_in_the_opposite_order(st
             env="test",
             database_url=url,
             kafka_bootstrap=broker.bootstrap,
+            topic_partitions=EmbeddedBroker.AUTO_CREATED_PARTITIONS,
             topic_prefix="double.",
-            topic_partitions=3,
             api_keys=TEST_KEYS,
             webhook_allow_private=True,
         )

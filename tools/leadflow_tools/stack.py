@@ -234,6 +234,9 @@ class StackSupervisor:
                 )
             )
             needs.append("broker")
+            # Its topics with the partitions it gives a topic it creates again after a restart,
+            # so a consumer group's assignment still covers every partition then.
+            env.setdefault("LEADFLOW_TOPIC_PARTITIONS", str(EmbeddedBroker.AUTO_CREATED_PARTITIONS))
         offset = self.options.port_offset
         ports = {spec.name: spec.port + offset for spec in all_specs()}
         # One machine: webhooks to a local receiver are expected; the services find each other
