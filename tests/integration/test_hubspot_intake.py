@@ -10,13 +10,11 @@ from datetime import UTC, datetime
 
 import orjson
 import pytest
-import sqlalchemy as sa
-from leadflow.db import Database
 from leadflow_ingest.domain.hubspot import signature_v3
 from leadflow_ingest.domain.hubspot_mapping import MappingError
 from leadflow_ingest.hubspot_crm import HubSpotCrm, HubSpotTokenUnreadable
 from pydantic import SecretStr
-from support.harness import ADMIN, emitted, eventually, service_client
+from support.harness import ADMIN, emitted, eventually, rows_in, service_client
 from support.hubspot_server import HubSpotApiServer
 
 SECRET = "hs-client-secret-for-tests"
@@ -70,15 +68,6 @@ def hs_event(event_id, kind, object_id=901, prop=None, value=None, after_read=Fa
 async def post_webhook(ingest, events):
     body, headers = hubspot_request(events)
     return await ingest.post("/v1/sources/hubspot/webhook", content=body, headers=headers)
-
-
-async def count(settings, table: str) -> int:
-    db = Database(settings.database_url)
-    try:
-        async with db.unit_of_work() as session:
-            return await session.scalar(sa.text(f"SELECT count(*) FROM ingest.{table}"))
-    finally:
-        await db.dispose()
 
 
 @pytest.fixture
@@ -165,8 +154,8 @@ async def test_a_hubspot_that_cannot_be_read_loses_no_webhook_event(ingest, hubs
     assert refused.headers["content-type"] == "application/problem+json"
     assert int(refused.headers["retry-after"]) >= 1
     assert len(hubspot.batch_reads()) >= 2  # retried within the budget
-    assert await count(ingest.settings, "hubspot_events") == 0  # nothing recorded
-    assert await count(ingest.settings, "hubspot_contacts") == 0
+    assert await rows_in(ingest.settings, "ingest.hubspot_events") == 0  # nothing recorded
+    assert await rows_in(ingest.settings, "ingest.hubspot_contacts") == 0
 
     # HubSpot sends the batch again later; now it can be read and nothing is a duplicate
     hubspot.down = False
@@ -195,7 +184,7 @@ async def test_a_refused_token_is_a_503_so_hubspot_keeps_the_batch(stack, hubspo
         assert "INVALID_AUTHENTICATION" in logged
         assert "pat-revoked" not in logged
         assert len(hubspot.batch_reads()) == 1  # no retry mends a refused token
-        assert await count(settings, "hubspot_events") == 0
+        assert await rows_in(settings, "ingest.hubspot_events") == 0
 
 
 async def test_the_token_may_come_from_a_secret_file(stack, hubspot, tmp_path):
@@ -219,7 +208,7 @@ async def test_a_contact_hubspot_does_not_have_waits_for_its_email(ingest, hubsp
     answer = await post_webhook(ingest, [hs_event(1, "contact.creation", object_id=404)])
     assert answer.status_code == 200, answer.text
     assert answer.json()["waiting_for_email"] == 1
-    assert await count(ingest.settings, "hubspot_events") == 1
+    assert await rows_in(ingest.settings, "ingest.hubspot_events") == 1
     assert hubspot.batch_reads()[0]["json"]["inputs"] == [{"id": "404"}]
 
 

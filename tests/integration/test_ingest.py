@@ -11,7 +11,15 @@ from aiokafka import AIOKafkaProducer
 from leadflow.contracts.events import TOPIC_INBOUND, CloudEvent
 from leadflow.db import Database
 from leadflow_ingest.domain.hubspot import signature_v3
-from support.harness import ADMIN, MARKETO, QUALIFIED_LEAD, SOURCE, eventually, service_client
+from support.harness import (
+    ADMIN,
+    MARKETO,
+    QUALIFIED_LEAD,
+    SOURCE,
+    eventually,
+    rows_in,
+    service_client,
+)
 
 HUBSPOT_SECRET = "hs-client-secret-for-tests"
 
@@ -35,15 +43,6 @@ async def events(settings, type_=None) -> list[CloudEvent]:
         await db.dispose()
     found = [CloudEvent.from_bytes(row.payload) for row in rows]
     return [e for e in found if type_ is None or e.type == type_]
-
-
-async def count(settings, table: str) -> int:
-    db = Database(settings.database_url)
-    try:
-        async with db.unit_of_work() as session:
-            return await session.scalar(sa.text(f"SELECT count(*) FROM ingest.{table}"))
-    finally:
-        await db.dispose()
 
 
 def lead(**changes):
@@ -189,7 +188,7 @@ async def test_batch_limits_and_shape(ingest):
     )
     assert broken.status_code == 422
     assert broken.headers["content-type"] == "application/problem+json"
-    assert await count(ingest.settings, "leads") == 0
+    assert await rows_in(ingest.settings, "ingest.leads") == 0
 
 
 async def test_kafka_intake_takes_the_same_payload_and_dead_letters_garbage(ingest):
@@ -212,7 +211,7 @@ async def test_kafka_intake_takes_the_same_payload_and_dead_letters_garbage(inge
 
     found = await eventually(created, timeout=60)
     assert found[0].data["email"] == "kafka.lead@stream.example"
-    assert await count(settings, "leads") == 1
+    assert await rows_in(settings, "ingest.leads") == 1
 
 
 async def test_no_consent_is_stored_but_never_promoted(stack):
@@ -367,7 +366,7 @@ async def test_hubspot_contact_webhooks_make_a_lead(ingest):
     first = await ingest.post("/v1/sources/hubspot/webhook", content=body, headers=headers)
     assert first.status_code == 200, first.text
     assert first.json()["waiting_for_email"] == 1  # no email yet: kept, no lead
-    assert await count(ingest.settings, "leads") == 0
+    assert await rows_in(ingest.settings, "ingest.leads") == 0
 
     body, headers = hubspot_request(
         [hs_event(7, "contact.propertyChange", "email", "Grace@Navy.example")]
@@ -411,8 +410,8 @@ async def test_hubspot_forged_or_stale_signature_is_refused(ingest):
     unsigned = await ingest.post("/v1/sources/hubspot/webhook", content=body,
                                  headers={"Content-Type": "application/json"})  # fmt: skip
     assert unsigned.status_code == 401
-    assert await count(ingest.settings, "hubspot_events") == 0
-    assert await count(ingest.settings, "leads") == 0
+    assert await rows_in(ingest.settings, "ingest.hubspot_events") == 0
+    assert await rows_in(ingest.settings, "ingest.leads") == 0
 
 
 def test_hubspot_signature_matches_an_independent_computation():

@@ -339,6 +339,19 @@ def eventually_sync(check, timeout: float = 30.0, interval: float = 0.2, describ
     raise _not_met(timeout, last, describe)
 
 
+async def rows_in(settings: Settings, table: str) -> int:
+    """How many rows a service's table holds (`table` as `schema.name`)."""
+    import sqlalchemy as sa
+    from leadflow.db import Database
+
+    db = Database(settings.database_url)
+    try:
+        async with db.unit_of_work() as session:
+            return await session.scalar(sa.text(f"SELECT count(*) FROM {table}"))
+    finally:
+        await db.dispose()
+
+
 async def emitted(settings: Settings, event_type: str, schema: str = "routing") -> list:
     """A service's events of this type in its outbox, in the order it wrote them."""
     import sqlalchemy as sa
