@@ -76,6 +76,8 @@ class Settings(BaseSettings):
         default=None, description="real UNIX time at which the simulated clock read clock_start"
     )
     policy_file: str | None = None
+    # YAML file with the installation's CRM connectors (shared/leadflow/contracts/connectors.py).
+    connectors_file: str | None = None
     log_level: str = "INFO"
     webhook_allow_private: bool = False
     max_body_bytes: int = Field(default=1_048_576, ge=1024)

@@ -44,7 +44,7 @@ TOPIC_DESCRIPTIONS = {
     TOPIC_ROUTING: "Leads assigned to teams and reps; who is on each team and how to reach them.",
     TOPIC_SLA: "SLA clocks: warnings, breaches, escalations, met SLAs, corrective plans owed.",
     TOPIC_FEEDBACK: "What sales did with a lead: contact attempts and status changes.",
-    TOPIC_NOTIFY: "What could not be delivered to people and tools: webhook deliveries given up.",
+    TOPIC_NOTIFY: "Webhook deliveries given up; CRM records linked to leads.",
     TOPIC_ACCESS: "API keys issued, rotated and revoked (digests only), for every service to check.",
 }
 
@@ -313,6 +313,19 @@ class WebhookDeadLettered(Payload):
     last_error: str
 
 
+class LeadCrmLinked(Payload):
+    """Notify created or found the lead's record in a CRM (a HubSpot contact, a Salesforce Lead)
+    while delivering `lead.routed`: the CRM's id for the lead, so what the CRM reports back
+    about that record can be matched to the lead."""
+
+    type = "lead.crm_linked"
+    topic = TOPIC_NOTIFY
+    system: Literal["hubspot", "salesforce"]
+    object_type: str
+    object_id: str
+    linked_at: datetime
+
+
 class SlaEvent(Payload):
     timer_id: uuid.UUID
     sla: str
@@ -426,6 +439,7 @@ PAYLOAD_TYPES: dict[str, type[Payload]] = {
         LeadUnassigned,
         TeamDirectory,
         WebhookDeadLettered,
+        LeadCrmLinked,
         ApiKeyChanged,
         SlaWarning,
         SlaBreached,
