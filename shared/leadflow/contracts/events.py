@@ -67,6 +67,8 @@ class Payload(BaseModel):
 
 
 Channel = Literal["inbound", "outbound", "partner", "plg"]
+# How a rep tried to reach a lead (a contact attempt's channel).
+ContactChannel = Literal["call", "email", "linkedin", "meeting"]
 
 
 class LeadSource(BaseModel):
@@ -403,7 +405,7 @@ class LeadContactAttempt(Payload):
     type = "lead.contact_attempt"
     topic = TOPIC_FEEDBACK
     attempt_id: uuid.UUID
-    channel: Literal["call", "email", "linkedin", "meeting"]
+    channel: ContactChannel
     occurred_at: datetime
     rep_id: uuid.UUID | None = None
     outcome: str | None = None

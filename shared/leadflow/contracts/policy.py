@@ -20,11 +20,12 @@ from pydantic import (
     Field,
     PlainSerializer,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
-from leadflow.contracts.events import Channel
+from leadflow.contracts.events import Channel, ContactChannel
 
 DEFAULT_POLICY_RESOURCE = "policy_default.yaml"
 
@@ -212,14 +213,38 @@ class NegativeSignals(_Section):
         return tuple(value.strip().lower() for value in values)
 
 
+class RequiredBehaviour(_Section):
+    """A behaviour the MQL rule asks for before a lead goes to sales: at least `min_count`
+    activities of one kind within the last `within` (e.g. a content download)."""
+
+    activity: EngagementKind
+    min_count: int = Field(default=1, ge=1)
+    within: Duration
+
+
 class MqlRule(_Section):
     """fit ≥ fit_min AND (engagement ≥ engagement_min OR intent tier ≥ intent_tier_min)
-    AND role ∈ roles."""
+    AND role ∈ roles AND every required behaviour shown."""
 
     fit_min: float = Field(ge=0, le=100)
     engagement_min: float = Field(ge=0)
     intent_tier_min: int = Field(ge=0, le=3)
     roles: tuple[Role, ...] = Field(min_length=1)
+    # Empty by default: the thresholds alone make an MQL.
+    required_behaviours: tuple[RequiredBehaviour, ...] = ()
+
+    @field_validator("required_behaviours")
+    @classmethod
+    def _each_activity_once(
+        cls, behaviours: tuple[RequiredBehaviour, ...]
+    ) -> tuple[RequiredBehaviour, ...]:
+        # Two entries for one activity would leave the reader guessing which one holds.
+        seen: set[str] = set()
+        for behaviour in behaviours:
+            if behaviour.activity in seen:
+                raise ValueError(f"activity {behaviour.activity!r} is listed more than once")
+            seen.add(behaviour.activity)
+        return behaviours
 
 
 class RecycleRules(_Section):
@@ -288,12 +313,38 @@ class Cadence(_Section):
     # A cadence that ends without its attempts marks the lead unreachable (to be recycled);
     # by default it warns and breaches but does not escalate or reassign.
     escalate_on_breach: bool = False
+    # The channel mix the attempts must include (e.g. {call: 3, email: 2}) and the distinct
+    # days they must fall on (in the team calendar's time zone); by default any mix, any day.
+    min_per_channel: dict[ContactChannel, Annotated[int, Field(ge=1)]] = Field(default_factory=dict)
+    min_distinct_days: int = Field(default=1, ge=1)
 
     @model_validator(mode="after")
     def _max_not_below_min(self) -> Cadence:
         if self.max_attempts is not None and self.max_attempts < self.attempts:
             raise ValueError("max_attempts must not be below attempts")
         return self
+
+    # Field validators (not one model validator) so that a bad value is named by its field;
+    # `attempts` and `within` come first in the class, so they are validated already.
+    @field_validator("min_per_channel")
+    @classmethod
+    def _mix_fits_the_attempts(cls, mix: dict[str, int], info: ValidationInfo) -> dict[str, int]:
+        attempts = info.data.get("attempts")
+        if attempts is not None and sum(mix.values()) > attempts:
+            raise ValueError(
+                f"adds up to {sum(mix.values())} attempts, more than attempts ({attempts})"
+            )
+        return mix
+
+    @field_validator("min_distinct_days")
+    @classmethod
+    def _spread_fits_the_attempts(cls, days: int, info: ValidationInfo) -> int:
+        attempts, within = info.data.get("attempts"), info.data.get("within")
+        if attempts is not None and days > attempts:
+            raise ValueError(f"{days} days need at least {days} attempts, not {attempts}")
+        if within is not None and timedelta(days=days - 1) > within:
+            raise ValueError(f"{days} distinct days do not fit within {_format_duration(within)}")
+        return days
 
 
 class ChannelSlas(_Section):
