@@ -39,7 +39,8 @@ TOPIC_PRODUCERS = {
 }
 TOPIC_DESCRIPTIONS = {
     TOPIC_INBOUND: "Raw lead payloads that marketing platforms publish (plain JSON, no CloudEvent).",
-    TOPIC_INGEST: "Leads as ingest knows them: created, updated or merged, activities, erasures.",
+    TOPIC_INGEST: "Leads as ingest knows them: created, updated or merged, activities, erasures; "
+    "what sales tools report back about them.",
     TOPIC_SCORING: "Scores of leads and their promotion to MQL or PQL.",
     TOPIC_ROUTING: "Leads assigned to teams and reps; who is on each team and how to reach them.",
     TOPIC_SLA: "SLA clocks: warnings, breaches, escalations, met SLAs, corrective plans owed.",
@@ -150,6 +151,25 @@ class LeadErased(Payload):
 
     type = "lead.erased"
     topic = TOPIC_INGEST
+
+
+class LeadSalesReported(Payload):
+    """A sales tool reported what sales did with the lead in its own records (a CRM's status
+    change, a call, e-mail or meeting logged there), in Leadflow's terms: a contact attempt
+    (`channel`, `outcome`) or a status (`status`, `reason`). `system` and `record_id` name the
+    tool and its own id of what it reported; ingest passes each (system, record_id) on once.
+    Feedback applies it as it applies the same report made over its API."""
+
+    type = "lead.sales_reported"
+    topic = TOPIC_INGEST
+    kind: Literal["attempt", "status"]
+    system: str
+    record_id: str
+    occurred_at: datetime
+    channel: Literal["call", "email", "linkedin", "meeting"] | None = None
+    outcome: str | None = None
+    status: str | None = None
+    reason: str | None = None
 
 
 class BreakdownItem(BaseModel):
@@ -435,6 +455,7 @@ PAYLOAD_TYPES: dict[str, type[Payload]] = {
         LeadUpdated,
         LeadActivity,
         LeadErased,
+        LeadSalesReported,
         LeadScored,
         LeadMql,
         LeadRouted,
