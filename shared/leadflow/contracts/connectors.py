@@ -9,10 +9,14 @@ hold them.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from leadflow.contracts.events import ContactChannel
 
 
 class ConnectorsError(ValueError):
@@ -36,10 +40,87 @@ class HubSpotOutbound(_Strict):
     enabled: bool = False
 
 
+# The statuses a CRM may report: what sales sets through feedback's API, and `working` (which a
+# first contact attempt sets otherwise).
+ReportedStatus = Literal[
+    "working", "sal", "returned", "sql", "sqo", "won", "handed_off", "lost", "recycled",
+    "unreachable",
+]  # fmt: skip
+# A field path into a JSON body: `data.person.email`, `$.current.status`, `items[0].id`.
+FIELD_PATH = r"^(\$\.)?[A-Za-z_][\w-]*(\[\d+\])*(\.[A-Za-z_][\w-]*(\[\d+\])*|\.\d+)*$"
+
+
+class Reported(_Strict):
+    """What one value of a CRM's field means in Leadflow: a contact attempt on `channel`, or a
+    move to `status` (with a structured `reason` from the policy where the status needs one)."""
+
+    kind: Literal["attempt", "status"]
+    channel: ContactChannel = "call"
+    outcome: str | None = Field(default=None, max_length=200)
+    status: ReportedStatus | None = None
+    reason: str | None = Field(default=None, max_length=100)
+
+    @model_validator(mode="after")
+    def _status_named(self) -> Reported:
+        if self.kind == "status" and self.status is None:
+            raise ValueError("a status report needs `status`")
+        if self.kind == "attempt" and (self.status or self.reason):
+            raise ValueError("an attempt takes `channel` and `outcome`, not `status` or `reason`")
+        return self
+
+
+def _attempt(channel: str = "call", outcome: str | None = None) -> Reported:
+    return Reported(kind="attempt", channel=channel, outcome=outcome)  # type: ignore[arg-type]
+
+
+def _status(status: str, reason: str | None = None) -> Reported:
+    return Reported(kind="status", status=status, reason=reason)  # type: ignore[arg-type]
+
+
+# HubSpot's default lead statuses (contact property `hs_lead_status`); NEW and OPEN say nothing
+# sales did.
+HUBSPOT_LEAD_STATUS = {
+    "ATTEMPTED_TO_CONTACT": _attempt("call", "attempted"),
+    "CONNECTED": _status("working"),
+    "IN_PROGRESS": _status("working"),
+    "OPEN_DEAL": _status("sal"),
+    "UNQUALIFIED": _status("returned", "not_in_target"),
+    "BAD_TIMING": _status("returned", "timing_next_quarter"),
+}
+HUBSPOT_LIFECYCLE_STAGE = {"salesqualifiedlead": _status("sal")}
+# The call dispositions every HubSpot account starts with (property `hs_call_disposition`
+# holds their ids); a disposition added in the portal keeps its id as the outcome.
+HUBSPOT_CALL_DISPOSITIONS = {
+    "9d9162e7-6cf3-4944-bf63-4dff82258764": "busy",
+    "f240bbac-87c9-4f6e-bf70-924b57d47db7": "connected",
+    "a4c4c377-d246-4b32-a13b-75a56a4cd0ff": "left_live_message",
+    "b2cf5968-551e-4856-9783-52b3da59a7d0": "left_voicemail",
+    "73a0d17f-1163-4015-bdd5-ec830791da20": "no_answer",
+    "17b47fee-58de-441e-a44c-c6300d46f273": "wrong_number",
+}
+
+
 class HubSpotInbound(_Strict):
-    """How HubSpot's property changes and logged engagements become feedback."""
+    """How HubSpot's property changes and logged engagements become feedback.
+
+    `properties`: contact property → value → what it means (a value not listed says nothing);
+    `engagements`: which logged activities on a contact are contact attempts (read through the
+    CRM API with the private app's token, `LEADFLOW_HUBSPOT_PRIVATE_APP_TOKEN`); the webhook is
+    checked with the app's client secret (`LEADFLOW_HUBSPOT_CLIENT_SECRET`)."""
 
     enabled: bool = False
+    properties: dict[str, dict[str, Reported]] = Field(
+        default_factory=lambda: {
+            "hs_lead_status": dict(HUBSPOT_LEAD_STATUS),
+            "lifecyclestage": dict(HUBSPOT_LIFECYCLE_STAGE),
+        }
+    )
+    engagements: list[Literal["calls", "emails", "meetings"]] = Field(
+        default_factory=lambda: ["calls", "emails", "meetings"]
+    )
+    call_dispositions: dict[str, str] = Field(
+        default_factory=lambda: dict(HUBSPOT_CALL_DISPOSITIONS)
+    )
 
 
 class HubSpotConnector(_Strict):
@@ -56,10 +137,46 @@ class SalesforceOutbound(_Strict):
     enabled: bool = False
 
 
+# Salesforce's default Lead Status picklist; "Open - Not Contacted" says nothing sales did.
+SALESFORCE_LEAD_STATUS = {
+    "Working - Contacted": _status("working"),
+    "Closed - Converted": _status("sal"),
+    "Closed - Not Converted": _status("returned", "not_in_target"),
+}
+# Task subtypes (`TaskSubtype`) and types (`Type`) that are contact attempts, on which channel.
+SALESFORCE_TASK_CHANNELS: dict[str, str] = {
+    "Call": "call",
+    "Email": "email",
+    "ListEmail": "email",
+    "LinkedIn": "linkedin",
+    "Meeting": "meeting",
+}
+
+
 class SalesforceInbound(_Strict):
-    """How Salesforce Outbound Messages become feedback."""
+    """How Salesforce Outbound Messages become feedback: a Lead's status field (`status_field`,
+    values in `lead_statuses`) and Tasks logged on a Lead or Contact (`task_channels`, the
+    outcome from `task_outcome_field`). Only messages of `organization_id` are taken. A Lead is
+    matched by its id as notify linked it, or by `lead_id_field`, a field on the Lead carrying
+    Leadflow's lead id."""
 
     enabled: bool = False
+    organization_id: str | None = Field(
+        default=None, pattern=r"^00D[A-Za-z0-9]{12}([A-Za-z0-9]{3})?$"
+    )
+    status_field: str = Field(default="Status", pattern=r"^[A-Za-z][A-Za-z0-9_]*$")
+    lead_statuses: dict[str, Reported] = Field(default_factory=lambda: dict(SALESFORCE_LEAD_STATUS))
+    lead_id_field: str | None = Field(default=None, pattern=r"^[A-Za-z][A-Za-z0-9_]*$")
+    task_channels: dict[str, ContactChannel] = Field(
+        default_factory=lambda: dict(SALESFORCE_TASK_CHANNELS)  # type: ignore[arg-type]
+    )
+    task_outcome_field: str = Field(default="CallDisposition", pattern=r"^[A-Za-z][A-Za-z0-9_]*$")
+
+    @model_validator(mode="after")
+    def _organisation_named(self) -> SalesforceInbound:
+        if self.enabled and not self.organization_id:
+            raise ValueError("an enabled Salesforce inbound needs `organization_id`")
+        return self
 
 
 class SalesforceConnector(_Strict):
@@ -70,16 +187,79 @@ class SalesforceConnector(_Strict):
 # --- Any other sales tool --------------------------------------------------------------
 
 
+def _field_path(path: str) -> str:
+    if len(path) > 300 or not re.fullmatch(FIELD_PATH, path):
+        raise ValueError(
+            f"{path!r} is not a field path (names joined by dots, list items as [0]: "
+            "`data.person.email`, `$.current.status`, `items[0].id`)"
+        )
+    return path
+
+
+FieldPath = Annotated[str, AfterValidator(_field_path)]
+
+
+class WebhookSignature(_Strict):
+    """The HMAC the tool signs each body with: `header` holds it, `encoding` hex or base64,
+    after `prefix` (e.g. `sha256=`). The secret is read from the environment variable
+    `secret_env` or the file `secret_file`, never from this file."""
+
+    header: str = Field(default="X-Signature", pattern=r"^[A-Za-z0-9-]{1,100}$")
+    algorithm: Literal["sha256", "sha1", "sha512"] = "sha256"
+    encoding: Literal["hex", "base64"] = "hex"
+    prefix: str = Field(default="", max_length=40)
+    secret_env: str | None = Field(default=None, pattern=r"^[A-Z_][A-Z0-9_]*$")
+    secret_file: str | None = None
+
+    @model_validator(mode="after")
+    def _secret_named(self) -> WebhookSignature:
+        if (self.secret_env is None) == (self.secret_file is None):
+            raise ValueError("name exactly one of `secret_env` and `secret_file`")
+        return self
+
+
+class WebhookLead(_Strict):
+    """How a body names its lead: Leadflow's lead id, an e-mail or an external id, at `path`."""
+
+    by: Literal["lead_id", "email", "external_id"]
+    path: FieldPath
+
+
+class WebhookMapping(_Strict):
+    """The value at `value` looked up in `values`; the outcome of an attempt, optionally, at
+    `outcome`. The first mapping of a webhook whose value is in its table decides."""
+
+    value: FieldPath
+    values: dict[str, Reported] = Field(min_length=1)
+    outcome: FieldPath | None = None
+
+
 class GenericWebhook(_Strict):
-    """An inbound webhook of another sales tool, mapped to attempts and status changes."""
+    """An inbound webhook of another sales tool (`POST /v1/sources/webhooks/{name}` on ingest),
+    mapped to attempts and status changes by field paths and value tables."""
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
+    signature: WebhookSignature
+    record_id: FieldPath
+    lead: WebhookLead
+    occurred_at: FieldPath | None = None
+    mappings: list[WebhookMapping] = Field(min_length=1)
 
 
 class Connectors(_Strict):
     hubspot: HubSpotConnector = Field(default_factory=HubSpotConnector)
     salesforce: SalesforceConnector = Field(default_factory=SalesforceConnector)
     webhooks: list[GenericWebhook] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _webhook_names_unique(self) -> Connectors:
+        names = [w.name for w in self.webhooks]
+        if len(names) != len(set(names)):
+            raise ValueError("each webhook needs a name of its own")
+        return self
+
+    def webhook(self, name: str) -> GenericWebhook | None:
+        return next((w for w in self.webhooks if w.name == name), None)
 
 
 def _dotted(loc: tuple[object, ...]) -> str:
