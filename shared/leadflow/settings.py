@@ -97,6 +97,12 @@ class Settings(BaseSettings):
     hubspot_api_url: str = "https://api.hubapi.com"
     # YAML file whose entries override ingest's HubSpot mapping (roles, sources, titles).
     hubspot_mapping_file: str | None = None
+    # notify's writes to Salesforce (connectors.salesforce.outbound): the connected app's
+    # consumer key and secret (or a file holding it) for the OAuth 2.0 client-credentials flow;
+    # never logged. HubSpot's writes use the private app token above.
+    salesforce_client_id: str | None = None
+    salesforce_client_secret: SecretStr | None = None
+    salesforce_client_secret_file: str | None = None
     # Where feedback's lead timeline reads routing's decision trace and notify's webhook
     # deliveries (they own them; feedback shows them without copying them).
     routing_url: str = "http://127.0.0.1:8003"

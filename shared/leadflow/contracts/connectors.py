@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from string import Formatter
 from typing import Annotated, Literal
 
 import yaml
@@ -34,10 +35,53 @@ class _Strict(BaseModel):
 # --- HubSpot ---------------------------------------------------------------------------
 
 
+# What a task's subject and body may name (`{lead_name}`, …); anything else is refused.
+TASK_FIELDS = frozenset(
+    {"lead_name", "company", "email", "title", "rep_name", "team", "due_at", "lead_id", "source"}
+)
+
+
+def _task_template(template: str) -> str:
+    """A task text naming only TASK_FIELDS, as plain `{name}` (no attribute or index access)."""
+    try:
+        names = [name for _, name, _, _ in Formatter().parse(template) if name is not None]
+    except ValueError as exc:
+        raise ValueError(f"not a valid template: {exc}") from None
+    unknown = sorted({n for n in names if n not in TASK_FIELDS})
+    if unknown:
+        raise ValueError(f"unknown fields {unknown}; known: {sorted(TASK_FIELDS)}")
+    return template
+
+
+TaskText = Annotated[str, Field(min_length=1, max_length=2000), AfterValidator(_task_template)]
+
+
+def _owner_keys(owners: dict[str, str]) -> dict[str, str]:
+    """Rep ids as given, rep e-mails in lower case."""
+    return {(k.lower() if "@" in k else k): v for k, v in owners.items()}
+
+
 class HubSpotOutbound(_Strict):
-    """What notify does in HubSpot when a lead is routed."""
+    """What notify does in HubSpot when a lead is routed: the contact (known from HubSpot
+    intake, else found or created by e-mail) gets the rep's owner (`hubspot_owner_id`) and the
+    lead status, and the rep a task due at the lead's first-response deadline."""
 
     enabled: bool = False
+    # Rep id or rep e-mail -> HubSpot owner id; a rep not listed is looked up by e-mail in
+    # HubSpot's owners when `owners_by_email` is on.
+    owners: Annotated[
+        dict[str, Annotated[str, Field(pattern=r"^[0-9]{1,20}$")]], AfterValidator(_owner_keys)
+    ] = Field(default_factory=dict)
+    owners_by_email: bool = True
+    lead_status: str | None = Field(default="OPEN", min_length=1)  # hs_lead_status; None: kept
+    create_contacts: bool = True  # a lead HubSpot lacks becomes a contact (else dead-lettered)
+    task_subject: TaskText = "Follow up with {lead_name} ({company})"
+    task_body: TaskText = "Routed by Leadflow to {rep_name} ({team}); first response due {due_at}."
+    task_priority: Literal["HIGH", "MEDIUM", "LOW", "NONE"] = "HIGH"
+    task_type: Literal["TODO", "CALL", "EMAIL"] = "TODO"
+    # HubSpot's per-10-second limit for the account's private app (100; 190 on Professional
+    # and Enterprise): this process sends at most this many calls in any 10 seconds.
+    requests_per_10s: int = Field(default=100, ge=1, le=1000)
 
 
 # The statuses a CRM may report: what sales sets through feedback's API, and `working` (which a
@@ -132,9 +176,34 @@ class HubSpotConnector(_Strict):
 
 
 class SalesforceOutbound(_Strict):
-    """What notify does in Salesforce when a lead is routed."""
+    """What notify does in Salesforce when a lead is routed, through the REST API with an
+    OAuth 2.0 client-credentials token: the Lead, upserted by its Leadflow id in an external id
+    field, gets the rep's user as `OwnerId` (and the status), and the rep a Task upserted by the
+    assignment's id, due at the lead's first-response deadline."""
 
     enabled: bool = False
+    # The org's My Domain URL (the client-credentials flow needs it; not login.salesforce.com).
+    login_url: str = Field(default="https://login.salesforce.com", pattern=r"^https?://[^\s/]+/?$")
+    api_version: str = Field(default="62.0", pattern=r"^[0-9]{2,3}\.0$")
+    # Rep id or rep e-mail -> Salesforce user id (005…).
+    owners: Annotated[
+        dict[str, Annotated[str, Field(pattern=r"^005[A-Za-z0-9]{12}([A-Za-z0-9]{3})?$")]],
+        AfterValidator(_owner_keys),
+    ] = Field(default_factory=dict)
+    lead_external_id_field: str = Field(
+        default="Leadflow_Lead_Id__c", pattern=r"^[A-Za-z][A-Za-z0-9_]*__c$"
+    )
+    task_external_id_field: str = Field(
+        default="Leadflow_Task_Id__c", pattern=r"^[A-Za-z][A-Za-z0-9_]*__c$"
+    )
+    lead_status: str | None = Field(default="Open - Not Contacted", min_length=1)
+    lead_source: str | None = None  # LeadSource of a Lead Leadflow creates; None: the lead's source
+    task_subject: TaskText = "Follow up with {lead_name} ({company})"
+    task_body: TaskText = "Routed by Leadflow to {rep_name} ({team}); first response due {due_at}."
+    task_priority: str = "High"
+    # The org's session timeout: a client-credentials answer carries no expiry, so the token is
+    # taken again a tenth of this before it ends (and at once after a 401).
+    token_lifetime_seconds: int = Field(default=7200, ge=300, le=86_400)
 
 
 # Salesforce's default Lead Status picklist; "Open - Not Contacted" says nothing sales did.
