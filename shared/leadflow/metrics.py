@@ -112,6 +112,18 @@ notifications = Counter(
     "outcome (sent, coalesced, retry, failed, dead_lettered)",
     ["channel", "event_type", "outcome"],
 )
+crm_calls = Counter(
+    "leadflow_crm_calls_total",
+    "Calls notify makes to a CRM's API (system hubspot | salesforce) by outcome (ok, "
+    "rate_limited, unauthorized, refused, failed, unreachable)",
+    ["system", "outcome"],
+)
+crm_writes = Counter(
+    "leadflow_crm_writes_total",
+    "A routed lead written to a CRM (system) by outcome (written, retry, rate_limited, "
+    "dead_lettered)",
+    ["system", "outcome"],
+)
 
 
 def count_on_commit(session: AsyncSession, counter: MetricWrapperBase, amount: float = 1) -> None:
