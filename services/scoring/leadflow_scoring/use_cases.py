@@ -406,6 +406,9 @@ class ScoreBook:
             self.claims.append({"account": account, "lead_id": lead_id, "promoted_at": now})
 
         review = rules.next_decay_at(interactions, now, policy)
+        if result.is_mql and (lapse := rules.behaviours_lapse_at(interactions, now, policy)):
+            # a required behaviour ageing out of its window ends the rule without any event
+            review = min(review or lapse, lapse)
         nurture_until = row["nurture_until"]
         still_nurtured = kind is None and nurture_until is not None and now < nurture_until
         if still_nurtured:

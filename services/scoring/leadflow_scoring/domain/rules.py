@@ -36,6 +36,8 @@ _DIRECT_KINDS = frozenset(
         "product_usage",
     }
 )
+# A look-back window includes its first instant: a behaviour lapses just after it.
+_INSTANT = timedelta(microseconds=1)
 
 
 @dataclass(frozen=True)
@@ -226,11 +228,66 @@ def engagement_score(
     return decayed, breakdown
 
 
+def _in_window(
+    interactions: Iterable[Interaction], kind: str, now: datetime, within: timedelta
+) -> list[datetime]:
+    """When the lead showed `kind` within the last `within` before `now`, newest first."""
+    since = aware(now) - within
+    return sorted(
+        (at for i in interactions if i.kind == kind and (at := aware(i.occurred_at)) >= since),
+        reverse=True,
+    )
+
+
+def required_behaviours(
+    interactions: Iterable[Interaction], now: datetime, policy: Policy
+) -> tuple[list[str], list[str]]:
+    """The MQL rule's required behaviours: (shown, missing), each reason starting with a stable
+    code (`behaviour_met`, `behaviour_missing`) and naming the activity."""
+    interactions = list(interactions)
+    shown: list[str] = []
+    missing: list[str] = []
+    for required in policy.scoring.mql.required_behaviours:
+        seen = len(_in_window(interactions, required.activity, now, required.within))
+        window = f"{required.within / timedelta(days=1):g} days"
+        if seen >= required.min_count:
+            shown.append(
+                f"behaviour_met: {required.activity} {seen}× ≥ {required.min_count} "
+                f"in the last {window}"
+            )
+        else:
+            missing.append(
+                f"behaviour_missing: {required.activity} {seen}× < {required.min_count} "
+                f"in the last {window}"
+            )
+    return shown, missing
+
+
+def behaviours_lapse_at(
+    interactions: Iterable[Interaction], now: datetime, policy: Policy
+) -> datetime | None:
+    """When the first required behaviour shown now falls out of its look-back window (its
+    min_count-th newest occurrence ages past it), or None when none is shown or required."""
+    interactions = list(interactions)
+    lapses = []
+    for required in policy.scoring.mql.required_behaviours:
+        seen = _in_window(interactions, required.activity, now, required.within)
+        if len(seen) >= required.min_count:
+            lapses.append(seen[required.min_count - 1] + required.within + _INSTANT)
+    return min(lapses, default=None)
+
+
 def is_mql(
-    fit: float, engagement: float, intent_tier: int, role: str | None, policy: Policy
+    fit: float,
+    engagement: float,
+    intent_tier: int,
+    role: str | None,
+    policy: Policy,
+    behaviours: tuple[list[str], list[str]] = ([], []),
 ) -> tuple[bool, list[str]]:
     """The MQL rule. Reasons explain the decision: the conditions met when it is an MQL,
-    the conditions failed when it is not; each starts with a stable code."""
+    the conditions failed when it is not; each starts with a stable code. `behaviours` is
+    what `required_behaviours` found (shown, missing)."""
     rule = policy.scoring.mql
     met: list[str] = []
     failed: list[str] = []
@@ -256,6 +313,9 @@ def is_mql(
     else:
         failed.append(f"role_not_eligible: {role or 'unknown role'} is not one of {roles}")
 
+    shown, missing = behaviours
+    met.extend(shown)
+    failed.extend(missing)
     return (not failed), (failed or met)
 
 
@@ -263,9 +323,11 @@ def evaluate(
     facts: LeadFacts, interactions: Iterable[Interaction], now: datetime, policy: Policy
 ) -> ScoreResult:
     """The full score of a lead at `now` under `policy`."""
+    interactions = list(interactions)
     fit, fit_breakdown = fit_score(facts, policy)
     engagement, engagement_breakdown = engagement_score(interactions, now, policy)
-    qualifies, reasons = is_mql(fit, engagement, facts.intent_tier, facts.role, policy)
+    behaviours = required_behaviours(interactions, now, policy)
+    qualifies, reasons = is_mql(fit, engagement, facts.intent_tier, facts.role, policy, behaviours)
     negative_points = -sum(
         item.points for item in fit_breakdown if item.rule.startswith("negative.")
     )
