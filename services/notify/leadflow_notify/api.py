@@ -1,4 +1,5 @@
-"""HTTP API of notify: webhook endpoints and their subscriptions, deliveries and replays."""
+"""HTTP API of notify: webhook endpoints and their subscriptions, deliveries and replays, the
+CRM connectors it writes to."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from leadflow_notify.schemas import (
     KNOWN_EVENT_TYPES,
     AlertmanagerIn,
     AlertsOut,
+    ConnectorsOut,
     DeliveryOut,
     EndpointIn,
     EndpointOut,
@@ -71,7 +73,15 @@ async def list_endpoints(rt: RuntimeDep) -> list[EndpointOut]:
 async def list_deliveries(
     rt: RuntimeDep, lead_id: uuid.UUID | None = None, state: str | None = None
 ) -> list[DeliveryOut]:
+    """Deliveries to webhook endpoints and routed leads written to CRMs (`connector`)."""
     return await use_cases.list_deliveries(rt, lead_id, state)
+
+
+@router.get("/connectors", response_model=ConnectorsOut, dependencies=[ConfigRead])
+async def connectors(rt: RuntimeDep) -> ConnectorsOut:
+    """What notify writes to HubSpot and Salesforce when a lead is routed, from the connectors
+    file; which credentials are configured (true or false), never their values."""
+    return use_cases.connectors_view(rt)
 
 
 @router.post("/deliveries/{delivery_id}/replay", status_code=202, response_model=ReplayOut)

@@ -12,6 +12,7 @@ service = ServiceSpec(
     port=8006,
     routers=[api.router],
     subscriptions=consumers.subscriptions,
+    on_start=use_cases.prepare_connectors,
     workers={
         "webhook-delivery": use_cases.run_deliveries,
         "messages-to-people": use_cases.run_notices,
@@ -19,6 +20,7 @@ service = ServiceSpec(
     description=(
         "Delivers what Leadflow decides to the people and tools who act on it: any event to any "
         "subscribed endpoint over signed webhooks, with the lead's context; each level of a "
-        "lead's SLA clock to its rep, team lead or manager on e-mail, Slack and Teams."
+        "lead's SLA clock to its rep, team lead or manager on e-mail, Slack and Teams; each "
+        "routed lead to the CRMs it is connected to (HubSpot, Salesforce)."
     ),
 )

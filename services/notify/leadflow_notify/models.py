@@ -1,5 +1,5 @@
-"""Tables of the notify schema: webhook endpoints, their deliveries, and the lead context
-messages carry."""
+"""Tables of the notify schema: webhook endpoints, deliveries (to them and to CRMs), the lead
+context messages carry, and leads' records in CRMs."""
 
 import sqlalchemy as sa
 from leadflow.db import JSON, service_metadata
@@ -28,9 +28,9 @@ deliveries = sa.Table(
     "deliveries",
     metadata,
     sa.Column("id", UUID(as_uuid=True), primary_key=True),  # also the stable webhook-id
-    sa.Column(
-        "endpoint_id", UUID(as_uuid=True), sa.ForeignKey("webhook_endpoints.id"), nullable=False
-    ),
+    # Where it goes: a webhook endpoint, or a CRM connector (hubspot | salesforce).
+    sa.Column("endpoint_id", UUID(as_uuid=True), sa.ForeignKey("webhook_endpoints.id")),
+    sa.Column("connector", sa.Text),
     sa.Column("lead_id", UUID(as_uuid=True), nullable=False, index=True),
     sa.Column("event_type", sa.Text, nullable=False),
     # The event delivered: one delivery per endpoint and event, whatever is replayed.
@@ -45,6 +45,28 @@ deliveries = sa.Table(
     sa.Column("delivered_at", sa.DateTime(timezone=True)),
     sa.Index("ix_deliveries_due", "next_attempt_at", postgresql_where=sa.text("state = 'pending'")),
     sa.Index("uq_deliveries_endpoint_event", "endpoint_id", "event_id", unique=True),
+    sa.Index(
+        "uq_deliveries_connector_event",
+        "connector",
+        "event_id",
+        unique=True,
+        postgresql_where=sa.text("connector IS NOT NULL"),
+    ),
+    sa.CheckConstraint(
+        "(endpoint_id IS NULL) <> (connector IS NULL)", name="ck_deliveries_one_target"
+    ),
+)
+
+# The lead's record in each CRM it was written to (a HubSpot contact, a Salesforce Lead):
+# one per lead and system, so `lead.crm_linked` is emitted once.
+crm_links = sa.Table(
+    "crm_links",
+    metadata,
+    sa.Column("lead_id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("system", sa.Text, primary_key=True),
+    sa.Column("object_type", sa.Text, nullable=False),
+    sa.Column("object_id", sa.Text, nullable=False),
+    sa.Column("linked_at", sa.DateTime(timezone=True), nullable=False),
 )
 
 # What a message says about its lead, kept up to date from the events notify consumes.

@@ -6,6 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any, Literal
 
+from leadflow.contracts.connectors import HubSpotOutbound, SalesforceOutbound
 from leadflow.contracts.events import PAYLOAD_TYPES, Channel
 from leadflow.contracts.slas import KINDS
 from leadflow.text import StorableModel
@@ -99,8 +100,11 @@ class EventTypesOut(BaseModel):
 
 
 class DeliveryOut(BaseModel):
+    """A delivery to a webhook endpoint, or of a routed lead to a CRM (`connector`)."""
+
     id: uuid.UUID
-    endpoint_id: uuid.UUID
+    endpoint_id: uuid.UUID | None
+    connector: Literal["hubspot", "salesforce"] | None = None
     lead_id: uuid.UUID
     event_type: str
     state: str
@@ -161,3 +165,32 @@ class AlertmanagerIn(StorableModel):
 class AlertsOut(BaseModel):
     accepted: int = Field(description="alerts turned into messages for the on-call person")
     notices: int = Field(description="messages queued (one per alert, state and channel)")
+
+
+class HubSpotCredentials(BaseModel):
+    private_app_token: bool = Field(description="whether a token (or its file) is configured")
+
+
+class SalesforceCredentials(BaseModel):
+    client_id: bool
+    client_secret: bool = Field(description="whether a secret (or its file) is configured")
+
+
+class HubSpotOut(BaseModel):
+    outbound: HubSpotOutbound
+    api_url: str
+    credentials: HubSpotCredentials
+
+
+class SalesforceOut(BaseModel):
+    outbound: SalesforceOutbound
+    credentials: SalesforceCredentials
+
+
+class ConnectorsOut(BaseModel):
+    """What notify writes to each CRM on `lead.routed`, as configured (the connectors file,
+    `LEADFLOW_CONNECTORS_FILE`); of the credentials only whether each is there, never a value."""
+
+    file: str | None
+    hubspot: HubSpotOut
+    salesforce: SalesforceOut

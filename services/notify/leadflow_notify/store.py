@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from leadflow_notify.domain.erasure import body_without_personal_data, context_without_personal_data
 from leadflow_notify.domain.subscriptions import EndpointView
 from leadflow_notify.models import (
+    crm_links,
     deliveries,
     lead_context,
     metadata,
@@ -162,10 +163,10 @@ async def is_erased(session: AsyncSession, lead_id: uuid.UUID) -> bool:
 
 _due = (
     sa.select(
-        d.id, d.body, d.attempts, d.lead_id, d.event_type, d.endpoint_id, e.url, e.secrets,
-        e.enabled,
+        d.id, d.body, d.attempts, d.lead_id, d.event_type, d.endpoint_id, d.connector, e.url,
+        e.secrets, e.enabled,
     )
-    .join(webhook_endpoints, e.id == d.endpoint_id)
+    .outerjoin(webhook_endpoints, e.id == d.endpoint_id)
     .where(d.state == "pending", d.next_attempt_at <= sa.bindparam("now"))
     .order_by(d.next_attempt_at)
     .limit(sa.bindparam("limit"))
@@ -238,14 +239,37 @@ async def list_deliveries(
     session: AsyncSession, lead_id: uuid.UUID | None, state: str | None, limit: int = 1000
 ) -> Sequence[Row]:
     query = sa.select(
-        d.id, d.endpoint_id, d.lead_id, d.event_type, d.state, d.attempts, d.last_status,
-        d.last_error, d.next_attempt_at, d.delivered_at,
+        d.id, d.endpoint_id, d.connector, d.lead_id, d.event_type, d.state, d.attempts,
+        d.last_status, d.last_error, d.next_attempt_at, d.delivered_at,
     )  # fmt: skip
     if lead_id is not None:
         query = query.where(d.lead_id == lead_id)
     if state is not None:
         query = query.where(d.state == state)
     return (await session.execute(query.order_by(d.created_at).limit(limit))).all()
+
+
+# --- CRM records -----------------------------------------------------------------------------
+
+_add_crm_link = (
+    insert(crm_links)
+    .on_conflict_do_nothing(index_elements=[crm_links.c.lead_id, crm_links.c.system])
+    .returning(crm_links.c.lead_id)
+)
+
+
+async def add_crm_link(
+    session: AsyncSession,
+    lead_id: uuid.UUID,
+    system: str,
+    object_type: str,
+    object_id: str,
+    now: datetime,
+) -> bool:
+    """The lead's record in a CRM, kept once per lead and system; True when it is new."""
+    values = {"lead_id": lead_id, "system": system, "object_type": object_type,
+              "object_id": object_id, "linked_at": now}  # fmt: skip
+    return (await session.execute(_add_crm_link, values)).first() is not None
 
 
 # --- endpoints ----------------------------------------------------------------------------

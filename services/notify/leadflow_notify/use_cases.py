@@ -1,6 +1,7 @@
 """What notify does: keep each lead's context from the events it consumes, queue each event for
-every endpoint that subscribes to it, deliver the queue over Standard Webhooks (retries, dead
-letters, replay), erase a lead, and the endpoint requests.
+every endpoint that subscribes to it and each routed lead for every CRM connector, deliver the
+queue (Standard Webhooks, or the CRM's API; retries, dead letters, replay), erase a lead, and
+the endpoint requests.
 
 A unit of work's events are taken as a set: the contexts of their leads are read (and locked)
 with one statement and the enabled endpoints with another; every event then updates its lead's
@@ -23,7 +24,9 @@ import httpx
 import orjson
 from leadflow import audit, metrics
 from leadflow.consumer import Received
+from leadflow.contracts.connectors import ConnectorsError, load_connectors
 from leadflow.contracts.events import (
+    LeadCrmLinked,
     LeadErased,
     LeadRouted,
     SlaEvent,
@@ -48,7 +51,9 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadflow_notify import store
+from leadflow_notify.crm import CredentialsUnreadable, CrmOut, CrmRecord, CrmRefused
 from leadflow_notify.domain.context import body, facts, notice_of, updated
+from leadflow_notify.domain.crm import RoutedLead, crm_facts, first_response_due
 from leadflow_notify.domain.messages import (
     Notice,
     Recipient,
@@ -62,6 +67,7 @@ from leadflow_notify.models import DELIVERIES_TAG, NOTICES_TAG
 from leadflow_notify.schemas import (
     AlertmanagerIn,
     AlertsOut,
+    ConnectorsOut,
     DeliveryOut,
     EndpointIn,
     EndpointOut,
@@ -95,6 +101,7 @@ async def take_events(rt: Runtime, session: AsyncSession, received: list[Receive
     changed: set[uuid.UUID] = set()
     erased = {lead_id for lead_id, (_, gone) in known.items() if gone}
     listening = by_type(endpoints)
+    crm_systems = crm_out(rt).systems
     queued: list[dict[str, Any]] = []
     told: list[dict[str, Any]] = []
     met: list[uuid.UUID] = []
@@ -125,6 +132,12 @@ async def take_events(rt: Runtime, session: AsyncSession, received: list[Receive
         if new is not context:
             contexts[lead_id], context = new, new
             changed.add(lead_id)
+        if isinstance(payload, LeadRouted) and crm_systems and payload.rep_id is not None:
+            raw = _crm_body(rt, payload, event.time.isoformat(), context, data, directories)
+            queued += [
+                _delivery(None, event.id, event.type, lead_id, raw, now, connector=system)
+                for system in crm_systems
+            ]
         candidates = listening(event.type)
         if isinstance(payload, SlaMet):
             met.append(payload.timer_id)
@@ -228,17 +241,41 @@ def notice_rows(
     return rows
 
 
+def _crm_body(
+    rt: Runtime,
+    payload: LeadRouted,
+    timestamp: str,
+    context: dict[str, Any],
+    data: dict[str, Any],
+    directories: dict[str, dict],
+) -> bytes:
+    """What a CRM is sent of a routed lead: the webhook body, plus the first-response deadline
+    its task is due at, the rep's e-mail (the owner's key) and the CRM record intake knows."""
+    directory = directories.get(str(payload.team_id)) or {}
+    rep = next(
+        (p for p in directory.get("reps") or [] if str(p.get("id")) == str(payload.rep_id)), {}
+    )
+    due = first_response_due(
+        rt.policy, payload.kind, payload.channel, payload.calendar, payload.routed_at
+    )
+    message = body(payload.type, timestamp, context, data)
+    message["data"]["crm"] = crm_facts(due, rep.get("email"), context.get("external_id"))
+    return orjson.dumps(message)
+
+
 def _delivery(
-    endpoint_id: uuid.UUID,
+    endpoint_id: uuid.UUID | None,
     event_id: uuid.UUID,
     event_type: str,
     lead_id: uuid.UUID,
     raw: bytes,
     now: datetime,
+    connector: str | None = None,
 ) -> dict[str, Any]:
     return {
         "id": uuid.uuid4(),
         "endpoint_id": endpoint_id,
+        "connector": connector,
         "event_id": event_id,
         "lead_id": lead_id,
         "event_type": event_type,
@@ -261,16 +298,25 @@ CLAIM = 50  # deliveries claimed (and sent in parallel) at a time
 
 @dataclass(frozen=True)
 class Sent:
-    """The outcome of one POST."""
+    """The outcome of one delivery's try: a webhook's POST, or a routed lead's writes to a CRM
+    (`linked`: the lead's record there, found even when a later write failed)."""
 
     row: Row
     status: int | None
     error: str | None
-    response: httpx.Response | None
+    response: httpx.Response | None = None
+    retry_after: float | None = None
+    permanent: bool = False
+    rate_limited: bool = False  # the CRM asked to wait: not a failed try
+    linked: CrmRecord | None = None
 
     @property
     def delivered(self) -> bool:
         return self.status is not None and 200 <= self.status < 300
+
+    @property
+    def wait(self) -> float | None:
+        return self.retry_after if self.retry_after is not None else _retry_after(self.response)
 
 
 def _retry_after(response: httpx.Response | None) -> float | None:
@@ -307,6 +353,21 @@ async def send_one(client: httpx.AsyncClient, row: Row) -> Sent:
     return Sent(row, status, error, response)
 
 
+async def write_to_crm(rt: Runtime, client: httpx.AsyncClient, row: Row) -> Sent:
+    """A routed lead's writes to one CRM, without touching the database."""
+    try:
+        lead = RoutedLead.from_body(orjson.loads(row.body))
+        record = await crm_out(rt).write(client, row.connector, lead)
+    except CrmRefused as refused:
+        return Sent(
+            row, refused.status, refused.reason, retry_after=refused.retry_after,
+            permanent=refused.permanent, rate_limited=refused.rate_limited, linked=refused.linked,
+        )  # fmt: skip
+    except (KeyError, ValueError) as exc:  # a body a CRM write cannot be made from
+        return Sent(row, None, f"not a routed lead: {exc!r}"[:300], permanent=True)
+    return Sent(row, 200, None, linked=record)
+
+
 async def record_outcomes(rt: Runtime, sent: list[Sent]) -> None:
     """Write the outcomes of one claim in one transaction: the successes in one UPDATE, each
     failure (rare) with its own retry time, dead letter or disabled endpoint."""
@@ -318,36 +379,45 @@ async def record_outcomes(rt: Runtime, sent: list[Sent]) -> None:
             statuses = {s.row.id: s.status for s in sent if s.delivered and s.status != 200}
             await store.mark_delivered(session, delivered, statuses, now)
         for s in sent:
+            if s.linked is not None:
+                await _linked(rt, session, s.row.lead_id, s.linked, now)
             if s.delivered:
                 continue
             row, status, error = s.row, s.status, s.error
+            gone = status == 410 and row.connector is None  # the endpoint is gone for good
+            if s.rate_limited:  # the CRM asks to wait: the try does not count
+                values: dict[str, Any] = {
+                    "last_status": status,
+                    "last_error": error,
+                    "next_attempt_at": now + timedelta(seconds=s.wait or 1.0),
+                }
+                await store.record_attempt(session, row.id, **values)
+                outcomes.append((s, "rate_limited"))
+                continue
             attempts = row.attempts + 1
-            values: dict[str, Any] = {
-                "attempts": attempts,
-                "last_status": status,
-                "last_error": error,
-            }
-            if status == 410:  # the receiver says this endpoint is gone for good
+            values = {"attempts": attempts, "last_status": status, "last_error": error}
+            if gone:
                 await store.disable_endpoint(session, row.endpoint_id)
             schedule = rt.settings.webhook_retry_schedule or WEBHOOK_SCHEDULE
             delay = (
                 None
-                if status == 410
-                else webhook_retry_delay(attempts, _retry_after(s.response), schedule=schedule)
+                if gone or s.permanent
+                else webhook_retry_delay(attempts, s.wait, schedule=schedule)
             )
             if delay is None:
                 values.update(state="dead", next_attempt_at=None)
-                await rt.outbox.emit(
-                    session,
-                    WebhookDeadLettered(
-                        lead_id=row.lead_id,
-                        delivery_id=row.id,
-                        endpoint_id=row.endpoint_id,
-                        event_type=row.event_type,
-                        attempts=attempts,
-                        last_error=error or f"HTTP {status}",
-                    ),
-                )
+                if row.connector is None:
+                    await rt.outbox.emit(
+                        session,
+                        WebhookDeadLettered(
+                            lead_id=row.lead_id,
+                            delivery_id=row.id,
+                            endpoint_id=row.endpoint_id,
+                            event_type=row.event_type,
+                            attempts=attempts,
+                            last_error=error or f"HTTP {status}",
+                        ),
+                    )
                 outcome = "dead_lettered"
             else:
                 values.update(next_attempt_at=now + timedelta(seconds=delay))
@@ -357,19 +427,41 @@ async def record_outcomes(rt: Runtime, sent: list[Sent]) -> None:
     failed = {s.row.id: outcome for s, outcome in outcomes}
     for s in sent:
         outcome = "sent" if s.delivered else failed[s.row.id]
-        metrics.notifications.labels("webhook", s.row.event_type, outcome).inc()
-    if delivered:
-        metrics.webhook_deliveries.labels("delivered").inc(len(delivered))
+        if s.row.connector is not None:
+            written = "written" if s.delivered else outcome
+            metrics.crm_writes.labels(s.row.connector, written).inc()
+        else:
+            metrics.notifications.labels("webhook", s.row.event_type, outcome).inc()
+            metrics.webhook_deliveries.labels("delivered" if s.delivered else outcome).inc()
     for s, outcome in outcomes:
-        metrics.webhook_deliveries.labels(outcome).inc()
         log.warning(
-            "webhook delivery failed",
+            "CRM write failed" if s.row.connector else "webhook delivery failed",
             extra={
                 "delivery_id": str(s.row.id),
+                "connector": s.row.connector,
                 "status": s.status,
                 "error": s.error,
                 "outcome": outcome,
             },
+        )
+
+
+async def _linked(
+    rt: Runtime, session: AsyncSession, lead_id: uuid.UUID, record: CrmRecord, now: datetime
+) -> None:
+    """The lead's record in a CRM, kept once; `lead.crm_linked` when it is new."""
+    if await store.add_crm_link(
+        session, lead_id, record.system, record.object_type, record.object_id, now
+    ):
+        await rt.outbox.emit(
+            session,
+            LeadCrmLinked(
+                lead_id=lead_id,
+                system=record.system,
+                object_type=record.object_type,
+                object_id=record.object_id,
+                linked_at=rt.clock.now(),
+            ),
         )
 
 
@@ -396,14 +488,22 @@ async def drain(
 
 
 async def run_deliveries(rt: Runtime) -> None:
-    """Worker: claim due deliveries (SKIP LOCKED, so any number of instances can run) and send them."""
+    """Worker: claim due deliveries (SKIP LOCKED, so any number of instances can run) and send
+    them: webhooks signed to their endpoints, routed leads to the CRMs' APIs."""
     # The first dead letter of this process must be visible to increase(): start the series at 0.
     metrics.webhook_deliveries.labels("dead_lettered")
+    for system in crm_out(rt).systems:
+        metrics.crm_writes.labels(system, "dead_lettered")
 
     async def step(client: httpx.AsyncClient) -> bool:
         rows = await claim_due(rt)
         if rows:
-            sent = await asyncio.gather(*(send_one(client, row) for row in rows))
+            sent = await asyncio.gather(
+                *(
+                    write_to_crm(rt, client, row) if row.connector else send_one(client, row)
+                    for row in rows
+                )
+            )
             await record_outcomes(rt, list(sent))
         return bool(rows)
 
@@ -738,3 +838,67 @@ async def list_endpoints(rt: Runtime) -> list[EndpointOut]:
     async with rt.db.unit_of_work() as session:
         rows = await store.all_endpoints(session)
     return [EndpointOut.model_validate(r._asdict()) for r in rows]
+
+
+# --- CRM connectors -------------------------------------------------------------------------
+
+_CRM_OUT = "crm_out"
+
+
+def load_crm_out(rt: Runtime) -> CrmOut:
+    """The connectors file's CRM writes, with their credentials. Raises ConnectorsError,
+    CredentialsUnreadable."""
+    return CrmOut.build(load_connectors(rt.settings.connectors_file), rt.settings)
+
+
+async def prepare_connectors(rt: Runtime) -> None:
+    """At start: a broken connectors file or an unreadable credential file stops notify before
+    it takes any event."""
+    try:
+        rt.state[_CRM_OUT] = crm = load_crm_out(rt)
+    except (ConnectorsError, CredentialsUnreadable) as exc:
+        log.error("refusing to start: %s", exc)
+        raise
+    missing = [
+        name
+        for name, writer, present in (
+            ("hubspot", crm.hubspot, crm.hubspot and crm.hubspot.token_present),
+            ("salesforce", crm.salesforce, crm.salesforce and crm.salesforce.credentials_present),
+        )
+        if writer is not None and not present
+    ]
+    for name in missing:  # its writes are dead-lettered, and can be replayed once it has them
+        log.warning("the %s connector is enabled without its credentials", name)
+
+
+def crm_out(rt: Runtime) -> CrmOut:
+    if _CRM_OUT not in rt.state:
+        rt.state[_CRM_OUT] = load_crm_out(rt)
+    return rt.state[_CRM_OUT]
+
+
+def connectors_view(rt: Runtime) -> ConnectorsOut:
+    """The connectors' out parts as notify runs them; of the credentials only whether each is
+    there."""
+    crm, settings = crm_out(rt), rt.settings
+    token = crm.hubspot.token_present if crm.hubspot else settings.hubspot_private_app_token
+    secret = crm.salesforce.secret_present if crm.salesforce else settings.salesforce_client_secret
+    return ConnectorsOut.model_validate(
+        {
+            "file": settings.connectors_file,
+            "hubspot": {
+                "outbound": crm.connectors.hubspot.outbound,
+                "api_url": settings.hubspot_api_url,
+                "credentials": {
+                    "private_app_token": bool(token or settings.hubspot_private_app_token_file)
+                },
+            },
+            "salesforce": {
+                "outbound": crm.connectors.salesforce.outbound,
+                "credentials": {
+                    "client_id": bool(settings.salesforce_client_id),
+                    "client_secret": bool(secret or settings.salesforce_client_secret_file),
+                },
+            },
+        }
+    )

@@ -36,6 +36,10 @@ def updated(context: dict[str, Any], payload: Payload, data: dict[str, Any]) -> 
     match payload:
         case LeadSnapshot() | LeadMql():
             new["lead"] = {k: data[k] for k in LEAD_FIELDS if k in data}
+            if isinstance(payload, LeadSnapshot) and data.get("external_id"):
+                # how a CRM knows the lead already (HubSpot intake: its contact), for the writes
+                # to the CRM when the lead is routed
+                new["external_id"] = data["external_id"]
             if isinstance(payload, LeadMql):
                 new["score"] = {"fit": data["fit"], "engagement": data["engagement"]}
         case LeadScored():

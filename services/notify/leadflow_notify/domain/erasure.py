@@ -12,6 +12,7 @@ def context_without_personal_data(context: dict[str, Any]) -> dict[str, Any]:
     redacted = dict(context)
     if isinstance(redacted.get("lead"), dict):
         redacted["lead"] = without_personal_data(redacted["lead"])
+    redacted.pop("external_id", None)
     redacted["erased"] = True
     return redacted
 
