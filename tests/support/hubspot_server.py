@@ -21,6 +21,14 @@ api-reference/latest/error-handling, developers.hubspot.com/docs/api/usage-detai
 - too many requests: 429 with `Retry-After` and the rate-limit body (`status` error,
   `errorType` RATE_LIMIT, `policyName` SECONDLY, `correlationId`).
 
+Calls, e-mails and meetings (CRM API v3 object endpoints, HubSpot's "Calls", "Email" and
+"Meetings" references): `GET /crm/v3/objects/{calls|emails|meetings}/{id}` with the query
+parameters `properties` (comma-separated) and `associations` (`contacts`) answers 200 with a
+`SimplePublicObjectWithAssociations` (`id`, `properties`: those asked for, plus `hs_object_id`,
+`hs_createdate`, `hs_lastmodifieddate`; `createdAt`, `updatedAt`, `archived`; `associations.
+contacts.results` of `{"id", "type"}`, e.g. `call_to_contact`), or 404 with category
+`OBJECT_NOT_FOUND`. `add_engagement` holds them.
+
 `contacts` holds the account's contacts (id -> properties, updatedAt); `answers` scripts what
 the next requests get instead of the documented answer: `("rate_limited", seconds)`,
 `("error", None)` (500), `("hang", None)` (no answer until the server stops); `down = True` makes
@@ -38,6 +46,7 @@ from typing import Any
 from leadflow_tools.receiver import LocalServer, read_body
 
 BATCH_READ = "/crm/v3/objects/contacts/batch/read"
+ENGAGEMENT_KINDS = {"calls": "call", "emails": "email", "meetings": "meeting"}
 MAX_INPUTS = 100
 
 
@@ -61,6 +70,7 @@ class HubSpotApiServer(LocalServer):
         self.answers: list[tuple[str, float | None]] = []
         self.down = False
         self.requests: list[dict[str, Any]] = []
+        self.engagements: dict[tuple[str, str], dict[str, Any]] = {}
         self._release = asyncio.Event()
 
     @property
@@ -69,6 +79,41 @@ class HubSpotApiServer(LocalServer):
 
     def add_contact(self, contact_id: int, properties: dict[str, str], updated_at: datetime):
         self.contacts[str(contact_id)] = {"properties": properties, "updatedAt": updated_at}
+
+    def add_engagement(
+        self,
+        kind: str,
+        engagement_id: int,
+        properties: dict[str, str],
+        contact_ids: list[int],
+        created_at: datetime,
+    ) -> None:
+        """A call, e-mail or meeting (`kind`: calls, emails, meetings) logged on contacts."""
+        self.engagements[(kind, str(engagement_id))] = {
+            "properties": properties, "contacts": contact_ids, "createdAt": created_at,
+        }  # fmt: skip
+
+    def _engagement(self, kind: str, engagement_id: str, query: str) -> tuple[int, dict]:
+        from urllib.parse import parse_qs
+
+        found = self.engagements.get((kind, engagement_id))
+        if found is None:
+            return 404, _error("OBJECT_NOT_FOUND", f"Object not found. objectId are usually "
+                               f"numeric. {engagement_id}")  # fmt: skip
+        params = parse_qs(query)
+        asked = [n for value in params.get("properties", []) for n in value.split(",") if n]
+        created = found["createdAt"].isoformat().replace("+00:00", "Z")
+        props = {n: found["properties"].get(n) for n in asked if n in found["properties"]}
+        props |= {"hs_object_id": engagement_id, "hs_createdate": created,
+                  "hs_lastmodifieddate": created}  # fmt: skip
+        answer: dict[str, Any] = {"id": engagement_id, "properties": props, "createdAt": created,
+                                  "updatedAt": created, "archived": False}  # fmt: skip
+        if "contacts" in ",".join(params.get("associations", [])).split(","):
+            kind_name = ENGAGEMENT_KINDS[kind]
+            answer["associations"] = {"contacts": {"results": [
+                {"id": str(c), "type": f"{kind_name}_to_contact"} for c in found["contacts"]
+            ]}}  # fmt: skip
+        return 200, answer
 
     def _batch_read(self, body: Any) -> tuple[int, dict]:
         problems = []
@@ -124,7 +169,21 @@ class HubSpotApiServer(LocalServer):
             {"method": scope["method"], "path": scope["path"], "headers": headers, "json": body}
         )
         extra: list[tuple[bytes, bytes]] = []
-        if scope["path"] != BATCH_READ or scope["method"] != "POST":
+        parts = scope["path"].strip("/").split("/")
+        engagement = (
+            scope["method"] == "GET" and len(parts) == 5 and parts[:3] == ["crm", "v3", "objects"]
+            and parts[3] in ENGAGEMENT_KINDS
+        )  # fmt: skip
+        if engagement and headers.get("authorization") == f"Bearer {self.token}" and not self.down:
+            status, answer = self._engagement(
+                parts[3], parts[4], scope.get("query_string", b"").decode()
+            )
+        elif engagement:
+            status, answer = 401, _error("INVALID_AUTHENTICATION", "Authentication credentials "
+                                         "not found. Use a private app access token.")  # fmt: skip
+            if self.down:
+                status, answer = 503, _error("SERVICE_UNAVAILABLE", "HubSpot is unavailable")
+        elif scope["path"] != BATCH_READ or scope["method"] != "POST":
             status, answer = 404, _error("OBJECT_NOT_FOUND", "not an endpoint of this server")
         elif headers.get("authorization") != f"Bearer {self.token}":
             refusal = "Authentication credentials not found. Use a private app access token."
@@ -152,6 +211,9 @@ class HubSpotApiServer(LocalServer):
             "headers": [(b"content-type", b"application/json;charset=utf-8"), *extra],
         })  # fmt: skip
         await send({"type": "http.response.body", "body": json.dumps(answer).encode()})
+
+    def engagement_reads(self) -> list[dict[str, Any]]:
+        return [r for r in self.requests if r["method"] == "GET" and "/objects/" in r["path"]]
 
     def batch_reads(self) -> list[dict[str, Any]]:
         return [r for r in self.requests if r["path"] == BATCH_READ]
