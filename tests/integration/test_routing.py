@@ -111,7 +111,7 @@ async def test_weighted_and_load_balanced_teams(stack):
 
 
 async def _waiting(routing) -> list[dict]:
-    return (await routing.get("/v1/unassigned")).json()
+    return (await routing.get("/v1/unassigned")).json()["items"]
 
 
 async def test_skips_account_match_trace_and_dry_run(stack):
@@ -222,8 +222,8 @@ async def test_a_routing_file_loads_all_or_nothing_and_routes_by_its_rules(setti
         assert loaded.json() == {"teams": 3, "reps_created": 5, "reps_updated": 0, "rules": 3}
         again = await routing.put("/v1/routing-config", json=document, headers=ADMIN)
         assert again.json()["reps_updated"] == 5  # loading twice changes nothing
-        assert len((await routing.get("/v1/reps")).json()) == 5
-        rules = (await routing.get("/v1/rules")).json()
+        assert len((await routing.get("/v1/reps")).json()["items"]) == 5
+        rules = (await routing.get("/v1/rules")).json()["items"]
         assert [r["name"] for r in rules] == [
             "partner channel",
             "enterprise accounts",
@@ -247,14 +247,15 @@ async def test_a_routing_file_loads_all_or_nothing_and_routes_by_its_rules(setti
         refused = await routing.put("/v1/routing-config", json=broken, headers=ADMIN)
         assert refused.status_code == 422
         assert refused.json()["field"] == "rules.0.team"
-        assert len((await routing.get("/v1/rules")).json()) == 3  # nothing half-applied
+        assert len((await routing.get("/v1/rules")).json()["items"]) == 3  # nothing half-applied
 
 
 async def test_least_recently_assigned_gives_each_lead_to_the_rep_who_waited_longest(stack):
     settings = await stack.isolated_settings()
     async with service_client("routing", settings) as routing:
         team = await add_team(routing, "Waiting line", "least_recently_assigned")
-        listed = {t["name"]: t["strategy"] for t in (await routing.get("/v1/teams")).json()}
+        teams = (await routing.get("/v1/teams")).json()["items"]
+        listed = {t["name"]: t["strategy"] for t in teams}
         assert listed["Waiting line"] == "least_recently_assigned"
         reps = [await add_rep(routing, f"Rep {i}", team) for i in range(3)]
         response = await routing.post(
@@ -281,7 +282,7 @@ async def test_an_unknown_strategy_is_refused_naming_the_field(settings):
             "/v1/teams", json={"name": "Lucky", "strategy": "coin_flip"}, headers=ADMIN
         )
         loaded = await routing.put("/v1/routing-config", json=document, headers=ADMIN)
-        teams = (await routing.get("/v1/teams")).json()
+        teams = (await routing.get("/v1/teams")).json()["items"]
     for response, field in ((team, "strategy"), (loaded, "teams.0.strategy")):
         assert response.status_code == 422, response.text
         problem = response.json()

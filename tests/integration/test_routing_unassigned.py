@@ -75,7 +75,7 @@ async def wait_emitted(settings, event_type: str, count: int) -> list[CloudEvent
 async def waiting(client) -> list[dict]:
     response = await client.get("/v1/unassigned")
     assert response.status_code == 200, response.text
-    return response.json()
+    return response.json()["items"]
 
 
 async def wait_waiting(client, count: int) -> list[dict] | bool:

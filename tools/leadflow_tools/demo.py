@@ -250,7 +250,7 @@ class Demo:
         routing = self.url("routing")
         response = await client.put(f"{routing}/v1/routing-config", json=ROUTING, headers=ADMIN)
         response.raise_for_status()
-        reps = (await client.get(f"{routing}/v1/reps")).json()
+        reps = (await client.get(f"{routing}/v1/reps", params={"limit": 500})).json()["items"]
         pace = {email: minutes for _, email, _, minutes in REPS}
         self.rep_pace = {r["id"]: pace[r["email"]] for r in reps if r.get("email") in pace}
         response = await client.post(

@@ -454,8 +454,9 @@ async def from_routing(rt: Runtime, path: str, reader: Reader) -> tuple[Any, str
 
 
 async def rep_names(rt: Runtime, reader: Reader) -> tuple[dict[str, str], str | None]:
-    rows, note = await from_routing(rt, "/v1/reps", reader)
-    return {str(r["id"]): r["name"] for r in rows or []}, note
+    """Routing's reps by id (its list's first page, of the most it gives at once)."""
+    page, note = await from_service(rt, "routing", "/v1/reps", reader, {"limit": "500"})
+    return {str(r["id"]): r["name"] for r in (page or {}).get("items", [])}, note
 
 
 async def review_page(

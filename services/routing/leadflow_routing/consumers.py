@@ -3,7 +3,16 @@
 from __future__ import annotations
 
 from leadflow.consumer import Received, Subscription
-from leadflow.contracts.events import LeadErased, LeadMql, LeadStatusChanged, SlaEscalated
+from leadflow.contracts.events import (
+    LeadErased,
+    LeadMql,
+    LeadStatusChanged,
+    SlaBreached,
+    SlaEscalated,
+    SlaEvent,
+    SlaMet,
+    SlaWarning,
+)
 from leadflow.service import Runtime
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -14,10 +23,8 @@ def subscriptions(rt: Runtime) -> list[Subscription]:
     async def route_mqls(session: AsyncSession, received: list[Received[LeadMql]]) -> None:
         await use_cases.route_batch(rt, session, [item.payload for item in received])
 
-    async def reassign_escalated(
-        session: AsyncSession, received: list[Received[SlaEscalated]]
-    ) -> None:
-        await use_cases.reassign_escalated(rt, session, [item.payload for item in received])
+    async def follow_clocks(session: AsyncSession, received: list[Received[SlaEvent]]) -> None:
+        await use_cases.follow_clocks(rt, session, [item.payload for item in received])
 
     async def close_open_work(
         session: AsyncSession, received: list[Received[LeadStatusChanged]]
@@ -29,7 +36,9 @@ def subscriptions(rt: Runtime) -> list[Subscription]:
 
     return [
         Subscription("mql", takes=(LeadMql,), apply=route_mqls),
-        Subscription("sla", takes=(SlaEscalated,), apply=reassign_escalated),
+        Subscription(
+            "sla", takes=(SlaWarning, SlaBreached, SlaEscalated, SlaMet), apply=follow_clocks
+        ),
         Subscription("feedback", takes=(LeadStatusChanged,), apply=close_open_work),
         Subscription("erasure", takes=(LeadErased,), apply=erase),
     ]

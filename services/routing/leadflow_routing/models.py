@@ -42,6 +42,8 @@ reps = sa.Table(
     sa.Column("weight", sa.Integer, nullable=False, server_default="1"),
     sa.Column("active", sa.Boolean, nullable=False, server_default=sa.true()),
     sa.Column("out_of_office", sa.Boolean, nullable=False, server_default=sa.false()),
+    # when an out of office ends by itself; null: when an admin ends it
+    sa.Column("out_of_office_until", sa.DateTime(timezone=True)),
     sa.Column("timezone", sa.Text),  # IANA name; null: UTC
     sa.Column("working_hours", JSON),  # {"mon": [["09:00", "17:00"]], ...}; null: always
     sa.Column("slack_member_id", sa.Text),
@@ -76,8 +78,10 @@ assignments = sa.Table(
     metadata,
     sa.Column("id", UUID(as_uuid=True), primary_key=True),
     sa.Column("lead_id", UUID(as_uuid=True), nullable=False, index=True),
-    sa.Column("team_id", UUID(as_uuid=True), sa.ForeignKey("teams.id"), nullable=False),
-    sa.Column("rep_id", UUID(as_uuid=True), sa.ForeignKey("reps.id")),
+    # History: the ids of the team and rep as they were, kept when either is deleted later (a
+    # team or rep with open work cannot be deleted: use_cases checks it).
+    sa.Column("team_id", UUID(as_uuid=True), nullable=False),
+    sa.Column("rep_id", UUID(as_uuid=True)),
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("trace", JSON, nullable=False),
     sa.Column("current", sa.Boolean, nullable=False, server_default=sa.true()),
@@ -90,6 +94,12 @@ assignments = sa.Table(
     sa.Index(
         "ix_assignments_open_by_rep",
         "rep_id",
+        postgresql_where=sa.text("current AND closed_at IS NULL"),
+    ),
+    # Each team's open leads (the team's worklist).
+    sa.Index(
+        "ix_assignments_open_by_team",
+        "team_id",
         postgresql_where=sa.text("current AND closed_at IS NULL"),
     ),
     # Each rep's last assignment (what strategies see as `last_assigned_at`): one index probe.
@@ -123,4 +133,19 @@ unassigned = sa.Table(
     # arrival order: leads queued by one decision batch share `queued_at`; the queue is walked
     # in this order, oldest first
     sa.Column("seq", sa.BigInteger, sa.Identity(always=True), nullable=False, unique=True),
+)
+
+# The SLA clocks of leads in open work, as routing knows them for the worklists: each clock a
+# `lead.routed` opens, due when the policy schedules it (estimated when routed), then as
+# sla-timer's events say (`sla.warning`, `sla.breached`, `sla.escalated` set the level and due
+# instant; `sla.met` removes the clock). Nothing personal.
+lead_clocks = sa.Table(
+    "lead_clocks",
+    metadata,
+    sa.Column("lead_id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("sla", sa.Text, primary_key=True),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("due_at", sa.DateTime(timezone=True), nullable=False),
+    # open (no event yet), or the last level sla-timer fired: warning, breached, team_lead, ...
+    sa.Column("level", sa.Text, nullable=False, server_default="open"),
 )

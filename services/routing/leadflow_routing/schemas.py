@@ -9,11 +9,12 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from email_validator import EmailNotValidError, validate_email
+from leadflow.contracts.calendar import BusinessCalendar
 from leadflow.contracts.events import UnassignedReason
 from leadflow.text import StorableModel
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, TypeAdapter, field_validator
 
-from leadflow_routing.domain.assignment import DAYS, RULE_FIELDS
+from leadflow_routing.domain.assignment import DAYS, RULE_FIELDS, condition_problem
 from leadflow_routing.domain.strategies import DEFAULT_STRATEGY, strategy_names
 
 # Derived from the domain: a strategy, rule field or day added there is offered here (and
@@ -101,10 +102,23 @@ def _webhook_url(url: str | None) -> str | None:
     return None if url is None else str(_url.validate_python(url))
 
 
+def _calendar(spec: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A team's business calendar, refused (naming the key) unless SLA clocks can run on it."""
+    if spec is not None:
+        BusinessCalendar.from_spec(spec)
+    return spec
+
+
+CALENDAR = (
+    'the team\'s business calendar for its SLA clocks, e.g. {"timezone": "Europe/Warsaw", '
+    '"hours": {"mon": ["09:00-17:00"]}, "holiday_country": "PL"}; null: the policy\'s'
+)
+
+
 class TeamIn(StorableModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=200)
-    calendar: dict[str, Any] | None = None
+    calendar: dict[str, Any] | None = Field(default=None, description=CALENDAR)
     strategy: Strategy = DEFAULT_STRATEGY
     team_lead: Person | None = Field(default=None, description="hears escalations at team_lead_at")
     manager: Person | None = Field(default=None, description="hears escalations at manager_at")
@@ -118,13 +132,15 @@ class TeamIn(StorableModel):
     )
 
     _urls = field_validator("slack_webhook_url", "teams_webhook_url")(_webhook_url)
+    _calendars = field_validator("calendar")(_calendar)
 
 
 class TeamPatch(StorableModel):
-    """Change what is given; null removes a team lead, a manager or a channel."""
+    """Change what is given; null removes a team lead, a manager, a channel or the calendar."""
 
     model_config = ConfigDict(extra="forbid")
     name: str | None = Field(default=None, min_length=1, max_length=200)
+    calendar: dict[str, Any] | None = Field(default=None, description=CALENDAR)
     strategy: Strategy | None = None
     team_lead: Person | None = None
     manager: Person | None = None
@@ -132,6 +148,7 @@ class TeamPatch(StorableModel):
     teams_webhook_url: str | None = Field(default=None, max_length=2000)
 
     _urls = field_validator("slack_webhook_url", "teams_webhook_url")(_webhook_url)
+    _calendars = field_validator("calendar")(_calendar)
 
 
 class TeamOut(TeamIn):
@@ -146,14 +163,23 @@ class RepIn(Contact):
     weight: int = Field(default=1, ge=1, le=100)
     active: bool = True
     out_of_office: bool = False
+    out_of_office_until: datetime | None = Field(
+        default=None,
+        description="when the out of office ends by itself (with out_of_office); null: when "
+        "it is changed",
+    )
 
 
 class RepPatch(StorableModel):
-    """Change what is given; e.g. {"out_of_office": true} while a rep is away."""
+    """Change what is given; e.g. {"out_of_office": true, "out_of_office_until": "…"} while a
+    rep is away (an until alone sets out_of_office; out_of_office false clears the until)."""
 
     model_config = ConfigDict(extra="forbid")
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    team_id: uuid.UUID | None = Field(default=None, description="move the rep to this team")
     active: bool | None = None
     out_of_office: bool | None = None
+    out_of_office_until: datetime | None = None
     capacity: int | None = Field(default=None, ge=0, le=10_000)
     weight: int | None = Field(default=None, ge=1, le=100)
     email: str | None = Field(default=None, max_length=320)
@@ -173,31 +199,84 @@ class RepOut(RepIn):
     model_config = ConfigDict(extra="ignore")
     id: uuid.UUID
     team_id: uuid.UUID
+    away: bool | None = Field(
+        default=None,
+        description="out of office now (an out_of_office_until passed has ended it); in reads",
+    )
+    open_leads: int | None = Field(
+        default=None, description="leads in the rep's open work now (against capacity); in reads"
+    )
+
+
+Condition = Annotated[
+    list[str] | dict[str, Any],
+    Field(
+        description='values listed (["PL", "DE"] or {"in": [...]}, case-insensitive), a range '
+        'of a number field ({"min": 50, "max": 1000}, either bound optional) or a negation '
+        '({"not": <condition>})',
+        examples=[["PL", "DE"], {"min": 50, "max": 1000}, {"not": {"in": ["gov"]}}],
+    ),
+]
+
+
+def _conditions(conditions: dict[str, Any] | None) -> dict[str, Any] | None:
+    for name, condition in (conditions or {}).items():
+        problem = condition_problem(name, condition)
+        if problem is not None:
+            raise ValueError(problem)
+    return conditions
 
 
 class RuleIn(StorableModel):
     """First matching rule (lowest priority number first) picks the team; every condition must
-    hold, each listing the values it accepts (case-insensitive)."""
+    hold: a list of accepted values, a number range, or the negation of either."""
 
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=200)
     priority: int = Field(default=100, ge=0, le=1_000_000)
-    conditions: dict[RuleField, list[str]] = Field(min_length=1)
+    conditions: dict[RuleField, Condition] = Field(min_length=1)
     team_id: uuid.UUID
     active: bool = True
 
-    @field_validator("conditions")
-    @classmethod
-    def _non_empty(cls, conditions: dict[str, list[str]]) -> dict[str, list[str]]:
-        for name, values in conditions.items():
-            if not values:
-                raise ValueError(f"{name}: list at least one value")
-        return conditions
+    _checked = field_validator("conditions")(_conditions)
+
+
+class RulePatch(StorableModel):
+    """Change what is given; `conditions` replaces them all."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    priority: int | None = Field(default=None, ge=0, le=1_000_000)
+    conditions: dict[RuleField, Condition] | None = Field(default=None, min_length=1)
+    team_id: uuid.UUID | None = None
+    active: bool | None = None
+
+    _checked = field_validator("conditions")(_conditions)
 
 
 class RuleOut(RuleIn):
     model_config = ConfigDict(extra="ignore")
     id: uuid.UUID
+
+
+class AccountIn(StorableModel):
+    """An account's owner: the rep its leads go to (the rep's team with it)."""
+
+    model_config = ConfigDict(extra="forbid")
+    domain: str = Field(min_length=3, max_length=253, pattern=r"^[A-Za-z0-9.-]+\.[A-Za-z]{2,}$")
+    rep_id: uuid.UUID
+
+
+class AccountPatch(StorableModel):
+    model_config = ConfigDict(extra="forbid")
+    rep_id: uuid.UUID
+
+
+class AccountOut(BaseModel):
+    domain: str
+    rep_id: uuid.UUID
+    team_id: uuid.UUID
+    since: datetime
 
 
 class RepConfig(RepIn):
@@ -266,3 +345,22 @@ class WaitingOut(BaseModel):
     reason: UnassignedReason = Field(description="what keeps the lead from a rep (lead.unassigned)")
     queued_at: datetime
     waited_seconds: float = Field(description="seconds since it was queued, on the service clock")
+
+
+class WorkItem(BaseModel):
+    """A lead in a rep's open work, with its most urgent SLA clock as routing knows it (opened
+    when routed, as the policy schedules it; then as sla-timer's events say)."""
+
+    lead_id: uuid.UUID
+    team_id: uuid.UUID
+    rep_id: uuid.UUID | None
+    kind: str | None = Field(description="mql | pql")
+    channel: str | None
+    assigned_at: datetime
+    sla: str | None = Field(description="the open clock due first; null: no open clock known")
+    sla_level: str | None = Field(
+        description="open (nothing fired yet), or the last level fired: warning, breached, …"
+    )
+    due_at: datetime | None
+    seconds_left: float | None = Field(description="until due_at on the service clock; < 0: late")
+    state: Literal["overdue", "warning", "on_track", "no_clock"]

@@ -6,12 +6,13 @@ import re
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import sqlalchemy as sa
 from leadflow.contracts.erasure import forget_events, without_personal_data
 from leadflow.db import kernel_tables
+from leadflow.paging import Listing, PageRequest
 from sqlalchemy.dialects.postgresql import ARRAY, UUID, insert
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -21,6 +22,7 @@ from leadflow_routing.models import (
     accounts,
     assignments,
     erased_leads,
+    lead_clocks,
     metadata,
     reps,
     rules,
@@ -164,7 +166,7 @@ async def team_reps(
         found[r.team_id].append(
             RepView(
                 r.id, r.name, r.active, r.out_of_office, r.weight, r.capacity, r.open_leads,
-                r.timezone, r.working_hours, r.last_assigned_at,
+                r.timezone, r.working_hours, r.last_assigned_at, r.out_of_office_until,
             )
         )  # fmt: skip
     return found
@@ -506,3 +508,307 @@ async def replace_strategy_check(session: AsyncSession, names: Sequence[str]) ->
             f"ADD CONSTRAINT {STRATEGY_CHECK} CHECK (strategy IN ({allowed}))"
         )
     )
+
+
+# --- configuration: reads, deletions, what uses what ------------------------------------
+
+_open = sa.and_(a.current, a.closed_at.is_(None))
+# A far instant standing for "no clock due": paging compares sort values, never nulls.
+NO_DUE = datetime(9999, 1, 1, tzinfo=UTC)
+
+TEAMS = Listing(
+    name="teams",
+    key=teams.c.id,
+    sorts={"created_at": teams.c.created_at, "name": teams.c.name},
+    default_sort="created_at",
+    filters={
+        "name": (teams.c.name, str),
+        "strategy": (teams.c.strategy, str),
+        "is_fallback": (teams.c.is_fallback, bool),
+    },
+)
+REPS = Listing(
+    name="reps",
+    key=reps.c.id,
+    sorts={"created_at": reps.c.created_at, "name": reps.c.name},
+    default_sort="created_at",
+    filters={
+        "team_id": (reps.c.team_id, uuid.UUID),
+        "active": (reps.c.active, bool),
+        "out_of_office": (reps.c.out_of_office, bool),
+        "email": (reps.c.email, str),
+    },
+)
+RULES = Listing(
+    name="rules",
+    key=rules.c.id,
+    sorts={"priority": rules.c.priority, "name": rules.c.name, "created_at": rules.c.created_at},
+    default_sort="priority",
+    filters={"team_id": (rules.c.team_id, uuid.UUID), "active": (rules.c.active, bool)},
+)
+ACCOUNTS = Listing(
+    name="accounts",
+    key=accounts.c.domain,
+    sorts={"domain": accounts.c.domain, "since": accounts.c.since},
+    default_sort="domain",
+    filters={"rep_id": (accounts.c.rep_id, uuid.UUID), "team_id": (accounts.c.team_id, uuid.UUID)},
+)
+WAITING = Listing(
+    name="unassigned",
+    key=u.lead_id,
+    sorts={"queue": u.seq, "queued_at": u.queued_at},
+    default_sort="queue",
+    filters={"team_id": (u.team_id, uuid.UUID), "reason": (u.reason, str)},
+)
+# A lead's clock due first (lateral: one per lead in open work).
+_first_clock = (
+    sa.select(lead_clocks.c.sla, lead_clocks.c.due_at, lead_clocks.c.level)
+    .where(lead_clocks.c.lead_id == a.lead_id)
+    .order_by(lead_clocks.c.due_at, lead_clocks.c.sla)
+    .limit(1)
+    .lateral("first_clock")
+)
+WORKLIST = Listing(
+    name="worklist",
+    key=a.lead_id,
+    sorts={
+        "due_at": sa.func.coalesce(_first_clock.c.due_at, NO_DUE),
+        "assigned_at": a.created_at,
+    },
+    default_sort="due_at",
+    filters={"sla": (_first_clock.c.sla, str)},
+)
+_rep_read = (
+    sa.select(reps, sa.func.coalesce(_open_leads.c.n, 0).label("open_leads"))
+    .outerjoin(_open_leads, _open_leads.c.rep_id == reps.c.id)
+)  # fmt: skip
+_worklist = (
+    sa.select(
+        a.lead_id, a.team_id, a.rep_id, a.created_at.label("assigned_at"),
+        a.mql["kind"].astext.label("kind"), a.mql["channel"].astext.label("channel"),
+        _first_clock.c.sla, _first_clock.c.due_at, _first_clock.c.level,
+    )
+    .select_from(assignments.outerjoin(_first_clock, sa.true()))
+    .where(_open)
+)  # fmt: skip
+
+
+async def page_teams(session: AsyncSession, wanted: PageRequest) -> Sequence[Row]:
+    return (await session.execute(wanted.select(sa.select(teams)))).all()
+
+
+async def page_reps(session: AsyncSession, wanted: PageRequest) -> Sequence[Row]:
+    """Reps with their open leads now."""
+    return (await session.execute(wanted.select(_rep_read))).all()
+
+
+async def page_rules(session: AsyncSession, wanted: PageRequest) -> Sequence[Row]:
+    return (await session.execute(wanted.select(sa.select(rules)))).all()
+
+
+async def page_accounts(session: AsyncSession, wanted: PageRequest) -> Sequence[Row]:
+    return (await session.execute(wanted.select(sa.select(accounts)))).all()
+
+
+async def page_waiting(session: AsyncSession, wanted: PageRequest) -> Sequence[Row]:
+    """Waiting leads with their team's name."""
+    return (await session.execute(wanted.select(_waiting_with_team))).all()
+
+
+async def page_worklist(
+    session: AsyncSession,
+    wanted: PageRequest,
+    *,
+    rep_id: uuid.UUID | None = None,
+    team_id: uuid.UUID | None = None,
+) -> Sequence[Row]:
+    """The open leads of a rep or a team, each with its clock due first."""
+    query = _worklist
+    if rep_id is not None:
+        query = query.where(a.rep_id == rep_id)
+    if team_id is not None:
+        query = query.where(a.team_id == team_id)
+    return (await session.execute(wanted.select(query))).all()
+
+
+async def team_row(session: AsyncSession, team_id: uuid.UUID) -> Row | None:
+    return (await session.execute(sa.select(teams).where(teams.c.id == team_id))).first()
+
+
+async def rep_row(session: AsyncSession, rep_id: uuid.UUID) -> Row | None:
+    """The rep with its open leads now."""
+    return (await session.execute(_rep_read.where(reps.c.id == rep_id))).first()
+
+
+async def rule_row(session: AsyncSession, rule_id: uuid.UUID) -> Row | None:
+    return (await session.execute(sa.select(rules).where(rules.c.id == rule_id))).first()
+
+
+async def rep_exists(session: AsyncSession, rep_id: uuid.UUID) -> Row | None:
+    """The rep's id and team, if there is such a rep."""
+    query = sa.select(reps.c.id, reps.c.team_id).where(reps.c.id == rep_id)
+    return (await session.execute(query)).first()
+
+
+async def team_uses(session: AsyncSession, team_id: uuid.UUID) -> dict[str, int]:
+    """What still uses the team: its reps, rules, accounts, leads in open work and waiting."""
+    counts = sa.select(
+        sa.select(sa.func.count()).where(reps.c.team_id == team_id).scalar_subquery().label("reps"),
+        sa.select(sa.func.count()).where(rules.c.team_id == team_id).scalar_subquery()
+        .label("rules"),
+        sa.select(sa.func.count()).where(accounts.c.team_id == team_id).scalar_subquery()
+        .label("accounts"),
+        sa.select(sa.func.count()).where(_open, a.team_id == team_id).scalar_subquery()
+        .label("open leads"),
+        sa.select(sa.func.count()).where(u.team_id == team_id).scalar_subquery()
+        .label("waiting leads"),
+    )  # fmt: skip
+    row = (await session.execute(counts)).one()
+    return dict(row._mapping)
+
+
+async def rep_uses(session: AsyncSession, rep_id: uuid.UUID) -> dict[str, int]:
+    """What still uses the rep: its leads in open work and the accounts it owns."""
+    counts = sa.select(
+        sa.select(sa.func.count()).where(_open, a.rep_id == rep_id).scalar_subquery()
+        .label("open leads"),
+        sa.select(sa.func.count()).where(accounts.c.rep_id == rep_id).scalar_subquery()
+        .label("accounts"),
+    )  # fmt: skip
+    row = (await session.execute(counts)).one()
+    return dict(row._mapping)
+
+
+async def delete_team(session: AsyncSession, team_id: uuid.UUID) -> None:
+    await session.execute(sa.delete(teams).where(teams.c.id == team_id))
+
+
+async def delete_rep(session: AsyncSession, rep_id: uuid.UUID) -> None:
+    await session.execute(sa.delete(reps).where(reps.c.id == rep_id))
+
+
+async def patch_rule(session: AsyncSession, rule_id: uuid.UUID, changes: dict[str, Any]) -> Row:
+    query = (
+        sa.update(rules).where(rules.c.id == rule_id).values(**changes).returning(rules)
+        if changes
+        else sa.select(rules).where(rules.c.id == rule_id)
+    )
+    return (await session.execute(query)).one()
+
+
+async def reps_moved_team(session: AsyncSession, rep_id: uuid.UUID) -> None:
+    """A rep moved to another team takes its accounts along (an account's leads go to its
+    owner's team)."""
+    team = sa.select(reps.c.team_id).where(reps.c.id == rep_id).scalar_subquery()
+    await session.execute(
+        sa.update(accounts).where(accounts.c.rep_id == rep_id).values(team_id=team)
+    )
+
+
+async def next_out_of_office_end(session: AsyncSession, now: datetime) -> datetime | None:
+    """The soonest instant after `now` at which a rep's out of office ends by itself."""
+    return await session.scalar(
+        sa.select(sa.func.min(reps.c.out_of_office_until)).where(
+            reps.c.out_of_office, reps.c.out_of_office_until > now
+        )
+    )
+
+
+# --- account owners ------------------------------------------------------------------------
+
+
+async def locked_account(session: AsyncSession, domain: str) -> Row | None:
+    query = sa.select(accounts).where(accounts.c.domain == domain).with_for_update()
+    return (await session.execute(query)).first()
+
+
+async def add_account(session: AsyncSession, values: dict[str, Any]) -> Row | None:
+    """The account made; None when the domain has an owner already."""
+    query = insert(accounts).values(**values).on_conflict_do_nothing().returning(accounts)
+    return (await session.execute(query)).first()
+
+
+async def change_account(session: AsyncSession, domain: str, values: dict[str, Any]) -> Row:
+    query = (
+        sa.update(accounts).where(accounts.c.domain == domain).values(**values).returning(accounts)
+    )
+    return (await session.execute(query)).one()
+
+
+async def delete_account(session: AsyncSession, domain: str) -> None:
+    await session.execute(sa.delete(accounts).where(accounts.c.domain == domain))
+
+
+# --- the SLA clocks of open work -----------------------------------------------------------
+
+_open_clocks = insert(lead_clocks).execution_options(insertmanyvalues_page_size=ROWS_PER_INSERT)
+_open_clocks = _open_clocks.on_conflict_do_update(
+    index_elements=[lead_clocks.c.lead_id, lead_clocks.c.sla],
+    set_={
+        "started_at": _open_clocks.excluded.started_at,
+        "due_at": _open_clocks.excluded.due_at,
+        "level": _open_clocks.excluded.level,
+    },
+)
+_c = lead_clocks.c
+
+
+async def open_clocks(
+    session: AsyncSession, lead_ids: Iterable[uuid.UUID], clocks: list[dict[str, Any]]
+) -> None:
+    """The leads (routed again, or for the first time) have these clocks now, and no other."""
+    ids = sorted(set(lead_ids))
+    if ids:
+        await session.execute(
+            sa.delete(lead_clocks).where(_c.lead_id == sa.any_(_ids)), {"ids": ids}
+        )
+    if clocks:
+        await session.execute(_open_clocks, clocks)
+
+
+async def clocks_fired(session: AsyncSession, fired: list[dict[str, Any]]) -> None:
+    """sla-timer fired a level of these clocks: kept for leads in open work, unless the clock
+    was started before the one routing knows (an older assignment's)."""
+    statement = insert(lead_clocks).from_select(
+        ["lead_id", "sla", "started_at", "due_at", "level"],
+        sa.select(
+            sa.bindparam("lead_id", type_=UUID(as_uuid=True)),
+            sa.bindparam("sla", type_=sa.Text),
+            sa.bindparam("started_at", type_=sa.DateTime(timezone=True)),
+            sa.bindparam("due_at", type_=sa.DateTime(timezone=True)),
+            sa.bindparam("level", type_=sa.Text),
+        ).where(sa.exists().where(_open, a.lead_id == sa.bindparam("lead_id"))),
+    )
+    statement = statement.on_conflict_do_update(
+        index_elements=[_c.lead_id, _c.sla],
+        set_={
+            "started_at": statement.excluded.started_at,
+            "due_at": statement.excluded.due_at,
+            "level": statement.excluded.level,
+        },
+        where=_c.started_at <= statement.excluded.started_at,
+    )
+    for row in fired:
+        await session.execute(statement, row)
+
+
+async def clocks_met(session: AsyncSession, met: list[dict[str, Any]]) -> None:
+    """These clocks were met: no longer open (one started later, by a newer assignment, stays)."""
+    if met:
+        await session.execute(
+            sa.delete(lead_clocks).where(
+                _c.lead_id == sa.bindparam("lead"),
+                _c.sla == sa.bindparam("sla_name"),
+                _c.started_at <= sa.bindparam("started"),
+            ),
+            met,
+        )
+
+
+async def close_clocks(session: AsyncSession, lead_ids: Iterable[uuid.UUID]) -> None:
+    """The leads left open work (or were erased): routing forgets their clocks."""
+    ids = sorted(set(lead_ids))
+    if ids:
+        await session.execute(
+            sa.delete(lead_clocks).where(_c.lead_id == sa.any_(_ids)), {"ids": ids}
+        )

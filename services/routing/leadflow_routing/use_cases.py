@@ -29,6 +29,7 @@ from datetime import datetime
 from typing import Any
 
 from leadflow import audit, metrics
+from leadflow.contracts.calendar import BusinessCalendar, policy_calendar
 from leadflow.contracts.events import (
     LeadMql,
     LeadRouted,
@@ -36,10 +37,13 @@ from leadflow.contracts.events import (
     LeadUnassigned,
     Person,
     SlaEscalated,
+    SlaEvent,
+    SlaMet,
     TeamDirectory,
 )
 from leadflow.db import lock_leads, touch
 from leadflow.errors import Conflict, LeadGone, NotFound, Unprocessable
+from leadflow.paging import Page, PageRequest
 from leadflow.service import Runtime
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
@@ -59,8 +63,12 @@ from leadflow_routing.domain.assignment import (
     unassigned_reason,
 )
 from leadflow_routing.domain.strategies import UnknownStrategy, strategy_named, strategy_names
+from leadflow_routing.domain.worklist import OPEN, clocks_opened, work_state
 from leadflow_routing.models import FALLBACK_TEAM_ID
 from leadflow_routing.schemas import (
+    AccountIn,
+    AccountOut,
+    AccountPatch,
     AssignmentOut,
     DryRunIn,
     DryRunOut,
@@ -71,10 +79,12 @@ from leadflow_routing.schemas import (
     RoutingConfigOut,
     RuleIn,
     RuleOut,
+    RulePatch,
     TeamIn,
     TeamOut,
     TeamPatch,
     WaitingOut,
+    WorkItem,
 )
 
 log = logging.getLogger(__name__)
@@ -111,6 +121,10 @@ class Batch:
     accounts: dict[str, Owner | None]  # domain -> owner; None: nobody owns it yet
     # rep id -> (team id, index in its team's list): where a decision's counts are moved
     _seats: dict[uuid.UUID, tuple[uuid.UUID, int]] = field(init=False, repr=False)
+    # team id -> its business calendar (the policy's when it has none), built once
+    _calendars: dict[uuid.UUID, BusinessCalendar | None] = field(
+        init=False, repr=False, default_factory=dict
+    )
 
     def __post_init__(self) -> None:
         self._seats = {
@@ -146,6 +160,18 @@ class Batch:
         self.reps[team_id][index] = dataclasses.replace(
             rep, open_leads=max(rep.open_leads + change, 0), **fields
         )
+
+    def calendar(self, rt: Runtime, team: TeamView) -> BusinessCalendar | None:
+        """The team's calendar for its leads' SLA clocks; None when it cannot be built (the
+        clocks are then left to sla-timer's events)."""
+        if team.id not in self._calendars:
+            try:
+                spec = team.calendar
+                built = BusinessCalendar.from_spec(spec) if spec else policy_calendar(rt.policy)
+            except ValueError:
+                built = None
+            self._calendars[team.id] = built
+        return self._calendars[team.id]
 
     def moved_positions(self) -> list[dict[str, Any]]:
         """The positions to write; from then on they count as read."""
@@ -244,6 +270,9 @@ class Writes:
     left_queue: list[uuid.UUID] = field(default_factory=list)
     still_waiting: list[dict[str, Any]] = field(default_factory=list)
     waits: list[tuple[str, float]] = field(default_factory=list)  # (team, real seconds waited)
+    # leads given a new assignment: their SLA clocks are these from now on (none while waiting)
+    reassigned: list[uuid.UUID] = field(default_factory=list)
+    clocks: list[dict[str, Any]] = field(default_factory=list)
 
     def close(self, assignment_id: uuid.UUID, at: datetime) -> None:
         """The assignment is no longer the lead's current one (one made by this unit of work
@@ -269,6 +298,7 @@ class Writes:
             left_queue=self.left_queue,
             still_waiting=self.still_waiting,
         )
+        await store.open_clocks(session, self.reassigned, self.clocks)
         await rt.outbox.emit_many(session, [(event, None) for event in self.events])
         for (team, reason), n in Counter((r.team, r.reason) for r in self.routed).items():
             metrics.count_on_commit(session, metrics.leads_routed.labels(team, reason), n)
@@ -348,6 +378,7 @@ def assign(
         "closed_at": None,
     }
     assigned = store.Current(assignment_id, decision.rep_id, None, mql_json)
+    writes.reassigned.append(mql.lead_id)
     if decision.rep_id is None:
         queued = store.Waiting(mql.lead_id, team_id, why, reason, away_from, now)
         writes.queued.append(dataclasses.asdict(queued))
@@ -372,6 +403,13 @@ def assign(
                 {"domain": domain, "rep_id": decision.rep_id, "team_id": team.id, "since": now}
             )
             batch.accounts[domain] = Owner(decision.rep_id, team.id)  # in this batch too
+    calendar = batch.calendar(rt, team)
+    if calendar is not None:
+        for sla, due_at in clocks_opened(rt.policy, mql.kind, mql.channel, calendar, now):
+            writes.clocks.append(
+                {"lead_id": mql.lead_id, "sla": sla, "started_at": now, "due_at": due_at,
+                 "level": OPEN}
+            )  # fmt: skip
     rep = next((r for r in routing.reps if r.id == decision.rep_id), None)
     writes.emit(
         LeadRouted(
@@ -449,6 +487,30 @@ async def reassign(
     return set(currents)
 
 
+async def follow_clocks(rt: Runtime, session: AsyncSession, events: list[SlaEvent]) -> None:
+    """sla-timer's word on the clocks of leads in open work (a level fired, a clock met), kept
+    for the worklists; then the escalations that ask for it route their lead again."""
+    fired: list[dict[str, Any]] = []
+    met: list[dict[str, Any]] = []
+    for event in events:
+        match event:
+            case SlaMet():
+                met.append(
+                    {"lead": event.lead_id, "sla_name": event.sla, "started": event.started_at}
+                )
+            case _:
+                fired.append(
+                    {"lead_id": event.lead_id, "sla": event.sla, "started_at": event.started_at,
+                     "due_at": event.due_at, "level": event.level}
+                )  # fmt: skip
+    await lock_leads(session, "routing", [event.lead_id for event in events])
+    await store.clocks_fired(session, fired)
+    await store.clocks_met(session, met)
+    await reassign_escalated(
+        rt, session, [event for event in events if isinstance(event, SlaEscalated)]
+    )
+
+
 async def reassign_escalated(
     rt: Runtime, session: AsyncSession, escalations: list[SlaEscalated]
 ) -> None:
@@ -472,6 +534,7 @@ async def close_open_work(session: AsyncSession, changes: list[LeadStatusChanged
     if first:
         await lock_leads(session, "routing", first)
         await store.close_open_work(session, first)
+        await store.close_clocks(session, first)
         touch(session, QUEUE_TAG)
 
 
@@ -549,25 +612,73 @@ async def run_unassigned_queue(rt: Runtime) -> None:
         wake.clear()
         await assign_waiting(rt)
         await measure_waiting(rt)
-        await rt.stop.pause(rt.settings.unassigned_recheck_seconds, wake)
+        await rt.stop.pause(await next_look(rt), wake)
 
 
-async def list_waiting(rt: Runtime) -> list[WaitingOut]:
-    """Every lead waiting for a rep, oldest first."""
-    async with rt.db.unit_of_work() as session:
-        rows = await store.waiting_leads(session)
+async def next_look(rt: Runtime) -> float:
+    """Real seconds until the queue is looked at again: the recheck interval, or sooner when a
+    rep's out of office ends by itself before that (the leads waiting for them go at once)."""
     now = rt.clock.now()
-    return [
-        WaitingOut(
+    async with rt.db.unit_of_work() as session:
+        ends = await store.next_out_of_office_end(session, now)
+    wait = rt.settings.unassigned_recheck_seconds
+    if ends is not None:
+        wait = min(wait, rt.clock.real_seconds(ends - now) + 0.01)
+    return wait
+
+
+async def list_waiting(rt: Runtime, wanted: PageRequest) -> Page[WaitingOut]:
+    """The leads waiting for a rep, in queue order (oldest first) unless sorted otherwise."""
+    async with rt.db.unit_of_work() as session:
+        rows = await store.page_waiting(session, wanted)
+    now = rt.clock.now()
+    return wanted.page(
+        rows,
+        lambda r: WaitingOut(
             lead_id=r.lead_id,
             team_id=r.team_id,
             team=r.team,
             reason=r.reason,
             queued_at=r.queued_at,
             waited_seconds=max((now - r.queued_at).total_seconds(), 0.0),
+        ),
+    )
+
+
+async def worklist(
+    rt: Runtime,
+    wanted: PageRequest,
+    *,
+    rep_id: uuid.UUID | None = None,
+    team_id: uuid.UUID | None = None,
+) -> Page[WorkItem]:
+    """A rep's or a team's open leads, each with its clock due first: overdue first, then by
+    the time left; leads with no open clock last."""
+    async with rt.db.unit_of_work() as session:
+        if rep_id is not None and await store.rep_row(session, rep_id) is None:
+            raise NotFound(f"rep {rep_id} not found")
+        if team_id is not None and not await store.team_exists(session, team_id):
+            raise NotFound(f"team {team_id} not found")
+        rows = await store.page_worklist(session, wanted, rep_id=rep_id, team_id=team_id)
+    now = rt.clock.now()
+
+    def item(r: Row) -> WorkItem:
+        state, left = work_state(r.due_at, r.level, now)
+        return WorkItem(
+            lead_id=r.lead_id,
+            team_id=r.team_id,
+            rep_id=r.rep_id,
+            kind=r.kind,
+            channel=r.channel,
+            assigned_at=r.assigned_at,
+            sla=r.sla,
+            sla_level=r.level,
+            due_at=r.due_at,
+            seconds_left=left,
+            state=state,
         )
-        for r in rows
-    ]
+
+    return wanted.page(rows, item)
 
 
 async def dry_run(rt: Runtime, body: DryRunIn) -> DryRunOut:
@@ -623,6 +734,7 @@ async def erase(session: AsyncSession, lead_ids: list[uuid.UUID], now: datetime)
     await lock_leads(session, "routing", lead_ids)
     for lead_id in dict.fromkeys(lead_ids):
         await store.erase_lead(session, lead_id, now)
+    await store.close_clocks(session, lead_ids)
     await store.forget_lead_events(session, list(dict.fromkeys(lead_ids)))
 
 
@@ -741,23 +853,92 @@ async def change_team(rt: Runtime, team_id: uuid.UUID, body: TeamPatch) -> TeamO
     return _team_out(row)
 
 
-async def list_teams(rt: Runtime) -> list[TeamOut]:
+async def list_teams(rt: Runtime, wanted: PageRequest) -> Page[TeamOut]:
     async with rt.db.unit_of_work() as session:
-        rows = await store.all_teams(session)
-    return [_team_out(r) for r in rows]
+        rows = await store.page_teams(session, wanted)
+    return wanted.page(rows, _team_out)
+
+
+async def get_team(rt: Runtime, team_id: uuid.UUID) -> TeamOut:
+    async with rt.db.unit_of_work() as session:
+        row = await store.team_row(session, team_id)
+    if row is None:
+        raise NotFound(f"team {team_id} not found")
+    return _team_out(row)
+
+
+def _in_use(what: str, uses: dict[str, int]) -> str | None:
+    """`what` is still used by…, naming each use and how many; None when nothing uses it."""
+    named = [f"{n} {use if n != 1 else use.removesuffix('s')}" for use, n in uses.items() if n]
+    return f"{what} is still used by {', '.join(named)}" if named else None
+
+
+async def delete_team(rt: Runtime, team_id: uuid.UUID) -> None:
+    """Delete a team nothing uses: no reps, rules, accounts, leads in open work or waiting;
+    else 409 naming what uses it. The fallback team stays."""
+    async with rt.db.unit_of_work() as session:
+        before = await store.locked_row(session, "team", team_id)
+        if before is None:
+            raise NotFound(f"team {team_id} not found")
+        if before.is_fallback:
+            raise Conflict("the fallback team takes the leads no rule claims: it cannot be deleted")
+        used = _in_use(f"team '{before.name}'", await store.team_uses(session, team_id))
+        if used is not None:
+            raise Conflict(f"{used}: move or delete them first", uses="team")
+        await store.delete_team(session, team_id)
+        await audit.record(
+            session,
+            rt.spec.metadata,
+            action="deleted",
+            entity="team",
+            entity_id=team_id,
+            before=_team_out(before),
+        )
+        touch(session, QUEUE_TAG)
+
+
+def _rep_out(row: Row, now: datetime | None = None) -> RepOut:
+    """A rep as the API shows it; with `now`, whether it is away now and its open leads."""
+    rep = RepOut.model_validate(row._asdict())
+    if now is None:
+        return rep
+    until = row.out_of_office_until
+    away = row.out_of_office and (until is None or now < until)
+    return rep.model_copy(update={"away": away, "open_leads": getattr(row, "open_leads", 0)})
+
+
+def _out_of_office(changes: dict[str, Any], given: set[str], now: datetime) -> dict[str, Any]:
+    """An until alone sets the rep out of office; back in office clears the until; an until
+    already past is refused."""
+    until = changes.get("out_of_office_until")
+    if until is not None:
+        if until <= now:
+            raise Unprocessable(
+                f"out_of_office_until {until.isoformat()} has passed", field="out_of_office_until"
+            )
+        if "out_of_office" not in given:
+            changes["out_of_office"] = True
+    if changes.get("out_of_office") is False:
+        changes["out_of_office_until"] = None
+    return changes
+
+
+async def _team_must_exist(session: AsyncSession, team_id: uuid.UUID) -> None:
+    if not await store.team_exists(session, team_id):
+        raise Unprocessable(
+            f"team {team_id} does not exist",
+            field="team_id",
+            errors=[{"field": "team_id", "message": "unknown team"}],
+        )
 
 
 async def create_rep(rt: Runtime, body: RepIn) -> RepOut:
     rep_id = uuid.uuid4()
-    values = body.model_dump()
+    now = rt.clock.now()
+    values = _out_of_office(body.model_dump(), body.model_fields_set, now)
     values["team_id"] = body.team_id or FALLBACK_TEAM_ID
     async with rt.db.unit_of_work() as session:
-        if not await store.team_exists(session, values["team_id"]):
-            raise Unprocessable(
-                f"team {values['team_id']} does not exist",
-                field="team_id",
-                errors=[{"field": "team_id", "message": "unknown team"}],
-            )
+        await _team_must_exist(session, values["team_id"])
         await store.add_rep(session, rep_id, values)
         created = RepOut(id=rep_id, **values)
         await audit.record(
@@ -770,43 +951,86 @@ async def create_rep(rt: Runtime, body: RepIn) -> RepOut:
         )
         await publish_directory(rt, session, [values["team_id"]])
         touch(session, QUEUE_TAG)
-    return created
+        row = await store.rep_row(session, rep_id)
+    return _rep_out(row, now)
 
 
 async def change_rep(rt: Runtime, rep_id: uuid.UUID, body: RepPatch) -> RepOut:
-    """Out of office, inactive, capacity or weight changes take effect on the next lead, and on
-    the leads waiting for a rep as soon as this commits."""
+    """Out of office (until when), inactive, capacity, weight, hours or a move to another team
+    take effect on the next lead, and on the leads waiting for a rep as soon as this commits.
+    A rep moved takes the accounts it owns along to its new team."""
+    now = rt.clock.now()
+    given = body.model_fields_set
     changes = body.model_dump(exclude_unset=True, exclude_none=True)
+    if "out_of_office_until" in given:
+        changes["out_of_office_until"] = body.out_of_office_until
+    changes = _out_of_office(changes, given, now)
     async with rt.db.unit_of_work() as session:
         before = await store.locked_row(session, "rep", rep_id)
-        row = await store.change_rep(session, rep_id, changes)
-        if before is None or row is None:
+        if before is None:
             raise NotFound(f"rep {rep_id} not found")
+        if "team_id" in changes:
+            await _team_must_exist(session, changes["team_id"])
+        row = await store.change_rep(session, rep_id, changes)
+        assert row is not None
+        if row.team_id != before.team_id:
+            await store.reps_moved_team(session, rep_id)
         await audit.record(
             session,
             rt.spec.metadata,
             action="changed",
             entity="rep",
             entity_id=rep_id,
-            before=RepOut.model_validate(before._asdict()),
-            after=RepOut.model_validate(row._asdict()),
+            before=_rep_out(before),
+            after=_rep_out(row),
         )
-        await publish_directory(rt, session, [row.team_id])
+        await publish_directory(rt, session, {before.team_id, row.team_id})
         touch(session, QUEUE_TAG)
-    return RepOut.model_validate(row._asdict())
+        read = await store.rep_row(session, rep_id)
+    return _rep_out(read, now)
 
 
-async def list_reps(rt: Runtime) -> list[RepOut]:
+async def get_rep(rt: Runtime, rep_id: uuid.UUID) -> RepOut:
     async with rt.db.unit_of_work() as session:
-        rows = await store.all_reps(session)
-    return [RepOut.model_validate(r._asdict()) for r in rows]
+        row = await store.rep_row(session, rep_id)
+    if row is None:
+        raise NotFound(f"rep {rep_id} not found")
+    return _rep_out(row, rt.clock.now())
+
+
+async def list_reps(rt: Runtime, wanted: PageRequest) -> Page[RepOut]:
+    async with rt.db.unit_of_work() as session:
+        rows = await store.page_reps(session, wanted)
+    now = rt.clock.now()
+    return wanted.page(rows, lambda row: _rep_out(row, now))
+
+
+async def delete_rep(rt: Runtime, rep_id: uuid.UUID) -> None:
+    """Delete a rep with no leads in open work and no accounts; else 409 naming them."""
+    async with rt.db.unit_of_work() as session:
+        before = await store.locked_row(session, "rep", rep_id)
+        if before is None:
+            raise NotFound(f"rep {rep_id} not found")
+        used = _in_use(f"rep {rep_id}", await store.rep_uses(session, rep_id))
+        if used is not None:
+            raise Conflict(f"{used}: reassign them first", uses="rep")
+        await store.delete_rep(session, rep_id)
+        await audit.record(
+            session,
+            rt.spec.metadata,
+            action="deleted",
+            entity="rep",
+            entity_id=rep_id,
+            before=_rep_out(before),
+        )
+        await publish_directory(rt, session, [before.team_id])
+        touch(session, QUEUE_TAG)
 
 
 async def create_rule(rt: Runtime, body: RuleIn) -> RuleOut:
     rule_id = uuid.uuid4()
     async with rt.db.unit_of_work() as session:
-        if not await store.team_exists(session, body.team_id):
-            raise Unprocessable(f"team {body.team_id} does not exist", field="team_id")
+        await _team_must_exist(session, body.team_id)
         try:
             async with session.begin_nested():
                 await store.add_rule(session, rule_id, body.model_dump())
@@ -825,10 +1049,50 @@ async def create_rule(rt: Runtime, body: RuleIn) -> RuleOut:
     return created
 
 
-async def list_rules(rt: Runtime) -> list[RuleOut]:
+async def list_rules(rt: Runtime, wanted: PageRequest) -> Page[RuleOut]:
     async with rt.db.unit_of_work() as session:
-        rows = await store.all_rules(session)
-    return [RuleOut.model_validate(r._asdict()) for r in rows]
+        rows = await store.page_rules(session, wanted)
+    return wanted.page(rows, lambda r: RuleOut.model_validate(r._asdict()))
+
+
+async def get_rule(rt: Runtime, rule_id: uuid.UUID) -> RuleOut:
+    async with rt.db.unit_of_work() as session:
+        row = await store.rule_row(session, rule_id)
+    if row is None:
+        raise NotFound(f"rule {rule_id} not found")
+    return RuleOut.model_validate(row._asdict())
+
+
+async def change_rule(rt: Runtime, rule_id: uuid.UUID, body: RulePatch) -> RuleOut:
+    """Rename, reorder, change the conditions or the team, (de)activate; the leads waiting for
+    a rep are looked at again as soon as this commits."""
+    changes = body.model_dump(exclude_unset=True)
+    for name in ("name", "priority", "conditions", "team_id", "active"):
+        if name in changes and changes[name] is None:
+            raise Unprocessable(f"{name} cannot be removed", field=name)
+    async with rt.db.unit_of_work() as session:
+        before = await store.locked_row(session, "rule", rule_id)
+        if before is None:
+            raise NotFound(f"rule {rule_id} not found")
+        if "team_id" in changes:
+            await _team_must_exist(session, changes["team_id"])
+        try:
+            async with session.begin_nested():
+                row = await store.patch_rule(session, rule_id, changes)
+        except IntegrityError as exc:
+            raise Conflict(f"a rule named '{body.name}' exists", field="name") from exc
+        after = RuleOut.model_validate(row._asdict())
+        await audit.record(
+            session,
+            rt.spec.metadata,
+            action="changed",
+            entity="rule",
+            entity_id=rule_id,
+            before=RuleOut.model_validate(before._asdict()),
+            after=after,
+        )
+        touch(session, QUEUE_TAG)
+    return after
 
 
 async def delete_rule(rt: Runtime, rule_id: uuid.UUID) -> None:
@@ -847,11 +1111,105 @@ async def delete_rule(rt: Runtime, rule_id: uuid.UUID) -> None:
         touch(session, QUEUE_TAG)
 
 
+def _account_out(row: Row) -> AccountOut:
+    return AccountOut(domain=row.domain, rep_id=row.rep_id, team_id=row.team_id, since=row.since)
+
+
+async def _owner(session: AsyncSession, rep_id: uuid.UUID) -> Row:
+    rep = await store.rep_exists(session, rep_id)
+    if rep is None:
+        raise Unprocessable(
+            f"rep {rep_id} does not exist",
+            field="rep_id",
+            errors=[{"field": "rep_id", "message": "unknown rep"}],
+        )
+    return rep
+
+
+async def create_account(rt: Runtime, body: AccountIn) -> AccountOut:
+    """The account's leads go to this rep (and its team) from now on; 409 if it has an owner."""
+    domain = body.domain.lower()
+    async with rt.db.unit_of_work() as session:
+        rep = await _owner(session, body.rep_id)
+        row = await store.add_account(
+            session,
+            {"domain": domain, "rep_id": rep.id, "team_id": rep.team_id, "since": rt.clock.now()},
+        )
+        if row is None:
+            raise Conflict(f"account {domain} has an owner: change it instead", field="domain")
+        created = _account_out(row)
+        await audit.record(
+            session,
+            rt.spec.metadata,
+            action="created",
+            entity="account",
+            entity_id=domain,
+            after=created,
+        )
+    return created
+
+
+async def get_account(rt: Runtime, domain: str) -> AccountOut:
+    async with rt.db.unit_of_work() as session:
+        row = await store.locked_account(session, domain.lower())
+    if row is None:
+        raise NotFound(f"account {domain} has no owner")
+    return _account_out(row)
+
+
+async def list_accounts(rt: Runtime, wanted: PageRequest) -> Page[AccountOut]:
+    async with rt.db.unit_of_work() as session:
+        rows = await store.page_accounts(session, wanted)
+    return wanted.page(rows, _account_out)
+
+
+async def change_account(rt: Runtime, domain: str, body: AccountPatch) -> AccountOut:
+    """Give the account to another rep (and its team), from now on."""
+    domain = domain.lower()
+    async with rt.db.unit_of_work() as session:
+        before = await store.locked_account(session, domain)
+        if before is None:
+            raise NotFound(f"account {domain} has no owner")
+        rep = await _owner(session, body.rep_id)
+        row = await store.change_account(
+            session, domain, {"rep_id": rep.id, "team_id": rep.team_id, "since": rt.clock.now()}
+        )
+        after = _account_out(row)
+        await audit.record(
+            session,
+            rt.spec.metadata,
+            action="changed",
+            entity="account",
+            entity_id=domain,
+            before=_account_out(before),
+            after=after,
+        )
+    return after
+
+
+async def delete_account(rt: Runtime, domain: str) -> None:
+    """The account has no owner any more: its next lead is routed by rule, and its rep owns it."""
+    domain = domain.lower()
+    async with rt.db.unit_of_work() as session:
+        before = await store.locked_account(session, domain)
+        if before is None:
+            raise NotFound(f"account {domain} has no owner")
+        await store.delete_account(session, domain)
+        await audit.record(
+            session,
+            rt.spec.metadata,
+            action="deleted",
+            entity="account",
+            entity_id=domain,
+            before=_account_out(before),
+        )
+
+
 async def _routing_config(session: AsyncSession) -> dict[str, list]:
     """Every team, rep and rule as the API shows them: a routing file's before and after."""
     return {
         "teams": [_team_out(r) for r in await store.all_teams(session)],
-        "reps": [RepOut.model_validate(r._asdict()) for r in await store.all_reps(session)],
+        "reps": [_rep_out(r) for r in await store.all_reps(session)],
         "rules": [RuleOut.model_validate(r._asdict()) for r in await store.all_rules(session)],
     }
 

@@ -20,7 +20,12 @@ RULE_FIELDS: dict[str, tuple[str, ...]] = {
     "industry": ("company", "industry"),
     "source": ("source", "system"),
     "campaign": ("source", "campaign"),
+    "employees": ("company", "employees"),
+    "fit": ("fit",),
+    "engagement": ("engagement",),
 }
+# Fields holding numbers: a condition on them may be a range ({"min": 50, "max": 1000}).
+NUMERIC_FIELDS = frozenset({"employees", "fit", "engagement"})
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 # Statuses that take a lead out of its rep's open work (what load balancing counts).
 OPEN_WORK_ENDS = frozenset({"returned", "recycled", "unreachable", "lost", "won"})
@@ -43,6 +48,8 @@ class RepView:
     working_hours: dict[str, list[list[str]]] | None = None
     # when a lead was last assigned to the rep (routed or reassigned); None: never
     last_assigned_at: datetime | None = None
+    # when the out of office ends by itself; None: when an admin ends it
+    out_of_office_until: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -50,7 +57,7 @@ class RuleView:
     id: uuid.UUID
     name: str
     team_id: uuid.UUID
-    conditions: dict[str, list[str]]
+    conditions: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -88,20 +95,80 @@ def mql_domain(mql: dict[str, Any]) -> str | None:
     return ((mql.get("company") or {}).get("domain") or "").lower() or None
 
 
-def _value(mql: dict[str, Any], path: tuple[str, ...]) -> str | None:
+def _value(mql: dict[str, Any], path: tuple[str, ...]) -> Any:
     value: Any = mql
     for part in path:
         value = value.get(part) if isinstance(value, dict) else None
-    return None if value is None else str(value).lower()
+    return value
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def condition_holds(condition: Any, value: Any) -> bool:
+    """Whether the lead's value meets one condition of a rule:
+    - a list, or {"in": [...]}: the value is one of those listed (case-insensitive);
+    - {"min": a, "max": b} (either bound may be left out): a number within [a, b];
+    - {"not": <condition>}: the condition does not hold (a missing value meets a `not`).
+    A missing value meets no list and no range."""
+    if isinstance(condition, list):
+        return value is not None and str(value).lower() in {str(a).lower() for a in condition}
+    if "not" in condition:
+        return not condition_holds(condition["not"], value)
+    if "in" in condition:
+        return condition_holds(condition["in"], value)
+    number = _number(value)
+    if number is None:
+        return False
+    low, high = condition.get("min"), condition.get("max")
+    return (low is None or number >= low) and (high is None or number <= high)
+
+
+def condition_problem(name: str, condition: Any) -> str | None:
+    """What is wrong with a rule's condition on the field `name`, or None when it is one this
+    module can test (`condition_holds`)."""
+    if isinstance(condition, list):
+        if not condition:
+            return f"{name}: list at least one value"
+        if not all(isinstance(v, str | int | float) and not isinstance(v, bool) for v in condition):
+            return f"{name}: list text or numbers"
+        return None
+    if not isinstance(condition, dict) or len(condition) == 0:
+        return f"{name}: a list of values, {{'in': [...]}}, {{'min', 'max'}} or {{'not': ...}}"
+    keys = set(condition)
+    if keys == {"not"}:
+        return condition_problem(name, condition["not"])
+    if keys == {"in"}:
+        return condition_problem(name, condition["in"])
+    if keys and keys <= {"min", "max"}:
+        if name not in NUMERIC_FIELDS:
+            numeric = ", ".join(sorted(NUMERIC_FIELDS))
+            return f"{name}: a range applies to numbers only ({numeric})"
+        low, high = condition.get("min"), condition.get("max")
+        for bound in (low, high):
+            if bound is not None and _number(bound) is None:
+                return f"{name}: {bound!r} is not a number"
+        if low is None and high is None:
+            return f"{name}: give min, max or both"
+        if low is not None and high is not None and low > high:
+            return f"{name}: min {low} is above max {high}"
+        return None
+    given = ", ".join(sorted(map(str, keys)))
+    return f"{name}: one of 'in', 'not', or 'min' and 'max' (given: {given})"
 
 
 def rule_matches(rule: RuleView, mql: dict[str, Any]) -> bool:
-    """Every condition of the rule holds: the lead's value is one of the listed ones."""
-    for name, allowed in rule.conditions.items():
-        value = _value(mql, RULE_FIELDS[name])
-        if value is None or value not in {a.lower() for a in allowed}:
-            return False
-    return True
+    """Every condition of the rule holds (`condition_holds`)."""
+    return all(
+        condition_holds(condition, _value(mql, RULE_FIELDS[name]))
+        for name, condition in rule.conditions.items()
+    )
 
 
 def match_rule(rules: list[RuleView], mql: dict[str, Any]) -> tuple[RuleView | None, list[dict]]:
@@ -125,13 +192,20 @@ def in_working_hours(rep: RepView, now: datetime) -> bool:
     return False
 
 
+def away(rep: RepView, now: datetime | None) -> bool:
+    """Out of office now: until an admin ends it, or until `out_of_office_until` passes."""
+    if not rep.out_of_office:
+        return False
+    return rep.out_of_office_until is None or now is None or now < rep.out_of_office_until
+
+
 def skip_reason(
     rep: RepView, now: datetime | None = None, *, check_capacity: bool = False
 ) -> str | None:
     """Why the rep cannot take a lead now; None when it can."""
     if not rep.active:
         return "inactive"
-    if rep.out_of_office:
+    if away(rep, now):
         return "out_of_office"
     if now is not None and not in_working_hours(rep, now):
         return "outside_working_hours"
