@@ -55,9 +55,10 @@ objects/contacts, objects/tasks, associations, owners) and its API-usage guide:
 `contacts` holds the account's contacts (id -> properties, updatedAt), `tasks` its tasks (id ->
 properties, contact), `owners` its users (e-mail -> owner id); `answers` scripts what the next
 requests get instead of the documented answer: `("rate_limited", seconds)`, `("error", None)`
-(500), `("hang", None)` (no answer until the server stops), `("lost", None)` (a write is made,
-then answered 502, as when the answer is lost on the way); `down = True` makes every request a
-503. `requests` records each request's headers and JSON body.
+(500), `("hang", None)` (no answer until the server stops), `("lost", "POST /crm/v3/objects/
+tasks")` (that call, when it comes, is made and then answered 502, as when the answer is lost on
+the way); `down = True` makes every request a 503. `requests` records each request's method,
+path, headers, JSON body and (monotonic) time.
 """
 
 from __future__ import annotations
@@ -204,8 +205,9 @@ class HubSpotApiServer(LocalServer):
         except ValueError:
             body = None
         self.requests.append(
-            {"method": scope["method"], "path": scope["path"], "headers": headers, "json": body}
-        )
+            {"method": scope["method"], "path": scope["path"], "headers": headers, "json": body,
+             "at": time.monotonic()}
+        )  # fmt: skip
         extra: list[tuple[bytes, bytes]] = []
         parts = scope["path"].strip("/").split("/")
         engagement = (
@@ -251,7 +253,11 @@ class HubSpotApiServer(LocalServer):
         else:
             query = {k: v[-1] for k, v in parse_qs(scope["query_string"].decode()).items()}
             status, answer = route(body, query)
-            if self.answers and self.answers[0][0] == "lost":
+            if (
+                self.answers
+                and self.answers[0][0] == "lost"
+                and (self.answers[0][1] in (None, f"{scope['method']} {scope['path']}"))
+            ):
                 self.answers.pop(0)
                 status, answer = 502, _error("BAD_GATEWAY", "the answer was lost")
         await send({
