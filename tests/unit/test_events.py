@@ -10,6 +10,7 @@ import pytest
 from leadflow.contracts.events import (
     ALL_TOPICS,
     PAYLOAD_TYPES,
+    POLICY_KEY,
     TOPIC_FEEDBACK,
     TOPIC_INBOUND,
     TOPIC_INGEST,
@@ -35,6 +36,7 @@ from leadflow.contracts.events import (
     LeadUpdated,
     Payload,
     Person,
+    PolicyPublished,
     SlaBreached,
     SlaCorrectivePlanRequired,
     SlaEscalated,
@@ -170,6 +172,15 @@ SAMPLES: dict[str, Payload] = {
             created_by="key:admin",
             created_at=T0,
             changed_at=T0,
+        ),
+        PolicyPublished(
+            lead_id=POLICY_KEY,
+            number=2,
+            version="2026.12-faster",
+            publication=2,
+            published_at=T0,
+            published_by="key:admin",
+            document={"version": "2026.12-faster", "scoring": {"mql": {"fit_min": 70}}},
         ),
         SlaWarning(**SLA),
         SlaBreached(**{**SLA, "level": "breached"}),
@@ -414,7 +425,7 @@ def test_an_empty_payload_names_every_required_field(event_type: str, required: 
 # --- topics --------------------------------------------------------------------------------
 
 
-def test_there_are_eight_distinct_topics():
+def test_there_are_nine_distinct_topics():
     assert ALL_TOPICS == (
         "leads.inbound",
         "leadflow.ingest",
@@ -424,6 +435,7 @@ def test_there_are_eight_distinct_topics():
         "leadflow.feedback",
         "leadflow.notify",
         "leadflow.access",
+        "leadflow.policy",
     )
     assert len(set(ALL_TOPICS)) == len(ALL_TOPICS)
 

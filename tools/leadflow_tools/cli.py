@@ -184,18 +184,20 @@ def _restore(args: argparse.Namespace) -> int:
 
 
 def _policy_check(args: argparse.Namespace) -> int:
-    """Validate a policy file: exit 0 when it is valid, 1 naming each bad field when not."""
-    from leadflow.contracts.policy import PolicyError, load_policy
+    """Validate a policy file as feedback validates a new version: exit 0 when it is valid, 1
+    naming each bad field and its line when not."""
+    from leadflow.contracts.policy import PolicyError
+    from leadflow.contracts.policy_document import PolicyDocumentError, read_policy_file
 
     try:
-        policy = load_policy(args.file)
+        policy = read_policy_file(args.file).policy
+    except PolicyDocumentError as exc:
+        print(f"{args.file}: invalid policy ({len(exc.located)} problem(s))", file=sys.stderr)
+        for problem in exc.located:
+            print(f"  {problem}", file=sys.stderr)
+        return 1
     except PolicyError as exc:
-        if exc.problems:
-            print(f"{args.file}: invalid policy ({len(exc.problems)} problem(s))", file=sys.stderr)
-            for field, reason in exc.problems:
-                print(f"  {field}: {reason}", file=sys.stderr)
-        else:
-            print(f"{args.file}: {exc}", file=sys.stderr)
+        print(f"{args.file}: {exc}", file=sys.stderr)
         return 1
     print(f"{args.file}: valid policy, version {policy.version}")
     return 0

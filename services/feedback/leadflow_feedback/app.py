@@ -6,14 +6,17 @@ from leadflow.service import ServiceSpec
 from leadflow_feedback import api, consumers
 from leadflow_feedback.models import metadata
 from leadflow_feedback.people import api as people
+from leadflow_feedback.policy_versions import api as policy_versions
+from leadflow_feedback.policy_versions import use_cases as policy_use_cases
 
 service = ServiceSpec(
     name="feedback",
     package="leadflow_feedback",
     metadata=metadata,
     port=8005,
-    routers=[api.router, api.pages, people.users, people.sign_in],
+    routers=[api.router, api.pages, people.users, people.sign_in, *policy_versions.routers],
     subscriptions=consumers.subscriptions,
+    on_start=policy_use_cases.record_first_version,
     description="Takes contact attempts and status changes from sales tools; closes the loop.",
     extend_app=sessions.install,
 )

@@ -135,3 +135,21 @@ sign_in_failures = sa.Table(
     sa.Column("last_failure_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("locked_until", sa.DateTime(timezone=True)),
 )
+
+# The policy's numbered versions (leadflow_feedback.policy_versions): the text as written, its
+# validated document, and which is current. `publication` counts publications (a rollback
+# publishes an older version again), so every service can tell the latest one.
+policy_versions = sa.Table(
+    "policy_versions",
+    metadata,
+    sa.Column("number", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("version", sa.Text, nullable=False, unique=True),  # the document's own label
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("document", JSON, nullable=False),
+    sa.Column("state", sa.Text, nullable=False),  # draft | published | superseded
+    sa.Column("created_by", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("publication", sa.Integer, unique=True),
+    sa.Column("published_by", sa.Text),
+    sa.Column("published_at", sa.DateTime(timezone=True)),
+)

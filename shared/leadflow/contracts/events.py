@@ -17,6 +17,7 @@ TOPIC_SLA = "leadflow.sla"
 TOPIC_FEEDBACK = "leadflow.feedback"
 TOPIC_NOTIFY = "leadflow.notify"
 TOPIC_ACCESS = "leadflow.access"
+TOPIC_POLICY = "leadflow.policy"
 ALL_TOPICS = (
     TOPIC_INBOUND,
     TOPIC_INGEST,
@@ -26,6 +27,7 @@ ALL_TOPICS = (
     TOPIC_FEEDBACK,
     TOPIC_NOTIFY,
     TOPIC_ACCESS,
+    TOPIC_POLICY,
 )
 # The one Leadflow service that publishes each topic (leads.inbound comes from outside Leadflow).
 TOPIC_PRODUCERS = {
@@ -36,6 +38,7 @@ TOPIC_PRODUCERS = {
     TOPIC_FEEDBACK: "feedback",
     TOPIC_NOTIFY: "notify",
     TOPIC_ACCESS: "feedback",
+    TOPIC_POLICY: "feedback",
 }
 TOPIC_DESCRIPTIONS = {
     TOPIC_INBOUND: "Raw lead payloads that marketing platforms publish (plain JSON, no CloudEvent).",
@@ -47,6 +50,7 @@ TOPIC_DESCRIPTIONS = {
     TOPIC_FEEDBACK: "What sales did with a lead: contact attempts and status changes.",
     TOPIC_NOTIFY: "Webhook deliveries given up; CRM records linked to leads.",
     TOPIC_ACCESS: "API keys issued, rotated and revoked (digests only), for every service to check.",
+    TOPIC_POLICY: "Versions of the policy published as the current one, whole, for every service to apply.",
 }
 
 
@@ -323,6 +327,26 @@ class ApiKeyChanged(Payload):
     changed_at: datetime
 
 
+# The key of every `policy.published`: one key keeps the publications in order on one partition.
+POLICY_KEY = uuid.UUID("5f0c1c3e-6d1a-4c47-9a43-6c1e0e4f9a01")
+
+
+class PolicyPublished(Payload):
+    """A version of the policy became the current one (published for the first time, or again:
+    a rollback), with the whole validated document. Every service applies the publication with
+    the highest `publication` it has seen. Not about a lead: `lead_id` is `POLICY_KEY`."""
+
+    type = "policy.published"
+    topic = TOPIC_POLICY
+    about_lead: ClassVar[bool] = False
+    number: int
+    version: str
+    publication: int
+    published_at: datetime
+    published_by: str
+    document: dict[str, Any]
+
+
 class WebhookDeadLettered(Payload):
     """A webhook delivery was given up after its attempts."""
 
@@ -464,6 +488,7 @@ PAYLOAD_TYPES: dict[str, type[Payload]] = {
         WebhookDeadLettered,
         LeadCrmLinked,
         ApiKeyChanged,
+        PolicyPublished,
         SlaWarning,
         SlaBreached,
         SlaEscalated,
