@@ -11,19 +11,18 @@ authorisation dependency; work no request started (a consumer, a worker, the com
 
 from __future__ import annotations
 
-import base64
-import binascii
 from contextvars import ContextVar
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from leadflow import paging
 from leadflow.db import audit_table
-from leadflow.errors import Unprocessable
+from leadflow.paging import Listing, Page, PageRequest
 
 Action = Literal["created", "changed", "deleted", "replaced", "revoked", "erased", "published"]
 
@@ -111,90 +110,62 @@ class AuditEntry(BaseModel):
     after: Any = Field(description="the entity after the change, redacted; null when deleted")
 
 
-class AuditPage(BaseModel):
-    items: list[AuditEntry]
-    next_cursor: str | None = Field(description="pass as `cursor` for the next (older) page")
+AuditPage = Page[AuditEntry]
 
 
-def _cursor(entry_id: int) -> str:
-    return base64.urlsafe_b64encode(f"audit:{entry_id}".encode()).decode().rstrip("=")
-
-
-def _before_id(cursor: str) -> int:
-    try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        kind, _, number = text.partition(":")
-        if kind != "audit" or not number.isdigit():
-            raise ValueError(text)
-        return int(number)
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise Unprocessable("not a cursor this list gave out", field="cursor") from None
+def listing(metadata: sa.MetaData) -> Listing:
+    """The audit log as a list (leadflow.paging): newest first, filtered by who, what and which."""
+    table = audit_table(metadata)
+    return Listing(
+        name="audit",
+        key=table.c.id,
+        sorts={"id": table.c.id},
+        default_sort="-id",
+        filters={
+            "entity": (table.c.entity, str),
+            "entity_id": (table.c.entity_id, str),
+            "actor": (table.c.actor, str),
+            "action": (table.c.action, Action),
+        },
+    )
 
 
 async def entries(
     session: AsyncSession,
     metadata: sa.MetaData,
+    wanted: PageRequest,
     *,
-    limit: int,
-    cursor: str | None = None,
-    entity: str | None = None,
-    entity_id: str | None = None,
-    actor_is: str | None = None,
-    action: str | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
 ) -> AuditPage:
-    """Entries newest first, `limit` at a time, filtered; the cursor continues after the last."""
+    """The page of entries `wanted` asks for (newest first unless sorted otherwise), within
+    [since, until)."""
     table = audit_table(metadata)
-    query = sa.select(table).order_by(table.c.id.desc()).limit(limit + 1)
-    conditions = {
-        table.c.entity: entity,
-        table.c.entity_id: entity_id,
-        table.c.actor: actor_is,
-        table.c.action: action,
-    }
-    for column, wanted in conditions.items():
-        if wanted is not None:
-            query = query.where(column == wanted)
+    query = sa.select(table)
     if since is not None:
         query = query.where(table.c.at >= since)
     if until is not None:
         query = query.where(table.c.at < until)
-    if cursor is not None:
-        query = query.where(table.c.id < _before_id(cursor))
-    rows = (await session.execute(query)).mappings().all()
-    items = [AuditEntry.model_validate(dict(row)) for row in rows[:limit]]
-    more = len(rows) > limit
-    return AuditPage(items=items, next_cursor=_cursor(items[-1].id) if more else None)
+    rows = (await session.execute(wanted.select(query))).all()
+    return wanted.page(rows, lambda row: AuditEntry.model_validate(dict(row._mapping)))
 
 
 def router(metadata: sa.MetaData, admin: Any) -> APIRouter:
     """`GET /v1/audit` over the service's log, for holders of `admin` (the `admin` dependency)."""
     audit = APIRouter(prefix="/v1", tags=["audit"])
+    page_of = paging.query(listing(metadata))
 
     @audit.get("/audit", response_model=AuditPage, dependencies=[Depends(admin)])
     async def list_audit(
         request: Request,
-        response: Response,
-        limit: Annotated[int, Query(ge=1, le=500)] = 50,
-        cursor: Annotated[str | None, Query(max_length=200)] = None,
-        entity: Annotated[str | None, Query(max_length=100)] = None,
-        entity_id: Annotated[str | None, Query(max_length=200)] = None,
-        actor: Annotated[str | None, Query(max_length=200)] = None,
-        action: Action | None = None,
+        wanted: PageRequest = Depends(page_of),
         since: datetime | None = None,
         until: datetime | None = None,
     ) -> AuditPage:
         """Configuration changes and erasures made through this service, newest first, with
-        who made them; cursor-paginated (`next_cursor`, and a `Link: rel="next"` header)."""
+        who made them; cursor-paginated as every list (`next_cursor`, and a `Link: rel="next"`
+        header)."""
         async with request.app.state.runtime.db.unit_of_work() as session:
-            page = await entries(
-                session, metadata, limit=limit, cursor=cursor, entity=entity,
-                entity_id=entity_id, actor_is=actor, action=action, since=since, until=until,
-            )  # fmt: skip
-        if page.next_cursor is not None:
-            following = request.url.include_query_params(cursor=page.next_cursor)
-            response.headers["Link"] = f'<{following}>; rel="next"'
-        return page
+            return await entries(session, metadata, wanted, since=since, until=until)
 
     return audit
