@@ -1,0 +1,312 @@
+"""Notify writes each routed lead to the CRMs of the connectors file, through its delivery
+queue: in HubSpot the contact's owner and lead status and a task for the rep due at the
+first-response deadline, in Salesforce the Lead's OwnerId and a Task; 429s wait as asked, a 401
+takes the token again once and then dead-letters with a reason, a CRM that is down loses
+nothing, nothing is written twice, and `lead.crm_linked` goes out once per lead and CRM.
+
+HubSpot and Salesforce cannot be reached from the tests: they run against local servers
+implementing the vendors' documented contracts of exactly the calls notify makes
+(tests/support/hubspot_server.py, tests/support/salesforce_server.py). Notify runs in this
+process on the real PostgreSQL and broker."""
+
+from __future__ import annotations
+
+import uuid
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+import yaml
+from leadflow.contracts.events import (
+    TOPIC_INGEST,
+    TOPIC_ROUTING,
+    LeadCreated,
+    LeadRouted,
+    Person,
+    TeamDirectory,
+)
+from leadflow.db import Database
+from support.harness import ADMIN, emitted, eventually, publish_events, sample_mql, service_client
+from support.hubspot_server import HubSpotApiServer
+
+TOKEN = "pat-na1-11111111-2222-3333-4444-555555555555"
+REP_ID = uuid.UUID("6f1d6c2e-0a55-4c9b-8d7e-3b2a1c0d9e8f")
+REP_EMAIL = "ola.nowak@vendor.example"
+OWNER = "41001"
+TEAM_ID = uuid.UUID("0c7e3d2b-9a1f-4e6d-8b5c-2a4f6e8d0b1c")
+# Tuesday 15:30 in Warsaw: the inbound first response (2 business hours, 9:00–17:00) is due
+# the next morning at 9:30, 08:30 UTC.
+ROUTED_AT = datetime(2026, 12, 1, 14, 30, tzinfo=UTC)
+DUE = "2026-12-02T08:30:00Z"
+# Retries within seconds, so an outage and its end fit in a test.
+FAST = (0, 0.3, 0.3, 0.5, 0.5, 1, 1, 1, 1, 1, 1, 1)
+
+
+def routed(mql, *, rep_id: uuid.UUID = REP_ID, assignment_id: uuid.UUID | None = None):
+    return LeadRouted(
+        lead_id=mql.lead_id,
+        assignment_id=assignment_id or uuid.uuid4(),
+        team_id=TEAM_ID,
+        team="Inbound",
+        rep_id=rep_id,
+        rep_name="Ola Nowak",
+        channel="inbound",
+        routed_at=ROUTED_AT,
+        mql=mql.model_dump(mode="json"),
+    )
+
+
+def directory() -> TeamDirectory:
+    return TeamDirectory(
+        lead_id=TEAM_ID,
+        team_id=TEAM_ID,
+        team="Inbound",
+        reps=[Person(id=REP_ID, name="Ola Nowak", email=REP_EMAIL)],
+        changed_at=datetime.now(UTC),
+    )
+
+
+def a_lead(n: int):
+    return sample_mql(n).model_copy(
+        update={"first_name": "Zoe", "last_name": f"Quant{n}", "title": "Head of Data"}
+    )
+
+
+@asynccontextmanager
+async def notify_writing_to(stack, tmp_path, connectors: dict[str, Any], **overrides):
+    """Notify with this connectors file, retrying within seconds."""
+    path = tmp_path / f"connectors-{uuid.uuid4().hex[:6]}.yaml"
+    path.write_text(yaml.safe_dump({"connectors": connectors}))
+    settings = await stack.isolated_settings(
+        connectors_file=str(path), webhook_retry_schedule=FAST, **overrides
+    )
+    async with service_client("notify", settings) as notify:
+        yield notify, settings
+
+
+def hubspot_out(**outbound) -> dict:
+    return {"hubspot": {"outbound": {"enabled": True, **outbound}}}
+
+
+async def crm_deliveries(notify, lead_id, connector: str) -> list[dict]:
+    response = await notify.get("/v1/deliveries", params={"lead_id": str(lead_id)})
+    assert response.status_code == 200, response.text
+    return [d for d in response.json() if d["connector"] == connector]
+
+
+async def settled(notify, lead_id, connector: str, state: str = "delivered") -> dict | None:
+    found = await crm_deliveries(notify, lead_id, connector)
+    return found[0] if len(found) == 1 and found[0]["state"] == state else None
+
+
+async def known_to_notify(settings, sql: str, **params) -> None:
+    """Wait until notify's own tables show what the test needs before the next event."""
+    db = Database(settings.database_url)
+
+    async def there():
+        async with db.unit_of_work() as session:
+            return await session.scalar(sa.text(sql), params)
+
+    try:
+        await eventually(there, timeout=60)
+    finally:
+        await db.dispose()
+
+
+async def directory_known(settings) -> None:
+    await publish_events(settings, TOPIC_ROUTING, [directory()])
+    await known_to_notify(
+        settings,
+        "SELECT count(*) = 1 FROM notify.team_directory WHERE team_id = :team",
+        team=TEAM_ID,
+    )
+
+
+async def published_twice(settings, payload) -> None:
+    """One event sent twice, as a broker redelivers it (same CloudEvent id)."""
+    from leadflow.contracts.events import make_event
+    from leadflow.kafka import make_producer
+
+    event = make_event(payload, source="routing")
+    producer = make_producer(settings, "test-redelivery")
+    await producer.start()
+    try:
+        for _ in range(2):
+            await producer.send_and_wait(
+                settings.topic_prefix + payload.topic,
+                event.to_bytes(),
+                key=str(payload.lead_id).encode(),
+            )
+    finally:
+        await producer.stop()
+
+
+async def linked(settings, lead_id) -> list:
+    return [
+        e for e in await emitted(settings, "lead.crm_linked", "notify") if e.subject == str(lead_id)
+    ]
+
+
+# --- HubSpot --------------------------------------------------------------------------------
+
+
+async def test_a_routed_hubspot_contact_gets_its_owner_status_and_a_task_due_at_the_deadline(
+    stack, tmp_path
+):
+    async with HubSpotApiServer(TOKEN) as hubspot:
+        hubspot.owners[REP_EMAIL] = OWNER  # the rep is found among HubSpot's users by e-mail
+        hubspot.ten_second_limit = 100
+        hubspot.add_contact(7001, {"email": "lead1@example.com"}, datetime.now(UTC))
+        async with notify_writing_to(
+            stack, tmp_path, hubspot_out(), hubspot_api_url=hubspot.url,
+            hubspot_private_app_token=TOKEN,
+        ) as (notify, settings):  # fmt: skip
+            mql = a_lead(1)
+            # the lead came in through HubSpot: intake knows its contact
+            created = LeadCreated(
+                lead_id=mql.lead_id, email="lead1@example.com",
+                external_id="hubspot:62515:7001", occurred_at=ROUTED_AT,
+            )  # fmt: skip
+            await publish_events(settings, TOPIC_INGEST, [created])
+            await known_to_notify(
+                settings,
+                "SELECT count(*) = 1 FROM notify.lead_context WHERE lead_id = :id "
+                "AND context->>'external_id' IS NOT NULL",
+                id=mql.lead_id,
+            )
+            await directory_known(settings)
+            await publish_events(settings, TOPIC_ROUTING, [routed(mql)])
+            delivery = await eventually(lambda: settled(notify, mql.lead_id, "hubspot"), 60)
+            links = await eventually(lambda: linked(settings, mql.lead_id), 30)
+
+    contact = hubspot.contacts["7001"]["properties"]
+    assert contact["hubspot_owner_id"] == OWNER and contact["hs_lead_status"] == "OPEN"
+    [task] = hubspot.contact_tasks("7001")
+    assert task["hs_timestamp"] == DUE
+    assert task["hubspot_owner_id"] == OWNER
+    assert task["hs_task_subject"] == "Follow up with Zoe Quant1 (Co 1)"
+    assert task["hs_task_status"] == "NOT_STARTED" and task["hs_task_priority"] == "HIGH"
+    assert len(hubspot.contacts) == 1  # found by the id intake knew, nothing created
+    assert all(r["headers"]["authorization"] == f"Bearer {TOKEN}" for r in hubspot.requests)
+    assert (delivery["attempts"], delivery["endpoint_id"]) == (1, None)
+    [link] = links
+    assert (link.data["system"], link.data["object_type"], link.data["object_id"]) == (
+        "hubspot", "contacts", "7001",
+    )  # fmt: skip
+
+
+async def test_a_lead_hubspot_lacks_becomes_a_contact_and_a_replay_writes_nothing_twice(
+    stack, tmp_path
+):
+    async with HubSpotApiServer(TOKEN) as hubspot:
+        # the answer to the task's creation is lost: the retry finds the task, makes no other
+        hubspot.answers = [("lost", "POST /crm/v3/objects/tasks")]
+        connectors = hubspot_out(owners={str(REP_ID): OWNER}, lead_status="IN_PROGRESS")
+        async with notify_writing_to(
+            stack, tmp_path, connectors, hubspot_api_url=hubspot.url,
+            hubspot_private_app_token=TOKEN,
+        ) as (notify, settings):  # fmt: skip
+            mql = a_lead(2)
+            # delivered twice by the broker: queued once
+            await published_twice(settings, routed(mql))
+            first = await eventually(lambda: settled(notify, mql.lead_id, "hubspot"), 60)
+            # a replay writes again, and finds what is there
+            replay = await notify.post(f"/v1/deliveries/{first['id']}/replay", headers=ADMIN)
+            assert replay.status_code == 202, replay.text
+            calls = len(hubspot.requests)
+            await eventually(lambda: len(hubspot.requests) > calls + 2 or None, 30)
+            again = await eventually(lambda: settled(notify, mql.lead_id, "hubspot"), 60)
+            links = await linked(settings, mql.lead_id)
+
+    [(contact_id, contact)] = hubspot.contacts.items()
+    assert contact["properties"]["email"] == "lead2@example.com"
+    assert contact["properties"]["firstname"] == "Zoe"
+    assert contact["properties"]["hubspot_owner_id"] == OWNER
+    assert contact["properties"]["hs_lead_status"] == "IN_PROGRESS"
+    assert len(hubspot.contact_tasks(contact_id)) == 1
+    assert first["attempts"] == 2  # the try whose answer was lost, then the one that found it
+    assert again["id"] == first["id"]
+    assert [e.data["object_id"] for e in links] == [contact_id]
+
+
+async def test_a_429_is_waited_out_as_retry_after_asks_without_counting_a_try(stack, tmp_path):
+    async with HubSpotApiServer(TOKEN) as hubspot:
+        hubspot.answers = [("rate_limited", 2)]
+        connectors = hubspot_out(owners={str(REP_ID): OWNER})
+        async with notify_writing_to(
+            stack, tmp_path, connectors, hubspot_api_url=hubspot.url,
+            hubspot_private_app_token=TOKEN,
+        ) as (notify, settings):  # fmt: skip
+            mql = a_lead(3)
+            await publish_events(settings, TOPIC_ROUTING, [routed(mql)])
+            delivery = await eventually(lambda: settled(notify, mql.lead_id, "hubspot"), 60)
+
+    refused, after = hubspot.requests[0], hubspot.requests[1]
+    assert after["at"] - refused["at"] >= 1.9  # Retry-After: 2
+    assert delivery["attempts"] == 1 and len(hubspot.tasks) == 1
+
+
+async def test_a_401_reads_the_token_again_once_then_dead_letters_with_a_reason(stack, tmp_path):
+    token_file = tmp_path / "hubspot-token"
+    token_file.write_text("pat-na1-revoked")
+    async with HubSpotApiServer(TOKEN) as hubspot:
+        connectors = hubspot_out(owners={str(REP_ID): OWNER})
+        async with notify_writing_to(
+            stack, tmp_path, connectors, hubspot_api_url=hubspot.url,
+            hubspot_private_app_token_file=str(token_file),
+        ) as (notify, settings):  # fmt: skip
+            # the secret was rotated after notify read it: the 401 makes notify read it again
+            token_file.write_text(TOKEN + "\n")
+            first = a_lead(4)
+            await publish_events(settings, TOPIC_ROUTING, [routed(first)])
+            await eventually(lambda: settled(notify, first.lead_id, "hubspot"), 60)
+            # revoked in HubSpot and not replaced: one more read of the file, then a dead letter
+            hubspot.token = "pat-na1-new-one-nobody-has"
+            calls = len(hubspot.requests)
+            second = a_lead(5)
+            await publish_events(settings, TOPIC_ROUTING, [routed(second)])
+            dead = await eventually(lambda: settled(notify, second.lead_id, "hubspot", "dead"), 60)
+            connectors_view = (await notify.get("/v1/connectors")).json()
+
+    assert [r["headers"]["authorization"] for r in hubspot.requests[:2]] == [
+        "Bearer pat-na1-revoked", f"Bearer {TOKEN}",
+    ]  # fmt: skip
+    assert len(hubspot.requests) - calls == 2  # the refused call and its one retry, no more
+    assert dead["attempts"] == 1 and dead["last_status"] == 401
+    assert "refused the private app token" in dead["last_error"]
+    assert TOKEN not in dead["last_error"]
+    assert connectors_view["hubspot"]["credentials"] == {"private_app_token": True}
+    assert TOKEN not in str(connectors_view)
+
+
+async def test_a_hubspot_that_is_down_loses_nothing_and_gets_every_lead_once_back(stack, tmp_path):
+    async with HubSpotApiServer(TOKEN) as hubspot:
+        hubspot.down = True
+        connectors = hubspot_out(owners={str(REP_ID): OWNER})
+        async with notify_writing_to(
+            stack, tmp_path, connectors, hubspot_api_url=hubspot.url,
+            hubspot_private_app_token=TOKEN,
+        ) as (notify, settings):  # fmt: skip
+            leads = [a_lead(n) for n in (6, 7, 8)]
+            await publish_events(settings, TOPIC_ROUTING, [routed(mql) for mql in leads])
+
+            async def retried_while_down():
+                found = [await crm_deliveries(notify, m.lead_id, "hubspot") for m in leads]
+                return all(
+                    len(d) == 1 and d[0]["state"] == "pending" and d[0]["attempts"] >= 3
+                    for d in found
+                )
+
+            await eventually(retried_while_down, timeout=60)
+            hubspot.down = False
+            written = [
+                await eventually(lambda m=m: settled(notify, m.lead_id, "hubspot"), 60)
+                for m in leads
+            ]
+
+    assert all(d["last_error"] is None for d in written)
+    assert len(hubspot.contacts) == 3 and len(hubspot.tasks) == 3
+    assert sorted(c["properties"]["email"] for c in hubspot.contacts.values()) == [
+        "lead6@example.com", "lead7@example.com", "lead8@example.com",
+    ]  # fmt: skip
