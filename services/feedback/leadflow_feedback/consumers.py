@@ -1,5 +1,6 @@
-"""Feedback's subscription: every event of the other services that its read model of each lead
-and the leads' timelines are kept from."""
+"""Feedback's subscriptions: every event of the other services that its read model of each lead
+and the leads' timelines are kept from; and what sales tools reported back through ingest
+(`lead.sales_reported`), applied as the API applies attempts and status changes."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from leadflow.contracts.events import (
     LeadErased,
     LeadMql,
     LeadRouted,
+    LeadSalesReported,
     LeadScored,
     LeadUpdated,
     SlaBreached,
@@ -27,6 +29,9 @@ from leadflow_feedback import use_cases
 def subscriptions(rt: Runtime) -> list[Subscription]:
     async def apply(session: AsyncSession, received: list[Received]) -> None:
         await use_cases.apply_events(rt, session, received)
+
+    async def apply_reports(session: AsyncSession, received: list[Received]) -> None:
+        await use_cases.apply_sales_reports(rt, session, received)
 
     return [
         Subscription(
@@ -46,5 +51,6 @@ def subscriptions(rt: Runtime) -> list[Subscription]:
                 SlaBreached,
             ),
             apply=apply,
-        )
+        ),
+        Subscription("sales-reports", takes=(LeadSalesReported,), apply=apply_reports),
     ]

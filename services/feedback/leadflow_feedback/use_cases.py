@@ -1,6 +1,7 @@
 """What feedback does: apply a batch of the other services' events to its read model of each lead,
-record what sales tools report (contact attempts, status changes), and build the reports, the
-plan and the review pages over the store.
+record what sales tools report (contact attempts, status changes: over the API, or reported back
+from a CRM through ingest as `lead.sales_reported`, by the same use cases), and build the
+reports, the plan and the review pages over the store.
 
 A poll batch is handled as a set: each event says what it means (a timeline row and a `Fact`);
 `apply_events` then applies the whole batch with a fixed number of statements whatever its
@@ -26,10 +27,17 @@ from fastapi.responses import JSONResponse
 from leadflow import idempotency as idem
 from leadflow import metrics
 from leadflow.consumer import Received
-from leadflow.contracts.events import CloudEvent, LeadContactAttempt, LeadStatusChanged, Payload
+from leadflow.contracts.events import (
+    CloudEvent,
+    LeadContactAttempt,
+    LeadSalesReported,
+    LeadStatusChanged,
+    Payload,
+)
 from leadflow.contracts.slas import UNREACHABLE
-from leadflow.errors import Conflict, NotFound, Unprocessable
+from leadflow.errors import Conflict, NotFound, ProblemError, Unprocessable
 from leadflow.service import Runtime
+from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadflow_feedback import store
@@ -41,6 +49,7 @@ from leadflow_feedback.domain.lifecycle import (
     TransitionRefused,
     after_contact_attempt,
     allowed_next,
+    can_move,
     check_change,
     nurture_end,
 )
@@ -232,39 +241,45 @@ async def record_attempt(
         current = await store.lock_lead(session, lead_id)
         if current is None:
             raise NotYetKnown(lead_id)
-        attempt_id = uuid.uuid4()
-        occurred_at = attempt.occurred_at or rt.clock.now()
-        await store.add_attempt(
-            session,
-            attempt_id=attempt_id,
-            lead_id=lead_id,
-            channel=attempt.channel,
-            occurred_at=occurred_at,
-            rep_id=attempt.rep_id,
-            outcome=attempt.outcome,
-        )
-        status = after_contact_attempt(current)
-        if status != current:
-            await store.write_status(
-                session, lead_id, from_status=current, status=status, changed_at=occurred_at,
-                set_reason=False,
-            )  # fmt: skip
-        attempted = LeadContactAttempt(
-            lead_id=lead_id,
-            attempt_id=attempt_id,
-            channel=attempt.channel,
-            occurred_at=occurred_at,
-            rep_id=attempt.rep_id,
-            outcome=attempt.outcome,
-        )
-        event = await rt.outbox.emit(session, attempted)
-        await add_to_timeline(session, event, attempted)
-        accepted = AttemptAccepted(
-            attempt_id=attempt_id, lead_id=lead_id, event_id=event.id, status=status
-        )
+        accepted = await attempt_on(rt, session, lead_id, current, attempt)
         await keyed.record(session, 202, accepted.model_dump(mode="json"))
-    metrics.contact_attempts.labels(attempt.channel).inc()
     return accepted
+
+
+async def attempt_on(
+    rt: Runtime, session: AsyncSession, lead_id: uuid.UUID, current: str, attempt: AttemptIn
+) -> AttemptAccepted:
+    """Record a contact attempt on a lead in status `current` (its row locked): the attempt,
+    `working` after the first one on a routed lead, and `lead.contact_attempt`."""
+    attempt_id = uuid.uuid4()
+    occurred_at = attempt.occurred_at or rt.clock.now()
+    await store.add_attempt(
+        session,
+        attempt_id=attempt_id,
+        lead_id=lead_id,
+        channel=attempt.channel,
+        occurred_at=occurred_at,
+        rep_id=attempt.rep_id,
+        outcome=attempt.outcome,
+    )
+    status = after_contact_attempt(current)
+    if status != current:
+        await store.write_status(
+            session, lead_id, from_status=current, status=status, changed_at=occurred_at,
+            set_reason=False,
+        )  # fmt: skip
+    attempted = LeadContactAttempt(
+        lead_id=lead_id,
+        attempt_id=attempt_id,
+        channel=attempt.channel,
+        occurred_at=occurred_at,
+        rep_id=attempt.rep_id,
+        outcome=attempt.outcome,
+    )
+    event = await rt.outbox.emit(session, attempted)
+    await add_to_timeline(session, event, attempted)
+    metrics.count_on_commit(session, metrics.contact_attempts.labels(attempt.channel))
+    return AttemptAccepted(attempt_id=attempt_id, lead_id=lead_id, event_id=event.id, status=status)
 
 
 async def change_status(
@@ -279,45 +294,115 @@ async def change_status(
         current = await store.lock_lead(session, lead_id)
         if current is None:
             raise NotYetKnown(lead_id)
-        qualification = (
-            change.qualification.model_dump(exclude_none=True) if change.qualification else {}
-        )
-        opportunity = change.opportunity.model_dump(exclude_none=True) if change.opportunity else {}
-        try:
-            check_change(
-                current,
-                StatusChange(change.status, change.reason, qualification, opportunity),
-                rt.policy.reasons,
-            )
-        except TransitionRefused as exc:
-            raise Conflict(
-                str(exc), field="status", current=exc.current, allowed=exc.allowed
-            ) from None
-        except ChangeInvalid as exc:
-            raise Unprocessable(exc.message, field=exc.field, **exc.extra) from None
-        event, nurture_until = await record_change(
-            rt,
-            session,
-            lead_id,
-            from_status=current,
-            status=change.status,
-            reason=change.reason,
-            changed_at=change.occurred_at or rt.clock.now(),
-            rep_id=change.rep_id,
-            qualification=qualification,
-            opportunity=_json(opportunity),
-        )
-        accepted = StatusAccepted(
-            lead_id=lead_id,
-            event_id=event.id,
-            from_status=current,
-            status=change.status,
-            reason=change.reason,
-            nurture_until=nurture_until,
-            allowed_next=allowed_next(change.status, sales_only=True),
-        )
+        accepted = await status_on(rt, session, lead_id, current, change)
         await keyed.record(session, 200, accepted.model_dump(mode="json"))
     return accepted
+
+
+async def status_on(
+    rt: Runtime, session: AsyncSession, lead_id: uuid.UUID, current: str, change: StatusIn
+) -> StatusAccepted:
+    """Move a lead in status `current` (its row locked) to the status sales reports, checked by
+    the lifecycle first: a refused change raises (`Conflict`, `Unprocessable`) before anything
+    is written."""
+    qualification = (
+        change.qualification.model_dump(exclude_none=True) if change.qualification else {}
+    )
+    opportunity = change.opportunity.model_dump(exclude_none=True) if change.opportunity else {}
+    try:
+        check_change(
+            current,
+            StatusChange(change.status, change.reason, qualification, opportunity),
+            rt.policy.reasons,
+        )
+    except TransitionRefused as exc:
+        raise Conflict(str(exc), field="status", current=exc.current, allowed=exc.allowed) from None
+    except ChangeInvalid as exc:
+        raise Unprocessable(exc.message, field=exc.field, **exc.extra) from None
+    event, nurture_until = await record_change(
+        rt,
+        session,
+        lead_id,
+        from_status=current,
+        status=change.status,
+        reason=change.reason,
+        changed_at=change.occurred_at or rt.clock.now(),
+        rep_id=change.rep_id,
+        qualification=qualification,
+        opportunity=_json(opportunity),
+    )
+    return StatusAccepted(
+        lead_id=lead_id,
+        event_id=event.id,
+        from_status=current,
+        status=change.status,
+        reason=change.reason,
+        nurture_until=nurture_until,
+        allowed_next=allowed_next(change.status, sales_only=True),
+    )
+
+
+# --- what CRMs report back (through ingest) ------------------------------------------------
+
+
+async def apply_sales_reports(rt: Runtime, session: AsyncSession, received: list[Received]) -> None:
+    """Apply what sales tools reported back, in arrival order, with the same use cases as the
+    API's attempts and status changes. Each report lands on its lead's timeline, saying whether
+    it was applied; one the lifecycle refuses (or about a lead feedback does not know) is
+    recorded there and logged, never lost and never a failure of the batch."""
+    for item in received:
+        match item.payload:
+            case LeadSalesReported() as report:
+                refused = await _apply_sales_report(rt, session, report)
+                row = row_of(item.event, report)
+                if row is None:
+                    continue
+                row["details"]["applied"] = refused is None
+                if refused is not None:
+                    row["details"]["refused"] = refused
+                    log.warning(
+                        "a sales report was not applied",
+                        extra={"event_id": str(item.event.id), "system": report.system,
+                               "kind": report.kind, "refused": refused},
+                    )  # fmt: skip
+                await store.add_to_timeline(session, [row])
+
+
+async def _apply_sales_report(
+    rt: Runtime, session: AsyncSession, report: LeadSalesReported
+) -> str | None:
+    """Apply one report; why it was not applied, or None."""
+    current = await store.lock_lead(session, report.lead_id)
+    if current is None:
+        return "the lead is not known to feedback (not yet read here, or never an MQL)"
+    if report.kind == "attempt":
+        attempt = AttemptIn(
+            channel=report.channel or "call", occurred_at=report.occurred_at,
+            outcome=report.outcome[:200] if report.outcome else None,
+        )  # fmt: skip
+        await attempt_on(rt, session, report.lead_id, current, attempt)
+        return None
+    if report.status == current:
+        return f"the lead is already {current}"
+    if report.status == "working":
+        # what a first contact attempt does otherwise: sales reports it is working the lead
+        if not can_move(current, "working"):
+            return str(TransitionRefused(current, "working"))
+        await record_change(
+            rt, session, report.lead_id, from_status=current, status="working", reason=None,
+            changed_at=report.occurred_at,
+        )  # fmt: skip
+        return None
+    try:
+        change = StatusIn(
+            status=report.status, reason=report.reason, occurred_at=report.occurred_at
+        )
+        await status_on(rt, session, report.lead_id, current, change)
+    except ValidationError as exc:
+        return f"not a status sales may set: {exc.errors()[0]['msg']}"
+    except ProblemError as exc:
+        return exc.detail
+    return None
 
 
 def _json(values: dict) -> dict:

@@ -1,4 +1,5 @@
-"""HTTP API of ingest: leads and activities from marketing automation platforms."""
+"""HTTP API of ingest: leads and activities from marketing automation platforms; what sales tools
+report back (HubSpot's webhook, Salesforce's Outbound Messages, generic signed webhooks)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import time
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Request, Response
+from fastapi import APIRouter, Depends, Header, Path, Request, Response
 from fastapi.responses import JSONResponse, RedirectResponse
 from leadflow import idempotency as idem
 from leadflow.auth import KEY_RESPONSES, require_scope
@@ -15,7 +16,7 @@ from leadflow.service import RuntimeDep
 from leadflow.settings import ApiKeySpec
 
 from leadflow_ingest import use_cases
-from leadflow_ingest.domain import hubspot
+from leadflow_ingest.domain import hubspot, salesforce
 from leadflow_ingest.domain.ownership import Writer
 from leadflow_ingest.models import idempotency
 from leadflow_ingest.schemas import (
@@ -28,6 +29,7 @@ from leadflow_ingest.schemas import (
     LeadErasure,
     LeadIn,
     LeadView,
+    SalesReportsAccepted,
     parse_batch,
     parse_hubspot_events,
 )
@@ -174,6 +176,64 @@ async def post_hubspot_webhook(request: Request, rt: RuntimeDep) -> HubSpotWebho
     hubspot.verify_v3(secret, request.method, uri, body, dict(request.headers), now=time.time())
     events = parse_hubspot_events(body)
     return await use_cases.accept_hubspot_webhook(rt, events)
+
+
+@sources.post(
+    "/sources/salesforce/outbound-messages",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "the SOAP `notificationsResponse` with `Ack` true: every notification "
+            "was recorded (Salesforce stops delivering the message)",
+            "content": {"text/xml": {"schema": {"type": "string"}}},
+        },
+        403: {"description": "the message comes from another Salesforce organisation"},
+        404: {"description": "the Salesforce connector is not configured"},
+        422: {"description": "not an Outbound Message: the problem names what is wrong"},
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"text/xml": {"schema": {"type": "string"}}},
+        }
+    },
+)
+async def post_salesforce_outbound_message(request: Request, rt: RuntimeDep) -> Response:
+    """Salesforce Outbound Messages (SOAP `notifications` sent by a Flow on a Lead's status
+    change or a Task created): checked against the configured organisation id, each Lead
+    status or Task mapped by the connectors file and passed on to feedback once, then
+    acknowledged. A message delivered again changes nothing and is acknowledged again."""
+    await use_cases.accept_outbound_message(rt, await request.body())
+    return Response(salesforce.ACK, media_type="text/xml; charset=utf-8")
+
+
+@sources.post(
+    "/sources/webhooks/{name}",
+    status_code=202,
+    response_model=SalesReportsAccepted,
+    responses={
+        401: {"description": "no valid HMAC signature in the webhook's signature header"},
+        404: {"description": "no webhook of this name is configured"},
+        422: {"description": "the body lacks a field the webhook's mapping reads (named)"},
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        }
+    },
+)
+async def post_sales_webhook(
+    name: Annotated[str, Path(max_length=63, pattern=r"^[a-z0-9][a-z0-9_-]*$")],
+    request: Request,
+    rt: RuntimeDep,
+) -> SalesReportsAccepted:
+    """Another sales tool's webhook (Pipedrive, Close, an in-house tool): checked by the HMAC
+    signature the connectors file configures for `name`, mapped to a contact attempt or a
+    status change by its field paths and value tables, and passed on to feedback once per
+    record."""
+    body = await request.body()
+    return await use_cases.accept_webhook_report(rt, name, body, dict(request.headers))
 
 
 @router.get(

@@ -1,15 +1,18 @@
 """Kafka intake of ingest: platforms that publish lead JSON to `leads.inbound` get the same
-treatment as HTTP."""
+treatment as HTTP; the CRM records notify linked to leads (`lead.crm_linked`), so that what a CRM
+reports about them is matched to their leads."""
 
 from __future__ import annotations
 
+from functools import partial
+
 from aiokafka import ConsumerRecord
 from leadflow.consumer import Subscription
-from leadflow.contracts.events import TOPIC_INBOUND
+from leadflow.contracts.events import TOPIC_INBOUND, LeadCrmLinked
 from leadflow.service import Runtime
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from leadflow_ingest.use_cases import accept_published_lead
+from leadflow_ingest.use_cases import accept_published_lead, link_crm_records
 
 
 def subscriptions(rt: Runtime) -> list[Subscription]:
@@ -18,4 +21,7 @@ def subscriptions(rt: Runtime) -> list[Subscription]:
             session, rt.outbox, rt.policy, record.value, record.key, now=rt.clock.now()
         )
 
-    return [Subscription("inbound", raw={TOPIC_INBOUND: lead_from_kafka})]
+    return [
+        Subscription("inbound", raw={TOPIC_INBOUND: lead_from_kafka}),
+        Subscription("crm-links", takes=(LeadCrmLinked,), apply=partial(link_crm_records, rt)),
+    ]

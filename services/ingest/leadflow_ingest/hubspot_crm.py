@@ -1,5 +1,9 @@
-"""The one HubSpot CRM API call ingest makes: read contacts' properties by id, in batches
-(`POST /crm/v3/objects/contacts/batch/read`, CRM API v3), with a private app's access token.
+"""The HubSpot CRM API calls ingest makes, with a private app's access token (CRM API v3): read
+contacts' properties by id, in batches (`POST /crm/v3/objects/contacts/batch/read`), and read one
+call, e-mail or meeting with its associated contacts
+(`GET /crm/v3/objects/{calls|emails|meetings}/{id}?properties=…&associations=contacts`: a
+`SimplePublicObjectWithAssociations`, its contacts under `associations.contacts.results[].id`;
+404 when HubSpot has no such object).
 
 The shapes are HubSpot's published OpenAPI document of the v3 Contacts API
 (HubSpot/HubSpot-public-api-spec-collection, PublicApiSpecs/CRM/Contacts/Rollouts/424/v3):
@@ -47,6 +51,16 @@ class HubSpotUnavailable(ProblemError):
 
     status = 503
     title = "HubSpot unavailable"
+
+
+@dataclass(frozen=True)
+class EngagementRead:
+    """A call, e-mail or meeting as HubSpot holds it: its properties and associated contacts."""
+
+    object_id: int
+    properties: dict[str, str | None]
+    contact_ids: list[int]
+    created_at: int
 
 
 @dataclass(frozen=True)
@@ -119,7 +133,7 @@ class HubSpotCrm:
                     "properties": list(properties),
                     "propertiesWithHistory": [],
                 }
-                answer = await self._post(client, body, deadline)
+                answer = await self._send(client, "POST", BATCH_READ, deadline, json=body)
                 for result in answer.get("results", []):
                     values = result.get("properties") or {}
                     contact = ContactRead(
@@ -135,18 +149,58 @@ class HubSpotCrm:
                     )
         return found
 
-    async def _post(self, client: httpx.AsyncClient, body: dict, deadline: float) -> dict:
+    async def read_engagement(
+        self, kind: str, engagement_id: int, properties: Sequence[str]
+    ) -> EngagementRead | None:
+        """One call, e-mail or meeting (`kind`: calls, emails, meetings) with the properties
+        asked for and its associated contacts; None when HubSpot has no such object."""
+        deadline = time.monotonic() + self.budget
+        headers = {"Authorization": f"Bearer {self._token.get_secret_value()}"}
+        params = {"properties": ",".join(properties), "associations": "contacts"}
+        async with httpx.AsyncClient(
+            base_url=self.base_url, headers=headers, transport=self._transport
+        ) as client:
+            answer = await self._send(
+                client, "GET", f"/crm/v3/objects/{kind}/{engagement_id}", deadline, params=params
+            )
+        if answer is None:
+            return None
+        values = answer.get("properties") or {}
+        contacts = ((answer.get("associations") or {}).get("contacts") or {}).get("results") or []
+        return EngagementRead(
+            object_id=int(answer["id"]),
+            properties={name: values.get(name) for name in properties},
+            contact_ids=[int(c["id"]) for c in contacts if str(c.get("id", "")).isdigit()],
+            created_at=_epoch_ms(answer["createdAt"]),
+        )
+
+    async def _send(
+        self,
+        client: httpx.AsyncClient,
+        method: str,
+        path: str,
+        deadline: float,
+        *,
+        json: dict | None = None,
+        params: dict | None = None,
+    ) -> dict | None:
+        """HubSpot's answer to one call (None for a 404 of a GET: no such object), retried
+        within the deadline as HubSpot's limits and failures ask."""
         attempt = 0
         while True:
             attempt += 1
             remaining = deadline - time.monotonic()
             try:
-                response = await client.post(BATCH_READ, json=body, timeout=max(remaining, 0.1))
+                response = await client.request(
+                    method, path, json=json, params=params, timeout=max(remaining, 0.1)
+                )
             except httpx.HTTPError as exc:
                 problem, wait = f"unreachable ({type(exc).__name__})", exponential_backoff(attempt)
             else:
                 if response.status_code in (200, 207):
                     return response.json()
+                if response.status_code == 404 and method == "GET":
+                    return None
                 problem = _error(response)
                 if response.status_code == 429:
                     wait = _retry_after(response)

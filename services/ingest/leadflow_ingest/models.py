@@ -1,5 +1,6 @@
 """Tables of the ingest schema: leads and their identities, activities, idempotent replies,
-and the HubSpot contacts being assembled from their property-change events."""
+the HubSpot contacts being assembled from their property-change events, what sales tools reported
+back and the CRM records linked to leads."""
 
 import sqlalchemy as sa
 from leadflow.db import JSON, service_metadata
@@ -66,4 +67,28 @@ hubspot_contacts = sa.Table(
     sa.Column("properties", JSON, nullable=False),
     sa.Column("lead_id", UUID(as_uuid=True)),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# What sales tools reported back: each (system, record id) once, whatever delivered it; the
+# lead it was about (NULL when no lead matched its record).
+sales_reports = sa.Table(
+    "sales_reports",
+    metadata,
+    sa.Column("system", sa.Text, primary_key=True),
+    sa.Column("record_id", sa.Text, primary_key=True),
+    sa.Column("lead_id", UUID(as_uuid=True), index=True),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# A lead's record in a CRM (a HubSpot contact, a Salesforce Lead or Contact), as notify made or
+# found it (`lead.crm_linked`): what the CRM reports about that record is about the lead.
+crm_links = sa.Table(
+    "crm_links",
+    metadata,
+    sa.Column("system", sa.Text, primary_key=True),
+    sa.Column("object_id", sa.Text, primary_key=True),
+    sa.Column("object_type", sa.Text, nullable=False),
+    sa.Column("lead_id", UUID(as_uuid=True), nullable=False, index=True),
+    sa.Column("linked_at", sa.DateTime(timezone=True), nullable=False),
 )

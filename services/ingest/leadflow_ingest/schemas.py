@@ -198,6 +198,8 @@ class HubSpotEvent(StorableModel):
     occurredAt: int = Field(ge=0)
     propertyName: str | None = Field(default=None, max_length=200)
     propertyValue: str | None = Field(default=None, max_length=65_536)
+    # generic `object.*` subscriptions: the object's type ("0-1" a contact, "0-48" a call, …)
+    objectTypeId: str | None = Field(default=None, max_length=20)
 
 
 def parse_hubspot_events(body: bytes) -> list[HubSpotEvent]:
@@ -237,8 +239,23 @@ class HubSpotContactResult(BaseModel):
     errors: list[FieldError] | None = None
 
 
+class SalesReportsAccepted(BaseModel):
+    """What a sales tool's delivery reported back: passed on to feedback (`reported`, about
+    `lead_ids`), reported before (the same record delivered again), about no lead Leadflow
+    knows (`unmatched`, kept so that it is not taken twice), or nothing Leadflow maps."""
+
+    reported: int = 0
+    duplicates: int = 0
+    unmatched: int = 0
+    ignored: int = Field(default=0, description="values the connector's tables say nothing of")
+    lead_ids: list[uuid.UUID] = Field(default_factory=list)
+
+
 class HubSpotWebhookResult(BaseModel):
     received: int
     duplicates: int
     waiting_for_email: int = Field(description="contacts kept until their email arrives")
     leads: list[HubSpotContactResult]
+    sales_reports: SalesReportsAccepted | None = Field(
+        default=None, description="status changes and activities sales logged (when configured)"
+    )

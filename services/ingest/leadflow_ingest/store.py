@@ -1,5 +1,6 @@
 """All of ingest's SQL: leads found and created by their identities, merged and erased; activities;
-the HubSpot events seen and the contacts assembled from them; the lead as the API shows it."""
+the HubSpot events seen and the contacts assembled from them; the lead as the API shows it; what
+sales tools reported back and the CRM records linked to leads."""
 
 from __future__ import annotations
 
@@ -13,7 +14,15 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadflow_ingest.domain.identity import Identities
-from leadflow_ingest.models import activities, hubspot_contacts, hubspot_events, lead_aliases, leads
+from leadflow_ingest.models import (
+    activities,
+    crm_links,
+    hubspot_contacts,
+    hubspot_events,
+    lead_aliases,
+    leads,
+    sales_reports,
+)
 
 
 class KnownLeads(NamedTuple):
@@ -430,3 +439,81 @@ async def contact_property_names(
         ).where(sa.tuple_(hubspot_contacts.c.portal_id, hubspot_contacts.c.object_id).in_(keys))
     )
     return {(row.portal_id, row.object_id): set(row.properties) for row in rows}
+
+
+# --- what sales tools report back ----------------------------------------------------------
+
+
+async def first_sales_report(
+    session: AsyncSession,
+    system: str,
+    record_id: str,
+    *,
+    lead_id: uuid.UUID | None,
+    kind: str,
+    now: datetime,
+) -> bool:
+    """Record a sales tool's report of one record; False when that record was reported before
+    (the same change delivered again, under any delivery id)."""
+    fresh = await session.scalar(
+        insert(sales_reports)
+        .values(system=system, record_id=record_id, lead_id=lead_id, kind=kind, received_at=now)
+        .on_conflict_do_nothing()
+        .returning(sales_reports.c.record_id)
+    )
+    return fresh is not None
+
+
+async def link_crm_record(
+    session: AsyncSession,
+    system: str,
+    object_type: str,
+    object_id: str,
+    lead_id: uuid.UUID,
+    *,
+    now: datetime,
+) -> None:
+    """The lead's record in a CRM; a record linked again is the lead linked last."""
+    await session.execute(
+        insert(crm_links)
+        .values(
+            system=system, object_type=object_type, object_id=object_id, lead_id=lead_id,
+            linked_at=now,
+        )
+        .on_conflict_do_update(
+            index_elements=[crm_links.c.system, crm_links.c.object_id],
+            set_={"object_type": object_type, "lead_id": lead_id, "linked_at": now},
+        )
+    )  # fmt: skip
+
+
+async def crm_linked_lead(session: AsyncSession, system: str, object_id: str) -> uuid.UUID | None:
+    return await session.scalar(
+        sa.select(crm_links.c.lead_id).where(
+            crm_links.c.system == system, crm_links.c.object_id == object_id
+        )
+    )
+
+
+async def hubspot_contact_lead(
+    session: AsyncSession, portal_id: int, object_id: int
+) -> uuid.UUID | None:
+    """The lead a HubSpot contact became at intake."""
+    return await session.scalar(
+        sa.select(hubspot_contacts.c.lead_id).where(_contact(portal_id, object_id))
+    )
+
+
+async def lead_alive(session: AsyncSession, lead_id: uuid.UUID) -> uuid.UUID | None:
+    """The live lead this id lives on as (itself, or the lead it was merged into), unless it
+    was erased; None otherwise."""
+    live = await live_lead_id(session, lead_id)
+    if live is None:
+        return None
+    erased = await session.scalar(sa.select(leads.c.erased_at).where(leads.c.id == live))
+    return None if erased is not None else live
+
+
+async def forget_crm_links(session: AsyncSession, lead_ids: list[uuid.UUID]) -> None:
+    """An erased lead's CRM records are no longer its: what they report matches no lead."""
+    await session.execute(sa.delete(crm_links).where(crm_links.c.lead_id.in_(lead_ids)))

@@ -1,11 +1,14 @@
 """What an inbound lead or activity becomes: a new lead, an update of a known one, a merge of two
 known ones, an event; what erasing a lead leaves; how HubSpot's contact events become leads
-(reading from HubSpot's CRM API the contacts whose events carry too little). One place for HTTP,
-batch, Kafka and platform adapters."""
+(reading from HubSpot's CRM API the contacts whose events carry too little); how what sales
+tools report back (HubSpot's status properties and logged activities, Salesforce's Outbound
+Messages, generic signed webhooks) becomes `lead.sales_reported`, each record once. One place
+for HTTP, batch, Kafka and platform adapters."""
 
 from __future__ import annotations
 
 import logging
+import os
 import uuid
 from collections import Counter
 from collections.abc import Mapping
@@ -16,11 +19,24 @@ from typing import Any
 
 import orjson
 from leadflow import audit, metrics
-from leadflow.consumer import Reject
+from leadflow.consumer import Received, Reject
+from leadflow.contracts.connectors import (
+    Connectors,
+    ConnectorsError,
+    HubSpotInbound,
+    load_connectors,
+)
 from leadflow.contracts.erasure import forget_events, without_personal_data
-from leadflow.contracts.events import LeadActivity, LeadCreated, LeadErased, LeadUpdated
+from leadflow.contracts.events import (
+    LeadActivity,
+    LeadCreated,
+    LeadCrmLinked,
+    LeadErased,
+    LeadSalesReported,
+    LeadUpdated,
+)
 from leadflow.contracts.policy import Policy
-from leadflow.errors import LeadGone, NotFound, ProblemError, validation_errors
+from leadflow.errors import Forbidden, LeadGone, NotFound, ProblemError, validation_errors
 from leadflow.outbox import Outbox
 from leadflow.service import Runtime
 from leadflow.settings import Settings
@@ -28,7 +44,8 @@ from pydantic import SecretStr, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadflow_ingest import store
-from leadflow_ingest.domain import hubspot, normalise
+from leadflow_ingest.domain import hubspot, normalise, salesforce
+from leadflow_ingest.domain import sales_reports as reports
 from leadflow_ingest.domain.hubspot_mapping import (
     DEFAULT_MAPPING,
     HubSpotMapping,
@@ -43,7 +60,12 @@ from leadflow_ingest.domain.snapshot import (
     marks_job_seeker,
     with_job_seeker,
 )
-from leadflow_ingest.hubspot_crm import ContactRead, HubSpotCrm, HubSpotTokenUnreadable
+from leadflow_ingest.hubspot_crm import (
+    ContactRead,
+    EngagementRead,
+    HubSpotCrm,
+    HubSpotTokenUnreadable,
+)
 from leadflow_ingest.schemas import (
     ActivityAccepted,
     ActivityIn,
@@ -57,6 +79,8 @@ from leadflow_ingest.schemas import (
     LeadErasure,
     LeadIn,
     LeadView,
+    SalesReportsAccepted,
+    decoded_json,
 )
 
 log = logging.getLogger(__name__)
@@ -400,6 +424,7 @@ async def erase_lead(
         # them all (the erased person's may be there under any spelling)
         normalise.normalise_email.cache_clear()
         await forget_events(session, outbox.table, ids)
+        await store.forget_crm_links(session, ids)
         await outbox.emit_many(session, [(LeadErased(lead_id=i), None) for i in ids])
         # who asked for it and which leads went; nothing of the person
         await audit.record(
@@ -447,11 +472,12 @@ def load_hubspot_intake(settings: Settings) -> HubSpotIntake:
 
 
 async def prepare_hubspot_intake(rt: Runtime) -> None:
-    """At start: a broken mapping file or an unreadable token file stops ingest before it
-    takes any webhook."""
+    """At start: a broken mapping file, an unreadable token file, a broken connectors file or a
+    webhook secret that cannot be read stops ingest before it takes any webhook."""
     try:
         rt.state[_HUBSPOT_INTAKE] = load_hubspot_intake(rt.settings)
-    except (MappingError, HubSpotTokenUnreadable) as exc:
+        rt.state[_SALES_REPORTING] = load_sales_reporting(rt.settings, rt.state[_HUBSPOT_INTAKE])
+    except (MappingError, HubSpotTokenUnreadable, ConnectorsError) as exc:
         log.error("refusing to start: %s", exc)
         raise
 
@@ -469,6 +495,10 @@ async def accept_hubspot_webhook(rt: Runtime, events: list[HubSpotEvent]) -> Hub
     budget, nothing is recorded and the answer is 503: HubSpot sends the batch again, so no
     event is lost to a slow HubSpot."""
     intake = hubspot_intake(rt)
+    inbound = sales_reporting(rt).connectors.hubspot.inbound
+    reporting = [e for e in events if _reports_sales(inbound, e)]
+    events = [e for e in events if not _reports_sales(inbound, e)]
+    engagements = await read_engagements(intake, inbound, reporting)
     read: dict[tuple[int, int], ContactRead] = {}
     if intake.crm is not None:
         async with rt.db.unit_of_work() as session:
@@ -480,7 +510,7 @@ async def accept_hubspot_webhook(rt: Runtime, events: list[HubSpotEvent]) -> Hub
             )
             read = {key: found[key[1]] for key in wanted if key[1] in found}
     async with rt.db.unit_of_work() as session:
-        return await accept_hubspot_events(
+        result = await accept_hubspot_events(
             session,
             rt.outbox,
             rt.policy,
@@ -489,6 +519,18 @@ async def accept_hubspot_webhook(rt: Runtime, events: list[HubSpotEvent]) -> Hub
             mapping=intake.mapping,
             read=read,
         )
+        if not inbound.enabled:
+            return result
+        sales = await accept_hubspot_sales_events(
+            session, rt.outbox, inbound, reporting, engagements, now=rt.clock.now()
+        )
+    return result.model_copy(
+        update={
+            "received": result.received + len(reporting),
+            "duplicates": result.duplicates + sales.duplicates,
+            "sales_reports": sales,
+        }
+    )
 
 
 async def contacts_to_read(
@@ -583,3 +625,254 @@ async def accept_hubspot_events(
     return HubSpotWebhookResult(
         received=len(events), duplicates=duplicates, waiting_for_email=waiting, leads=leads
     )
+
+
+# --- what sales tools report back ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SalesReporting:
+    """The connectors file in force and each generic webhook's secret (never logged)."""
+
+    connectors: Connectors
+    webhook_secrets: dict[str, str]
+
+
+_SALES_REPORTING = "sales_reporting"
+
+
+def _webhook_secret(name: str, secret_env: str | None, secret_file: str | None) -> str:
+    if secret_env is not None:
+        secret = os.environ.get(secret_env, "").strip()
+        if not secret:
+            raise ConnectorsError(
+                f"webhook {name!r}: the environment variable {secret_env} holds no secret"
+            )
+        return secret
+    try:
+        secret = Path(secret_file or "").read_text("utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConnectorsError(
+            f"webhook {name!r}: the secret file cannot be read ({type(exc).__name__})"
+        ) from None
+    if not secret:
+        raise ConnectorsError(f"webhook {name!r}: the secret file is empty")
+    return secret
+
+
+def load_sales_reporting(settings: Settings, intake: HubSpotIntake) -> SalesReporting:
+    """The connectors file (`LEADFLOW_CONNECTORS_FILE`) and the secrets it names. Raises
+    ConnectorsError naming each problem: an invalid file, a secret not there, HubSpot
+    activities to read without a private app's token to read them with."""
+    connectors = load_connectors(settings.connectors_file)
+    inbound = connectors.hubspot.inbound
+    if inbound.enabled and inbound.engagements and intake.crm is None:
+        raise ConnectorsError(
+            "connectors.hubspot.inbound.engagements: HubSpot's calls, e-mails and meetings are "
+            "read through its CRM API; set LEADFLOW_HUBSPOT_PRIVATE_APP_TOKEN (or its _FILE), "
+            "or list no engagements"
+        )
+    secrets = {
+        w.name: _webhook_secret(w.name, w.signature.secret_env, w.signature.secret_file)
+        for w in connectors.webhooks
+    }
+    return SalesReporting(connectors, secrets)
+
+
+def sales_reporting(rt: Runtime) -> SalesReporting:
+    if _SALES_REPORTING not in rt.state:
+        rt.state[_SALES_REPORTING] = load_sales_reporting(rt.settings, hubspot_intake(rt))
+    return rt.state[_SALES_REPORTING]
+
+
+async def lead_of(
+    session: AsyncSession, system: str, refs: tuple[reports.LeadRef, ...]
+) -> uuid.UUID | None:
+    """The live lead the first of a report's references that names one names: a lead id, an
+    e-mail or external id as intake knows them, a CRM record as intake or notify linked it."""
+    for ref in refs:
+        found: uuid.UUID | None = None
+        if ref.by == "lead_id":
+            found = uuid.UUID(ref.value)
+        elif ref.by == "email":
+            found = await store.find_lead(session, "email", normalise.normalise_email(ref.value)[0])
+        elif ref.by == "external_id":
+            found = await store.find_lead(session, "external_id", ref.value)
+        elif ref.by == "crm":
+            found = await store.crm_linked_lead(session, system, ref.value)
+        elif ref.by == "hubspot_contact":
+            portal_id, contact_id = (int(part) for part in ref.value.split(":"))
+            found = await store.hubspot_contact_lead(
+                session, portal_id, contact_id
+            ) or await store.crm_linked_lead(session, system, str(contact_id))
+        live = await store.lead_alive(session, found) if found is not None else None
+        if live is not None:
+            return live
+    return None
+
+
+async def record_sales_reports(
+    session: AsyncSession,
+    outbox: Outbox,
+    found: list[reports.Report],
+    *,
+    ignored: int = 0,
+    duplicates: int = 0,
+    now: datetime,
+) -> SalesReportsAccepted:
+    """Pass each report on to feedback as `lead.sales_reported`, each (system, record) once;
+    one whose record names no lead Leadflow knows is kept (so a redelivery stays a duplicate)
+    and counted, not passed on."""
+    result = SalesReportsAccepted(ignored=ignored, duplicates=duplicates)
+    for report in found:
+        lead_id = await lead_of(session, report.system, report.leads)
+        fresh = await store.first_sales_report(
+            session, report.system, report.record_id, lead_id=lead_id, kind=report.kind, now=now
+        )
+        if not fresh:
+            result.duplicates += 1
+        elif lead_id is None:
+            result.unmatched += 1
+            log.info(
+                "a sales report matched no lead",
+                extra={"system": report.system, "record_id": report.record_id},
+            )
+        else:
+            await outbox.emit(session, LeadSalesReported(lead_id=lead_id, **report.fields()))
+            result.reported += 1
+            result.lead_ids.append(lead_id)
+    return result
+
+
+def _reports_sales(inbound: HubSpotInbound, event: HubSpotEvent) -> bool:
+    """Whether a HubSpot event is sales reporting (a watched status property of a contact, a
+    call, e-mail or meeting created) rather than a contact's data."""
+    if not inbound.enabled:
+        return False
+    if event.subscriptionType == "object.creation":
+        return reports.hubspot_engagement_kind(inbound, event.objectTypeId) is not None
+    changes_contact = event.subscriptionType == "contact.propertyChange" or (
+        event.subscriptionType == "object.propertyChange"
+        and event.objectTypeId == reports.HUBSPOT_CONTACT
+    )
+    return changes_contact and reports.watched_property(inbound, event.propertyName)
+
+
+async def read_engagements(
+    intake: HubSpotIntake, inbound: HubSpotInbound, events: list[HubSpotEvent]
+) -> dict[tuple[int, int], EngagementRead | None]:
+    """The calls, e-mails and meetings a batch names, read from HubSpot with their contacts
+    (outside any transaction, within the read budget: 503 otherwise, and HubSpot retries)."""
+    read: dict[tuple[int, int], EngagementRead | None] = {}
+    for event in events:
+        kind = reports.hubspot_engagement_kind(inbound, event.objectTypeId)
+        if kind is None or intake.crm is None or (event.portalId, event.objectId) in read:
+            continue
+        read[(event.portalId, event.objectId)] = await intake.crm.read_engagement(
+            kind, event.objectId, reports.ENGAGEMENT_PROPERTIES[kind]
+        )
+    return read
+
+
+async def accept_hubspot_sales_events(
+    session: AsyncSession,
+    outbox: Outbox,
+    inbound: HubSpotInbound,
+    events: list[HubSpotEvent],
+    engagements: Mapping[tuple[int, int], EngagementRead | None],
+    *,
+    now: datetime,
+) -> SalesReportsAccepted:
+    """HubSpot's status property changes and logged activities, each event once (by its id)
+    and each record once (by what changed): the reports they make."""
+    found: list[reports.Report] = []
+    ignored = duplicates = 0
+    for event in sorted(events, key=lambda e: (e.occurredAt, e.eventId)):
+        if not await store.first_hubspot_event(session, event.portalId, event.eventId, now=now):
+            duplicates += 1
+            continue
+        kind = reports.hubspot_engagement_kind(inbound, event.objectTypeId)
+        report: reports.Report | None
+        if event.subscriptionType == "object.creation" and kind is not None:
+            engagement = engagements.get((event.portalId, event.objectId))
+            report = (
+                reports.hubspot_engagement_report(
+                    inbound,
+                    event.portalId,
+                    kind,
+                    event.objectId,
+                    engagement.properties,
+                    engagement.contact_ids,
+                    created_ms=engagement.created_at,
+                )  # fmt: skip
+                if engagement is not None
+                else None
+            )
+        else:
+            report = reports.hubspot_property_report(
+                inbound, event.portalId, event.objectId, event.propertyName or "",
+                event.propertyValue, event.occurredAt,
+            )  # fmt: skip
+        if report is None:
+            ignored += 1
+        else:
+            found.append(report)
+    return await record_sales_reports(
+        session, outbox, found, ignored=ignored, duplicates=duplicates, now=now
+    )
+
+
+async def accept_outbound_message(rt: Runtime, body: bytes) -> SalesReportsAccepted:
+    """A Salesforce Outbound Message: refused unless it comes from the configured organisation;
+    each notification's Lead status or Task mapped and passed on once. The caller answers the
+    `Ack` once this returned (then Salesforce stops delivering it)."""
+    inbound = sales_reporting(rt).connectors.salesforce.inbound
+    if not inbound.enabled or inbound.organization_id is None:
+        raise NotFound("the Salesforce connector is not configured (connectors.salesforce.inbound)")
+    message = salesforce.parse_outbound_message(body)
+    if not salesforce.same_organization(inbound.organization_id, message.organization_id):
+        log.warning("an Outbound Message of another Salesforce organisation was refused")
+        raise Forbidden(
+            "the message comes from another Salesforce organisation than the configured one",
+            field="notifications.OrganizationId",
+        )
+    now = rt.clock.now()
+    found, ignored = [], 0
+    for notification in message.notifications:
+        report = salesforce.notification_report(inbound, notification, now=now)
+        if report is None:
+            ignored += 1
+        else:
+            found.append(report)
+    async with rt.db.unit_of_work() as session:
+        return await record_sales_reports(session, rt.outbox, found, ignored=ignored, now=now)
+
+
+async def accept_webhook_report(
+    rt: Runtime, name: str, body: bytes, headers: Mapping[str, str]
+) -> SalesReportsAccepted:
+    """A generic webhook's delivery: its HMAC checked with the webhook's secret, its body mapped
+    by the webhook's field paths and value tables; a path the body lacks is a 422 naming it."""
+    configured = sales_reporting(rt)
+    webhook = configured.connectors.webhook(name)
+    if webhook is None:
+        raise NotFound(f"no webhook named {name!r} is configured", field="name")
+    reports.verify_webhook(webhook, configured.webhook_secrets[name], body, headers)
+    now = rt.clock.now()
+    report = reports.webhook_report(webhook, decoded_json(body), now=now)
+    async with rt.db.unit_of_work() as session:
+        return await record_sales_reports(
+            session, rt.outbox, [report] if report else [], ignored=int(report is None), now=now
+        )
+
+
+async def link_crm_records(rt: Runtime, session: AsyncSession, received: list[Received]) -> None:
+    """Notify made or found a lead's record in a CRM: what that CRM reports about the record
+    (a Task's WhoId, a call on the contact) is about the lead."""
+    for item in received:
+        match item.payload:
+            case LeadCrmLinked() as linked:
+                await store.link_crm_record(
+                    session, linked.system, linked.object_type, linked.object_id,
+                    linked.lead_id, now=linked.linked_at,
+                )  # fmt: skip

@@ -18,6 +18,7 @@ from leadflow.contracts.events import (
     LeadCreated,
     LeadMql,
     LeadRouted,
+    LeadSalesReported,
     LeadScored,
     LeadStatusChanged,
     LeadUpdated,
@@ -38,6 +39,10 @@ SLA_FIELDS = (
 )  # fmt: skip
 STATUS_FIELDS = (
     "from_status", "status", "reason", "rep_id", "nurture_until", "qualification", "opportunity",
+)  # fmt: skip
+# What a CRM reported back (feedback adds whether it was applied, and why not).
+SALES_REPORT_FIELDS = (
+    "kind", "system", "record_id", "channel", "outcome", "status", "reason",
 )  # fmt: skip
 # SLA events about a party's period commitments carry the period's id, not a lead's.
 PERIOD_COMMITMENTS = frozenset(
@@ -65,7 +70,13 @@ def instant_of(event: CloudEvent, payload: Payload) -> datetime:
     """When the fact happened, as its payload says; the envelope's time is when it was written
     down, which for a backdated attempt or a late SLA firing is not the same."""
     match payload:
-        case LeadCreated() | LeadUpdated() | LeadActivity() | LeadContactAttempt():
+        case (
+            LeadCreated()
+            | LeadUpdated()
+            | LeadActivity()
+            | LeadContactAttempt()
+            | LeadSalesReported()
+        ):
             return payload.occurred_at
         case LeadScored():
             return payload.scored_at
@@ -131,6 +142,8 @@ def details_of(event: CloudEvent, payload: Payload) -> dict[str, Any]:
             return _pick(data, ("attempt_id", "channel", "rep_id", "outcome"))
         case LeadStatusChanged():
             return _pick(data, STATUS_FIELDS)
+        case LeadSalesReported():
+            return _pick(data, SALES_REPORT_FIELDS)
     return {}
 
 
