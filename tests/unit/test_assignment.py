@@ -14,6 +14,9 @@ from leadflow_routing.domain.assignment import (
     WAIT_PRECEDENCE,
     RepView,
     RuleView,
+    away,
+    condition_holds,
+    condition_problem,
     in_working_hours,
     match_rule,
     unassigned_reason,
@@ -29,6 +32,7 @@ from leadflow_routing.domain.strategies import (
     weighted,
     weighted_order,
 )
+from leadflow_routing.domain.worklist import work_state
 
 MONDAY_NOON_UTC = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
@@ -258,3 +262,64 @@ def test_a_waiting_lead_has_one_reason_the_rep_closest_to_eligible(skips, by_rul
 def test_every_reason_a_lead_waits_is_one_the_event_accepts():
     accepted = set(typing.get_args(UnassignedReason))
     assert {reason for _, reason in WAIT_PRECEDENCE} | {"no_team", "no_reps"} == accepted
+
+
+# --- conditions: lists, ranges, negations -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("condition", "value", "holds"),
+    [
+        (["PL", "de"], "pl", True),
+        ({"in": ["PL"]}, "DE", False),
+        ({"min": 50, "max": 1000}, 50, True),
+        ({"min": 50, "max": 1000}, 1000, True),
+        ({"min": 50, "max": 1000}, 1001, False),
+        ({"min": 50}, "250", True),
+        ({"max": 10}, None, False),
+        ({"not": ["gov"]}, "gov", False),
+        ({"not": ["gov"]}, None, True),  # a missing value meets a negation
+        ({"not": {"min": 50, "max": 1000}}, 10, True),
+        ({"not": {"not": ["x"]}}, "x", True),
+    ],
+)
+def test_a_condition_holds_for_listed_values_ranges_and_negations(condition, value, holds):
+    assert condition_holds(condition, value) is holds
+
+
+@pytest.mark.parametrize(
+    ("name", "condition", "problem"),
+    [
+        ("country", {"min": 1}, "numbers only"),
+        ("employees", {"min": 10, "max": 5}, "above max"),
+        ("employees", {}, "a list of values"),
+        ("employees", {"between": [1, 2]}, "given: between"),
+        ("channel", [], "at least one"),
+        ("employees", {"not": {"min": "many"}}, "not a number"),
+    ],
+)
+def test_a_condition_that_cannot_be_tested_is_named(name, condition, problem):
+    assert problem in (condition_problem(name, condition) or "")
+
+
+def test_a_rule_on_employees_reads_the_company_size():
+    rule = RuleView(uuid.uuid4(), "mid", uuid.uuid4(), {"employees": {"min": 50, "max": 1000}})
+    assert match_rule([rule], {"company": {"employees": 250}})[0] is rule
+    assert match_rule([rule], {"company": {}})[0] is None
+
+
+def test_an_out_of_office_with_an_end_is_over_at_that_instant():
+    back = datetime(2026, 12, 7, 9, tzinfo=UTC)
+    rep = RepView(uuid.uuid4(), "Ada", out_of_office=True, out_of_office_until=back)
+    assert away(rep, back - timedelta(seconds=1))
+    assert not away(rep, back)
+    assert away(RepView(uuid.uuid4(), "Bob", out_of_office=True), back + timedelta(days=365))
+
+
+def test_work_states_overdue_when_due_or_breached_warning_once_a_level_fired():
+    now = datetime(2026, 12, 7, 9, tzinfo=UTC)
+    assert work_state(None, None, now) == ("no_clock", None)
+    assert work_state(now + timedelta(hours=1), "open", now) == ("on_track", 3600.0)
+    assert work_state(now + timedelta(minutes=1), "warning", now)[0] == "warning"
+    assert work_state(now - timedelta(minutes=1), "open", now) == ("overdue", -60.0)
+    assert work_state(now + timedelta(hours=1), "breached", now)[0] == "overdue"
