@@ -29,6 +29,7 @@ from leadflow.contracts.events import (
 from leadflow.db import Database
 from support.harness import ADMIN, emitted, eventually, publish_events, sample_mql, service_client
 from support.hubspot_server import HubSpotApiServer
+from support.salesforce_server import SalesforceServer
 
 TOKEN = "pat-na1-11111111-2222-3333-4444-555555555555"
 REP_ID = uuid.UUID("6f1d6c2e-0a55-4c9b-8d7e-3b2a1c0d9e8f")
@@ -310,3 +311,129 @@ async def test_a_hubspot_that_is_down_loses_nothing_and_gets_every_lead_once_bac
     assert sorted(c["properties"]["email"] for c in hubspot.contacts.values()) == [
         "lead6@example.com", "lead7@example.com", "lead8@example.com",
     ]  # fmt: skip
+
+
+# --- Salesforce -----------------------------------------------------------------------------
+
+CLIENT_ID = "3MVG9leadflowTestConsumerKey"
+CLIENT_SECRET = "F0E1D2C3B4A5968778695A4B3C2D1E0F"
+USER = "005000000000123AAA"
+
+
+def salesforce_out(server: SalesforceServer, **outbound) -> dict:
+    owners = {REP_EMAIL: USER}  # the rep's e-mail names their Salesforce user
+    return {
+        "salesforce": {
+            "outbound": {"enabled": True, "login_url": server.url, "owners": owners, **outbound}
+        }
+    }
+
+
+def org() -> SalesforceServer:
+    server = SalesforceServer(CLIENT_ID, CLIENT_SECRET)
+    server.users.add(USER)
+    return server
+
+
+async def test_a_routed_lead_owns_its_salesforce_lead_and_task_in_both_crms_linked_once_each(
+    stack, tmp_path
+):
+    async with org() as salesforce, HubSpotApiServer(TOKEN) as hubspot:
+        connectors = {**salesforce_out(salesforce), **hubspot_out(owners={REP_EMAIL: OWNER})}
+        async with notify_writing_to(
+            stack, tmp_path, connectors, hubspot_api_url=hubspot.url,
+            hubspot_private_app_token=TOKEN, salesforce_client_id=CLIENT_ID,
+            salesforce_client_secret=CLIENT_SECRET,
+        ) as (notify, settings):  # fmt: skip
+            await directory_known(settings)
+            mql = a_lead(9)
+            await publish_events(settings, TOPIC_ROUTING, [routed(mql)])
+            first = await eventually(lambda: settled(notify, mql.lead_id, "salesforce"), 60)
+            await eventually(lambda: settled(notify, mql.lead_id, "hubspot"), 60)
+            # written again (a replay): the upserts find the Lead and the Task
+            replay = await notify.post(f"/v1/deliveries/{first['id']}/replay", headers=ADMIN)
+            assert replay.status_code == 202, replay.text
+            calls = len(salesforce.requests)
+            await eventually(lambda: len(salesforce.requests) >= calls + 2 or None, 30)
+            await eventually(lambda: settled(notify, mql.lead_id, "salesforce"), 60)
+            links = await linked(settings, mql.lead_id)
+            view = (await notify.get("/v1/connectors")).json()
+
+    [lead] = salesforce.leads.values()
+    assert lead["Leadflow_Lead_Id__c"] == str(mql.lead_id)
+    assert (lead["OwnerId"], lead["Status"]) == (USER, "Open - Not Contacted")
+    assert (lead["LastName"], lead["Company"], lead["Email"]) == (
+        "Quant9", "Co 9", "lead9@example.com",
+    )  # fmt: skip
+    [task] = salesforce.tasks.values()
+    assert (task["WhoId"], task["OwnerId"]) == (lead["Id"], USER)
+    assert (task["ActivityDate"], task["ReminderDateTime"]) == ("2026-12-02", DUE)
+    assert task["Subject"] == "Follow up with Zoe Quant9 (Co 9)"
+    assert len(salesforce.token_requests()) == 1  # kept for the replay
+    assert {(e.data["system"], e.data["object_type"]) for e in links} == {
+        ("salesforce", "Lead"), ("hubspot", "contacts"),
+    }  # fmt: skip
+    assert len(links) == 2
+    assert [e.data["object_id"] for e in links if e.data["system"] == "salesforce"] == [lead["Id"]]
+    assert view["salesforce"]["credentials"] == {"client_id": True, "client_secret": True}
+    assert view["salesforce"]["outbound"]["owners"] == {REP_EMAIL: USER}
+    assert CLIENT_SECRET not in str(view) and TOKEN not in str(view)
+
+
+async def test_a_salesforce_401_takes_a_new_token_once_then_dead_letters_with_a_reason(
+    stack, tmp_path
+):
+    async with org() as salesforce:
+        async with notify_writing_to(
+            stack, tmp_path, salesforce_out(salesforce, owners={str(REP_ID): USER}),
+            salesforce_client_id=CLIENT_ID, salesforce_client_secret=CLIENT_SECRET,
+        ) as (notify, settings):  # fmt: skip
+            first = a_lead(10)
+            await publish_events(settings, TOPIC_ROUTING, [routed(first)])
+            await eventually(lambda: settled(notify, first.lead_id, "salesforce"), 60)
+            # the org ended the session before its timeout: one new token, and on
+            salesforce.expire_tokens()
+            second = a_lead(11)
+            await publish_events(settings, TOPIC_ROUTING, [routed(second)])
+            renewed = await eventually(lambda: settled(notify, second.lead_id, "salesforce"), 60)
+            # the org refuses every token (the integration user lost API access)
+            salesforce.refuse_tokens = True
+            third = a_lead(12)
+            await publish_events(settings, TOPIC_ROUTING, [routed(third)])
+            dead = await eventually(
+                lambda: settled(notify, third.lead_id, "salesforce", "dead"), 60
+            )
+
+    assert renewed["attempts"] == 1 and len(salesforce.leads) == 2
+    assert len(salesforce.token_requests()) == 3  # the first, after the expiry, after the refusal
+    assert dead["attempts"] == 1 and dead["last_status"] == 401
+    assert dead["last_error"].startswith("Salesforce refused a new access token")
+    assert "INVALID_SESSION_ID" in dead["last_error"]
+    form = salesforce.token_requests()[0]["form"]
+    assert form == {
+        "grant_type": "client_credentials", "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET,
+    }  # fmt: skip
+
+
+async def test_a_salesforce_that_is_down_loses_nothing(stack, tmp_path):
+    async with org() as salesforce:
+        salesforce.down = True
+        async with notify_writing_to(
+            stack, tmp_path, salesforce_out(salesforce, owners={str(REP_ID): USER}),
+            salesforce_client_id=CLIENT_ID, salesforce_client_secret=CLIENT_SECRET,
+        ) as (notify, settings):  # fmt: skip
+            leads = [a_lead(n) for n in (13, 14)]
+            await publish_events(settings, TOPIC_ROUTING, [routed(mql) for mql in leads])
+
+            async def retried_while_down():
+                found = [await crm_deliveries(notify, m.lead_id, "salesforce") for m in leads]
+                return all(len(d) == 1 and d[0]["attempts"] >= 3 for d in found) and all(
+                    d[0]["state"] == "pending" for d in found
+                )
+
+            await eventually(retried_while_down, timeout=60)
+            salesforce.down = False
+            for m in leads:
+                await eventually(lambda m=m: settled(notify, m.lead_id, "salesforce"), 60)
+
+    assert len(salesforce.leads) == 2 and len(salesforce.tasks) == 2
