@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from leadflow.contracts import slas
-from leadflow.contracts.calendar import BusinessCalendar, policy_calendar
+from leadflow.contracts.calendar import BusinessCalendar, CalendarSpecError, policy_calendar
 from leadflow.contracts.connectors import HubSpotOutbound, SalesforceOutbound
 from leadflow.contracts.policy import Policy
 
@@ -29,8 +29,11 @@ def first_response_due(
 ) -> datetime:
     """When the rep's first contact attempt is due: the earliest clock routing opens that the
     first attempt meets (first response; for a PQL also its contact clock), on the team's
-    calendar (else the policy's)."""
-    cal = BusinessCalendar.from_spec(calendar) if calendar else policy_calendar(policy)
+    calendar (else, or when it cannot be read, the policy's)."""
+    try:
+        cal = BusinessCalendar.from_spec(calendar) if calendar else policy_calendar(policy)
+    except CalendarSpecError:
+        cal = policy_calendar(policy)
     dues = []
     for sla in slas.opened_by_routing(kind):
         if sla in slas.MET_BY_FIRST_ATTEMPT:
