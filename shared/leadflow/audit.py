@@ -21,7 +21,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadflow import paging
-from leadflow.db import audit_table
+from leadflow.db import audit_table, service_metadata
 from leadflow.paging import Listing, Page, PageRequest
 
 Action = Literal["created", "changed", "deleted", "replaced", "revoked", "erased", "published"]
@@ -113,9 +113,17 @@ class AuditEntry(BaseModel):
 AuditPage = Page[AuditEntry]
 
 
+def _log(metadata: sa.MetaData) -> sa.Table:
+    """The service's `audit_log`; an app built on metadata without one gets a stand-in of the
+    same shape (reading it then fails as a missing table does)."""
+    if f"{metadata.schema}.audit_log" in metadata.tables:
+        return audit_table(metadata)
+    return audit_table(service_metadata(metadata.schema or "public"))
+
+
 def listing(metadata: sa.MetaData) -> Listing:
     """The audit log as a list (leadflow.paging): newest first, filtered by who, what and which."""
-    table = audit_table(metadata)
+    table = _log(metadata)
     return Listing(
         name="audit",
         key=table.c.id,
@@ -132,7 +140,6 @@ def listing(metadata: sa.MetaData) -> Listing:
 
 async def entries(
     session: AsyncSession,
-    metadata: sa.MetaData,
     wanted: PageRequest,
     *,
     since: datetime | None = None,
@@ -140,7 +147,7 @@ async def entries(
 ) -> AuditPage:
     """The page of entries `wanted` asks for (newest first unless sorted otherwise), within
     [since, until)."""
-    table = audit_table(metadata)
+    table = wanted.listing.key.table
     query = sa.select(table)
     if since is not None:
         query = query.where(table.c.at >= since)
@@ -166,6 +173,6 @@ def router(metadata: sa.MetaData, admin: Any) -> APIRouter:
         who made them; cursor-paginated as every list (`next_cursor`, and a `Link: rel="next"`
         header)."""
         async with request.app.state.runtime.db.unit_of_work() as session:
-            return await entries(session, metadata, wanted, since=since, until=until)
+            return await entries(session, wanted, since=since, until=until)
 
     return audit
