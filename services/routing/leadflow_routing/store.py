@@ -788,8 +788,8 @@ async def clocks_fired(session: AsyncSession, fired: list[dict[str, Any]]) -> No
         },
         where=_c.started_at <= statement.excluded.started_at,
     )
-    for row in fired:
-        await session.execute(statement, row)
+    if fired:
+        await session.execute(statement, fired)
 
 
 async def clocks_met(session: AsyncSession, met: list[dict[str, Any]]) -> None:

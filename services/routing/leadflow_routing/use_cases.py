@@ -1146,6 +1146,7 @@ async def create_account(rt: Runtime, body: AccountIn) -> AccountOut:
             entity_id=domain,
             after=created,
         )
+        touch(session, QUEUE_TAG)
     return created
 
 
@@ -1184,6 +1185,7 @@ async def change_account(rt: Runtime, domain: str, body: AccountPatch) -> Accoun
             before=_account_out(before),
             after=after,
         )
+        touch(session, QUEUE_TAG)
     return after
 
 
@@ -1203,6 +1205,7 @@ async def delete_account(rt: Runtime, domain: str) -> None:
             entity_id=domain,
             before=_account_out(before),
         )
+        touch(session, QUEUE_TAG)
 
 
 async def _routing_config(session: AsyncSession) -> dict[str, list]:
