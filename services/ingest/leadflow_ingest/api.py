@@ -7,15 +7,17 @@ import time
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Path, Request, Response
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from fastapi.responses import JSONResponse, RedirectResponse
 from leadflow import idempotency as idem
+from leadflow import paging
 from leadflow.auth import KEY_RESPONSES, require_scope
 from leadflow.errors import NotFound
+from leadflow.paging import Page, PageRequest
 from leadflow.service import RuntimeDep
 from leadflow.settings import ApiKeySpec
 
-from leadflow_ingest import use_cases
+from leadflow_ingest import store, use_cases
 from leadflow_ingest.domain import hubspot, salesforce
 from leadflow_ingest.domain.ownership import Writer
 from leadflow_ingest.models import idempotency
@@ -234,6 +236,19 @@ async def post_sales_webhook(
     record."""
     body = await request.body()
     return await use_cases.accept_webhook_report(rt, name, body, dict(request.headers))
+
+
+@router.get("/leads", response_model=Page[LeadView], dependencies=[LeadsRead])
+async def search_leads(
+    q: Annotated[
+        str, Query(min_length=2, max_length=320, description="e-mail, name, company or id")
+    ],
+    rt: RuntimeDep,
+    wanted: Annotated[PageRequest, Depends(paging.query(store.LEADS))],
+) -> Page[LeadView]:
+    """Leads whose e-mail, name or company name holds `q` (any case), or whose id or external
+    id is `q`; merged and erased leads are not found. Personal data: `leads:read`."""
+    return await use_cases.search_leads(rt, wanted, q)
 
 
 @router.get(

@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
+from leadflow.paging import Listing, PageRequest
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -517,3 +518,42 @@ async def lead_alive(session: AsyncSession, lead_id: uuid.UUID) -> uuid.UUID | N
 async def forget_crm_links(session: AsyncSession, lead_ids: list[uuid.UUID]) -> None:
     """An erased lead's CRM records are no longer its: what they report matches no lead."""
     await session.execute(sa.delete(crm_links).where(crm_links.c.lead_id.in_(lead_ids)))
+
+
+# --- search: leads by e-mail, name, company or id (leadflow.paging) -----------------------
+
+LEADS = Listing(
+    name="leads",
+    key=leads.c.id,
+    sorts={"created_at": leads.c.created_at, "updated_at": leads.c.updated_at},
+    default_sort="-created_at",
+    filters={"routable": (leads.c.routable, bool)},
+)
+
+
+def _contains(text: str) -> str:
+    """An ILIKE pattern finding `text` anywhere, its own wildcards taken literally."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+async def search_leads(session: AsyncSession, wanted: PageRequest, text: str) -> list[sa.Row]:
+    """Live leads (neither merged nor erased) whose e-mail, name or company name holds `text`
+    (any case), or whose id or external id is `text`."""
+    pattern = _contains(text)
+    snapshot = leads.c.snapshot
+    name = sa.func.concat_ws(" ", snapshot["first_name"].astext, snapshot["last_name"].astext)
+    found = [
+        leads.c.email.ilike(pattern, escape="\\"),
+        name.ilike(pattern, escape="\\"),
+        snapshot["company"]["name"].astext.ilike(pattern, escape="\\"),
+        leads.c.external_id == text,
+    ]
+    try:
+        found.append(leads.c.id == uuid.UUID(text))
+    except ValueError:
+        pass
+    query = sa.select(leads.c.snapshot, leads.c.created_at, leads.c.updated_at).where(
+        leads.c.merged_into.is_(None), leads.c.erased_at.is_(None), sa.or_(*found)
+    )
+    return list((await session.execute(wanted.select(query))).all())

@@ -38,6 +38,7 @@ from leadflow.contracts.events import (
 from leadflow.contracts.policy import Policy
 from leadflow.errors import Forbidden, LeadGone, NotFound, ProblemError, validation_errors
 from leadflow.outbox import Outbox
+from leadflow.paging import Page, PageRequest
 from leadflow.service import Runtime
 from leadflow.settings import Settings
 from pydantic import SecretStr, ValidationError
@@ -398,6 +399,18 @@ async def show_lead(session: AsyncSession, lead_id: uuid.UUID) -> LeadView | uui
         return row.merged_into
     return LeadView.model_validate(
         {**row.snapshot, "created_at": row.created_at, "updated_at": row.updated_at}
+    )
+
+
+async def search_leads(rt: Runtime, wanted: PageRequest, text: str) -> Page[LeadView]:
+    """Live leads whose e-mail, name or company holds `text`, or whose id is `text`."""
+    async with rt.db.unit_of_work() as session:
+        rows = await store.search_leads(session, wanted, text.strip())
+    return wanted.page(
+        rows,
+        lambda row: LeadView.model_validate(
+            {**row.snapshot, "created_at": row.created_at, "updated_at": row.updated_at}
+        ),
     )
 
 
