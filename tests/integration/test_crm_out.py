@@ -248,6 +248,27 @@ async def test_a_429_is_waited_out_as_retry_after_asks_without_counting_a_try(st
     assert delivery["attempts"] == 1 and len(hubspot.tasks) == 1
 
 
+async def test_hubspots_ten_second_window_is_kept_without_a_429(stack, tmp_path):
+    async with HubSpotApiServer(TOKEN) as hubspot:
+        hubspot.ten_second_limit = 8  # the account's window, as HubSpot counts it
+        connectors = hubspot_out(owners={str(REP_ID): OWNER}, requests_per_10s=8)
+        async with notify_writing_to(
+            stack, tmp_path, connectors, hubspot_api_url=hubspot.url,
+            hubspot_private_app_token=TOKEN,
+        ) as (notify, settings):  # fmt: skip
+            leads = [a_lead(n) for n in (20, 21, 22)]  # 4 calls each: 12 in all
+            await publish_events(settings, TOPIC_ROUTING, [routed(mql) for mql in leads])
+            written = [
+                await eventually(lambda m=m: settled(notify, m.lead_id, "hubspot"), 60)
+                for m in leads
+            ]
+
+    times = sorted(r["at"] for r in hubspot.requests)
+    assert len(times) == 12  # no call refused and made again
+    assert all(later - earlier >= 9.9 for earlier, later in zip(times, times[8:], strict=False))
+    assert all(d["attempts"] == 1 for d in written) and len(hubspot.tasks) == 3
+
+
 async def test_a_401_reads_the_token_again_once_then_dead_letters_with_a_reason(stack, tmp_path):
     token_file = tmp_path / "hubspot-token"
     token_file.write_text("pat-na1-revoked")
