@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from leadflow import asyncapi, audit, keys, metrics
+from leadflow import asyncapi, audit, keys, metrics, policies
 from leadflow.auth import find_key, require_scope
 from leadflow.clock import Clock, clock_from_settings
 from leadflow.consumer import ConsumerRunner, Subscription
@@ -33,6 +33,7 @@ from leadflow.keys import KeyRing
 from leadflow.logs import configure_logging
 from leadflow.loops import Stop
 from leadflow.outbox import OUTBOX_TAG, Outbox, OutboxRelay
+from leadflow.policies import CurrentPolicy
 from leadflow.retry import exponential_backoff
 from leadflow.settings import ApiKeySpec, Settings, get_settings
 
@@ -54,6 +55,7 @@ class Runtime:
     state: dict[str, Any] = field(default_factory=dict)
     stop: Stop = field(default_factory=Stop)  # set at shutdown; workers loop `while not rt.stop`
     key_ring: KeyRing | None = None  # keys issued through the API (leadflow.keys)
+    current_policy: CurrentPolicy | None = None  # the published policy (leadflow.policies)
 
     def find_key(self, presented: str) -> ApiKeySpec | None:
         """The key presented, among the bootstrap keys of the settings and those issued through
@@ -95,8 +97,12 @@ class ServiceSpec:
 
     def consumes(self, rt: Runtime) -> list[Subscription]:
         """Every subscription the service runs: its own, then the kernel's (its copy of the API
-        keys issued through the API)."""
-        return [*self.subscriptions(rt), keys.subscription(self.metadata)]
+        keys issued through the API, its current policy)."""
+        return [
+            *self.subscriptions(rt),
+            keys.subscription(self.metadata),
+            policies.subscription(self.metadata),
+        ]
 
 
 async def runtime(request: Request) -> Runtime:
@@ -263,18 +269,27 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
         )
         rt.state["policy"] = policy
         rt.key_ring = KeyRing(db, spec.metadata)
+        # The policy published last, when there is one, replaces the file's before anything
+        # decides; later publications replace it while the service runs.
+        rt.current_policy = CurrentPolicy(
+            db, spec.metadata, policy, lambda published: rt.state.update(policy=published)
+        )
         app.state.runtime = rt
-        if spec.on_start is not None:
-            try:
+        try:
+            await rt.current_policy.load(stop)
+            if spec.on_start is not None:
                 await spec.on_start(rt)
-            except BaseException:  # refusing to start: close what is already open
-                await producer.stop()
-                await db.dispose()
-                raise
+        except BaseException:  # refusing to start: close what is already open
+            await producer.stop()
+            await db.dispose()
+            raise
         tasks = [
             asyncio.create_task(supervise("outbox-relay", relay.run, stop), name="outbox-relay"),
             asyncio.create_task(
                 supervise("api-keys", lambda: rt.key_ring.run(stop), stop), name="api-keys"
+            ),
+            asyncio.create_task(
+                supervise("policy", lambda: rt.current_policy.run(stop), stop), name="policy"
             ),
         ]
         for sub in spec.consumes(rt):

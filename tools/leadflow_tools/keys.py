@@ -52,13 +52,23 @@ def add_parser(sub) -> None:
     revoke.set_defaults(func=_revoke)
 
 
-def call_feedback(args: argparse.Namespace, method: str, path: str, body: dict | None = None):
-    """The answer's JSON (None for 204); prints what went wrong and returns False otherwise."""
+def call_feedback(
+    args: argparse.Namespace,
+    method: str,
+    path: str,
+    body: dict | None = None,
+    *,
+    text: str | None = None,
+    media_type: str = "application/yaml",
+):
+    """The answer's JSON (None for 204), for a JSON `body` or a `text` of `media_type`; prints
+    what went wrong and returns False otherwise."""
     url = args.url.rstrip("/") + path
+    headers = {"Authorization": f"Bearer {args.key}"}
+    if text is not None:
+        headers["Content-Type"] = media_type
     try:
-        response = httpx.request(
-            method, url, json=body, headers={"Authorization": f"Bearer {args.key}"}, timeout=30
-        )
+        response = httpx.request(method, url, json=body, content=text, headers=headers, timeout=30)
     except httpx.HTTPError as exc:
         print(f"cannot reach feedback at {args.url}: {exc}", file=sys.stderr)
         return False
@@ -69,7 +79,8 @@ def call_feedback(args: argparse.Namespace, method: str, path: str, body: dict |
             problem = {"detail": response.text}
         print(f"refused ({response.status_code}): {problem.get('detail')}", file=sys.stderr)
         for error in problem.get("errors") or []:
-            print(f"  {error.get('field')}: {error.get('message')}", file=sys.stderr)
+            line = f" (line {error['line']})" if error.get("line") else ""
+            print(f"  {error.get('field')}: {error.get('message')}{line}", file=sys.stderr)
         return False
     return None if response.status_code == 204 else response.json()
 

@@ -17,7 +17,6 @@ service = ServiceSpec(
         "open-timer-gauge": use_cases.count_open,
         "period-evaluation": use_cases.run_evaluation,
     },
-    on_start=use_cases.reschedule_on_start,
     description=(
         "Runs durable SLA clocks on business calendars; emits warnings, breaches, escalations; "
         "judges both parties' period commitments."

@@ -272,27 +272,6 @@ async def count_open(session: AsyncSession, overdue_before: datetime) -> list[Ro
     ).all()
 
 
-# --- rescheduling onto the current policy ------------------------------------------------------
-
-
-async def claim_other_policy(session: AsyncSession, version: str, limit: int) -> list[Row]:
-    """Up to `limit` running timers scheduled under another policy version, locked."""
-    return (
-        await session.execute(
-            sa.select(timers)
-            .where(_t.next_fire_at.is_not(None), _t.policy_version.is_distinct_from(version))
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
-    ).all()
-
-
-async def reschedule(session: AsyncSession, timer_id: uuid.UUID, **values: Any) -> None:
-    await session.execute(
-        sa.update(timers).where(_t.id == timer_id).values(**values, version=_t.version + 1)
-    )
-
-
 # --- period commitments ----------------------------------------------------------------------
 
 _e = period_evaluations.c

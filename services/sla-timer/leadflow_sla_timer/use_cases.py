@@ -83,7 +83,6 @@ from leadflow_sla_timer.domain.timers import (
     ATTEMPTS_EXCEEDED,
     TEAM_LEAD,
     about,
-    carried_level,
     due_levels,
     escalates_to,
     reassign_on_breach,
@@ -605,53 +604,6 @@ async def count_open(rt: Runtime) -> None:
     while not rt.stop:
         await measure_open(rt)
         await rt.stop.pause(15)
-
-
-async def reschedule_for_policy(rt: Runtime) -> int:
-    """Move the clocks still running under another policy version onto the current policy.
-
-    Each timer keeps its start and the levels already fired; its limit, due instant, attempt
-    counts (required and the cadence's cap) and the levels still to come follow the current
-    policy (a level that is now overdue fires at once).
-    Returns how many timers moved."""
-    policy = rt.policy
-    moved = 0
-    while True:
-        async with rt.db.unit_of_work() as session:
-            rows = await store.claim_other_policy(session, policy.version, BATCH)
-            calendars = Calendars(policy)
-            for row in rows:
-                term, ladder, due_at = schedule(
-                    policy, row.sla, row.channel, calendars.of(row.calendar), row.started_at
-                )
-                # Levels fired stay fired, also where the ladder's shape changed.
-                level = carried_level(row.ladder, row.level, ladder)
-                await store.reschedule(
-                    session,
-                    row.id,
-                    clock=term.clock,
-                    limit_seconds=term.limit.total_seconds(),
-                    due_at=due_at,
-                    ladder=ladder,
-                    level=level,
-                    next_fire_at=(
-                        datetime.fromisoformat(ladder[level]["at"]) if level < len(ladder) else None
-                    ),
-                    attempts_required=term.attempts_required,
-                    attempts_allowed=term.attempts_allowed,
-                    policy_version=policy.version,
-                )
-            if rows:
-                touch(session, TIMERS_TAG)
-        moved += len(rows)
-        if len(rows) < BATCH:
-            return moved
-
-
-async def reschedule_on_start(rt: Runtime) -> None:
-    moved = await reschedule_for_policy(rt)
-    if moved:
-        log.info("moved %d open SLA timers onto policy %s", moved, rt.policy.version)
 
 
 # --- period commitments ----------------------------------------------------------------------

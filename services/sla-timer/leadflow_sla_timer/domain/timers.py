@@ -65,26 +65,6 @@ def due_levels(ladder: list[dict], fired: int, now: datetime) -> list[int]:
     return [i for i in range(fired, len(ladder)) if datetime.fromisoformat(ladder[i]["at"]) <= now]
 
 
-def levels_fired(ladder: list[dict], fired: int) -> set[str]:
-    """The levels a stored ladder has fired in its first `fired` steps; a breach that escalated
-    with it (an older ladder) fired the team lead's escalation too."""
-    levels = {step["level"] for step in ladder[:fired]}
-    if any(escalates_to(step) == TEAM_LEAD for step in ladder[:fired]):
-        levels.add(slas.ESCALATED_TEAM_LEAD)
-    return levels
-
-
-def carried_level(old: list[dict], fired: int, new: list[dict]) -> int:
-    """How many steps of a clock's `new` ladder count as fired when it replaces the `old` one
-    of which `fired` steps fired: the leading steps whose levels already fired, so that no
-    level fires twice (an older ladder's breach escalated to the team lead with it)."""
-    done = levels_fired(old, fired)
-    level = 0
-    while level < len(new) and new[level]["level"] in done:
-        level += 1
-    return level
-
-
 def reassign_on_breach(policy: Policy) -> bool:
     return policy.slas.escalation.reassign_on_breach
 
