@@ -11,7 +11,8 @@ import pytest
 from leadflow.contracts.connectors import ConnectorsError, parse_connectors
 from leadflow.contracts.policy import default_policy
 from leadflow.retry import WEBHOOK_SCHEDULE
-from leadflow_notify.crm import _failure
+from leadflow.settings import Settings
+from leadflow_notify.crm import CredentialsUnreadable, CrmOut, _failure
 from leadflow_notify.domain.context import body
 from leadflow_notify.domain.crm import (
     RollingWindow,
@@ -216,3 +217,26 @@ def test_a_crm_that_fails_is_retried_and_one_that_refuses_is_dead_lettered():
 
 def test_the_retry_schedule_outlasts_a_crm_down_for_a_day():
     assert sum(WEBHOOK_SCHEDULE) > 24 * 3600
+
+
+def test_an_unreadable_credential_file_stops_notify_and_a_disabled_connector_reads_none(tmp_path):
+    settings = Settings(
+        hubspot_private_app_token_file=str(tmp_path / "missing"),
+        salesforce_client_id="3MVG9",
+        salesforce_client_secret_file=str(tmp_path / "missing-too"),
+    )
+    with pytest.raises(CredentialsUnreadable, match="LEADFLOW_HUBSPOT_PRIVATE_APP_TOKEN"):
+        CrmOut.build(out(hubspot={"outbound": {"enabled": True}}), settings)
+    with pytest.raises(CredentialsUnreadable, match="LEADFLOW_SALESFORCE_CLIENT_SECRET"):
+        CrmOut.build(out(salesforce={"outbound": {"enabled": True}}), settings)
+    assert CrmOut.build(out(), settings).systems == ()
+
+
+def test_credentials_from_a_file_are_secret(tmp_path):
+    (tmp_path / "secret").write_text("sf-secret-value\n")
+    settings = Settings(
+        salesforce_client_id="3MVG9", salesforce_client_secret_file=str(tmp_path / "secret")
+    )
+    crm = CrmOut.build(out(salesforce={"outbound": {"enabled": True}}), settings)
+    assert crm.systems == ("salesforce",) and crm.salesforce.credentials_present
+    assert "sf-secret-value" not in repr(crm.salesforce.__dict__)

@@ -357,14 +357,17 @@ async def write_to_crm(rt: Runtime, client: httpx.AsyncClient, row: Row) -> Sent
     """A routed lead's writes to one CRM, without touching the database."""
     try:
         lead = RoutedLead.from_body(orjson.loads(row.body))
+    except (KeyError, TypeError, ValueError) as exc:  # nothing a CRM write can be made from
+        return Sent(row, None, f"not a routed lead: {exc!r}"[:300], permanent=True)
+    try:
         record = await crm_out(rt).write(client, row.connector, lead)
     except CrmRefused as refused:
         return Sent(
             row, refused.status, refused.reason, retry_after=refused.retry_after,
             permanent=refused.permanent, rate_limited=refused.rate_limited, linked=refused.linked,
         )  # fmt: skip
-    except (KeyError, ValueError) as exc:  # a body a CRM write cannot be made from
-        return Sent(row, None, f"not a routed lead: {exc!r}"[:300], permanent=True)
+    except (KeyError, TypeError, ValueError) as exc:  # a success whose body is not the CRM's
+        return Sent(row, None, f"{row.connector} answered unexpectedly: {exc!r}"[:300])
     return Sent(row, 200, None, linked=record)
 
 
