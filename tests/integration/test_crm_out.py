@@ -18,6 +18,7 @@ from typing import Any
 
 import sqlalchemy as sa
 import yaml
+from leadflow import metrics
 from leadflow.contracts.events import (
     TOPIC_INGEST,
     TOPIC_ROUTING,
@@ -27,7 +28,15 @@ from leadflow.contracts.events import (
     TeamDirectory,
 )
 from leadflow.db import Database
-from support.harness import ADMIN, emitted, eventually, publish_events, sample_mql, service_client
+from support.harness import (
+    ADMIN,
+    counted,
+    emitted,
+    eventually,
+    publish_events,
+    sample_mql,
+    service_client,
+)
 from support.hubspot_server import HubSpotApiServer
 from support.salesforce_server import SalesforceServer
 
@@ -286,6 +295,8 @@ async def test_a_401_reads_the_token_again_once_then_dead_letters_with_a_reason(
             # revoked in HubSpot and not replaced: one more read of the file, then a dead letter
             hubspot.token = "pat-na1-new-one-nobody-has"
             calls = len(hubspot.requests)
+            refusals = counted(metrics.crm_calls.labels("hubspot", "unauthorized"))
+            dead_letters = counted(metrics.crm_writes.labels("hubspot", "dead_lettered"))
             second = a_lead(5)
             await publish_events(settings, TOPIC_ROUTING, [routed(second)])
             dead = await eventually(lambda: settled(notify, second.lead_id, "hubspot", "dead"), 60)
@@ -295,6 +306,8 @@ async def test_a_401_reads_the_token_again_once_then_dead_letters_with_a_reason(
         "Bearer pat-na1-revoked", f"Bearer {TOKEN}",
     ]  # fmt: skip
     assert len(hubspot.requests) - calls == 2  # the refused call and its one retry, no more
+    assert counted(metrics.crm_calls.labels("hubspot", "unauthorized")) - refusals == 2
+    assert counted(metrics.crm_writes.labels("hubspot", "dead_lettered")) - dead_letters == 1
     assert dead["attempts"] == 1 and dead["last_status"] == 401
     assert "refused the private app token" in dead["last_error"]
     assert TOKEN not in dead["last_error"]
