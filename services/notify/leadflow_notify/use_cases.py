@@ -437,11 +437,17 @@ async def record_outcomes(rt: Runtime, sent: list[Sent]) -> None:
             metrics.notifications.labels("webhook", s.row.event_type, outcome).inc()
             metrics.webhook_deliveries.labels("delivered" if s.delivered else outcome).inc()
     for s, outcome in outcomes:
+        if s.row.connector:  # a CRM's message may quote the lead's values: it stays on the row
+            log.warning(
+                "CRM write failed (its reason: GET /v1/deliveries)",
+                extra={"delivery_id": str(s.row.id), "connector": s.row.connector,
+                       "status": s.status, "outcome": outcome},
+            )  # fmt: skip
+            continue
         log.warning(
-            "CRM write failed" if s.row.connector else "webhook delivery failed",
+            "webhook delivery failed",
             extra={
                 "delivery_id": str(s.row.id),
-                "connector": s.row.connector,
                 "status": s.status,
                 "error": s.error,
                 "outcome": outcome,
