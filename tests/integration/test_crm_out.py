@@ -23,6 +23,7 @@ from leadflow.contracts.events import (
     TOPIC_INGEST,
     TOPIC_ROUTING,
     LeadCreated,
+    LeadErased,
     LeadRouted,
     Person,
     TeamDirectory,
@@ -345,6 +346,42 @@ async def test_a_hubspot_that_is_down_loses_nothing_and_gets_every_lead_once_bac
     assert sorted(c["properties"]["email"] for c in hubspot.contacts.values()) == [
         "lead6@example.com", "lead7@example.com", "lead8@example.com",
     ]  # fmt: skip
+
+
+async def test_an_erased_lead_is_not_written_and_its_crm_rows_say_nothing_of_it(stack, tmp_path):
+    async with HubSpotApiServer(TOKEN) as hubspot:
+        hubspot.down = True
+        connectors = hubspot_out(owners={str(REP_ID): OWNER})
+        async with notify_writing_to(
+            stack, tmp_path, connectors, hubspot_api_url=hubspot.url,
+            hubspot_private_app_token=TOKEN,
+        ) as (notify, settings):  # fmt: skip
+            mql = a_lead(23)
+            await publish_events(settings, TOPIC_ROUTING, [routed(mql)])
+
+            async def tried():
+                found = await crm_deliveries(notify, mql.lead_id, "hubspot")
+                return found and found[0]["attempts"] >= 1 and found[0]
+
+            await eventually(tried, timeout=60)
+            await publish_events(settings, TOPIC_INGEST, [LeadErased(lead_id=mql.lead_id)])
+            cancelled = await eventually(
+                lambda: settled(notify, mql.lead_id, "hubspot", "cancelled"), 60
+            )
+            hubspot.down = False
+            db = Database(settings.database_url)
+            try:
+                async with db.unit_of_work() as session:
+                    stored = await session.scalar(
+                        sa.text("SELECT body FROM notify.deliveries WHERE id = :id"),
+                        {"id": uuid.UUID(cancelled["id"])},
+                    )
+            finally:
+                await db.dispose()
+
+    assert cancelled["last_error"] == "lead erased"
+    assert b"lead23@example.com" not in stored and b"Quant23" not in stored
+    assert not hubspot.contacts and not hubspot.tasks
 
 
 # --- Salesforce -----------------------------------------------------------------------------

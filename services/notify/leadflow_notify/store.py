@@ -100,6 +100,12 @@ _cancel_pending = (
     .where(d.lead_id == sa.bindparam("lead"), d.state == "pending")
     .values(state=CANCELLED, next_attempt_at=None, last_error="lead erased")
 )
+# A CRM's error message may quote the lead's values (an e-mail it refused).
+_redact_crm_errors = (
+    sa.update(deliveries)
+    .where(d.lead_id == sa.bindparam("lead"), d.connector.is_not(None), d.last_error.is_not(None))
+    .values(last_error="lead erased")
+)
 _lead_deliveries = (
     sa.select(d.id, d.body).where(d.lead_id == sa.bindparam("lead")).with_for_update()
 )
@@ -138,6 +144,7 @@ async def erase_lead(
         },
     )
     await session.execute(_cancel_pending, {"lead": lead_id})
+    await session.execute(_redact_crm_errors, {"lead": lead_id})
     await session.execute(_cancel_notices, {"lead": lead_id})
     await session.execute(_redact_notices, {"lead": lead_id})
     bodies = []
