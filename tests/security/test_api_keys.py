@@ -7,6 +7,7 @@ requirement of each operation names its scope), so a new endpoint is covered as 
 exists; one that declares no security must be in PUBLIC below."""
 
 import base64
+import json
 import uuid
 
 import pytest
@@ -30,14 +31,34 @@ KEYS = {spec.name: {"Authorization": f"Bearer {spec.key}"} for spec in TEST_KEYS
 SPECS = {spec.name: spec for spec in TEST_KEYS}
 # Operations that take no API key: probes and metrics (no personal data, tests/e2e/
 # test_metrics_after_run.py), and platform webhooks, which carry their own signature
-# (tests/integration/test_ingest.py checks it).
+# (tests/integration/test_ingest.py checks it), or an organisation id checked against the
+# configuration (Salesforce's Outbound Messages; tests/integration/test_crm_back.py).
 PUBLIC = {"/healthz", "/readyz", "/metrics"}
-SIGNED = {("ingest", "/v1/sources/hubspot/webhook")}
+SIGNED = {
+    ("ingest", "/v1/sources/hubspot/webhook"),
+    ("ingest", "/v1/sources/salesforce/outbound-messages"),
+    ("ingest", "/v1/sources/webhooks/{name}"),
+}
+
+
+# A sales tool's webhook signed with an HMAC (connectors file), to show a key is no signature.
+ACME = {"webhooks": [{
+    "name": "acme", "signature": {"header": "X-Acme-Signature", "secret_env": "ACME_SECRET"},
+    "record_id": "id", "lead": {"by": "email", "path": "email"},
+    "mappings": [{"value": "type", "values": {"call": {"kind": "attempt"}}}],
+}]}  # fmt: skip
+# The signed ones as requests name them, besides the HubSpot webhook.
+SIGNED_AT = {"/v1/sources/webhooks/{name}": "/v1/sources/webhooks/acme"}
 
 
 @pytest.fixture
-async def settings(stack):
-    return await stack.isolated_settings(hubspot_client_secret="hubspot-app-secret")
+async def settings(stack, tmp_path, monkeypatch):
+    connectors = tmp_path / "connectors.yaml"
+    connectors.write_text(json.dumps({"connectors": ACME}))
+    monkeypatch.setenv("ACME_SECRET", "acme-shared-secret")
+    return await stack.isolated_settings(
+        hubspot_client_secret="hubspot-app-secret", connectors_file=str(connectors)
+    )
 
 
 @pytest.fixture
@@ -206,8 +227,10 @@ async def test_the_api_documents_are_open_and_carry_the_scopes(clients):
 
 async def test_signed_platform_webhooks_refuse_api_keys_without_a_signature(clients):
     for name, path in SIGNED:
+        if path == "/v1/sources/salesforce/outbound-messages":
+            continue  # no signature: the organisation id (tests/integration/test_crm_back.py)
         for headers in (ADMIN, SOURCE, {}):
-            response = await clients[name].post(path, json=[], headers=headers)
+            response = await clients[name].post(SIGNED_AT.get(path, path), json=[], headers=headers)
             assert response.status_code == 401, (path, headers, response.text)
 
 
