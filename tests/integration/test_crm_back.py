@@ -251,6 +251,37 @@ async def test_a_call_logged_on_the_contact_becomes_a_contact_attempt(crm, hubsp
     assert (await lifecycle(crm, lead_id))["attempts"] == 1
 
 
+async def test_a_call_hubspot_cannot_be_read_for_is_not_lost_and_one_on_a_stranger_is_kept(
+    crm, hubspot
+):
+    lead_id = await hubspot_lead(crm, hubspot, 7004)
+    called = UPDATED + timedelta(days=2)
+    hubspot.add_engagement("calls", 55502, {"hs_timestamp": str(int(called.timestamp() * 1000))},
+                           [7004], created_at=called)  # fmt: skip
+    logged = hs_event("object.creation", 55502, object_type="0-48")
+    before = await rows_in(crm.settings, "ingest.sales_reports")
+    hubspot.down = True
+    try:
+        refused = await post_hubspot(crm, [logged])
+    finally:
+        hubspot.down = False
+    assert refused.status_code == 503, refused.text
+    assert int(refused.headers["retry-after"]) >= 1
+    assert await rows_in(crm.settings, "ingest.sales_reports") == before
+
+    # HubSpot delivers the batch again: now it is read, and nothing of it was taken before
+    again = await post_hubspot(crm, [logged])
+    assert again.json()["sales_reports"]["reported"] == 1, again.text
+    await eventually(lambda: status_is(crm, lead_id, "working"))
+
+    # a call on a contact no lead came from is kept (a redelivery stays a duplicate), no more
+    hubspot.add_engagement("calls", 55503, {}, [99999], created_at=called)
+    stranger = hs_event("object.creation", 55503, object_type="0-48")
+    assert (await post_hubspot(crm, [stranger])).json()["sales_reports"]["unmatched"] == 1
+    repeat = await post_hubspot(crm, [{**stranger, "eventId": next(_ids)}])
+    assert repeat.json()["sales_reports"]["duplicates"] == 1
+
+
 async def test_unqualified_returns_the_lead_with_its_reason_and_a_refused_change_is_kept(
     crm, hubspot
 ):
