@@ -175,8 +175,9 @@ class Settings(BaseSettings):
     outbox_replay_window: int = Field(default=3600, ge=60)
     # Recovery from a broker that lost its log (an in-memory broker restarted): consumers keep
     # their positions in PostgreSQL and check them against the broker's log, relays publish
-    # their replay window again. `leadflow run` turns it on for its embedded broker.
-    broker_reset_recovery: bool = False
+    # their replay window again. On by default; a broker that keeps its log (Apache Kafka) never
+    # triggers it, and turning it off saves the broker's share of the position checks.
+    broker_reset_recovery: bool = True
     # routing: how often the unassigned queue is looked at again for reps that became eligible
     # (working hours begin, out of office ends); changes through the API look at once.
     unassigned_recheck_seconds: float = Field(default=30.0, gt=0, le=3600)

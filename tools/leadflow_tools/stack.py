@@ -242,8 +242,6 @@ class StackSupervisor:
         # One machine: webhooks to a local receiver are expected; the services find each other
         # on the ports given here.
         env.setdefault("LEADFLOW_WEBHOOK_ALLOW_PRIVATE", "true")
-        # The embedded broker forgets everything when it restarts.
-        env.setdefault("LEADFLOW_BROKER_RESET_RECOVERY", "true")
         env.setdefault("LEADFLOW_ROUTING_URL", f"http://127.0.0.1:{ports['routing']}")
         env.setdefault("LEADFLOW_NOTIFY_URL", f"http://127.0.0.1:{ports['notify']}")
         env.setdefault("LEADFLOW_PUBLIC_URL", f"http://127.0.0.1:{ports['feedback']}")
