@@ -314,3 +314,23 @@ def test_two_webhooks_may_not_share_a_name():
     config = webhook().model_dump()
     with pytest.raises(ConnectorsError):
         parse_connectors({"webhooks": [config, config]})
+
+
+def test_a_reason_the_policy_does_not_list_is_named_with_its_path():
+    from leadflow.contracts.policy import default_policy
+    from leadflow_ingest.domain.sales_reports import unknown_reasons
+
+    reasons = default_policy().reasons
+    assert unknown_reasons(ENABLED, reasons) == []  # the shipped tables use the policy's
+    config = parse_connectors({
+        "hubspot": {"inbound": {"enabled": True, "properties": {"hs_lead_status": {
+            "UNQUALIFIED": {"kind": "status", "status": "returned", "reason": "too_small"}}}}},
+        "webhooks": [webhook(mappings=[{"value": "s", "values": {
+            "lost": {"kind": "status", "status": "lost", "reason": "price"}}}]).model_dump()],
+    })  # fmt: skip
+    assert unknown_reasons(config, reasons) == [
+        "connectors.hubspot.inbound.properties.hs_lead_status.UNQUALIFIED.reason: 'too_small' "
+        "is not a reason of the policy",
+        "connectors.webhooks.0.mappings.0.values.lost.reason: 'price' is not a reason of the "
+        "policy",
+    ]

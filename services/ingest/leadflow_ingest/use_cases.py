@@ -489,7 +489,15 @@ async def prepare_hubspot_intake(rt: Runtime) -> None:
     webhook secret that cannot be read stops ingest before it takes any webhook."""
     try:
         rt.state[_HUBSPOT_INTAKE] = load_hubspot_intake(rt.settings)
-        rt.state[_SALES_REPORTING] = load_sales_reporting(rt.settings, rt.state[_HUBSPOT_INTAKE])
+        rt.state[_SALES_REPORTING] = reporting = load_sales_reporting(
+            rt.settings, rt.state[_HUBSPOT_INTAKE]
+        )
+        unknown = reports.unknown_reasons(reporting.connectors, rt.policy.reasons)
+        if unknown:
+            raise ConnectorsError(
+                "the connectors file maps values to reasons the policy does not list:\n  "
+                + "\n  ".join(unknown)
+            )
     except (MappingError, HubSpotTokenUnreadable, ConnectorsError) as exc:
         log.error("refusing to start: %s", exc)
         raise

@@ -15,12 +15,12 @@ import hashlib
 import hmac
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from leadflow.contracts.connectors import GenericWebhook, HubSpotInbound, Reported
+from leadflow.contracts.connectors import Connectors, GenericWebhook, HubSpotInbound, Reported
 from leadflow.errors import Unauthorized, Unprocessable
 
 HUBSPOT = "hubspot"
@@ -106,6 +106,33 @@ def instant(value: Any) -> datetime | None:
     except ValueError:
         return None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def unknown_reasons(connectors: Connectors, reasons: Collection[str]) -> list[str]:
+    """Where the connectors file maps a value to a status with a reason the policy does not
+    list (each as its path in the file): feedback would refuse every such report."""
+    tables: list[tuple[str, Mapping[str, Reported]]] = []
+    hubspot = connectors.hubspot.inbound
+    if hubspot.enabled:
+        tables += [
+            (f"hubspot.inbound.properties.{name}", table)
+            for name, table in hubspot.properties.items()
+        ]
+    if connectors.salesforce.inbound.enabled:
+        tables.append(
+            ("salesforce.inbound.lead_statuses", connectors.salesforce.inbound.lead_statuses)
+        )
+    for index, webhook in enumerate(connectors.webhooks):
+        tables += [
+            (f"webhooks.{index}.mappings.{m}.values", mapping.values)
+            for m, mapping in enumerate(webhook.mappings)
+        ]
+    return [
+        f"connectors.{where}.{value}.reason: {reported.reason!r} is not a reason of the policy"
+        for where, table in tables
+        for value, reported in table.items()
+        if reported.reason is not None and reported.reason not in reasons
+    ]
 
 
 # --- HubSpot ---------------------------------------------------------------------------------
