@@ -16,9 +16,11 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 import yaml
 from leadflow import metrics
+from leadflow.contracts.connectors import ConnectorsError
 from leadflow.contracts.events import (
     TOPIC_INGEST,
     TOPIC_ROUTING,
@@ -157,6 +159,16 @@ async def linked(settings, lead_id) -> list:
     return [
         e for e in await emitted(settings, "lead.crm_linked", "notify") if e.subject == str(lead_id)
     ]
+
+
+async def test_notify_refuses_to_start_with_an_invalid_connectors_file(stack, tmp_path):
+    path = tmp_path / "connectors.yaml"
+    path.write_text("connectors:\n  hubspot:\n    outbound:\n      owners: {ola: not-an-id}\n")
+    settings = await stack.isolated_settings(connectors_file=str(path))
+    with pytest.raises(ConnectorsError) as refused:
+        async with service_client("notify", settings):
+            pass
+    assert refused.value.problems[0][0] == "hubspot.outbound.owners.ola"
 
 
 # --- HubSpot --------------------------------------------------------------------------------
