@@ -301,6 +301,9 @@ async def test_unqualified_returns_the_lead_with_its_reason_and_a_refused_change
     assert reports[1]["applied"] is False
     assert "cannot move to 'sal'" in reports[1]["refused"]
     assert await status_is(crm, lead_id, "returned")
+    page = await crm.feedback.get(f"/review/leads/{lead_id}")
+    assert page.status_code == 200, page.text
+    assert "hubspot reported status sal" in page.text and "not applied" in page.text
 
 
 async def _with(awaitable, condition):
