@@ -39,6 +39,13 @@ timers = sa.Table(
     # attempt beyond it was first seen (its warning is emitted once).
     sa.Column("attempts_allowed", sa.Integer),
     sa.Column("attempts_exceeded_at", sa.DateTime(timezone=True)),
+    # Contact cadence: the attempts seen per channel ({"call": 2}) and the local days they fell
+    # on (ISO dates, in the calendar's time zone), and the mix and spread that meet it (policy
+    # min_per_channel and min_distinct_days; None for the other kinds).
+    sa.Column("attempts_by_channel", JSON, nullable=False, server_default=sa.text("'{}'::jsonb")),
+    sa.Column("attempt_days", JSON, nullable=False, server_default=sa.text("'[]'::jsonb")),
+    sa.Column("min_per_channel", JSON),
+    sa.Column("min_distinct_days", sa.Integer),
     sa.UniqueConstraint("lead_id", "sla", name="uq_timers_lead_sla"),
     sa.Index("ix_timers_due", "next_fire_at", postgresql_where=sa.text("next_fire_at IS NOT NULL")),
 )
@@ -49,6 +56,7 @@ early_attempts = sa.Table(
     sa.Column("lead_id", UUID(as_uuid=True), primary_key=True),
     sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False),  # the earliest
     sa.Column("attempts", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("by_channel", JSON, nullable=False, server_default=sa.text("'{}'::jsonb")),
 )
 
 # Status changes seen before the lead.routed that opens the lead's clocks, applied when it comes.

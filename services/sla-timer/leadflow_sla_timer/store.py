@@ -3,6 +3,7 @@ statements, the firing claims, the held-back events, the recorded MQLs and the p
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
@@ -12,7 +13,7 @@ import sqlalchemy as sa
 from leadflow.contracts.erasure import forget_events
 from leadflow.contracts.slas import FIRST_RESPONSE
 from leadflow.db import kernel_tables, lock_leads
-from sqlalchemy.dialects.postgresql import ARRAY, UUID, insert
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID, insert
 from sqlalchemy.engine import Row, RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -33,6 +34,8 @@ _t = timers.c
 
 # The columns a unit of work may change on a timer it found (its key and the rest stay).
 MOVED_COLUMNS = ("state", "met_at", "attempts", "next_fire_at", "version", "attempts_exceeded_at")
+# ... and the cadence's counts per channel and day: JSON, handed over as text and cast back.
+MOVED_JSON_COLUMNS = ("attempts_by_channel", "attempt_days")
 
 _ids = sa.bindparam("ids", type_=ARRAY(UUID(as_uuid=True)))
 _read_timers = (
@@ -58,14 +61,19 @@ _moved = (
         sa.bindparam("next_fire_ats", type_=ARRAY(sa.DateTime(timezone=True))),
         sa.bindparam("versions", type_=ARRAY(sa.Integer)),
         sa.bindparam("attempts_exceeded_ats", type_=ARRAY(sa.DateTime(timezone=True))),
+        sa.bindparam("by_channel_texts", type_=ARRAY(sa.Text)),
+        sa.bindparam("day_texts", type_=ARRAY(sa.Text)),
     )
-    .table_valued("id", *MOVED_COLUMNS)
+    .table_valued("id", *MOVED_COLUMNS, *MOVED_JSON_COLUMNS)
     .render_derived(name="moved")
 )
 _move_timers = (
     sa.update(timers)
     .where(_t.id == _moved.c.id)
-    .values({name: _moved.c[name] for name in MOVED_COLUMNS})
+    .values(
+        {name: _moved.c[name] for name in MOVED_COLUMNS}
+        | {name: sa.cast(_moved.c[name], JSONB) for name in MOVED_JSON_COLUMNS}
+    )
 )
 _hold_attempts = insert(early_attempts)
 _hold_attempts = _hold_attempts.on_conflict_do_update(
@@ -73,6 +81,7 @@ _hold_attempts = _hold_attempts.on_conflict_do_update(
     set_={
         "occurred_at": _hold_attempts.excluded.occurred_at,
         "attempts": _hold_attempts.excluded.attempts,
+        "by_channel": _hold_attempts.excluded.by_channel,
     },
 )
 _hold_statuses = insert(early_statuses).on_conflict_do_nothing()
@@ -112,6 +121,8 @@ async def move_timers(session: AsyncSession, moved: list[dict[str, Any]]) -> Non
             "next_fire_ats": [t["next_fire_at"] for t in moved],
             "versions": [t["version"] for t in moved],
             "attempts_exceeded_ats": [t["attempts_exceeded_at"] for t in moved],
+            "by_channel_texts": [json.dumps(t["attempts_by_channel"]) for t in moved],
+            "day_texts": [json.dumps(t["attempt_days"]) for t in moved],
         },
     )
 
@@ -129,8 +140,8 @@ async def release_held(
 async def hold(
     session: AsyncSession, attempts: list[dict[str, Any]], statuses: list[dict[str, Any]]
 ) -> None:
-    """Keep attempts ({lead_id, occurred_at, attempts}) and status changes ({event_id, lead_id,
-    changed_at, change}) seen before the lead's clocks."""
+    """Keep attempts ({lead_id, occurred_at, attempts, by_channel}) and status changes
+    ({event_id, lead_id, changed_at, change}) seen before the lead's clocks."""
     if attempts:
         await session.execute(_hold_attempts, attempts)
     if statuses:
@@ -358,6 +369,10 @@ _LEAD_TIMERS = (
         _t.attempts_required,
         _t.attempts_allowed,
         _t.attempts_exceeded_at,
+        _t.attempts_by_channel,
+        _t.attempt_days,
+        _t.min_per_channel,
+        _t.min_distinct_days,
     )
     .where(_t.lead_id == sa.bindparam("lead_id"))
     .order_by(_t.started_at)

@@ -66,6 +66,13 @@ from leadflow.service import Runtime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadflow_sla_timer import store
+from leadflow_sla_timer.domain.cadence import (
+    cadence_missing,
+    counted,
+    day_of,
+    requirement_of,
+    shortfall,
+)
 from leadflow_sla_timer.domain.periods import (
     MARKETING,
     PARTIES,
@@ -129,6 +136,7 @@ class Held:
     unit of work leaves them."""
 
     attempt: tuple[datetime, int] | None = None  # the earliest instant, how many
+    attempt_channels: dict[str, int] = field(default_factory=dict)  # how many on each channel
     statuses: list[tuple[uuid.UUID, datetime, dict]] = field(default_factory=list)
     stored_attempt: bool = False
     stored_statuses: bool = False
@@ -164,6 +172,7 @@ class Clocks:
         for row in attempts:
             held = self.held.setdefault(row.lead_id, Held())
             held.attempt, held.stored_attempt = (row.occurred_at, row.attempts), True
+            held.attempt_channels = dict(row.by_channel)
         for row in statuses:
             held = self.held.setdefault(row.lead_id, Held())
             held.statuses.append((row.event_id, row.changed_at, row.change))
@@ -191,7 +200,8 @@ class Clocks:
             self.apply_held(routed)
 
     def attempt(self, attempt: LeadContactAttempt) -> None:
-        if self.count_attempts(attempt.lead_id, attempt.occurred_at):
+        channels = {attempt.channel: 1}
+        if self.count_attempts(attempt.lead_id, attempt.occurred_at, channels=channels):
             return
         held = self.held.setdefault(attempt.lead_id, Held())
         at = attempt.occurred_at
@@ -200,6 +210,7 @@ class Clocks:
         else:
             n = 1
         held.attempt, held.attempt_changed = (at, n), True
+        held.attempt_channels[attempt.channel] = held.attempt_channels.get(attempt.channel, 0) + 1
 
     def status(self, event_id: uuid.UUID, change: LeadStatusChanged) -> None:
         if self.timers.get(change.lead_id):
@@ -259,6 +270,10 @@ class Clocks:
             "attempts_required": term.attempts_required,
             "attempts_allowed": term.attempts_allowed,
             "attempts_exceeded_at": None,
+            "attempts_by_channel": {},
+            "attempt_days": [],
+            "min_per_channel": term.min_per_channel if term.attempts_required else None,
+            "min_distinct_days": term.min_distinct_days if term.attempts_required else None,
         }
         clocks[sla] = timer
         self.opened[timer["id"]] = timer
@@ -277,7 +292,7 @@ class Clocks:
             for change in (LeadStatusChanged.model_validate(data) for _, _, data in held.statuses)
         ]
         if held.attempt is not None:
-            steps.append((held.attempt[0], 0, held.attempt[1]))
+            steps.append((held.attempt[0], 0, (held.attempt[1], held.attempt_channels)))
         held.attempt, held.statuses, held.new_statuses = None, [], []
         held.attempt_changed, held.released = False, True
         for at, _, step in sorted(steps, key=lambda s: (s[0], s[1])):
@@ -285,15 +300,25 @@ class Clocks:
             if isinstance(step, LeadStatusChanged):
                 self.status_changed(step.model_copy(update={"changed_at": at}))
             else:
-                self.count_attempts(routed.lead_id, at, step)
+                n, channels = step
+                self.count_attempts(routed.lead_id, at, n, channels=channels)
 
     def change(self, timer: dict[str, Any], **values: object) -> None:
         timer.update(values, version=timer["version"] + 1)
         if timer["id"] not in self.opened:
             self.changed[timer["id"]] = timer
 
-    def stop(self, lead_id: uuid.UUID, sla: str, at: datetime, *, add_attempts: int = 0) -> bool:
-        """Meet the lead's `sla` clock (for a cadence: count attempts, meet at the Nth).
+    def stop(
+        self,
+        lead_id: uuid.UUID,
+        sla: str,
+        at: datetime,
+        *,
+        add_attempts: int = 0,
+        channels: dict[str, int] | None = None,
+    ) -> bool:
+        """Meet the lead's `sla` clock (for a cadence: count attempts, per channel and day, and
+        meet it once their number, mix and spread hold).
 
         False if the lead has no such clock."""
         timer = self.timers.get(lead_id, {}).get(sla)
@@ -301,16 +326,27 @@ class Clocks:
             return False
         if timer["state"] == "cancelled":
             return True
-        attempts = timer["attempts"] + add_attempts
-        required = timer["attempts_required"]
-        if timer["met_at"] is not None or (add_attempts and required and attempts < required):
+        counts: dict[str, Any] = {}
+        if add_attempts:
+            tz = self.calendars.of(timer["calendar"]).timezone
+            by_channel, days = counted(
+                timer["attempts_by_channel"], timer["attempt_days"], channels or {}, day_of(at, tz)
+            )
+            counts = dict(
+                attempts=timer["attempts"] + add_attempts,
+                attempts_by_channel=by_channel,
+                attempt_days=days,
+            )
+        if timer["met_at"] is not None or (
+            add_attempts and timer["attempts_required"] and self.short(timer, counts)
+        ):
             # Not met yet, or met already: the touch still counts (past the cap it warns once).
             if add_attempts:
-                self.change(timer, attempts=attempts)
-                self.warn_if_over_cap(timer, attempts, at)
+                self.change(timer, **counts)
+                self.warn_if_over_cap(timer, counts["attempts"], at)
             return True
         state = "met" if timer["state"] == "open" else timer["state"]
-        self.change(timer, state=state, met_at=at, attempts=attempts, next_fire_at=None)
+        self.change(timer, state=state, met_at=at, next_fire_at=None, **counts)
         self.touched = True
         took = slas.elapsed(
             timer["clock"], self.calendars.of(timer["calendar"]), timer["started_at"], at
@@ -327,8 +363,20 @@ class Clocks:
         )
         self.events.append((met, timer["policy_version"]))
         if add_attempts:
-            self.warn_if_over_cap(timer, attempts, at)
+            self.warn_if_over_cap(timer, counts["attempts"], at)
         return True
+
+    @staticmethod
+    def short(timer: dict[str, Any], counts: dict[str, Any]) -> bool:
+        """Whether a cadence's attempts, so counted, still lack their number, mix or spread."""
+        return bool(
+            shortfall(
+                counts["attempts"],
+                counts["attempts_by_channel"],
+                len(counts["attempt_days"]),
+                requirement_of(timer),
+            )
+        )
 
     def warn_if_over_cap(self, timer: dict[str, Any], attempts: int, at: datetime) -> None:
         """One warning, the first time a lead got more touches than its cadence allows."""
@@ -346,13 +394,16 @@ class Clocks:
         self.events.append((warning, timer["policy_version"]))
         self.warned[(timer["sla"], timer["channel"] or "unknown", timer["team"] or "unknown")] += 1
 
-    def count_attempts(self, lead_id: uuid.UUID, at: datetime, n: int = 1) -> bool:
-        """Apply `n` contact attempts (the earliest at `at`); False if the lead has no clocks yet."""
+    def count_attempts(
+        self, lead_id: uuid.UUID, at: datetime, n: int = 1, *, channels: dict[str, int]
+    ) -> bool:
+        """Apply `n` contact attempts (the earliest at `at`; `channels`: how many on each);
+        False if the lead has no clocks yet."""
         found = False
         for sla in slas.MET_BY_FIRST_ATTEMPT:
             found |= self.stop(lead_id, sla, at)
         for sla in slas.COUNTING_ATTEMPTS:
-            found |= self.stop(lead_id, sla, at, add_attempts=n)
+            found |= self.stop(lead_id, sla, at, add_attempts=n, channels=channels)
         return found
 
     def cancel_all(self, lead_id: uuid.UUID) -> None:
@@ -398,7 +449,12 @@ async def write_clocks(session: AsyncSession, outbox: Outbox, clocks: Clocks) ->
     await store.hold(
         session,
         attempts=[
-            {"lead_id": i, "occurred_at": h.attempt[0], "attempts": h.attempt[1]}
+            {
+                "lead_id": i,
+                "occurred_at": h.attempt[0],
+                "attempts": h.attempt[1],
+                "by_channel": h.attempt_channels,
+            }
             for i, h in held.items()
             if h.attempt_changed and h.attempt is not None
         ],
@@ -762,6 +818,11 @@ async def lead_slas(rt: Runtime, lead_id: uuid.UUID) -> LeadSlas:
                 attempts_required=r.attempts_required,
                 attempts_allowed=r.attempts_allowed,
                 attempts_exceeded_at=r.attempts_exceeded_at,
+                attempts_by_channel=r.attempts_by_channel,
+                attempt_days=len(r.attempt_days),
+                min_per_channel=r.min_per_channel,
+                min_distinct_days=r.min_distinct_days,
+                missing=cadence_missing(r._asdict()),
             )
         )
     return LeadSlas(lead_id=lead_id, timers=clocks)

@@ -24,7 +24,7 @@ Everything here is pure: plain data and functions of (policy, channel, calendar,
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import MappingProxyType
 from typing import Literal
@@ -72,8 +72,8 @@ BUSINESS_CLOCKS = frozenset({"business_hours", "business_days"})
 @dataclass(frozen=True)
 class Term:
     """What the policy sets for one SLA kind on one channel: how long, on which clock, and for a
-    contact cadence the attempts that meet it, the most it allows and whether its breach
-    escalates."""
+    contact cadence the attempts that meet it (how many, which channels, how many days), the
+    most it allows and whether its breach escalates."""
 
     limit: timedelta
     clock: ClockKind
@@ -81,6 +81,10 @@ class Term:
     # The most touches the cadence allows ("6 touches, up to 8"); None: no cap.
     attempts_allowed: int | None = None
     escalate_on_breach: bool = True
+    # The channel mix the attempts must include ({"call": 3, "email": 2}) and the distinct days
+    # they must fall on; empty and 1: any mix on any day.
+    min_per_channel: dict[str, int] = field(default_factory=dict)
+    min_distinct_days: int = 1
 
 
 @dataclass(frozen=True)
@@ -140,6 +144,8 @@ def contact_cadence_term(policy: Policy, channel: str | None) -> Term:
         attempts_required=cadence.attempts,
         attempts_allowed=cadence.max_attempts,
         escalate_on_breach=cadence.escalate_on_breach,
+        min_per_channel=dict(cadence.min_per_channel),
+        min_distinct_days=cadence.min_distinct_days,
     )
 
 
