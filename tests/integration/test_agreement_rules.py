@@ -1,15 +1,30 @@
 """The agreement's example rules, run by the services over the real PostgreSQL and broker under
 the example policy (tests/fixtures/policies/agreement_example.yaml): an MQL must also have
-downloaded a resource and visited the pricing page."""
+downloaded a resource and visited the pricing page; the inbound cadence is 5 attempts in 10
+days, 3 calls and 2 e-mails, on at least 2 days."""
 
 from __future__ import annotations
 
+import csv
+import io
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
-from leadflow.contracts.events import CloudEvent
+from leadflow.contracts.events import (
+    CloudEvent,
+    LeadCompany,
+    LeadMql,
+    LeadRouted,
+    LeadSource,
+    Payload,
+    make_event,
+)
 from leadflow.db import Database
-from support.harness import ADMIN, QUALIFIED_LEAD, eventually, service_client
+from leadflow.kafka import make_producer
+from support.harness import ADMIN, QUALIFIED_LEAD, SALES, eventually, service_client
 
 EXAMPLE_POLICY = Path(__file__).parents[1] / "fixtures" / "policies" / "agreement_example.yaml"
 EXAMPLE_VERSION = "2026.12-agreement-example"
@@ -97,3 +112,126 @@ async def test_a_lead_goes_to_sales_only_after_the_required_behaviours(stack):
         assert "behaviour_met: pricing_page 1× ≥ 1 in the last 30 days" in mql.data["reasons"]
         score = await score_where(scoring, lead_id, lambda s: s["mql_at"] is not None)
         assert score["is_mql"] is True
+
+
+# --- cadence with a channel mix --------------------------------------------------------------
+
+# Tuesday 3 March 2026, 09:00 in Warsaw: the lead is routed then; the simulated clock starts there.
+ROUTED_AT = datetime(2026, 3, 3, 8, 0, tzinfo=UTC)
+H = timedelta(hours=1)
+
+
+async def publish(settings, producer, payload: Payload, at: datetime, source: str) -> None:
+    event = make_event(payload, source=source, time=at)
+    await producer.send_and_wait(
+        settings.topic_prefix + payload.topic, event.to_bytes(), key=str(payload.lead_id).encode()
+    )
+
+
+async def cadence_clock(sla_timer, lead_id: uuid.UUID, check) -> dict:
+    async def clock():
+        response = await sla_timer.get(f"/v1/leads/{lead_id}/slas")
+        found = [t for t in response.json().get("timers", []) if t["sla"] == "contact_cadence"]
+        return found[0] if found and check(found[0]) else None
+
+    return await eventually(clock, timeout=60)
+
+
+async def test_the_cadence_is_met_by_number_mix_and_spread_and_the_report_shows_the_channels(
+    stack,
+):
+    settings = await stack.isolated_settings(
+        policy_file=str(EXAMPLE_POLICY),
+        clock_start=ROUTED_AT,
+        clock_speed=1.0,
+        clock_anchor=time.time(),
+    )
+    lead_id, rep_id = uuid.uuid4(), uuid.uuid4()
+    mql = LeadMql(
+        lead_id=lead_id,
+        fit=100,
+        engagement=60.0,
+        intent_tier=2,
+        channel="inbound",
+        source=LeadSource(system="hubspot", channel="inbound", campaign="spring", medium="paid"),
+        company=LeadCompany(industry="software", employees=250),
+        role="decision_maker",
+        seniority="c_level",
+        promoted_at=ROUTED_AT - H,
+    )
+    routed = LeadRouted(
+        lead_id=lead_id,
+        assignment_id=uuid.uuid4(),
+        team_id=uuid.uuid4(),
+        team="cee",
+        rep_id=rep_id,
+        channel="inbound",
+        routed_at=ROUTED_AT,
+    )
+    producer = make_producer(settings, "test-agreement")
+    await producer.start()
+    try:
+        async with (
+            service_client("feedback", settings) as feedback,
+            service_client("sla-timer", settings) as sla_timer,
+        ):
+            await publish(settings, producer, mql, ROUTED_AT - H, "scoring")
+            await publish(settings, producer, routed, ROUTED_AT, "routing")
+
+            async def known_to_feedback():
+                response = await feedback.get(f"/v1/leads/{lead_id}/lifecycle")
+                return response.status_code == 200 and response.json()["status"] == "routed"
+
+            await eventually(known_to_feedback, timeout=60)
+            clock = await cadence_clock(sla_timer, lead_id, lambda t: True)
+            assert (clock["attempts_required"], clock["min_distinct_days"]) == (5, 2)
+            assert clock["min_per_channel"] == {"call": 3, "email": 2}
+            assert clock["missing"] == ["3 more calls", "2 more e-mails", "attempts on 2 more days"]
+
+            async def attempt(channel: str, at: datetime) -> None:
+                body = {"channel": channel, "rep_id": str(rep_id), "occurred_at": at.isoformat()}
+                response = await feedback.post(
+                    f"/v1/leads/{lead_id}/attempts", json=body, headers=SALES
+                )
+                assert response.status_code == 202, response.text
+
+            # Four attempts on the Tuesday: three calls and an e-mail.
+            for n, channel in enumerate(["call", "email", "call", "call"], start=1):
+                await attempt(channel, ROUTED_AT + n * H)
+            clock = await cadence_clock(sla_timer, lead_id, lambda t: t["attempts"] == 4)
+            assert clock["state"] == "open"
+            assert clock["attempts_by_channel"] == {"call": 3, "email": 1}
+            assert clock["attempt_days"] == 1
+            assert clock["missing"] == ["1 more e-mail", "attempts on 1 more day"]
+
+            # The fifth, an e-mail on the Wednesday, completes number, mix and spread.
+            wednesday = ROUTED_AT + timedelta(days=1, hours=1)
+            await attempt("email", wednesday)
+            clock = await cadence_clock(sla_timer, lead_id, lambda t: t["state"] == "met")
+            assert clock["met_at"] == wednesday.isoformat()
+            assert clock["attempts_by_channel"] == {"call": 3, "email": 2}
+            assert (clock["attempt_days"], clock["missing"]) == (2, [])
+
+            # Feedback's SLA report of the week counts the attempts of each channel.
+            week = {"from": "2026-03-02", "to": "2026-03-08", "granularity": "week"}
+            report = (await feedback.get("/v1/reports/sla", params=week)).json()
+            sales = report["periods"][-1]["sales"]
+            assert sales["attempts_by_channel"]["call"] == {"attempts": 3, "per_mql": 3.0}
+            assert sales["attempts_by_channel"]["email"] == {"attempts": 2, "per_mql": 2.0}
+            assert sales["attempts_by_channel"]["linkedin"] == {"attempts": 0, "per_mql": 0.0}
+
+            response = await feedback.get(
+                "/v1/reports/sla", params=week, headers={"Accept": "text/csv"}
+            )
+            rows = list(csv.DictReader(io.StringIO(response.text)))
+            by_channel = {
+                r["key"]: r["value"] for r in rows if r["metric"] == "attempts_by_channel"
+            }
+            assert by_channel == {"call": "3", "email": "2", "linkedin": "0", "meeting": "0"}
+
+            page = await feedback.get("/review", params={"week": "2026-03-02"})
+            assert page.status_code == 200, page.text
+            assert 'data-figure="attempts_call" data-value="3"' in page.text
+            assert 'data-figure="attempts_email" data-value="2"' in page.text
+    finally:
+        await producer.stop()

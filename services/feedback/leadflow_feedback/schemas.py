@@ -172,10 +172,18 @@ class ResponseTime(BaseModel):
     routed: int
 
 
+class ChannelAttempts(BaseModel):
+    attempts: int = Field(description="contact attempts on the channel")
+    per_mql: Number | None = Field(description="the same, per MQL of the period")
+
+
 class SalesFigures(BaseModel):
     response_time: ResponseTime
     contacted_within_limit_share: Commitment
     attempts_per_mql: Commitment
+    attempts_by_channel: dict[str, ChannelAttempts] = Field(
+        description="attempts per channel (call, email, linkedin, meeting): the cadence's mix"
+    )
     status_share: Commitment
     missed: list[str]
     met: bool

@@ -231,13 +231,21 @@ async def report_facts(
         return []
     ids = list(facts)
     tried = await session.execute(
-        sa.select(attempts.c.lead_id, sa.func.count(), sa.func.min(attempts.c.occurred_at))
+        sa.select(
+            attempts.c.lead_id,
+            attempts.c.channel,
+            sa.func.count(),
+            sa.func.min(attempts.c.occurred_at),
+        )
         .where(attempts.c.lead_id.in_(ids))
-        .group_by(attempts.c.lead_id)
+        .group_by(attempts.c.lead_id, attempts.c.channel)
     )
-    for lead_id, count, first in tried:
-        facts[lead_id].attempts = count
-        facts[lead_id].first_attempt_at = first
+    for lead_id, channel, count, first in tried:
+        lead = facts[lead_id]
+        lead.attempts += count
+        lead.attempts_by_channel[channel] = count
+        if lead.first_attempt_at is None or first < lead.first_attempt_at:
+            lead.first_attempt_at = first
     history = await session.execute(
         sa.select(
             status_history.c.lead_id,

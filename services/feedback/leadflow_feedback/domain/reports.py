@@ -16,12 +16,13 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, get_args
 from zoneinfo import ZoneInfo
 
 from leadflow.contracts import slas
 from leadflow.contracts.calendar import BusinessCalendar, CalendarSpecError, policy_calendar
 from leadflow.contracts.commitments import next_start, period_start, planned_mql, share
+from leadflow.contracts.events import ContactChannel
 from leadflow.contracts.policy import Policy
 
 from leadflow_feedback.domain.lifecycle import (
@@ -57,6 +58,8 @@ SOURCE_SYNONYMS = {
     "events": "events",
 }
 DECIDED_WITHOUT_SQL = frozenset({"returned", "recycled", "unreachable", "lost"})
+# The channels a contact attempt is made on, each reported (at 0 too: a column per channel).
+CONTACT_CHANNELS: tuple[str, ...] = get_args(ContactChannel)
 
 
 class ReportInputError(ValueError):
@@ -101,6 +104,7 @@ class LeadFacts:
     sla_response_seconds: float | None = None
     sla_breached: bool = False
     attempts: int = 0
+    attempts_by_channel: dict[str, int] = field(default_factory=dict)
     first_attempt_at: datetime | None = None
     history: list[StatusStep] = field(default_factory=list)
 
@@ -281,11 +285,23 @@ def sales_figures(mqls: list[LeadFacts], policy: Policy, now: datetime) -> dict[
         "attempts_per_mql": _metric(
             round(sum(m.attempts for m in mqls) / n, 2) if n else None, c.min_attempts_per_mql
         ),
+        "attempts_by_channel": attempts_by_channel(mqls),
         "status_share": _metric(
             share(sum(1 for m in mqls if has_status(m)), n), c.min_status_share
         ),
     }
     return _with_verdict(figures)
+
+
+def attempts_by_channel(mqls: list[LeadFacts]) -> dict[str, dict[str, Any]]:
+    """The MQLs' contact attempts on each channel, in all and per MQL: whether the cadence's
+    mix (e.g. calls and e-mails) is kept. Reported, not judged: the mix is owed per lead."""
+    n = len(mqls)
+    figures = {}
+    for channel in CONTACT_CHANNELS:
+        made = sum(m.attempts_by_channel.get(channel, 0) for m in mqls)
+        figures[channel] = {"attempts": made, "per_mql": round(made / n, 2) if n else None}
+    return figures
 
 
 def _with_verdict(figures: dict[str, Any]) -> dict[str, Any]:
@@ -487,6 +503,11 @@ def report_csv(report: dict[str, Any]) -> str:
                 elif name == "response_time":
                     for key in ("avg_seconds", "p90_seconds", "contacted", "routed"):
                         row("period", s, e, party, name, key, f[key])
+                elif name == "attempts_by_channel":
+                    for channel, made in f.items():
+                        row("period", s, e, party, name, channel, made["attempts"])
+                        row("period", s, e, party, "attempts_per_mql_by_channel", channel,
+                            made["per_mql"])  # fmt: skip
                 elif name == "mql_volume":
                     row("period", s, e, party, name, "", f["value"], f["target"], f["met"])
                 else:

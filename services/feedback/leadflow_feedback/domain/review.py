@@ -103,6 +103,7 @@ def week_figures(report: dict[str, Any]) -> dict[str, Any]:
         "routed": s["response_time"]["routed"],
         "contacted_within_limit_share": s["contacted_within_limit_share"],
         "attempts_per_mql": s["attempts_per_mql"],
+        "attempts_by_channel": s["attempts_by_channel"],
         "status_share": s["status_share"],
         "sales_missed": s["missed"],
         "sql": sql_total,
