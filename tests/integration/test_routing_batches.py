@@ -30,6 +30,7 @@ from leadflow.contracts.events import (
     dlq_topic,
     make_event,
 )
+from leadflow.contracts.policy import default_policy
 from leadflow.db import Database, kernel_tables
 from leadflow.outbox import Outbox
 from leadflow_routing import consumers, use_cases
@@ -156,7 +157,11 @@ class Routing(BatchRun):
 
     def __init__(self, settings, batch_size: int) -> None:
         clock = Clock()
-        rt = SimpleNamespace(clock=clock, outbox=Outbox(OUTBOX, source="routing", clock=clock))
+        rt = SimpleNamespace(
+            clock=clock,
+            outbox=Outbox(OUTBOX, source="routing", clock=clock),
+            policy=default_policy(),  # the SLA clocks a routed lead opens
+        )
         super().__init__(settings, "routing", consumers.subscriptions(rt), INBOX, batch_size)
         self.default = "mql"
 
