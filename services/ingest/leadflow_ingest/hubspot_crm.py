@@ -149,12 +149,22 @@ class HubSpotCrm:
                     )
         return found
 
+    def deadline(self) -> float:
+        """When reads starting now must be done (monotonic seconds)."""
+        return time.monotonic() + self.budget
+
     async def read_engagement(
-        self, kind: str, engagement_id: int, properties: Sequence[str]
+        self,
+        kind: str,
+        engagement_id: int,
+        properties: Sequence[str],
+        *,
+        deadline: float | None = None,
     ) -> EngagementRead | None:
         """One call, e-mail or meeting (`kind`: calls, emails, meetings) with the properties
-        asked for and its associated contacts; None when HubSpot has no such object."""
-        deadline = time.monotonic() + self.budget
+        asked for and its associated contacts; None when HubSpot has no such object. Reads of
+        one webhook batch share one `deadline`."""
+        deadline = deadline if deadline is not None else self.deadline()
         headers = {"Authorization": f"Bearer {self._token.get_secret_value()}"}
         params = {"properties": ",".join(properties), "associations": "contacts"}
         async with httpx.AsyncClient(

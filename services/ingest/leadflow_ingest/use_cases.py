@@ -511,8 +511,10 @@ def hubspot_intake(rt: Runtime) -> HubSpotIntake:
 
 async def accept_hubspot_webhook(rt: Runtime, events: list[HubSpotEvent]) -> HubSpotWebhookResult:
     """A HubSpot webhook batch. Contacts whose properties Leadflow has not all seen (new ones,
-    or events carrying an id and one property) are first read whole from HubSpot, outside any
-    transaction; then the batch is recorded in one. If HubSpot cannot be read within the
+    or events carrying an id and one property) are first read whole from HubSpot, and so are
+    the calls, e-mails and meetings sales logged, outside any transaction; then the batch is
+    recorded in one: contacts' data as leads, status properties and activities (when the
+    connectors file takes them) as sales reports. If HubSpot cannot be read within the
     budget, nothing is recorded and the answer is 503: HubSpot sends the batch again, so no
     event is lost to a slow HubSpot."""
     intake = hubspot_intake(rt)
@@ -785,12 +787,15 @@ async def read_engagements(
     """The calls, e-mails and meetings a batch names, read from HubSpot with their contacts
     (outside any transaction, within the read budget: 503 otherwise, and HubSpot retries)."""
     read: dict[tuple[int, int], EngagementRead | None] = {}
+    if intake.crm is None:
+        return read
+    deadline = intake.crm.deadline()
     for event in events:
         kind = reports.hubspot_engagement_kind(inbound, event.objectTypeId)
-        if kind is None or intake.crm is None or (event.portalId, event.objectId) in read:
+        if kind is None or (event.portalId, event.objectId) in read:
             continue
         read[(event.portalId, event.objectId)] = await intake.crm.read_engagement(
-            kind, event.objectId, reports.ENGAGEMENT_PROPERTIES[kind]
+            kind, event.objectId, reports.ENGAGEMENT_PROPERTIES[kind], deadline=deadline
         )
     return read
 
