@@ -128,7 +128,9 @@ async def create_version(rt: Runtime, text: str) -> VersionDetail:
     return detail(row)
 
 
-async def _publish(rt: Runtime, session: AsyncSession, row: Any, current: Any) -> Any:
+async def _publish(
+    rt: Runtime, session: AsyncSession, row: Any, current: Any, *, audited: bool = True
+) -> Any:
     """Make `row` the current version (with the lock of the versions held) and send it."""
     now = rt.clock.now()
     publication = await store.next_publication(session)
@@ -148,10 +150,11 @@ async def _publish(rt: Runtime, session: AsyncSession, row: Any, current: Any) -
         ),
         policy_version=published.version,
     )  # fmt: skip
-    await audit.record(
-        session, rt.spec.metadata, action="published", entity=ENTITY, entity_id=row.number,
-        before=_summary(current), after={**_summary(published), "rollback": rollback},
-    )  # fmt: skip
+    if audited:
+        await audit.record(
+            session, rt.spec.metadata, action="published", entity=ENTITY, entity_id=row.number,
+            before=_summary(current), after={**_summary(published), "rollback": rollback},
+        )  # fmt: skip
     log.info(
         "policy version published",
         extra={"number": published.number, "policy_version": published.version},
@@ -188,7 +191,8 @@ async def rollback(rt: Runtime) -> VersionDetail:
 
 async def record_first_version(rt: Runtime) -> None:
     """On start: with no version yet, the policy file (or the shipped default) becomes version 1
-    and is published, so every service records the same policy as the first."""
+    and is published, so every service records the same policy as the first. The installation's
+    starting point, not a change: nothing is audited."""
     async with rt.db.unit_of_work() as session:
         await store.lock_versions(session)
         if await store.next_number(session) > 1:
@@ -203,8 +207,4 @@ async def record_first_version(rt: Runtime) -> None:
             document=parsed.document, state="draft", created_by=audit.actor.get(),
             created_at=rt.clock.now(),
         )  # fmt: skip
-        await audit.record(
-            session, rt.spec.metadata, action="created", entity=ENTITY, entity_id=1,
-            after={**_summary(row), "document": row.document},
-        )  # fmt: skip
-        await _publish(rt, session, row, None)
+        await _publish(rt, session, row, None, audited=False)
