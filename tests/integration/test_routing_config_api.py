@@ -76,6 +76,7 @@ async def test_a_team_is_read_changed_and_deleted_once_nothing_uses_it(settings)
         assert in_use.status_code == 409
         assert in_use.headers["content-type"].startswith("application/problem+json")
         assert "1 rep" in in_use.json()["detail"] and "1 rule" in in_use.json()["detail"]
+        assert in_use.json()["uses"] == {"reps": 1, "rules": 1}
 
         assert (await routing.delete(f"/v1/rules/{rule['id']}", headers=ADMIN)).status_code == 204
         assert (await routing.delete(f"/v1/reps/{rep['id']}", headers=ADMIN)).status_code == 204
@@ -151,6 +152,7 @@ async def test_a_rep_moves_team_and_cannot_be_deleted_while_it_has_open_leads(se
         busy = await routing.delete(f"/v1/reps/{rep['id']}", headers=ADMIN)
         assert busy.status_code == 409
         assert "1 open lead" in busy.json()["detail"] and "1 account" in busy.json()["detail"]
+        assert busy.json()["uses"] == {"open_leads": 1, "accounts": 1}
 
         moved = await made(
             await routing.patch(

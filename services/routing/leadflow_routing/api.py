@@ -45,7 +45,9 @@ ConfigRead = Depends(require_scope("config:read"))
 # data of the lead.
 ReportsRead = Depends(require_scope("reports:read"))
 # 409 of a deletion: what still uses the thing, named.
-IN_USE = {409: {"description": "still in use: the problem names what uses it"}}
+IN_USE = {
+    409: {"description": "still in use: `detail` names what uses it, `uses` counts each kind"}
+}
 Domain = Annotated[str, Path(min_length=3, max_length=253, description="the account's domain")]
 
 TeamPage = Annotated[PageRequest, Depends(paging.query(store.TEAMS))]

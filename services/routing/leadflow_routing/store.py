@@ -696,7 +696,7 @@ async def patch_rule(session: AsyncSession, rule_id: uuid.UUID, changes: dict[st
     return (await session.execute(query)).one()
 
 
-async def reps_moved_team(session: AsyncSession, rep_id: uuid.UUID) -> None:
+async def accounts_follow_rep(session: AsyncSession, rep_id: uuid.UUID) -> None:
     """A rep moved to another team takes its accounts along (an account's leads go to its
     owner's team)."""
     team = sa.select(reps.c.team_id).where(reps.c.id == rep_id).scalar_subquery()

@@ -867,6 +867,11 @@ async def get_team(rt: Runtime, team_id: uuid.UUID) -> TeamOut:
     return _team_out(row)
 
 
+def _counted(uses: dict[str, int]) -> dict[str, int]:
+    """What uses a thing, for the problem's `uses` member: {"reps": 2, "open_leads": 1}."""
+    return {use.replace(" ", "_"): n for use, n in uses.items() if n}
+
+
 def _in_use(what: str, uses: dict[str, int]) -> str | None:
     """`what` is still used by…, naming each use and how many; None when nothing uses it."""
     named = [f"{n} {use if n != 1 else use.removesuffix('s')}" for use, n in uses.items() if n]
@@ -882,9 +887,10 @@ async def delete_team(rt: Runtime, team_id: uuid.UUID) -> None:
             raise NotFound(f"team {team_id} not found")
         if before.is_fallback:
             raise Conflict("the fallback team takes the leads no rule claims: it cannot be deleted")
-        used = _in_use(f"team '{before.name}'", await store.team_uses(session, team_id))
+        uses = await store.team_uses(session, team_id)
+        used = _in_use(f"team '{before.name}'", uses)
         if used is not None:
-            raise Conflict(f"{used}: move or delete them first", uses="team")
+            raise Conflict(f"{used}: move or delete them first", uses=_counted(uses))
         await store.delete_team(session, team_id)
         await audit.record(
             session,
@@ -974,7 +980,7 @@ async def change_rep(rt: Runtime, rep_id: uuid.UUID, body: RepPatch) -> RepOut:
         row = await store.change_rep(session, rep_id, changes)
         assert row is not None
         if row.team_id != before.team_id:
-            await store.reps_moved_team(session, rep_id)
+            await store.accounts_follow_rep(session, rep_id)
         await audit.record(
             session,
             rt.spec.metadata,
@@ -1011,9 +1017,10 @@ async def delete_rep(rt: Runtime, rep_id: uuid.UUID) -> None:
         before = await store.locked_row(session, "rep", rep_id)
         if before is None:
             raise NotFound(f"rep {rep_id} not found")
-        used = _in_use(f"rep {rep_id}", await store.rep_uses(session, rep_id))
+        uses = await store.rep_uses(session, rep_id)
+        used = _in_use(f"rep '{before.name}'", uses)
         if used is not None:
-            raise Conflict(f"{used}: reassign them first", uses="rep")
+            raise Conflict(f"{used}: reassign them first", uses=_counted(uses))
         await store.delete_rep(session, rep_id)
         await audit.record(
             session,
