@@ -11,7 +11,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
-from leadflow.contracts.events import TOPIC_ROUTING, CloudEvent, LeadRouted
+from leadflow.contracts.events import (
+    POLICY_KEY,
+    TOPIC_POLICY,
+    TOPIC_ROUTING,
+    CloudEvent,
+    LeadRouted,
+    PolicyPublished,
+)
+from leadflow.contracts.policy_document import parse_policy
 from support.harness import (
     ADMIN,
     CONFIG_READER,
@@ -302,3 +310,51 @@ async def test_a_clock_keeps_the_limit_of_the_version_it_was_opened_under(stack)
     async with service_client("sla-timer", settings) as sla_timer:
         assert sla_timer.app.state.runtime.policy.version == "2026.12-slower-acceptance"
         assert await acceptance_clock(sla_timer, first) == old
+
+
+# --- what a service takes from the topic -----------------------------------------------------
+
+
+def published(version: str, number: int, publication: int, document: dict):
+    return PolicyPublished(
+        lead_id=POLICY_KEY,
+        number=number,
+        version=version,
+        publication=publication,
+        published_at=datetime.now(UTC),
+        published_by="key:admin",
+        document=document,
+    )
+
+
+async def test_a_late_copy_of_an_older_publication_changes_nothing(stack):
+    settings = await stack.isolated_settings()
+    newer = parse_policy(policy_text("2026.12-newer")).document
+    older = parse_policy(policy_text("2026.12-older")).document
+    async with service_client("scoring", settings) as scoring:
+        await publish_events(settings, TOPIC_POLICY, [published("2026.12-newer", 3, 5, newer)])
+        await applied(scoring, "2026.12-newer")
+        await publish_events(settings, TOPIC_POLICY, [published("2026.12-older", 2, 4, older)])
+
+        async def both_taken() -> bool:
+            return await rows_in(settings, "scoring.inbox") >= 2
+
+        await eventually(both_taken, timeout=30)
+        await scoring.app.state.runtime.current_policy.refresh()
+        assert scoring.app.state.runtime.policy.version == "2026.12-newer"
+
+
+async def test_a_publication_a_service_cannot_validate_keeps_the_policy_in_force(stack):
+    settings = await stack.isolated_settings()
+    async with service_client("scoring", settings) as scoring:
+        rt = scoring.app.state.runtime
+        broken = {**rt.policy.model_dump(mode="json"), "version": "2027.01-unknown-field"}
+        broken["scoring"] = {**broken["scoring"], "a_rule_this_build_lacks": 1}
+        await publish_events(settings, TOPIC_POLICY, [published("2027.01-x", 2, 2, broken)])
+
+        async def stored() -> bool:
+            return await rows_in(settings, "scoring.current_policy") == 1
+
+        await eventually(stored, timeout=30)
+        assert await rt.current_policy.refresh() is False
+        assert rt.policy.version == DEFAULT_VERSION
