@@ -298,6 +298,10 @@ async def test_an_out_of_office_with_an_end_ends_by_itself_and_the_waiting_lead_
         await publish_events(settings, TOPIC_SCORING, [mql])
         [waiting] = (await eventually(lambda: _waiting(routing), timeout=60))["items"]
         assert waiting["reason"] == "all_out_of_office"
+        by_reason = await routing.get("/v1/unassigned", params={"reason": "at_capacity"})
+        assert by_reason.json() == {"items": [], "next_cursor": None}
+        sorted_by_age = await routing.get("/v1/unassigned", params={"sort": "-queued_at"})
+        assert [w["lead_id"] for w in sorted_by_age.json()["items"]] == [str(mql.lead_id)]
 
         [event] = await routed(settings, 1)
         assert event.data["lead_id"] == str(mql.lead_id) and event.data["rep_id"] == rep["id"]
