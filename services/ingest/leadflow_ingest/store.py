@@ -301,15 +301,20 @@ async def known_identities(
 
 
 async def insert_new_leads(session: AsyncSession, rows: list[dict[str, Any]]) -> set[uuid.UUID]:
-    """Insert these leads in one statement; the ids of those inserted (the rest raced another
-    writer to their email or external id)."""
-    return set(
-        (
-            await session.scalars(
-                insert(leads).values(rows).on_conflict_do_nothing().returning(leads.c.id)
-            )
-        ).all()
-    )
+    """Insert these leads (multi-row INSERTs of one cached statement, not a statement compiled
+    anew for each batch size); the ids of those inserted (the rest raced another writer to their
+    email or external id)."""
+    if len(rows) == 1:
+        return set((await session.scalars(_INSERT_NEW_LEAD, rows[0])).all())
+    return set((await session.scalars(_INSERT_NEW_LEAD, rows)).all())
+
+
+_INSERT_NEW_LEAD = (
+    insert(leads)
+    .on_conflict_do_nothing()
+    .returning(leads.c.id)
+    .execution_options(insertmanyvalues_page_size=1000)
+)
 
 
 async def lead_shown(session: AsyncSession, lead_id: uuid.UUID) -> sa.Row | None:
