@@ -71,6 +71,18 @@ async def test_leads_are_found_by_email_name_company_or_id_by_whoever_may_see_th
         refused = await ingest.get("/v1/leads", params={"q": "Ada"}, headers=REPORTS_READER)
         assert refused.status_code == 403 and refused.json()["scope"] == "leads:read"
 
+        # a lead merged into another is found by its old e-mail as the one it went into
+        other = lead(9, "Augusta", "King", "Analytical Engines")
+        other["email"] = "countess@lovelace.example"
+        await ingest.post("/v1/leads", json={**other, "external_id": "crm-9"}, headers=SOURCE)
+        merged = await ingest.post(
+            "/v1/leads",
+            json={**lead(0, "Ada", "Lovelace", "Analytical Engines"), "external_id": "crm-9"},
+            headers=SOURCE,
+        )
+        assert merged.json()["lead_id"] == ids["Ada"]
+        assert await found(ingest, "countess@") == ["Ada Lovelace"]
+
         erased = await ingest.delete(f"/v1/leads/{ids['Ada']}", headers=ADMIN)
         assert erased.status_code == 202
         assert await found(ingest, "lovelace") == []

@@ -543,8 +543,8 @@ def _contains(text: str) -> str:
 
 
 async def search_leads(session: AsyncSession, wanted: PageRequest, text: str) -> list[sa.Row]:
-    """Live leads (neither merged nor erased) whose e-mail, name or company name holds `text`
-    (any case), or whose id or external id is `text`."""
+    """Live leads (neither merged nor erased) whose e-mail (or one of a lead merged into it),
+    name or company name holds `text` (any case), or whose id or external id is `text`."""
     pattern = _contains(text)
     snapshot = leads.c.snapshot
     name = sa.func.concat_ws(" ", snapshot["first_name"].astext, snapshot["last_name"].astext)
@@ -553,7 +553,17 @@ async def search_leads(session: AsyncSession, wanted: PageRequest, text: str) ->
         name.ilike(pattern, escape="\\"),
         snapshot["company"]["name"].astext.ilike(pattern, escape="\\"),
         leads.c.external_id == text,
-    ]
+        # an e-mail or external id of a lead merged into this one
+        leads.c.id.in_(
+            sa.select(lead_aliases.c.lead_id).where(
+                sa.or_(
+                    sa.and_(lead_aliases.c.kind == "email",
+                            lead_aliases.c.value.ilike(pattern, escape="\\")),
+                    sa.and_(lead_aliases.c.kind == "external_id", lead_aliases.c.value == text),
+                )
+            )
+        ),
+    ]  # fmt: skip
     try:
         found.append(leads.c.id == uuid.UUID(text))
     except ValueError:
