@@ -176,6 +176,10 @@ def expected_from(report: dict) -> dict[str, str]:
         "contacted": raw(s["response_time"]["contacted"]),
         "contacted_within_limit_share": raw(s["contacted_within_limit_share"]["value"]),
         "attempts_per_mql": raw(s["attempts_per_mql"]["value"]),
+        **{
+            f"attempts_{channel}": raw(made["attempts"])
+            for channel, made in s["attempts_by_channel"].items()
+        },
         "status_share": raw(s["status_share"]["value"]),
         "sql": raw(sql),
         "mql_to_sql": raw(round(sql / mql, 4) if mql else None),
@@ -245,6 +249,10 @@ def test_the_review_page_shows_the_json_report_and_prometheus_figures(demo, brow
     assert values["mql"] >= 3, "the demo should have produced MQLs"
     assert values["mql"] == mql_metric
     assert round(values["attempts_per_mql"] * values["mql"]) == attempts_metric
+    # the attempts of each channel add up to them, and are what a reader sees
+    by_channel = [values[f"attempts_{c}"] for c in ("call", "email", "linkedin", "meeting")]
+    assert sum(by_channel) == attempts_metric
+    assert f"calls {shown['attempts_call']}" in page.locator("#attempts-by-channel").inner_text()
     assert values["breaches"] >= 1, "the demo's slow reps should have breached"
     assert values["breaches"] == breach_metric
     # the figures are also what a reader sees

@@ -13,9 +13,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
+from leadflow.clock import Clock
 from leadflow.contracts.events import (
     CloudEvent,
     LeadCompany,
+    LeadContactAttempt,
     LeadMql,
     LeadRouted,
     LeadSource,
@@ -233,5 +235,64 @@ async def test_the_cadence_is_met_by_number_mix_and_spread_and_the_report_shows_
             assert page.status_code == 200, page.text
             assert 'data-figure="attempts_call" data-value="3"' in page.text
             assert 'data-figure="attempts_email" data-value="2"' in page.text
+    finally:
+        await producer.stop()
+
+
+async def test_the_cadences_warning_and_breach_name_what_its_attempts_lack(stack):
+    # Ten simulated days pass in about ten real seconds.
+    settings = await stack.isolated_settings(
+        policy_file=str(EXAMPLE_POLICY),
+        clock_start=ROUTED_AT,
+        clock_speed=86400.0,
+        clock_anchor=time.time(),
+    )
+    clock = Clock(settings.clock_start, settings.clock_speed, settings.clock_anchor)
+    lead_id = uuid.uuid4()
+    producer = make_producer(settings, "test-agreement-breach")
+    await producer.start()
+    try:
+        async with service_client("sla-timer", settings) as sla_timer:
+            now = clock.now()
+            routed = LeadRouted(
+                lead_id=lead_id,
+                assignment_id=uuid.uuid4(),
+                team_id=None,
+                team="cee",
+                rep_id=None,
+                channel="inbound",
+                routed_at=now,
+            )
+            await publish(settings, producer, routed, now, "routing")
+            await cadence_clock(sla_timer, lead_id, lambda t: True)
+            # Two calls on the first day, nothing more: 75 % of 10 days later a warning, at
+            # 10 days the breach, each saying what the cadence still lacked.
+            for n in (1, 2):
+                call = LeadContactAttempt(
+                    lead_id=lead_id,
+                    attempt_id=uuid.uuid4(),
+                    channel="call",
+                    occurred_at=now + n * H,
+                )
+                await publish(settings, producer, call, now + n * H, "feedback")
+            await cadence_clock(sla_timer, lead_id, lambda t: t["attempts"] == 2)
+
+            async def cadence_events(type_: str) -> list[CloudEvent]:
+                found = await outbox_events(settings, "sla_timer", type_, str(lead_id))
+                return [e for e in found if e.data["sla"] == "contact_cadence"]
+
+            async def breached():
+                return await cadence_events("sla.breached") or None
+
+            [breach] = await eventually(breached, timeout=60)
+            lacking = ["1 more call", "2 more e-mails", "attempts on 1 more day"]
+            assert breach.data["outcome"] == "unreachable"
+            assert breach.data["missing"] == lacking
+            [warning] = await cadence_events("sla.warning")
+            assert warning.data["missing"] == lacking
+            # The other clocks' events carry no such list.
+            others = await outbox_events(settings, "sla_timer", "sla.breached", str(lead_id))
+            acceptance = [e for e in others if e.data["sla"] == "sal_acceptance"]
+            assert acceptance and acceptance[0].data["missing"] is None
     finally:
         await producer.stop()

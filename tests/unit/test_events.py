@@ -183,7 +183,11 @@ SAMPLES: dict[str, Payload] = {
             document={"version": "2026.12-faster", "scoring": {"mql": {"fit_min": 70}}},
         ),
         SlaWarning(**SLA),
-        SlaBreached(**{**SLA, "level": "breached"}),
+        SlaBreached(
+            **{**SLA, "sla": "contact_cadence", "level": "breached"},
+            outcome="unreachable",
+            missing=["2 more calls", "attempts on 1 more day"],
+        ),
         SlaEscalated(**{**SLA, "level": "escalated"}, escalate_to="manager", reassign=True),
         SlaMet(**SLA, met_at=T0 + timedelta(minutes=30), business_seconds=1800.0),
         SlaCorrectivePlanRequired(

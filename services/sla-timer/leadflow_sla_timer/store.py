@@ -249,6 +249,24 @@ async def claim_due(session: AsyncSession, now: datetime, limit: int) -> list[Ro
     return (await session.execute(claim(now, limit))).all()
 
 
+# What a claimed cadence clock has counted and needs, read only for the claims that hold one.
+_CADENCE_COUNTS = sa.select(
+    _t.id,
+    _t.state,
+    _t.met_at,
+    _t.attempts,
+    _t.attempts_required,
+    _t.attempts_by_channel,
+    _t.attempt_days,
+    _t.min_per_channel,
+    _t.min_distinct_days,
+).where(_t.id == sa.any_(_ids))
+
+
+async def cadence_counts(session: AsyncSession, ids: list[uuid.UUID]) -> list[RowMapping]:
+    return list((await session.execute(_CADENCE_COUNTS, {"ids": ids})).mappings())
+
+
 async def move_fired(
     session: AsyncSession,
     ids: list[uuid.UUID],

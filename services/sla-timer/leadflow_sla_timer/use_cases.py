@@ -530,6 +530,12 @@ async def fire_due(rt: Runtime, limit: int = BATCH) -> int:
     new_escalation = SlaEscalated.model_construct
     async with rt.db.unit_of_work() as session:
         rows = await store.claim_due(session, now, limit)
+        # A cadence's warning and breach say what its attempts still lack.
+        counting = [row.id for row in rows if row.sla in slas.COUNTING_ATTEMPTS]
+        missing_of = {
+            counts["id"]: cadence_missing(counts)
+            for counts in (await store.cadence_counts(session, counting) if counting else [])
+        }
         events: list[tuple[Payload, str | None]] = []
         ids, states, levels, next_fire_ats = [], [], [], []
         warnings: Counter[tuple] = Counter()  # counted per label set, added once per claim
@@ -551,6 +557,7 @@ async def fire_due(rt: Runtime, limit: int = BATCH) -> int:
                     rep_id=row.rep_id,
                     started_at=row.started_at,
                     due_at=row.due_at,
+                    missing=missing_of.get(row.id),
                 )
                 labels = (row.sla, row.channel or "unknown", row.team or "unknown")
             for index in fired:

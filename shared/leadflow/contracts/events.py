@@ -382,6 +382,9 @@ class SlaEvent(Payload):
     started_at: datetime
     due_at: datetime
     level: str
+    # A contact cadence not met yet: what its attempts still lack, in words a rep reads
+    # ("2 more calls", "attempts on 1 more day"); None for the other clocks.
+    missing: list[str] | None = None
 
 
 class SlaWarning(SlaEvent):
