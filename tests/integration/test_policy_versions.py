@@ -75,6 +75,10 @@ async def test_the_policy_file_is_version_1_on_a_fresh_install(stack):
         current = (await feedback.get("/v1/policy", headers=CONFIG_READER)).json()
         listed = (await feedback.get("/v1/policy/versions", headers=CONFIG_READER)).json()
         refused = await feedback.get("/v1/policy", headers=REPORTS_READER)
+        unknown = await feedback.get("/v1/policy/versions/7")
+        too_large = await feedback.get("/v1/policy/versions/99999999999")
+        unknown_diff = await feedback.get("/v1/policy/versions/1/diff/7")
+        no_rollback = await feedback.post("/v1/policy/rollback", headers=ADMIN)
     assert (current["number"], current["version"], current["state"]) == (
         1,
         DEFAULT_VERSION,
@@ -84,6 +88,11 @@ async def test_the_policy_file_is_version_1_on_a_fresh_install(stack):
     assert current["document"]["scoring"]["mql"]["fit_min"] == 70
     assert [(v["number"], v["state"], v["publication"]) for v in listed] == [(1, "published", 1)]
     assert refused.status_code == 403
+    assert unknown.status_code == 404
+    assert too_large.status_code == 422
+    assert unknown_diff.status_code == 404
+    assert unknown_diff.json()["field"] == "after"
+    assert no_rollback.status_code == 409
 
 
 async def test_an_invalid_version_is_refused_naming_path_and_line_and_nothing_is_kept(stack):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Request
 from leadflow.auth import KEY_RESPONSES, require_scope
 from leadflow.errors import ProblemError, Unprocessable
 from leadflow.service import RuntimeDep
@@ -24,6 +26,9 @@ changes = APIRouter(
 )
 
 routers = [reads, changes]
+
+# A version's number, as the database keeps it (a 32-bit integer).
+Number = Annotated[int, Path(ge=1, le=2_147_483_647, description="a version's number")]
 
 # A policy is written as YAML; JSON, being YAML too, is taken as well.
 POLICY_MEDIA_TYPES = ("application/yaml", "text/yaml", "application/x-yaml", "application/json")
@@ -50,12 +55,12 @@ async def list_versions(rt: RuntimeDep) -> list[VersionOut]:
 
 
 @reads.get("/policy/versions/{number}", response_model=VersionDetail)
-async def get_version(number: int, rt: RuntimeDep) -> VersionDetail:
+async def get_version(number: Number, rt: RuntimeDep) -> VersionDetail:
     return await use_cases.version(rt, number)
 
 
 @reads.get("/policy/versions/{before}/diff/{after}", response_model=DiffOut)
-async def diff_versions(before: int, after: int, rt: RuntimeDep) -> DiffOut:
+async def diff_versions(before: Number, after: Number, rt: RuntimeDep) -> DiffOut:
     """What changed from one version to another: every value by its path, and a unified diff
     of the two texts."""
     return await use_cases.diff(rt, before, after)
@@ -89,7 +94,7 @@ async def create_version(request: Request, rt: RuntimeDep) -> VersionDetail:
 
 
 @changes.post("/policy/versions/{number}/publish", response_model=VersionDetail)
-async def publish_version(number: int, rt: RuntimeDep) -> VersionDetail:
+async def publish_version(number: Number, rt: RuntimeDep) -> VersionDetail:
     """Make a version the current policy: every service applies it within seconds, without a
     restart. Publishing an older version again rolls back to it. Clocks already running keep
     the limits they were opened with."""
