@@ -367,3 +367,27 @@ async def test_a_publication_a_service_cannot_validate_keeps_the_policy_in_force
         await eventually(stored, timeout=30)
         assert await rt.current_policy.refresh() is False
         assert rt.policy.version == DEFAULT_VERSION
+
+
+async def test_feedback_sends_the_current_publication_again_at_every_start(stack):
+    settings = await stack.isolated_settings()
+    async with service_client("feedback", settings) as feedback:
+        await post_version(
+            feedback, policy_text("2026.12-stricter", ("    fit_min: 70\n", "    fit_min: 80\n"))
+        )
+        await publish(feedback, 2)
+    async with service_client("feedback", settings) as feedback:
+        rt = feedback.app.state.runtime
+        async with rt.db.unit_of_work() as session:
+            raw = await session.execute(sa.text("SELECT payload FROM feedback.outbox ORDER BY id"))
+            sent = [CloudEvent.from_bytes(row.payload) for row in raw]
+        listed = (await feedback.get("/v1/policy/versions")).json()
+    publications = [
+        (e.data["number"], e.data["publication"]) for e in sent if e.type == "policy.published"
+    ]
+    assert publications == [(1, 1), (2, 2), (2, 2)]  # the last one again, as it was
+    assert [(v["number"], v["publication"]) for v in listed] == [(1, 1), (2, 2)]
+    # A service started afterwards decides with the current publication.
+    async with service_client("scoring", settings) as scoring:
+        await applied(scoring, "2026.12-stricter")
+        assert scoring.app.state.runtime.current_policy.publication == 2

@@ -16,7 +16,7 @@ service = ServiceSpec(
     port=8005,
     routers=[api.router, api.pages, people.users, people.sign_in, *policy_versions.routers],
     subscriptions=consumers.subscriptions,
-    on_start=policy_use_cases.record_first_version,
+    on_start=policy_use_cases.publish_on_start,
     description="Takes contact attempts and status changes from sales tools; closes the loop.",
     extend_app=sessions.install,
 )

@@ -128,6 +128,18 @@ async def create_version(rt: Runtime, text: str) -> VersionDetail:
     return detail(row)
 
 
+async def _send(rt: Runtime, session: AsyncSession, published: Any) -> None:
+    await rt.outbox.emit(
+        session,
+        PolicyPublished(
+            lead_id=POLICY_KEY, number=published.number, version=published.version,
+            publication=published.publication, published_at=published.published_at,
+            published_by=published.published_by, document=published.document,
+        ),
+        policy_version=published.version,
+    )  # fmt: skip
+
+
 async def _publish(
     rt: Runtime, session: AsyncSession, row: Any, current: Any, *, audited: bool = True
 ) -> Any:
@@ -141,15 +153,7 @@ async def _publish(
         session, row.number, state="published", publication=publication,
         published_by=audit.actor.get(), published_at=now,
     )  # fmt: skip
-    await rt.outbox.emit(
-        session,
-        PolicyPublished(
-            lead_id=POLICY_KEY, number=published.number, version=published.version,
-            publication=publication, published_at=now, published_by=published.published_by,
-            document=published.document,
-        ),
-        policy_version=published.version,
-    )  # fmt: skip
+    await _send(rt, session, published)
     if audited:
         await audit.record(
             session, rt.spec.metadata, action="published", entity=ENTITY, entity_id=row.number,
@@ -189,13 +193,19 @@ async def rollback(rt: Runtime) -> VersionDetail:
         return detail(await _publish(rt, session, previous, now_current))
 
 
-async def record_first_version(rt: Runtime) -> None:
+async def publish_on_start(rt: Runtime) -> None:
     """On start: with no version yet, the policy file (or the shipped default) becomes version 1
-    and is published, so every service records the same policy as the first. The installation's
-    starting point, not a change: nothing is audited."""
+    and is published, so every service records the same policy as the first (the installation's
+    starting point, not a change: nothing is audited). Otherwise the current publication is sent
+    again as it was: a service whose schema is new, or a topic whose retention dropped the
+    event, still gets it, and every service that has it ignores the copy."""
     async with rt.db.unit_of_work() as session:
         await store.lock_versions(session)
-        if await store.next_number(session) > 1:
+        current = await store.current(session)
+        if current is not None:
+            await _send(rt, session, current)
+            return
+        if await store.next_number(session) > 1:  # versions, none published: nothing to send
             return
         if rt.settings.policy_file:
             parsed = read_policy_file(rt.settings.policy_file)
