@@ -171,6 +171,20 @@ async def test_a_rep_moves_team_and_cannot_be_deleted_while_it_has_open_leads(se
         assert unknown.status_code == 422 and unknown.json()["field"] == "team_id"
         assert (await routing.delete(f"/v1/reps/{uuid.uuid4()}", headers=ADMIN)).status_code == 404
 
+        hours = {"timezone": "Europe/Warsaw", "working_hours": {"mon": [["09:00", "17:00"]]}}
+        await made(await routing.patch(f"/v1/reps/{rep['id']}", json=hours, headers=ADMIN), 200)
+        cleared = await made(
+            await routing.patch(
+                f"/v1/reps/{rep['id']}",
+                json={"timezone": None, "working_hours": None},
+                headers=ADMIN,
+            ),
+            200,
+        )
+        assert cleared["timezone"] is None and cleared["working_hours"] is None
+        kept = await routing.patch(f"/v1/reps/{rep['id']}", json={"capacity": None}, headers=ADMIN)
+        assert kept.status_code == 422 and kept.json()["field"] == "capacity"
+
 
 async def test_account_owners_are_created_changed_and_deleted(settings):
     async with service_client("routing", settings) as routing:

@@ -179,7 +179,8 @@ class RepIn(Contact):
 
 class RepPatch(StorableModel):
     """Change what is given; e.g. {"out_of_office": true, "out_of_office_until": "…"} while a
-    rep is away (an until alone sets out_of_office; out_of_office false clears the until)."""
+    rep is away (an until alone sets out_of_office; out_of_office false clears the until).
+    Null removes an e-mail, a chat id, the time zone, the working hours or the until."""
 
     model_config = ConfigDict(extra="forbid")
     name: str | None = Field(default=None, min_length=1, max_length=200)

@@ -913,6 +913,12 @@ def _rep_out(row: Row, now: datetime | None = None) -> RepOut:
     return rep.model_copy(update={"away": away, "open_leads": getattr(row, "open_leads", 0)})
 
 
+# What a null in a rep's PATCH removes; any other field refuses a null (422 naming it).
+REMOVABLE_REP_FIELDS = frozenset(
+    {"email", "slack_member_id", "teams_upn", "timezone", "working_hours", "out_of_office_until"}
+)
+
+
 def _out_of_office(changes: dict[str, Any], given: set[str], now: datetime) -> dict[str, Any]:
     """An until alone sets the rep out of office; back in office clears the until; an until
     already past is refused."""
@@ -967,9 +973,10 @@ async def change_rep(rt: Runtime, rep_id: uuid.UUID, body: RepPatch) -> RepOut:
     A rep moved takes the accounts it owns along to its new team."""
     now = rt.clock.now()
     given = body.model_fields_set
-    changes = body.model_dump(exclude_unset=True, exclude_none=True)
-    if "out_of_office_until" in given:
-        changes["out_of_office_until"] = body.out_of_office_until
+    changes = body.model_dump(exclude_unset=True)
+    for name, value in changes.items():
+        if value is None and name not in REMOVABLE_REP_FIELDS:
+            raise Unprocessable(f"{name} cannot be removed", field=name)
     changes = _out_of_office(changes, given, now)
     async with rt.db.unit_of_work() as session:
         before = await store.locked_row(session, "rep", rep_id)
