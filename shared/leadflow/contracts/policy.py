@@ -474,6 +474,15 @@ class Commitments(_Section):
     evaluation_delay: Duration = timedelta(hours=1)
 
 
+class PlanningRules(_Section):
+    """Plans from history (docs/domain.md "Planning"): how far back the planner reads the
+    funnel's observed conversion rates by default, and how many outcomes a rate must rest on
+    before the plan stops warning that it is thin."""
+
+    history_window_days: int = Field(default=90, ge=1, le=3650)
+    min_outcomes: int = Field(default=30, ge=1)
+
+
 class Policy(_Section):
     version: str = Field(min_length=1)
     scoring: Scoring
@@ -481,6 +490,8 @@ class Policy(_Section):
     calendar: CalendarSpec
     reasons: dict[ReasonCode, Reason] = Field(min_length=1)
     commitments: Commitments
+    # Optional, so that a policy written before it keeps loading with these defaults.
+    planning: PlanningRules = Field(default_factory=PlanningRules)
 
     def nurture_for(self, reason: str | None) -> timedelta:
         """How long a lead recycled for `reason` rests in nurture before it may come back."""
