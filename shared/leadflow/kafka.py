@@ -190,8 +190,10 @@ class LogInspector:
                     if tp not in found and end is not None and end <= offsets[tp]:
                         found[tp] = Look(None, None, end)
             # Nothing came and no fetch told the end (an empty log answers "out of range"):
-            # ask for the end; its answer may fall short of it, but a record at the offset
-            # asked would have come.
+            # ask for the end. Its answer falls short of the end when the last batch held
+            # several records, and a busy broker can take longer than `within` to send a
+            # record that is there, so only an empty log (end 0) says the record is gone; any
+            # other answer leaves the partition unknown, for the next look.
             # A later record first: retention removed the one asked for when the log starts
             # after it; otherwise the log that held it is gone (an empty broker can answer a
             # fetch beyond its end with what arrived there later).
@@ -205,8 +207,8 @@ class LogInspector:
             if silent:
                 ends = await asyncio.wait_for(consumer.end_offsets(silent), within)
                 for tp in silent:
-                    if ends[tp] <= offsets[tp]:
-                        found[tp] = Look(None, None, ends[tp])
+                    if ends[tp] == 0:
+                        found[tp] = Look(None, None, 0)
         finally:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(consumer.stop(), 5)
