@@ -219,7 +219,13 @@ async def test_a_routing_file_loads_all_or_nothing_and_routes_by_its_rules(setti
     async with service_client("routing", settings) as routing:
         loaded = await routing.put("/v1/routing-config", json=document, headers=ADMIN)
         assert loaded.status_code == 200, loaded.text
-        assert loaded.json() == {"teams": 3, "reps_created": 5, "reps_updated": 0, "rules": 3}
+        assert loaded.json() == {
+            "teams": 3,
+            "reps_created": 5,
+            "reps_updated": 0,
+            "rules": 4,
+            "accounts": 1,
+        }
         again = await routing.put("/v1/routing-config", json=document, headers=ADMIN)
         assert again.json()["reps_updated"] == 5  # loading twice changes nothing
         assert len((await routing.get("/v1/reps")).json()["items"]) == 5
@@ -228,7 +234,18 @@ async def test_a_routing_file_loads_all_or_nothing_and_routes_by_its_rules(setti
             "partner channel",
             "enterprise accounts",
             "central europe inbound",
+            "mid-market inbound outside the CEE",
         ]
+        mid = {"channel": "inbound", "company": {"employees": 200, "country": "DE"}}
+        mid_team = await routing.post("/v1/routing:dry-run", json=mid, headers=CONFIG_READER)
+        assert mid_team.json()["team"] == "Enterprise"
+        owned = {"channel": "inbound", "company": {"domain": "analytical-engines.example"}}
+        owner = await routing.post("/v1/routing:dry-run", json=owned, headers=CONFIG_READER)
+        assert owner.json()["trace"]["strategy"] == "account_owner"
+        [barbara] = (await routing.get("/v1/reps", params={"email": "barbara@example.com"})).json()[
+            "items"
+        ]
+        assert owner.json()["rep_id"] == barbara["id"]
         partner = await routing.post(
             "/v1/routing:dry-run", json={"channel": "partner"}, headers=CONFIG_READER
         )
@@ -247,7 +264,10 @@ async def test_a_routing_file_loads_all_or_nothing_and_routes_by_its_rules(setti
         refused = await routing.put("/v1/routing-config", json=broken, headers=ADMIN)
         assert refused.status_code == 422
         assert refused.json()["field"] == "rules.0.team"
-        assert len((await routing.get("/v1/rules")).json()["items"]) == 3  # nothing half-applied
+        nobody = {**document, "accounts": [{"domain": "x.example", "rep": "nobody@example.com"}]}
+        refused = await routing.put("/v1/routing-config", json=nobody, headers=ADMIN)
+        assert refused.status_code == 422 and refused.json()["field"] == "accounts.0.rep"
+        assert len((await routing.get("/v1/rules")).json()["items"]) == 4  # nothing half-applied
 
 
 async def test_least_recently_assigned_gives_each_lead_to_the_rep_who_waited_longest(stack):

@@ -202,8 +202,9 @@ async def delete_account(domain: Domain, rt: RuntimeDep, _: Admin) -> Response:
 
 @router.put("/routing-config", response_model=RoutingConfigOut)
 async def put_routing_config(body: RoutingConfig, rt: RuntimeDep, _: Admin) -> RoutingConfigOut:
-    """Load teams, reps and rules from one document, all or nothing. Teams are matched by name,
-    reps by email (else name); the document's rules replace the current ones."""
+    """Load teams, reps, rules and account owners from one document, all or nothing. Teams are
+    matched by name, reps by email (else name); the document's rules replace the current ones;
+    each account listed gets the owner named."""
     return await use_cases.load_routing_config(rt, body)
 
 

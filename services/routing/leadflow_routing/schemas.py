@@ -270,11 +270,22 @@ class RuleOut(RuleIn):
     id: uuid.UUID
 
 
+AccountDomain = Annotated[
+    str,
+    Field(
+        min_length=3,
+        max_length=253,
+        pattern=r"^[A-Za-z0-9.-]+\.[A-Za-z]{2,}$",
+        description="the company's domain, as leads carry it (case-insensitive)",
+    ),
+]
+
+
 class AccountIn(StorableModel):
     """An account's owner: the rep its leads go to (the rep's team with it)."""
 
     model_config = ConfigDict(extra="forbid")
-    domain: str = Field(min_length=3, max_length=253, pattern=r"^[A-Za-z0-9.-]+\.[A-Za-z]{2,}$")
+    domain: AccountDomain
     rep_id: uuid.UUID
 
 
@@ -302,14 +313,24 @@ class RuleConfig(RuleIn):
     team: str = Field(min_length=1, max_length=200)
 
 
+class AccountConfig(StorableModel):
+    """An account owner in a routing file: the rep by e-mail, else by name."""
+
+    model_config = ConfigDict(extra="forbid")
+    domain: AccountDomain
+    rep: str = Field(min_length=1, max_length=320, description="the rep's e-mail, else name")
+
+
 class RoutingConfig(StorableModel):
-    """Teams, reps and rules as one document (e.g. a YAML file under version control).
-    Teams and reps are created or updated by name; the rules replace the current rules."""
+    """Teams, reps, rules and account owners as one document (e.g. a YAML file under version
+    control). Teams and reps are created or updated by name; the rules replace the current
+    rules; the accounts listed get the owner given (others keep theirs)."""
 
     model_config = ConfigDict(extra="forbid")
     teams: list[TeamIn] = Field(default_factory=list)
     reps: list[RepConfig] = Field(default_factory=list)
     rules: list[RuleConfig] = Field(default_factory=list)
+    accounts: list[AccountConfig] = Field(default_factory=list)
 
 
 class RoutingConfigOut(BaseModel):
@@ -319,6 +340,7 @@ class RoutingConfigOut(BaseModel):
     reps_created: int
     reps_updated: int
     rules: int
+    accounts: int
 
 
 class DryRunIn(StorableModel):

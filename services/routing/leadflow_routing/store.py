@@ -735,6 +735,30 @@ async def change_account(session: AsyncSession, domain: str, values: dict[str, A
     return (await session.execute(query)).one()
 
 
+async def own_account(session: AsyncSession, values: dict[str, Any]) -> None:
+    """The account's owner is this rep (and team) from now on; the same owner stays as it is,
+    since when included."""
+    statement = insert(accounts).values(**values)
+    await session.execute(
+        statement.on_conflict_do_update(
+            index_elements=[accounts.c.domain],
+            set_={
+                "rep_id": statement.excluded.rep_id,
+                "team_id": statement.excluded.team_id,
+                "since": statement.excluded.since,
+            },
+            where=sa.or_(
+                accounts.c.rep_id != statement.excluded.rep_id,
+                accounts.c.team_id != statement.excluded.team_id,
+            ),
+        )
+    )
+
+
+async def all_accounts(session: AsyncSession) -> Sequence[Row]:
+    return (await session.execute(sa.select(accounts).order_by(accounts.c.domain))).all()
+
+
 async def delete_account(session: AsyncSession, domain: str) -> None:
     await session.execute(sa.delete(accounts).where(accounts.c.domain == domain))
 

@@ -1228,12 +1228,15 @@ async def _routing_config(session: AsyncSession) -> dict[str, list]:
         "teams": [_team_out(r) for r in await store.all_teams(session)],
         "reps": [_rep_out(r) for r in await store.all_reps(session)],
         "rules": [RuleOut.model_validate(r._asdict()) for r in await store.all_rules(session)],
+        "accounts": [_account_out(r) for r in await store.all_accounts(session)],
     }
 
 
 async def load_routing_config(rt: Runtime, body: RoutingConfig) -> RoutingConfigOut:
-    """Load teams, reps and rules from one document, all or nothing. Teams are matched by name,
-    reps by email (else name); the document's rules replace the current ones."""
+    """Load teams, reps, rules and account owners from one document, all or nothing. Teams are
+    matched by name, reps by email (else name); the document's rules replace the current ones;
+    each account listed gets its owner (one already owned changes hands only if another rep is
+    named)."""
     async with rt.db.unit_of_work() as session:
         before = await _routing_config(session)
         team_ids = await store.team_ids_by_name(session)
@@ -1272,6 +1275,18 @@ async def load_routing_config(rt: Runtime, body: RoutingConfig) -> RoutingConfig
             values = rule.model_dump(exclude={"team", "team_id"})
             values["team_id"] = team_of(rule.team, f"rules.{index}.team")
             await store.add_rule(session, uuid.uuid4(), values)
+        now = rt.clock.now()
+        for index, account in enumerate(body.accounts):
+            email = account.rep if "@" in account.rep else None
+            rep_id = await store.rep_matching(session, email, account.rep)
+            if rep_id is None:
+                raise Unprocessable(f"no rep '{account.rep}'", field=f"accounts.{index}.rep")
+            rep = await _owner(session, rep_id)
+            await store.own_account(
+                session,
+                {"domain": account.domain.lower(), "rep_id": rep.id, "team_id": rep.team_id,
+                 "since": now},
+            )  # fmt: skip
         await audit.record(
             session,
             rt.spec.metadata,
@@ -1284,5 +1299,9 @@ async def load_routing_config(rt: Runtime, body: RoutingConfig) -> RoutingConfig
         await publish_directory(rt, session, team_ids.values())
         touch(session, QUEUE_TAG)
     return RoutingConfigOut(
-        teams=len(body.teams), reps_created=created, reps_updated=updated, rules=len(body.rules)
+        teams=len(body.teams),
+        reps_created=created,
+        reps_updated=updated,
+        rules=len(body.rules),
+        accounts=len(body.accounts),
     )
