@@ -1,6 +1,7 @@
 """Notify's subscriptions: every event type of every Leadflow topic, one consumer group per
-topic, so that a backlog of one producer's events (a burst of intake) never holds back
-another's (a lead.routed waiting to be delivered, an SLA breach to be told)."""
+topic (named for its producer), so that a backlog of one producer's events (a burst of
+intake) never holds back another's (a lead.routed waiting to be delivered, an SLA breach to
+be told)."""
 
 from __future__ import annotations
 
@@ -18,9 +19,20 @@ def subscriptions(rt: Runtime) -> list[Subscription]:
 
     return [
         Subscription(
-            producer,
+            name,
             takes=tuple(m for m in PAYLOAD_TYPES.values() if m.topic == topic),
             apply=take_events,
         )
-        for topic, producer in TOPIC_PRODUCERS.items()
+        for topic, name in subscription_names().items()
     ]
+
+
+def subscription_names() -> dict[str, str]:
+    """Topic → subscription (and consumer group) name: the producer's name for its first
+    topic, the producer's and the topic's for any other (feedback's leadflow.access and
+    leadflow.policy), so that no two topics share a group."""
+    names: dict[str, str] = {}
+    for topic, producer in TOPIC_PRODUCERS.items():
+        taken = producer in names.values()
+        names[topic] = f"{producer}-{topic.rsplit('.', 1)[-1]}" if taken else producer
+    return names
