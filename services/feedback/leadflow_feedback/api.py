@@ -13,7 +13,7 @@ from leadflow.service import Runtime, RuntimeDep
 from leadflow.settings import DEV_API_KEY, ApiKeySpec
 
 from leadflow_feedback import use_cases
-from leadflow_feedback.domain import planning, reports, roles
+from leadflow_feedback.domain import reports, roles
 from leadflow_feedback.people.api import account_bar, signed_in
 from leadflow_feedback.schemas import (
     AttemptAccepted,
@@ -136,10 +136,12 @@ async def get_calibration(
 @router.post(
     "/plan", response_model=PlanOut, response_model_exclude_unset=True, dependencies=[ReportsRead]
 )
-async def post_plan(body: PlanIn) -> PlanOut:
-    """Reverse funnel math: revenue goal → deals → SQO → SQL → MQL → visits → activities →
-    SDR-weeks, with a capacity verdict when `sales_capacity_mql` is given."""
-    return PlanOut.model_validate(use_cases.plan(planning.PlanInput(**body.model_dump())))
+async def post_plan(body: PlanIn, rt: RuntimeDep) -> PlanOut:
+    """Reverse funnel math: revenue goal → deals → SQO → SQL → MQL → visits (or leads) →
+    activities → SDR-weeks, with a capacity verdict when `sales_capacity_mql` is given. With
+    `rates: observed` the rates come from history (`window_days`, `channel`, `campaign`), each
+    with the outcomes it rests on, and the plan warns where the goal needs better rates."""
+    return PlanOut.model_validate(await use_cases.plan_of(rt, body))
 
 
 def _reader(rt: Runtime, viewer: Caller | Person) -> use_cases.Reader:

@@ -75,18 +75,31 @@ class StatusAccepted(BaseModel):
 
 
 class PlanIn(BaseModel):
-    """Reverse funnel inputs (docs/domain.md "Planning"); shares are fractions (0.25 = 25 %)."""
+    """Reverse funnel inputs (docs/domain.md "Planning"); shares are fractions (0.25 = 25 %).
+
+    With `rates: observed` the conversion rates come from what Leadflow observed over
+    `window_days` (for one `channel` or `campaign` when named): a rate typed in as well is the
+    plan's assumption, compared with history's; one left out takes history's."""
 
     model_config = ConfigDict(extra="forbid")
     revenue_goal: float = Field(gt=0)
     avg_deal_size: float = Field(gt=0)
-    win_rate: float = Field(gt=0, le=1)
-    sql_to_sqo: float = Field(gt=0, le=1)
-    mql_to_sql: float = Field(gt=0, le=1)
-    visit_to_mql: float = Field(gt=0, le=1)
+    win_rate: float | None = Field(default=None, gt=0, le=1, description="SQO→won")
+    sql_to_sqo: float | None = Field(default=None, gt=0, le=1)
+    mql_to_sql: float | None = Field(default=None, gt=0, le=1)
+    visit_to_mql: float | None = Field(default=None, gt=0, le=1)
     touches_per_mql: float = Field(gt=0)
     sdr_activities_per_week: float = Field(gt=0)
     sales_capacity_mql: float | None = Field(default=None, ge=0)
+    lead_to_mql: float | None = Field(default=None, gt=0, le=1)
+    rates: Literal["typed", "observed"] = Field(
+        default="typed", description="typed: the rates given; observed: from history"
+    )
+    window_days: int | None = Field(
+        default=None, ge=1, le=3650, description="history's window; policy planning's default"
+    )
+    channel: str | None = Field(default=None, max_length=100)
+    campaign: str | None = Field(default=None, max_length=200)
 
 
 FIRST_DAY, LAST_DAY = date(1900, 1, 1), date(2999, 12, 31)
@@ -330,6 +343,38 @@ class Capacity(BaseModel):
     options: list[CapacityOption]
 
 
+class PlanHistory(BaseModel):
+    """The history a plan's observed rates were read from."""
+
+    window_days: int
+    start: Instant
+    end: Instant
+    channel: str | None
+    campaign: str | None
+    min_outcomes: int
+
+
+class PlanRate(BaseModel):
+    """What one stage's rate rests on: typed in or observed; history's rate from `converted` of
+    `outcomes` decided leads (`open`: still being worked there, not counted)."""
+
+    stage: Literal["lead_to_mql", "mql_to_sql", "sql_to_sqo", "win_rate"]
+    rate: Number | None
+    source: Literal["observed", "typed"]
+    observed: Number | None
+    converted: int
+    outcomes: int
+    open: int
+
+
+class PlanWarning(BaseModel):
+    kind: Literal["better_than_history", "few_outcomes", "no_history"]
+    stage: str
+    message: str
+    needed: Number | None = None
+    observed: Number | None = None
+
+
 class PlanOut(BaseModel):
     """The reverse funnel: what the revenue goal needs at every stage, rounded up."""
 
@@ -337,8 +382,12 @@ class PlanOut(BaseModel):
     sqo: int
     sql: int
     mql: int
-    visits: int
+    visits: int | None = Field(default=None, description="when `visit_to_mql` is given")
+    leads: int | None = Field(default=None, description="when a lead→MQL rate is known")
     activities: int
     sdr_weeks: int
     exact: dict[str, Number] = Field(description="the same volumes before rounding up")
     capacity: Capacity | None
+    history: PlanHistory | None = Field(default=None, description="with `rates: observed`")
+    rates: list[PlanRate] | None = Field(default=None, description="with `rates: observed`")
+    warnings: list[PlanWarning] | None = Field(default=None, description="with `rates: observed`")

@@ -13,6 +13,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadflow_feedback.domain.facts import Fact, Known
+from leadflow_feedback.domain.observed_rates import Arrival
 from leadflow_feedback.domain.reports import LeadFacts, StatusStep
 from leadflow_feedback.models import attempts, leads, status_history, timeline
 
@@ -275,3 +276,23 @@ async def display_names(session: AsyncSession, ids: set[uuid.UUID]) -> dict[str,
         sa.select(leads.c.lead_id, leads.c.display_name).where(leads.c.lead_id.in_(ids))
     )
     return {str(row.lead_id): row.display_name for row in rows if row.display_name}
+
+
+async def arrivals(session: AsyncSession, *, start: datetime, end: datetime) -> list[Arrival]:
+    """The leads that arrived in [start, end) (their `lead.created` on the timeline), with
+    their channel and campaign and whether they were promoted to MQL: the planner's lead→MQL."""
+    arrived = (
+        sa.select(timeline.c.lead_id)
+        .where(timeline.c.type == "lead.created", timeline.c.occurred_at.between(start, end))
+        .distinct()
+        .subquery()
+    )
+    rows = await session.execute(
+        sa.select(leads.c.channel, leads.c.source, leads.c.mql_at).join(
+            arrived, arrived.c.lead_id == leads.c.lead_id
+        )
+    )
+    return [
+        Arrival(row.channel, (row.source or {}).get("campaign"), row.mql_at is not None)
+        for row in rows
+    ]

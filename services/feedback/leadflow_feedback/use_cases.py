@@ -53,12 +53,14 @@ from leadflow_feedback.domain.lifecycle import (
     check_change,
     nurture_end,
 )
+from leadflow_feedback.domain.observed_rates import observed_rates
 from leadflow_feedback.domain.timeline import row_of
 from leadflow_feedback.models import idempotency
 from leadflow_feedback.schemas import (
     AttemptAccepted,
     AttemptIn,
     Lifecycle,
+    PlanIn,
     StatusAccepted,
     StatusHistoryEntry,
     StatusIn,
@@ -476,6 +478,50 @@ def plan(inputs: planning.PlanInput) -> dict[str, Any]:
         return planning.plan(inputs).as_dict()
     except planning.PlanInputError as exc:
         raise Unprocessable(exc.message, field=exc.field) from None
+
+
+HISTORY_ONLY = ("window_days", "channel", "campaign")
+
+
+async def plan_of(rt: Runtime, body: PlanIn) -> dict[str, Any]:
+    """The reverse funnel on the rates typed in, or (`rates: observed`) on what Leadflow
+    observed over the window, read from feedback's own read model."""
+    inputs = planning.PlanInput(
+        **body.model_dump(exclude={"rates", *HISTORY_ONLY}, exclude_unset=False)
+    )
+    if body.rates == "typed":
+        for name in HISTORY_ONLY:
+            if getattr(body, name) is not None:
+                raise Unprocessable(f"{name} applies with `rates: observed` only", field=name)
+        return plan(inputs)
+    rules = rt.policy.planning
+    days = body.window_days or rules.history_window_days
+    end = rt.clock.now()
+    start = end - timedelta(days=days)
+    async with rt.db.unit_of_work() as session:
+        arrived = await store.arrivals(session, start=start, end=end)
+        mqls = await store.report_facts(session, start=start, end=end)
+    seen = observed_rates(arrived, mqls, channel=body.channel, campaign=body.campaign)
+    of = "".join(
+        f" of {kind} {value}"
+        for kind, value in (("channel", body.channel), ("campaign", body.campaign))
+        if value is not None
+    )
+    try:
+        planned = planning.plan_from_history(
+            inputs, seen, min_outcomes=rules.min_outcomes, history=f"the last {days} days{of}"
+        )
+    except planning.PlanInputError as exc:
+        raise Unprocessable(exc.message, field=exc.field) from None
+    history = {
+        "window_days": days,
+        "start": start,
+        "end": end,
+        "channel": body.channel,
+        "campaign": body.campaign,
+        "min_outcomes": rules.min_outcomes,
+    }
+    return {**planned.as_dict(), "history": history}
 
 
 # --- the review pages ----------------------------------------------------------------------

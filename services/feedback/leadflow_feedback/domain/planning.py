@@ -14,12 +14,16 @@ figures round up to whole units, because 499.995 MQL do not make 500.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
+from leadflow_feedback.domain.observed_rates import STAGE_LABELS, ObservedRate
+
 RATES = ("win_rate", "sql_to_sqo", "mql_to_sql", "visit_to_mql")
+# Rates a plan may go without: visits, or leads, are then left out of it.
+OPTIONAL_RATES = ("visit_to_mql", "lead_to_mql")
 AMOUNTS = ("revenue_goal", "avg_deal_size", "touches_per_mql", "sdr_activities_per_week")
 
 
@@ -32,17 +36,22 @@ class PlanInputError(ValueError):
         self.message = message
 
 
+# A share: typed in (a float), or observed (an exact fraction of outcomes).
+Rate = float | Fraction
+
+
 @dataclass(frozen=True)
 class PlanInput:
     revenue_goal: float
     avg_deal_size: float
-    win_rate: float
-    sql_to_sqo: float
-    mql_to_sql: float
-    visit_to_mql: float
+    win_rate: Rate
+    sql_to_sqo: Rate
+    mql_to_sql: Rate
+    visit_to_mql: Rate | None
     touches_per_mql: float
     sdr_activities_per_week: float
     sales_capacity_mql: float | None = None
+    lead_to_mql: Rate | None = None
 
 
 @dataclass(frozen=True)
@@ -61,11 +70,12 @@ class Plan:
     sqo: int
     sql: int
     mql: int
-    visits: int
+    visits: int | None
     activities: int
     sdr_weeks: int
     exact: dict[str, float]
     capacity: CapacityVerdict | None
+    leads: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -73,12 +83,16 @@ class Plan:
             "sqo": self.sqo,
             "sql": self.sql,
             "mql": self.mql,
-            "visits": self.visits,
             "activities": self.activities,
             "sdr_weeks": self.sdr_weeks,
             "exact": self.exact,
             "capacity": None,
         }
+        # A stage whose rate the plan went without is left out rather than written as null.
+        if self.visits is not None:
+            out["visits"] = self.visits
+        if self.leads is not None:
+            out["leads"] = self.leads
         if self.capacity is not None:
             c = self.capacity
             out["capacity"] = {
@@ -92,7 +106,9 @@ class Plan:
         return out
 
 
-def _exact(value: float | int | str) -> Fraction:
+def _exact(value: float | int | str | Fraction) -> Fraction:
+    if isinstance(value, Fraction):  # an observed rate is exact already
+        return value
     # Through Decimal(str(...)) so 0.015 is three thousandths, not the nearest binary float.
     return Fraction(Decimal(str(value)))
 
@@ -110,9 +126,17 @@ def validate(inp: PlanInput) -> None:
         value = getattr(inp, name)
         if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
             raise PlanInputError(name, "must be a number above zero")
-    for name in RATES:
+    for name in (*RATES, "lead_to_mql"):
         value = getattr(inp, name)
-        if not isinstance(value, int | float) or isinstance(value, bool) or not 0 < value <= 1:
+        if value is None and name in OPTIONAL_RATES:
+            continue
+        if value is None:
+            raise PlanInputError(name, "is required (a share, e.g. 0.25 for 25 %)")
+        if (
+            not isinstance(value, int | float | Fraction)
+            or isinstance(value, bool)
+            or not 0 < value <= 1
+        ):
             raise PlanInputError(name, "must be a share above 0 and at most 1 (e.g. 0.25 for 25 %)")
     cap = inp.sales_capacity_mql
     if cap is not None and (isinstance(cap, bool) or not cap >= 0):
@@ -137,7 +161,8 @@ def _plan(inp: PlanInput) -> Plan:
     sqo = deals / _exact(inp.win_rate)
     sql = sqo / _exact(inp.sql_to_sqo)
     mql = sql / _exact(inp.mql_to_sql)
-    visits = mql / _exact(inp.visit_to_mql)
+    visits = mql / _exact(inp.visit_to_mql) if inp.visit_to_mql is not None else None
+    leads = mql / _exact(inp.lead_to_mql) if inp.lead_to_mql is not None else None
     activities = mql * _exact(inp.touches_per_mql)
     sdr_weeks = activities / _exact(inp.sdr_activities_per_week)
     exact = {
@@ -145,10 +170,13 @@ def _plan(inp: PlanInput) -> Plan:
         "sqo": _round(sqo),
         "sql": _round(sql),
         "mql": _round(mql),
-        "visits": _round(visits),
         "activities": _round(activities),
         "sdr_weeks": _round(sdr_weeks),
     }
+    if visits is not None:
+        exact["visits"] = _round(visits)
+    if leads is not None:
+        exact["leads"] = _round(leads)
     capacity = None
     if inp.sales_capacity_mql is not None:
         capacity = capacity_check(
@@ -164,11 +192,12 @@ def _plan(inp: PlanInput) -> Plan:
         sqo=_up(sqo),
         sql=_up(sql),
         mql=_up(mql),
-        visits=_up(visits),
+        visits=_up(visits) if visits is not None else None,
         activities=_up(activities),
         sdr_weeks=_up(sdr_weeks),
         exact=exact,
         capacity=capacity,
+        leads=_up(leads) if leads is not None else None,
     )
 
 
@@ -246,10 +275,13 @@ def render_text(result: Plan) -> str:
         f"SQO          {result.sqo:>10,}   ({e['sqo']:,})",
         f"SQL          {result.sql:>10,}   ({e['sql']:,})",
         f"MQL          {result.mql:>10,}   ({e['mql']:,})",
-        f"visits       {result.visits:>10,}   ({e['visits']:,})",
         f"activities   {result.activities:>10,}   ({e['activities']:,})",
         f"SDR-weeks    {result.sdr_weeks:>10,}   ({e['sdr_weeks']:,})",
     ]
+    if result.visits is not None:
+        lines.insert(4, f"visits       {result.visits:>10,}   ({e['visits']:,})")
+    if result.leads is not None:
+        lines.insert(4, f"leads        {result.leads:>10,}   ({e['leads']:,})")
     c = result.capacity
     if c is not None:
         if c.verdict == "within_capacity":
@@ -268,3 +300,161 @@ def render_text(result: Plan) -> str:
 
 # The inputs in the order `leadflow plan` takes them as options.
 CLI_FIELDS = (*AMOUNTS[:2], *RATES, *AMOUNTS[2:])
+
+
+# --- plans from history (docs/domain.md "Plans from history") -------------------------------
+
+# The rates the planner can read from history, with the stage each converts.
+OBSERVABLE = ("lead_to_mql", "mql_to_sql", "sql_to_sqo", "win_rate")
+
+
+@dataclass(frozen=True)
+class RateBasis:
+    """What one stage's rate in the plan rests on: `source` says whether it was typed in or
+    observed; `observed` is history's rate (None without decided outcomes), resting on
+    `converted` of `outcomes` decided leads, with `open` more still being worked."""
+
+    stage: str
+    rate: float | None
+    source: str  # "observed" | "typed"
+    observed: float | None
+    converted: int
+    outcomes: int
+    open: int
+
+
+@dataclass(frozen=True)
+class PlanWarning:
+    """Why a plan from history deserves a second look: `better_than_history` (the plan needs a
+    rate above the observed one), `few_outcomes` (the observed rate rests on fewer outcomes than
+    the policy's minimum) or `no_history` (nothing observed: the stage is left out)."""
+
+    kind: str
+    stage: str
+    message: str
+    needed: float | None = None
+    observed: float | None = None
+
+
+@dataclass(frozen=True)
+class HistoryPlan:
+    plan: Plan
+    rates: list[RateBasis]
+    warnings: list[PlanWarning]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            **self.plan.as_dict(),
+            "rates": [vars(r) for r in self.rates],
+            "warnings": [vars(w) for w in self.warnings],
+        }
+
+
+def _share(value: Rate | None) -> float | None:
+    return None if value is None else round(float(value), 4)
+
+
+def _label(stage: str) -> str:
+    return STAGE_LABELS.get(stage, stage)
+
+
+def plan_from_history(
+    inp: PlanInput,
+    observed: dict[str, ObservedRate],
+    *,
+    min_outcomes: int,
+    history: str,
+) -> HistoryPlan:
+    """The plan on history's rates: a stage's rate typed into `inp` is the plan's assumption
+    and is compared with history's (a warning when the goal needs it better); a stage left
+    blank takes history's rate. `observed` maps each stage to its `ObservedRate`; `history`
+    says which history in the messages (e.g. "the last 90 days")."""
+    rates: dict[str, Rate | None] = {}
+    bases: list[RateBasis] = []
+    warnings: list[PlanWarning] = []
+    for stage in OBSERVABLE:
+        seen = observed[stage]
+        typed = getattr(inp, stage)
+        history_rate = seen.rate
+        label = _label(stage)
+        if typed is not None:
+            used: Rate | None = typed
+            source = "typed"
+        elif history_rate:  # a rate of 0 cannot carry a plan: no volume would reach the goal
+            used, source = history_rate, "observed"
+        elif stage in OPTIONAL_RATES:
+            used, source = None, "observed"
+            warnings.append(
+                PlanWarning(
+                    "no_history",
+                    stage,
+                    f"no {label} conversion observed in {history}: the plan leaves its stage out",
+                )
+            )
+        else:
+            seen_text = (
+                f"0 of {seen.outcomes} decided outcomes converted"
+                if seen.outcomes
+                else "no decided outcomes"
+            )
+            raise PlanInputError(
+                stage, f"{label}: {seen_text} in {history}; type the rate in as `{stage}`"
+            )
+        rates[stage] = used
+        bases.append(
+            RateBasis(
+                stage=stage,
+                rate=_share(used),
+                source=source,
+                observed=_share(history_rate),
+                converted=seen.converted,
+                outcomes=seen.outcomes,
+                open=seen.open,
+            )
+        )
+        if used is not None and seen.outcomes < min_outcomes:
+            warnings.append(
+                PlanWarning(
+                    "few_outcomes",
+                    stage,
+                    f"{label} rests on {seen.outcomes} decided outcomes in {history}, fewer than "
+                    f"the {min_outcomes} the policy asks for (planning.min_outcomes)",
+                    observed=_share(history_rate),
+                )
+            )
+        if typed is not None and history_rate is not None and _exact(typed) > history_rate:
+            warnings.append(_better_than_history(stage, _exact(typed), history_rate, history))
+    result = plan(replace(inp, **rates))
+    capacity = result.capacity
+    seen_mql_to_sql = observed["mql_to_sql"].rate
+    if capacity is not None and seen_mql_to_sql is not None:
+        for option in capacity.options:
+            needed = option.get("mql_to_sql_needed")
+            if option["option"] == "raise_mql_bar" and Fraction(str(needed)) > seen_mql_to_sql:
+                warnings.append(
+                    _better_than_history(
+                        "mql_to_sql",
+                        Fraction(str(needed)),
+                        seen_mql_to_sql,
+                        history,
+                        because=f"raising the MQL bar to {option['mql']} MQL",
+                    )  # fmt: skip
+                )
+    return HistoryPlan(result, bases, warnings)
+
+
+def _better_than_history(
+    stage: str, needed: Fraction, seen: Fraction, history: str, because: str = "the goal"
+) -> PlanWarning:
+    return PlanWarning(
+        "better_than_history",
+        stage,
+        f"{because} needs {_label(stage)} of {_percent(needed)}, better than the "
+        f"{_percent(seen)} observed in {history}: more leads alone will not close the gap",
+        needed=_share(needed),
+        observed=_share(seen),
+    )
+
+
+def _percent(value: Fraction) -> str:
+    return f"{float(value) * 100:.1f} %"
