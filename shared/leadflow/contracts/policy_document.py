@@ -12,6 +12,8 @@ import yaml
 from pydantic import ValidationError
 
 from leadflow.contracts.policy import Policy, PolicyError, _dotted, _reason
+from leadflow.contracts.yaml_lines import line_at as _line_of
+from leadflow.contracts.yaml_lines import lines_by_path as _lines
 
 ROOT = "(policy)"  # the path of a problem with the document as a whole
 
@@ -104,38 +106,6 @@ def line_of(text: str, *path: str | int) -> int | None:
         return _line_of(_lines(yaml.compose(text, Loader=yaml.SafeLoader)), path)
     except yaml.YAMLError:
         return None
-
-
-def _lines(node: yaml.Node | None) -> dict[tuple[Any, ...], int]:
-    """The 1-based line of every key and item of a YAML document, by its path."""
-    lines: dict[tuple[Any, ...], int] = {}
-
-    def walk(node: yaml.Node, path: tuple[Any, ...]) -> None:
-        if isinstance(node, yaml.MappingNode):
-            for key, value in node.value:
-                here = (*path, key.value)
-                lines[here] = key.start_mark.line + 1
-                walk(value, here)
-        elif isinstance(node, yaml.SequenceNode):
-            for index, item in enumerate(node.value):
-                here = (*path, index)
-                lines[here] = item.start_mark.line + 1
-                walk(item, here)
-
-    if node is not None:
-        lines[()] = node.start_mark.line + 1
-        walk(node, ())
-    return lines
-
-
-def _line_of(lines: dict[tuple[Any, ...], int], loc: tuple[int | str, ...]) -> int | None:
-    """The line of the deepest part of `loc` the text has: a missing field is reported where
-    the section that lacks it starts."""
-    path = tuple(str(p) if not isinstance(p, int) else p for p in loc if p != "[key]")
-    for end in range(len(path), -1, -1):
-        if path[:end] in lines:
-            return lines[path[:end]]
-    return None
 
 
 # --- what changed between two versions ---------------------------------------------------------
