@@ -108,7 +108,8 @@ async def test_the_last_page_has_no_cursor_and_an_empty_list_one_page(db):
     "cursor",
     ["forged", "", "eyJ4IjoxfQ", paging.PageRequest(Listing(
         name="others", key=items.c.id, sorts={"name": items.c.name}, default_sort="name"
-    ), 1, "name", None, {})._cursor("a", str(uuid.uuid4()))],
+    ), 1, "name", None, {})._cursor("a", "2634dbef-2910-4797-989a-efcda88cc90b")],
+    ids=["forged", "empty", "not-a-cursor", "another-list"],
 )  # fmt: skip
 def test_a_cursor_this_list_did_not_give_out_is_refused_naming_cursor(cursor):
     with pytest.raises(Unprocessable) as refused:
