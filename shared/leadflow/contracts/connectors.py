@@ -18,14 +18,22 @@ import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from leadflow.contracts.events import ContactChannel
+from leadflow.contracts.yaml_lines import Lines, line_at, lines_of_text
 
 
 class ConnectorsError(ValueError):
-    """The connectors file is missing, not YAML or invalid; `problems` lists (path, reason)."""
+    """The connectors file is missing, not YAML or invalid; `problems` lists (path, reason),
+    `lines` the line of each in the file (None where not known)."""
 
-    def __init__(self, message: str, problems: list[tuple[str, str]] | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        problems: list[tuple[str, str]] | None = None,
+        lines: list[int | None] | None = None,
+    ) -> None:
         super().__init__(message)
         self.problems = problems or []
+        self.lines = lines or [None] * len(self.problems)
 
 
 class _Strict(BaseModel):
@@ -335,23 +343,35 @@ def _dotted(loc: tuple[object, ...]) -> str:
     return ".".join(str(part) for part in loc) or "(root)"
 
 
-def parse_connectors(data: object, source: str = "connectors") -> Connectors:
-    """Validate a connectors document already read; raises ConnectorsError naming each path."""
+def parse_connectors(
+    data: object, source: str = "connectors", lines: Lines | None = None
+) -> Connectors:
+    """Validate a connectors document already read; raises ConnectorsError naming each path
+    (and its line, given the `lines` of the text it was read from)."""
     if data is None:
         return Connectors()
     if not isinstance(data, dict):
         raise ConnectorsError(f"{source} must be a mapping with a `connectors` section")
+    nested = "connectors" in data
     section = data.get("connectors", data)
     try:
         return Connectors.model_validate(section or {})
     except ValidationError as exc:
         problems = [(_dotted(e["loc"]), e["msg"]) for e in exc.errors()]
-        listing = "\n".join(f"  connectors.{path}: {reason}" for path, reason in problems)
-        raise ConnectorsError(f"{source} is invalid:\n{listing}", problems) from None
+        at = [
+            line_at(lines, ("connectors", *e["loc"]) if nested else e["loc"]) if lines else None
+            for e in exc.errors()
+        ]
+        listing = "\n".join(
+            f"  {f'line {line}: ' if line else ''}connectors.{path}: {reason}"
+            for (path, reason), line in zip(problems, at, strict=True)
+        )
+        raise ConnectorsError(f"{source} is invalid:\n{listing}", problems, at) from None
 
 
 def load_connectors(path: str | Path | None) -> Connectors:
-    """The connectors in `path` (none configured when `path` is None); raises ConnectorsError."""
+    """The connectors in `path` (none configured when `path` is None); raises ConnectorsError
+    naming the file and the line of each problem."""
     if path is None:
         return Connectors()
     source = f"connectors file {str(path)!r}"
@@ -365,4 +385,4 @@ def load_connectors(path: str | Path | None) -> Connectors:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConnectorsError(f"{source} is not valid YAML: {exc}") from None
-    return parse_connectors(data, source)
+    return parse_connectors(data, source, lines_of_text(text))

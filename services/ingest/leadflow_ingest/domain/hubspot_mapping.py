@@ -13,6 +13,7 @@ from typing import Any, get_args
 import yaml
 from leadflow.contracts.events import Channel
 from leadflow.contracts.policy import Role
+from leadflow.contracts.yaml_lines import line_at, lines_by_path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from leadflow_ingest.domain.titles import TITLE_RULES, Seniority, TitleRule, with_rules_first
@@ -188,34 +189,13 @@ def _dotted(loc: tuple[int | str, ...]) -> str:
     return path or "(mapping)"
 
 
-def _line(node: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
-    """The line (1-based) of the YAML node at `loc`, or of the deepest one found on the way."""
-    line = node.start_mark.line + 1 if node is not None else None
-    for part in loc:
-        if isinstance(node, yaml.MappingNode):
-            found = next(((k, v) for k, v in node.value if k.value == str(part)), None)
-            if found is None:
-                break
-            key, node = found
-            # an unknown key is named at its own line; a bad value at the value's
-            line = key.start_mark.line + 1 if part == loc[-1] else node.start_mark.line + 1
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
-            if part >= len(node.value):
-                break
-            node = node.value[part]
-            line = node.start_mark.line + 1
-        else:
-            break
-    return line
-
-
 def mapping_from_yaml(
     text: str, origin: str, base: HubSpotMapping = DEFAULT_MAPPING
 ) -> HubSpotMapping:
     """The mapping a file's text gives over `base`; raises MappingError naming each bad
     field with its line."""
     try:
-        root = yaml.compose(text)
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise MappingError(f"{origin} is not valid YAML: {exc}") from None
@@ -228,9 +208,10 @@ def mapping_from_yaml(
     try:
         parsed = MappingFile.model_validate(data)
     except ValidationError as exc:
+        lines = lines_by_path(root)
         problems = [
             (
-                _line(root, error["loc"]),
+                line_at(lines, error["loc"]),
                 _dotted(error["loc"]),
                 error["msg"].removeprefix("Value error, "),
             )
