@@ -788,6 +788,7 @@ async def publish_directory(
                         language=r.language,
                         timezone=r.timezone,
                         working_hours=r.working_hours,
+                        capacity=r.capacity,
                     )
                     for r in members
                     if r.active

@@ -287,6 +287,9 @@ class Person(BaseModel):
     language: Literal["en", "pl"] = "en"
     timezone: str | None = None
     working_hours: dict[str, list[list[str]]] | None = None
+    # A rep's open leads at most (routing's `capacity`), for feedback's planner; None from a
+    # publisher that predates it, and for team leads and managers.
+    capacity: int | None = None
 
 
 class TeamDirectory(Payload):
