@@ -10,7 +10,7 @@ of 50 %, better than the 30 % history shows.
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time
 from fractions import Fraction
 
 import pytest
@@ -18,6 +18,12 @@ from leadflow.contracts.policy import PolicyError, default_policy, load_policy
 from leadflow_feedback.domain.observed_rates import Arrival, ObservedRate, observed_rates
 from leadflow_feedback.domain.planning import PlanInput, PlanInputError, plan, plan_from_history
 from leadflow_feedback.domain.reports import LeadFacts, StatusStep
+from leadflow_feedback.domain.sales_capacity import (
+    SalesCapacity,
+    calendar_week,
+    sales_capacity,
+    weekly_hours,
+)
 
 AT = datetime(2026, 3, 2, 9, tzinfo=UTC)
 HISTORY = "the last 90 days"
@@ -207,3 +213,63 @@ def test_a_policy_without_a_planning_section_takes_the_defaults(tmp_path):
     path = tmp_path / "policy.yaml"
     path.write_text(yaml.safe_dump(data), encoding="utf-8")
     assert load_policy(path).planning.min_outcomes == 30
+
+
+# --- sales capacity from routing's reps ------------------------------------------------------
+
+FULL_WEEK = calendar_week(5, time(9), time(17))  # the default calendar: 40 h
+
+
+def team(*reps: dict) -> dict:
+    return {"team": "cee", "reps": list(reps)}
+
+
+def rep(capacity: int | None = 1000, hours: dict | None = None) -> dict:
+    return {"id": str(uuid.uuid4()), "capacity": capacity, "working_hours": hours}
+
+
+def capacity_of(directories: list[dict], weeks: int) -> SalesCapacity:
+    return sales_capacity(
+        directories,
+        weeks=Fraction(weeks),
+        full_week=FULL_WEEK,
+        activities_per_week=Fraction(300),
+        touches_per_mql=Fraction(6),
+        cadence_days=Fraction(12),
+    )
+
+
+def test_two_full_time_reps_work_the_seed_example_in_five_weeks():
+    # 500 MQL × 6 touches = 3,000 activities = 10 SDR-weeks at 300 a week: 2 reps, 5 weeks
+    capacity = capacity_of([team(rep(), rep())], weeks=5)
+    assert capacity.mql == 500
+    assert [r.by_hours for r in capacity.reps] == [250.0, 250.0]
+
+
+def test_a_part_time_rep_works_its_share_of_the_calendar_week():
+    mornings = {day: [["09:00", "13:00"]] for day in ("mon", "tue", "wed", "thu", "fri")}
+    capacity = capacity_of([team(rep(hours=mornings))], weeks=4)
+    assert capacity.reps[0].hours_per_week == 20.0
+    assert capacity.mql == 100  # half of 300 activities a week, 4 weeks, 6 touches
+
+
+def test_open_leads_limit_a_rep_to_its_capacity_turned_over_once_a_cadence():
+    # 30 open leads at most, each worked for up to the 12-day inbound cadence: 30 × 28 / 12 = 70
+    capacity = capacity_of([team(rep(capacity=30))], weeks=4)
+    assert (capacity.reps[0].by_hours, capacity.reps[0].by_open_leads) == (200.0, 70.0)
+    assert capacity.mql == 70
+
+
+def test_routing_capacity_of_300_mql_puts_the_seed_plan_over_capacity():
+    # the Polish seed: sales can work 300 of the 500 MQL the plan needs
+    capacity = capacity_of([team(rep(), rep(), rep())], weeks=2)
+    assert capacity.mql == 300
+    inputs = blank(win_rate=0.25, sql_to_sqo=0.8, mql_to_sql=0.3, sales_capacity_mql=capacity.mql)
+    assert plan(inputs).capacity.shortfall_mql == 200
+
+
+def test_weekly_hours_without_working_hours_are_the_full_week():
+    assert weekly_hours(None, FULL_WEEK) == 40
+    assert weekly_hours({"mon": [["08:30", "12:00"], ["13:00", "17:00"]]}, FULL_WEEK) == Fraction(
+        15, 2
+    )

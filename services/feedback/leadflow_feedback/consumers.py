@@ -18,6 +18,7 @@ from leadflow.contracts.events import (
     SlaEscalated,
     SlaMet,
     SlaWarning,
+    TeamDirectory,
     WebhookDeadLettered,
 )
 from leadflow.service import Runtime
@@ -32,6 +33,9 @@ def subscriptions(rt: Runtime) -> list[Subscription]:
 
     async def apply_reports(session: AsyncSession, received: list[Received]) -> None:
         await use_cases.apply_sales_reports(rt, session, received)
+
+    async def apply_directories(session: AsyncSession, received: list[Received]) -> None:
+        await use_cases.keep_directories(session, received)
 
     return [
         Subscription(
@@ -53,4 +57,6 @@ def subscriptions(rt: Runtime) -> list[Subscription]:
             apply=apply,
         ),
         Subscription("sales-reports", takes=(LeadSalesReported,), apply=apply_reports),
+        # routing's team directories: the reps the planner's sales capacity is counted from
+        Subscription("directory", takes=(TeamDirectory,), apply=apply_directories),
     ]

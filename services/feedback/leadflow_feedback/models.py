@@ -153,3 +153,14 @@ policy_versions = sa.Table(
     sa.Column("published_by", sa.Text),
     sa.Column("published_at", sa.DateTime(timezone=True)),
 )
+
+# Each team's reps as routing last published them (team.directory), for the planner's sales
+# capacity: per rep only its id, capacity, time zone and working hours (no names or e-mails).
+team_directory = sa.Table(
+    "team_directory",
+    metadata,
+    sa.Column("team_id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("team", sa.Text, nullable=False),
+    sa.Column("reps", JSON, nullable=False),
+    sa.Column("changed_at", sa.DateTime(timezone=True), nullable=False),
+)

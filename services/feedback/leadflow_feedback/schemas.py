@@ -100,6 +100,14 @@ class PlanIn(BaseModel):
     )
     channel: str | None = Field(default=None, max_length=100)
     campaign: str | None = Field(default=None, max_length=200)
+    sales_capacity: Literal["typed", "routing"] = Field(
+        default="typed",
+        description="typed: `sales_capacity_mql`; routing: from the reps routing configured",
+    )
+    capacity_weeks: float | None = Field(
+        default=None, gt=0, le=520, description="the weeks the reps' capacity is counted over"
+    )
+    team: str | None = Field(default=None, max_length=200, description="one team's reps")
 
 
 FIRST_DAY, LAST_DAY = date(1900, 1, 1), date(2999, 12, 31)
@@ -375,6 +383,24 @@ class PlanWarning(BaseModel):
     observed: Number | None = None
 
 
+class RepCapacity(BaseModel):
+    rep_id: str
+    team: str
+    hours_per_week: Number
+    by_hours: Number
+    by_open_leads: Number | None
+    mql: Number
+
+
+class RoutingCapacity(BaseModel):
+    """The MQLs routing's active reps can work in `weeks`: each rep the smaller of what its
+    hours and its open leads allow."""
+
+    mql: int
+    weeks: Number
+    reps: list[RepCapacity]
+
+
 class PlanOut(BaseModel):
     """The reverse funnel: what the revenue goal needs at every stage, rounded up."""
 
@@ -391,3 +417,6 @@ class PlanOut(BaseModel):
     history: PlanHistory | None = Field(default=None, description="with `rates: observed`")
     rates: list[PlanRate] | None = Field(default=None, description="with `rates: observed`")
     warnings: list[PlanWarning] | None = Field(default=None, description="with `rates: observed`")
+    sales_capacity: RoutingCapacity | None = Field(
+        default=None, description="with `sales_capacity: routing`"
+    )

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from leadflow_feedback.domain.facts import Fact, Known
 from leadflow_feedback.domain.observed_rates import Arrival
 from leadflow_feedback.domain.reports import LeadFacts, StatusStep
-from leadflow_feedback.models import attempts, leads, status_history, timeline
+from leadflow_feedback.models import attempts, leads, status_history, team_directory, timeline
 
 # Every column of a lead but its key, as a batch writes it back.
 LEAD_COLUMNS = tuple(c.name for c in leads.c if c.name != "lead_id")
@@ -296,3 +296,30 @@ async def arrivals(session: AsyncSession, *, start: datetime, end: datetime) -> 
         Arrival(row.channel, (row.source or {}).get("campaign"), row.mql_at is not None)
         for row in rows
     ]
+
+
+async def save_directories(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """Each team's reps as published; an older copy than the one kept changes nothing."""
+    if not rows:
+        return
+    query = insert(team_directory)
+    await session.execute(
+        query.on_conflict_do_update(
+            index_elements=[team_directory.c.team_id],
+            set_={
+                "team": query.excluded.team,
+                "reps": query.excluded.reps,
+                "changed_at": query.excluded.changed_at,
+            },
+            where=team_directory.c.changed_at < query.excluded.changed_at,
+        ),
+        rows,
+    )
+
+
+async def directories(session: AsyncSession, team: str | None = None) -> list[dict[str, Any]]:
+    """The teams' reps as routing last published them (one team's, when named)."""
+    query = sa.select(team_directory.c.team, team_directory.c.reps).order_by(team_directory.c.team)
+    if team is not None:
+        query = query.where(team_directory.c.team == team)
+    return [dict(row._mapping) for row in await session.execute(query)]

@@ -17,8 +17,9 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
+from fractions import Fraction
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -33,6 +34,7 @@ from leadflow.contracts.events import (
     LeadSalesReported,
     LeadStatusChanged,
     Payload,
+    TeamDirectory,
 )
 from leadflow.contracts.slas import UNREACHABLE
 from leadflow.errors import Conflict, NotFound, ProblemError, Unprocessable
@@ -54,6 +56,7 @@ from leadflow_feedback.domain.lifecycle import (
     nurture_end,
 )
 from leadflow_feedback.domain.observed_rates import observed_rates
+from leadflow_feedback.domain.sales_capacity import SalesCapacity, calendar_week, sales_capacity
 from leadflow_feedback.domain.timeline import row_of
 from leadflow_feedback.models import idempotency
 from leadflow_feedback.schemas import (
@@ -347,6 +350,33 @@ async def status_on(
 # --- what CRMs report back (through ingest) ------------------------------------------------
 
 
+# What the planner keeps of a rep in routing's directory (no name, no e-mail).
+PLANNED_REP = {"id", "capacity", "timezone", "working_hours"}
+
+
+async def keep_directories(session: AsyncSession, received: list[Received]) -> None:
+    """Keep each team's reps as routing published them, the latest copy per team: for each rep
+    only what the planner's sales capacity needs."""
+    latest: dict[uuid.UUID, TeamDirectory] = {}
+    for item in received:
+        payload: TeamDirectory = item.payload
+        kept = latest.get(payload.team_id)
+        if kept is None or kept.changed_at < payload.changed_at:
+            latest[payload.team_id] = payload
+    await store.save_directories(
+        session,
+        [
+            {
+                "team_id": d.team_id,
+                "team": d.team,
+                "reps": [r.model_dump(mode="json", include=PLANNED_REP) for r in d.reps],
+                "changed_at": d.changed_at,
+            }
+            for d in latest.values()
+        ],
+    )
+
+
 async def apply_sales_reports(rt: Runtime, session: AsyncSession, received: list[Received]) -> None:
     """Apply what sales tools reported back, in arrival order, with the same use cases as the
     API's attempts and status changes. Each report lands on its lead's timeline, saying whether
@@ -481,19 +511,73 @@ def plan(inputs: planning.PlanInput) -> dict[str, Any]:
 
 
 HISTORY_ONLY = ("window_days", "channel", "campaign")
+CAPACITY_ONLY = ("capacity_weeks", "team")
 
 
 async def plan_of(rt: Runtime, body: PlanIn) -> dict[str, Any]:
     """The reverse funnel on the rates typed in, or (`rates: observed`) on what Leadflow
-    observed over the window, read from feedback's own read model."""
+    observed over the window, read from feedback's own read model; sales capacity typed in,
+    or (`sales_capacity: routing`) counted from the reps routing published."""
     inputs = planning.PlanInput(
-        **body.model_dump(exclude={"rates", *HISTORY_ONLY}, exclude_unset=False)
+        **body.model_dump(exclude={"rates", "sales_capacity", *HISTORY_ONLY, *CAPACITY_ONLY})
     )
+    extra: dict[str, Any] = {}
+    if body.sales_capacity == "routing":
+        capacity = await capacity_from_routing(rt, body)
+        inputs = replace(inputs, sales_capacity_mql=capacity.mql)
+        extra["sales_capacity"] = capacity.as_dict()
+    else:
+        for name in CAPACITY_ONLY:
+            if getattr(body, name) is not None:
+                raise Unprocessable(
+                    f"{name} applies with `sales_capacity: routing` only", field=name
+                )
     if body.rates == "typed":
         for name in HISTORY_ONLY:
             if getattr(body, name) is not None:
                 raise Unprocessable(f"{name} applies with `rates: observed` only", field=name)
-        return plan(inputs)
+        return {**plan(inputs), **extra}
+    return {**await _plan_from_history(rt, body, inputs), **extra}
+
+
+async def capacity_from_routing(rt: Runtime, body: PlanIn) -> SalesCapacity:
+    """The MQLs the active reps of routing's directory (one team's, when named) can work over
+    `capacity_weeks` (docs/domain.md "Plans from history")."""
+    if body.sales_capacity_mql is not None:
+        raise Unprocessable(
+            "give either sales_capacity_mql or `sales_capacity: routing`, not both",
+            field="sales_capacity_mql",
+        )
+    if body.capacity_weeks is None:
+        raise Unprocessable(
+            "capacity_weeks is required with `sales_capacity: routing` (the weeks the plan's MQLs "
+            "are worked in)",
+            field="capacity_weeks",
+        )
+    async with rt.db.unit_of_work() as session:
+        teams = await store.directories(session, body.team)
+    if not any(d["reps"] for d in teams):
+        which = f"team {body.team}" if body.team else "any team"
+        raise Unprocessable(
+            f"routing has published no active reps of {which} to feedback", field="team"
+        )
+    policy = rt.policy
+    cadences = policy.slas.channels
+    cadence = (cadences.get(body.channel) if body.channel else None) or cadences["inbound"]
+    calendar = policy.calendar
+    return sales_capacity(
+        teams,
+        weeks=planning.exact(body.capacity_weeks),
+        full_week=calendar_week(len(calendar.working_days), calendar.opens_at, calendar.closes_at),
+        activities_per_week=planning.exact(body.sdr_activities_per_week),
+        touches_per_mql=planning.exact(body.touches_per_mql),
+        cadence_days=Fraction(int(cadence.cadence.within.total_seconds()), 86_400),
+    )
+
+
+async def _plan_from_history(
+    rt: Runtime, body: PlanIn, inputs: planning.PlanInput
+) -> dict[str, Any]:
     rules = rt.policy.planning
     days = body.window_days or rules.history_window_days
     end = rt.clock.now()

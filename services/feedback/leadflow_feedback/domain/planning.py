@@ -106,6 +106,11 @@ class Plan:
         return out
 
 
+def exact(value: float | int | str | Fraction) -> Fraction:
+    """The number as written (0.015 is three thousandths), as the planner computes with it."""
+    return _exact(value)
+
+
 def _exact(value: float | int | str | Fraction) -> Fraction:
     if isinstance(value, Fraction):  # an observed rate is exact already
         return value
