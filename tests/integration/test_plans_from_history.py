@@ -5,6 +5,8 @@ by sales as events on the real broker and calls to feedback's API, and `POST /v1
 One campaign's history: 20 leads arrive, 10 become MQLs (lead→MQL 50 %); 3 of the 8 decided
 MQLs become SQL (5 returned, 2 still being worked: MQL→SQL 37.5 %); 2 of the 3 SQL become SQO
 (1 lost: 66.7 %); 1 SQO is won and the other is still open (SQO→won 100 % of 1 outcome).
+
+Sales capacity from routing: a `team.directory` as routing publishes it, on routing's topic.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from leadflow.contracts.events import (
     LeadRouted,
     LeadSource,
     Payload,
+    Person,
+    TeamDirectory,
     make_event,
 )
 from leadflow.kafka import make_producer
@@ -203,3 +207,50 @@ async def test_typed_rates_plan_as_before_and_refuse_a_history_window(feedback):
         "/v1/plan", json={**typed, "window_days": 30}, headers=REPORTS_READER
     )
     assert problem(response, 422)["field"] == "window_days"
+
+
+# --- sales capacity from routing's reps --------------------------------------------------------
+
+SEED_RATES = {"win_rate": 0.25, "sql_to_sqo": 0.8, "mql_to_sql": 0.3, "visit_to_mql": 0.015}
+
+
+async def test_sales_capacity_is_counted_from_the_reps_routing_published(feedback):
+    """Two full-time reps work the Slovak seed's 500 MQL (10 SDR-weeks) in 5 weeks; the
+    directory's newer copy with a third rep makes 750."""
+    name = f"team-{uuid.uuid4().hex[:8]}"
+    team_id = uuid.uuid4()
+
+    def directory(reps: int, at: datetime) -> TeamDirectory:
+        people = [Person(id=uuid.uuid4(), name=f"rep {i}", capacity=1000) for i in range(reps)]
+        return TeamDirectory(
+            lead_id=team_id, team_id=team_id, team=name, reps=people, changed_at=at
+        )
+
+    now = datetime.now(UTC)
+    await feedback.publish(directory(2, now), now, "routing")
+    body = {**GOAL, **SEED_RATES, "sales_capacity": "routing", "capacity_weeks": 5, "team": name}
+
+    async def planned(mql: int):
+        response = await feedback.post("/v1/plan", json=body, headers=REPORTS_READER)
+        if response.status_code != 200:
+            return None
+        answer = response.json()
+        return answer if answer["sales_capacity"]["mql"] == mql else None
+
+    answer = await eventually(lambda: planned(500))
+    assert [r["by_hours"] for r in answer["sales_capacity"]["reps"]] == [250, 250]
+    assert answer["capacity"]["verdict"] == "within_capacity"
+    assert "name" not in answer["sales_capacity"]["reps"][0]  # feedback keeps no rep's name
+    later = now + timedelta(seconds=1)
+    await feedback.publish(directory(3, later), later, "routing")
+    answer = await eventually(lambda: planned(750))
+    assert answer["capacity"]["headroom_mql"] == 250
+
+
+async def test_sales_capacity_from_routing_needs_weeks_and_a_team_with_reps(feedback):
+    body = {**GOAL, **SEED_RATES, "sales_capacity": "routing"}
+    response = await feedback.post("/v1/plan", json=body, headers=REPORTS_READER)
+    assert problem(response, 422)["field"] == "capacity_weeks"
+    unknown = {**body, "capacity_weeks": 4, "team": "no-such-team"}
+    response = await feedback.post("/v1/plan", json=unknown, headers=REPORTS_READER)
+    assert problem(response, 422)["field"] == "team"
