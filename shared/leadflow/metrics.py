@@ -124,6 +124,13 @@ crm_writes = Counter(
     "dead_lettered)",
     ["system", "outcome"],
 )
+sales_reports = Counter(
+    "leadflow_sales_reports_total",
+    "What a sales tool reported back (system hubspot | salesforce | webhook:<name>), by outcome "
+    "(reported, unmapped: a value the connectors file does not list, duplicate, unmatched, "
+    "ignored)",
+    ["system", "outcome"],
+)
 
 
 def count_on_commit(session: AsyncSession, counter: MetricWrapperBase, amount: float = 1) -> None:

@@ -210,7 +210,8 @@ async def test_a_hubspot_lead_status_of_connected_makes_the_lead_working(crm, hu
     assert again.json()["sales_reports"]["reported"] == 0
     redelivered = await post_hubspot(crm, [{**change, "eventId": next(_ids)}])
     assert redelivered.json()["sales_reports"] == {
-        "reported": 0, "duplicates": 1, "unmatched": 0, "ignored": 0, "lead_ids": [],
+        "reported": 0, "duplicates": 1, "unmatched": 0, "ignored": 0, "unmapped": 0,
+        "lead_ids": [],
     }  # fmt: skip
     history = (await lifecycle(crm, lead_id))["history"]
     assert [h["status"] for h in history] == ["mql", "routed", "working"]

@@ -75,16 +75,28 @@ def test_a_status_property_maps_by_its_table(prop, value, expected):
     assert fields["record_id"] == f"62515:contact:901:{prop}:1764590400000"
 
 
-def test_a_status_value_the_table_does_not_list_says_nothing():
+def test_a_status_value_the_table_lists_as_nothing_or_a_cleared_one_says_nothing():
     assert hubspot_property_report(HUBSPOT, 1, 2, "hs_lead_status", "NEW", 0) is None
+    assert hubspot_property_report(HUBSPOT, 1, 2, "hs_lead_status", "OPEN", 0) is None
     assert hubspot_property_report(HUBSPOT, 1, 2, "hs_lead_status", None, 0) is None
+
+
+def test_a_status_value_the_table_does_not_list_is_reported_as_unmapped():
+    report = hubspot_property_report(HUBSPOT, 1, 2, "hs_lead_status", "NURTURING", 5)
+    assert report.kind == "unmapped"
+    assert report.fields() | {"occurred_at": None} == {
+        "kind": "unmapped", "system": "hubspot", "record_id": "1:contact:2:hs_lead_status:5",
+        "occurred_at": None, "field": "hs_lead_status", "value": "NURTURING",
+    }  # fmt: skip
 
 
 def test_the_tables_are_the_connectors_file_s():
     mine = parse_connectors({"hubspot": {"inbound": {"enabled": True, "properties": {
         "hs_lead_status": {"NEW": {"kind": "status", "status": "sal"}}}}}}).hubspot.inbound  # fmt: skip
     assert hubspot_property_report(mine, 1, 2, "hs_lead_status", "NEW", 0).reported.status == "sal"
-    assert hubspot_property_report(mine, 1, 2, "hs_lead_status", "CONNECTED", 0) is None
+    assert hubspot_property_report(mine, 1, 2, "hs_lead_status", "CONNECTED", 0).kind == (
+        "unmapped"
+    )
 
 
 def test_calls_emails_and_meetings_are_engagements_when_listed():
@@ -186,8 +198,15 @@ def test_a_lead_status_maps_by_its_table_and_names_its_lead_both_ways():
         ("lead_id", "0b5a3c52-5f0e-4a43-9d8e-2a3f3a1f0c11"), ("crm", "00Q1"),
     ]  # fmt: skip
     assert report.record_id.startswith("Lead:00Q1:Status:Closed - Not Converted:2026-12-01")
+    # what notify writes on a routed Lead says nothing; a status the table lacks is unmapped
+    untouched = salesforce.Notification("04l2", "Lead", {"Id": "00Q1",
+                                                         "Status": "Open - Not Contacted"})  # fmt: skip
+    assert salesforce.notification_report(SALESFORCE, untouched, now=NOW) is None
     open_lead = salesforce.Notification("04l2", "Lead", {"Id": "00Q1", "Status": "Open"})
-    assert salesforce.notification_report(SALESFORCE, open_lead, now=NOW) is None
+    unmapped = salesforce.notification_report(SALESFORCE, open_lead, now=NOW)
+    assert (unmapped.kind, unmapped.reported.field, unmapped.reported.value) == (
+        "unmapped", "Status", "Open",
+    )  # fmt: skip
 
 
 def test_a_task_is_an_attempt_on_its_channel_and_other_tasks_say_nothing():
@@ -273,7 +292,15 @@ def test_a_webhook_body_maps_by_the_first_mapping_whose_value_is_listed():
     assert (status.reported.status, status.reported.reason) == ("returned", "not_in_target")
     assert status.record_id == "acti_1:Bad Fit:2026-12-01T10:00:00+00:00"
     other = {"data": {**BODY["data"], "direction": "inbound"}}
-    assert webhook_report(webhook(), other, now=NOW) is None
+    unmapped = webhook_report(webhook(), other, now=NOW)
+    assert (unmapped.kind, unmapped.reported.field, unmapped.reported.value) == (
+        "unmapped", "data.direction", "inbound",
+    )  # fmt: skip
+    assert unmapped.record_id == "acti_1:data.direction:inbound:2026-12-01T10:00:00+00:00"
+    quiet = webhook(mappings=[{"value": "data.direction", "values": {"inbound": None}}])
+    assert webhook_report(quiet, other, now=NOW) is None
+    nothing = {"data": {key: v for key, v in BODY["data"].items() if key != "direction"}}
+    assert webhook_report(webhook(), nothing, now=NOW) is None
 
 
 @pytest.mark.parametrize(

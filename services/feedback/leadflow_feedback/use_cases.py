@@ -404,6 +404,11 @@ async def _apply_sales_report(
     rt: Runtime, session: AsyncSession, report: LeadSalesReported
 ) -> str | None:
     """Apply one report; why it was not applied, or None."""
+    if report.kind == "unmapped":
+        return (
+            f"unmapped: the connectors file does not list {report.value!r} of {report.field} "
+            f"({report.system})"
+        )
     current = await store.lock_lead(session, report.lead_id)
     if current is None:
         return "the lead is not known to feedback (not yet read here, or never an MQL)"

@@ -248,6 +248,11 @@ class SalesReportsAccepted(BaseModel):
     duplicates: int = 0
     unmatched: int = 0
     ignored: int = Field(default=0, description="values the connector's tables say nothing of")
+    unmapped: int = Field(
+        default=0,
+        description="of `reported`, values the connector's tables do not list: kept on the "
+        "lead's timeline as unmapped, applied to nothing",
+    )
     lead_ids: list[uuid.UUID] = Field(default_factory=list)
 
 

@@ -739,13 +739,15 @@ async def record_sales_reports(
     outbox: Outbox,
     found: list[reports.Report],
     *,
+    system: str,
     ignored: int = 0,
     duplicates: int = 0,
     now: datetime,
 ) -> SalesReportsAccepted:
     """Pass each report on to feedback as `lead.sales_reported`, each (system, record) once;
     one whose record names no lead Leadflow knows is kept (so a redelivery stays a duplicate)
-    and counted, not passed on."""
+    and counted, not passed on. A value the tables do not list goes on as `unmapped`, so that
+    it shows on the lead's timeline; each outcome is counted once the batch commits."""
     result = SalesReportsAccepted(ignored=ignored, duplicates=duplicates)
     for report in found:
         lead_id = await lead_of(session, report.system, report.leads)
@@ -764,6 +766,22 @@ async def record_sales_reports(
             await outbox.emit(session, LeadSalesReported(lead_id=lead_id, **report.fields()))
             result.reported += 1
             result.lead_ids.append(lead_id)
+            if report.kind == "unmapped":
+                result.unmapped += 1
+                log.warning(
+                    "a sales report carried a value the connectors file does not list",
+                    extra={"system": report.system, "record_id": report.record_id},
+                )
+    counted = {
+        "reported": result.reported - result.unmapped,
+        "unmapped": result.unmapped,
+        "duplicate": result.duplicates,
+        "unmatched": result.unmatched,
+        "ignored": result.ignored,
+    }
+    for outcome, amount in counted.items():
+        if amount:
+            metrics.count_on_commit(session, metrics.sales_reports.labels(system, outcome), amount)
     return result
 
 
@@ -844,8 +862,9 @@ async def accept_hubspot_sales_events(
         else:
             found.append(report)
     return await record_sales_reports(
-        session, outbox, found, ignored=ignored, duplicates=duplicates, now=now
-    )
+        session, outbox, found, system=reports.HUBSPOT, ignored=ignored, duplicates=duplicates,
+        now=now,
+    )  # fmt: skip
 
 
 async def accept_outbound_message(rt: Runtime, body: bytes) -> SalesReportsAccepted:
@@ -871,7 +890,9 @@ async def accept_outbound_message(rt: Runtime, body: bytes) -> SalesReportsAccep
         else:
             found.append(report)
     async with rt.db.unit_of_work() as session:
-        return await record_sales_reports(session, rt.outbox, found, ignored=ignored, now=now)
+        return await record_sales_reports(
+            session, rt.outbox, found, system=reports.SALESFORCE, ignored=ignored, now=now
+        )
 
 
 async def accept_webhook_report(
@@ -888,8 +909,9 @@ async def accept_webhook_report(
     report = reports.webhook_report(webhook, decoded_json(body), now=now)
     async with rt.db.unit_of_work() as session:
         return await record_sales_reports(
-            session, rt.outbox, [report] if report else [], ignored=int(report is None), now=now
-        )
+            session, rt.outbox, [report] if report else [], system=f"webhook:{webhook.name}",
+            ignored=int(report is None), now=now,
+        )  # fmt: skip
 
 
 async def link_crm_records(rt: Runtime, session: AsyncSession, received: list[Received]) -> None:

@@ -129,9 +129,12 @@ def _status(status: str, reason: str | None = None) -> Reported:
     return Reported(kind="status", status=status, reason=reason)  # type: ignore[arg-type]
 
 
-# HubSpot's default lead statuses (contact property `hs_lead_status`); NEW and OPEN say nothing
-# sales did.
-HUBSPOT_LEAD_STATUS = {
+# HubSpot's default lead statuses (contact property `hs_lead_status`). A value listed as None
+# is known and says nothing sales did (NEW, and OPEN, which notify writes on a routed lead); a
+# value not listed at all is reported as unmapped.
+HUBSPOT_LEAD_STATUS: dict[str, Reported | None] = {
+    "NEW": None,
+    "OPEN": None,
     "ATTEMPTED_TO_CONTACT": _attempt("call", "attempted"),
     "CONNECTED": _status("working"),
     "IN_PROGRESS": _status("working"),
@@ -139,7 +142,13 @@ HUBSPOT_LEAD_STATUS = {
     "UNQUALIFIED": _status("returned", "not_in_target"),
     "BAD_TIMING": _status("returned", "timing_next_quarter"),
 }
-HUBSPOT_LIFECYCLE_STAGE = {"salesqualifiedlead": _status("sal")}
+# Marketing's own stages say nothing sales did.
+HUBSPOT_LIFECYCLE_STAGE: dict[str, Reported | None] = {
+    "subscriber": None,
+    "lead": None,
+    "marketingqualifiedlead": None,
+    "salesqualifiedlead": _status("sal"),
+}
 # The call dispositions every HubSpot account starts with (property `hs_call_disposition`
 # holds their ids); a disposition added in the portal keeps its id as the outcome.
 HUBSPOT_CALL_DISPOSITIONS = {
@@ -155,13 +164,14 @@ HUBSPOT_CALL_DISPOSITIONS = {
 class HubSpotInbound(_Strict):
     """How HubSpot's property changes and logged engagements become feedback.
 
-    `properties`: contact property → value → what it means (a value not listed says nothing);
+    `properties`: contact property → value → what it means (None: known, says nothing; a value
+    not listed is reported as unmapped);
     `engagements`: which logged activities on a contact are contact attempts (read through the
     CRM API with the private app's token, `LEADFLOW_HUBSPOT_PRIVATE_APP_TOKEN`); the webhook is
     checked with the app's client secret (`LEADFLOW_HUBSPOT_CLIENT_SECRET`)."""
 
     enabled: bool = False
-    properties: dict[str, dict[str, Reported]] = Field(
+    properties: dict[str, dict[str, Reported | None]] = Field(
         default_factory=lambda: {
             "hs_lead_status": dict(HUBSPOT_LEAD_STATUS),
             "lifecyclestage": dict(HUBSPOT_LIFECYCLE_STAGE),
@@ -214,8 +224,10 @@ class SalesforceOutbound(_Strict):
     token_lifetime_seconds: int = Field(default=7200, ge=300, le=86_400)
 
 
-# Salesforce's default Lead Status picklist; "Open - Not Contacted" says nothing sales did.
-SALESFORCE_LEAD_STATUS = {
+# Salesforce's default Lead Status picklist; "Open - Not Contacted" (what notify writes on a
+# routed Lead) says nothing sales did.
+SALESFORCE_LEAD_STATUS: dict[str, Reported | None] = {
+    "Open - Not Contacted": None,
     "Working - Contacted": _status("working"),
     "Closed - Converted": _status("sal"),
     "Closed - Not Converted": _status("returned", "not_in_target"),
@@ -242,7 +254,9 @@ class SalesforceInbound(_Strict):
         default=None, pattern=r"^00D[A-Za-z0-9]{12}([A-Za-z0-9]{3})?$"
     )
     status_field: str = Field(default="Status", pattern=r"^[A-Za-z][A-Za-z0-9_]*$")
-    lead_statuses: dict[str, Reported] = Field(default_factory=lambda: dict(SALESFORCE_LEAD_STATUS))
+    lead_statuses: dict[str, Reported | None] = Field(
+        default_factory=lambda: dict(SALESFORCE_LEAD_STATUS)
+    )
     lead_id_field: str | None = Field(default=None, pattern=r"^[A-Za-z][A-Za-z0-9_]*$")
     task_channels: dict[str, ContactChannel] = Field(
         default_factory=lambda: dict(SALESFORCE_TASK_CHANNELS)  # type: ignore[arg-type]
@@ -304,10 +318,11 @@ class WebhookLead(_Strict):
 
 class WebhookMapping(_Strict):
     """The value at `value` looked up in `values`; the outcome of an attempt, optionally, at
-    `outcome`. The first mapping of a webhook whose value is in its table decides."""
+    `outcome`. The first mapping of a webhook whose value is in its table decides (None: known,
+    says nothing); a value no table lists is reported as unmapped."""
 
     value: FieldPath
-    values: dict[str, Reported] = Field(min_length=1)
+    values: dict[str, Reported | None] = Field(min_length=1)
     outcome: FieldPath | None = None
 
 

@@ -162,11 +162,13 @@ class LeadSalesReported(Payload):
     change, a call, e-mail or meeting logged there), in Leadflow's terms: a contact attempt
     (`channel`, `outcome`) or a status (`status`, `reason`). `system` and `record_id` name the
     tool and its own id of what it reported; ingest passes each (system, record_id) on once.
-    Feedback applies it as it applies the same report made over its API."""
+    Feedback applies it as it applies the same report made over its API. A value of a watched
+    field that the connectors file does not list is `unmapped` (the `field` and its `value`):
+    kept on the lead's timeline, applied to nothing."""
 
     type = "lead.sales_reported"
     topic = TOPIC_INGEST
-    kind: Literal["attempt", "status"]
+    kind: Literal["attempt", "status", "unmapped"]
     system: str
     record_id: str
     occurred_at: datetime
@@ -174,6 +176,8 @@ class LeadSalesReported(Payload):
     outcome: str | None = None
     status: str | None = None
     reason: str | None = None
+    field: str | None = None
+    value: str | None = None
 
 
 class BreakdownItem(BaseModel):

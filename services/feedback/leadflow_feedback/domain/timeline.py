@@ -42,7 +42,7 @@ STATUS_FIELDS = (
 )  # fmt: skip
 # What a CRM reported back (feedback adds whether it was applied, and why not).
 SALES_REPORT_FIELDS = (
-    "kind", "system", "record_id", "channel", "outcome", "status", "reason",
+    "kind", "system", "record_id", "channel", "outcome", "status", "reason", "field", "value",
 )  # fmt: skip
 # SLA events about a party's period commitments carry the period's id, not a lead's.
 PERIOD_COMMITMENTS = frozenset(

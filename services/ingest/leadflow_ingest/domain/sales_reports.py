@@ -49,29 +49,40 @@ class LeadRef:
 
 
 @dataclass(frozen=True)
+class Unmapped:
+    """A value of a watched field that the connectors file does not list."""
+
+    field: str
+    value: str
+
+
+@dataclass(frozen=True)
 class Report:
-    """One thing a sales tool reported, in Leadflow's terms, and the lead it is about."""
+    """One thing a sales tool reported, in Leadflow's terms (or, `reported` being an Unmapped,
+    a value the connectors file does not list), and the lead it is about."""
 
     system: str
     record_id: str
     occurred_at: datetime
-    reported: Reported
+    reported: Reported | Unmapped
     leads: tuple[LeadRef, ...]
     outcome: str | None = None
 
     @property
     def kind(self) -> str:
-        return self.reported.kind
+        return "unmapped" if isinstance(self.reported, Unmapped) else self.reported.kind
 
     def fields(self) -> dict[str, Any]:
         """The `lead.sales_reported` fields besides the lead."""
         reported = self.reported
-        if reported.kind == "attempt":
+        if isinstance(reported, Unmapped):
+            details: dict[str, Any] = {"field": reported.field, "value": reported.value[:200]}
+        elif reported.kind == "attempt":
             details = {"channel": reported.channel, "outcome": self.outcome or reported.outcome}
         else:
             details = {"status": reported.status, "reason": reported.reason}
         return {
-            "kind": reported.kind,
+            "kind": self.kind,
             "system": self.system,
             "record_id": self.record_id,
             "occurred_at": self.occurred_at,
@@ -111,7 +122,7 @@ def instant(value: Any) -> datetime | None:
 def unknown_reasons(connectors: Connectors, reasons: Collection[str]) -> list[str]:
     """Where the connectors file maps a value to a status with a reason the policy does not
     list (each as its path in the file): feedback would refuse every such report."""
-    tables: list[tuple[str, Mapping[str, Reported]]] = []
+    tables: list[tuple[str, Mapping[str, Reported | None]]] = []
     hubspot = connectors.hubspot.inbound
     if hubspot.enabled:
         tables += [
@@ -131,7 +142,7 @@ def unknown_reasons(connectors: Connectors, reasons: Collection[str]) -> list[st
         f"connectors.{where}.{value}.reason: {reported.reason!r} is not a reason of the policy"
         for where, table in tables
         for value, reported in table.items()
-        if reported.reason is not None and reported.reason not in reasons
+        if reported is not None and reported.reason is not None and reported.reason not in reasons
     ]
 
 
@@ -151,10 +162,14 @@ def hubspot_property_report(
     value: str | None,
     occurred_at_ms: int,
 ) -> Report | None:
-    """A contact's status property changed: what the new value means, or None when the table
-    says nothing of it. The record is the change itself (contact, property, instant), so the
-    same change under another event id is the same record."""
-    reported = inbound.properties.get(property_name, {}).get(value or "")
+    """A contact's status property changed: what the new value means, unmapped when its table
+    does not list it, or None when the table lists it as saying nothing (or it was cleared).
+    The record is the change itself (contact, property, instant), so the same change under
+    another event id is the same record."""
+    table = inbound.properties.get(property_name, {})
+    if not value:
+        return None
+    reported = table[value] if value in table else Unmapped(property_name, value)
     if reported is None:
         return None
     return Report(
@@ -299,8 +314,10 @@ def _required(body: Any, path: str, what: str) -> str:
 
 def webhook_report(webhook: GenericWebhook, body: Any, *, now: datetime) -> Report | None:
     """What a generic webhook's body reports, by the webhook's field paths and value tables:
-    None when no mapping's value is in its table (a body about something else). A missing
-    record id, lead or instant the configuration asks for is Unprocessable, naming the path."""
+    unmapped when the body has values at the mappings' paths but no table lists them (the
+    first such value), None when no mapping's path is in the body or its table lists the value
+    as saying nothing. A missing record id, lead or instant the configuration asks for is
+    Unprocessable, naming the path."""
     record_id = _required(body, webhook.record_id, "record id")
     lead = _required(body, webhook.lead.path, webhook.lead.by.replace("_", " "))
     if webhook.lead.by == "lead_id":
@@ -321,14 +338,19 @@ def webhook_report(webhook: GenericWebhook, body: Any, *, now: datetime) -> Repo
                 field=webhook.occurred_at,
             )
         occurred_at = parsed
+    unmapped: Unmapped | None = None
     for mapping in webhook.mappings:
         try:
             value = _scalar(value_at(body, mapping.value))
         except PathMissing:
             continue
-        reported = mapping.values.get(value or "")
-        if reported is None:
+        if value is None or value not in mapping.values:
+            if value and unmapped is None:
+                unmapped = Unmapped(mapping.value, value)
             continue
+        reported = mapping.values[value]
+        if reported is None:
+            return None
         outcome = None
         if mapping.outcome is not None:
             try:
@@ -348,4 +370,13 @@ def webhook_report(webhook: GenericWebhook, body: Any, *, now: datetime) -> Repo
             leads=(LeadRef(webhook.lead.by, lead),),
             outcome=outcome[:200] if outcome else None,
         )
-    return None
+    if unmapped is None:
+        return None
+    stamp = f":{occurred_at.isoformat()}" if webhook.occurred_at is not None else ""
+    return Report(
+        system=f"webhook:{webhook.name}",
+        record_id=f"{record_id}:{unmapped.field}:{unmapped.value}{stamp}",
+        occurred_at=occurred_at,
+        reported=unmapped,
+        leads=(LeadRef(webhook.lead.by, lead),),
+    )

@@ -21,7 +21,7 @@ from datetime import datetime
 from leadflow.contracts.connectors import Reported, SalesforceInbound
 from leadflow.errors import Unprocessable
 
-from leadflow_ingest.domain.sales_reports import SALESFORCE, LeadRef, Report, instant
+from leadflow_ingest.domain.sales_reports import SALESFORCE, LeadRef, Report, Unmapped, instant
 
 SOAP = "http://schemas.xmlsoap.org/soap/envelope/"
 OUTBOUND = "http://soap.sforce.com/2005/09/outbound"
@@ -141,15 +141,22 @@ def notification_report(
     inbound: SalesforceInbound, notification: Notification, *, now: datetime
 ) -> Report | None:
     """What one notification reports: a Lead's status (by `lead_statuses`) or a Task / Event as a
-    contact attempt (by `task_channels`); None when it reports nothing Leadflow maps.
+    contact attempt (by `task_channels`); a status the table does not list as unmapped; None
+    when it reports nothing Leadflow maps.
 
     The record is the change: a Lead's id, field, value and modification time (else the
     notification's id, which a redelivery keeps), an activity's own id."""
     fields = notification.fields
     if notification.object_type == "Lead":
         value = fields.get(inbound.status_field)
-        reported = inbound.lead_statuses.get(value or "")
-        if reported is None or not fields.get("Id"):
+        if not value or not fields.get("Id"):
+            return None
+        reported: Reported | Unmapped | None = (
+            inbound.lead_statuses[value]
+            if value in inbound.lead_statuses
+            else Unmapped(inbound.status_field, value)
+        )
+        if reported is None:  # listed as saying nothing sales did
             return None
         changed = _first(fields, CHANGE_INSTANTS)
         stamp = changed.isoformat() if changed else f"notification:{notification.id}"
