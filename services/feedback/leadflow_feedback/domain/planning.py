@@ -443,7 +443,7 @@ def plan_from_history(
                         seen_mql_to_sql,
                         history,
                         because=f"raising the MQL bar to {option['mql']} MQL",
-                    )  # fmt: skip
+                    )
                 )
     return HistoryPlan(result, bases, warnings)
 
