@@ -483,6 +483,28 @@ class PlanningRules(_Section):
     min_outcomes: int = Field(default=30, ge=1)
 
 
+def _currency_code(value: str) -> str:
+    if not re.fullmatch(r"[A-Z]{3}", value):
+        raise ValueError(f"'{value}' is not a currency code; give ISO 4217 in capitals, e.g. EUR")
+    return value
+
+
+Currency = Annotated[str, AfterValidator(_currency_code)]
+
+
+class RevenueRules(_Section):
+    """Revenue against the goal (docs/domain.md "Revenue against the goal"): the revenue goal of
+    a month (a week's is 12/52 of it), the one currency amounts are summed in, and the pipeline
+    coverage (open SQO value / the goal still to win) a period should have.
+
+    The defaults are the Slovak seed's worked example: 1.2 M€ new ARR a year is 100,000 EUR a
+    month, and at its 25 % win rate the open pipeline must be 4× what is still to win."""
+
+    goal_per_month: float = Field(default=100_000, gt=0)
+    currency: Currency = "EUR"
+    coverage_target: float = Field(default=4.0, gt=0)
+
+
 class Policy(_Section):
     version: str = Field(min_length=1)
     scoring: Scoring
@@ -492,6 +514,7 @@ class Policy(_Section):
     commitments: Commitments
     # Optional, so that a policy written before it keeps loading with these defaults.
     planning: PlanningRules = Field(default_factory=PlanningRules)
+    revenue: RevenueRules = Field(default_factory=RevenueRules)
 
     def nurture_for(self, reason: str | None) -> timedelta:
         """How long a lead recycled for `reason` rests in nurture before it may come back."""
