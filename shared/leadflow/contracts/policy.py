@@ -463,10 +463,30 @@ class SalesCommitments(_Section):
     min_status_share: Share
 
 
+class CorrectivePlanRules(_Section):
+    """Corrective plans (docs/domain.md "Corrective plans"): who answers for each party's plan
+    and how many days the plan's actions are due after it opens (the Polish seed: a corrective
+    plan within the next month)."""
+
+    owners: dict[Literal["marketing", "sales"], str] = Field(
+        default_factory=lambda: {"marketing": "head of marketing", "sales": "head of sales"}
+    )
+    due_days: int = Field(default=30, ge=1, le=366)
+
+    @field_validator("owners")
+    @classmethod
+    def _owners_named(cls, owners: dict[str, str]) -> dict[str, str]:
+        for party, owner in owners.items():
+            if not owner.strip():
+                raise ValueError(f"the owner of {party}'s corrective plans must not be empty")
+        return owners
+
+
 class Commitments(_Section):
     marketing: MarketingCommitments
     sales: SalesCommitments
     corrective_plan_after_misses: int = Field(ge=1)
+    corrective_plans: CorrectivePlanRules = Field(default_factory=CorrectivePlanRules)
     # The period both parties are judged over (calendar weeks from Monday, or calendar months,
     # in the policy calendar's time zone), and how long after a period ends it is judged, so
     # that events still on their way count.
