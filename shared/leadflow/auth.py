@@ -15,6 +15,7 @@ operation needs, so clients and the test of every route read it from the standar
 # runtime, and they name each closure's scope.
 import hashlib
 import hmac
+import re
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -34,7 +35,7 @@ from fastapi.security import (
 
 from leadflow import audit
 from leadflow.errors import Forbidden, ProblemError, Unauthorized
-from leadflow.settings import ApiKeySpec, Scope
+from leadflow.settings import DEV_API_KEY, ApiKeySpec, Scope
 
 REALM = "Leadflow"
 _bearer = HTTPBearer(
@@ -94,8 +95,32 @@ def authorize(
     for scope in scopes:
         if not spec.allows(scope):
             raise Forbidden(f"API key '{spec.name}' lacks the scope '{scope}'", scope=scope)
-    audit.actor.set(f"key:{spec.name}")  # who the audit log names for what this request changes
+    # who the audit log names for what this request changes: the key, or the person a page
+    # acted for when the page presented the pages key (feedback's console changes routing and
+    # notify for a signed-in person, who has no key of their own)
+    audit.actor.set(_on_behalf_of(request, presented) or f"key:{spec.name}")
     return Caller(spec, presented)
+
+
+ON_BEHALF_HEADER = "X-Leadflow-On-Behalf-Of"
+_PERSON_ACTOR = re.compile(r"^user:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+def _on_behalf_of(request: Request, presented: str) -> str | None:
+    """The person (`user:<id>`) named by `X-Leadflow-On-Behalf-Of`, taken only from the pages
+    key (`LEADFLOW_PAGES_API_KEY`; the development key stands in for it in development): any
+    other key naming someone is audited as itself."""
+    named = request.headers.get(ON_BEHALF_HEADER)
+    if not named or not _PERSON_ACTOR.fullmatch(named):
+        return None
+    settings = request.app.state.runtime.settings
+    pages = settings.pages_api_key
+    expected = pages.get_secret_value() if pages else None
+    if expected is None and settings.env == "development":
+        expected = DEV_API_KEY
+    if expected is None or not hmac.compare_digest(expected.encode(), presented.encode()):
+        return None
+    return named
 
 
 async def _api_caller(

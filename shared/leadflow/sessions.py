@@ -29,10 +29,14 @@ log = logging.getLogger(__name__)
 COOKIE = "leadflow_session"
 CSRF_FIELD = "csrf_token"
 # The pages need their own stylesheet and forms posting back to themselves, nothing else: no
-# script, no inline style, no frame, no other origin.
+# script, no inline style, no frame, no other origin. A page may set a policy of its own (the
+# console's allows its one script file from this site: `CONSOLE_CONTENT_SECURITY_POLICY`).
 CONTENT_SECURITY_POLICY = (
     "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
     "frame-ancestors 'none'; base-uri 'none'"
+)
+CONSOLE_CONTENT_SECURITY_POLICY = (
+    CONTENT_SECURITY_POLICY + "; script-src 'self'; connect-src 'self'"
 )
 PAGE_HEADERS = {
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
@@ -86,8 +90,11 @@ class PageHeaders:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
                 if headers.get("content-type", "").startswith("text/html"):
+                    own_policy = headers.get("content-security-policy")
                     for name, value in PAGE_HEADERS.items():
                         headers[name] = value
+                    if own_policy:  # a page that needs more (the console's script) says so
+                        headers["content-security-policy"] = own_policy
             await send(message)
 
         await self.app(scope, receive, sending)

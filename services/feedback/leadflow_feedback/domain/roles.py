@@ -62,3 +62,26 @@ def role_from_claims(
     if mapped:
         return max(mapped, key=ROLES.index)  # ROLES runs from least to most powerful
     return default if default in ROLES else None
+
+
+# The console (`/console`): who changes what. Marketing ops and admins change the configuration
+# and the policy (the console makes the change with feedback's pages key, for them); a sales
+# manager reads their teams' reps and worklists and may mark their reps out of office.
+CONFIGURES: frozenset[str] = frozenset({"marketing_ops", "admin"})
+
+
+def may_configure(role: str) -> bool:
+    return role in CONFIGURES
+
+
+def may_see_team(role: str, teams: tuple[str, ...], team: str) -> bool:
+    """A sales manager sees their own teams in the console; those who configure see all."""
+    if role == "sales_manager":
+        return team in teams
+    return may_configure(role)
+
+
+def may_set_away(role: str, teams: tuple[str, ...], rep_team: str) -> bool:
+    """Who may mark a rep out of office (and back): those who configure, and the manager of
+    the rep's team."""
+    return may_configure(role) or (role == "sales_manager" and rep_team in teams)
