@@ -13,7 +13,7 @@ import io
 import math
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, get_args
@@ -21,7 +21,16 @@ from zoneinfo import ZoneInfo
 
 from leadflow.contracts import slas
 from leadflow.contracts.calendar import BusinessCalendar, CalendarSpecError, policy_calendar
-from leadflow.contracts.commitments import next_start, period_start, planned_mql, share
+from leadflow.contracts.commitments import (
+    COMMITMENTS,
+    missed_commitments,
+    next_start,
+    period_start,
+    planned_mql,
+    share,
+    source_group,
+    source_mix,
+)
 from leadflow.contracts.events import ContactChannel
 from leadflow.contracts.policy import Policy
 
@@ -34,29 +43,6 @@ from leadflow_feedback.domain.lifecycle import (
 
 DAYS_PER_MONTH = 365.25 / 12
 NO_CAMPAIGN = "(none)"
-OTHER_SOURCE = "other"
-# How marketing's media map onto the source-mix groups of the policy (paid, content, events);
-# a medium named like a group counts for that group.
-SOURCE_SYNONYMS = {
-    "cpc": "paid",
-    "ppc": "paid",
-    "paid_search": "paid",
-    "paid_social": "paid",
-    "display": "paid",
-    "ads": "paid",
-    "seo": "content",
-    "organic": "content",
-    "blog": "content",
-    "content": "content",
-    # owned channels that distribute content: newsletters and nurture mail, organic social
-    "email": "content",
-    "newsletter": "content",
-    "social": "content",
-    "webinar": "events",
-    "webinars": "events",
-    "event": "events",
-    "events": "events",
-}
 DECIDED_WITHOUT_SQL = frozenset({"returned", "recycled", "unreachable", "lost"})
 # The channels a contact attempt is made on, each reported (at 0 too: a column per channel).
 CONTACT_CHANNELS: tuple[str, ...] = get_args(ContactChannel)
@@ -171,16 +157,6 @@ def p90(values: Sequence[float]) -> float | None:
     return ordered[math.ceil(0.9 * len(ordered)) - 1]
 
 
-def source_group(source: dict[str, Any] | None, groups: Iterable[str]) -> str:
-    """The source-mix group of a lead: its medium (or a known synonym of it), else 'other'."""
-    groups = set(groups)
-    medium = str((source or {}).get("medium") or "").strip().lower()
-    if medium in groups:
-        return medium
-    mapped = SOURCE_SYNONYMS.get(medium)
-    return mapped if mapped in groups else OTHER_SOURCE
-
-
 @dataclass(frozen=True)
 class FirstResponse:
     seconds: float | None  # on the SLA's clock; None while nobody has tried to reach the lead
@@ -229,24 +205,16 @@ def marketing_figures(mqls: list[LeadFacts], policy: Policy, granularity: str) -
         "target": round(plan * c.mql_volume_min_share, 2),
         "met": n >= plan * c.mql_volume_min_share,
     }
-    groups = list(c.source_mix)
     counts: dict[str, int] = defaultdict(int)
     for lead in mqls:
-        counts[source_group(lead.source, groups)] += 1
-    keys = groups + ([OTHER_SOURCE] if counts.get(OTHER_SOURCE) else [])
-    actual = {key: share(counts.get(key, 0), n) for key in keys}
-    planned = {key: c.source_mix.get(key, 0.0) for key in keys}
-    mix_met = (
-        None
-        if not n
-        else all(abs(actual[key] - planned[key]) <= c.source_mix_tolerance + 1e-9 for key in keys)
-    )
+        counts[source_group(lead.source, c.source_mix)] += 1
+    judged_mix = source_mix(counts, policy)
     mix = {
-        "value": actual,
-        "counts": {key: counts.get(key, 0) for key in keys},
-        "plan": planned,
-        "tolerance": c.source_mix_tolerance,
-        "met": mix_met,
+        "value": judged_mix.actual,
+        "counts": judged_mix.counts,
+        "plan": judged_mix.planned,
+        "tolerance": judged_mix.tolerance,
+        "met": judged_mix.met,
     }
     in_target = _metric(share(sum(1 for m in mqls if m.in_target), n), c.min_in_target_share)
     context = _metric(share(sum(1 for m in mqls if m.full_context), n), c.min_full_context_share)
@@ -256,7 +224,7 @@ def marketing_figures(mqls: list[LeadFacts], policy: Policy, granularity: str) -
         "in_target_share": in_target,
         "full_context_share": context,
     }
-    return _with_verdict(figures)
+    return _with_verdict("marketing", figures)
 
 
 def has_status(lead: LeadFacts) -> bool:
@@ -290,7 +258,7 @@ def sales_figures(mqls: list[LeadFacts], policy: Policy, now: datetime) -> dict[
             share(sum(1 for m in mqls if has_status(m)), n), c.min_status_share
         ),
     }
-    return _with_verdict(figures)
+    return _with_verdict("sales", figures)
 
 
 def attempts_by_channel(mqls: list[LeadFacts]) -> dict[str, dict[str, Any]]:
@@ -304,8 +272,9 @@ def attempts_by_channel(mqls: list[LeadFacts]) -> dict[str, dict[str, Any]]:
     return figures
 
 
-def _with_verdict(figures: dict[str, Any]) -> dict[str, Any]:
-    missed = [name for name, f in figures.items() if isinstance(f, dict) and f.get("met") is False]
+def _with_verdict(party: str, figures: dict[str, Any]) -> dict[str, Any]:
+    """The party's verdict over the one list of commitments sla-timer judges too."""
+    missed = missed_commitments(party, {name: figures[name]["met"] for name in COMMITMENTS[party]})
     return {**figures, "missed": missed, "met": not missed}
 
 
