@@ -2,7 +2,7 @@
 writes its owner and a task to the CRM, sales logs a call there, and the call comes back through
 ingest and feedback to meet the first-response clock in sla-timer. HubSpot and Salesforce cannot
 be reached from the tests: local servers implement their documented contracts of exactly the
-calls Leadflow makes (tests/support/hubspot_server.py, tests/support/salesforce_server.py), and
+calls Leadflow makes (leadflow_tools/hubspot_server.py, leadflow_tools/salesforce_server.py), and
 Salesforce's Outbound Message is built as Salesforce documents it
 (tests/support/salesforce_outbound.py)."""
 
@@ -15,10 +15,10 @@ import orjson
 import pytest
 import yaml
 from leadflow_ingest.domain.hubspot import signature_v3
+from leadflow_tools.hubspot_server import HubSpotApiServer
+from leadflow_tools.salesforce_server import SalesforceServer
 from support.harness import ADMIN, QUALIFIED_LEAD, eventually
-from support.hubspot_server import HubSpotApiServer
 from support.salesforce_outbound import ORG_ID, SOAP_HEADERS, notification, outbound_message
-from support.salesforce_server import SalesforceServer
 
 SECRET = "hs-client-secret-for-tests"
 TOKEN = "pat-eu1-00000000-1111-2222-3333-444444444444"

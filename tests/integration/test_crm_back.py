@@ -1,6 +1,6 @@
 """What sales does in its CRM comes back to Leadflow, over the real PostgreSQL and broker: ingest
 takes HubSpot's webhook (status properties, calls logged on a contact, read through a local
-server implementing HubSpot's documented CRM API, tests/support/hubspot_server.py), Salesforce's
+server implementing HubSpot's documented CRM API, leadflow_tools/hubspot_server.py), Salesforce's
 Outbound Messages (SOAP bodies as Salesforce documents them, tests/support/salesforce_outbound.py)
 and a generic webhook signed with an HMAC; each becomes `lead.sales_reported`, which feedback
 applies with the same use cases as its API. The same report delivered again changes nothing."""
@@ -17,8 +17,8 @@ import orjson
 import pytest
 from leadflow.contracts.events import LeadCrmLinked, LeadMql, LeadRouted, LeadSource
 from leadflow_ingest.domain.hubspot import signature_v3
+from leadflow_tools.hubspot_server import HubSpotApiServer
 from support.harness import SOURCE, eventually, publish_events, rows_in, service_client
-from support.hubspot_server import HubSpotApiServer
 from support.salesforce_outbound import ORG_ID, SOAP_HEADERS, notification, outbound_message
 
 SECRET = "hs-client-secret-for-tests"

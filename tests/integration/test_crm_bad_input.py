@@ -2,7 +2,7 @@
 connectors file does not list is kept on the lead's timeline as unmapped and counted
 (`leadflow_sales_reports_total{outcome="unmapped"}`), never a 500; an unsigned, forged or stale
 callback is 401 and writes nothing. HubSpot's CRM API is the local server implementing its
-documented contract (tests/support/hubspot_server.py), as in test_crm_back."""
+documented contract (leadflow_tools/hubspot_server.py), as in test_crm_back."""
 
 from __future__ import annotations
 

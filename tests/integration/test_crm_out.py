@@ -6,7 +6,7 @@ nothing, nothing is written twice, and `lead.crm_linked` goes out once per lead 
 
 HubSpot and Salesforce cannot be reached from the tests: they run against local servers
 implementing the vendors' documented contracts of exactly the calls notify makes
-(tests/support/hubspot_server.py, tests/support/salesforce_server.py). Notify runs in this
+(leadflow_tools/hubspot_server.py, leadflow_tools/salesforce_server.py). Notify runs in this
 process on the real PostgreSQL and broker."""
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ from leadflow.contracts.events import (
     TeamDirectory,
 )
 from leadflow.db import Database
+from leadflow_tools.hubspot_server import HubSpotApiServer
+from leadflow_tools.salesforce_server import SalesforceServer
 from support.harness import (
     ADMIN,
     counted,
@@ -40,8 +42,6 @@ from support.harness import (
     sample_mql,
     service_client,
 )
-from support.hubspot_server import HubSpotApiServer
-from support.salesforce_server import SalesforceServer
 
 TOKEN = "pat-na1-11111111-2222-3333-4444-555555555555"
 REP_ID = uuid.UUID("6f1d6c2e-0a55-4c9b-8d7e-3b2a1c0d9e8f")

@@ -1,5 +1,5 @@
 """HubSpot intake over the real PostgreSQL and broker, against a local server implementing
-HubSpot's documented contract of the contacts batch read (tests/support/hubspot_server.py):
+HubSpot's documented contract of the contacts batch read (leadflow_tools/hubspot_server.py):
 contacts whose webhooks carry only ids are read whole, with the private app's token, waiting as a
 429 asks; a HubSpot that cannot be read loses no webhook event; a broken mapping file stops
 ingest; and a HubSpot contact with a senior title, a deciding buying role, a fitting company and
@@ -13,9 +13,9 @@ import pytest
 from leadflow_ingest.domain.hubspot import signature_v3
 from leadflow_ingest.domain.hubspot_mapping import MappingError
 from leadflow_ingest.hubspot_crm import HubSpotCrm, HubSpotTokenUnreadable
+from leadflow_tools.hubspot_server import HubSpotApiServer
 from pydantic import SecretStr
 from support.harness import ADMIN, emitted, eventually, rows_in, service_client
-from support.hubspot_server import HubSpotApiServer
 
 SECRET = "hs-client-secret-for-tests"
 TOKEN = "pat-eu1-00000000-1111-2222-3333-444444444444"

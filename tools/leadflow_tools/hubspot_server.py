@@ -1,9 +1,9 @@
 """A local server implementing HubSpot's documented contract of the CRM API calls Leadflow
 makes (CRM API v3): ingest's `POST /crm/v3/objects/contacts/batch/read` and engagement reads,
 and notify's writes of a routed lead (owners; a contact read by id or e-mail with its tasks,
-created, updated; tasks read in a batch and created with an association). HubSpot cannot be
-reached from the tests; this answers as HubSpot documents, and records every request it
-receives.
+created, updated; tasks read in a batch and created with an association). It is not HubSpot:
+HubSpot cannot be reached from the tests nor from `leadflow crm-demo`, which both run against
+this server; it answers as HubSpot documents, and records every request it receives.
 
 The contract, from HubSpot's published OpenAPI document of the v3 Contacts API
 (github.com/HubSpot/HubSpot-public-api-spec-collection, PublicApiSpecs/CRM/Contacts/Rollouts/424/

@@ -1,7 +1,8 @@
 """A local server implementing Salesforce's documented contract of the calls Leadflow makes to
 an org: the OAuth 2.0 client-credentials token and the REST API's upsert of a Lead and a Task by
-an external id field. Salesforce cannot be reached from the tests; this answers as Salesforce
-documents, and records every request it receives.
+an external id field. It is not Salesforce: Salesforce cannot be reached from the tests, which
+run against this server; it answers as Salesforce documents, and records every request it
+receives.
 
 The contract, from Salesforce's Help ("OAuth 2.0 Client Credentials Flow for Server-to-Server
 Integration") and its REST API Developer Guide ("sObject Rows by External ID", "Insert or Update
