@@ -106,6 +106,8 @@ class Settings(BaseSettings):
     # Where feedback's lead timeline reads routing's decision trace and notify's webhook
     # deliveries (they own them; feedback shows them without copying them).
     routing_url: str = "http://127.0.0.1:8003"
+    # Where feedback's console finds leads (ingest's search, `GET /v1/leads?q=`).
+    ingest_url: str = "http://127.0.0.1:8001"
     notify_url: str = "http://127.0.0.1:8006"
     # feedback: the key its pages read routing and notify with for a signed-in person (who has
     # no key); only the reads the person's role allows are made with it. Unset: people's pages
