@@ -270,6 +270,86 @@ class ReportExceptions(BaseModel):
     returned_not_in_target: list[ReturnedNotInTarget]
 
 
+class RevenuePeriod(BaseModel):
+    start: str
+    end: str
+    goal: Number
+    won: Number
+    deals: int
+    attainment: Number | None
+    met: bool
+
+
+class Pipeline(BaseModel):
+    """Every SQO still open when the report was made: its value in the report's currency."""
+
+    value: Number
+    deals: int
+
+
+class Coverage(BaseModel):
+    """Pipeline / the goal still to win in the last period, against the policy's target."""
+
+    value: Number | None
+    target: Number
+    met: bool
+
+
+class CycleTime(BaseModel):
+    """Days from promotion to MQL to the won deal."""
+
+    median: Number | None
+    p90: Number | None
+    deals: int
+
+
+class AttributedRevenue(BaseModel):
+    key: str
+    value: Number
+    deals: int
+
+
+class Attribution(BaseModel):
+    source: list[AttributedRevenue]
+    channel: list[AttributedRevenue]
+    campaign: list[AttributedRevenue]
+
+
+class RevenueAttribution(BaseModel):
+    """first_touch: the lead's original source; last_touch: the source it was last known
+    under up to its promotion to MQL."""
+
+    first_touch: Attribution
+    last_touch: Attribution
+
+
+class AmountApart(BaseModel):
+    """A won deal or an open SQO in another currency than the report's: never summed."""
+
+    lead_id: str
+    kind: Literal["won", "pipeline"]
+    value: Number
+    currency: str
+
+
+class Revenue(BaseModel):
+    """Revenue against the goal (docs/domain.md), in the policy's one currency."""
+
+    currency: str
+    goal: Number
+    won: Number
+    deals: int
+    attainment: Number | None
+    periods: list[RevenuePeriod]
+    pipeline: Pipeline
+    remaining_goal: Number
+    coverage: Coverage
+    cycle_time_days: CycleTime
+    attribution: RevenueAttribution
+    other_currencies: list[AmountApart]
+    without_value: list[str]
+
+
 class SlaReport(BaseModel):
     """Both parties' commitments per period, conversion, exceptions and corrective plans."""
 
@@ -285,6 +365,7 @@ class SlaReport(BaseModel):
     conversion: Conversion
     exceptions: ReportExceptions
     corrective_plan: dict[str, bool]
+    revenue: Revenue | None = None
 
 
 # --- calibration ---------------------------------------------------------------------------

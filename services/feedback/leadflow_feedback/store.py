@@ -247,18 +247,60 @@ async def report_facts(
         lead.attempts_by_channel[channel] = count
         if lead.first_attempt_at is None or first < lead.first_attempt_at:
             lead.first_attempt_at = first
+    await _add_history_of(session, facts)
+    return list(facts.values())
+
+
+async def _add_history_of(session: AsyncSession, facts: dict[uuid.UUID, LeadFacts]) -> None:
     history = await session.execute(
         sa.select(
             status_history.c.lead_id,
             status_history.c.status,
             status_history.c.reason,
             status_history.c.changed_at,
+            status_history.c.details,
         )
-        .where(status_history.c.lead_id.in_(ids))
+        .where(status_history.c.lead_id.in_(list(facts)))
         .order_by(status_history.c.id)
     )
-    for lead_id, status, reason, changed_at in history:
-        facts[lead_id].history.append(StatusStep(status, reason, changed_at))
+    for lead_id, status, reason, changed_at, details in history:
+        facts[lead_id].history.append(StatusStep(status, reason, changed_at, details))
+
+
+# The events whose source the timeline keeps: revenue's first and last touch.
+_TOUCHES = ("lead.created", "lead.updated", "lead.mql")
+
+
+async def revenue_facts(
+    session: AsyncSession, *, start: datetime, end: datetime, team: str | None = None
+) -> list[LeadFacts]:
+    """The leads won in [start, end) and every open SQO, with their status history (the
+    opportunities) and the sources their timeline recorded, oldest first."""
+    won = sa.select(status_history.c.lead_id).where(
+        status_history.c.status == "won",
+        status_history.c.changed_at >= start,
+        status_history.c.changed_at < end,
+    )
+    query = sa.select(leads).where((leads.c.status == "sqo") | leads.c.lead_id.in_(won))
+    if team is not None:
+        query = query.where(leads.c.team == team)
+    rows = (await session.execute(query)).mappings().all()
+    facts = {
+        row["lead_id"]: LeadFacts(**{k: v for k, v in row.items() if k in REPORT_COLUMNS})
+        for row in rows
+    }
+    if not facts:
+        return []
+    await _add_history_of(session, facts)
+    touches = await session.execute(
+        sa.select(timeline.c.lead_id, timeline.c.occurred_at, timeline.c.details)
+        .where(timeline.c.lead_id.in_(list(facts)), timeline.c.type.in_(_TOUCHES))
+        .order_by(timeline.c.occurred_at, timeline.c.id)
+    )
+    for lead_id, at, details in touches:
+        source = (details or {}).get("source")
+        if source:
+            facts[lead_id].touches.append((at, source))
     return list(facts.values())
 
 

@@ -43,7 +43,7 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadflow_feedback import store
-from leadflow_feedback.domain import planning, reports, review, roles
+from leadflow_feedback.domain import planning, reports, revenue, review, roles
 from leadflow_feedback.domain.facts import Fact, fact_of, settle
 from leadflow_feedback.domain.lifecycle import (
     ChangeInvalid,
@@ -483,9 +483,14 @@ async def sla_report(
         raise Unprocessable(exc.message, field=exc.field) from None
     async with rt.db.unit_of_work() as session:
         facts = await store.report_facts(session, start=start, end=end, team=team)
-    return reports.sla_report(
+        deals = await store.revenue_facts(session, start=start, end=end, team=team)
+    report = reports.sla_report(
         facts, policy, first=first, last=last, granularity=granularity, now=now, team=team
     )
+    report["revenue"] = revenue.revenue_report(
+        deals, policy, first=first, last=last, granularity=granularity
+    )
+    return report
 
 
 async def calibration(
@@ -704,6 +709,11 @@ async def review_page(
         teams = await store.teams(session)
         week_report = reports.sla_report(
             facts, policy, first=monday, last=monday, granularity="week", now=now, team=team
+        )
+        week_end = datetime(*(monday + timedelta(days=7)).timetuple()[:3], tzinfo=tz)
+        deals = await store.revenue_facts(session, start=start, end=week_end, team=team)
+        week_report["revenue"] = revenue.revenue_report(
+            deals, policy, first=monday, last=monday, granularity="week"
         )
         ids = {
             uuid.UUID(item["lead_id"])

@@ -8,6 +8,7 @@ The rules are pure: `check_change` raises `TransitionRefused` (the HTTP layer's 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -154,7 +155,8 @@ def check_change(current: str, change: StatusChange, reasons: Collection[str]) -
 
     Checked in this order: the transition itself, the structured reason (from `reasons`,
     the policy's codes), the SQL qualification rule (at least 3 of 4 areas confirmed), the
-    SQO opportunity (value, stage and close date).
+    SQO opportunity (value, stage and close date), and the amount an SQO or a won deal
+    carries (a value above zero, an ISO 4217 currency).
     """
     if not can_move(current, change.status):
         raise TransitionRefused(current, change.status)
@@ -201,6 +203,26 @@ def check_change(current: str, change: StatusChange, reasons: Collection[str]) -
             raise ChangeInvalid("opportunity.value", "the opportunity value must be above zero")
         if not isinstance(change.opportunity["close_date"], date):
             raise ChangeInvalid("opportunity.close_date", "the close date must be a date")
+    if change.status in ("sqo", "won"):
+        _check_amount(change.opportunity)
+
+
+def _check_amount(opportunity: Mapping[str, Any]) -> None:
+    """A value, where given, above zero; a currency, where given, an ISO 4217 code in capitals
+    (amounts in different currencies are never summed, so the code must be exact)."""
+    value = opportunity.get("value")
+    if value is not None and (
+        isinstance(value, bool) or not isinstance(value, int | float) or value <= 0
+    ):
+        raise ChangeInvalid("opportunity.value", "the opportunity value must be above zero")
+    currency = opportunity.get("currency")
+    if currency is not None and not (
+        isinstance(currency, str) and re.fullmatch(r"[A-Z]{3}", currency)
+    ):
+        raise ChangeInvalid(
+            "opportunity.currency",
+            f"'{currency}' is not a currency code; give ISO 4217 in capitals, e.g. EUR",
+        )
 
 
 def stages_reached(statuses: Collection[str]) -> set[str]:

@@ -60,6 +60,7 @@ class StatusStep:
     status: str
     reason: str | None
     changed_at: datetime
+    details: dict[str, Any] | None = None  # e.g. the opportunity of an SQO or a won deal
 
 
 @dataclass
@@ -93,6 +94,8 @@ class LeadFacts:
     attempts_by_channel: dict[str, int] = field(default_factory=dict)
     first_attempt_at: datetime | None = None
     history: list[StatusStep] = field(default_factory=list)
+    # the lead's sources in order (ingest's snapshots, its promotion): revenue's attribution
+    touches: list[tuple[datetime, dict[str, Any]]] = field(default_factory=list)
 
     @property
     def statuses(self) -> set[str]:
@@ -502,6 +505,11 @@ def report_csv(report: dict[str, Any]) -> str:
         row("exception", metric="campaign_without_sql", key=item["campaign"], value=item["mql"])
     for item in ex["returned_not_in_target"]:
         row("exception", metric="returned_not_in_target", key=item["lead_id"], value=item["fit"])
+    if report.get("revenue"):
+        from leadflow_feedback.domain.revenue import revenue_csv_rows  # revenue builds on this
+
+        for s, e, metric, key, value, target, met in revenue_csv_rows(report["revenue"]):
+            row("revenue", s, e, "", metric, key, value, target, met)
     return out.getvalue()
 
 
