@@ -10,7 +10,7 @@ new, rotated or revoked key takes effect everywhere within seconds. Keys from
 `LEADFLOW_API_KEYS` stay valid beside them: the way to make the first admin key.
 
 `GET /v1/keys` on any service lists the keys as that service knows them, with when each was last
-used there (never a digest)."""
+used there (never a digest), paged as every list (leadflow.paging)."""
 
 from __future__ import annotations
 
@@ -28,11 +28,12 @@ from pydantic import BaseModel, Field
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from leadflow import audit
+from leadflow import audit, paging
 from leadflow.consumer import Received, Subscription
 from leadflow.contracts.events import ApiKeyChanged
 from leadflow.db import Database, api_keys_table
 from leadflow.errors import NotFound, Unprocessable
+from leadflow.paging import Listing, Page, PageRequest
 from leadflow.settings import ApiKeySpec, Scope
 
 log = logging.getLogger(__name__)
@@ -202,6 +203,23 @@ class NewKeyOut(KeyOut):
     key: str = Field(description="the key itself: shown this once, stored only as a digest")
 
 
+# Columns by name, not of one schema's table: the same list pages whichever service's `api_keys`
+# the statement reads (the router is made before a service's metadata is at hand).
+_created_at = sa.column("created_at", sa.DateTime(timezone=True))
+KEYS = Listing(
+    name="keys",
+    key=sa.column("id", sa.Uuid()),
+    sorts={"created_at": _created_at, "name": sa.column("name", sa.Text)},
+    default_sort="created_at",
+    filters={
+        "name": (sa.column("name", sa.Text), str),
+        "source": (sa.column("source", sa.Text), str),
+        "revoked": (sa.column("revoked_at", sa.DateTime(timezone=True)).is_not(None), bool),
+    },
+)
+KeyPage = Page[KeyOut]
+
+
 def _out(row: Any) -> KeyOut:
     return KeyOut.model_validate({f: getattr(row, f) for f in KeyOut.model_fields})
 
@@ -277,15 +295,18 @@ def router(admin: Any, *, issuer: bool) -> APIRouter:
     the issuer also creates, rotates and revokes."""
     keys = APIRouter(prefix="/v1", tags=["keys"], dependencies=[Depends(admin)])
 
-    @keys.get("/keys", response_model=list[KeyOut])
-    async def list_keys(request: Request) -> list[KeyOut]:
-        """The keys issued through the API as this service knows them, revoked ones included,
-        with when this service last took each; never a key or its digest."""
+    @keys.get("/keys", response_model=KeyPage)
+    async def list_keys(
+        request: Request, wanted: PageRequest = Depends(paging.query(KEYS))
+    ) -> KeyPage:
+        """The keys issued through the API as this service knows them, revoked ones included
+        (`revoked=false`: only the others), with when this service last took each; never a key
+        or its digest. Cursor-paginated as every list."""
         rt = request.app.state.runtime
         table = api_keys_table(rt.spec.metadata)
         async with rt.db.unit_of_work() as session:
-            rows = (await session.execute(sa.select(table).order_by(table.c.created_at))).all()
-        return [_out(r) for r in rows]
+            rows = (await session.execute(wanted.select(sa.select(table)))).all()
+        return wanted.page(rows, _out)
 
     if not issuer:
         return keys

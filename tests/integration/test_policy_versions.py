@@ -73,7 +73,7 @@ async def test_the_policy_file_is_version_1_on_a_fresh_install(stack):
     settings = await stack.isolated_settings()
     async with service_client("feedback", settings) as feedback:
         current = (await feedback.get("/v1/policy", headers=CONFIG_READER)).json()
-        listed = (await feedback.get("/v1/policy/versions", headers=CONFIG_READER)).json()
+        listed = (await feedback.get("/v1/policy/versions", headers=CONFIG_READER)).json()["items"]
         refused = await feedback.get("/v1/policy", headers=REPORTS_READER)
         unknown = await feedback.get("/v1/policy/versions/7")
         too_large = await feedback.get("/v1/policy/versions/99999999999")
@@ -117,7 +117,7 @@ async def test_an_invalid_version_is_refused_naming_path_and_line_and_nothing_is
             content=policy_text("2026.12-fine"),
             headers={**CONFIG_READER, "Content-Type": "application/yaml"},
         )
-        listed = (await feedback.get("/v1/policy/versions")).json()
+        listed = (await feedback.get("/v1/policy/versions")).json()["items"]
     assert refused.status_code == 422, refused.text
     assert refused.headers["content-type"] == "application/problem+json"
     errors = {(e["field"], e["line"]) for e in refused.json()["errors"]}
@@ -201,7 +201,7 @@ async def test_a_published_version_decides_the_next_lead_without_a_restart(stack
         # The first lead's score keeps the version that decided it.
         assert (await scored(scoring, before))["policy_version"] == DEFAULT_VERSION
 
-        listed = (await feedback.get("/v1/policy/versions")).json()
+        listed = (await feedback.get("/v1/policy/versions")).json()["items"]
         assert [(v["number"], v["state"]) for v in listed] == [(1, "superseded"), (2, "published")]
         audit = (await feedback.get("/v1/audit?entity=policy-version", headers=ADMIN)).json()
         assert [(e["action"], e["entity_id"]) for e in audit["items"]][:2] == [
@@ -228,7 +228,7 @@ async def test_a_rollback_publishes_the_version_before_again(stack):
         await applied(scoring, DEFAULT_VERSION)
         current = (await feedback.get("/v1/policy")).json()
         assert current["number"] == 1
-        listed = (await feedback.get("/v1/policy/versions")).json()
+        listed = (await feedback.get("/v1/policy/versions")).json()["items"]
         assert [(v["number"], v["state"]) for v in listed] == [(1, "published"), (2, "superseded")]
 
         # Publishing the current version again sends nothing new.
@@ -381,7 +381,7 @@ async def test_feedback_sends_the_current_publication_again_at_every_start(stack
         async with rt.db.unit_of_work() as session:
             raw = await session.execute(sa.text("SELECT payload FROM feedback.outbox ORDER BY id"))
             sent = [CloudEvent.from_bytes(row.payload) for row in raw]
-        listed = (await feedback.get("/v1/policy/versions")).json()
+        listed = (await feedback.get("/v1/policy/versions")).json()["items"]
     publications = [
         (e.data["number"], e.data["publication"]) for e in sent if e.type == "policy.published"
     ]

@@ -33,7 +33,7 @@ async def test_an_admin_makes_lists_changes_and_disables_a_person(feedback):
         "ana.nowak@example.com", "viewer", True,
     )  # fmt: skip
     assert "password" not in person and "password_hash" not in person
-    listed = (await feedback.get("/v1/users", headers=ADMIN)).json()
+    listed = (await feedback.get("/v1/users", headers=ADMIN)).json()["items"]
     assert [p["id"] for p in listed] == [person["id"]]
     changed = await feedback.patch(
         f"/v1/users/{person['id']}",
@@ -98,7 +98,7 @@ async def test_a_value_the_database_cannot_store_is_refused_naming_it(feedback):
     )
     assert nul.status_code == 422, nul.text
     assert {e["field"] for e in nul.json()["errors"]} >= {"name"}
-    assert (await feedback.get("/v1/users", headers=ADMIN)).json() == []
+    assert (await feedback.get("/v1/users", headers=ADMIN)).json()["items"] == []
 
 
 async def test_only_an_admin_key_manages_people(feedback):

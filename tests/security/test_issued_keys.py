@@ -53,7 +53,7 @@ async def test_a_key_made_on_feedback_works_everywhere_and_is_shown_only_once(cl
 
     await everywhere(clients, key, 200)
     for name, client in clients.items():
-        listed = (await client.get("/v1/keys", headers=ADMIN)).json()
+        listed = (await client.get("/v1/keys", headers=ADMIN)).json()["items"]
         assert [k["id"] for k in listed] == [key_id], name
         assert key not in str(listed) and "sha256" not in str(listed)
 
@@ -64,7 +64,7 @@ async def test_a_key_made_on_feedback_works_everywhere_and_is_shown_only_once(cl
     assert entries[0]["actor"] == "key:ops console"
 
     async def used_on_routing():
-        listed = (await clients["routing"].get("/v1/keys", headers=ADMIN)).json()
+        listed = (await clients["routing"].get("/v1/keys", headers=ADMIN)).json()["items"]
         return listed[0]["last_used_at"]
 
     assert await eventually(used_on_routing, timeout=15)
@@ -160,5 +160,5 @@ async def test_bad_requests_about_keys_name_the_field_and_change_nothing(clients
         "/v1/keys", json={"name": "x", "scopes": ["admin"]}, headers=ADMIN
     )
     assert elsewhere.status_code == 405
-    assert (await feedback.get("/v1/keys", headers=ADMIN)).json() == []
+    assert (await feedback.get("/v1/keys", headers=ADMIN)).json()["items"] == []
     assert (await feedback.get("/v1/audit", headers=ADMIN)).json()["items"] == []

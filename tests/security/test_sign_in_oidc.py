@@ -111,7 +111,7 @@ async def test_a_person_signs_in_with_the_provider_and_is_made_on_the_first_time
         assert done.headers["location"] == "/review?week=2026-11-30"
         page = await person.get("/review")
         assert page.status_code == 200 and "Signed in as Ana Corp (admin)" in page.text
-    people = (await feedback.get("/v1/users", headers=ADMIN)).json()
+    people = (await feedback.get("/v1/users", headers=ADMIN)).json()["items"]
     assert [(p["email"], p["role"], p["has_password"]) for p in people] == [
         ("ana@corp.example", "admin", False)
     ]
@@ -122,7 +122,7 @@ async def test_a_person_signs_in_with_the_provider_and_is_made_on_the_first_time
     async with browser(feedback) as again:  # a second sign-in finds the same person
         _, done = await sign_in_through_provider(again, "ana-1")
         assert done.status_code == 303
-    assert len((await feedback.get("/v1/users", headers=ADMIN)).json()) == 1
+    assert len((await feedback.get("/v1/users", headers=ADMIN)).json()["items"]) == 1
 
 
 async def test_the_role_comes_from_the_groups_and_a_person_without_one_is_refused(feedback):
@@ -147,7 +147,7 @@ async def test_an_answer_feedback_did_not_ask_for_is_refused(feedback):
         assert (await person.get("/review")).status_code == 303
         forged = await attacker.get(f"{back.path}?code=made-up&state=made-up")
         assert forged.status_code == 400
-    assert (await feedback.get("/v1/users", headers=ADMIN)).json() == []
+    assert (await feedback.get("/v1/users", headers=ADMIN)).json()["items"] == []
 
 
 async def test_without_a_provider_configured_the_sign_in_page_offers_only_passwords(settings):

@@ -135,7 +135,7 @@ async def test_a_sales_manager_opens_only_their_teams_leads(services):
 async def test_a_role_change_applies_at_the_next_page(services):
     async with signed_in(services, "viewer") as person:
         assert notes(await person.get("/review")) != []
-        users = (await services.get("/v1/users", headers=ADMIN)).json()
+        users = (await services.get("/v1/users", headers=ADMIN)).json()["items"]
         viewer_id = next(u["id"] for u in users if u["role"] == "viewer")
         await services.patch(
             f"/v1/users/{viewer_id}", json={"role": "marketing_ops"}, headers=ADMIN

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from urllib.parse import urlencode
 
 import httpx
 
@@ -85,6 +86,21 @@ def call_feedback(
     return None if response.status_code == 204 else response.json()
 
 
+def read_list(args: argparse.Namespace, path: str) -> list[dict] | bool:
+    """Every item of one of feedback's lists, page after page (`next_cursor`, the most items a
+    page holds); False when a page was refused (what went wrong is printed)."""
+    items: list[dict] = []
+    query: dict[str, str | int] = {"limit": 500}
+    while True:
+        page = call_feedback(args, "GET", f"{path}?{urlencode(query)}")
+        if page is False:
+            return False
+        items.extend(page["items"])
+        if not page.get("next_cursor"):
+            return items
+        query["cursor"] = page["next_cursor"]
+
+
 def print_table(columns: tuple[str, ...], items: list[dict]) -> None:
     """`items` as aligned columns under their names: lists joined by commas, nothing as `-`."""
     rows = [
@@ -117,7 +133,7 @@ def _create(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    keys = call_feedback(args, "GET", "/v1/keys")
+    keys = read_list(args, "/v1/keys")
     if keys is False:
         return 1
     print_table(

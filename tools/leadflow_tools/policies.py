@@ -8,7 +8,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from leadflow_tools.keys import add_feedback_arguments, call_feedback, print_table
+from leadflow_tools.keys import add_feedback_arguments, call_feedback, print_table, read_list
 
 
 def add_commands(policy_sub) -> None:
@@ -39,7 +39,7 @@ def add_commands(policy_sub) -> None:
 
 
 def _versions(args: argparse.Namespace) -> int:
-    versions = call_feedback(args, "GET", "/v1/policy/versions")
+    versions = read_list(args, "/v1/policy/versions")
     if versions is False:
         return 1
     print_table(

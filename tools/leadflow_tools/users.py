@@ -9,7 +9,7 @@ import argparse
 import getpass
 import sys
 
-from leadflow_tools.keys import add_feedback_arguments, call_feedback, print_table
+from leadflow_tools.keys import add_feedback_arguments, call_feedback, print_table, read_list
 
 ROLES = ("viewer", "sales_manager", "marketing_ops", "admin")
 
@@ -69,7 +69,7 @@ def _create(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    users = call_feedback(args, "GET", "/v1/users")
+    users = read_list(args, "/v1/users")
     if users is False:
         return 1
     print_table(("id", "email", "name", "role", "teams", "disabled_at", "last_signed_in_at"), users)

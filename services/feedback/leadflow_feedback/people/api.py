@@ -12,12 +12,14 @@ from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
+from leadflow import paging
 from leadflow.auth import KEY_RESPONSES, Caller, Person, require_scope
+from leadflow.paging import Page, PageRequest
 from leadflow.service import RuntimeDep
 from leadflow.sessions import CSRF_FIELD, check_csrf, csrf_token, local_path
 
 from leadflow_feedback.domain.review import templates
-from leadflow_feedback.people import oidc, use_cases
+from leadflow_feedback.people import oidc, store, use_cases
 from leadflow_feedback.people.schemas import UserChange, UserIn, UserOut
 
 users = APIRouter(
@@ -27,6 +29,7 @@ users = APIRouter(
     dependencies=[Depends(require_scope("admin"))],
 )
 sign_in = APIRouter(include_in_schema=False)
+UserPage = Annotated[PageRequest, Depends(paging.query(store.USERS))]
 
 STYLESHEET = files("leadflow_feedback").joinpath("templates/leadflow.css").read_text()
 
@@ -52,10 +55,11 @@ async def create_user(body: UserIn, rt: RuntimeDep) -> UserOut:
     return await use_cases.create_user(rt, body)
 
 
-@users.get("/users", response_model=list[UserOut])
-async def list_users(rt: RuntimeDep) -> list[UserOut]:
-    """Everyone who may sign in, disabled people included; never a password or its hash."""
-    return await use_cases.users(rt)
+@users.get("/users", response_model=Page[UserOut])
+async def list_users(rt: RuntimeDep, wanted: UserPage) -> Page[UserOut]:
+    """Everyone who may sign in, disabled people included (`disabled=false`: only the others);
+    never a password or its hash. Cursor-paginated as every list."""
+    return await use_cases.users(rt, wanted)
 
 
 @users.get("/users/{user_id}", response_model=UserOut)

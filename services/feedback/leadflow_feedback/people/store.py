@@ -7,11 +7,25 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from leadflow.paging import Listing, PageRequest
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from leadflow_feedback.domain.roles import Role
 from leadflow_feedback.domain.sign_in import Failures
 from leadflow_feedback.models import sign_in_failures, users
+
+USERS = Listing(
+    name="users",
+    key=users.c.id,
+    sorts={"created_at": users.c.created_at, "email": users.c.email, "name": users.c.name},
+    default_sort="created_at",
+    filters={
+        "role": (users.c.role, Role),
+        "email": (users.c.email, str),
+        "disabled": (users.c.disabled_at.is_not(None), bool),
+    },
+)
 
 
 async def add_user(session: AsyncSession, **values: Any) -> Any:
@@ -32,8 +46,8 @@ async def user_by_identity(session: AsyncSession, issuer: str, subject: str) -> 
     return (await session.execute(query)).first()
 
 
-async def all_users(session: AsyncSession) -> list[Any]:
-    return list((await session.execute(sa.select(users).order_by(users.c.created_at))).all())
+async def page_users(session: AsyncSession, wanted: PageRequest) -> list[Any]:
+    return list((await session.execute(wanted.select(sa.select(users)))).all())
 
 
 async def change_user(session: AsyncSession, user_id: uuid.UUID, **values: Any) -> Any:

@@ -21,6 +21,7 @@ from fastapi import Request
 from leadflow import audit
 from leadflow.auth import Person
 from leadflow.errors import Conflict, NotFound, Unprocessable
+from leadflow.paging import Page, PageRequest
 from leadflow.service import Runtime
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -85,9 +86,10 @@ async def create_user(rt: Runtime, body: UserIn) -> UserOut:
     return out(row)
 
 
-async def users(rt: Runtime) -> list[UserOut]:
+async def users(rt: Runtime, wanted: PageRequest) -> Page[UserOut]:
     async with rt.db.unit_of_work() as session:
-        return [out(r) for r in await store.all_users(session)]
+        rows = await store.page_users(session, wanted)
+    return wanted.page(rows, out)
 
 
 async def user(rt: Runtime, user_id: uuid.UUID) -> UserOut:

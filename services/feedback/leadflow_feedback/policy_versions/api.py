@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Request
+from leadflow import paging
 from leadflow.auth import KEY_RESPONSES, require_scope
 from leadflow.errors import ProblemError, Unprocessable
+from leadflow.paging import Page, PageRequest
 from leadflow.service import RuntimeDep
 
-from leadflow_feedback.policy_versions import use_cases
+from leadflow_feedback.policy_versions import store, use_cases
 from leadflow_feedback.policy_versions.schemas import DiffOut, VersionDetail, VersionOut
 
 reads = APIRouter(
@@ -26,6 +28,7 @@ changes = APIRouter(
 )
 
 routers = [reads, changes]
+VersionPage = Annotated[PageRequest, Depends(paging.query(store.VERSIONS))]
 
 # A version's number, as the database keeps it (a 32-bit integer).
 Number = Annotated[int, Path(ge=1, le=2_147_483_647, description="a version's number")]
@@ -47,11 +50,11 @@ async def current_policy(rt: RuntimeDep) -> VersionDetail:
     return await use_cases.current(rt)
 
 
-@reads.get("/policy/versions", response_model=list[VersionOut])
-async def list_versions(rt: RuntimeDep) -> list[VersionOut]:
-    """Every version, oldest first, with its state: draft, published (the current one) or
-    superseded."""
-    return await use_cases.versions(rt)
+@reads.get("/policy/versions", response_model=Page[VersionOut])
+async def list_versions(rt: RuntimeDep, wanted: VersionPage) -> Page[VersionOut]:
+    """The versions, oldest first unless sorted otherwise, with their state: draft, published
+    (the current one) or superseded. Cursor-paginated as every list."""
+    return await use_cases.versions(rt, wanted)
 
 
 @reads.get("/policy/versions/{number}", response_model=VersionDetail)

@@ -5,9 +5,19 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy as sa
+from leadflow.paging import Listing, PageRequest
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadflow_feedback.models import policy_versions as _v
+from leadflow_feedback.policy_versions.schemas import State
+
+VERSIONS = Listing(
+    name="policy-versions",
+    key=_v.c.number,
+    sorts={"number": _v.c.number, "created_at": _v.c.created_at},
+    default_sort="number",
+    filters={"state": (_v.c.state, State), "version": (_v.c.version, str)},
+)
 
 
 async def lock_versions(session: AsyncSession) -> None:
@@ -52,9 +62,10 @@ async def published_before(session: AsyncSession, publication: int) -> Any:
     return (await session.execute(query)).first()
 
 
-async def all_versions(session: AsyncSession) -> list[Any]:
+async def page_versions(session: AsyncSession, wanted: PageRequest) -> list[Any]:
+    """A page of versions, without their texts and documents."""
     columns = [c for c in _v.c if c.name not in ("text", "document")]
-    return list((await session.execute(sa.select(*columns).order_by(_v.c.number))).all())
+    return list((await session.execute(wanted.select(sa.select(*columns)))).all())
 
 
 async def change_version(session: AsyncSession, number: int, **values: Any) -> Any:

@@ -22,6 +22,7 @@ from leadflow.contracts.policy_document import (
     text_diff,
 )
 from leadflow.errors import Conflict, NotFound, Unprocessable
+from leadflow.paging import Page, PageRequest
 from leadflow.service import Runtime
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -61,9 +62,10 @@ async def _found(session: AsyncSession, number: int, field: str = "number") -> A
 # --- reading ---------------------------------------------------------------------------------
 
 
-async def versions(rt: Runtime) -> list[VersionOut]:
+async def versions(rt: Runtime, wanted: PageRequest) -> Page[VersionOut]:
     async with rt.db.unit_of_work() as session:
-        return [out(row) for row in await store.all_versions(session)]
+        rows = await store.page_versions(session, wanted)
+    return wanted.page(rows, out)
 
 
 async def version(rt: Runtime, number: int) -> VersionDetail:
