@@ -232,3 +232,27 @@ def test_a_weeks_goal_is_12_of_52_parts_of_the_months():
     assert timedelta(days=7) == datetime.fromisoformat(
         report["periods"][0]["end"]
     ) - datetime.fromisoformat(report["periods"][0]["start"])
+
+
+def test_the_review_page_shows_the_weeks_revenue_section():
+    from leadflow_feedback.domain.reports import calibration, sla_report
+    from leadflow_feedback.domain.review import first_response_limits, render_review
+
+    monday, now = date(2026, 3, 2), datetime(2026, 3, 7, 12, tzinfo=WAW)
+    pln = {**DEAL, "value": 170_000, "currency": "PLN"}
+    deals = [lead("won", won_day=3), *(lead("sqo") for _ in range(6)), lead("sqo", sqo=pln)]
+    week = sla_report([], POLICY, first=monday, last=monday, granularity="week", now=now)
+    week["revenue"] = revenue_report(deals, POLICY, first=monday, last=monday, granularity="week")
+    page = render_review(
+        week=monday, team=None, teams=[], week_report=week, trend_report=week,
+        calibration=calibration([], POLICY, start=at(1), end=at(9)), names={}, reps={},
+        sla_limits=first_response_limits(POLICY),
+    )  # fmt: skip
+    assert 'data-figure="revenue_won" data-value="40000.0"' in page
+    assert "40,000 EUR" in page and "23,077 EUR goal" in page
+    assert 'data-figure="pipeline" data-value="240000.0"' in page
+    # the week's goal is reached: nothing left to cover
+    assert 'data-figure="coverage" data-value=""' in page and "goal reached" in page
+    assert 'data-attribution="first_touch.campaign" data-key="spring-paid"' in page
+    assert "First touch: the lead's original source" in page
+    assert "open SQO 170000 PLN" in page

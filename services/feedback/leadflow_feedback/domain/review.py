@@ -47,6 +47,11 @@ def number(value: float | None) -> str:
     return "–" if value is None else f"{value:g}"
 
 
+def money(value: float | None, currency: str) -> str:
+    """An amount in whole units with its currency, e.g. '40,000 EUR'."""
+    return "–" if value is None else f"{value:,.0f} {currency}"
+
+
 def verdict(met: bool | None) -> str:
     return {True: "met", False: "missed", None: "n/a"}[met]
 
@@ -60,7 +65,12 @@ def local_time(value: str | datetime | None, time_zone: str) -> str:
 
 
 templates.filters.update(
-    percent=percent, duration=duration, number=number, verdict=verdict, local_time=local_time
+    percent=percent,
+    duration=duration,
+    number=number,
+    verdict=verdict,
+    local_time=local_time,
+    money=money,
 )
 
 
