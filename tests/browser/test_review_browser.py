@@ -348,3 +348,79 @@ def test_the_pages_break_no_rule_of_their_content_security_policy(demo, browser)
     violations = [line for line in console if "Content Security Policy" in line]
     assert violations == [], violations
     page.close()
+
+
+def test_the_review_page_shows_revenue_against_the_goal(demo, browser):
+    """A lead the demo's sales worked becomes an SQO of 40,000 EUR and is won at 45,000 EUR
+    through feedback's API; the page's revenue section then shows what the JSON report's
+    revenue says: won against the week's goal, the open pipeline, coverage and cycle time, and
+    the deal under both first-touch and last-touch attribution."""
+    report_url = demo.url("JSON report")
+    feedback = report_url.split("/v1/", 1)[0]
+    report = httpx.get(report_url, headers=KEY, timeout=10).json()
+    candidates = [item["lead_id"] for item in report["exceptions"]["first_response_breaches"]]
+    steps = {
+        "routed": ["sal", "sql", "sqo", "won"],
+        "working": ["sal", "sql", "sqo", "won"],
+        "sal": ["sql", "sqo", "won"],
+        "sql": ["sqo", "won"],
+    }
+    bodies = {
+        "sal": {},
+        "sql": {"qualification": {"problem": True, "impact": True, "authority": True}},
+        "sqo": {"opportunity": {"value": 40000, "currency": "EUR", "stage": "proposal",
+                                "close_date": "2027-06-30"}},
+        "won": {"opportunity": {"value": 45000}},
+    }  # fmt: skip
+    won = None
+    for lead_id in candidates:
+        status = httpx.get(f"{feedback}/v1/leads/{lead_id}/lifecycle", headers=KEY, timeout=10)
+        if status.status_code == 200 and status.json()["status"] in steps:
+            won = lead_id
+            for step in steps[status.json()["status"]]:
+                answer = httpx.post(f"{feedback}/v1/leads/{lead_id}/status", headers=KEY,
+                                    json={"status": step, **bodies[step]}, timeout=10)  # fmt: skip
+                assert answer.status_code == 200, answer.text
+            break
+    assert won, f"no lead of the demo's week is still worked by sales: {candidates}"
+    page = signed_in_page(browser, demo, viewport={"width": 1280, "height": 900})
+    reading: dict = {}
+
+    def agreeing() -> bool:
+        page.goto(demo.url("Review page"))
+        reading["shown"] = figures_on(page)
+        reading["revenue"] = httpx.get(report_url, headers=KEY, timeout=10).json()["revenue"]
+        revenue = reading["revenue"]
+        expected = {
+            "revenue_won": str(revenue["periods"][-1]["won"]),
+            "revenue_deals": str(revenue["periods"][-1]["deals"]),
+            "pipeline": str(revenue["pipeline"]["value"]),
+            "coverage": "" if revenue["coverage"]["value"] is None else str(
+                revenue["coverage"]["value"]),
+        }  # fmt: skip
+        reading["expected"] = expected
+        return (
+            revenue["won"] >= 45000 and {k: reading["shown"].get(k) for k in expected} == expected
+        )
+
+    eventually_sync(
+        agreeing,
+        timeout=20,
+        interval=1,
+        describe=lambda: (
+            f"the page shows {reading.get('shown')}, expected {reading.get('expected')}"
+        ),
+    )
+    revenue = reading["revenue"]
+    section = page.locator("#revenue")
+    assert "Revenue against the goal" in page.content()
+    assert f"{revenue['periods'][-1]['goal']:,.0f} EUR goal" in section.inner_text()
+    assert float(reading["shown"]["cycle_median_days"]) == revenue["cycle_time_days"]["median"]
+    for model in ("first_touch", "last_touch"):
+        rows = page.locator(f'#revenue-attribution tr[data-attribution="{model}.campaign"]')
+        keys = {row["key"] for row in revenue["attribution"][model]["campaign"]}
+        assert rows.count() == len(keys) >= 1
+    assert "First touch: the lead's original source" in section.inner_text()
+    ARTEFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=ARTEFACTS / "review-revenue.png", full_page=True)
+    page.close()
