@@ -50,7 +50,7 @@ def test_monthly_volume_is_met_at_90_percent_of_the_plan_and_missed_below():
     assert (met.planned, met.target, met.actual, met.met) == (500, 450, 450, True)
     short = by_name(marketing_figures(MarketingCounts(449, 449, 449), POLICY, "month"))
     assert short[MQL_VOLUME].met is False
-    assert missed(list(short.values())) == [MQL_VOLUME]
+    assert missed("marketing", list(short.values())) == [MQL_VOLUME]
 
 
 def test_weekly_plan_is_the_monthly_plan_spread_over_52_12_weeks():
@@ -74,32 +74,32 @@ def test_in_target_and_full_context_shares_are_judged_against_the_policy_shares(
         0.898,
         False,
     )
-    assert missed(list(figures.values())) == [FULL_CONTEXT_SHARE]
+    assert missed("marketing", list(figures.values())) == [FULL_CONTEXT_SHARE]
 
 
 def test_a_period_without_mqls_misses_volume_but_no_share():
     figures = marketing_figures(MarketingCounts(0, 0, 0), POLICY, "month")
-    assert missed(figures) == [MQL_VOLUME]
-    assert [f.met for f in figures] == [False, None, None]
+    assert missed("marketing", figures) == [MQL_VOLUME]
+    assert [f.met for f in figures] == [False, None, None, None]
 
 
 # --- sales ----------------------------------------------------------------------------------
 
 
 def test_sales_miss_when_too_few_first_responses_came_within_the_limit():
-    [kept] = sales_figures(SalesCounts(decided=10, within_limit=9), POLICY)
+    [kept, *_] = sales_figures(SalesCounts(decided=10, within_limit=9), POLICY)
     assert (kept.commitment, kept.actual, kept.target, kept.met) == (
         CONTACTED_WITHIN_LIMIT_SHARE,
         0.9,
         0.9,
         True,
     )
-    [late] = sales_figures(SalesCounts(decided=10, within_limit=8), POLICY)
+    [late, *_] = sales_figures(SalesCounts(decided=10, within_limit=8), POLICY)
     assert late.met is False
 
 
 def test_sales_with_nothing_decided_yet_miss_nothing():
-    assert missed(sales_figures(SalesCounts(decided=0, within_limit=0), POLICY)) == []
+    assert missed("sales", sales_figures(SalesCounts(decided=0, within_limit=0), POLICY)) == []
 
 
 # --- streaks --------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from leadflow.service import ServiceSpec
 from leadflow_feedback import api, consumers
 from leadflow_feedback.models import metadata
 from leadflow_feedback.people import api as people
+from leadflow_feedback.plans import api as plans
 from leadflow_feedback.policy_versions import api as policy_versions
 from leadflow_feedback.policy_versions import use_cases as policy_use_cases
 
@@ -14,7 +15,14 @@ service = ServiceSpec(
     package="leadflow_feedback",
     metadata=metadata,
     port=8005,
-    routers=[api.router, api.pages, people.users, people.sign_in, *policy_versions.routers],
+    routers=[
+        api.router,
+        api.pages,
+        people.users,
+        people.sign_in,
+        *policy_versions.routers,
+        *plans.routers,
+    ],
     subscriptions=consumers.subscriptions,
     on_start=policy_use_cases.publish_on_start,
     description="Takes contact attempts and status changes from sales tools; closes the loop.",

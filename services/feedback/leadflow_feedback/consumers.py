@@ -15,6 +15,7 @@ from leadflow.contracts.events import (
     LeadScored,
     LeadUpdated,
     SlaBreached,
+    SlaCorrectivePlanRequired,
     SlaEscalated,
     SlaMet,
     SlaWarning,
@@ -25,6 +26,7 @@ from leadflow.service import Runtime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadflow_feedback import use_cases
+from leadflow_feedback.plans import use_cases as plans
 
 
 def subscriptions(rt: Runtime) -> list[Subscription]:
@@ -36,6 +38,9 @@ def subscriptions(rt: Runtime) -> list[Subscription]:
 
     async def apply_directories(session: AsyncSession, received: list[Received]) -> None:
         await use_cases.keep_directories(session, received)
+
+    async def open_plans(session: AsyncSession, received: list[Received]) -> None:
+        await plans.open_plans(rt, session, received)
 
     return [
         Subscription(
@@ -59,4 +64,6 @@ def subscriptions(rt: Runtime) -> list[Subscription]:
         Subscription("sales-reports", takes=(LeadSalesReported,), apply=apply_reports),
         # routing's team directories: the reps the planner's sales capacity is counted from
         Subscription("directory", takes=(TeamDirectory,), apply=apply_directories),
+        # sla-timer's period judgement: a party owing a corrective plan opens its plan record
+        Subscription("corrective-plans", takes=(SlaCorrectivePlanRequired,), apply=open_plans),
     ]

@@ -154,6 +154,49 @@ policy_versions = sa.Table(
     sa.Column("published_at", sa.DateTime(timezone=True)),
 )
 
+# Corrective plans (docs/domain.md "Corrective plans"): one open plan per party at a time, linked
+# to the periods whose missed commitments owe it (sla.corrective_plan_required), and its actions.
+corrective_plans = sa.Table(
+    "corrective_plans",
+    metadata,
+    sa.Column("id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("party", sa.Text, nullable=False),  # marketing | sales
+    sa.Column("owner", sa.Text, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),  # open | in_progress | done | cancelled
+    # [{"period_id", "start", "end", "consecutive_misses", "missed"}] in arrival order
+    sa.Column("periods", JSON, nullable=False),
+    sa.Column("missed", JSON, nullable=False),  # the missed commitments, each once
+    sa.Column("opened_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("due_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("changed_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("policy_version", sa.Text),
+    sa.Index(
+        "uq_corrective_plans_open_party",
+        "party",
+        unique=True,
+        postgresql_where=sa.text("status IN ('open', 'in_progress')"),
+    ),
+)
+
+plan_actions = sa.Table(
+    "plan_actions",
+    metadata,
+    sa.Column("id", UUID(as_uuid=True), primary_key=True),
+    sa.Column(
+        "plan_id",
+        UUID(as_uuid=True),
+        sa.ForeignKey("corrective_plans.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("description", sa.Text, nullable=False),
+    sa.Column("owner", sa.Text, nullable=False),
+    sa.Column("due_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("done", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("done_at", sa.DateTime(timezone=True)),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
 # Each team's reps as routing last published them (team.directory), for the planner's sales
 # capacity: per rep only its id, capacity, time zone and working hours (no names or e-mails).
 team_directory = sa.Table(

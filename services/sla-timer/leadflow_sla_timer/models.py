@@ -80,6 +80,7 @@ mqls = sa.Table(
     sa.Column("channel", sa.Text),
     sa.Column("in_target", sa.Boolean, nullable=False),
     sa.Column("context_missing", JSON, nullable=False),
+    sa.Column("medium", sa.Text),  # the source medium, grouped into the source mix when judged
 )
 
 # One row per party and period judged: its key makes each evaluation happen exactly once,

@@ -11,7 +11,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from leadflow.contracts.erasure import forget_events
-from leadflow.contracts.slas import FIRST_RESPONSE
+from leadflow.contracts.slas import CONTACT_CADENCE, FIRST_RESPONSE, SAL_ACCEPTANCE
 from leadflow.db import kernel_tables, lock_leads
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID, insert
 from sqlalchemy.engine import Row, RowMapping
@@ -175,7 +175,7 @@ async def forget_outbox_rows(session: AsyncSession, lead_ids: Sequence[uuid.UUID
 
 # --- recorded MQLs ----------------------------------------------------------------------------
 
-_MQL_COLUMNS = ("promoted_at", "kind", "channel", "in_target", "context_missing")
+_MQL_COLUMNS = ("promoted_at", "kind", "channel", "in_target", "context_missing", "medium")
 _record_mqls = insert(mqls)
 _record_mqls = _record_mqls.on_conflict_do_update(
     index_elements=[mqls.c.lead_id],
@@ -318,23 +318,34 @@ async def first_mql_at(session: AsyncSession) -> datetime | None:
 
 async def count_marketing(session: AsyncSession, start: datetime, end: datetime) -> MarketingCounts:
     m = mqls.c
-    row = (
+    rows = (
         await session.execute(
             sa.select(
+                m.medium,
                 sa.func.count(),
                 sa.func.count().filter(m.in_target),
                 sa.func.count().filter(sa.func.jsonb_array_length(m.context_missing) == 0),
-            ).where(m.promoted_at >= start, m.promoted_at < end)
+            )
+            .where(m.promoted_at >= start, m.promoted_at < end)
+            .group_by(m.medium)
         )
-    ).one()
-    return MarketingCounts(*row)
+    ).all()
+    return MarketingCounts(
+        mqls=sum(r[1] for r in rows),
+        in_target=sum(r[2] for r in rows),
+        full_context=sum(r[3] for r in rows),
+        by_medium={r[0]: r[1] for r in rows},
+    )
 
 
 async def count_sales(
     session: AsyncSession, start: datetime, end: datetime, now: datetime
 ) -> SalesCounts:
     """First responses of the MQLs promoted in the period (routing time for a lead whose
-    promotion sla-timer did not see); a cancelled clock (returned, left the funnel) owes none."""
+    promotion sla-timer did not see); a cancelled clock (returned, left the funnel) owes none.
+    Attempts are the contact cadence's, per MQL promoted in the period; an MQL has a status
+    once its SAL-acceptance clock stopped (accepted, returned, or a later status) or a status
+    ended all its clocks."""
     m = mqls.c
     at = sa.func.coalesce(m.promoted_at, _t.started_at)
     within = sa.and_(_t.met_at.is_not(None), _t.met_at <= _t.due_at)
@@ -349,7 +360,35 @@ async def count_sales(
             .where(_t.sla == FIRST_RESPONSE, at >= start, at < end)
         )
     ).one()
-    return SalesCounts(decided=row[0] + row[1], within_limit=row[0])
+    cadence = timers.alias("cadence")
+    acceptance = timers.alias("acceptance")
+    given = sa.or_(acceptance.c.met_at.is_not(None), acceptance.c.state == "cancelled")
+    per_mql = (
+        await session.execute(
+            sa.select(
+                sa.func.count(),
+                sa.func.coalesce(sa.func.sum(cadence.c.attempts), 0),
+                sa.func.count().filter(given),
+            )
+            .select_from(
+                mqls.outerjoin(
+                    cadence,
+                    sa.and_(cadence.c.lead_id == m.lead_id, cadence.c.sla == CONTACT_CADENCE),
+                ).outerjoin(
+                    acceptance,
+                    sa.and_(acceptance.c.lead_id == m.lead_id, acceptance.c.sla == SAL_ACCEPTANCE),
+                )
+            )
+            .where(m.promoted_at >= start, m.promoted_at < end)
+        )
+    ).one()
+    return SalesCounts(
+        decided=row[0] + row[1],
+        within_limit=row[0],
+        mqls=per_mql[0],
+        attempts=int(per_mql[1]),
+        with_status=per_mql[2],
+    )
 
 
 async def misses_before(session: AsyncSession, party: str, period_start: datetime) -> int | None:

@@ -714,7 +714,7 @@ async def evaluate_next(rt: Runtime, party: str) -> bool:
             )
         else:
             figures = sales_figures(await store.count_sales(session, start, end, now), policy)
-        misses = missed(figures)
+        misses = missed(party, figures)
         previous = await store.misses_before(session, party, start)
         streak = consecutive_misses(previous or 0, bool(misses))
         corrective = owes_corrective_plan(streak, policy)

@@ -2,38 +2,42 @@
 against the policy, which commitments it missed, and when a run of missed periods owes a
 corrective plan.
 
-Marketing (docs/domain.md, "Marketing's commitments"): MQL volume vs plan, share of MQLs in the
-target segment / persona, share delivered with full context. Sales (the part of "Sales'
-commitments" sla-timer measures itself): share of MQLs whose first contact attempt came within
-the first-response limit, among those already decided (contacted, or overdue).
-The figures follow the definitions of feedback's SLA report (leadflow.contracts.commitments).
+The commitments judged are the one list of leadflow.contracts.commitments, the same feedback's
+SLA report judges. Marketing (docs/domain.md, "Marketing's commitments"): MQL volume vs plan,
+source mix vs plan, share of MQLs in the target segment / persona, share delivered with full
+context. Sales ("Sales' commitments"): share of MQLs whose first contact attempt came within the
+first-response limit, among those already decided (contacted, or overdue); contact attempts
+per MQL (the contact cadence's); share of MQLs with a status.
 """
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
 from leadflow.contracts.commitments import (
+    COMMITMENTS,
+    MARKETING,
+    PARTIES,
+    SALES,
     Granularity,
     in_target,
+    missed_commitments,
     mql_context_missing,
     planned_mql,
     share,
+    source_group,
+    source_mix,
 )
 from leadflow.contracts.events import LeadMql
 from leadflow.contracts.policy import Policy
 
-MARKETING = "marketing"
-SALES = "sales"
-PARTIES = (MARKETING, SALES)
+__all__ = ["MARKETING", "PARTIES", "SALES"]  # the parties, re-exported for the use cases
 
-MQL_VOLUME = "mql_volume"
-IN_TARGET_SHARE = "in_target_share"
-FULL_CONTEXT_SHARE = "full_context_share"
-CONTACTED_WITHIN_LIMIT_SHARE = "contacted_within_limit_share"
+MQL_VOLUME, SOURCE_MIX, IN_TARGET_SHARE, FULL_CONTEXT_SHARE = COMMITMENTS[MARKETING]
+CONTACTED_WITHIN_LIMIT_SHARE, ATTEMPTS_PER_MQL, STATUS_SHARE = COMMITMENTS[SALES]
 
 # Period ids are derived, not drawn: the same party and period always get the same id.
 PERIODS_NAMESPACE = uuid.UUID("6f1c2a4e-3d5b-4c7a-9e8f-0a1b2c3d4e5f")
@@ -59,12 +63,16 @@ class MarketingCounts:
     mqls: int
     in_target: int
     full_context: int
+    by_medium: dict[str | None, int] = field(default_factory=dict)  # MQLs per source medium
 
 
 @dataclass(frozen=True)
 class SalesCounts:
     decided: int  # first responses contacted, or overdue without contact
     within_limit: int
+    mqls: int = 0
+    attempts: int = 0  # the contact cadence's attempts on those MQLs
+    with_status: int = 0
 
 
 def _share_figure(commitment: str, part: int, whole: int, target: float) -> Figure:
@@ -84,8 +92,17 @@ def marketing_figures(
         counts.mqls,
         counts.mqls >= plan * c.mql_volume_min_share,
     )
+    groups: dict[str, int] = {}
+    for medium, n in counts.by_medium.items():
+        group = source_group({"medium": medium}, c.source_mix)
+        groups[group] = groups.get(group, 0) + n
+    mix = source_mix(groups, policy)
+    # The mix as one figure: no drift planned, the tolerance as the most allowed, the drift of
+    # the group furthest from its planned share as delivered.
+    mix_figure = Figure(SOURCE_MIX, 0.0, c.source_mix_tolerance, mix.largest_drift, mix.met)
     return [
         volume,
+        mix_figure,
         _share_figure(IN_TARGET_SHARE, counts.in_target, counts.mqls, c.min_in_target_share),
         _share_figure(
             FULL_CONTEXT_SHARE, counts.full_context, counts.mqls, c.min_full_context_share
@@ -95,18 +112,27 @@ def marketing_figures(
 
 def sales_figures(counts: SalesCounts, policy: Policy) -> list[Figure]:
     c = policy.commitments.sales
+    attempts = round(counts.attempts / counts.mqls, 2) if counts.mqls else None
     return [
         _share_figure(
             CONTACTED_WITHIN_LIMIT_SHARE,
             counts.within_limit,
             counts.decided,
             c.min_contacted_within_limit_share,
-        )
+        ),
+        Figure(
+            ATTEMPTS_PER_MQL,
+            c.min_attempts_per_mql,
+            c.min_attempts_per_mql,
+            attempts,
+            None if attempts is None else attempts >= c.min_attempts_per_mql,
+        ),
+        _share_figure(STATUS_SHARE, counts.with_status, counts.mqls, c.min_status_share),
     ]
 
 
-def missed(figures: list[Figure]) -> list[str]:
-    return [f.commitment for f in figures if f.met is False]
+def missed(party: str, figures: list[Figure]) -> list[str]:
+    return missed_commitments(party, {f.commitment: f.met for f in figures})
 
 
 def consecutive_misses(previous: int, missed_now: bool) -> int:
@@ -131,6 +157,7 @@ def counted_promotion(policy: Policy, mql: LeadMql) -> dict[str, Any]:
         "channel": mql.channel,
         "in_target": in_target(policy, mql.company.model_dump(), mql.role),
         "context_missing": mql_context_missing(mql),
+        "medium": mql.source.medium,
     }
 
 
