@@ -477,7 +477,8 @@ class LeadStatusChanged(Payload):
     rep_id: uuid.UUID | None = None
     # recycled: the lead rests in nurture until then (the reason's nurture_days)
     nurture_until: datetime | None = None
-    # sql: the qualification areas; sqo: value, stage and close date
+    # sql: the qualification areas; sqo: value, stage and close date; won: value and currency
+    # when sales gave them (else the SQO's stand)
     qualification: dict[str, Any] | None = None
     opportunity: dict[str, Any] | None = None
 
