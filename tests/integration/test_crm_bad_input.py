@@ -9,10 +9,12 @@ from __future__ import annotations
 import time
 
 import orjson
+import pytest
 import test_crm_back
 from leadflow import metrics
+from leadflow.contracts.connectors import ConnectorsError
 from leadflow_ingest.domain.hubspot import signature_v3
-from support.harness import eventually, rows_in
+from support.harness import eventually, rows_in, service_client
 from support.salesforce_outbound import SOAP_HEADERS, notification, outbound_message
 from test_crm_back import (
     SECRET,
@@ -153,3 +155,20 @@ async def test_an_unsigned_or_forged_generic_webhook_is_401_and_writes_nothing(c
         assert answer.json()["field"] == "X-Pipedrive-Signature"
     assert await rows_in(crm.settings, "ingest.sales_reports") == before
     assert await timeline_reports(crm, lead_id) == []
+
+
+async def test_a_connectors_file_with_an_unknown_field_stops_ingest_naming_the_line(
+    stack, tmp_path
+):
+    path = tmp_path / "connectors.yaml"
+    path.write_text(
+        "connectors:\n  hubspot:\n    inbound:\n      enabeld: true\n", encoding="utf-8"
+    )
+    settings = await stack.isolated_settings(connectors_file=str(path))
+    with pytest.raises(ConnectorsError) as refused:
+        async with service_client("ingest", settings):
+            pass
+    assert str(path) in str(refused.value)
+    assert "line 4: connectors.hubspot.inbound.enabeld: Extra inputs are not permitted" in str(
+        refused.value
+    )

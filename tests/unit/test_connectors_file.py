@@ -4,7 +4,8 @@ found as the policy file's problems are found."""
 from __future__ import annotations
 
 import pytest
-from leadflow.contracts.connectors import ConnectorsError, load_connectors
+import yaml
+from leadflow.contracts.connectors import ConnectorsError, load_connectors, parse_connectors
 from leadflow.contracts.policy_document import line_of
 from leadflow.contracts.yaml_lines import line_at, lines_of_text
 
@@ -87,3 +88,23 @@ def test_a_valid_file_loads(tmp_path):
     path = tmp_path / "connectors.yaml"
     path.write_text("connectors:\n  hubspot:\n    outbound: {enabled: true}\n", encoding="utf-8")
     assert load_connectors(path).hubspot.outbound.enabled
+
+
+def test_a_reason_the_policy_does_not_list_is_named_with_its_line():
+    from leadflow.contracts.policy import default_policy
+    from leadflow_ingest.domain.sales_reports import unknown_reasons
+
+    text = (
+        "connectors:\n"
+        "  hubspot:\n"
+        "    inbound:\n"
+        "      enabled: true\n"
+        "      properties:\n"
+        "        hs_lead_status:\n"
+        "          UNQUALIFIED: {kind: status, status: returned, reason: too_small}\n"
+    )
+    connectors = parse_connectors(yaml.safe_load(text))
+    [problem] = unknown_reasons(connectors, default_policy().reasons, lines_of_text(text))
+    assert problem.startswith(
+        "line 7: connectors.hubspot.inbound.properties.hs_lead_status.UNQUALIFIED.reason: "
+    )

@@ -36,6 +36,7 @@ from leadflow.contracts.events import (
     LeadUpdated,
 )
 from leadflow.contracts.policy import Policy
+from leadflow.contracts.yaml_lines import Lines, lines_of_text
 from leadflow.errors import Forbidden, LeadGone, NotFound, ProblemError, validation_errors
 from leadflow.outbox import Outbox
 from leadflow.paging import Page, PageRequest
@@ -484,6 +485,16 @@ def load_hubspot_intake(settings: Settings) -> HubSpotIntake:
     return HubSpotIntake(mapping, crm)
 
 
+def connectors_lines(settings: Settings) -> Lines:
+    """The line of each key of the connectors file (none when it is not set or not there)."""
+    if not settings.connectors_file:
+        return {}
+    try:
+        return lines_of_text(Path(settings.connectors_file).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError):
+        return {}
+
+
 async def prepare_hubspot_intake(rt: Runtime) -> None:
     """At start: a broken mapping file, an unreadable token file, a broken connectors file or a
     webhook secret that cannot be read stops ingest before it takes any webhook."""
@@ -492,7 +503,9 @@ async def prepare_hubspot_intake(rt: Runtime) -> None:
         rt.state[_SALES_REPORTING] = reporting = load_sales_reporting(
             rt.settings, rt.state[_HUBSPOT_INTAKE]
         )
-        unknown = reports.unknown_reasons(reporting.connectors, rt.policy.reasons)
+        unknown = reports.unknown_reasons(
+            reporting.connectors, rt.policy.reasons, connectors_lines(rt.settings)
+        )
         if unknown:
             raise ConnectorsError(
                 "the connectors file maps values to reasons the policy does not list:\n  "

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from leadflow.contracts.connectors import Connectors, GenericWebhook, HubSpotInbound, Reported
+from leadflow.contracts.yaml_lines import Lines, line_at
 from leadflow.errors import Unauthorized, Unprocessable
 
 HUBSPOT = "hubspot"
@@ -119,31 +120,46 @@ def instant(value: Any) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def unknown_reasons(connectors: Connectors, reasons: Collection[str]) -> list[str]:
+def unknown_reasons(
+    connectors: Connectors, reasons: Collection[str], lines: Lines | None = None
+) -> list[str]:
     """Where the connectors file maps a value to a status with a reason the policy does not
-    list (each as its path in the file): feedback would refuse every such report."""
-    tables: list[tuple[str, Mapping[str, Reported | None]]] = []
+    list (each as its path in the file, and its line given the file's `lines`): feedback would
+    refuse every such report."""
+    tables: list[tuple[tuple[str | int, ...], Mapping[str, Reported | None]]] = []
     hubspot = connectors.hubspot.inbound
     if hubspot.enabled:
         tables += [
-            (f"hubspot.inbound.properties.{name}", table)
+            (("hubspot", "inbound", "properties", name), table)
             for name, table in hubspot.properties.items()
         ]
     if connectors.salesforce.inbound.enabled:
         tables.append(
-            ("salesforce.inbound.lead_statuses", connectors.salesforce.inbound.lead_statuses)
+            (
+                ("salesforce", "inbound", "lead_statuses"),
+                connectors.salesforce.inbound.lead_statuses,
+            )
         )
     for index, webhook in enumerate(connectors.webhooks):
         tables += [
-            (f"webhooks.{index}.mappings.{m}.values", mapping.values)
+            (("webhooks", index, "mappings", m, "values"), mapping.values)
             for m, mapping in enumerate(webhook.mappings)
         ]
-    return [
-        f"connectors.{where}.{value}.reason: {reported.reason!r} is not a reason of the policy"
-        for where, table in tables
-        for value, reported in table.items()
-        if reported is not None and reported.reason is not None and reported.reason not in reasons
-    ]
+    found = []
+    for where, table in tables:
+        for value, reported in table.items():
+            if reported is None or reported.reason is None or reported.reason in reasons:
+                continue
+            loc = (*where, value, "reason")
+            path = ".".join(str(part) for part in loc)
+            line = None
+            if lines:
+                line = line_at(lines, ("connectors", *loc) if ("connectors",) in lines else loc)
+            at = f"line {line}: " if line else ""
+            found.append(
+                f"{at}connectors.{path}: {reported.reason!r} is not a reason of the policy"
+            )
+    return found
 
 
 # --- HubSpot ---------------------------------------------------------------------------------
