@@ -59,6 +59,7 @@ from leadflow_feedback.domain.observed_rates import observed_rates
 from leadflow_feedback.domain.sales_capacity import SalesCapacity, calendar_week, sales_capacity
 from leadflow_feedback.domain.timeline import row_of
 from leadflow_feedback.models import idempotency
+from leadflow_feedback.plans import use_cases as corrective_plans
 from leadflow_feedback.schemas import (
     AttemptAccepted,
     AttemptIn,
@@ -721,6 +722,7 @@ async def review_page(
             for item in week_report["exceptions"][kind]
         }
         names = await store.display_names(session, ids)
+        open_plans = await corrective_plans.open_with_actions(session, now)
     trend_report = reports.sla_report(
         facts, policy, first=first, last=monday, granularity="week", now=now, team=team
     )
@@ -738,6 +740,7 @@ async def review_page(
         reps=reps,
         sla_limits=review.first_response_limits(policy),
         routing_note=note,
+        plans=open_plans,
     )
 
 

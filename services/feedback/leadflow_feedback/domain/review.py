@@ -188,6 +188,7 @@ def render_review(
     sla_limits: dict[str, float],
     routing_note: str | None = None,
     account: dict[str, str] | None = None,
+    plans: dict[str, Any] | None = None,
 ) -> str:
     """The review page of one week (and team) from the reports; names come from feedback's read
     model (leads) and routing (reps), and are escaped like every other value."""
@@ -247,6 +248,7 @@ def render_review(
         response_chart=response_chart,
         calibration_chart=calibration_chart,
         routing_note=routing_note,
+        plans=plans or {"open": [], "overdue_actions": []},
     )
 
 

@@ -1,0 +1,100 @@
+"""Corrective plans through the real broker and PostgreSQL: sla-timer's period judgement says a
+party owes a plan (`sla.corrective_plan_required` on leadflow.sla), feedback opens its record,
+owned by the party's owner and due 30 days on; actions are added, overdue ones are named, and
+the plan moves to done; every change is audited."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from leadflow.contracts.events import TOPIC_SLA, SlaCorrectivePlanRequired
+from support.harness import ADMIN, REPORTS_READER, eventually, publish_events, service_client
+
+START = datetime(2026, 11, 10, 9, 0, tzinfo=UTC)
+
+
+def owed(period_id: uuid.UUID, party: str, streak: int, missed: list[str]):
+    return SlaCorrectivePlanRequired(
+        lead_id=period_id,
+        party=party,
+        period_start=datetime(2026, 9 + streak - 2, 1, tzinfo=UTC),
+        period_end=datetime(2026, 10 + streak - 2, 1, tzinfo=UTC),
+        consecutive_misses=streak,
+        missed=missed,
+    )
+
+
+async def test_a_missed_streak_opens_one_plan_that_is_worked_through_actions(stack):
+    settings = await stack.isolated_settings(clock_start=START)
+    october, november = uuid.uuid4(), uuid.uuid4()
+    async with service_client("feedback", settings) as feedback:
+        await publish_events(settings, TOPIC_SLA, [owed(october, "marketing", 2, ["source_mix"])])
+
+        async def listed():
+            r = await feedback.get("/v1/plans", headers=REPORTS_READER)
+            return r.json()["items"] if r.status_code == 200 else None
+
+        [plan] = await eventually(listed, timeout=60)
+        assert plan["id"] == str(october)
+        assert (plan["party"], plan["owner"], plan["status"]) == (
+            "marketing",
+            "head of marketing",
+            "open",
+        )
+        opened = datetime.fromisoformat(plan["opened_at"])
+        assert datetime.fromisoformat(plan["due_at"]) == opened + timedelta(days=30)
+        assert plan["missed"] == ["source_mix"]
+
+        # The streak goes on: the next period is linked to the same plan, with what it missed.
+        await publish_events(settings, TOPIC_SLA, [owed(november, "marketing", 3, ["mql_volume"])])
+
+        async def linked():
+            r = await feedback.get(f"/v1/plans/{october}", headers=REPORTS_READER)
+            body = r.json()
+            return body if len(body["periods"]) == 2 else None
+
+        body = await eventually(linked, timeout=60)
+        assert body["missed"] == ["source_mix", "mql_volume"]
+        assert [p["period_id"] for p in body["periods"]] == [str(october), str(november)]
+        assert len((await feedback.get("/v1/plans", headers=REPORTS_READER)).json()["items"]) == 1
+
+        # Actions: a reader may not add one; an admin adds one already overdue and one not.
+        action = {"description": "raise the PPC budget for the webinar series"}
+        refused = await feedback.post(f"/v1/plans/{october}/actions", json=action,
+                                      headers=REPORTS_READER)  # fmt: skip
+        assert refused.status_code == 403
+        late = await feedback.post(
+            f"/v1/plans/{october}/actions",
+            json={**action, "due_at": (START - timedelta(days=1)).isoformat()},
+            headers=ADMIN,
+        )
+        assert late.status_code == 201, late.text
+        assert late.json()["overdue"] is True
+        assert late.json()["owner"] == "head of marketing"
+        later = await feedback.post(
+            f"/v1/plans/{october}/actions",
+            json={"description": "review channel efficiency", "owner": "demand generation"},
+            headers=ADMIN,
+        )
+        assert later.json()["overdue"] is False
+        assert later.json()["due_at"] == plan["due_at"]
+
+        done = await feedback.patch(
+            f"/v1/plans/{october}/actions/{late.json()['id']}", json={"done": True}, headers=ADMIN
+        )
+        assert (done.json()["done"], done.json()["overdue"]) == (True, False)
+        bad = await feedback.patch(f"/v1/plans/{october}", json={"status": "closed"},
+                                   headers=ADMIN)  # fmt: skip
+        assert bad.status_code == 422
+        closed = await feedback.patch(f"/v1/plans/{october}", json={"status": "done"},
+                                      headers=ADMIN)  # fmt: skip
+        assert closed.json()["status"] == "done"
+        reopened = await feedback.patch(f"/v1/plans/{october}", json={"status": "open"},
+                                        headers=ADMIN)  # fmt: skip
+        assert reopened.status_code == 422
+
+        audit = await feedback.get("/v1/audit", params={"entity": "corrective-plan"}, headers=ADMIN)
+        if audit.status_code == 200:
+            actions = {e["action"] for e in audit.json()["items"]}
+            assert {"created", "changed"} <= actions
