@@ -235,7 +235,7 @@ async def test_rep_and_team_lead_hear_each_level_once_through_notify_crashes(
             except httpx.TransportError:  # restarting
                 return last
             assert got.status_code == 200, got.text
-            last[:] = got.json()
+            last[:] = got.json()["items"]
             return last
 
         def describe() -> str:
@@ -260,7 +260,9 @@ async def test_rep_and_team_lead_hear_each_level_once_through_notify_crashes(
             return len(rows) == 6 and all(n["state"] == "sent" for n in rows)
 
         await eventually(all_sent, timeout=120, describe=describe)
-        final = (await http.get(f"{urls['notify']}/v1/notices", params={"lead_id": lead_id})).json()
+        final = (
+            await http.get(f"{urls['notify']}/v1/notices", params={"lead_id": lead_id})
+        ).json()["items"]
         timer = await first_response()
 
     heard = Heard(slack_messages(slack.accepted), email_messages(smtp.messages()))

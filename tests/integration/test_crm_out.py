@@ -105,7 +105,7 @@ def hubspot_out(**outbound) -> dict:
 async def crm_deliveries(notify, lead_id, connector: str) -> list[dict]:
     response = await notify.get("/v1/deliveries", params={"lead_id": str(lead_id)})
     assert response.status_code == 200, response.text
-    return [d for d in response.json() if d["connector"] == connector]
+    return [d for d in response.json()["items"] if d["connector"] == connector]
 
 
 async def settled(notify, lead_id, connector: str, state: str = "delivered") -> dict | None:

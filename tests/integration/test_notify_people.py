@@ -78,9 +78,9 @@ async def routed_lead(notify, settings, rep: dict, team: dict) -> tuple[uuid.UUI
 
 
 async def notices(notify, lead_id) -> list[dict]:
-    response = await notify.get("/v1/notices", params={"lead_id": str(lead_id)})
+    response = await notify.get("/v1/notices", params={"lead_id": str(lead_id), "limit": 500})
     assert response.status_code == 200, response.text
-    return response.json()
+    return response.json()["items"]
 
 
 async def all_settled(notify, lead_id, expected: int):
@@ -305,7 +305,12 @@ async def test_alertmanager_alerts_reach_the_on_call_person_once_each(stack):
             assert resolved.status_code == 202
             await eventually(lambda: len(slack.accepted) >= 2 or None, timeout=30)
             sent = await notify.get("/v1/notices", params={"state": "sent"})
-    assert sorted(n["level"] for n in sent.json()) == ["firing", "firing", "resolved", "resolved"]
+    assert sorted(n["level"] for n in sent.json()["items"]) == [
+        "firing",
+        "firing",
+        "resolved",
+        "resolved",
+    ]
     assert len(slack.accepted) == 2  # the two firing alerts as one message, then their end
     first = slack.accepted[0]["text"] + str(slack.accepted[0]["blocks"])
     assert "LeadflowSlaBreaches" in first and "first responses breached on partner" in first

@@ -200,7 +200,7 @@ async def test_an_event_arriving_twice_is_delivered_once_per_endpoint(stack):
         deliveries = await notify.get("/v1/deliveries", params={"lead_id": str(lead_id)})
     assert len(first.received) == len(second.received) == 1
     assert first.received[0][0]["webhook-id"] != second.received[0][0]["webhook-id"]
-    assert sorted(d["state"] for d in deliveries.json()) == ["delivered", "delivered"]
+    assert sorted(d["state"] for d in deliveries.json()["items"]) == ["delivered", "delivered"]
 
 
 async def test_an_endpoint_for_every_team_gets_the_events_of_leads_it_never_saw_routed(stack):

@@ -81,7 +81,7 @@ async def test_a_receiver_down_for_every_try_dead_letters_and_replay_delivers(st
 
         async def dead():
             response = await rt.get("/v1/deliveries", params={"state": "dead"})
-            return response.json() or None
+            return response.json()["items"] or None
 
         [delivery] = await eventually(dead, timeout=60)
         assert delivery["attempts"] == len(FAST)

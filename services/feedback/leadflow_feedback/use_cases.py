@@ -761,8 +761,9 @@ async def timeline_page(
     if (lead is None and not entries) or not may_see(lead["team"] if lead else None):
         raise NotFound(f"lead {lead_id} is not known to feedback")
     assignment, note = await from_routing(rt, f"/v1/leads/{lead_id}/assignment", reader)
+    # the lead's deliveries, oldest first: the first page of notify's list, of the most it gives
     deliveries, delivery_note = await from_service(
-        rt, "notify", "/v1/deliveries", reader, {"lead_id": str(lead_id)}
+        rt, "notify", "/v1/deliveries", reader, {"lead_id": str(lead_id), "limit": "500"}
     )
     reps, reps_note = await rep_names(rt, reader) if assignment else ({}, None)
     return review.render_timeline(
@@ -771,7 +772,7 @@ async def timeline_page(
         lead=lead,
         entries=entries,
         assignment=assignment,
-        deliveries=deliveries or [],
+        deliveries=(deliveries or {}).get("items", []),
         reps=reps,
         time_zone=rt.policy.calendar.time_zone,
         routing_note=note or delivery_note or reps_note,

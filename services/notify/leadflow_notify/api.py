@@ -6,12 +6,14 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Query, Response
+from leadflow import paging
 from leadflow.auth import KEY_RESPONSES, require_scope
+from leadflow.paging import Page, PageRequest
 from leadflow.service import RuntimeDep
 from leadflow.settings import ApiKeySpec
 
-from leadflow_notify import use_cases
+from leadflow_notify import store, use_cases
 from leadflow_notify.schemas import (
     KNOWN_EVENT_TYPES,
     AlertmanagerIn,
@@ -20,6 +22,7 @@ from leadflow_notify.schemas import (
     DeliveryOut,
     EndpointIn,
     EndpointOut,
+    EndpointPatch,
     EventTypesOut,
     NoticeOut,
     ReplayOut,
@@ -31,6 +34,9 @@ Admin = Annotated[ApiKeySpec, Depends(require_scope("admin"))]
 Alerting = Annotated[ApiKeySpec, Depends(require_scope("alerts:write"))]
 # Endpoints, their subscriptions and what was sent to them or to people.
 ConfigRead = Depends(require_scope("config:read"))
+EndpointPage = Annotated[PageRequest, Depends(paging.query(store.ENDPOINTS))]
+DeliveryPage = Annotated[PageRequest, Depends(paging.query(store.DELIVERIES))]
+NoticePage = Annotated[PageRequest, Depends(paging.query(store.NOTICES))]
 
 
 @router.get("/event-types", response_model=EventTypesOut, dependencies=[ConfigRead])
@@ -63,18 +69,50 @@ async def finish_rotation(endpoint_id: uuid.UUID, rt: RuntimeDep, _: Admin) -> R
     return Response(status_code=204)
 
 
-@router.get("/webhook-endpoints", response_model=list[EndpointOut], dependencies=[ConfigRead])
-async def list_endpoints(rt: RuntimeDep) -> list[EndpointOut]:
-    """Every endpoint with its subscriptions; secrets are shown only when created."""
-    return await use_cases.list_endpoints(rt)
+@router.get("/webhook-endpoints", response_model=Page[EndpointOut], dependencies=[ConfigRead])
+async def list_endpoints(rt: RuntimeDep, wanted: EndpointPage) -> Page[EndpointOut]:
+    """The endpoints with their subscriptions; secrets are shown only when created.
+    Cursor-paginated as every list."""
+    return await use_cases.list_endpoints(rt, wanted)
 
 
-@router.get("/deliveries", response_model=list[DeliveryOut], dependencies=[ConfigRead])
-async def list_deliveries(
-    rt: RuntimeDep, lead_id: uuid.UUID | None = None, state: str | None = None
-) -> list[DeliveryOut]:
-    """Deliveries to webhook endpoints and routed leads written to CRMs (`connector`)."""
-    return await use_cases.list_deliveries(rt, lead_id, state)
+@router.get(
+    "/webhook-endpoints/{endpoint_id}", response_model=EndpointOut, dependencies=[ConfigRead]
+)
+async def get_endpoint(endpoint_id: uuid.UUID, rt: RuntimeDep) -> EndpointOut:
+    return await use_cases.get_endpoint(rt, endpoint_id)
+
+
+@router.patch("/webhook-endpoints/{endpoint_id}", response_model=EndpointOut)
+async def change_endpoint(
+    endpoint_id: uuid.UUID, body: EndpointPatch, rt: RuntimeDep, _: Admin
+) -> EndpointOut:
+    """Change the URL, the event types, the team, the filters or whether it is enabled, each
+    checked as on creation (`team_id`, `filters` null: none). Audited."""
+    return await use_cases.change_endpoint(rt, endpoint_id, body)
+
+
+@router.delete("/webhook-endpoints/{endpoint_id}", status_code=204)
+async def delete_endpoint(
+    endpoint_id: uuid.UUID,
+    rt: RuntimeDep,
+    _: Admin,
+    force: Annotated[
+        bool, Query(description="cancel the deliveries still pending and delete anyway")
+    ] = False,
+) -> Response:
+    """Delete an endpoint and its deliveries. While deliveries to it are still pending it is a
+    409 saying how many (`uses.pending_deliveries`); `force=true` cancels them. Audited."""
+    await use_cases.delete_endpoint(rt, endpoint_id, force=force)
+    return Response(status_code=204)
+
+
+@router.get("/deliveries", response_model=Page[DeliveryOut], dependencies=[ConfigRead])
+async def list_deliveries(rt: RuntimeDep, wanted: DeliveryPage) -> Page[DeliveryOut]:
+    """Deliveries to webhook endpoints and routed leads written to CRMs (`connector`),
+    filtered by state, endpoint, connector, event type or lead. Cursor-paginated as every
+    list."""
+    return await use_cases.list_deliveries(rt, wanted)
 
 
 @router.get("/connectors", response_model=ConnectorsOut, dependencies=[ConfigRead])
@@ -90,12 +128,11 @@ async def replay_delivery(delivery_id: uuid.UUID, rt: RuntimeDep, _: Admin) -> R
     return await use_cases.replay(rt, delivery_id)
 
 
-@router.get("/notices", response_model=list[NoticeOut], dependencies=[ConfigRead])
-async def list_notices(
-    rt: RuntimeDep, lead_id: uuid.UUID | None = None, state: str | None = None
-) -> list[NoticeOut]:
-    """What people were told (or could not be told) of their leads' clocks."""
-    return await use_cases.list_notices(rt, lead_id, state)
+@router.get("/notices", response_model=Page[NoticeOut], dependencies=[ConfigRead])
+async def list_notices(rt: RuntimeDep, wanted: NoticePage) -> Page[NoticeOut]:
+    """What people were told (or could not be told) of their leads' clocks. Cursor-paginated
+    as every list."""
+    return await use_cases.list_notices(rt, wanted)
 
 
 @router.post("/notices/{notice_id}/replay", status_code=202, response_model=ReplayOut)

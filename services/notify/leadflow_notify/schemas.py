@@ -44,6 +44,14 @@ class EndpointFilters(BaseModel):
         return kept or None
 
 
+def known_event_types(event_types: list[str]) -> list[str]:
+    """The event types (or patterns) each matching a known type, once each; else ValueError."""
+    unknown = unknown_patterns(event_types, KNOWN_EVENT_TYPES)
+    if unknown:
+        raise ValueError(f"unknown event types {unknown}; known: {', '.join(KNOWN_EVENT_TYPES)}")
+    return list(dict.fromkeys(event_types))
+
+
 class EndpointIn(StorableModel):
     model_config = ConfigDict(extra="forbid")
     url: HttpUrl
@@ -62,17 +70,31 @@ class EndpointIn(StorableModel):
     @field_validator("event_types")
     @classmethod
     def _known_types(cls, event_types: list[str]) -> list[str]:
-        unknown = unknown_patterns(event_types, KNOWN_EVENT_TYPES)
-        if unknown:
-            raise ValueError(
-                f"unknown event types {unknown}; known: {', '.join(KNOWN_EVENT_TYPES)}"
-            )
-        return list(dict.fromkeys(event_types))
+        return known_event_types(event_types)
 
     @field_validator("secret")
     @classmethod
     def _signs(cls, secret: str | None) -> str | None:
         return None if secret is None else check_secret(secret)
+
+
+class EndpointPatch(StorableModel):
+    """What `PATCH /v1/webhook-endpoints/{id}` changes: only the fields given, each checked as
+    on creation; `team_id` or `filters` null remove the condition. Secrets change by rotation."""
+
+    model_config = ConfigDict(extra="forbid")
+    url: HttpUrl | None = None
+    event_types: list[str] | None = Field(default=None, min_length=1)
+    team_id: uuid.UUID | None = Field(default=None, description="only this team's leads")
+    filters: EndpointFilters | None = None
+    enabled: bool | None = Field(
+        default=None, description="false: nothing more is queued for it; true: again"
+    )
+
+    @field_validator("event_types")
+    @classmethod
+    def _known_types(cls, event_types: list[str] | None) -> list[str] | None:
+        return None if event_types is None else known_event_types(event_types)
 
 
 class SecretIn(StorableModel):

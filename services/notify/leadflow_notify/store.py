@@ -10,6 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 from leadflow.contracts.erasure import forget_events
 from leadflow.db import kernel_tables
+from leadflow.paging import Listing, PageRequest
 from sqlalchemy.dialects.postgresql import ARRAY, UUID, insert
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -242,18 +243,27 @@ async def delivery_lead(session: AsyncSession, delivery_id: uuid.UUID) -> uuid.U
     return await session.scalar(_delivery_lead, {"key": delivery_id})
 
 
-async def list_deliveries(
-    session: AsyncSession, lead_id: uuid.UUID | None, state: str | None, limit: int = 1000
-) -> Sequence[Row]:
-    query = sa.select(
-        d.id, d.endpoint_id, d.connector, d.lead_id, d.event_type, d.state, d.attempts,
-        d.last_status, d.last_error, d.next_attempt_at, d.delivered_at,
-    )  # fmt: skip
-    if lead_id is not None:
-        query = query.where(d.lead_id == lead_id)
-    if state is not None:
-        query = query.where(d.state == state)
-    return (await session.execute(query.order_by(d.created_at).limit(limit))).all()
+DELIVERIES = Listing(
+    name="deliveries",
+    key=d.id,
+    sorts={"created_at": d.created_at, "attempts": d.attempts},
+    default_sort="created_at",
+    filters={
+        "state": (d.state, str),
+        "endpoint_id": (d.endpoint_id, uuid.UUID),
+        "connector": (d.connector, str),
+        "event_type": (d.event_type, str),
+        "lead_id": (d.lead_id, uuid.UUID),
+    },
+)
+_deliveries_read = sa.select(
+    d.id, d.endpoint_id, d.connector, d.lead_id, d.event_type, d.state, d.attempts,
+    d.last_status, d.last_error, d.next_attempt_at, d.delivered_at,
+)  # fmt: skip
+
+
+async def page_deliveries(session: AsyncSession, wanted: PageRequest) -> Sequence[Row]:
+    return (await session.execute(wanted.select(_deliveries_read))).all()
 
 
 # --- CRM records -----------------------------------------------------------------------------
@@ -321,8 +331,52 @@ async def locked_endpoint(session: AsyncSession, endpoint_id: uuid.UUID) -> Row 
     return (await session.execute(query)).first()
 
 
-async def all_endpoints(session: AsyncSession) -> Sequence[Row]:
-    return (await session.execute(sa.select(*_endpoint_columns).order_by(e.created_at))).all()
+ENDPOINTS = Listing(
+    name="webhook-endpoints",
+    key=e.id,
+    sorts={"created_at": e.created_at, "url": e.url},
+    default_sort="created_at",
+    filters={
+        "enabled": (e.enabled, bool),
+        "team_id": (e.team_id, uuid.UUID),
+        "url": (e.url, str),
+    },
+)
+
+
+async def page_endpoints(session: AsyncSession, wanted: PageRequest) -> Sequence[Row]:
+    return (await session.execute(wanted.select(sa.select(*_endpoint_columns)))).all()
+
+
+async def endpoint_row(session: AsyncSession, endpoint_id: uuid.UUID) -> Row | None:
+    return (await session.execute(sa.select(*_endpoint_columns).where(e.id == endpoint_id))).first()
+
+
+async def change_endpoint(session: AsyncSession, endpoint_id: uuid.UUID, **values: Any) -> Row:
+    """The endpoint with `values` (re-enabled: the reason it was disabled is dropped)."""
+    if values.get("enabled"):
+        values["disabled_reason"] = None
+    query = (
+        sa.update(webhook_endpoints)
+        .where(e.id == endpoint_id)
+        .values(**values)
+        .returning(*_endpoint_columns)
+    )
+    return (await session.execute(query)).one()
+
+
+async def pending_deliveries(session: AsyncSession, endpoint_id: uuid.UUID) -> int:
+    """How many deliveries to the endpoint are still to be sent (due or waiting for a retry)."""
+    query = sa.select(sa.func.count()).where(d.endpoint_id == endpoint_id, d.state == "pending")
+    return await session.scalar(query) or 0
+
+
+async def delete_endpoint(session: AsyncSession, endpoint_id: uuid.UUID) -> int:
+    """The endpoint gone with its deliveries (sent, dead, or pending ones cancelled with it);
+    how many deliveries went."""
+    gone = await session.execute(sa.delete(deliveries).where(d.endpoint_id == endpoint_id))
+    await session.execute(sa.delete(webhook_endpoints).where(e.id == endpoint_id))
+    return gone.rowcount or 0
 
 
 # --- people: team directories and notices -------------------------------------------------
@@ -432,18 +486,28 @@ async def record_notices(session: AsyncSession, ids: list[uuid.UUID], **values: 
     )
 
 
-async def list_notices(
-    session: AsyncSession, lead_id: uuid.UUID | None, state: str | None, limit: int = 1000
-) -> Sequence[Row]:
-    query = sa.select(
-        n.id, n.lead_id, n.recipient, n.channel, n.level, n.event_type, n.state, n.attempts,
-        n.message_id, n.last_status, n.last_error, n.next_attempt_at, n.sent_at,
-    )  # fmt: skip
-    if lead_id is not None:
-        query = query.where(n.lead_id == lead_id)
-    if state is not None:
-        query = query.where(n.state == state)
-    return (await session.execute(query.order_by(n.created_at, n.id).limit(limit))).all()
+NOTICES = Listing(
+    name="notices",
+    key=n.id,
+    sorts={"created_at": n.created_at},
+    default_sort="created_at",
+    filters={
+        "state": (n.state, str),
+        "lead_id": (n.lead_id, uuid.UUID),
+        "recipient": (n.recipient, str),
+        "channel": (n.channel, str),
+        "level": (n.level, str),
+        "event_type": (n.event_type, str),
+    },
+)
+_notices_read = sa.select(
+    n.id, n.lead_id, n.recipient, n.channel, n.level, n.event_type, n.state, n.attempts,
+    n.message_id, n.last_status, n.last_error, n.next_attempt_at, n.sent_at,
+)  # fmt: skip
+
+
+async def page_notices(session: AsyncSession, wanted: PageRequest) -> Sequence[Row]:
+    return (await session.execute(wanted.select(_notices_read))).all()
 
 
 async def replay_notice(

@@ -35,8 +35,9 @@ from leadflow.contracts.events import (
     WebhookDeadLettered,
 )
 from leadflow.db import lock_leads, touch
-from leadflow.errors import LeadGone, NotFound, Unprocessable
+from leadflow.errors import Conflict, LeadGone, NotFound, Unprocessable
 from leadflow.mail import SmtpSettings, send_mail
+from leadflow.paging import Page, PageRequest
 from leadflow.retry import WEBHOOK_SCHEDULE, webhook_retry_delay
 from leadflow.service import Runtime
 from leadflow.webhooks import (
@@ -71,6 +72,7 @@ from leadflow_notify.schemas import (
     DeliveryOut,
     EndpointIn,
     EndpointOut,
+    EndpointPatch,
     NoticeOut,
     ReplayOut,
 )
@@ -736,12 +738,10 @@ async def take_alerts(rt: Runtime, body: AlertmanagerIn) -> AlertsOut:
     return AlertsOut(accepted=len(body.alerts), notices=len(rows))
 
 
-async def list_notices(
-    rt: Runtime, lead_id: uuid.UUID | None, state: str | None
-) -> list[NoticeOut]:
+async def list_notices(rt: Runtime, wanted: PageRequest) -> Page[NoticeOut]:
     async with rt.db.unit_of_work() as session:
-        rows = await store.list_notices(session, lead_id, state)
-    return [NoticeOut.model_validate(r._asdict()) for r in rows]
+        rows = await store.page_notices(session, wanted)
+    return wanted.page(rows, lambda r: NoticeOut.model_validate(r._mapping))
 
 
 async def replay_notice(rt: Runtime, notice_id: uuid.UUID) -> ReplayOut:
@@ -769,23 +769,25 @@ async def replay(rt: Runtime, delivery_id: uuid.UUID) -> ReplayOut:
     return ReplayOut(delivery_id=delivery_id, state="pending")
 
 
-async def list_deliveries(
-    rt: Runtime, lead_id: uuid.UUID | None, state: str | None
-) -> list[DeliveryOut]:
+async def list_deliveries(rt: Runtime, wanted: PageRequest) -> Page[DeliveryOut]:
     async with rt.db.unit_of_work() as session:
-        rows = await store.list_deliveries(session, lead_id, state)
-    return [DeliveryOut.model_validate(r._asdict()) for r in rows]
+        rows = await store.page_deliveries(session, wanted)
+    return wanted.page(rows, lambda r: DeliveryOut.model_validate(r._mapping))
 
 
 # --- endpoints ----------------------------------------------------------------------------
 
 
-async def create_endpoint(rt: Runtime, body: EndpointIn) -> EndpointOut:
-    url = str(body.url)
+async def _safe_target(rt: Runtime, url: str) -> None:
     try:
         await check_target(url, allow_private=rt.settings.webhook_allow_private)
     except UnsafeTarget as exc:
         raise Unprocessable(str(exc), errors=[{"field": "url", "message": str(exc)}]) from exc
+
+
+async def create_endpoint(rt: Runtime, body: EndpointIn) -> EndpointOut:
+    url = str(body.url)
+    await _safe_target(rt, url)
     endpoint_id = uuid.uuid4()
     secret = body.secret or new_secret()
     filters = body.filters.stored() if body.filters else None
@@ -843,10 +845,81 @@ async def finish_rotation(rt: Runtime, endpoint_id: uuid.UUID) -> None:
         )  # fmt: skip
 
 
-async def list_endpoints(rt: Runtime) -> list[EndpointOut]:
+async def list_endpoints(rt: Runtime, wanted: PageRequest) -> Page[EndpointOut]:
     async with rt.db.unit_of_work() as session:
-        rows = await store.all_endpoints(session)
-    return [EndpointOut.model_validate(r._asdict()) for r in rows]
+        rows = await store.page_endpoints(session, wanted)
+    return wanted.page(rows, lambda r: EndpointOut.model_validate(r._mapping))
+
+
+async def get_endpoint(rt: Runtime, endpoint_id: uuid.UUID) -> EndpointOut:
+    async with rt.db.unit_of_work() as session:
+        row = await store.endpoint_row(session, endpoint_id)
+    if row is None:
+        raise NotFound(f"webhook endpoint {endpoint_id} not found", field="endpoint_id")
+    return EndpointOut.model_validate(row._asdict())
+
+
+async def change_endpoint(
+    rt: Runtime, endpoint_id: uuid.UUID, change: EndpointPatch
+) -> EndpointOut:
+    """Change what an endpoint is sent (checked as on creation); events already queued for it
+    keep going to it, to its new URL once changed."""
+    given = change.model_fields_set
+    for field in ("url", "event_types", "enabled"):
+        if field in given and getattr(change, field) is None:
+            raise Unprocessable(f"{field} cannot be removed", field=field)
+    values: dict[str, Any] = {}
+    if "url" in given:
+        values["url"] = str(change.url)
+        await _safe_target(rt, values["url"])
+    if "event_types" in given:
+        values["event_types"] = change.event_types
+    if "team_id" in given:
+        values["team_id"] = change.team_id
+    if "filters" in given:
+        values["filters"] = change.filters.stored() if change.filters else None
+    if "enabled" in given:
+        values["enabled"] = change.enabled
+    async with rt.db.unit_of_work() as session:
+        before = await store.locked_endpoint(session, endpoint_id)
+        if before is None:
+            raise NotFound(f"webhook endpoint {endpoint_id} not found", field="endpoint_id")
+        if not values:
+            return EndpointOut.model_validate(before._asdict())
+        after = EndpointOut.model_validate(
+            (await store.change_endpoint(session, endpoint_id, **values))._asdict()
+        )
+        await audit.record(
+            session, rt.spec.metadata, action="changed", entity="webhook-endpoint",
+            entity_id=endpoint_id, before=EndpointOut.model_validate(before._asdict()),
+            after=after,
+        )  # fmt: skip
+    return after
+
+
+async def delete_endpoint(rt: Runtime, endpoint_id: uuid.UUID, *, force: bool) -> None:
+    """Delete an endpoint with its deliveries. While some are still to be sent it is a 409
+    saying how many, unless `force`, which cancels them with it."""
+    async with rt.db.unit_of_work() as session:
+        before = await store.locked_endpoint(session, endpoint_id)
+        if before is None:
+            raise NotFound(f"webhook endpoint {endpoint_id} not found", field="endpoint_id")
+        pending = await store.pending_deliveries(session, endpoint_id)
+        if pending and not force:
+            raise Conflict(
+                f"webhook endpoint {endpoint_id} is still used by {pending} pending "
+                f"{'delivery' if pending == 1 else 'deliveries'}: wait until they are sent or "
+                "dead-lettered (GET /v1/deliveries?state=pending&endpoint_id=…), or delete with "
+                "force=true to cancel them",
+                uses={"pending_deliveries": pending},
+            )
+        gone = await store.delete_endpoint(session, endpoint_id)
+        deleted = EndpointOut.model_validate(before._asdict()).model_dump(mode="json")
+        await audit.record(
+            session, rt.spec.metadata, action="deleted", entity="webhook-endpoint",
+            entity_id=endpoint_id,
+            before={**deleted, "deliveries_deleted": gone, "pending_cancelled": pending},
+        )  # fmt: skip
 
 
 # --- CRM connectors -------------------------------------------------------------------------
