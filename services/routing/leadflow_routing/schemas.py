@@ -366,6 +366,10 @@ class AssignmentOut(BaseModel):
     rep_id: uuid.UUID | None
     reason: str
     trace: dict[str, Any]
+    policy_version: str | None = Field(
+        description="the label of the policy version the decision was made under (the "
+        "trace's `policy_version`; null for decisions recorded before versions were)"
+    )
     created_at: datetime
 
 

@@ -265,7 +265,8 @@ class Writes:
     accounts: list[dict[str, Any]] = field(default_factory=list)
     routed: list[LeadRouted] = field(default_factory=list)
     unassigned: list[LeadUnassigned] = field(default_factory=list)
-    events: list[LeadRouted | LeadUnassigned] = field(default_factory=list)
+    # each event with the label of the policy version its decision was made under
+    events: list[tuple[LeadRouted | LeadUnassigned, str | None]] = field(default_factory=list)
     queued: list[dict[str, Any]] = field(default_factory=list)
     left_queue: list[uuid.UUID] = field(default_factory=list)
     still_waiting: list[dict[str, Any]] = field(default_factory=list)
@@ -283,8 +284,8 @@ class Writes:
         else:
             self.closed.append({"key": assignment_id, "at": at})
 
-    def emit(self, event: LeadRouted | LeadUnassigned) -> None:
-        self.events.append(event)
+    def emit(self, event: LeadRouted | LeadUnassigned, policy_version: str | None) -> None:
+        self.events.append((event, policy_version))
         (self.routed if isinstance(event, LeadRouted) else self.unassigned).append(event)
 
     async def write(self, rt: Runtime, session: AsyncSession, batch: Batch) -> None:
@@ -299,7 +300,7 @@ class Writes:
             still_waiting=self.still_waiting,
         )
         await store.open_clocks(session, self.reassigned, self.clocks)
-        await rt.outbox.emit_many(session, [(event, None) for event in self.events])
+        await rt.outbox.emit_many(session, self.events)
         for (team, reason), n in Counter((r.team, r.reason) for r in self.routed).items():
             metrics.count_on_commit(session, metrics.leads_routed.labels(team, reason), n)
         for (team, reason), n in Counter(
@@ -344,8 +345,10 @@ def assign(
     away_from = current.rep_id if current and current.rep_id else None
     if waiting is not None:
         away_from = waiting.away_from
+    policy = rt.policy  # the version this decision is made under, recorded with it
     routing = decide(batch, mql_json, now, exclude_rep=away_from)
     team, decision, trace = routing.team, routing.decision, routing.trace
+    trace["policy_version"] = policy.version
     if decision.rep_id is None:
         why = unassigned_reason(trace.get("considered", []), by_rule=trace["rule"] is not None)
         team_id = None if why == "no_team" else team.id
@@ -392,7 +395,8 @@ def assign(
                 channel=mql.channel,
                 kind=mql.kind,
                 trace=trace,
-            )
+            ),
+            policy.version,
         )
         return Outcome(assigned, queued)
     batch.assigned(decision.rep_id, now)
@@ -405,7 +409,7 @@ def assign(
             batch.accounts[domain] = Owner(decision.rep_id, team.id)  # in this batch too
     calendar = batch.calendar(rt, team)
     if calendar is not None:
-        for sla, due_at in clocks_opened(rt.policy, mql.kind, mql.channel, calendar, now):
+        for sla, due_at in clocks_opened(policy, mql.kind, mql.channel, calendar, now):
             writes.clocks.append(
                 {"lead_id": mql.lead_id, "sla": sla, "started_at": now, "due_at": due_at,
                  "level": OPEN}
@@ -425,7 +429,8 @@ def assign(
             calendar=team.calendar,
             kind=mql.kind,
             mql=mql_json,
-        )
+        ),
+        policy.version,
     )
     return Outcome(assigned)
 
@@ -687,6 +692,7 @@ async def dry_run(rt: Runtime, body: DryRunIn) -> DryRunOut:
     async with rt.db.unit_of_work() as session:
         batch = await prepare(session, [mql], lock=False)
     routing = decide(batch, mql, rt.clock.now())
+    routing.trace["policy_version"] = rt.policy.version
     return DryRunOut(
         team_id=routing.team.id,
         team=routing.team.name,
@@ -717,6 +723,7 @@ async def current_assignment(rt: Runtime, lead_id: uuid.UUID) -> AssignmentOut:
         rep_id=row.rep_id,
         reason=row.reason,
         trace=row.trace,
+        policy_version=row.trace.get("policy_version"),
         created_at=row.created_at,
     )
 
