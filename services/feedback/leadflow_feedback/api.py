@@ -13,7 +13,7 @@ from leadflow.service import Runtime, RuntimeDep
 from leadflow.settings import DEV_API_KEY, ApiKeySpec
 
 from leadflow_feedback import use_cases
-from leadflow_feedback.domain import reports, roles
+from leadflow_feedback.domain import reports, revenue, roles
 from leadflow_feedback.people.api import account_bar, signed_in
 from leadflow_feedback.schemas import (
     AttemptAccepted,
@@ -109,7 +109,8 @@ async def get_sla_report(
         format_ == "csv" if format_ is not None else CSV in request.headers.get("accept", "")
     )
     if wants_csv:
-        return Response(reports.report_csv(report), media_type=f"{CSV}; charset=utf-8")
+        text = reports.report_csv(report, revenue.revenue_csv_rows(report.get("revenue")))
+        return Response(text, media_type=f"{CSV}; charset=utf-8")
     return SlaReport.model_validate(report)
 
 

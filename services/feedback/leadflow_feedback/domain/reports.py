@@ -13,7 +13,7 @@ import io
 import math
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, get_args
@@ -449,8 +449,9 @@ CSV_COLUMNS = (
 )
 
 
-def report_csv(report: dict[str, Any]) -> str:
-    """The report in long form: one figure per row, so any spreadsheet can pivot it."""
+def report_csv(report: dict[str, Any], more: Iterable[Sequence[Any]] = ()) -> str:
+    """The report in long form: one figure per row, so any spreadsheet can pivot it; `more`
+    adds rows of other sections, in the same columns."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
@@ -505,11 +506,8 @@ def report_csv(report: dict[str, Any]) -> str:
         row("exception", metric="campaign_without_sql", key=item["campaign"], value=item["mql"])
     for item in ex["returned_not_in_target"]:
         row("exception", metric="returned_not_in_target", key=item["lead_id"], value=item["fit"])
-    if report.get("revenue"):
-        from leadflow_feedback.domain.revenue import revenue_csv_rows  # revenue builds on this
-
-        for s, e, metric, key, value, target, met in revenue_csv_rows(report["revenue"]):
-            row("revenue", s, e, "", metric, key, value, target, met)
+    for cells in more:  # e.g. the revenue section's (revenue.revenue_csv_rows)
+        row(*cells)
     return out.getvalue()
 
 

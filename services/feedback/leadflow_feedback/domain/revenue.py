@@ -237,35 +237,45 @@ def _apart(lead: LeadFacts, kind: str, amount: Amount) -> dict[str, Any]:
     }
 
 
-def revenue_csv_rows(revenue: dict[str, Any]) -> Iterator[tuple[Any, ...]]:
-    """The revenue section in the report's long CSV form: (period start, end, metric, key,
-    value, target, met) without the section name, which the caller adds."""
+def revenue_csv_rows(revenue: dict[str, Any] | None) -> Iterator[tuple[Any, ...]]:
+    """The revenue section in the report's long CSV form (`reports.CSV_COLUMNS`): section,
+    period start and end, party, metric, key, value, target, met."""
+    if not revenue:
+        return
+    currency = revenue["currency"]
     for p in revenue["periods"]:
         yield (
+            "revenue",
             p["start"],
             p["end"],
+            "",
             "revenue_won",
-            revenue["currency"],
+            currency,
             p["won"],
             p["goal"],
             p["met"],
         )
-    yield "", "", "pipeline", revenue["currency"], revenue["pipeline"]["value"], None, None
+    yield "revenue", "", "", "", "pipeline", currency, revenue["pipeline"]["value"], None, None
     c = revenue["coverage"]
-    yield "", "", "coverage", "", c["value"], c["target"], c["met"]
+    yield "revenue", "", "", "", "coverage", "", c["value"], c["target"], c["met"]
     for key in ("median", "p90"):
-        yield "", "", "cycle_time_days", key, revenue["cycle_time_days"][key], None, None
+        value = revenue["cycle_time_days"][key]
+        yield "revenue", "", "", "", "cycle_time_days", key, value, None, None
     for model in ATTRIBUTIONS:
         for dimension in DIMENSIONS:
             for row in revenue["attribution"][model][dimension]:
-                yield "", "", f"{model}.{dimension}", row["key"], row["value"], None, None
+                metric = f"{model}.{dimension}"
+                yield "revenue", "", "", "", metric, row["key"], row["value"], None, None
     for item in revenue["other_currencies"]:
+        amount = f"{item['value']:g} {item['currency']}"
         yield (
+            "revenue",
+            "",
             "",
             "",
             f"other_currency.{item['kind']}",
             item["lead_id"],
-            (f"{item['value']:g} {item['currency']}"),
+            amount,
             None,
             None,
         )
