@@ -15,6 +15,7 @@ from leadflow.settings import DEV_API_KEY, ApiKeySpec
 from leadflow_feedback import use_cases
 from leadflow_feedback.domain import reports, revenue, roles
 from leadflow_feedback.people.api import account_bar, signed_in
+from leadflow_feedback.quarterly import use_cases as quarterly
 from leadflow_feedback.schemas import (
     AttemptAccepted,
     AttemptIn,
@@ -96,12 +97,23 @@ async def get_sla_report(
     rt: RuntimeDep,
     from_: FromDay = None,
     to: ReportDay | None = None,
-    granularity: Literal["week", "month"] = "week",
+    granularity: Literal["week", "month", "quarter"] = "week",
     team: TeamQuery = None,
     format_: Annotated[Literal["json", "csv"] | None, Query(alias="format")] = None,
+    period: Annotated[
+        Literal["week", "month", "quarter"] | None, Query(description="the same as granularity")
+    ] = None,
 ) -> SlaReport | Response:
-    """Both parties' commitments vs the policy, per week or month (`from`..`to`, inclusive
-    dates, whole periods in the policy's time zone); JSON, or CSV with `Accept: text/csv`."""
+    """Both parties' commitments vs the policy, per week, month or quarter (`from`..`to`,
+    inclusive dates, whole periods in the policy's time zone); JSON, or CSV with
+    `Accept: text/csv`. Per quarter (by default this quarter and the three before it) each
+    period also lists the policy versions published within it."""
+    granularity = period or granularity
+    if granularity == "quarter":
+        report = await quarterly.quarter_report(rt, first=from_, last=to, team=team)
+        if format_ == "csv" if format_ is not None else CSV in request.headers.get("accept", ""):
+            return Response(quarterly.quarter_csv(report), media_type=f"{CSV}; charset=utf-8")
+        return SlaReport.model_validate(report)
     report = await use_cases.sla_report(
         rt, first=from_, last=to, granularity=granularity, team=team
     )

@@ -9,6 +9,7 @@ from leadflow_feedback.people import api as people
 from leadflow_feedback.plans import api as plans
 from leadflow_feedback.policy_versions import api as policy_versions
 from leadflow_feedback.policy_versions import use_cases as policy_use_cases
+from leadflow_feedback.quarterly import api as quarterly
 
 service = ServiceSpec(
     name="feedback",
@@ -22,6 +23,7 @@ service = ServiceSpec(
         people.sign_in,
         *policy_versions.routers,
         *plans.routers,
+        quarterly.pages,
     ],
     subscriptions=consumers.subscriptions,
     on_start=policy_use_cases.publish_on_start,

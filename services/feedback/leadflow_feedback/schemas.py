@@ -210,6 +210,16 @@ class SalesFigures(BaseModel):
     met: bool
 
 
+class PolicyChange(BaseModel):
+    """A policy version published within the period (its last publication)."""
+
+    number: int
+    version: str
+    state: str
+    published_at: str
+    published_by: str | None
+
+
 class ReportPeriod(BaseModel):
     start: str
     end: str
@@ -217,6 +227,9 @@ class ReportPeriod(BaseModel):
     marketing: MarketingFigures
     sales: SalesFigures
     corrective_plan: dict[str, bool]
+    # per quarter only: its label ('2026-Q4') and the policy versions published within it
+    quarter: str | None = None
+    policy_changes: list[PolicyChange] | None = None
 
 
 class ConversionRow(BaseModel):
@@ -356,7 +369,7 @@ class SlaReport(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
     from_: str = Field(alias="from")
     to: str
-    granularity: Literal["week", "month"]
+    granularity: Literal["week", "month", "quarter"]
     team: str | None
     time_zone: str
     policy_version: str
@@ -366,6 +379,7 @@ class SlaReport(BaseModel):
     exceptions: ReportExceptions
     corrective_plan: dict[str, bool]
     revenue: Revenue | None = None
+    policy_changes: list[PolicyChange] | None = None  # per quarter only
 
 
 # --- calibration ---------------------------------------------------------------------------

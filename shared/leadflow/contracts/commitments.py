@@ -14,8 +14,10 @@ from zoneinfo import ZoneInfo
 from leadflow.contracts.events import LeadMql
 from leadflow.contracts.policy import Policy, normalise_industry
 
-Granularity = Literal["week", "month"]
+# The policy judges per week or month; the quarterly review reads the same figures per quarter.
+Granularity = Literal["week", "month", "quarter"]
 WEEKS_PER_MONTH = 52 / 12
+MONTHS_PER_QUARTER = 3
 
 MARKETING = "marketing"
 SALES = "sales"
@@ -135,27 +137,34 @@ def share(part: int, whole: int) -> float | None:
 
 
 def planned_mql(policy: Policy, granularity: Granularity) -> float:
-    """Marketing's MQL plan for one period (the policy plans per month; a week is 12/52 of it)."""
+    """Marketing's MQL plan for one period (the policy plans per month; a week is 12/52 of it,
+    a quarter three months)."""
     per_month = policy.commitments.marketing.mql_plan_per_month
+    if granularity == "quarter":
+        return float(per_month * MONTHS_PER_QUARTER)
     return round(per_month if granularity == "month" else per_month / WEEKS_PER_MONTH, 2)
 
 
 def period_start(day: date, granularity: Granularity) -> date:
     if granularity == "week":
         return day - timedelta(days=day.weekday())
+    if granularity == "quarter":
+        return date(day.year, (day.month - 1) // MONTHS_PER_QUARTER * MONTHS_PER_QUARTER + 1, 1)
     return day.replace(day=1)
 
 
 def next_start(day: date, granularity: Granularity) -> date:
     if granularity == "week":
         return day + timedelta(days=7)
-    return date(day.year + (day.month == 12), day.month % 12 + 1, 1)
+    months = MONTHS_PER_QUARTER if granularity == "quarter" else 1
+    index = day.year * 12 + day.month - 1 + months
+    return date(index // 12, index % 12 + 1, 1)
 
 
 def period_of(
     instant: datetime, granularity: Granularity, tz: ZoneInfo
 ) -> tuple[datetime, datetime]:
-    """The calendar period (week from Monday, or month) holding `instant`, local midnight to
+    """The calendar period (week from Monday, month, or quarter) holding `instant`, local midnight to
     local midnight in `tz`; the end is exclusive."""
     first = period_start(instant.astimezone(tz).date(), granularity)
     last = next_start(first, granularity)

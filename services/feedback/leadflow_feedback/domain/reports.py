@@ -127,8 +127,8 @@ def periods_between(
 ) -> list[Period]:
     """Whole calendar periods (weeks from Monday, months) covering `first`..`last` (inclusive),
     local midnight to local midnight, preceded by `before` extra periods."""
-    if granularity not in ("week", "month"):
-        raise ReportInputError("granularity", "granularity is week or month")
+    if granularity not in ("week", "month", "quarter"):
+        raise ReportInputError("granularity", "granularity is week, month or quarter")
     if last < first:
         raise ReportInputError("to", "`to` must not be before `from`")
     start = period_start(first, granularity)
