@@ -1,13 +1,16 @@
 """Corrective plans through the real broker and PostgreSQL: sla-timer's period judgement says a
 party owes a plan (`sla.corrective_plan_required` on leadflow.sla), feedback opens its record,
 owned by the party's owner and due 30 days on; actions are added, overdue ones are named, and
-the plan moves to done; every change is audited."""
+the plan moves to done; every change is audited. The quarterly review reads the commitments per
+quarter with the policy versions published in each."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import yaml
 from leadflow.contracts.events import TOPIC_SLA, SlaCorrectivePlanRequired
 from support.harness import ADMIN, REPORTS_READER, eventually, publish_events, service_client
 
@@ -98,3 +101,41 @@ async def test_a_missed_streak_opens_one_plan_that_is_worked_through_actions(sta
         if audit.status_code == 200:
             actions = {e["action"] for e in audit.json()["items"]}
             assert {"created", "changed"} <= actions
+
+
+async def test_the_quarter_view_lists_each_quarter_and_the_policy_published_in_it(stack):
+    settings = await stack.isolated_settings(clock_start=START)
+    text = (Path(__file__).parents[2] / "shared/leadflow/contracts/policy_default.yaml").read_text()
+    default_version = yaml.safe_load(text)["version"]
+    owners = text.replace(f'version: "{default_version}"', 'version: "2026.11-owners"', 1)
+    owners = owners.replace("marketing: head of marketing", "marketing: CMO", 1)
+    async with service_client("feedback", settings) as feedback:
+        draft = await feedback.post("/v1/policy/versions", content=owners,
+                                    headers={**ADMIN, "Content-Type": "application/yaml"})  # fmt: skip
+        assert draft.status_code == 201, draft.text
+        number = draft.json()["number"]
+        published = await feedback.post(f"/v1/policy/versions/{number}/publish", headers=ADMIN)
+        assert published.status_code == 200, published.text
+
+        report = await feedback.get(
+            "/v1/reports/sla", params={"period": "quarter"}, headers=REPORTS_READER
+        )
+        assert report.status_code == 200, report.text
+        body = report.json()
+        assert body["granularity"] == "quarter"
+        assert [p["quarter"] for p in body["periods"]] == [
+            "2026-Q1", "2026-Q2", "2026-Q3", "2026-Q4",
+        ]  # fmt: skip
+        q4 = body["periods"][-1]
+        assert q4["marketing"]["mql_volume"]["plan"] == 1500
+        assert "2026.11-owners" in [c["version"] for c in q4["policy_changes"]]
+        assert all(p["policy_changes"] == [] for p in body["periods"][:3])
+
+        as_csv = await feedback.get(
+            "/v1/reports/sla", params={"period": "quarter", "format": "csv"}, headers=REPORTS_READER
+        )
+        assert "policy_change," in as_csv.text and "2026.11-owners" in as_csv.text
+
+        page = await feedback.get("/review/quarter")
+        assert page.status_code == 200, page.text
+        assert 'data-quarter="2026-Q4"' in page.text and "2026.11-owners" in page.text
