@@ -4,6 +4,7 @@ from leadflow import sessions
 from leadflow.service import ServiceSpec
 
 from leadflow_feedback import api, consumers
+from leadflow_feedback.console import api as console
 from leadflow_feedback.models import metadata
 from leadflow_feedback.people import api as people
 from leadflow_feedback.plans import api as plans
@@ -24,6 +25,7 @@ service = ServiceSpec(
         *policy_versions.routers,
         *plans.routers,
         quarterly.pages,
+        console.console,
     ],
     subscriptions=consumers.subscriptions,
     on_start=policy_use_cases.publish_on_start,
