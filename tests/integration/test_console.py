@@ -16,8 +16,8 @@ from contextlib import aclosing, asynccontextmanager
 import httpx
 import pytest
 from leadflow.settings import DEV_API_KEY
-from pydantic import SecretStr
 from leadflow_tools.supervisor import ServiceProcess, start_all
+from pydantic import SecretStr
 from support.harness import ADMIN, eventually, service_client
 
 PASSWORD = "console-password-1"
