@@ -424,3 +424,39 @@ def test_the_review_page_shows_revenue_against_the_goal(demo, browser):
     ARTEFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=ARTEFACTS / "review-revenue.png", full_page=True)
     page.close()
+
+
+def test_the_review_page_shows_open_plans_and_leads_to_the_quarter_view(demo, browser):
+    """The weekly review lists the open corrective plans and overdue actions as
+    `GET /v1/plans` has them, and its quarter view shows four quarters whose figures are those of
+    `GET /v1/reports/sla?period=quarter`, with the policy versions published in each."""
+    report_url = demo.url("JSON report")
+    feedback = report_url.split("/v1/", 1)[0]
+    plans = httpx.get(f"{feedback}/v1/plans", headers=KEY, timeout=10)
+    assert plans.status_code == 200, plans.text
+    open_plans = [p for p in plans.json()["items"] if p["status"] in ("open", "in_progress")]
+    page = signed_in_page(browser, demo, viewport={"width": 1280, "height": 900})
+    shown = figures_on(page)
+    assert shown["open_plans"] == str(len(open_plans))
+    assert "Open plans" in page.locator("h3", has_text="Open plans").inner_text()
+    page.click("#quarter-view")
+    page.wait_for_url("**/review/quarter?quarter=**")
+    assert "Quarterly SLA review" in page.title()
+    quarters = page.eval_on_selector_all(
+        "#quarters tbody tr", "els => els.map(e => e.dataset.quarter)"
+    )
+    report = httpx.get(
+        f"{feedback}/v1/reports/sla", params={"period": "quarter"}, headers=KEY, timeout=10
+    ).json()
+    assert quarters == [p["quarter"] for p in report["periods"]]
+    assert len(quarters) == 4
+    latest = report["periods"][-1]
+    row = page.locator(f'#quarters tr[data-quarter="{latest["quarter"]}"]')
+    assert row.locator("td").first.get_attribute("data-value") == str(
+        latest["marketing"]["mql_volume"]["value"]
+    )
+    changes = row.locator('[data-figure="policy_changes"]').get_attribute("data-value")
+    assert changes == str(len(latest["policy_changes"]))
+    ARTEFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=ARTEFACTS / "review-quarter.png", full_page=True)
+    page.close()
