@@ -91,7 +91,7 @@ async def test_a_consumer_reads_a_replaced_log_from_its_start_and_handles_each_e
         assert sorted(h.handled) == sorted(before + after), "an event handled twice or lost"
         assert resets("test", "relay") > relay_resets
         # The consumer's anchor is not in the new log: it reads the partitions again.
-        await eventually(lambda: resets("test", "consumer") > consumer_resets, timeout=30)
+        await eventually(lambda: resets("test", "consumer") > consumer_resets, timeout=90)
         assert sorted(h.handled) == sorted(before + after)
 
         async with h.db.unit_of_work() as session:
