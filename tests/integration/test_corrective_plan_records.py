@@ -6,15 +6,47 @@ quarter with the policy versions published in each."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import sqlalchemy as sa
 import yaml
-from leadflow.contracts.events import TOPIC_SLA, SlaCorrectivePlanRequired
+from leadflow.contracts.events import (
+    TOPIC_ROUTING,
+    TOPIC_SCORING,
+    TOPIC_SLA,
+    LeadCompany,
+    LeadMql,
+    LeadRouted,
+    LeadSource,
+    SlaCorrectivePlanRequired,
+)
+from leadflow_sla_timer import use_cases as sla_use_cases
+from leadflow_sla_timer.models import mqls, period_evaluations
 from support.harness import ADMIN, REPORTS_READER, eventually, publish_events, service_client
 
 START = datetime(2026, 11, 10, 9, 0, tzinfo=UTC)
+POLICY_TEXT = (
+    Path(__file__).parents[2] / "shared/leadflow/contracts/policy_default.yaml"
+).read_text()
+
+
+def mql(lead: uuid.UUID, at: datetime) -> LeadMql:
+    return LeadMql(
+        lead_id=lead, fit=100, engagement=60, intent_tier=2,
+        source=LeadSource(channel="inbound", campaign="q3-webinar", medium="webinar",
+                          lead_magnet="roi-guide"),
+        company=LeadCompany(name="Example Robotics", industry="software", employees=400),
+        role="decision_maker", intent_note="wants a demo",
+        key_activities=[{"type": "demo_request", "at": at.isoformat()}], promoted_at=at,
+    )  # fmt: skip
+
+
+def routed(lead: uuid.UUID, at: datetime) -> LeadRouted:
+    return LeadRouted(lead_id=lead, assignment_id=uuid.uuid4(), team_id=None, team="emea",
+                      rep_id=None, routed_at=at)  # fmt: skip
 
 
 def owed(period_id: uuid.UUID, party: str, streak: int, missed: list[str]):
@@ -144,3 +176,73 @@ async def test_the_quarter_view_lists_each_quarter_and_the_policy_published_in_i
         page = await feedback.get("/review/quarter")
         assert page.status_code == 200, page.text
         assert 'data-quarter="2026-Q4"' in page.text and "2026.11-owners" in page.text
+
+
+async def test_sla_timer_and_the_report_judge_the_same_commitments_and_the_plan_opens(
+    stack, tmp_path
+):
+    """Two months of marketing below plan, judged by sla-timer on simulated time: feedback opens
+    marketing's plan from the broker, and its monthly report judges the same commitments of the
+    same month, with the same ones missed."""
+    data = yaml.safe_load(POLICY_TEXT)
+    data["version"] = "2026.09-small-plan"
+    data["commitments"]["marketing"]["mql_plan_per_month"] = 4
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(yaml.safe_dump(data))
+    september = datetime(2026, 9, 10, 12, tzinfo=UTC)
+    november = datetime(2026, 11, 10, 12, tzinfo=UTC)
+    settings = await stack.isolated_settings(
+        clock_start=september, clock_speed=1.0, clock_anchor=time.time(), policy_file=str(policy)
+    )
+    leads = {uuid.uuid4(): september, uuid.uuid4(): datetime(2026, 10, 7, 8, tzinfo=UTC)}
+    async with service_client("sla-timer", settings) as sla:
+        rt = sla.app.state.runtime
+        await publish_events(settings, TOPIC_SCORING, [mql(i, at) for i, at in leads.items()])
+        await publish_events(settings, TOPIC_ROUTING, [routed(i, at) for i, at in leads.items()])
+
+        async def recorded() -> bool:
+            async with rt.db.unit_of_work() as session:
+                return await session.scalar(sa.select(sa.func.count()).select_from(mqls)) == 2
+
+        await eventually(recorded, timeout=60)
+
+    later = settings.model_copy(
+        update={"clock_anchor": settings.clock_anchor - (november - september).total_seconds()}
+    )
+    async with (
+        service_client("sla-timer", later) as sla,
+        service_client("feedback", later) as feedback,
+    ):
+        assert await sla_use_cases.evaluate_due(sla.app.state.runtime) == 4
+
+        async def opened():
+            r = await feedback.get("/v1/plans", params={"party": "marketing"},
+                                   headers=REPORTS_READER)  # fmt: skip
+            return r.json()["items"] or None
+
+        [plan] = await eventually(opened, timeout=60)
+        async with sla.app.state.runtime.db.unit_of_work() as session:
+            judged = {
+                (row.party, row.period_start.date().isoformat()): row
+                for row in (await session.execute(sa.select(period_evaluations))).all()
+            }
+        october = judged[("marketing", "2026-09-30")]  # local midnight of 1 October, in UTC
+        assert plan["id"] == str(october.id)
+        assert plan["missed"] == october.missed
+
+        async def monthly():
+            r = await feedback.get("/v1/reports/sla", params={"granularity": "month",
+                                   "from": "2026-10-01", "to": "2026-10-31"},
+                                   headers=REPORTS_READER)  # fmt: skip
+            body = r.json()
+            return body if body["periods"][-1]["mql"] == 1 else None
+
+        period = (await eventually(monthly, timeout=60))["periods"][-1]
+        for party in ("marketing", "sales"):
+            names = [f["commitment"] for f in judged[(party, "2026-09-30")].figures]
+            assert names == [
+                k for k, v in period[party].items() if isinstance(v, dict) and "met" in v
+            ]
+        # one MQL of 4 planned, all from webinars against 40/30/30: volume and mix missed in both
+        assert october.missed == ["mql_volume", "source_mix"]
+        assert period["marketing"]["missed"] == october.missed
