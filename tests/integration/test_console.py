@@ -286,3 +286,16 @@ async def test_every_page_reads_without_script_and_exports_csv(console):
         return answer.status_code == 303 and "/login?next=" in answer.headers["location"]
 
     assert await eventually(signed_out, timeout=5)
+
+
+async def test_a_tool_reads_the_console_with_a_key_and_changes_only_with_admin(console):
+    reader = {"Authorization": "Bearer lf_test_reader"}  # reports:read and config:read
+    shown = await console.get("/console/rules?format=csv", headers=reader)
+    assert shown.status_code == 200 and shown.text.startswith("Priority,Rule")
+    refused = await console.post("/console/policy", headers=reader, data={"text": "version: x"})
+    assert (refused.status_code, refused.json()["scope"]) == (403, "admin")
+    made = await console.post("/console/teams", headers=ADMIN, data={"name": "Made by a tool"})
+    assert made.status_code == 303
+    async with httpx.AsyncClient(base_url=console.urls["routing"], headers=ADMIN) as routing:
+        [entry] = (await routing.get("/v1/audit", params={"entity": "team"})).json()["items"]
+    assert entry["actor"] == "key:admin"

@@ -89,10 +89,14 @@ def must_see_team(viewer: Caller | Person, team: str) -> None:
 
 
 async def form_of(request: Request, viewer: Caller | Person) -> dict[str, str]:
-    """A posted form; a person's must carry the session's CSRF token (a key is no cookie)."""
+    """A posted form; a person's must carry the session's CSRF token (a key is no cookie). A
+    tool changes through the console only with `admin`, as through the APIs (the policy's
+    changes are feedback's own use cases, which no other service checks)."""
     form = await _form(request)
     if isinstance(viewer, Person):
         check_csrf(request, form.get(CSRF_FIELD))
+    elif not viewer.spec.allows("admin"):
+        raise Forbidden(f"API key '{viewer.spec.name}' lacks the scope 'admin'", scope="admin")
     return form
 
 
