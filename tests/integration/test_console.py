@@ -299,3 +299,37 @@ async def test_a_tool_reads_the_console_with_a_key_and_changes_only_with_admin(c
     async with httpx.AsyncClient(base_url=console.urls["routing"], headers=ADMIN) as routing:
         [entry] = (await routing.get("/v1/audit", params={"entity": "team"})).json()["items"]
     assert entry["actor"] == "key:admin"
+
+
+async def test_endpoints_subscriptions_and_the_delivery_log(console):
+    browser, user_id = await person(console, "marketing_ops")
+    async with aclosing(browser):
+        made = await submit(
+            browser, "/console/endpoints", "/console/endpoints",
+            {"url": "https://hooks.vendor.example/leadflow", "event_types": "lead.routed"},
+        )  # fmt: skip
+        assert made.status_code == 303
+        page = await browser.get("/console/endpoints")
+        assert "its signing secret (shown once): whsec_" in page.text
+        [endpoint] = rows_of((await browser.get("/console/endpoints?format=csv")).text)
+        assert (endpoint["URL"], endpoint["Event types"]) == (
+            "https://hooks.vendor.example/leadflow",
+            "lead.routed",
+        )
+        changed = await submit(
+            browser, "/console/endpoints", f"/console/endpoints/{endpoint['Id']}",
+            {"event_types": "lead.routed, sla.*"},
+        )  # fmt: skip
+        assert changed.status_code == 303
+        [endpoint] = rows_of((await browser.get("/console/endpoints?format=csv")).text)
+        assert endpoint["Event types"] == "lead.routed, sla.*"
+        wrong = await submit(
+            browser, "/console/endpoints", f"/console/endpoints/{endpoint['Id']}",
+            {"event_types": "no.such.event"},
+        )  # fmt: skip
+        assert "Not done:" in (await browser.get(wrong.headers["location"])).text
+        deliveries = await browser.get("/console/endpoints?format=csv&table=deliveries")
+        assert deliveries.text.startswith("Event,Lead,To,State")
+    async with httpx.AsyncClient(base_url=console.urls["notify"], headers=ADMIN) as notify:
+        entries = (await notify.get("/v1/audit")).json()["items"]
+    assert {e["actor"] for e in entries} == {f"user:{user_id}"}

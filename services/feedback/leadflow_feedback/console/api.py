@@ -584,6 +584,24 @@ async def create_endpoint(request: Request, rt: RuntimeDep, viewer: Viewer) -> R
     return after(request, answer, "/console/endpoints", "")
 
 
+@console.post("/endpoints/{endpoint_id}")
+async def change_endpoint(
+    endpoint_id: uuid.UUID, request: Request, rt: RuntimeDep, viewer: Viewer
+) -> Response:
+    """An endpoint's subscription (its event types), or its pause and resumption."""
+    must_configure(viewer)
+    form = await form_of(request, viewer)
+    change: dict[str, Any] = {}
+    if "event_types" in form:
+        change["event_types"] = [t.strip() for t in form["event_types"].split(",") if t.strip()]
+    if "enabled" in form:
+        change["enabled"] = form["enabled"] == "true"
+    answer = await Services.of(rt, viewer).call(
+        "PATCH", "notify", f"/v1/webhook-endpoints/{endpoint_id}", json=change
+    )
+    return after(request, answer, "/console/endpoints", "Endpoint changed.")
+
+
 @console.post("/deliveries/{delivery_id}/replay")
 async def replay(
     delivery_id: uuid.UUID, request: Request, rt: RuntimeDep, viewer: Viewer
