@@ -807,6 +807,45 @@ async def publish_directory(
         )
 
 
+async def _locked(session: AsyncSession, entity: str, row_id: uuid.UUID) -> Row:
+    """The team, rep or rule locked for a change or a deletion; 404 when there is none."""
+    row = await store.locked_row(session, entity, row_id)
+    if row is None:
+        raise NotFound(f"{entity} {row_id} not found")
+    return row
+
+
+async def _locked_account(session: AsyncSession, domain: str) -> Row:
+    row = await store.locked_account(session, domain)
+    if row is None:
+        raise NotFound(f"account {domain} has no owner")
+    return row
+
+
+async def _recorded(
+    rt: Runtime,
+    session: AsyncSession,
+    action: audit.Action,
+    entity: str,
+    entity_id: object,
+    *,
+    before: Any = None,
+    after: Any = None,
+) -> None:
+    """Audit a change of the configuration; the leads waiting for a rep are looked at again
+    as soon as it commits."""
+    await audit.record(
+        session,
+        rt.spec.metadata,
+        action=action,
+        entity=entity,
+        entity_id=entity_id,
+        before=before,
+        after=after,
+    )
+    touch(session, QUEUE_TAG)
+
+
 def _team_out(row: Row) -> TeamOut:
     return TeamOut.model_validate({c: getattr(row, c) for c in TeamOut.model_fields})
 
@@ -817,16 +856,8 @@ async def create_team(rt: Runtime, body: TeamIn) -> TeamOut:
         async with rt.db.unit_of_work() as session:
             await store.add_team(session, team_id, body.model_dump())
             created = TeamOut(id=team_id, is_fallback=False, **body.model_dump())
-            await audit.record(
-                session,
-                rt.spec.metadata,
-                action="created",
-                entity="team",
-                entity_id=team_id,
-                after=created,
-            )
+            await _recorded(rt, session, "created", "team", team_id, after=created)
             await publish_directory(rt, session, [team_id])
-            touch(session, QUEUE_TAG)
     except IntegrityError as exc:
         raise Conflict(f"a team named '{body.name}' exists", field="name") from exc
     return created
@@ -841,21 +872,18 @@ async def change_team(rt: Runtime, team_id: uuid.UUID, body: TeamPatch) -> TeamO
         raise Unprocessable(f"{field} cannot be removed", field=field)
     try:
         async with rt.db.unit_of_work() as session:
-            before = await store.locked_row(session, "team", team_id)
+            before = await _locked(session, "team", team_id)
             row = await store.patch_team(session, team_id, changes)
-            if before is None or row is None:
-                raise NotFound(f"team {team_id} not found")
-            await audit.record(
+            await _recorded(
+                rt,
                 session,
-                rt.spec.metadata,
-                action="changed",
-                entity="team",
-                entity_id=team_id,
+                "changed",
+                "team",
+                team_id,
                 before=_team_out(before),
                 after=_team_out(row),
             )
             await publish_directory(rt, session, [team_id])
-            touch(session, QUEUE_TAG)
     except IntegrityError as exc:
         raise Conflict(f"a team named '{body.name}' exists", field="name") from exc
     return _team_out(row)
@@ -880,35 +908,26 @@ def _counted(uses: dict[str, int]) -> dict[str, int]:
     return {use.replace(" ", "_"): n for use, n in uses.items() if n}
 
 
-def _in_use(what: str, uses: dict[str, int]) -> str | None:
-    """`what` is still used by…, naming each use and how many; None when nothing uses it."""
+def _refuse_in_use(what: str, uses: dict[str, int], remedy: str) -> None:
+    """409 when anything uses `what`: `what` is still used by…, naming each use and how many,
+    then the remedy."""
     named = [f"{n} {use if n != 1 else use.removesuffix('s')}" for use, n in uses.items() if n]
-    return f"{what} is still used by {', '.join(named)}" if named else None
+    if named:
+        used = f"{what} is still used by {', '.join(named)}"
+        raise Conflict(f"{used}: {remedy}", uses=_counted(uses))
 
 
 async def delete_team(rt: Runtime, team_id: uuid.UUID) -> None:
     """Delete a team nothing uses: no reps, rules, accounts, leads in open work or waiting;
     else 409 naming what uses it. The fallback team stays."""
     async with rt.db.unit_of_work() as session:
-        before = await store.locked_row(session, "team", team_id)
-        if before is None:
-            raise NotFound(f"team {team_id} not found")
+        before = await _locked(session, "team", team_id)
         if before.is_fallback:
             raise Conflict("the fallback team takes the leads no rule claims: it cannot be deleted")
         uses = await store.team_uses(session, team_id)
-        used = _in_use(f"team '{before.name}'", uses)
-        if used is not None:
-            raise Conflict(f"{used}: move or delete them first", uses=_counted(uses))
+        _refuse_in_use(f"team '{before.name}'", uses, "move or delete them first")
         await store.delete_team(session, team_id)
-        await audit.record(
-            session,
-            rt.spec.metadata,
-            action="deleted",
-            entity="team",
-            entity_id=team_id,
-            before=_team_out(before),
-        )
-        touch(session, QUEUE_TAG)
+        await _recorded(rt, session, "deleted", "team", team_id, before=_team_out(before))
 
 
 def _rep_out(row: Row, now: datetime | None = None) -> RepOut:
@@ -961,16 +980,8 @@ async def create_rep(rt: Runtime, body: RepIn) -> RepOut:
         await _team_must_exist(session, values["team_id"])
         await store.add_rep(session, rep_id, values)
         created = RepOut(id=rep_id, **values)
-        await audit.record(
-            session,
-            rt.spec.metadata,
-            action="created",
-            entity="rep",
-            entity_id=rep_id,
-            after=created,
-        )
+        await _recorded(rt, session, "created", "rep", rep_id, after=created)
         await publish_directory(rt, session, [values["team_id"]])
-        touch(session, QUEUE_TAG)
         row = await store.rep_row(session, rep_id)
     return _rep_out(row, now)
 
@@ -987,26 +998,17 @@ async def change_rep(rt: Runtime, rep_id: uuid.UUID, body: RepPatch) -> RepOut:
             raise Unprocessable(f"{name} cannot be removed", field=name)
     changes = _out_of_office(changes, given, now)
     async with rt.db.unit_of_work() as session:
-        before = await store.locked_row(session, "rep", rep_id)
-        if before is None:
-            raise NotFound(f"rep {rep_id} not found")
+        before = await _locked(session, "rep", rep_id)
         if "team_id" in changes:
             await _team_must_exist(session, changes["team_id"])
         row = await store.change_rep(session, rep_id, changes)
         assert row is not None
         if row.team_id != before.team_id:
             await store.accounts_follow_rep(session, rep_id)
-        await audit.record(
-            session,
-            rt.spec.metadata,
-            action="changed",
-            entity="rep",
-            entity_id=rep_id,
-            before=_rep_out(before),
-            after=_rep_out(row),
+        await _recorded(
+            rt, session, "changed", "rep", rep_id, before=_rep_out(before), after=_rep_out(row)
         )
         await publish_directory(rt, session, {before.team_id, row.team_id})
-        touch(session, QUEUE_TAG)
         read = await store.rep_row(session, rep_id)
     return _rep_out(read, now)
 
@@ -1029,24 +1031,12 @@ async def list_reps(rt: Runtime, wanted: PageRequest) -> Page[RepOut]:
 async def delete_rep(rt: Runtime, rep_id: uuid.UUID) -> None:
     """Delete a rep with no leads in open work and no accounts; else 409 naming them."""
     async with rt.db.unit_of_work() as session:
-        before = await store.locked_row(session, "rep", rep_id)
-        if before is None:
-            raise NotFound(f"rep {rep_id} not found")
+        before = await _locked(session, "rep", rep_id)
         uses = await store.rep_uses(session, rep_id)
-        used = _in_use(f"rep '{before.name}'", uses)
-        if used is not None:
-            raise Conflict(f"{used}: reassign them first", uses=_counted(uses))
+        _refuse_in_use(f"rep '{before.name}'", uses, "reassign them first")
         await store.delete_rep(session, rep_id)
-        await audit.record(
-            session,
-            rt.spec.metadata,
-            action="deleted",
-            entity="rep",
-            entity_id=rep_id,
-            before=_rep_out(before),
-        )
+        await _recorded(rt, session, "deleted", "rep", rep_id, before=_rep_out(before))
         await publish_directory(rt, session, [before.team_id])
-        touch(session, QUEUE_TAG)
 
 
 async def create_rule(rt: Runtime, body: RuleIn) -> RuleOut:
@@ -1059,15 +1049,7 @@ async def create_rule(rt: Runtime, body: RuleIn) -> RuleOut:
         except IntegrityError as exc:
             raise Conflict(f"a rule named '{body.name}' exists", field="name") from exc
         created = RuleOut(id=rule_id, **body.model_dump())
-        await audit.record(
-            session,
-            rt.spec.metadata,
-            action="created",
-            entity="rule",
-            entity_id=rule_id,
-            after=created,
-        )
-        touch(session, QUEUE_TAG)
+        await _recorded(rt, session, "created", "rule", rule_id, after=created)
     return created
 
 
@@ -1093,9 +1075,7 @@ async def change_rule(rt: Runtime, rule_id: uuid.UUID, body: RulePatch) -> RuleO
         if name in changes and changes[name] is None:
             raise Unprocessable(f"{name} cannot be removed", field=name)
     async with rt.db.unit_of_work() as session:
-        before = await store.locked_row(session, "rule", rule_id)
-        if before is None:
-            raise NotFound(f"rule {rule_id} not found")
+        before = await _locked(session, "rule", rule_id)
         if "team_id" in changes:
             await _team_must_exist(session, changes["team_id"])
         try:
@@ -1104,33 +1084,17 @@ async def change_rule(rt: Runtime, rule_id: uuid.UUID, body: RulePatch) -> RuleO
         except IntegrityError as exc:
             raise Conflict(f"a rule named '{body.name}' exists", field="name") from exc
         after = RuleOut.model_validate(row._asdict())
-        await audit.record(
-            session,
-            rt.spec.metadata,
-            action="changed",
-            entity="rule",
-            entity_id=rule_id,
-            before=RuleOut.model_validate(before._asdict()),
-            after=after,
-        )
-        touch(session, QUEUE_TAG)
+        before_out = RuleOut.model_validate(before._asdict())
+        await _recorded(rt, session, "changed", "rule", rule_id, before=before_out, after=after)
     return after
 
 
 async def delete_rule(rt: Runtime, rule_id: uuid.UUID) -> None:
     async with rt.db.unit_of_work() as session:
-        before = await store.locked_row(session, "rule", rule_id)
-        if before is None or not await store.delete_rule(session, rule_id):
-            raise NotFound(f"rule {rule_id} not found")
-        await audit.record(
-            session,
-            rt.spec.metadata,
-            action="deleted",
-            entity="rule",
-            entity_id=rule_id,
-            before=RuleOut.model_validate(before._asdict()),
-        )
-        touch(session, QUEUE_TAG)
+        before = await _locked(session, "rule", rule_id)
+        await store.delete_rule(session, rule_id)
+        before_out = RuleOut.model_validate(before._asdict())
+        await _recorded(rt, session, "deleted", "rule", rule_id, before=before_out)
 
 
 def _account_out(row: Row) -> AccountOut:
@@ -1160,15 +1124,7 @@ async def create_account(rt: Runtime, body: AccountIn) -> AccountOut:
         if row is None:
             raise Conflict(f"account {domain} has an owner: change it instead", field="domain")
         created = _account_out(row)
-        await audit.record(
-            session,
-            rt.spec.metadata,
-            action="created",
-            entity="account",
-            entity_id=domain,
-            after=created,
-        )
-        touch(session, QUEUE_TAG)
+        await _recorded(rt, session, "created", "account", domain, after=created)
     return created
 
 
@@ -1190,24 +1146,15 @@ async def change_account(rt: Runtime, domain: str, body: AccountPatch) -> Accoun
     """Give the account to another rep (and its team), from now on."""
     domain = domain.lower()
     async with rt.db.unit_of_work() as session:
-        before = await store.locked_account(session, domain)
-        if before is None:
-            raise NotFound(f"account {domain} has no owner")
+        before = await _locked_account(session, domain)
         rep = await _owner(session, body.rep_id)
         row = await store.change_account(
             session, domain, {"rep_id": rep.id, "team_id": rep.team_id, "since": rt.clock.now()}
         )
         after = _account_out(row)
-        await audit.record(
-            session,
-            rt.spec.metadata,
-            action="changed",
-            entity="account",
-            entity_id=domain,
-            before=_account_out(before),
-            after=after,
+        await _recorded(
+            rt, session, "changed", "account", domain, before=_account_out(before), after=after
         )
-        touch(session, QUEUE_TAG)
     return after
 
 
@@ -1215,19 +1162,9 @@ async def delete_account(rt: Runtime, domain: str) -> None:
     """The account has no owner any more: its next lead is routed by rule, and its rep owns it."""
     domain = domain.lower()
     async with rt.db.unit_of_work() as session:
-        before = await store.locked_account(session, domain)
-        if before is None:
-            raise NotFound(f"account {domain} has no owner")
+        before = await _locked_account(session, domain)
         await store.delete_account(session, domain)
-        await audit.record(
-            session,
-            rt.spec.metadata,
-            action="deleted",
-            entity="account",
-            entity_id=domain,
-            before=_account_out(before),
-        )
-        touch(session, QUEUE_TAG)
+        await _recorded(rt, session, "deleted", "account", domain, before=_account_out(before))
 
 
 async def _routing_config(session: AsyncSession) -> dict[str, list]:
@@ -1295,17 +1232,11 @@ async def load_routing_config(rt: Runtime, body: RoutingConfig) -> RoutingConfig
                 {"domain": account.domain.lower(), "rep_id": rep.id, "team_id": rep.team_id,
                  "since": now},
             )  # fmt: skip
-        await audit.record(
-            session,
-            rt.spec.metadata,
-            action="replaced",
-            entity="routing-config",
-            entity_id="routing-config",
-            before=before,
-            after=await _routing_config(session),
+        after = await _routing_config(session)
+        await _recorded(
+            rt, session, "replaced", "routing-config", "routing-config", before=before, after=after
         )
         await publish_directory(rt, session, team_ids.values())
-        touch(session, QUEUE_TAG)
     return RoutingConfigOut(
         teams=len(body.teams),
         reps_created=created,
