@@ -34,10 +34,19 @@ def die_with_parent(sig: int = signal.SIGTERM):
     return _set
 
 
+_GIVEN_PORTS: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port free now and never handed out before by this process: the system may offer a
+    port again as soon as it is released, before the process it was meant for has bound it."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _GIVEN_PORTS:
+            _GIVEN_PORTS.add(port)
+            return port
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:

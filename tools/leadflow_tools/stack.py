@@ -243,6 +243,7 @@ class StackSupervisor:
         # on the ports given here.
         env.setdefault("LEADFLOW_WEBHOOK_ALLOW_PRIVATE", "true")
         env.setdefault("LEADFLOW_ROUTING_URL", f"http://127.0.0.1:{ports['routing']}")
+        env.setdefault("LEADFLOW_INGEST_URL", f"http://127.0.0.1:{ports['ingest']}")
         env.setdefault("LEADFLOW_NOTIFY_URL", f"http://127.0.0.1:{ports['notify']}")
         env.setdefault("LEADFLOW_PUBLIC_URL", f"http://127.0.0.1:{ports['feedback']}")
         if env.get("LEADFLOW_CLOCK_START") and not env.get("LEADFLOW_CLOCK_ANCHOR"):

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 from leadflow.settings import Settings
+from pydantic import SecretStr
 
 from leadflow_tools.devstack import die_with_parent, free_port, stop_process, wait_for
 
@@ -43,10 +44,14 @@ def settings_env(settings: Settings) -> dict[str, str]:
         env["LEADFLOW_CLOCK_ANCHOR"] = str(settings.clock_anchor)
     # Every other setting given explicitly (a policy file, SMTP, notify's windows …), as the
     # settings read it from the environment: text as is, anything else as JSON.
+    # Secrets (SecretStr) as their value: a JSON dump shows them masked.
     for name, value in settings.model_dump(mode="json", include=settings.model_fields_set).items():
         key = f"LEADFLOW_{name.upper()}"
         if key in env or value is None or name == "api_keys":
             continue
+        secret = getattr(settings, name)
+        if isinstance(secret, SecretStr):
+            value = secret.get_secret_value()
         env[key] = value if isinstance(value, str) else json.dumps(value)
     return env
 
