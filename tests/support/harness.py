@@ -433,6 +433,25 @@ def sample_breach(
     )
 
 
+def sample_routed(lead_id: uuid.UUID, at, *, team: str = "emea", **fields):
+    """A lead.routed payload as routing emits it for an inbound lead its team takes with no rep
+    yet; `fields` set any other member (`kind`, `channel`...)."""
+    from leadflow.contracts.events import LeadRouted
+
+    return LeadRouted(
+        **{
+            "lead_id": lead_id,
+            "assignment_id": uuid.uuid4(),
+            "team_id": None,
+            "team": team,
+            "rep_id": None,
+            "channel": "inbound",
+            "routed_at": at,
+            **fields,
+        }
+    )
+
+
 def sample_attempt(lead_id: uuid.UUID | None = None):
     """A lead.contact_attempt payload as feedback emits it."""
     from datetime import UTC, datetime

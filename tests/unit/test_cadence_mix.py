@@ -24,6 +24,7 @@ from leadflow_sla_timer.domain.cadence import (
     shortfall,
 )
 from leadflow_sla_timer.use_cases import Calendars, Clocks
+from support.harness import sample_routed
 
 EXAMPLE_FILE = Path(__file__).parents[1] / "fixtures" / "policies" / "agreement_example.yaml"
 EXAMPLE = load_policy(EXAMPLE_FILE)
@@ -125,15 +126,7 @@ def test_a_met_or_cancelled_clock_misses_nothing():
 
 
 def routed(lead_id: uuid.UUID) -> LeadRouted:
-    return LeadRouted(
-        lead_id=lead_id,
-        assignment_id=uuid.uuid4(),
-        team_id=None,
-        team="emea",
-        rep_id=None,
-        channel="inbound",
-        routed_at=ROUTED_AT,
-    )
+    return sample_routed(lead_id, ROUTED_AT)
 
 
 def attempt(lead_id: uuid.UUID, channel: str, at: datetime) -> LeadContactAttempt:
