@@ -25,14 +25,12 @@ from leadflow.contracts.events import (
     LeadRouted,
     LeadScored,
     LeadSource,
-    Payload,
     SlaBreached,
-    make_event,
 )
 from leadflow.contracts.policy import default_policy
 from leadflow.db import Database
-from leadflow.kafka import make_producer
-from support.harness import REPORTS_READER, SALES, SOURCE, eventually, service_client
+from support.feedback_events import feedback_fed_by_events, status_is
+from support.harness import REPORTS_READER, SALES, SOURCE, eventually
 
 WAW = ZoneInfo("Europe/Warsaw")
 QUALIFIED = {"problem": True, "impact": "cuts response time", "authority": True}
@@ -50,36 +48,8 @@ async def feedback(stack, tmp_path_factory):
     data["commitments"]["marketing"]["mql_plan_per_month"] = 26
     path = tmp_path_factory.mktemp("policy") / "policy.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
-    settings = await stack.isolated_settings(policy_file=str(path))
-    producer = make_producer(settings, "test-feeder")
-    await producer.start()
-    try:
-        async with service_client("feedback", settings) as client:
-            await eventually(lambda: _ready(client), timeout=90)
-
-            async def publish(payload: Payload, at: datetime, source: str) -> CloudEvent:
-                event = make_event(payload, source=source, time=at)
-                await producer.send_and_wait(
-                    settings.topic_prefix + payload.topic,
-                    event.to_bytes(),
-                    key=str(payload.lead_id).encode(),
-                )
-                return event
-
-            client.publish = publish
-            client.settings = settings
-            yield client
-    finally:
-        await producer.stop()
-
-
-async def _ready(client) -> bool:
-    return (await client.get("/readyz")).status_code == 200
-
-
-async def status_of(client, lead_id) -> str | None:
-    response = await client.get(f"/v1/leads/{lead_id}/lifecycle")
-    return response.json()["status"] if response.status_code == 200 else None
+    async with feedback_fed_by_events(stack, "test-feeder", policy_file=str(path)) as client:
+        yield client
 
 
 def mql(lead_id, at, *, medium="paid", campaign="spring-paid", fit=100, employees=250,
@@ -122,15 +92,11 @@ async def make_routed(client, leads: dict[uuid.UUID, tuple[LeadMql, LeadRouted]]
     for promoted, _ in leads.values():
         await client.publish(promoted, promoted.promoted_at, "scoring")
     for lead_id in leads:
-        await eventually(lambda i=lead_id: _is(client, i, "mql"))
+        await eventually(lambda i=lead_id: status_is(client, i, "mql"))
     for _, assignment in leads.values():
         await client.publish(assignment, assignment.routed_at, "routing")
     for lead_id in leads:
-        await eventually(lambda i=lead_id: _is(client, i, "routed"))
-
-
-async def _is(client, lead_id, status) -> bool:
-    return await status_of(client, lead_id) == status
+        await eventually(lambda i=lead_id: status_is(client, i, "routed"))
 
 
 async def set_status(client, lead_id, status, **body):
@@ -576,7 +542,7 @@ async def test_a_cadence_that_ends_without_contact_makes_the_lead_unreachable_an
         outcome="unreachable",
     )
     await feedback.publish(breach, at + timedelta(days=12), "sla-timer")
-    await eventually(lambda: _is(feedback, lead_id, "recycled"), timeout=60)
+    await eventually(lambda: status_is(feedback, lead_id, "recycled"), timeout=60)
     history = (await feedback.get(f"/v1/leads/{lead_id}/lifecycle")).json()["history"]
     assert [(h["from_status"], h["status"]) for h in history][-2:] == [
         ("routed", "unreachable"),

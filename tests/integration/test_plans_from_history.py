@@ -21,13 +21,11 @@ from leadflow.contracts.events import (
     LeadMql,
     LeadRouted,
     LeadSource,
-    Payload,
     Person,
     TeamDirectory,
-    make_event,
 )
-from leadflow.kafka import make_producer
-from support.harness import REPORTS_READER, SALES, eventually, service_client
+from support.feedback_events import feedback_fed_by_events, status_is
+from support.harness import REPORTS_READER, SALES, eventually
 
 QUALIFIED = {"problem": True, "impact": "cuts response time", "authority": True}
 OPPORTUNITY = {"value": 40000, "currency": "EUR", "stage": "proposal", "close_date": "2027-06-30"}
@@ -36,33 +34,8 @@ OPPORTUNITY = {"value": 40000, "currency": "EUR", "stage": "proposal", "close_da
 @pytest.fixture(scope="module")
 async def feedback(stack):
     """Feedback with the default policy on a database and topics of its own."""
-    settings = await stack.isolated_settings()
-    producer = make_producer(settings, "test-history")
-    await producer.start()
-    try:
-        async with service_client("feedback", settings) as client:
-            await eventually(lambda: _ready(client), timeout=90)
-
-            async def publish(payload: Payload, at: datetime, source: str) -> None:
-                event = make_event(payload, source=source, time=at)
-                topic = settings.topic_prefix + payload.topic
-                await producer.send_and_wait(
-                    topic, event.to_bytes(), key=str(payload.lead_id).encode()
-                )
-
-            client.publish = publish
-            yield client
-    finally:
-        await producer.stop()
-
-
-async def _ready(client) -> bool:
-    return (await client.get("/readyz")).status_code == 200
-
-
-async def _status_is(client, lead_id, status) -> bool:
-    response = await client.get(f"/v1/leads/{lead_id}/lifecycle")
-    return response.status_code == 200 and response.json()["status"] == status
+    async with feedback_fed_by_events(stack, "test-history") as client:
+        yield client
 
 
 async def set_status(client, lead_id, status, **body) -> None:
@@ -85,13 +58,13 @@ async def promote_and_route(client, lead_id, at: datetime, campaign: str) -> Non
         role="decision_maker", seniority="c_level", promoted_at=at,
     )  # fmt: skip
     await client.publish(promoted, at, "scoring")
-    await eventually(lambda: _status_is(client, lead_id, "mql"))
+    await eventually(lambda: status_is(client, lead_id, "mql"))
     assignment = LeadRouted(
         lead_id=lead_id, assignment_id=uuid.uuid4(), team_id=uuid.uuid4(), team="cee",
         rep_id=uuid.uuid4(), routed_at=at + timedelta(minutes=5),
     )  # fmt: skip
     await client.publish(assignment, at + timedelta(minutes=5), "routing")
-    await eventually(lambda: _status_is(client, lead_id, "routed"))
+    await eventually(lambda: status_is(client, lead_id, "routed"))
 
 
 GOAL = {

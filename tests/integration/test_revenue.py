@@ -22,11 +22,9 @@ from leadflow.contracts.events import (
     LeadMql,
     LeadRouted,
     LeadSource,
-    Payload,
-    make_event,
 )
-from leadflow.kafka import make_producer
-from support.harness import SALES, eventually, service_client
+from support.feedback_events import feedback_fed_by_events, status_is, status_of
+from support.harness import SALES, eventually
 
 WAW = ZoneInfo("Europe/Warsaw")
 QUALIFIED = {"problem": True, "impact": "cuts response time", "authority": True}
@@ -43,34 +41,8 @@ def march(day: int, hour: int = 9) -> datetime:
 
 @pytest.fixture(scope="module")
 async def feedback(stack):
-    settings = await stack.isolated_settings()
-    producer = make_producer(settings, "test-revenue")
-    await producer.start()
-    try:
-        async with service_client("feedback", settings) as client:
-            await eventually(lambda: _ready(client), timeout=90)
-
-            async def publish(payload: Payload, at: datetime, source: str) -> None:
-                event = make_event(payload, source=source, time=at)
-                await producer.send_and_wait(
-                    settings.topic_prefix + payload.topic,
-                    event.to_bytes(),
-                    key=str(payload.lead_id).encode(),
-                )
-
-            client.publish = publish
-            yield client
-    finally:
-        await producer.stop()
-
-
-async def _ready(client) -> bool:
-    return (await client.get("/readyz")).status_code == 200
-
-
-async def status_of(client, lead_id) -> str | None:
-    response = await client.get(f"/v1/leads/{lead_id}/lifecycle")
-    return response.json()["status"] if response.status_code == 200 else None
+    async with feedback_fed_by_events(stack, "test-revenue") as client:
+        yield client
 
 
 async def set_status(client, lead_id, status: str, at: datetime, **body) -> None:
@@ -91,20 +63,16 @@ async def to_sqo(client, lead_id, opportunity: dict, *, source: LeadSource = PAI
         key_activities=[{"type": "demo_request"}], promoted_at=march(2),
     )  # fmt: skip
     await client.publish(promoted, march(2), "scoring")
-    await eventually(lambda: _is(client, lead_id, "mql"))
+    await eventually(lambda: status_is(client, lead_id, "mql"))
     routed = LeadRouted(
         lead_id=lead_id, assignment_id=uuid.uuid4(), team_id=uuid.uuid4(), team="cee",
         rep_id=uuid.uuid4(), routed_at=march(2, 10),
     )  # fmt: skip
     await client.publish(routed, march(2, 10), "routing")
-    await eventually(lambda: _is(client, lead_id, "routed"))
+    await eventually(lambda: status_is(client, lead_id, "routed"))
     await set_status(client, lead_id, "sal", march(3))
     await set_status(client, lead_id, "sql", march(4), qualification=QUALIFIED)
     await set_status(client, lead_id, "sqo", march(5), opportunity=opportunity)
-
-
-async def _is(client, lead_id, status) -> bool:
-    return await status_of(client, lead_id) == status
 
 
 @pytest.fixture(scope="module")
