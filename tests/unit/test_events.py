@@ -9,6 +9,7 @@ import orjson
 import pytest
 from leadflow.contracts.events import (
     ALL_TOPICS,
+    CONNECTORS_KEY,
     PAYLOAD_TYPES,
     POLICY_KEY,
     TOPIC_FEEDBACK,
@@ -20,6 +21,7 @@ from leadflow.contracts.events import (
     TOPIC_SLA,
     ApiKeyChanged,
     CloudEvent,
+    ConnectorsPublished,
     LeadActivity,
     LeadCompany,
     LeadContactAttempt,
@@ -172,6 +174,13 @@ SAMPLES: dict[str, Payload] = {
             created_by="key:admin",
             created_at=T0,
             changed_at=T0,
+        ),
+        ConnectorsPublished(
+            lead_id=CONNECTORS_KEY,
+            publication=1,
+            published_at=T0,
+            published_by="key:admin",
+            document={"hubspot": {"inbound": {"enabled": True}}},
         ),
         PolicyPublished(
             lead_id=POLICY_KEY,

@@ -396,6 +396,12 @@ def load_connectors(path: str | Path | None) -> Connectors:
         raise ConnectorsError(f"{source} does not exist") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConnectorsError(f"{source} cannot be read: {exc}") from None
+    return parse_connectors_text(text, source)
+
+
+def parse_connectors_text(text: str, source: str = "connectors") -> Connectors:
+    """The connectors in a YAML (or JSON, a subset of it) text, validated as the file is;
+    raises ConnectorsError naming the path and line of each problem."""
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

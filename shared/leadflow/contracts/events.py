@@ -48,7 +48,7 @@ TOPIC_DESCRIPTIONS = {
     TOPIC_ROUTING: "Leads assigned to teams and reps; who is on each team and how to reach them.",
     TOPIC_SLA: "SLA clocks: warnings, breaches, escalations, met SLAs, corrective plans owed.",
     TOPIC_FEEDBACK: "What sales did with a lead: contact attempts and status changes.",
-    TOPIC_NOTIFY: "Webhook deliveries given up; CRM records linked to leads.",
+    TOPIC_NOTIFY: "Webhook deliveries given up; CRM records linked to leads; connectors changed.",
     TOPIC_ACCESS: "API keys issued, rotated and revoked (digests only), for every service to check.",
     TOPIC_POLICY: "Versions of the policy published as the current one, whole, for every service to apply.",
 }
@@ -379,6 +379,24 @@ class LeadCrmLinked(Payload):
     linked_at: datetime
 
 
+CONNECTORS_KEY = uuid.UUID("0b7f3a52-3c8e-4d0e-9f1a-2e6c5d8b4a11")
+
+
+class ConnectorsPublished(Payload):
+    """The CRM connectors were changed through notify's API: the whole validated document
+    (names of the settings holding secrets, never a secret). Every service reading connectors
+    applies the publication with the highest `publication` it has seen. Not about a lead:
+    `lead_id` is `CONNECTORS_KEY`."""
+
+    type = "connectors.published"
+    topic = TOPIC_NOTIFY
+    about_lead: ClassVar[bool] = False
+    publication: int
+    published_at: datetime
+    published_by: str
+    document: dict[str, Any]
+
+
 class SlaEvent(Payload):
     timer_id: uuid.UUID
     sla: str
@@ -498,6 +516,7 @@ PAYLOAD_TYPES: dict[str, type[Payload]] = {
         TeamDirectory,
         WebhookDeadLettered,
         LeadCrmLinked,
+        ConnectorsPublished,
         ApiKeyChanged,
         PolicyPublished,
         SlaWarning,
