@@ -26,7 +26,14 @@ from leadflow.contracts.events import (
 )
 from leadflow.db import Database
 from leadflow.kafka import make_producer
-from support.harness import ADMIN, QUALIFIED_LEAD, SALES, eventually, service_client
+from support.harness import (
+    ADMIN,
+    QUALIFIED_LEAD,
+    SALES,
+    eventually,
+    sample_routed,
+    service_client,
+)
 
 EXAMPLE_POLICY = Path(__file__).parents[1] / "fixtures" / "policies" / "agreement_example.yaml"
 EXAMPLE_VERSION = "2026.12-agreement-example"
@@ -254,15 +261,7 @@ async def test_the_cadences_warning_and_breach_name_what_its_attempts_lack(stack
     try:
         async with service_client("sla-timer", settings) as sla_timer:
             now = clock.now()
-            routed = LeadRouted(
-                lead_id=lead_id,
-                assignment_id=uuid.uuid4(),
-                team_id=None,
-                team="cee",
-                rep_id=None,
-                channel="inbound",
-                routed_at=now,
-            )
+            routed = sample_routed(lead_id, now, team="cee")
             await publish(settings, producer, routed, now, "routing")
             await cadence_clock(sla_timer, lead_id, lambda t: True)
             # Two calls on the first day, nothing more: 75 % of 10 days later a warning, at

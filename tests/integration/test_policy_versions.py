@@ -28,6 +28,7 @@ from support.harness import (
     eventually,
     publish_events,
     rows_in,
+    sample_routed,
     service_client,
 )
 
@@ -57,6 +58,14 @@ async def publish(feedback, number: int) -> dict:
     response = await feedback.post(f"/v1/policy/versions/{number}/publish", headers=ADMIN)
     assert response.status_code == 200, response.text
     return response.json()
+
+
+async def publish_stricter(feedback) -> None:
+    """Version 2, "2026.12-stricter", wants a fit of 80 for an MQL (70 before), published."""
+    await post_version(
+        feedback, policy_text("2026.12-stricter", ("    fit_min: 70\n", "    fit_min: 80\n"))
+    )
+    await publish(feedback, 2)
 
 
 async def applied(client, version: str) -> None:
@@ -216,10 +225,7 @@ async def test_a_rollback_publishes_the_version_before_again(stack):
         service_client("feedback", settings) as feedback,
         service_client("scoring", settings) as scoring,
     ):
-        await post_version(
-            feedback, policy_text("2026.12-stricter", ("    fit_min: 70\n", "    fit_min: 80\n"))
-        )
-        await publish(feedback, 2)
+        await publish_stricter(feedback)
         await applied(scoring, "2026.12-stricter")
 
         rolled = await feedback.post("/v1/policy/rollback", headers=ADMIN)
@@ -246,10 +252,7 @@ async def test_a_service_started_later_takes_the_stored_publication_not_the_file
         service_client("feedback", settings) as feedback,
         service_client("scoring", settings) as scoring,
     ):
-        await post_version(
-            feedback, policy_text("2026.12-stricter", ("    fit_min: 70\n", "    fit_min: 80\n"))
-        )
-        await publish(feedback, 2)
+        await publish_stricter(feedback)
         await applied(scoring, "2026.12-stricter")
     async with service_client("scoring", settings) as scoring:
         # Read at start, before anything is decided: no waiting.
@@ -261,16 +264,7 @@ async def test_a_service_started_later_takes_the_stored_publication_not_the_file
 
 
 def routed(lead_id: uuid.UUID, at: datetime) -> LeadRouted:
-    return LeadRouted(
-        lead_id=lead_id,
-        assignment_id=uuid.uuid4(),
-        team_id=None,
-        team="emea",
-        rep_id=None,
-        channel="inbound",
-        routed_at=at,
-        kind="mql",
-    )
+    return sample_routed(lead_id, at, kind="mql")
 
 
 async def acceptance_clock(client, lead_id: uuid.UUID) -> dict:
@@ -372,10 +366,7 @@ async def test_a_publication_a_service_cannot_validate_keeps_the_policy_in_force
 async def test_feedback_sends_the_current_publication_again_at_every_start(stack):
     settings = await stack.isolated_settings()
     async with service_client("feedback", settings) as feedback:
-        await post_version(
-            feedback, policy_text("2026.12-stricter", ("    fit_min: 70\n", "    fit_min: 80\n"))
-        )
-        await publish(feedback, 2)
+        await publish_stricter(feedback)
     async with service_client("feedback", settings) as feedback:
         rt = feedback.app.state.runtime
         async with rt.db.unit_of_work() as session:
