@@ -25,13 +25,11 @@ from leadflow.contracts.events import (
     LeadSource,
     Payload,
     SlaBreached,
-    make_event,
 )
-from leadflow.db import Database
-from leadflow.kafka import make_producer
 from leadflow_feedback.models import leads, status_history
 from leadflow_feedback.models import timeline as timeline_table
-from support.harness import SALES, eventually, service_client
+from support.feedback_events import feedback_fed_by_events
+from support.harness import SALES, eventually
 
 WAW = ZoneInfo("Europe/Warsaw")
 FIRST_WEEK = date(2025, 1, 6)  # a Monday; lead k of a run is promoted in week k
@@ -43,33 +41,8 @@ CHAIN = [("lead", "mql"), ("mql", "routed")]
 
 @pytest.fixture(scope="module")
 async def feedback(stack):
-    settings = await stack.isolated_settings()
-    producer = make_producer(settings, "test-feeder")
-    await producer.start()
-    db = Database(settings.database_url)
-    try:
-        async with service_client("feedback", settings) as client:
-            await eventually(lambda: _ready(client), timeout=90)
-
-            async def publish(payload: Payload, at: datetime, source: str) -> CloudEvent:
-                event = make_event(payload, source=source, time=at)
-                await producer.send_and_wait(
-                    settings.topic_prefix + payload.topic,
-                    event.to_bytes(),
-                    key=str(payload.lead_id).encode(),
-                )
-                return event
-
-            client.publish = publish
-            client.db = db
-            yield client
-    finally:
-        await db.dispose()
-        await producer.stop()
-
-
-async def _ready(client) -> bool:
-    return (await client.get("/readyz")).status_code == 200
+    async with feedback_fed_by_events(stack, "test-feeder") as client:
+        yield client
 
 
 def events_of(lead_id: uuid.UUID, t0: datetime) -> dict[str, tuple[Payload, datetime, str]]:

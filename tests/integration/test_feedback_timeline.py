@@ -24,18 +24,16 @@ from leadflow.contracts.events import (
     LeadRouted,
     LeadScored,
     LeadSource,
-    Payload,
     SlaBreached,
     SlaWarning,
     make_event,
 )
-from leadflow.db import Database
-from leadflow.kafka import make_producer
 from leadflow_feedback import store, use_cases
 from leadflow_feedback.models import leads
 from leadflow_feedback.models import timeline as timeline_table
 from leadflow_tools.devstack import free_port
-from support.harness import SALES, eventually, service_client
+from support.feedback_events import feedback_fed_by_events
+from support.harness import SALES, eventually
 
 WAW = ZoneInfo("Europe/Warsaw")
 EMAIL = "grace.hopper@example-robotics.example"
@@ -44,32 +42,9 @@ EMAIL = "grace.hopper@example-robotics.example"
 @pytest.fixture(scope="module")
 async def feedback(stack):
     # routing is not running: the timeline must still answer, saying so
-    settings = await stack.isolated_settings(routing_url=f"http://127.0.0.1:{free_port()}")
-    producer = make_producer(settings, "test-feeder")
-    await producer.start()
-    try:
-        async with service_client("feedback", settings) as client:
-            await eventually(lambda: _ready(client), timeout=90)
-
-            async def publish(payload: Payload, at: datetime, source: str, event_id=None):
-                event = make_event(payload, source=source, time=at, event_id=event_id)
-                await producer.send_and_wait(
-                    settings.topic_prefix + payload.topic,
-                    event.to_bytes(),
-                    key=str(payload.lead_id).encode(),
-                )
-                return event
-
-            client.publish = publish
-            client.db = Database(settings.database_url)
-            yield client
-            await client.db.dispose()
-    finally:
-        await producer.stop()
-
-
-async def _ready(client) -> bool:
-    return (await client.get("/readyz")).status_code == 200
+    routing_url = f"http://127.0.0.1:{free_port()}"
+    async with feedback_fed_by_events(stack, "test-feeder", routing_url=routing_url) as client:
+        yield client
 
 
 async def rows_of(client, lead_id: uuid.UUID) -> list[dict]:

@@ -3,12 +3,14 @@ events through the real broker as in production, and read back through its lifec
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
 
 import httpx
 from leadflow.contracts.events import CloudEvent, Payload, make_event
+from leadflow.db import Database
 from leadflow.kafka import make_producer
 from support.harness import TestStack, eventually, service_client
 
@@ -18,16 +20,20 @@ async def feedback_fed_by_events(
     stack: TestStack, client_id: str, **settings_changes
 ) -> AsyncIterator[httpx.AsyncClient]:
     """A client of a running feedback, once ready; `client.publish(payload, at, source)` sends
-    the event to its topic keyed by the lead, and `client.settings` are the service's."""
+    the event to its topic keyed by the lead, `client.settings` are the service's and
+    `client.db` is its database."""
     settings = await stack.isolated_settings(**settings_changes)
     producer = make_producer(settings, client_id)
     await producer.start()
+    db = Database(settings.database_url)
     try:
         async with service_client("feedback", settings) as client:
             await eventually(lambda: _ready(client), timeout=90)
 
-            async def publish(payload: Payload, at: datetime, source: str) -> CloudEvent:
-                event = make_event(payload, source=source, time=at)
+            async def publish(
+                payload: Payload, at: datetime, source: str, event_id: uuid.UUID | None = None
+            ) -> CloudEvent:
+                event = make_event(payload, source=source, time=at, event_id=event_id)
                 await producer.send_and_wait(
                     settings.topic_prefix + payload.topic,
                     event.to_bytes(),
@@ -37,8 +43,10 @@ async def feedback_fed_by_events(
 
             client.publish = publish
             client.settings = settings
+            client.db = db
             yield client
     finally:
+        await db.dispose()
         await producer.stop()
 
 
