@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from leadflow import audit, metrics
+from leadflow import audit, current_connectors, metrics
 from leadflow.consumer import Received, Reject
 from leadflow.contracts.connectors import (
     Connectors,
@@ -531,7 +531,7 @@ async def accept_hubspot_webhook(rt: Runtime, events: list[HubSpotEvent]) -> Hub
     budget, nothing is recorded and the answer is 503: HubSpot sends the batch again, so no
     event is lost to a slow HubSpot."""
     intake = hubspot_intake(rt)
-    inbound = sales_reporting(rt).connectors.hubspot.inbound
+    inbound = (await current_sales_reporting(rt)).connectors.hubspot.inbound
     reporting = [e for e in events if _reports_sales(inbound, e)]
     events = [e for e in events if not _reports_sales(inbound, e)]
     engagements = await read_engagements(intake, inbound, reporting)
@@ -696,11 +696,14 @@ def _webhook_secret(name: str, secret_env: str | None, secret_file: str | None) 
     return secret
 
 
-def load_sales_reporting(settings: Settings, intake: HubSpotIntake) -> SalesReporting:
-    """The connectors file (`LEADFLOW_CONNECTORS_FILE`) and the secrets it names. Raises
-    ConnectorsError naming each problem: an invalid file, a secret not there, HubSpot
-    activities to read without a private app's token to read them with."""
-    connectors = load_connectors(settings.connectors_file)
+def load_sales_reporting(
+    settings: Settings, intake: HubSpotIntake, connectors: Connectors | None = None
+) -> SalesReporting:
+    """`connectors` (else the connectors file, `LEADFLOW_CONNECTORS_FILE`) and the secrets they
+    name. Raises ConnectorsError naming each problem: an invalid file, a secret not there,
+    HubSpot activities to read without a private app's token to read them with."""
+    if connectors is None:
+        connectors = load_connectors(settings.connectors_file)
     inbound = connectors.hubspot.inbound
     if inbound.enabled and inbound.engagements and intake.crm is None:
         raise ConnectorsError(
@@ -719,6 +722,35 @@ def sales_reporting(rt: Runtime) -> SalesReporting:
     if _SALES_REPORTING not in rt.state:
         rt.state[_SALES_REPORTING] = load_sales_reporting(rt.settings, hubspot_intake(rt))
     return rt.state[_SALES_REPORTING]
+
+
+_SALES_PUBLICATION = "sales_reporting_publication"
+
+
+async def current_sales_reporting(rt: Runtime) -> SalesReporting:
+    """The connectors in force: those last changed through notify's API as ingest took them
+    (one row read by its key; rebuilt only when its publication changed), else the connectors
+    file. A document ingest cannot apply (a secret it does not have, a reason the policy does
+    not list) is logged and the connectors in force kept."""
+    async with rt.db.unit_of_work() as session:
+        row = await current_connectors.stored(session, rt.spec.metadata)
+    if row is None or rt.state.get(_SALES_PUBLICATION) == row.publication:
+        return sales_reporting(rt)
+    rt.state[_SALES_PUBLICATION] = row.publication  # logged once, not on every use
+    try:
+        connectors = Connectors.model_validate(row.document)
+        reporting = load_sales_reporting(rt.settings, hubspot_intake(rt), connectors)
+        unknown = reports.unknown_reasons(connectors, rt.policy.reasons, {})
+        if unknown:
+            raise ConnectorsError("reasons the policy does not list: " + "; ".join(unknown))
+    except ValueError as exc:  # ConnectorsError and pydantic's ValidationError
+        log.error(
+            "published connectors not applied: %s", exc, extra={"publication": row.publication}
+        )
+        return sales_reporting(rt)
+    rt.state[_SALES_REPORTING] = reporting
+    log.info("published connectors applied", extra={"publication": row.publication})
+    return reporting
 
 
 async def lead_of(
@@ -884,7 +916,7 @@ async def accept_outbound_message(rt: Runtime, body: bytes) -> SalesReportsAccep
     """A Salesforce Outbound Message: refused unless it comes from the configured organisation;
     each notification's Lead status or Task mapped and passed on once. The caller answers the
     `Ack` once this returned (then Salesforce stops delivering it)."""
-    inbound = sales_reporting(rt).connectors.salesforce.inbound
+    inbound = (await current_sales_reporting(rt)).connectors.salesforce.inbound
     if not inbound.enabled or inbound.organization_id is None:
         raise NotFound("the Salesforce connector is not configured (connectors.salesforce.inbound)")
     message = salesforce.parse_outbound_message(body)
@@ -913,7 +945,7 @@ async def accept_webhook_report(
 ) -> SalesReportsAccepted:
     """A generic webhook's delivery: its HMAC checked with the webhook's secret, its body mapped
     by the webhook's field paths and value tables; a path the body lacks is a 422 naming it."""
-    configured = sales_reporting(rt)
+    configured = await current_sales_reporting(rt)
     webhook = configured.connectors.webhook(name)
     if webhook is None:
         raise NotFound(f"no webhook named {name!r} is configured", field="name")

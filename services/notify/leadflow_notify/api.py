@@ -6,9 +6,10 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from leadflow import paging
 from leadflow.auth import KEY_RESPONSES, require_scope
+from leadflow.errors import ProblemError, Unprocessable
 from leadflow.paging import Page, PageRequest
 from leadflow.service import RuntimeDep
 from leadflow.settings import ApiKeySpec
@@ -117,9 +118,47 @@ async def list_deliveries(rt: RuntimeDep, wanted: DeliveryPage) -> Page[Delivery
 
 @router.get("/connectors", response_model=ConnectorsOut, dependencies=[ConfigRead])
 async def connectors(rt: RuntimeDep) -> ConnectorsOut:
-    """What notify writes to HubSpot and Salesforce when a lead is routed, from the connectors
-    file; which credentials are configured (true or false), never their values."""
-    return use_cases.connectors_view(rt)
+    """The connectors in force (the last `PUT /v1/connectors`, else the connectors file): the
+    whole document, and what notify writes to HubSpot and Salesforce when a lead is routed;
+    which credentials are configured (true or false), never their values."""
+    return await use_cases.connectors_view(rt)
+
+
+# A connectors document is written as YAML; JSON, being YAML too, is taken as well.
+CONNECTORS_MEDIA_TYPES = ("application/yaml", "text/yaml", "application/x-yaml", "application/json")
+
+
+@router.put(
+    "/connectors",
+    response_model=ConnectorsOut,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "description": "the whole connectors document, as the connectors file holds it",
+            "content": {m: {"schema": {"type": "string"}} for m in CONNECTORS_MEDIA_TYPES},
+        }
+    },
+    responses={
+        415: {"description": "the body is not YAML or JSON"},
+        422: {"description": "the document is invalid: `errors` names each path and its `line`"},
+    },
+)
+async def replace_connectors(request: Request, rt: RuntimeDep, _: Admin) -> ConnectorsOut:
+    """Replace the connectors in force, validated exactly as the connectors file (a refused
+    document changes nothing); notify and ingest apply it without a restart. Secrets stay in
+    settings and files: the document only names them. Audited."""
+    media = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media not in CONNECTORS_MEDIA_TYPES:
+        raise ProblemError(
+            f"send the connectors as one of {', '.join(CONNECTORS_MEDIA_TYPES)}",
+            status=415,
+            title="Unsupported media type",
+        )
+    try:
+        text = (await request.body()).decode("utf-8")
+    except UnicodeDecodeError:
+        raise Unprocessable("the connectors document must be UTF-8 text") from None
+    return await use_cases.replace_connectors(rt, text)
 
 
 @router.post("/deliveries/{delivery_id}/replay", status_code=202, response_model=ReplayOut)

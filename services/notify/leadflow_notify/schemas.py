@@ -214,5 +214,8 @@ class ConnectorsOut(BaseModel):
     `LEADFLOW_CONNECTORS_FILE`); of the credentials only whether each is there, never a value."""
 
     file: str | None
+    # The change through `PUT /v1/connectors` in force (None: the file's connectors).
+    publication: int | None = None
+    document: dict[str, Any]  # the whole connectors document in force (names of secrets only)
     hubspot: HubSpotOut
     salesforce: SalesforceOut

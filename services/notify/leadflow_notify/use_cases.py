@@ -22,10 +22,17 @@ from typing import Any
 
 import httpx
 import orjson
-from leadflow import audit, metrics
+from leadflow import audit, current_connectors, metrics
 from leadflow.consumer import Received
-from leadflow.contracts.connectors import ConnectorsError, load_connectors
+from leadflow.contracts.connectors import (
+    Connectors,
+    ConnectorsError,
+    load_connectors,
+    parse_connectors_text,
+)
 from leadflow.contracts.events import (
+    CONNECTORS_KEY,
+    ConnectorsPublished,
     LeadCrmLinked,
     LeadErased,
     LeadRouted,
@@ -103,7 +110,7 @@ async def take_events(rt: Runtime, session: AsyncSession, received: list[Receive
     changed: set[uuid.UUID] = set()
     erased = {lead_id for lead_id, (_, gone) in known.items() if gone}
     listening = by_type(endpoints)
-    crm_systems = crm_out(rt).systems
+    crm_systems = (await current_crm_out(rt, session)).systems
     queued: list[dict[str, Any]] = []
     told: list[dict[str, Any]] = []
     met: list[uuid.UUID] = []
@@ -362,7 +369,7 @@ async def write_to_crm(rt: Runtime, client: httpx.AsyncClient, row: Row) -> Sent
     except (KeyError, TypeError, ValueError) as exc:  # nothing a CRM write can be made from
         return Sent(row, None, f"not a routed lead: {exc!r}"[:300], permanent=True)
     try:
-        record = await crm_out(rt).write(client, row.connector, lead)
+        record = await (await current_crm_out(rt)).write(client, row.connector, lead)
     except CrmRefused as refused:
         return Sent(
             row, refused.status, refused.reason, retry_after=refused.retry_after,
@@ -959,15 +966,78 @@ def crm_out(rt: Runtime) -> CrmOut:
     return rt.state[_CRM_OUT]
 
 
-def connectors_view(rt: Runtime) -> ConnectorsOut:
+_CRM_PUBLICATION = "crm_out_publication"
+
+
+async def current_crm_out(rt: Runtime, session: AsyncSession | None = None) -> CrmOut:
+    """The CRM writes in force: the connectors last changed through the API (one row read by
+    its key, in `session` when the caller holds one; rebuilt only when its publication
+    changed), else the connectors file. A stored document this process cannot apply (a
+    credential file it cannot read) is logged and the connectors in force kept."""
+    if session is None:
+        async with rt.db.unit_of_work() as own:
+            row = await current_connectors.stored(own, rt.spec.metadata)
+    else:
+        row = await current_connectors.stored(session, rt.spec.metadata)
+    if row is None or rt.state.get(_CRM_PUBLICATION) == row.publication:
+        return crm_out(rt)
+    rt.state[_CRM_PUBLICATION] = row.publication  # logged once, not on every use
+    try:
+        rt.state[_CRM_OUT] = CrmOut.build(Connectors.model_validate(row.document), rt.settings)
+    except (ValueError, CredentialsUnreadable) as exc:
+        log.error("published connectors not applied: %s", exc)
+    return crm_out(rt)
+
+
+async def replace_connectors(rt: Runtime, text: str) -> ConnectorsOut:
+    """Make a connectors document (YAML or JSON) the one in force, validated exactly as the
+    connectors file is: a refused one keeps nothing and names each problem's path and line.
+    Stored, published as `connectors.published` (ingest takes it too) and audited."""
+    try:
+        connectors = parse_connectors_text(text, "the connectors document")
+        CrmOut.build(connectors, rt.settings)
+    except ConnectorsError as exc:
+        raise Unprocessable(
+            f"the connectors document is invalid ({max(len(exc.problems), 1)} problem(s))",
+            errors=[
+                {"field": f"connectors.{path}", "message": reason, "line": line}
+                for (path, reason), line in zip(exc.problems, exc.lines, strict=True)
+            ]
+            or [{"field": "connectors", "message": str(exc), "line": None}],
+        ) from None
+    except CredentialsUnreadable as exc:
+        raise Unprocessable(str(exc), field="connectors") from None
+    document = connectors.model_dump(mode="json")
+    async with rt.db.unit_of_work() as session:
+        before = await current_connectors.stored(session, rt.spec.metadata, lock=True)
+        published = ConnectorsPublished(
+            lead_id=CONNECTORS_KEY,
+            publication=(before.publication if before else 0) + 1,
+            published_at=rt.clock.now(),
+            published_by=audit.actor.get(),
+            document=document,
+        )
+        await current_connectors.keep(session, rt.spec.metadata, published)
+        await rt.outbox.emit(session, published)
+        await audit.record(
+            session, rt.spec.metadata, action="published", entity="connectors",
+            entity_id=published.publication,
+            before=before.document if before else None, after=document,
+        )  # fmt: skip
+    return await connectors_view(rt)
+
+
+async def connectors_view(rt: Runtime) -> ConnectorsOut:
     """The connectors' out parts as notify runs them; of the credentials only whether each is
     there."""
-    crm, settings = crm_out(rt), rt.settings
+    crm, settings = await current_crm_out(rt), rt.settings
     token = crm.hubspot.token_present if crm.hubspot else settings.hubspot_private_app_token
     secret = crm.salesforce.secret_present if crm.salesforce else settings.salesforce_client_secret
     return ConnectorsOut.model_validate(
         {
             "file": settings.connectors_file,
+            "publication": rt.state.get(_CRM_PUBLICATION),
+            "document": crm.connectors.model_dump(mode="json"),
             "hubspot": {
                 "outbound": crm.connectors.hubspot.outbound,
                 "api_url": settings.hubspot_api_url,

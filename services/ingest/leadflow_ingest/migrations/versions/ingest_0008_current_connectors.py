@@ -1,0 +1,21 @@
+"""the CRM connectors changed through notify's API, from the latest connectors.published
+
+Revision ID: ingest_0008
+Revises: ingest_0007
+"""
+
+from alembic import op
+from leadflow import current_connectors
+
+revision = "ingest_0008"
+down_revision = "ingest_0007"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    current_connectors.create_table(op, "ingest")
+
+
+def downgrade() -> None:
+    op.drop_table(current_connectors.TABLE, schema="ingest")
