@@ -184,7 +184,7 @@ def render(results: dict, info: dict, started: datetime, seconds: float) -> str:
         "",
         "## 1. Pipeline: POST /v1/leads:batch → signed webhook",
         "",
-        "Five services as processes, ten reps, one webhook endpoint for `lead.routed` at a local",
+        "Six services as processes, ten reps, one webhook endpoint for `lead.routed` at a local",
         f"receiver; a warm-up of {sizes['BENCH_WARMUP']} leads first. Latency runs from the start"
         " of the POST that",
         "carried the lead to the first delivery of its webhook at the receiver.",
