@@ -20,22 +20,13 @@ import pytest
 from leadflow.settings import DEV_API_KEY
 from leadflow_tools.registry import SERVICE_ORDER
 from leadflow_tools.supervisor import ServiceProcess, start_all
+from support.browser import launched_chromium
 from support.harness import ADMIN, QUALIFIED_LEAD, eventually_sync
 
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTEFACTS = ROOT / ".leadflow" / "artefacts" / "browser" / "console"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 PASSWORD = "console-walkthrough-1"
 TEAM = "DACH Inbound"
 NEW_LABEL = "console-any-intent"
@@ -63,19 +54,8 @@ def services(stack, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    if not CHROMIUM.exists():
-        pytest.fail(
-            f"{CHROMIUM} is missing: the browser tests drive Debian's Chromium. "
-            "Install it with `make system-deps` (apt-get install chromium chromium-driver)."
-        )
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with launched_chromium() as chromium:
+        yield chromium
 
 
 def account(urls: dict, role: str, teams: list[str]) -> str:

@@ -21,23 +21,13 @@ import httpx
 import pytest
 from leadflow.settings import DEV_API_KEY
 from prometheus_client.parser import text_string_to_metric_families
+from support.browser import launched_chromium
 from support.harness import eventually_sync
 
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTEFACTS = ROOT / ".leadflow" / "artefacts" / "browser"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 READY_LINE = "The stack keeps running"
 # The JSON report, like every API, takes the key as a bearer token.
 KEY = {"Authorization": f"Bearer {DEV_API_KEY}"}
@@ -121,19 +111,8 @@ def demo(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    if not CHROMIUM.exists():
-        pytest.fail(
-            f"{CHROMIUM} is missing: the browser tests drive Debian's Chromium. "
-            "Install it with `make system-deps` (apt-get install chromium chromium-driver)."
-        )
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with launched_chromium("--disable-quic") as chromium:
+        yield chromium
 
 
 def signed_in_page(browser, demo: DemoRun, **options):
