@@ -7,6 +7,8 @@ redirect), carrying the session's CSRF token; each table is also CSV (`?format=c
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from importlib.resources import files
 from typing import Annotated, Any
 
@@ -33,6 +35,22 @@ console = APIRouter(prefix="/console", include_in_schema=False)
 Viewer = Annotated[Caller | Person, Depends(require_page("reports:read", signed_in))]
 Format = Annotated[str | None, Query(alias="format", pattern="^(html|csv)$")]
 TableName = Annotated[str | None, Query(alias="table", max_length=40)]
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """What a page's query asks for: the page, or one of its tables as CSV (`?format=csv`,
+    `table=` where the page has several)."""
+
+    format_: str | None = None
+    table: str | None = None
+
+
+def wanted_of(format_: Format = None, table: TableName = None) -> Wanted:
+    return Wanted(format_, table)
+
+
+WantedDep = Annotated[Wanted, Depends(wanted_of)]
 
 templates = Environment(
     loader=ChoiceLoader(
@@ -100,6 +118,12 @@ async def form_of(request: Request, viewer: Caller | Person) -> dict[str, str]:
     return form
 
 
+async def configuring(request: Request, viewer: Caller | Person) -> dict[str, str]:
+    """The posted form of a configuration change, from one who configures."""
+    must_configure(viewer)
+    return await form_of(request, viewer)
+
+
 # --- rendering --------------------------------------------------------------------------------
 
 
@@ -118,6 +142,33 @@ def after(request: Request, answer: Answer, path: str, done: str) -> RedirectRes
     return back(request, path, f"Not done: {answer.problem}", problem=True)
 
 
+async def call_then_back(
+    request: Request,
+    rt: Runtime,
+    viewer: Caller | Person,
+    call: tuple[str, str, str],
+    path: str,
+    done: str,
+    json: Any = None,
+) -> RedirectResponse:
+    """Make one call (method, service, path) of another service and go back to the page with
+    what came of it."""
+    method, service, url = call
+    answer = await Services.of(rt, viewer).call(method, service, url, json=json)
+    return after(request, answer, path, done)
+
+
+async def policy_step(
+    request: Request, step: Awaitable[Any], done: Callable[[Any], str]
+) -> RedirectResponse:
+    """A step of the policy's use cases, then back to the policy's page with what came of it."""
+    try:
+        made = await step
+    except ProblemError as exc:
+        return back(request, "/console/policy", f"Not done: {exc.detail}", problem=True)
+    return back(request, "/console/policy", done(made))
+
+
 async def render(
     request: Request,
     rt: Runtime,
@@ -125,17 +176,16 @@ async def render(
     template: str,
     *,
     tables: list[Table] | None = None,
-    wanted: str | None = None,
-    table: str | None = None,
+    wanted: Wanted = Wanted(),
     status: int = 200,
     **context: Any,
 ) -> Response:
     """The page, or one of its tables as CSV when `?format=csv` asks."""
     tables = tables or []
-    if wanted == "csv":
-        chosen = pick(tables, table)
+    if wanted.format_ == "csv":
+        chosen = pick(tables, wanted.table)
         if chosen is None:
-            raise NotFound(f"this page has no table {table!r}", field="table")
+            raise NotFound(f"this page has no table {wanted.table!r}", field="table")
         return Response(
             as_csv(chosen),
             media_type="text/csv; charset=utf-8",
@@ -222,23 +272,21 @@ async def teams_page(
     request: Request,
     rt: RuntimeDep,
     viewer: Viewer,
-    format_: Format = None,
-    table: TableName = None,
+    wanted: WantedDep,
 ) -> Response:
     services = Services.of(rt, viewer)
     teams, problem = await visible_teams(services, viewer)
     rows = [{**t, "calendar_text": calendar_text(t.get("calendar"))} for t in teams]
     return await render(
         request, rt, viewer, "console_teams.html",
-        tables=[Table("teams", TEAM_COLUMNS, rows)], wanted=format_, table=table,
+        tables=[Table("teams", TEAM_COLUMNS, rows)], wanted=wanted,
         problem=problem, strategies=STRATEGIES, days=reasons.DAYS,
     )  # fmt: skip
 
 
 @console.post("/teams")
 async def create_team(request: Request, rt: RuntimeDep, viewer: Viewer) -> Response:
-    must_configure(viewer)
-    form = await form_of(request, viewer)
+    form = await configuring(request, viewer)
     body: dict[str, Any] = {
         "name": form.get("name", "").strip(),
         "strategy": form.get("strategy") or "round_robin",
@@ -275,7 +323,7 @@ async def team_and_reps(services: Services, viewer, team_id: uuid.UUID) -> tuple
 @console.get("/teams/{team_id}", response_class=HTMLResponse)
 async def team_page(
     team_id: uuid.UUID, request: Request, rt: RuntimeDep, viewer: Viewer,
-    format_: Format = None, table: TableName = None,
+    wanted: WantedDep,
 ) -> Response:  # fmt: skip
     services = Services.of(rt, viewer)
     team, reps = await team_and_reps(services, viewer, team_id)
@@ -283,7 +331,7 @@ async def team_page(
     role = role_of(viewer)
     return await render(
         request, rt, viewer, "console_team.html",
-        tables=[Table("reps", REP_COLUMNS, rows)], wanted=format_, table=table,
+        tables=[Table("reps", REP_COLUMNS, rows)], wanted=wanted,
         team={**team, "calendar_text": calendar_text(team.get("calendar"))},
         may_set_away=roles.may_set_away(role, teams_of(viewer), team["name"]), days=reasons.DAYS,
     )  # fmt: skip
@@ -299,8 +347,7 @@ def working_hours(form: dict[str, str]) -> dict[str, list[list[str]]] | None:
 
 @console.post("/teams/{team_id}/reps")
 async def add_rep(team_id: uuid.UUID, request: Request, rt: RuntimeDep, viewer: Viewer) -> Response:
-    must_configure(viewer)
-    form = await form_of(request, viewer)
+    form = await configuring(request, viewer)
     here = f"/console/teams/{team_id}"
     body: dict[str, Any] = {"name": form.get("name", "").strip(), "team_id": str(team_id)}
     for field in ("email", "timezone"):
@@ -313,8 +360,10 @@ async def add_rep(team_id: uuid.UUID, request: Request, rt: RuntimeDep, viewer: 
             body["working_hours"] = hours
     except ValueError as exc:
         return back(request, here, f"Not done: {exc}", problem=True)
-    answer = await Services.of(rt, viewer).call("POST", "routing", "/v1/reps", json=body)
-    return after(request, answer, here, f"Rep {body['name']} added.")
+    return await call_then_back(
+        request, rt, viewer, ("POST", "routing", "/v1/reps"), here, f"Rep {body['name']} added.",
+        body,
+    )  # fmt: skip
 
 
 @console.post("/reps/{rep_id}")
@@ -370,21 +419,20 @@ async def worklists_page(
     request: Request,
     rt: RuntimeDep,
     viewer: Viewer,
-    format_: Format = None,
-    table: TableName = None,
+    wanted: WantedDep,
 ) -> Response:
     teams, problem = await visible_teams(Services.of(rt, viewer), viewer)
     rows = [{**t, "calendar_text": calendar_text(t.get("calendar"))} for t in teams]
     return await render(
         request, rt, viewer, "console_worklists.html",
-        tables=[Table("teams", TEAM_COLUMNS, rows)], wanted=format_, table=table, problem=problem,
+        tables=[Table("teams", TEAM_COLUMNS, rows)], wanted=wanted, problem=problem,
     )  # fmt: skip
 
 
 @console.get("/teams/{team_id}/worklist", response_class=HTMLResponse)
 async def worklist_page(
     team_id: uuid.UUID, request: Request, rt: RuntimeDep, viewer: Viewer,
-    format_: Format = None, table: TableName = None,
+    wanted: WantedDep,
 ) -> Response:  # fmt: skip
     services = Services.of(rt, viewer)
     team, reps = await team_and_reps(services, viewer, team_id)
@@ -397,7 +445,7 @@ async def worklist_page(
     ]  # fmt: skip
     return await render(
         request, rt, viewer, "console_worklist.html",
-        tables=[Table("worklist", WORK_COLUMNS, rows)], wanted=format_, table=table,
+        tables=[Table("worklist", WORK_COLUMNS, rows)], wanted=wanted,
         team=team, problem=work.problem,
     )  # fmt: skip
 
@@ -445,7 +493,7 @@ def dry_run_body(form: dict[str, str]) -> dict[str, Any]:
 
 
 async def rules_view(
-    request: Request, rt: Runtime, viewer, format_, table, *, lead: dict, outcome: dict | None
+    request: Request, rt: Runtime, viewer, wanted: Wanted, *, lead: dict, outcome: dict | None
 ) -> Response:
     must_configure(viewer)
     services = Services.of(rt, viewer)
@@ -459,7 +507,7 @@ async def rules_view(
     ]  # fmt: skip
     return await render(
         request, rt, viewer, "console_rules.html",
-        tables=[Table("rules", RULE_COLUMNS, rows)], wanted=format_, table=table,
+        tables=[Table("rules", RULE_COLUMNS, rows)], wanted=wanted,
         teams=teams, fields=RULE_FIELDS, channels=CHANNELS, lead=lead, outcome=outcome,
         problem=problem or rules.problem,
     )  # fmt: skip
@@ -470,16 +518,14 @@ async def rules_page(
     request: Request,
     rt: RuntimeDep,
     viewer: Viewer,
-    format_: Format = None,
-    table: TableName = None,
+    wanted: WantedDep,
 ) -> Response:
-    return await rules_view(request, rt, viewer, format_, table, lead={}, outcome=None)
+    return await rules_view(request, rt, viewer, wanted, lead={}, outcome=None)
 
 
 @console.post("/rules")
 async def create_rule(request: Request, rt: RuntimeDep, viewer: Viewer) -> Response:
-    must_configure(viewer)
-    form = await form_of(request, viewer)
+    form = await configuring(request, viewer)
     conditions = {
         form[f"field_{i}"]: reasons.values(form.get(f"values_{i}", ""))
         for i in range(1, 4)
@@ -492,25 +538,27 @@ async def create_rule(request: Request, rt: RuntimeDep, viewer: Viewer) -> Respo
     }
     if form.get("priority", "").strip().isdigit():
         body["priority"] = int(form["priority"])
-    answer = await Services.of(rt, viewer).call("POST", "routing", "/v1/rules", json=body)
-    return after(request, answer, "/console/rules", f"Rule {body['name']} saved.")
+    return await call_then_back(
+        request, rt, viewer, ("POST", "routing", "/v1/rules"), "/console/rules",
+        f"Rule {body['name']} saved.", body,
+    )  # fmt: skip
 
 
 @console.post("/rules/{rule_id}/delete")
 async def delete_rule(
     rule_id: uuid.UUID, request: Request, rt: RuntimeDep, viewer: Viewer
 ) -> Response:
-    must_configure(viewer)
-    await form_of(request, viewer)
-    answer = await Services.of(rt, viewer).call("DELETE", "routing", f"/v1/rules/{rule_id}")
-    return after(request, answer, "/console/rules", "Rule deleted.")
+    await configuring(request, viewer)
+    return await call_then_back(
+        request, rt, viewer, ("DELETE", "routing", f"/v1/rules/{rule_id}"), "/console/rules",
+        "Rule deleted.",
+    )  # fmt: skip
 
 
 @console.post("/rules/dry-run", response_class=HTMLResponse)
 async def dry_run(request: Request, rt: RuntimeDep, viewer: Viewer) -> Response:
     """Where a lead like the one described would go now, and why (nothing is written)."""
-    must_configure(viewer)
-    form = await form_of(request, viewer)
+    form = await configuring(request, viewer)
     answer = await Services.of(rt, viewer).call(
         "POST", "routing", "/v1/routing:dry-run", json=dry_run_body(form)
     )
@@ -519,7 +567,7 @@ async def dry_run(request: Request, rt: RuntimeDep, viewer: Viewer) -> Response:
         if answer.ok
         else {"problem": answer.problem}
     )
-    return await rules_view(request, rt, viewer, None, None, lead=form, outcome=outcome)
+    return await rules_view(request, rt, viewer, Wanted(), lead=form, outcome=outcome)
 
 
 # --- webhook endpoints and deliveries ---------------------------------------------------------
@@ -540,8 +588,7 @@ async def endpoints_page(
     request: Request,
     rt: RuntimeDep,
     viewer: Viewer,
-    format_: Format = None,
-    table: TableName = None,
+    wanted: WantedDep,
 ) -> Response:
     must_configure(viewer)
     services = Services.of(rt, viewer)
@@ -557,15 +604,14 @@ async def endpoints_page(
         request, rt, viewer, "console_endpoints.html",
         tables=[Table("endpoints", ENDPOINT_COLUMNS, endpoints.items),
                 Table("deliveries", DELIVERY_COLUMNS, rows)],
-        wanted=format_, table=table, problem=endpoints.problem or deliveries.problem,
+        wanted=wanted, problem=endpoints.problem or deliveries.problem,
         event_types=(types.body or {}).get("event_types", []) if types.ok else [],
     )  # fmt: skip
 
 
 @console.post("/endpoints")
 async def create_endpoint(request: Request, rt: RuntimeDep, viewer: Viewer) -> Response:
-    must_configure(viewer)
-    form = await form_of(request, viewer)
+    form = await configuring(request, viewer)
     types = [t.strip() for t in form.get("event_types", "").split(",") if t.strip()]
     body: dict[str, Any] = {
         "url": form.get("url", "").strip(),
@@ -589,29 +635,27 @@ async def change_endpoint(
     endpoint_id: uuid.UUID, request: Request, rt: RuntimeDep, viewer: Viewer
 ) -> Response:
     """An endpoint's subscription (its event types), or its pause and resumption."""
-    must_configure(viewer)
-    form = await form_of(request, viewer)
+    form = await configuring(request, viewer)
     change: dict[str, Any] = {}
     if "event_types" in form:
         change["event_types"] = [t.strip() for t in form["event_types"].split(",") if t.strip()]
     if "enabled" in form:
         change["enabled"] = form["enabled"] == "true"
-    answer = await Services.of(rt, viewer).call(
-        "PATCH", "notify", f"/v1/webhook-endpoints/{endpoint_id}", json=change
-    )
-    return after(request, answer, "/console/endpoints", "Endpoint changed.")
+    return await call_then_back(
+        request, rt, viewer, ("PATCH", "notify", f"/v1/webhook-endpoints/{endpoint_id}"),
+        "/console/endpoints", "Endpoint changed.", change,
+    )  # fmt: skip
 
 
 @console.post("/deliveries/{delivery_id}/replay")
 async def replay(
     delivery_id: uuid.UUID, request: Request, rt: RuntimeDep, viewer: Viewer
 ) -> Response:
-    must_configure(viewer)
-    await form_of(request, viewer)
-    answer = await Services.of(rt, viewer).call(
-        "POST", "notify", f"/v1/deliveries/{delivery_id}/replay"
-    )
-    return after(request, answer, "/console/endpoints", "Delivery queued again.")
+    await configuring(request, viewer)
+    return await call_then_back(
+        request, rt, viewer, ("POST", "notify", f"/v1/deliveries/{delivery_id}/replay"),
+        "/console/endpoints", "Delivery queued again.",
+    )  # fmt: skip
 
 
 # --- the policy -------------------------------------------------------------------------------
@@ -630,14 +674,14 @@ async def all_versions(rt: Runtime) -> list[dict[str, Any]]:
 
 
 async def policy_view(
-    request, rt, viewer, format_, table, *, text: str | None = None, errors=None, status=200
+    request, rt, viewer, wanted: Wanted, *, text: str | None = None, errors=None, status=200
 ) -> Response:
     must_configure(viewer)
     current = await policy.current(rt)
     return await render(
         request, rt, viewer, "console_policy.html",
         tables=[Table("versions", VERSION_COLUMNS, await all_versions(rt))],
-        wanted=format_, table=table, status=status,
+        wanted=wanted, status=status,
         current=current, text=current.text if text is None else text, errors=errors,
     )  # fmt: skip
 
@@ -647,25 +691,23 @@ async def policy_page(
     request: Request,
     rt: RuntimeDep,
     viewer: Viewer,
-    format_: Format = None,
-    table: TableName = None,
+    wanted: WantedDep,
 ) -> Response:
-    return await policy_view(request, rt, viewer, format_, table)
+    return await policy_view(request, rt, viewer, wanted)
 
 
 @console.post("/policy", response_class=HTMLResponse)
 async def save_policy(request: Request, rt: RuntimeDep, viewer: Viewer) -> Response:
     """Check the policy as written and keep it as a draft, or show the editor again with each
     problem's field and line."""
-    must_configure(viewer)
-    form = await form_of(request, viewer)
+    form = await configuring(request, viewer)
     text = form.get("text", "").replace("\r\n", "\n")
     try:
         made = await policy.create_version(rt, text)
     except ProblemError as exc:
         errors = exc.errors or [{"field": exc.extra.get("field") or "", "message": exc.detail}]
         return await policy_view(
-            request, rt, viewer, None, None, text=text, errors=errors, status=422
+            request, rt, viewer, Wanted(), text=text, errors=errors, status=422
         )
     return back(
         request,
@@ -677,7 +719,7 @@ async def save_policy(request: Request, rt: RuntimeDep, viewer: Viewer) -> Respo
 @console.get("/policy/versions/{number}", response_class=HTMLResponse)
 async def version_page(
     number: int, request: Request, rt: RuntimeDep, viewer: Viewer,
-    format_: Format = None, table: TableName = None,
+    wanted: WantedDep,
 ) -> Response:  # fmt: skip
     must_configure(viewer)
     shown = await policy.version(rt, number)
@@ -686,7 +728,7 @@ async def version_page(
     rows = [c.model_dump(mode="json") for c in diff.changes]
     return await render(
         request, rt, viewer, "console_version.html",
-        tables=[Table("changes", CHANGE_COLUMNS, rows)], wanted=format_, table=table,
+        tables=[Table("changes", CHANGE_COLUMNS, rows)], wanted=wanted,
         shown=shown, current=current, diff=diff,
     )  # fmt: skip
 
@@ -695,29 +737,21 @@ async def version_page(
 async def publish_version(
     number: int, request: Request, rt: RuntimeDep, viewer: Viewer
 ) -> Response:
-    must_configure(viewer)
-    await form_of(request, viewer)
-    try:
-        made = await policy.publish(rt, number)
-    except ProblemError as exc:
-        return back(request, "/console/policy", f"Not done: {exc.detail}", problem=True)
-    return back(
-        request, "/console/policy", f"Version {made.number} ({made.version}) is the policy now."
+    await configuring(request, viewer)
+    return await policy_step(
+        request,
+        policy.publish(rt, number),
+        lambda made: f"Version {made.number} ({made.version}) is the policy now.",
     )
 
 
 @console.post("/policy/rollback")
 async def roll_back(request: Request, rt: RuntimeDep, viewer: Viewer) -> Response:
-    must_configure(viewer)
-    await form_of(request, viewer)
-    try:
-        made = await policy.rollback(rt)
-    except ProblemError as exc:
-        return back(request, "/console/policy", f"Not done: {exc.detail}", problem=True)
-    return back(
+    await configuring(request, viewer)
+    return await policy_step(
         request,
-        "/console/policy",
-        f"Rolled back: version {made.number} ({made.version}) is the policy again.",
+        policy.rollback(rt),
+        lambda made: f"Rolled back: version {made.number} ({made.version}) is the policy again.",
     )
 
 
@@ -734,8 +768,7 @@ async def audit_page(
     request: Request,
     rt: RuntimeDep,
     viewer: Viewer,
-    format_: Format = None,
-    table: TableName = None,
+    wanted: WantedDep,
 ) -> Response:
     """The changes of routing, notify and feedback, newest first, with who made them."""
     must_configure(viewer)
@@ -746,14 +779,14 @@ async def audit_page(
         answer = await services.get(name, "/v1/audit", limit=200)
         problems += [f"{name}: {answer.problem}"] if not answer.ok else []
         rows += [{**e, "service": name} for e in answer.items]
-    wanted = PageRequest(audit.listing(metadata), limit=200, sort="-id", cursor=None, filters={})
+    newest = PageRequest(audit.listing(metadata), limit=200, sort="-id", cursor=None, filters={})
     async with rt.db.unit_of_work() as session:
-        own = await audit.entries(session, wanted)
+        own = await audit.entries(session, newest)
     rows += [{**e.model_dump(mode="json"), "service": "feedback"} for e in own.items]
     rows.sort(key=lambda e: str(e.get("at")), reverse=True)
     return await render(
         request, rt, viewer, "console_audit.html",
-        tables=[Table("audit", AUDIT_COLUMNS, rows)], wanted=format_, table=table,
+        tables=[Table("audit", AUDIT_COLUMNS, rows)], wanted=wanted,
         problem="; ".join(problems),
     )  # fmt: skip
 
@@ -769,8 +802,7 @@ LEAD_COLUMNS = [
 @console.get("/leads", response_class=HTMLResponse)
 async def leads_page(
     request: Request, rt: RuntimeDep, viewer: Viewer,
-    q: Annotated[str | None, Query(max_length=200)] = None,
-    format_: Format = None, table: TableName = None,
+    wanted: WantedDep, q: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Response:  # fmt: skip
     """Find a lead by e-mail, name, company or id, and open its timeline."""
     must_configure(viewer)
@@ -788,6 +820,6 @@ async def leads_page(
             })  # fmt: skip
     return await render(
         request, rt, viewer, "console_leads.html",
-        tables=[Table("leads", LEAD_COLUMNS, rows)], wanted=format_, table=table,
+        tables=[Table("leads", LEAD_COLUMNS, rows)], wanted=wanted,
         q=q or "", problem=problem,
     )  # fmt: skip
