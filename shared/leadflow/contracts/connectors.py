@@ -404,6 +404,9 @@ def parse_connectors_text(text: str, source: str = "connectors") -> Connectors:
     raises ConnectorsError naming the path and line of each problem."""
     try:
         data = yaml.safe_load(text)
+        lines = lines_of_text(text)
     except yaml.YAMLError as exc:
         raise ConnectorsError(f"{source} is not valid YAML: {exc}") from None
-    return parse_connectors(data, source, lines_of_text(text))
+    except RecursionError:
+        raise ConnectorsError(f"{source} is nested too deeply") from None
+    return parse_connectors(data, source, lines)

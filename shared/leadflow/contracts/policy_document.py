@@ -70,6 +70,9 @@ def parse_policy(text: str, source: str = "policy") -> PolicyDocument:
         line = mark.line + 1 if mark is not None else None
         problem = PolicyProblem(ROOT, f"not valid YAML: {reason}", line)
         raise PolicyDocumentError(source, [problem]) from None
+    except RecursionError:
+        problem = PolicyProblem(ROOT, "not a policy: nested too deeply", 1)
+        raise PolicyDocumentError(source, [problem]) from None
     if not isinstance(data, dict):
         raise PolicyDocumentError(
             source, [PolicyProblem(ROOT, "must be a mapping of policy sections", 1)]
@@ -104,7 +107,7 @@ def line_of(text: str, *path: str | int) -> int | None:
     """The 1-based line where `path` (or the deepest part of it the text has) is written."""
     try:
         return _line_of(_lines(yaml.compose(text, Loader=yaml.SafeLoader)), path)
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError):
         return None
 
 

@@ -36,7 +36,7 @@ def lines_of_text(text: str) -> Lines:
     """`lines_by_path` of a YAML text; empty when the text is not YAML."""
     try:
         return lines_by_path(yaml.compose(text, Loader=yaml.SafeLoader))
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError):
         return {}
 
 
