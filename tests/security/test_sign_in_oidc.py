@@ -4,13 +4,13 @@ HTTP. Feedback uses the authorization code with PKCE (S256), makes the person on
 sign-in with the role their groups map to, and refuses an answer it did not ask for."""
 
 import json
-import socket
 import subprocess
 import sys
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+from leadflow_tools.devstack import free_port
 from pydantic import SecretStr
 from support.harness import ADMIN, eventually_sync, service_client
 
@@ -20,12 +20,6 @@ PEOPLE = [
     {"sub": "bo-2", "email": "bo@corp.example", "name": "Bo Corp", "groups": ["lf-viewers"]},
     {"sub": "cy-3", "email": "cy@corp.example", "name": "Cy Corp", "groups": ["others"]},
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

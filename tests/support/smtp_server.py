@@ -24,6 +24,8 @@ from email.message import EmailMessage
 from itertools import count
 from pathlib import Path
 
+from leadflow_tools.devstack import free_port
+
 TESTS_DIR = Path(__file__).resolve().parents[1]
 
 
@@ -68,12 +70,6 @@ class ReceivedMail:
     raw: bytes
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _greets(port: int) -> bool:
     """The server answers a connection with its 220 greeting."""
     try:
@@ -89,7 +85,7 @@ class SmtpServer:
     def __init__(self, directory: Path, refused: tuple[str, ...] = ()) -> None:
         self.directory = Path(directory)
         self.refused = refused
-        self.port = _free_port()
+        self.port = free_port()
         self._process: subprocess.Popen | None = None
 
     def start(self, timeout: float = 20.0) -> SmtpServer:

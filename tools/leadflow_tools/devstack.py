@@ -35,18 +35,47 @@ def die_with_parent(sig: int = signal.SIGTERM):
 
 
 _GIVEN_PORTS: set[int] = set()
+_LOWEST_PORT = 10_000
+
+
+def _ephemeral_low() -> int:
+    """The first port of the range the system hands to outgoing connections."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768
+
+
+def _port_sequence():
+    """Ports below the system's range for outgoing connections, from a place of this process's
+    own: a port the system picks (bind to 0) is one it may also give, at any moment, to the
+    local end of an outgoing connection (a Kafka or PostgreSQL client), and a service restarted
+    on it would find it taken for as long as that connection lives."""
+    high = max(_ephemeral_low(), _LOWEST_PORT + 1_000)
+    span = high - _LOWEST_PORT
+    start = (os.getpid() * 7_919) % span
+    for i in range(span):
+        yield _LOWEST_PORT + (start + i) % span
+
+
+_PORTS = _port_sequence()
 
 
 def free_port() -> int:
-    """A port free now and never handed out before by this process: the system may offer a
-    port again as soon as it is released, before the process it was meant for has bound it."""
-    while True:
+    """A port free now, outside the range of outgoing connections, and never handed out
+    before by this process (the system may offer a port again as soon as it is released,
+    before the process it was meant for has bound it)."""
+    for port in _PORTS:
+        if port in _GIVEN_PORTS:
+            continue
         with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port not in _GIVEN_PORTS:
-            _GIVEN_PORTS.add(port)
-            return port
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _GIVEN_PORTS.add(port)
+        return port
+    raise RuntimeError(f"no free port left between {_LOWEST_PORT} and {_ephemeral_low()}")
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
