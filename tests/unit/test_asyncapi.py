@@ -219,6 +219,8 @@ def test_a_service_document_holds_only_the_topics_it_publishes_and_reads() -> No
         "team.directory",
         "lead.contact_attempt",
         "lead.status_changed",
+        "lead.onboarding_milestone",
+        "lead.churned",
         DEAD_LETTER_MESSAGE,
     }
 

@@ -23,12 +23,14 @@ from leadflow.contracts.events import (
     CloudEvent,
     ConnectorsPublished,
     LeadActivity,
+    LeadChurned,
     LeadCompany,
     LeadContactAttempt,
     LeadCreated,
     LeadCrmLinked,
     LeadErased,
     LeadMql,
+    LeadOnboardingMilestone,
     LeadRouted,
     LeadSalesReported,
     LeadScored,
@@ -218,6 +220,10 @@ SAMPLES: dict[str, Payload] = {
         LeadStatusChanged(
             lead_id=LEAD, from_status="working", status="sal", reason=None, changed_at=T0
         ),
+        LeadOnboardingMilestone(
+            lead_id=LEAD, milestone="key_feature_activated", reached_at=T0, feature="reports"
+        ),
+        LeadChurned(lead_id=LEAD, reason="low_adoption", churned_at=T0),
     )
 }
 
@@ -242,6 +248,8 @@ EXPECTED_TOPICS = {
     "sla.corrective_plan_required": TOPIC_SLA,
     "lead.contact_attempt": TOPIC_FEEDBACK,
     "lead.status_changed": TOPIC_FEEDBACK,
+    "lead.onboarding_milestone": TOPIC_FEEDBACK,
+    "lead.churned": TOPIC_FEEDBACK,
 }
 
 

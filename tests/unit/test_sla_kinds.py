@@ -15,10 +15,10 @@ H, D = timedelta(hours=1), timedelta(days=1)
 MONDAY_9 = datetime(2026, 11, 16, 8, tzinfo=UTC)  # 09:00 in Warsaw
 
 
-def test_the_table_holds_the_six_kinds_of_the_domain_once_each():
+def test_the_table_holds_the_eight_kinds_of_the_domain_once_each():
     assert slas.SLAS == (
         "first_response", "contact_cadence", "sal_acceptance", "sql_to_sqo", "pql_contact",
-        "cs_handoff",
+        "cs_handoff", "onboarding_kickoff", "key_feature_activation",
     )  # fmt: skip
     assert set(slas.KINDS) == set(slas.SLAS)
     assert all(slas.KINDS[k.name] is k for k in slas.SLA_KINDS)
@@ -34,8 +34,28 @@ def test_a_routed_pql_also_opens_the_pql_contact_clock():
     )  # fmt: skip
 
 
-def test_statuses_sql_and_won_open_sql_to_sqo_and_cs_handoff():
-    assert dict(slas.OPENED_BY_STATUS) == {"sql": ("sql_to_sqo",), "won": ("cs_handoff",)}
+def test_statuses_sql_and_won_open_sql_to_sqo_the_hand_off_and_the_onboarding_clocks():
+    assert dict(slas.OPENED_BY_STATUS) == {
+        "sql": ("sql_to_sqo",),
+        "won": ("cs_handoff", "onboarding_kickoff", "key_feature_activation"),
+    }
+
+
+def test_onboarding_milestones_meet_the_kickoff_and_activation_clocks():
+    assert dict(slas.MET_BY_MILESTONE) == {
+        "key_feature_activated": ("key_feature_activation",),
+        "kickoff_held": ("onboarding_kickoff",),
+    }
+    assert set(slas.MET_BY_MILESTONE) == set(slas.MILESTONES)
+
+
+def test_onboarding_terms_are_the_seeds_five_and_fourteen_calendar_days():
+    kickoff = slas.term(POLICY, slas.ONBOARDING_KICKOFF, "inbound")
+    activation = slas.term(POLICY, slas.KEY_FEATURE_ACTIVATION, "partner")
+    assert (kickoff.limit, kickoff.clock) == (5 * D, "wall")
+    assert (activation.limit, activation.clock) == (14 * D, "wall")
+    won = MONDAY_9
+    assert slas.due_after(kickoff.clock, policy_calendar(POLICY), won, kickoff.limit) == won + 5 * D
 
 
 def test_statuses_meet_the_clocks_of_the_domain_table():

@@ -7,9 +7,11 @@ from functools import partial
 
 from leadflow.consumer import Subscription
 from leadflow.contracts.events import (
+    LeadChurned,
     LeadContactAttempt,
     LeadErased,
     LeadMql,
+    LeadOnboardingMilestone,
     LeadRouted,
     LeadStatusChanged,
 )
@@ -22,7 +24,13 @@ def subscriptions(rt: Runtime) -> list[Subscription]:
     return [
         Subscription(
             "timers",
-            takes=(LeadRouted, LeadContactAttempt, LeadStatusChanged),
+            takes=(
+                LeadRouted,
+                LeadContactAttempt,
+                LeadStatusChanged,
+                LeadOnboardingMilestone,
+                LeadChurned,
+            ),
             apply=partial(use_cases.apply_timers, rt),
         ),
         Subscription("commitments", takes=(LeadMql,), apply=partial(use_cases.apply_mqls, rt)),

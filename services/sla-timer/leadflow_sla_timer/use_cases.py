@@ -3,14 +3,17 @@ the firing loop fires their due levels; the period loop judges both parties' com
 
 Which events open and meet which clocks is the SLA kinds table (leadflow.contracts.slas): a
 lead.routed opens first_response, contact_cadence and sal_acceptance (and pql_contact for a
-PQL); status sql opens sql_to_sqo, status won cs_handoff; a contact attempt meets
-first_response and pql_contact and counts towards the cadence; statuses meet the kinds the
-table names. A lead that leaves the funnel (lost, recycled, unreachable, returned) owes nothing
-more: its open clocks are cancelled and pending escalations dropped.
+PQL); status sql opens sql_to_sqo, status won cs_handoff, onboarding_kickoff and
+key_feature_activation; a contact attempt meets first_response and pql_contact and counts
+towards the cadence; statuses and onboarding milestones (lead.onboarding_milestone) meet the
+kinds the table names. A lead that leaves the funnel (lost, recycled, unreachable, returned), or
+a customer who churned (lead.churned), owes nothing more: its open clocks are cancelled and
+pending escalations dropped.
 
-Topics are ordered per lead but not across topics: an attempt or a status change that arrives
-before the lead.routed opening the lead's clocks is held back and applied, in time order, when
-the clocks open.
+Topics are ordered per lead but not across topics: an attempt, a status change, a milestone or
+a churn that arrives before the lead.routed opening the lead's clocks is held back and applied,
+in time order, when the clocks open (milestones and churns are held with the status changes,
+each row naming its event type).
 
 Contact attempts keep counting after the cadence is met; the first one beyond the cadence's cap
 (the policy's max_attempts of the channel) emits one `sla.warning` at level attempts_exceeded.
@@ -47,9 +50,11 @@ from leadflow.contracts import slas
 from leadflow.contracts.calendar import BusinessCalendar, policy_calendar
 from leadflow.contracts.commitments import period_of
 from leadflow.contracts.events import (
+    LeadChurned,
     LeadContactAttempt,
     LeadErased,
     LeadMql,
+    LeadOnboardingMilestone,
     LeadRouted,
     LeadStatusChanged,
     Payload,
@@ -101,7 +106,22 @@ from leadflow_sla_timer.schemas import LeadSlas, SlaClock
 log = logging.getLogger(__name__)
 
 # What a status change may say about the person in free text; the clocks need none of it.
-FREE_TEXT_OF_STATUS = {"qualification", "opportunity"}
+FREE_TEXT_OF_STATUS = {"qualification", "opportunity", "handoff"}
+# Held-back rows of these event types name their type (`event_type`); a row without one is a
+# status change.
+HELD_TYPES: dict[str, type[LeadStatusChanged | LeadOnboardingMilestone | LeadChurned]] = {
+    t.type: t for t in (LeadStatusChanged, LeadOnboardingMilestone, LeadChurned)
+}
+AfterWon = LeadOnboardingMilestone | LeadChurned
+
+
+def _instant_of(step: LeadStatusChanged | AfterWon) -> datetime:
+    match step:
+        case LeadOnboardingMilestone():
+            return step.reached_at
+        case LeadChurned():
+            return step.churned_at
+    return step.changed_at
 
 
 # --- the clocks of a batch --------------------------------------------------------------------
@@ -212,19 +232,33 @@ class Clocks:
         held.attempt, held.attempt_changed = (at, n), True
         held.attempt_channels[attempt.channel] = held.attempt_channels.get(attempt.channel, 0) + 1
 
-    def status(self, event_id: uuid.UUID, change: LeadStatusChanged) -> None:
+    def status(self, event_id: uuid.UUID, change: LeadStatusChanged | AfterWon) -> None:
+        """Apply a status change, an onboarding milestone or a churn to the lead's clocks, or
+        hold it back until its clocks open."""
         if self.timers.get(change.lead_id):
-            self.status_changed(change)
+            self.step(change)
             return
         held = self.held.setdefault(change.lead_id, Held())
         if any(event_id == held_id for held_id, _, _ in held.statuses):
             return
+        at = _instant_of(change)
         kept = change.model_dump(mode="json", exclude=FREE_TEXT_OF_STATUS)
-        held.statuses.append((event_id, change.changed_at, kept))
+        if not isinstance(change, LeadStatusChanged):
+            kept["event_type"] = change.type
+        held.statuses.append((event_id, at, kept))
         held.new_statuses.append(
-            {"event_id": event_id, "lead_id": change.lead_id, "changed_at": change.changed_at,
-             "change": kept}
-        )  # fmt: skip
+            {"event_id": event_id, "lead_id": change.lead_id, "changed_at": at, "change": kept}
+        )
+
+    def step(self, change: LeadStatusChanged | AfterWon) -> None:
+        match change:
+            case LeadStatusChanged():
+                self.status_changed(change)
+            case LeadOnboardingMilestone():
+                for sla in slas.MET_BY_MILESTONE.get(change.milestone, ()):
+                    self.stop(change.lead_id, sla, change.reached_at)
+            case LeadChurned():
+                self.cancel_all(change.lead_id)
 
     def open_timer(
         self,
@@ -288,8 +322,8 @@ class Clocks:
         if held is None:
             return
         steps: list[tuple[datetime, int, object]] = [
-            (change.changed_at, 1, change)
-            for change in (LeadStatusChanged.model_validate(data) for _, _, data in held.statuses)
+            (at, 1, HELD_TYPES[data.get("event_type", LeadStatusChanged.type)].model_validate(data))
+            for _, at, data in held.statuses
         ]
         if held.attempt is not None:
             steps.append((held.attempt[0], 0, (held.attempt[1], held.attempt_channels)))
@@ -299,6 +333,10 @@ class Clocks:
             at = max(at, routed.routed_at)
             if isinstance(step, LeadStatusChanged):
                 self.status_changed(step.model_copy(update={"changed_at": at}))
+            elif isinstance(step, LeadOnboardingMilestone):
+                self.step(step.model_copy(update={"reached_at": at}))
+            elif isinstance(step, LeadChurned):
+                self.step(step)
             else:
                 n, channels = step
                 self.count_attempts(routed.lead_id, at, n, channels=channels)
@@ -486,7 +524,7 @@ async def apply_timers(rt: Runtime, session: AsyncSession, received: list[Receiv
                 clocks.routed(routed)
             case LeadContactAttempt() as attempt:
                 clocks.attempt(attempt)
-            case LeadStatusChanged() as change:
+            case LeadStatusChanged() | LeadOnboardingMilestone() | LeadChurned() as change:
                 clocks.status(item.event.id, change)
     await write_clocks(session, rt.outbox, clocks)
 

@@ -47,7 +47,8 @@ TOPIC_DESCRIPTIONS = {
     TOPIC_SCORING: "Scores of leads and their promotion to MQL or PQL.",
     TOPIC_ROUTING: "Leads assigned to teams and reps; who is on each team and how to reach them.",
     TOPIC_SLA: "SLA clocks: warnings, breaches, escalations, met SLAs, corrective plans owed.",
-    TOPIC_FEEDBACK: "What sales did with a lead: contact attempts and status changes.",
+    TOPIC_FEEDBACK: "What sales did with a lead: contact attempts and status changes; after the "
+    "signature, customer success's onboarding milestones and churn.",
     TOPIC_NOTIFY: "Webhook deliveries given up; CRM records linked to leads; connectors changed.",
     TOPIC_ACCESS: "API keys issued, rotated and revoked (digests only), for every service to check.",
     TOPIC_POLICY: "Versions of the policy published as the current one, whole, for every service to apply.",
@@ -499,6 +500,31 @@ class LeadStatusChanged(Payload):
     # when sales gave them (else the SQO's stand)
     qualification: dict[str, Any] | None = None
     opportunity: dict[str, Any] | None = None
+    # handed_off: what customer success takes over (use_case, promised_outcomes, risks, plan)
+    handoff: dict[str, Any] | None = None
+
+
+class LeadOnboardingMilestone(Payload):
+    """A won customer reached an onboarding milestone: the kickoff meeting was held
+    (`kickoff_held`, reported by customer success), or the key feature the policy names was
+    used for the first time after the signature (`key_feature_activated`, from product usage;
+    `feature` names it). Sent once per lead and milestone."""
+
+    type = "lead.onboarding_milestone"
+    topic = TOPIC_FEEDBACK
+    milestone: Literal["kickoff_held", "key_feature_activated"]
+    reached_at: datetime
+    feature: str | None = None
+
+
+class LeadChurned(Payload):
+    """Customer success reported that a won customer left, with a structured reason from the
+    policy's churn reasons. The customer owes no onboarding clock any more."""
+
+    type = "lead.churned"
+    topic = TOPIC_FEEDBACK
+    reason: str
+    churned_at: datetime
 
 
 PAYLOAD_TYPES: dict[str, type[Payload]] = {
@@ -526,6 +552,8 @@ PAYLOAD_TYPES: dict[str, type[Payload]] = {
         SlaCorrectivePlanRequired,
         LeadContactAttempt,
         LeadStatusChanged,
+        LeadOnboardingMilestone,
+        LeadChurned,
     )
 }
 

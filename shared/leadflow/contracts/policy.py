@@ -375,6 +375,14 @@ class Slas(_Section):
     pql_contact: SlaTerm
     cs_handoff: SlaTerm
     escalation: Escalation
+    # Onboarding after the signature (the Slovak seed): kickoff within 5 days and the key feature
+    # activated within 14 days of the won status. Optional, so older policy files still load.
+    onboarding_kickoff: SlaTerm = Field(
+        default_factory=lambda: SlaTerm(limit=timedelta(days=5), clock="wall")
+    )
+    key_feature_activation: SlaTerm = Field(
+        default_factory=lambda: SlaTerm(limit=timedelta(days=14), clock="wall")
+    )
 
     @field_validator("channels")
     @classmethod
@@ -439,6 +447,47 @@ class Reason(_Section):
 
 
 ReasonCode = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]
+
+
+class ChurnReason(_Section):
+    """A structured reason customer success gives for a customer lost after the signature."""
+
+    label: str = Field(min_length=1)
+
+
+def _default_churn_reasons() -> dict[str, ChurnReason]:
+    return {
+        code: ChurnReason(label=label)
+        for code, label in (
+            ("low_adoption", "Low adoption / no value seen"),
+            ("onboarding_failed", "Onboarding failed"),
+            ("missing_feature", "Missing feature"),
+            ("price", "Price"),
+            ("competitor", "Went to a competitor"),
+            ("champion_left", "Champion left"),
+            ("business_changed", "Business changed / closed"),
+            ("support", "Support and service"),
+        )
+    }
+
+
+class CustomerSuccessRules(_Section):
+    """Customer success after the signature (docs/domain.md "Customer success"): the product
+    usage event's feature whose first use after the won status activates the customer, and the
+    structured reasons customer success reports a churn with."""
+
+    # The `feature` a product usage activity (`activity_type: product_usage`) names.
+    key_feature: str = Field(default="key_feature", min_length=1, max_length=200)
+    churn_reasons: dict[ReasonCode, ChurnReason] = Field(
+        default_factory=_default_churn_reasons, min_length=1
+    )
+
+    @field_validator("key_feature")
+    @classmethod
+    def _feature_named(cls, feature: str) -> str:
+        if not feature.strip():
+            raise ValueError("the key feature must name a feature")
+        return feature.strip()
 
 
 class MarketingCommitments(_Section):
@@ -535,6 +584,7 @@ class Policy(_Section):
     # Optional, so that a policy written before it keeps loading with these defaults.
     planning: PlanningRules = Field(default_factory=PlanningRules)
     revenue: RevenueRules = Field(default_factory=RevenueRules)
+    customer_success: CustomerSuccessRules = Field(default_factory=CustomerSuccessRules)
 
     def nurture_for(self, reason: str | None) -> timedelta:
         """How long a lead recycled for `reason` rests in nurture before it may come back."""

@@ -9,7 +9,8 @@ means), so a kind is declared once.
 Adding an SLA kind
 ------------------
 1. Name it (a constant below) and add one `SlaKind` to `SLA_KINDS`: the event that opens its
-   clock (`Opening`), the statuses and/or contact attempts that meet it, the function that reads
+   clock (`Opening`), the statuses, contact attempts and/or onboarding milestones that meet it
+   (`lead.onboarding_milestone`), the function that reads
    its `Term` (limit, clock, attempts) from the policy, and its ladder (`full_ladder`, or
    `cadence_ladder` for a clock whose breach escalates only when the policy says so).
 2. If the policy has no limit for it yet, add one to `leadflow.contracts.policy.Slas` and to
@@ -44,6 +45,14 @@ SAL_ACCEPTANCE = "sal_acceptance"
 SQL_TO_SQO = "sql_to_sqo"
 PQL_CONTACT = "pql_contact"
 CS_HANDOFF = "cs_handoff"
+ONBOARDING_KICKOFF = "onboarding_kickoff"
+KEY_FEATURE_ACTIVATION = "key_feature_activation"
+
+# The onboarding milestones customer success reaches after the signature (the `milestone` of
+# lead.onboarding_milestone): the kickoff meeting held, the key feature first used.
+KICKOFF_HELD = "kickoff_held"
+KEY_FEATURE_ACTIVATED = "key_feature_activated"
+MILESTONES = (KICKOFF_HELD, KEY_FEATURE_ACTIVATED)
 
 # The events that open clocks.
 ROUTED = "lead.routed"
@@ -117,6 +126,8 @@ class SlaKind:
     # "first": the first contact attempt meets it; "counted": attempts are counted and the
     # Term's attempts_required-th meets it; None: attempts do not concern it.
     met_by_attempts: Literal["first", "counted"] | None = None
+    # Onboarding milestones that meet the clock (lead.onboarding_milestone's `milestone`).
+    met_by_milestones: frozenset[str] = frozenset()
     # What a breach means for the lead (the `outcome` of its sla.breached); None: nothing more.
     breach_outcome: str | None = None
 
@@ -171,6 +182,16 @@ def pql_contact_term(policy: Policy, channel: str | None) -> Term:
 def cs_handoff_term(policy: Policy, channel: str | None) -> Term:
     """Won → handed off to customer success: one limit for every channel."""
     return _policy_term(policy.slas.cs_handoff)
+
+
+def onboarding_kickoff_term(policy: Policy, channel: str | None) -> Term:
+    """Won → the onboarding kickoff held: one limit for every channel."""
+    return _policy_term(policy.slas.onboarding_kickoff)
+
+
+def key_feature_activation_term(policy: Policy, channel: str | None) -> Term:
+    """Won → the key feature first used (product usage): one limit for every channel."""
+    return _policy_term(policy.slas.key_feature_activation)
 
 
 def full_ladder(policy: Policy, term: Term) -> tuple[Step, ...]:
@@ -238,6 +259,20 @@ SLA_KINDS: tuple[SlaKind, ...] = (
         ladder=full_ladder,
         met_by_statuses=frozenset({"handed_off"}),
     ),
+    SlaKind(
+        ONBOARDING_KICKOFF,
+        opens=Opening(STATUS_CHANGED, status="won"),
+        term=onboarding_kickoff_term,
+        ladder=full_ladder,
+        met_by_milestones=frozenset({KICKOFF_HELD}),
+    ),
+    SlaKind(
+        KEY_FEATURE_ACTIVATION,
+        opens=Opening(STATUS_CHANGED, status="won"),
+        term=key_feature_activation_term,
+        ladder=full_ladder,
+        met_by_milestones=frozenset({KEY_FEATURE_ACTIVATED}),
+    ),
 )
 
 KINDS: MappingProxyType[str, SlaKind] = MappingProxyType({k.name: k for k in SLA_KINDS})
@@ -261,6 +296,13 @@ OPENED_BY_STATUS: MappingProxyType[str, tuple[str, ...]] = MappingProxyType(
             if k.opens.event == STATUS_CHANGED and k.opens.status == status
         )
         for status in sorted({k.opens.status for k in SLA_KINDS if k.opens.status is not None})
+    }
+)
+# Onboarding milestones that meet clocks -> the kinds each meets.
+MET_BY_MILESTONE: MappingProxyType[str, tuple[str, ...]] = MappingProxyType(
+    {
+        milestone: tuple(k.name for k in SLA_KINDS if milestone in k.met_by_milestones)
+        for milestone in sorted({m for k in SLA_KINDS for m in k.met_by_milestones})
     }
 )
 # Kinds the first contact attempt meets, and kinds that count every attempt.
