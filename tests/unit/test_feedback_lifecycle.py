@@ -32,6 +32,12 @@ from leadflow_feedback.domain.lifecycle import (
 REASONS = default_policy().reasons
 QUALIFIED = {"problem": True, "impact": "saves 2 FTE", "authority": True}
 OPPORTUNITY = {"value": 40000.0, "stage": "proposal", "close_date": date(2026, 3, 31)}
+HANDOFF = {
+    "use_case": "route inbound demo requests",
+    "promised_outcomes": "first response under 2 h",
+    "risks": "CRM integration owned by a third party",
+    "plan": "kickoff week 1, CRM connected week 2",
+}
 
 
 def valid_change(status: str) -> StatusChange:
@@ -41,6 +47,7 @@ def valid_change(status: str) -> StatusChange:
         reason="no_need" if status in REASON_REQUIRED else None,
         qualification=QUALIFIED if status == "sql" else {},
         opportunity=OPPORTUNITY if status == "sqo" else {},
+        handoff=HANDOFF if status == "handed_off" else {},
     )
 
 

@@ -11,6 +11,7 @@ from leadflow_feedback.plans import api as plans
 from leadflow_feedback.policy_versions import api as policy_versions
 from leadflow_feedback.policy_versions import use_cases as policy_use_cases
 from leadflow_feedback.quarterly import api as quarterly
+from leadflow_feedback.success import api as success
 
 service = ServiceSpec(
     name="feedback",
@@ -24,6 +25,7 @@ service = ServiceSpec(
         people.sign_in,
         *policy_versions.routers,
         *plans.routers,
+        *success.routers,
         quarterly.pages,
         console.console,
     ],

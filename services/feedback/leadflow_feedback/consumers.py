@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadflow_feedback import use_cases
 from leadflow_feedback.plans import use_cases as plans
+from leadflow_feedback.success import use_cases as success
 
 
 def subscriptions(rt: Runtime) -> list[Subscription]:
@@ -41,6 +42,9 @@ def subscriptions(rt: Runtime) -> list[Subscription]:
 
     async def open_plans(session: AsyncSession, received: list[Received]) -> None:
         await plans.open_plans(rt, session, received)
+
+    async def record_usage(session: AsyncSession, received: list[Received]) -> None:
+        await success.record_usage(rt, session, received)
 
     return [
         Subscription(
@@ -66,4 +70,6 @@ def subscriptions(rt: Runtime) -> list[Subscription]:
         Subscription("directory", takes=(TeamDirectory,), apply=apply_directories),
         # sla-timer's period judgement: a party owing a corrective plan opens its plan record
         Subscription("corrective-plans", takes=(SlaCorrectivePlanRequired,), apply=open_plans),
+        # ingest's product usage: the key feature's first use activates a won customer
+        Subscription("product-usage", takes=(LeadActivity,), apply=record_usage),
     ]

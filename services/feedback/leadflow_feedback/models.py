@@ -207,3 +207,62 @@ team_directory = sa.Table(
     sa.Column("reps", JSON, nullable=False),
     sa.Column("changed_at", sa.DateTime(timezone=True), nullable=False),
 )
+
+# Customer success after the signature (docs/domain.md "Customer success"): the hand-off of each
+# won deal with what customer success takes over, the onboarding milestones (kickoff held, key
+# feature activated), the product usage they are derived from, churns and success stories.
+handoffs = sa.Table(
+    "handoffs",
+    metadata,
+    sa.Column("lead_id", UUID(as_uuid=True), sa.ForeignKey("leads.lead_id"), primary_key=True),
+    sa.Column("handed_off_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("use_case", sa.Text, nullable=False),
+    sa.Column("promised_outcomes", sa.Text, nullable=False),
+    sa.Column("risks", sa.Text, nullable=False),
+    sa.Column("plan", sa.Text, nullable=False),
+)
+
+onboarding = sa.Table(
+    "onboarding",
+    metadata,
+    sa.Column("lead_id", UUID(as_uuid=True), sa.ForeignKey("leads.lead_id"), primary_key=True),
+    sa.Column("kickoff_at", sa.DateTime(timezone=True)),
+    sa.Column("activated_at", sa.DateTime(timezone=True)),
+    sa.Column("activation_feature", sa.Text),
+)
+
+# Every product usage activity ingest passed on (lead.activity, activity_type product_usage):
+# the feature used and when, whatever the lead's status, so an activation is found whichever
+# arrives first, the usage or the won status.
+product_usage = sa.Table(
+    "product_usage",
+    metadata,
+    sa.Column("activity_id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("lead_id", UUID(as_uuid=True), nullable=False),
+    sa.Column("feature", sa.Text, nullable=False),
+    sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_feedback_product_usage_lead_id_feature", "lead_id", "feature"),
+)
+
+churns = sa.Table(
+    "churns",
+    metadata,
+    sa.Column("lead_id", UUID(as_uuid=True), sa.ForeignKey("leads.lead_id"), primary_key=True),
+    sa.Column("reason", sa.Text, nullable=False),  # from the policy's churn reasons
+    sa.Column("churned_at", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("note", sa.Text),
+    sa.Column("reported_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+success_stories = sa.Table(
+    "success_stories",
+    metadata,
+    sa.Column("id", UUID(as_uuid=True), primary_key=True),
+    sa.Column(
+        "lead_id", UUID(as_uuid=True), sa.ForeignKey("leads.lead_id"), nullable=False, index=True
+    ),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("outcome", sa.Text, nullable=False),
+    sa.Column("topics", JSON, nullable=False, server_default=sa.text("'[]'::jsonb")),
+    sa.Column("reported_at", sa.DateTime(timezone=True), nullable=False, index=True),
+)

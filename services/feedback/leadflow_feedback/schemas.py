@@ -52,6 +52,17 @@ class Opportunity(BaseModel):
     close_date: date | None = None
 
 
+class Handoff(BaseModel):
+    """What customer success takes over with a won deal: `handed_off` needs all four, each a
+    non-blank text (the 48 h hand-off clock is met only by such a hand-off)."""
+
+    model_config = ConfigDict(extra="forbid")
+    use_case: str | None = Field(default=None, max_length=4000)
+    promised_outcomes: str | None = Field(default=None, max_length=4000)
+    risks: str | None = Field(default=None, max_length=4000)
+    plan: str | None = Field(default=None, max_length=4000, description="the project plan")
+
+
 class StatusIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     status: Literal[
@@ -60,6 +71,7 @@ class StatusIn(BaseModel):
     reason: str | None = Field(default=None, max_length=100)
     qualification: Qualification | None = None
     opportunity: Opportunity | None = None
+    handoff: Handoff | None = None
     occurred_at: datetime | None = None
     rep_id: uuid.UUID | None = None
 

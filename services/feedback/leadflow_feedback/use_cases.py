@@ -69,6 +69,7 @@ from leadflow_feedback.schemas import (
     StatusHistoryEntry,
     StatusIn,
 )
+from leadflow_feedback.success import use_cases as success
 
 log = logging.getLogger(__name__)
 TREND_WEEKS = 4
@@ -166,6 +167,7 @@ async def record_change(
     rep_id: uuid.UUID | None = None,
     qualification: dict[str, Any] | None = None,
     opportunity: dict[str, Any] | None = None,
+    handoff: dict[str, Any] | None = None,
 ) -> tuple[CloudEvent, datetime | None]:
     """Write an already-checked status change: the read model, its history row and
     `lead.status_changed`, in one unit of work. Returns the event and the end of nurture."""
@@ -175,6 +177,7 @@ async def record_change(
         for k, v in {
             "qualification": qualification or None,
             "opportunity": opportunity or None,
+            "handoff": handoff or None,
             "rep_id": str(rep_id) if rep_id else None,
             "nurture_until": nurture_until.isoformat() if nurture_until else None,
         }.items()
@@ -199,6 +202,7 @@ async def record_change(
         nurture_until=nurture_until,
         qualification=qualification or None,
         opportunity=opportunity or None,
+        handoff=handoff or None,
     )
     event = await rt.outbox.emit(session, changed, policy_version=rt.policy.version)
     await add_to_timeline(session, event, changed)
@@ -315,16 +319,18 @@ async def status_on(
         change.qualification.model_dump(exclude_none=True) if change.qualification else {}
     )
     opportunity = change.opportunity.model_dump(exclude_none=True) if change.opportunity else {}
+    handoff = change.handoff.model_dump(exclude_none=True) if change.handoff else {}
     try:
         check_change(
             current,
-            StatusChange(change.status, change.reason, qualification, opportunity),
+            StatusChange(change.status, change.reason, qualification, opportunity, handoff),
             rt.policy.reasons,
         )
     except TransitionRefused as exc:
         raise Conflict(str(exc), field="status", current=exc.current, allowed=exc.allowed) from None
     except ChangeInvalid as exc:
         raise Unprocessable(exc.message, field=exc.field, **exc.extra) from None
+    changed_at = change.occurred_at or rt.clock.now()
     event, nurture_until = await record_change(
         rt,
         session,
@@ -332,11 +338,13 @@ async def status_on(
         from_status=current,
         status=change.status,
         reason=change.reason,
-        changed_at=change.occurred_at or rt.clock.now(),
+        changed_at=changed_at,
         rep_id=change.rep_id,
         qualification=qualification,
         opportunity=_json(opportunity),
+        handoff=handoff,
     )
+    await success.after_status(rt, session, lead_id, change.status, changed_at, handoff)
     return StatusAccepted(
         lead_id=lead_id,
         event_id=event.id,
@@ -716,11 +724,13 @@ async def review_page(
         week_report["revenue"] = revenue.revenue_report(
             deals, policy, first=monday, last=monday, granularity="week"
         )
+        # customer success over the calibration's 90 days: enough deals for 14-day clocks
+        after_won = await success.feedback_to_marketing(session, rt, start=cal_start, end=week_end)
         ids = {
             uuid.UUID(item["lead_id"])
             for kind in ("first_response_breaches", "returned_not_in_target")
             for item in week_report["exceptions"][kind]
-        }
+        } | success.leads_named(after_won)
         names = await store.display_names(session, ids)
         open_plans = await corrective_plans.open_with_actions(session, now)
     trend_report = reports.sla_report(
@@ -741,6 +751,7 @@ async def review_page(
         sla_limits=review.first_response_limits(policy),
         routing_note=note,
         plans=open_plans,
+        customer_success=after_won,
     )
 
 

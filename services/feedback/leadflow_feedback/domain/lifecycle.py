@@ -44,6 +44,9 @@ REASON_REQUIRED = frozenset({"returned", "recycled", "lost"})
 QUALIFICATION_FIELDS = ("problem", "impact", "authority", "budget")
 QUALIFICATION_MIN = 3
 OPPORTUNITY_FIELDS = ("value", "stage", "close_date")
+# What a hand-off to customer success must carry (the Slovak seed's "Closed-Won to CS" ticket):
+# each a non-blank text, or the hand-off is refused and the 48 h clock stays open.
+HANDOFF_FIELDS = ("use_case", "promised_outcomes", "risks", "plan")
 # Funnel stages in order; reaching a later one implies the earlier ones were passed.
 FUNNEL = ("mql", "sal", "sql", "sqo", "won")
 # The statuses the pipeline's events (lead.mql, then lead.routed) move a lead through, from
@@ -84,6 +87,7 @@ class StatusChange:
     reason: str | None = None
     qualification: Mapping[str, Any] = field(default_factory=dict)
     opportunity: Mapping[str, Any] = field(default_factory=dict)
+    handoff: Mapping[str, Any] = field(default_factory=dict)
 
 
 def allowed_next(status: str, *, sales_only: bool = False) -> list[str]:
@@ -155,8 +159,9 @@ def check_change(current: str, change: StatusChange, reasons: Collection[str]) -
 
     Checked in this order: the transition itself, the structured reason (from `reasons`,
     the policy's codes), the SQL qualification rule (at least 3 of 4 areas confirmed), the
-    SQO opportunity (value, stage and close date), and the amount an SQO or a won deal
-    carries (a value above zero, an ISO 4217 currency).
+    SQO opportunity (value, stage and close date), the amount an SQO or a won deal
+    carries (a value above zero, an ISO 4217 currency), and the hand-off's use case,
+    promised outcomes, risks and plan.
     """
     if not can_move(current, change.status):
         raise TransitionRefused(current, change.status)
@@ -205,6 +210,15 @@ def check_change(current: str, change: StatusChange, reasons: Collection[str]) -
             raise ChangeInvalid("opportunity.close_date", "the close date must be a date")
     if change.status in ("sqo", "won"):
         _check_amount(change.opportunity)
+    if change.status == "handed_off":
+        for name in HANDOFF_FIELDS:
+            if _missing(change.handoff.get(name)):
+                raise ChangeInvalid(
+                    f"handoff.{name}",
+                    "a hand-off to customer success needs the use case, promised outcomes, "
+                    f"risks and plan; '{name}' is missing",
+                    required=list(HANDOFF_FIELDS),
+                )
 
 
 def _check_amount(opportunity: Mapping[str, Any]) -> None:

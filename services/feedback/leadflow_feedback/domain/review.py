@@ -189,6 +189,7 @@ def render_review(
     routing_note: str | None = None,
     account: dict[str, str] | None = None,
     plans: dict[str, Any] | None = None,
+    customer_success: dict[str, Any] | None = None,
 ) -> str:
     """The review page of one week (and team) from the reports; names come from feedback's read
     model (leads) and routing (reps), and are escaped like every other value."""
@@ -249,6 +250,7 @@ def render_review(
         calibration_chart=calibration_chart,
         routing_note=routing_note,
         plans=plans or {"open": [], "overdue_actions": []},
+        customer_success=customer_success,
     )
 
 

@@ -14,9 +14,11 @@ from typing import Any
 from leadflow.contracts.events import (
     CloudEvent,
     LeadActivity,
+    LeadChurned,
     LeadContactAttempt,
     LeadCreated,
     LeadMql,
+    LeadOnboardingMilestone,
     LeadRouted,
     LeadSalesReported,
     LeadScored,
@@ -39,6 +41,7 @@ SLA_FIELDS = (
 )  # fmt: skip
 STATUS_FIELDS = (
     "from_status", "status", "reason", "rep_id", "nurture_until", "qualification", "opportunity",
+    "handoff",
 )  # fmt: skip
 # What a CRM reported back (feedback adds whether it was applied, and why not).
 SALES_REPORT_FIELDS = (
@@ -88,6 +91,10 @@ def instant_of(event: CloudEvent, payload: Payload) -> datetime:
             return payload.met_at
         case LeadStatusChanged():
             return payload.changed_at
+        case LeadOnboardingMilestone():
+            return payload.reached_at
+        case LeadChurned():
+            return payload.churned_at
     return event.time
 
 
@@ -144,6 +151,10 @@ def details_of(event: CloudEvent, payload: Payload) -> dict[str, Any]:
             return _pick(data, STATUS_FIELDS)
         case LeadSalesReported():
             return _pick(data, SALES_REPORT_FIELDS)
+        case LeadOnboardingMilestone():
+            return _pick(data, ("milestone", "feature"))
+        case LeadChurned():
+            return _pick(data, ("reason",))
     return {}
 
 

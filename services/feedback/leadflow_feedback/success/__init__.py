@@ -1,0 +1,1 @@
+"""Customer success after the signature: hand-offs, onboarding, churns and success stories."""
