@@ -21,6 +21,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from leadflow.publications import CURRENT_POLICY
+
 
 def service_metadata(schema: str) -> sa.MetaData:
     """The metadata of one service's schema, with the kernel's outbox and inbox tables in it."""
@@ -107,21 +109,8 @@ def service_metadata(schema: str) -> sa.MetaData:
     )
     # The policy this service applies (leadflow.policies): the latest `policy.published` it
     # took, one row, read again by every process of the service; none before the first.
-    sa.Table(
-        "current_policy",
-        metadata,
-        sa.Column("id", sa.SmallInteger, primary_key=True, autoincrement=False),
-        sa.Column("number", sa.Integer, nullable=False),
-        sa.Column("version", sa.Text, nullable=False),
-        sa.Column("publication", sa.Integer, nullable=False),
-        sa.Column("published_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("document", JSONB(none_as_null=True), nullable=False),
-    )
+    CURRENT_POLICY.define(metadata)
     return metadata
-
-
-def current_policy_table(metadata: sa.MetaData) -> sa.Table:
-    return metadata.tables[f"{metadata.schema}.current_policy"]
 
 
 def api_keys_table(metadata: sa.MetaData) -> sa.Table:

@@ -175,25 +175,6 @@ def drop_api_keys(op, schema: str) -> None:
     op.drop_table("api_keys", schema=schema)
 
 
-def create_current_policy(op, schema: str) -> None:
-    """The policy a service applies (see leadflow.db.service_metadata)."""
-    op.create_table(
-        "current_policy",
-        sa.Column("id", sa.SmallInteger(), autoincrement=False, nullable=False),
-        sa.Column("number", sa.Integer(), nullable=False),
-        sa.Column("version", sa.Text(), nullable=False),
-        sa.Column("publication", sa.Integer(), nullable=False),
-        sa.Column("published_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("document", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
-        sa.PrimaryKeyConstraint("id"),
-        schema=schema,
-    )
-
-
-def drop_current_policy(op, schema: str) -> None:
-    op.drop_table("current_policy", schema=schema)
-
-
 def run_env(metadata: sa.MetaData) -> None:
     """The body of every service's migrations/env.py."""
     schema = metadata.schema

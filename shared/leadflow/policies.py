@@ -1,14 +1,14 @@
 """The policy every service applies, published as numbered versions and taken without a restart.
 
 One service keeps the versions (`OWNER`, feedback) and publishes one as the current policy with a
-`policy.published` event carrying the whole validated document. Every service, the owner
-included, keeps the latest publication in its own `current_policy` table (the kernel's
-`policies` subscription: the highest `publication` wins, so a late copy of an older one changes
-nothing), and each of its processes reads that row again every `REFRESH_SECONDS` and swaps the
-policy its decisions read (`rt.policy`). At start a service takes its stored publication if it
-has one, else the policy file (`LEADFLOW_POLICY_FILE`, or the shipped default). A decision
-records the `version` of the policy it used, as before; what was decided under an older version
-(an open SLA clock's limit and ladder) stays as it was decided."""
+`policy.published` event carrying the whole validated document. Every service, the owner included,
+keeps the latest publication in its own `current_policy` table (the kernel's `policies`
+subscription over `leadflow.publications`: the highest `publication` wins, so a late copy of an
+older one changes nothing), and each of its processes reads that row again every `REFRESH_SECONDS`
+and swaps the policy its decisions read (`rt.policy`). At start a service takes its stored
+publication if it has one, else the policy file (`LEADFLOW_POLICY_FILE`, or the shipped default). A
+decision records the `version` of the policy it used, as before; what was decided under an older
+version (an open SLA clock's limit and ladder) stays as it was decided."""
 
 from __future__ import annotations
 
@@ -17,47 +17,24 @@ from collections.abc import Callable
 
 import sqlalchemy as sa
 from pydantic import ValidationError
-from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from leadflow.consumer import Received, Subscription
+from leadflow.consumer import Subscription
 from leadflow.contracts.events import PolicyPublished
 from leadflow.contracts.policy import Policy
-from leadflow.db import Database, current_policy_table, is_transient
+from leadflow.db import Database, is_transient
 from leadflow.loops import Stop
+from leadflow.publications import CURRENT_POLICY
 from leadflow.retry import exponential_backoff
 
 log = logging.getLogger(__name__)
 
 OWNER = "feedback"  # the service that keeps the versions and publishes them
 REFRESH_SECONDS = 1.0  # how often a process reads its service's current policy again
-ROW_ID = 1  # current_policy holds one row
 
 
 def subscription(metadata: sa.MetaData) -> Subscription:
     """The consumer keeping this service's current policy: the highest publication wins."""
-    table = current_policy_table(metadata)
-
-    async def apply(session: AsyncSession, received: list[Received[PolicyPublished]]) -> None:
-        latest = max((item.payload for item in received), key=lambda p: p.publication)
-        values = {
-            "id": ROW_ID,
-            "number": latest.number,
-            "version": latest.version,
-            "publication": latest.publication,
-            "published_at": latest.published_at,
-            "document": latest.document,
-        }
-        statement = insert(table).values(**values)
-        await session.execute(
-            statement.on_conflict_do_update(
-                index_elements=[table.c.id],
-                set_={c: statement.excluded[c] for c in values if c != "id"},
-                where=table.c.publication < statement.excluded.publication,
-            )
-        )
-
-    return Subscription("policies", (PolicyPublished,), apply)
+    return Subscription("policies", (PolicyPublished,), CURRENT_POLICY.keep_latest(metadata))
 
 
 class CurrentPolicy:
@@ -72,7 +49,7 @@ class CurrentPolicy:
         on_change: Callable[[Policy], None],
     ) -> None:
         self.db = db
-        self.table = current_policy_table(metadata)
+        self.metadata = metadata
         self.policy = fallback
         self.number: int | None = None  # the version number, once one was published
         self.publication = 0
@@ -83,9 +60,7 @@ class CurrentPolicy:
         process cannot validate (a rolling upgrade that changed the policy's fields) is logged
         and the policy in force kept."""
         async with self.db.unit_of_work() as session:
-            row = (
-                await session.execute(sa.select(self.table).where(self.table.c.id == ROW_ID))
-            ).first()
+            row = await CURRENT_POLICY.stored(session, self.metadata)
         if row is None or row.publication == self.publication:
             return False
         try:

@@ -3,15 +3,15 @@ the HubSpot contacts being assembled from their property-change events, what sal
 back and the CRM records linked to leads."""
 
 import sqlalchemy as sa
-from leadflow import current_connectors
 from leadflow.db import JSON, service_metadata
 from leadflow.idempotency import idempotency_table
+from leadflow.publications import CURRENT_CONNECTORS
 from sqlalchemy.dialects.postgresql import UUID
 
 metadata = service_metadata("ingest")
 
 # The connectors changed through notify's API, as this service last took them (one row).
-current_connectors_table = current_connectors.define_table(metadata)
+current_connectors_table = CURRENT_CONNECTORS.define(metadata)
 
 leads = sa.Table(
     "leads",

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from leadflow import audit, current_connectors, metrics
+from leadflow import audit, metrics
 from leadflow.consumer import Received, Reject
 from leadflow.contracts.connectors import (
     Connectors,
@@ -40,6 +40,7 @@ from leadflow.contracts.yaml_lines import Lines, lines_of_text
 from leadflow.errors import Forbidden, LeadGone, NotFound, ProblemError, validation_errors
 from leadflow.outbox import Outbox
 from leadflow.paging import Page, PageRequest
+from leadflow.publications import CURRENT_CONNECTORS
 from leadflow.service import Runtime
 from leadflow.settings import Settings
 from pydantic import SecretStr, ValidationError
@@ -733,7 +734,7 @@ async def current_sales_reporting(rt: Runtime) -> SalesReporting:
     file. A document ingest cannot apply (a secret it does not have, a reason the policy does
     not list) is logged and the connectors in force kept."""
     async with rt.db.unit_of_work() as session:
-        row = await current_connectors.stored(session, rt.spec.metadata)
+        row = await CURRENT_CONNECTORS.stored(session, rt.spec.metadata)
     if row is None or rt.state.get(_SALES_PUBLICATION) == row.publication:
         return sales_reporting(rt)
     rt.state[_SALES_PUBLICATION] = row.publication  # logged once, not on every use

@@ -2,14 +2,14 @@
 context messages carry, and leads' records in CRMs."""
 
 import sqlalchemy as sa
-from leadflow import current_connectors
 from leadflow.db import JSON, service_metadata
+from leadflow.publications import CURRENT_CONNECTORS
 from sqlalchemy.dialects.postgresql import ARRAY, UUID
 
 metadata = service_metadata("notify")
 
 # The connectors changed through notify's API, as this service last took them (one row).
-current_connectors_table = current_connectors.define_table(metadata)
+current_connectors_table = CURRENT_CONNECTORS.define(metadata)
 
 webhook_endpoints = sa.Table(
     "webhook_endpoints",

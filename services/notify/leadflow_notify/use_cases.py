@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 import orjson
-from leadflow import audit, current_connectors, metrics
+from leadflow import audit, metrics
 from leadflow.consumer import Received
 from leadflow.contracts.connectors import (
     Connectors,
@@ -45,6 +45,7 @@ from leadflow.db import lock_leads, touch
 from leadflow.errors import Conflict, LeadGone, NotFound, Unprocessable
 from leadflow.mail import SmtpSettings, send_mail
 from leadflow.paging import Page, PageRequest
+from leadflow.publications import CURRENT_CONNECTORS
 from leadflow.retry import WEBHOOK_SCHEDULE, webhook_retry_delay
 from leadflow.service import Runtime
 from leadflow.webhooks import (
@@ -976,9 +977,9 @@ async def current_crm_out(rt: Runtime, session: AsyncSession | None = None) -> C
     credential file it cannot read) is logged and the connectors in force kept."""
     if session is None:
         async with rt.db.unit_of_work() as own:
-            row = await current_connectors.stored(own, rt.spec.metadata)
+            row = await CURRENT_CONNECTORS.stored(own, rt.spec.metadata)
     else:
-        row = await current_connectors.stored(session, rt.spec.metadata)
+        row = await CURRENT_CONNECTORS.stored(session, rt.spec.metadata)
     if row is None or rt.state.get(_CRM_PUBLICATION) == row.publication:
         return crm_out(rt)
     rt.state[_CRM_PUBLICATION] = row.publication  # logged once, not on every use
@@ -1009,7 +1010,7 @@ async def replace_connectors(rt: Runtime, text: str) -> ConnectorsOut:
         raise Unprocessable(str(exc), field="connectors") from None
     document = connectors.model_dump(mode="json")
     async with rt.db.unit_of_work() as session:
-        before = await current_connectors.stored(session, rt.spec.metadata, lock=True)
+        before = await CURRENT_CONNECTORS.stored(session, rt.spec.metadata, lock=True)
         published = ConnectorsPublished(
             lead_id=CONNECTORS_KEY,
             publication=(before.publication if before else 0) + 1,
@@ -1017,7 +1018,7 @@ async def replace_connectors(rt: Runtime, text: str) -> ConnectorsOut:
             published_by=audit.actor.get(),
             document=document,
         )
-        await current_connectors.keep(session, rt.spec.metadata, published)
+        await CURRENT_CONNECTORS.keep(session, rt.spec.metadata, published)
         await rt.outbox.emit(session, published)
         await audit.record(
             session, rt.spec.metadata, action="published", entity="connectors",

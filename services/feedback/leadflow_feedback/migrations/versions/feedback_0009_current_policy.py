@@ -5,7 +5,7 @@ Revises: feedback_0008
 """
 
 from alembic import op
-from leadflow.migrations import create_current_policy, drop_current_policy
+from leadflow.publications import CURRENT_POLICY
 
 revision = "feedback_0009"
 down_revision = "feedback_0008"
@@ -14,8 +14,8 @@ depends_on = None
 
 
 def upgrade() -> None:
-    create_current_policy(op, "feedback")
+    CURRENT_POLICY.create_table(op, "feedback")
 
 
 def downgrade() -> None:
-    drop_current_policy(op, "feedback")
+    CURRENT_POLICY.drop_table(op, "feedback")

@@ -5,7 +5,7 @@ Revises: ingest_0006
 """
 
 from alembic import op
-from leadflow.migrations import create_current_policy, drop_current_policy
+from leadflow.publications import CURRENT_POLICY
 
 revision = "ingest_0007"
 down_revision = "ingest_0006"
@@ -14,8 +14,8 @@ depends_on = None
 
 
 def upgrade() -> None:
-    create_current_policy(op, "ingest")
+    CURRENT_POLICY.create_table(op, "ingest")
 
 
 def downgrade() -> None:
-    drop_current_policy(op, "ingest")
+    CURRENT_POLICY.drop_table(op, "ingest")

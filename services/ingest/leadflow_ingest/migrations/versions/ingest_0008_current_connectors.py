@@ -5,7 +5,7 @@ Revises: ingest_0007
 """
 
 from alembic import op
-from leadflow import current_connectors
+from leadflow.publications import CURRENT_CONNECTORS
 
 revision = "ingest_0008"
 down_revision = "ingest_0007"
@@ -14,8 +14,8 @@ depends_on = None
 
 
 def upgrade() -> None:
-    current_connectors.create_table(op, "ingest")
+    CURRENT_CONNECTORS.create_table(op, "ingest")
 
 
 def downgrade() -> None:
-    op.drop_table(current_connectors.TABLE, schema="ingest")
+    CURRENT_CONNECTORS.drop_table(op, "ingest")

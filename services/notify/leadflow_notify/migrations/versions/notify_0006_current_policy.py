@@ -5,7 +5,7 @@ Revises: notify_0005
 """
 
 from alembic import op
-from leadflow.migrations import create_current_policy, drop_current_policy
+from leadflow.publications import CURRENT_POLICY
 
 revision = "notify_0006"
 down_revision = "notify_0005"
@@ -14,8 +14,8 @@ depends_on = None
 
 
 def upgrade() -> None:
-    create_current_policy(op, "notify")
+    CURRENT_POLICY.create_table(op, "notify")
 
 
 def downgrade() -> None:
-    drop_current_policy(op, "notify")
+    CURRENT_POLICY.drop_table(op, "notify")

@@ -5,7 +5,7 @@ Revises: notify_0006
 """
 
 from alembic import op
-from leadflow import current_connectors
+from leadflow.publications import CURRENT_CONNECTORS
 
 revision = "notify_0007"
 down_revision = "notify_0006"
@@ -14,8 +14,8 @@ depends_on = None
 
 
 def upgrade() -> None:
-    current_connectors.create_table(op, "notify")
+    CURRENT_CONNECTORS.create_table(op, "notify")
 
 
 def downgrade() -> None:
-    op.drop_table(current_connectors.TABLE, schema="notify")
+    CURRENT_CONNECTORS.drop_table(op, "notify")

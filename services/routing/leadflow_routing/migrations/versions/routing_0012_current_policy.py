@@ -5,7 +5,7 @@ Revises: routing_0011
 """
 
 from alembic import op
-from leadflow.migrations import create_current_policy, drop_current_policy
+from leadflow.publications import CURRENT_POLICY
 
 revision = "routing_0012"
 down_revision = "routing_0011"
@@ -14,8 +14,8 @@ depends_on = None
 
 
 def upgrade() -> None:
-    create_current_policy(op, "routing")
+    CURRENT_POLICY.create_table(op, "routing")
 
 
 def downgrade() -> None:
-    drop_current_policy(op, "routing")
+    CURRENT_POLICY.drop_table(op, "routing")

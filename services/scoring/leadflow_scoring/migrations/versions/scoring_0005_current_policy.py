@@ -5,7 +5,7 @@ Revises: scoring_0004
 """
 
 from alembic import op
-from leadflow.migrations import create_current_policy, drop_current_policy
+from leadflow.publications import CURRENT_POLICY
 
 revision = "scoring_0005"
 down_revision = "scoring_0004"
@@ -14,8 +14,8 @@ depends_on = None
 
 
 def upgrade() -> None:
-    create_current_policy(op, "scoring")
+    CURRENT_POLICY.create_table(op, "scoring")
 
 
 def downgrade() -> None:
-    drop_current_policy(op, "scoring")
+    CURRENT_POLICY.drop_table(op, "scoring")

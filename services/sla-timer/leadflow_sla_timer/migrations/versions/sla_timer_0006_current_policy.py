@@ -5,7 +5,7 @@ Revises: sla_timer_0005
 """
 
 from alembic import op
-from leadflow.migrations import create_current_policy, drop_current_policy
+from leadflow.publications import CURRENT_POLICY
 
 revision = "sla_timer_0006"
 down_revision = "sla_timer_0005"
@@ -14,8 +14,8 @@ depends_on = None
 
 
 def upgrade() -> None:
-    create_current_policy(op, "sla_timer")
+    CURRENT_POLICY.create_table(op, "sla_timer")
 
 
 def downgrade() -> None:
-    drop_current_policy(op, "sla_timer")
+    CURRENT_POLICY.drop_table(op, "sla_timer")
