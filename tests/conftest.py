@@ -11,6 +11,7 @@ import sys
 import threading
 
 import pytest
+from leadflow.diagnostics import task_stacks
 from support.harness import TestStack
 
 _session: list[TestStack] = []  # the session's stack, once a test asked for it
@@ -68,15 +69,7 @@ def _dump_tasks_of_main_loop() -> None:
 
     def dump() -> None:
         print(f"+++ tasks of the test's event loop, {_DUMP_BEFORE:.0f} s before its timeout +++")
-        for task in asyncio.all_tasks(loop):
-            print(f"{task.get_name()}:")
-            awaited = task.get_coro()
-            while awaited is not None:  # down the chain of coroutines awaiting one another
-                frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "gi_frame", None)
-                if frame is not None:
-                    print(f"  {frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}")
-                step = getattr(awaited, "cr_await", None)
-                awaited = step if step is not None else getattr(awaited, "gi_yieldfrom", None)
+        print(task_stacks(loop))
 
     loop.call_soon_threadsafe(dump)
 

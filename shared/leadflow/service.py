@@ -22,6 +22,7 @@ from leadflow.auth import find_key, require_scope
 from leadflow.clock import Clock, clock_from_settings
 from leadflow.consumer import ConsumerRunner, Subscription
 from leadflow.db import Database, kernel_tables
+from leadflow.diagnostics import log_task_stacks_on_signal
 from leadflow.errors import (
     document_problems,
     install_problem_handlers,
@@ -315,6 +316,7 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
             tasks.append(
                 asyncio.create_task(supervise(name, lambda w=worker: w(rt), stop), name=name)
             )
+        log_task_stacks_on_signal(asyncio.get_running_loop())
         log.info("service started", extra={"port": settings.port or spec.port})
         try:
             yield

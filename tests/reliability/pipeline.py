@@ -4,7 +4,9 @@ point, a sender that retries until ingest accepts, a receiver, and the complete 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import signal
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -78,6 +80,28 @@ def make_services(settings: Settings, logs: Path) -> dict[str, FaultyService]:
 
 async def start_services(services: dict[str, FaultyService]) -> None:
     await start_all(list(services.values()), timeout=120)
+
+
+async def log_task_stacks(services: dict[str, FaultyService]) -> None:
+    """Have each running service log the stack of every task it runs (SIGUSR1): where a loop
+    that stopped making progress waits, in its log, for a failure to show."""
+    asked = {}
+    for name, service in services.items():
+        if service.proc is not None and service.proc.poll() is None:
+            asked[name] = service.log_path.read_bytes().count(TASKS_LOGGED)
+            service.proc.send_signal(signal.SIGUSR1)
+
+    def all_logged() -> bool:
+        return all(
+            services[name].log_path.read_bytes().count(TASKS_LOGGED) > before
+            for name, before in asked.items()
+        )
+
+    with contextlib.suppress(AssertionError):
+        await eventually(all_logged, timeout=10)
+
+
+TASKS_LOGGED = b"tasks of this process"
 
 
 def stop_services(services: dict[str, FaultyService]) -> None:

@@ -23,6 +23,7 @@ from pipeline import (
     CountingReceiver,
     assert_each_lead_exactly_once,
     configure_routing,
+    log_task_stacks,
     make_services,
     send_lead,
     settle_and_count,
@@ -92,6 +93,7 @@ async def test_broker_killed_and_restarted_empty_while_leads_flow_loses_nothing(
             try:
                 assert_each_lead_exactly_once(state, receiver, lead_ids)
             except AssertionError as exc:
+                await log_task_stacks(services)
                 undelivered = sorted(lead_ids - set(state.deliveries))
                 unclocked = sorted(lead_ids - set(state.timers))
                 raise AssertionError(
