@@ -106,22 +106,69 @@ def must_see_team(viewer: Caller | Person, team: str) -> None:
         raise Forbidden(f"the role '{role}' does not see the team {team}", scope="team")
 
 
-async def form_of(request: Request, viewer: Caller | Person) -> dict[str, str]:
+# Every route takes one of four dependencies, which say who may use it: `PageDep` (anyone who
+# reads the pages), `ConfigPageDep` (one who configures), `ChangeDep` (a form posted by anyone
+# who reads; the route checks what the change needs) and `ConfigChangeDep` (a configuration
+# change, from one who configures).
+
+
+@dataclass(frozen=True)
+class Page:
+    """One request to the console: the request, the runtime and who looks."""
+
+    request: Request
+    rt: Runtime
+    viewer: Caller | Person
+
+    @property
+    def services(self) -> Services:
+        """Routing, notify and ingest as this viewer reaches them."""
+        return Services.of(self.rt, self.viewer)
+
+
+@dataclass(frozen=True)
+class Change:
+    """A form posted to the console, and from where."""
+
+    page: Page
+    form: dict[str, str]
+
+
+async def page_of(request: Request, rt: RuntimeDep, viewer: Viewer) -> Page:
+    return Page(request, rt, viewer)
+
+
+PageDep = Annotated[Page, Depends(page_of)]
+
+
+async def configuring_page(page: PageDep) -> Page:
+    """A page of the configuration, shown to one who configures."""
+    must_configure(page.viewer)
+    return page
+
+
+async def change_of(page: PageDep) -> Change:
     """A posted form; a person's must carry the session's CSRF token (a key is no cookie). A
     tool changes through the console only with `admin`, as through the APIs (the policy's
     changes are feedback's own use cases, which no other service checks)."""
-    form = await _form(request)
-    if isinstance(viewer, Person):
-        check_csrf(request, form.get(CSRF_FIELD))
-    elif not viewer.spec.allows("admin"):
-        raise Forbidden(f"API key '{viewer.spec.name}' lacks the scope 'admin'", scope="admin")
-    return form
+    form = await _form(page.request)
+    if isinstance(page.viewer, Person):
+        check_csrf(page.request, form.get(CSRF_FIELD))
+    elif not page.viewer.spec.allows("admin"):
+        name = page.viewer.spec.name
+        raise Forbidden(f"API key '{name}' lacks the scope 'admin'", scope="admin")
+    return Change(page, form)
 
 
-async def configuring(request: Request, viewer: Caller | Person) -> dict[str, str]:
+async def configuration_change(page: PageDep) -> Change:
     """The posted form of a configuration change, from one who configures."""
-    must_configure(viewer)
-    return await form_of(request, viewer)
+    must_configure(page.viewer)
+    return await change_of(page)
+
+
+ConfigPageDep = Annotated[Page, Depends(configuring_page)]
+ChangeDep = Annotated[Change, Depends(change_of)]
+ConfigChangeDep = Annotated[Change, Depends(configuration_change)]
 
 
 # --- rendering --------------------------------------------------------------------------------
@@ -143,19 +190,13 @@ def after(request: Request, answer: Answer, path: str, done: str) -> RedirectRes
 
 
 async def call_then_back(
-    request: Request,
-    rt: Runtime,
-    viewer: Caller | Person,
-    call: tuple[str, str, str],
-    path: str,
-    done: str,
-    json: Any = None,
+    page: Page, call: tuple[str, str, str], path: str, done: str, json: Any = None
 ) -> RedirectResponse:
     """Make one call (method, service, path) of another service and go back to the page with
     what came of it."""
     method, service, url = call
-    answer = await Services.of(rt, viewer).call(method, service, url, json=json)
-    return after(request, answer, path, done)
+    answer = await page.services.call(method, service, url, json=json)
+    return after(page.request, answer, path, done)
 
 
 async def policy_step(
@@ -170,9 +211,7 @@ async def policy_step(
 
 
 async def render(
-    request: Request,
-    rt: Runtime,
-    viewer: Caller | Person,
+    page: Page,
     template: str,
     *,
     tables: list[Table] | None = None,
@@ -191,9 +230,9 @@ async def render(
             media_type="text/csv; charset=utf-8",
             headers={"Content-Disposition": f'attachment; filename="{chosen.name}.csv"'},
         )
-    role = role_of(viewer)
-    page = templates.get_template(template).render(
-        account=await account_bar(rt, request, viewer),
+    request, role = page.request, role_of(page.viewer)
+    html = templates.get_template(template).render(
+        account=await account_bar(page.rt, request, page.viewer),
         flash=request.session.pop("console_flash", None) if "session" in request.scope else None,
         role=role,
         configures=roles.may_configure(role),
@@ -202,7 +241,7 @@ async def render(
         **context,
     )
     return HTMLResponse(
-        page,
+        html,
         status_code=status,
         headers={"Content-Security-Policy": CONSOLE_CONTENT_SECURITY_POLICY},
     )
@@ -222,8 +261,8 @@ async def asset(name: str) -> Response:
 
 
 @console.get("", response_class=HTMLResponse)
-async def home(request: Request, rt: RuntimeDep, viewer: Viewer) -> Response:
-    return await render(request, rt, viewer, "console_home.html")
+async def home(page: PageDep) -> Response:
+    return await render(page, "console_home.html")
 
 
 # --- teams and reps ---------------------------------------------------------------------------
@@ -267,26 +306,25 @@ REP_COLUMNS = [
 ]  # fmt: skip
 
 
+async def team_rows(page: Page) -> tuple[list[dict], str]:
+    """The teams the viewer sees, each with its calendar in words, and what went wrong."""
+    teams, problem = await visible_teams(page.services, page.viewer)
+    return [{**t, "calendar_text": calendar_text(t.get("calendar"))} for t in teams], problem
+
+
 @console.get("/teams", response_class=HTMLResponse)
-async def teams_page(
-    request: Request,
-    rt: RuntimeDep,
-    viewer: Viewer,
-    wanted: WantedDep,
-) -> Response:
-    services = Services.of(rt, viewer)
-    teams, problem = await visible_teams(services, viewer)
-    rows = [{**t, "calendar_text": calendar_text(t.get("calendar"))} for t in teams]
+async def teams_page(page: PageDep, wanted: WantedDep) -> Response:
+    rows, problem = await team_rows(page)
     return await render(
-        request, rt, viewer, "console_teams.html",
+        page, "console_teams.html",
         tables=[Table("teams", TEAM_COLUMNS, rows)], wanted=wanted,
         problem=problem, strategies=STRATEGIES, days=reasons.DAYS,
     )  # fmt: skip
 
 
 @console.post("/teams")
-async def create_team(request: Request, rt: RuntimeDep, viewer: Viewer) -> Response:
-    form = await configuring(request, viewer)
+async def create_team(change: ConfigChangeDep) -> Response:
+    request, form = change.page.request, change.form
     body: dict[str, Any] = {
         "name": form.get("name", "").strip(),
         "strategy": form.get("strategy") or "round_robin",
@@ -303,7 +341,7 @@ async def create_team(request: Request, rt: RuntimeDep, viewer: Viewer) -> Respo
         if form.get("holiday_country", "").strip():
             calendar["holiday_country"] = form["holiday_country"].strip().upper()
         body["calendar"] = calendar
-    answer = await Services.of(rt, viewer).call("POST", "routing", "/v1/teams", json=body)
+    answer = await change.page.services.call("POST", "routing", "/v1/teams", json=body)
     if answer.ok:
         return back(request, f"/console/teams/{answer.body['id']}", f"Team {body['name']} created.")
     return after(request, answer, "/console/teams", "")
@@ -321,16 +359,13 @@ async def team_and_reps(services: Services, viewer, team_id: uuid.UUID) -> tuple
 
 
 @console.get("/teams/{team_id}", response_class=HTMLResponse)
-async def team_page(
-    team_id: uuid.UUID, request: Request, rt: RuntimeDep, viewer: Viewer,
-    wanted: WantedDep,
-) -> Response:  # fmt: skip
-    services = Services.of(rt, viewer)
-    team, reps = await team_and_reps(services, viewer, team_id)
+async def team_page(team_id: uuid.UUID, page: PageDep, wanted: WantedDep) -> Response:
+    viewer = page.viewer
+    team, reps = await team_and_reps(page.services, viewer, team_id)
     rows = [{**r, "hours_text": hours_text(r.get("working_hours"))} for r in reps]
     role = role_of(viewer)
     return await render(
-        request, rt, viewer, "console_team.html",
+        page, "console_team.html",
         tables=[Table("reps", REP_COLUMNS, rows)], wanted=wanted,
         team={**team, "calendar_text": calendar_text(team.get("calendar"))},
         may_set_away=roles.may_set_away(role, teams_of(viewer), team["name"]), days=reasons.DAYS,
@@ -346,8 +381,8 @@ def working_hours(form: dict[str, str]) -> dict[str, list[list[str]]] | None:
 
 
 @console.post("/teams/{team_id}/reps")
-async def add_rep(team_id: uuid.UUID, request: Request, rt: RuntimeDep, viewer: Viewer) -> Response:
-    form = await configuring(request, viewer)
+async def add_rep(team_id: uuid.UUID, change: ConfigChangeDep) -> Response:
+    form = change.form
     here = f"/console/teams/{team_id}"
     body: dict[str, Any] = {"name": form.get("name", "").strip(), "team_id": str(team_id)}
     for field in ("email", "timezone"):
@@ -359,21 +394,18 @@ async def add_rep(team_id: uuid.UUID, request: Request, rt: RuntimeDep, viewer: 
         if (hours := working_hours(form)) is not None:
             body["working_hours"] = hours
     except ValueError as exc:
-        return back(request, here, f"Not done: {exc}", problem=True)
+        return back(change.page.request, here, f"Not done: {exc}", problem=True)
     return await call_then_back(
-        request, rt, viewer, ("POST", "routing", "/v1/reps"), here, f"Rep {body['name']} added.",
-        body,
-    )  # fmt: skip
+        change.page, ("POST", "routing", "/v1/reps"), here, f"Rep {body['name']} added.", body
+    )
 
 
 @console.post("/reps/{rep_id}")
-async def change_rep(
-    rep_id: uuid.UUID, request: Request, rt: RuntimeDep, viewer: Viewer
-) -> Response:
+async def change_rep(rep_id: uuid.UUID, posted: ChangeDep) -> Response:
     """Out of office and back (a sales manager for their teams' reps), capacity and working
     hours (those who configure)."""
-    form = await form_of(request, viewer)
-    services = Services.of(rt, viewer)
+    request, viewer, form = posted.page.request, posted.page.viewer, posted.form
+    services = posted.page.services
     rep = await services.get("routing", f"/v1/reps/{rep_id}")
     if not rep.ok:
         return back(request, "/console/teams", f"Not done: {rep.problem}", problem=True)
@@ -415,27 +447,18 @@ WORK_COLUMNS = [
 
 
 @console.get("/worklists", response_class=HTMLResponse)
-async def worklists_page(
-    request: Request,
-    rt: RuntimeDep,
-    viewer: Viewer,
-    wanted: WantedDep,
-) -> Response:
-    teams, problem = await visible_teams(Services.of(rt, viewer), viewer)
-    rows = [{**t, "calendar_text": calendar_text(t.get("calendar"))} for t in teams]
+async def worklists_page(page: PageDep, wanted: WantedDep) -> Response:
+    rows, problem = await team_rows(page)
     return await render(
-        request, rt, viewer, "console_worklists.html",
+        page, "console_worklists.html",
         tables=[Table("teams", TEAM_COLUMNS, rows)], wanted=wanted, problem=problem,
     )  # fmt: skip
 
 
 @console.get("/teams/{team_id}/worklist", response_class=HTMLResponse)
-async def worklist_page(
-    team_id: uuid.UUID, request: Request, rt: RuntimeDep, viewer: Viewer,
-    wanted: WantedDep,
-) -> Response:  # fmt: skip
-    services = Services.of(rt, viewer)
-    team, reps = await team_and_reps(services, viewer, team_id)
+async def worklist_page(team_id: uuid.UUID, page: PageDep, wanted: WantedDep) -> Response:
+    services = page.services
+    team, reps = await team_and_reps(services, page.viewer, team_id)
     names = {r["id"]: r["name"] for r in reps}
     work = await services.everything("routing", f"/v1/teams/{team_id}/worklist")
     rows = [
@@ -444,7 +467,7 @@ async def worklist_page(
         for w in work.items
     ]  # fmt: skip
     return await render(
-        request, rt, viewer, "console_worklist.html",
+        page, "console_worklist.html",
         tables=[Table("worklist", WORK_COLUMNS, rows)], wanted=wanted,
         team=team, problem=work.problem,
     )  # fmt: skip
@@ -492,12 +515,10 @@ def dry_run_body(form: dict[str, str]) -> dict[str, Any]:
     return body
 
 
-async def rules_view(
-    request: Request, rt: Runtime, viewer, wanted: Wanted, *, lead: dict, outcome: dict | None
-) -> Response:
-    must_configure(viewer)
-    services = Services.of(rt, viewer)
-    teams, problem = await visible_teams(services, viewer)
+async def rules_view(page: Page, wanted: Wanted, *, lead: dict, outcome: dict | None) -> Response:
+    """The rules' page (its viewer configures), with the dry run's lead and outcome."""
+    services = page.services
+    teams, problem = await visible_teams(services, page.viewer)
     names = {t["id"]: t["name"] for t in teams}
     rules = await services.everything("routing", "/v1/rules", sort="priority")
     rows = [
@@ -506,7 +527,7 @@ async def rules_view(
         for r in rules.items
     ]  # fmt: skip
     return await render(
-        request, rt, viewer, "console_rules.html",
+        page, "console_rules.html",
         tables=[Table("rules", RULE_COLUMNS, rows)], wanted=wanted,
         teams=teams, fields=RULE_FIELDS, channels=CHANNELS, lead=lead, outcome=outcome,
         problem=problem or rules.problem,
@@ -514,18 +535,13 @@ async def rules_view(
 
 
 @console.get("/rules", response_class=HTMLResponse)
-async def rules_page(
-    request: Request,
-    rt: RuntimeDep,
-    viewer: Viewer,
-    wanted: WantedDep,
-) -> Response:
-    return await rules_view(request, rt, viewer, wanted, lead={}, outcome=None)
+async def rules_page(page: ConfigPageDep, wanted: WantedDep) -> Response:
+    return await rules_view(page, wanted, lead={}, outcome=None)
 
 
 @console.post("/rules")
-async def create_rule(request: Request, rt: RuntimeDep, viewer: Viewer) -> Response:
-    form = await configuring(request, viewer)
+async def create_rule(change: ConfigChangeDep) -> Response:
+    form = change.form
     conditions = {
         form[f"field_{i}"]: reasons.values(form.get(f"values_{i}", ""))
         for i in range(1, 4)
@@ -539,27 +555,24 @@ async def create_rule(request: Request, rt: RuntimeDep, viewer: Viewer) -> Respo
     if form.get("priority", "").strip().isdigit():
         body["priority"] = int(form["priority"])
     return await call_then_back(
-        request, rt, viewer, ("POST", "routing", "/v1/rules"), "/console/rules",
+        change.page, ("POST", "routing", "/v1/rules"), "/console/rules",
         f"Rule {body['name']} saved.", body,
     )  # fmt: skip
 
 
 @console.post("/rules/{rule_id}/delete")
-async def delete_rule(
-    rule_id: uuid.UUID, request: Request, rt: RuntimeDep, viewer: Viewer
-) -> Response:
-    await configuring(request, viewer)
+async def delete_rule(rule_id: uuid.UUID, change: ConfigChangeDep) -> Response:
     return await call_then_back(
-        request, rt, viewer, ("DELETE", "routing", f"/v1/rules/{rule_id}"), "/console/rules",
+        change.page, ("DELETE", "routing", f"/v1/rules/{rule_id}"), "/console/rules",
         "Rule deleted.",
     )  # fmt: skip
 
 
 @console.post("/rules/dry-run", response_class=HTMLResponse)
-async def dry_run(request: Request, rt: RuntimeDep, viewer: Viewer) -> Response:
+async def dry_run(change: ConfigChangeDep) -> Response:
     """Where a lead like the one described would go now, and why (nothing is written)."""
-    form = await configuring(request, viewer)
-    answer = await Services.of(rt, viewer).call(
+    form = change.form
+    answer = await change.page.services.call(
         "POST", "routing", "/v1/routing:dry-run", json=dry_run_body(form)
     )
     outcome = (
@@ -567,7 +580,7 @@ async def dry_run(request: Request, rt: RuntimeDep, viewer: Viewer) -> Response:
         if answer.ok
         else {"problem": answer.problem}
     )
-    return await rules_view(request, rt, viewer, Wanted(), lead=form, outcome=outcome)
+    return await rules_view(change.page, Wanted(), lead=form, outcome=outcome)
 
 
 # --- webhook endpoints and deliveries ---------------------------------------------------------
@@ -584,14 +597,8 @@ DELIVERY_COLUMNS = [
 
 
 @console.get("/endpoints", response_class=HTMLResponse)
-async def endpoints_page(
-    request: Request,
-    rt: RuntimeDep,
-    viewer: Viewer,
-    wanted: WantedDep,
-) -> Response:
-    must_configure(viewer)
-    services = Services.of(rt, viewer)
+async def endpoints_page(page: ConfigPageDep, wanted: WantedDep) -> Response:
+    services = page.services
     endpoints = await services.everything("notify", "/v1/webhook-endpoints")
     urls = {e["id"]: e["url"] for e in endpoints.items}
     deliveries = await services.get("notify", "/v1/deliveries", limit=100)
@@ -601,7 +608,7 @@ async def endpoints_page(
     ]
     types = await services.get("notify", "/v1/event-types")
     return await render(
-        request, rt, viewer, "console_endpoints.html",
+        page, "console_endpoints.html",
         tables=[Table("endpoints", ENDPOINT_COLUMNS, endpoints.items),
                 Table("deliveries", DELIVERY_COLUMNS, rows)],
         wanted=wanted, problem=endpoints.problem or deliveries.problem,
@@ -610,16 +617,14 @@ async def endpoints_page(
 
 
 @console.post("/endpoints")
-async def create_endpoint(request: Request, rt: RuntimeDep, viewer: Viewer) -> Response:
-    form = await configuring(request, viewer)
+async def create_endpoint(change: ConfigChangeDep) -> Response:
+    request, form = change.page.request, change.form
     types = [t.strip() for t in form.get("event_types", "").split(",") if t.strip()]
     body: dict[str, Any] = {
         "url": form.get("url", "").strip(),
         "event_types": types or ["lead.routed"],
     }
-    answer = await Services.of(rt, viewer).call(
-        "POST", "notify", "/v1/webhook-endpoints", json=body
-    )
+    answer = await change.page.services.call("POST", "notify", "/v1/webhook-endpoints", json=body)
     if answer.ok:
         secret = answer.body.get("secret")
         return back(
@@ -631,29 +636,24 @@ async def create_endpoint(request: Request, rt: RuntimeDep, viewer: Viewer) -> R
 
 
 @console.post("/endpoints/{endpoint_id}")
-async def change_endpoint(
-    endpoint_id: uuid.UUID, request: Request, rt: RuntimeDep, viewer: Viewer
-) -> Response:
+async def change_endpoint(endpoint_id: uuid.UUID, change: ConfigChangeDep) -> Response:
     """An endpoint's subscription (its event types), or its pause and resumption."""
-    form = await configuring(request, viewer)
-    change: dict[str, Any] = {}
+    form = change.form
+    body: dict[str, Any] = {}
     if "event_types" in form:
-        change["event_types"] = [t.strip() for t in form["event_types"].split(",") if t.strip()]
+        body["event_types"] = [t.strip() for t in form["event_types"].split(",") if t.strip()]
     if "enabled" in form:
-        change["enabled"] = form["enabled"] == "true"
+        body["enabled"] = form["enabled"] == "true"
     return await call_then_back(
-        request, rt, viewer, ("PATCH", "notify", f"/v1/webhook-endpoints/{endpoint_id}"),
-        "/console/endpoints", "Endpoint changed.", change,
+        change.page, ("PATCH", "notify", f"/v1/webhook-endpoints/{endpoint_id}"),
+        "/console/endpoints", "Endpoint changed.", body,
     )  # fmt: skip
 
 
 @console.post("/deliveries/{delivery_id}/replay")
-async def replay(
-    delivery_id: uuid.UUID, request: Request, rt: RuntimeDep, viewer: Viewer
-) -> Response:
-    await configuring(request, viewer)
+async def replay(delivery_id: uuid.UUID, change: ConfigChangeDep) -> Response:
     return await call_then_back(
-        request, rt, viewer, ("POST", "notify", f"/v1/deliveries/{delivery_id}/replay"),
+        change.page, ("POST", "notify", f"/v1/deliveries/{delivery_id}/replay"),
         "/console/endpoints", "Delivery queued again.",
     )  # fmt: skip
 
@@ -674,83 +674,68 @@ async def all_versions(rt: Runtime) -> list[dict[str, Any]]:
 
 
 async def policy_view(
-    request, rt, viewer, wanted: Wanted, *, text: str | None = None, errors=None, status=200
+    page: Page, wanted: Wanted, *, text: str | None = None, errors=None, status=200
 ) -> Response:
-    must_configure(viewer)
-    current = await policy.current(rt)
+    """The policy's page (its viewer configures), with the editor's text and its problems."""
+    current = await policy.current(page.rt)
     return await render(
-        request, rt, viewer, "console_policy.html",
-        tables=[Table("versions", VERSION_COLUMNS, await all_versions(rt))],
+        page, "console_policy.html",
+        tables=[Table("versions", VERSION_COLUMNS, await all_versions(page.rt))],
         wanted=wanted, status=status,
         current=current, text=current.text if text is None else text, errors=errors,
     )  # fmt: skip
 
 
 @console.get("/policy", response_class=HTMLResponse)
-async def policy_page(
-    request: Request,
-    rt: RuntimeDep,
-    viewer: Viewer,
-    wanted: WantedDep,
-) -> Response:
-    return await policy_view(request, rt, viewer, wanted)
+async def policy_page(page: ConfigPageDep, wanted: WantedDep) -> Response:
+    return await policy_view(page, wanted)
 
 
 @console.post("/policy", response_class=HTMLResponse)
-async def save_policy(request: Request, rt: RuntimeDep, viewer: Viewer) -> Response:
+async def save_policy(change: ConfigChangeDep) -> Response:
     """Check the policy as written and keep it as a draft, or show the editor again with each
     problem's field and line."""
-    form = await configuring(request, viewer)
-    text = form.get("text", "").replace("\r\n", "\n")
+    text = change.form.get("text", "").replace("\r\n", "\n")
     try:
-        made = await policy.create_version(rt, text)
+        made = await policy.create_version(change.page.rt, text)
     except ProblemError as exc:
         errors = exc.errors or [{"field": exc.extra.get("field") or "", "message": exc.detail}]
-        return await policy_view(
-            request, rt, viewer, Wanted(), text=text, errors=errors, status=422
-        )
+        return await policy_view(change.page, Wanted(), text=text, errors=errors, status=422)
     return back(
-        request,
+        change.page.request,
         f"/console/policy/versions/{made.number}",
         f"Version {made.number} saved as a draft.",
     )
 
 
 @console.get("/policy/versions/{number}", response_class=HTMLResponse)
-async def version_page(
-    number: int, request: Request, rt: RuntimeDep, viewer: Viewer,
-    wanted: WantedDep,
-) -> Response:  # fmt: skip
-    must_configure(viewer)
+async def version_page(number: int, page: ConfigPageDep, wanted: WantedDep) -> Response:
+    rt = page.rt
     shown = await policy.version(rt, number)
     current = await policy.current(rt)
     diff = await policy.diff(rt, current.number, number)
     rows = [c.model_dump(mode="json") for c in diff.changes]
     return await render(
-        request, rt, viewer, "console_version.html",
+        page, "console_version.html",
         tables=[Table("changes", CHANGE_COLUMNS, rows)], wanted=wanted,
         shown=shown, current=current, diff=diff,
     )  # fmt: skip
 
 
 @console.post("/policy/versions/{number}/publish")
-async def publish_version(
-    number: int, request: Request, rt: RuntimeDep, viewer: Viewer
-) -> Response:
-    await configuring(request, viewer)
+async def publish_version(number: int, change: ConfigChangeDep) -> Response:
     return await policy_step(
-        request,
-        policy.publish(rt, number),
+        change.page.request,
+        policy.publish(change.page.rt, number),
         lambda made: f"Version {made.number} ({made.version}) is the policy now.",
     )
 
 
 @console.post("/policy/rollback")
-async def roll_back(request: Request, rt: RuntimeDep, viewer: Viewer) -> Response:
-    await configuring(request, viewer)
+async def roll_back(change: ConfigChangeDep) -> Response:
     return await policy_step(
-        request,
-        policy.rollback(rt),
+        change.page.request,
+        policy.rollback(change.page.rt),
         lambda made: f"Rolled back: version {made.number} ({made.version}) is the policy again.",
     )
 
@@ -764,15 +749,9 @@ AUDIT_COLUMNS = [
 
 
 @console.get("/audit", response_class=HTMLResponse)
-async def audit_page(
-    request: Request,
-    rt: RuntimeDep,
-    viewer: Viewer,
-    wanted: WantedDep,
-) -> Response:
+async def audit_page(page: ConfigPageDep, wanted: WantedDep) -> Response:
     """The changes of routing, notify and feedback, newest first, with who made them."""
-    must_configure(viewer)
-    services = Services.of(rt, viewer)
+    services = page.services
     rows: list[dict[str, Any]] = []
     problems = []
     for name in ("routing", "notify"):
@@ -780,12 +759,12 @@ async def audit_page(
         problems += [f"{name}: {answer.problem}"] if not answer.ok else []
         rows += [{**e, "service": name} for e in answer.items]
     newest = PageRequest(audit.listing(metadata), limit=200, sort="-id", cursor=None, filters={})
-    async with rt.db.unit_of_work() as session:
+    async with page.rt.db.unit_of_work() as session:
         own = await audit.entries(session, newest)
     rows += [{**e.model_dump(mode="json"), "service": "feedback"} for e in own.items]
     rows.sort(key=lambda e: str(e.get("at")), reverse=True)
     return await render(
-        request, rt, viewer, "console_audit.html",
+        page, "console_audit.html",
         tables=[Table("audit", AUDIT_COLUMNS, rows)], wanted=wanted,
         problem="; ".join(problems),
     )  # fmt: skip
@@ -801,15 +780,14 @@ LEAD_COLUMNS = [
 
 @console.get("/leads", response_class=HTMLResponse)
 async def leads_page(
-    request: Request, rt: RuntimeDep, viewer: Viewer,
-    wanted: WantedDep, q: Annotated[str | None, Query(max_length=200)] = None,
+    page: ConfigPageDep, wanted: WantedDep,
+    q: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Response:  # fmt: skip
     """Find a lead by e-mail, name, company or id, and open its timeline."""
-    must_configure(viewer)
     rows: list[dict[str, Any]] = []
     problem = ""
     if q:
-        answer = await Services.of(rt, viewer).get("ingest", "/v1/leads", q=q, limit=50)
+        answer = await page.services.get("ingest", "/v1/leads", q=q, limit=50)
         problem = answer.problem
         for lead in answer.items:
             company = lead.get("company") or {}
@@ -819,7 +797,7 @@ async def leads_page(
                 "name": name, "company": company.get("name"), "status": lead.get("status"),
             })  # fmt: skip
     return await render(
-        request, rt, viewer, "console_leads.html",
+        page, "console_leads.html",
         tables=[Table("leads", LEAD_COLUMNS, rows)], wanted=wanted,
         q=q or "", problem=problem,
     )  # fmt: skip
