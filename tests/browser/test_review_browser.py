@@ -439,3 +439,93 @@ def test_the_review_page_shows_open_plans_and_leads_to_the_quarter_view(demo, br
     ARTEFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=ARTEFACTS / "review-quarter.png", full_page=True)
     page.close()
+
+
+def test_the_review_page_shows_customer_success_after_the_signature(demo, browser):
+    """A lead of the demo's week is won and handed to customer success with use case, promised
+    outcomes, risks and plan (a hand-off without its plan is refused first), its kickoff is held,
+    a success story told and then its churn reported through feedback's API; the page's customer
+    success section shows what `GET /v1/reports/customer-success` says: the clocks after the
+    signature, churn by reason and by first source, and the story."""
+    report_url = demo.url("JSON report")
+    feedback = report_url.split("/v1/", 1)[0]
+    report = httpx.get(report_url, headers=KEY, timeout=10).json()
+    candidates = [item["lead_id"] for item in report["exceptions"]["first_response_breaches"]]
+    to_won = {
+        "routed": ["sal", "sql", "sqo", "won"],
+        "working": ["sal", "sql", "sqo", "won"],
+        "sal": ["sql", "sqo", "won"],
+        "sql": ["sqo", "won"],
+        "sqo": ["won"],
+        "won": [],
+    }
+    bodies = {
+        "sal": {},
+        "sql": {"qualification": {"problem": True, "impact": True, "authority": True}},
+        "sqo": {"opportunity": {"value": 40000, "currency": "EUR", "stage": "proposal",
+                                "close_date": "2027-06-30"}},
+        "won": {},
+    }  # fmt: skip
+    handoff = {
+        "use_case": "route inbound demo requests",
+        "promised_outcomes": "first response under 2 h",
+        "risks": "the CRM integration is owned by a partner",
+        "plan": "kickoff in week 1, CRM connected in week 2",
+    }
+
+    def post(path: str, body: dict) -> httpx.Response:
+        return httpx.post(f"{feedback}{path}", headers=KEY, json=body, timeout=10)
+
+    customer = None
+    for lead_id in candidates:
+        status = httpx.get(f"{feedback}/v1/leads/{lead_id}/lifecycle", headers=KEY, timeout=10)
+        if status.status_code == 200 and status.json()["status"] in to_won:
+            customer = lead_id
+            for step in to_won[status.json()["status"]]:
+                answer = post(f"/v1/leads/{lead_id}/status", {"status": step, **bodies[step]})
+                assert answer.status_code == 200, answer.text
+            break
+    assert customer, f"no lead of the demo's week can be won: {candidates}"
+    without_plan = {k: v for k, v in handoff.items() if k != "plan"}
+    refused = post(
+        f"/v1/leads/{customer}/status", {"status": "handed_off", "handoff": without_plan}
+    )
+    assert refused.status_code == 422 and refused.json()["field"] == "handoff.plan"
+    handed = post(f"/v1/leads/{customer}/status", {"status": "handed_off", "handoff": handoff})
+    assert handed.status_code == 200, handed.text
+    assert post(f"/v1/leads/{customer}/onboarding/kickoff", {}).status_code == 200
+    story = {"title": "Replies within two hours", "outcome": "MQL to SQL up from 30 % to 36 %",
+             "topics": ["speed to lead"]}  # fmt: skip
+    assert post(f"/v1/leads/{customer}/success-stories", story).status_code == 201
+    assert post(f"/v1/leads/{customer}/churn", {"reason": "price"}).status_code == 201
+    page = signed_in_page(browser, demo, viewport={"width": 1280, "height": 900})
+    reading: dict = {}
+
+    def agreeing() -> bool:
+        page.goto(demo.url("Review page"))
+        reading["shown"] = figures_on(page)
+        cs = httpx.get(f"{feedback}/v1/reports/customer-success", headers=KEY, timeout=10).json()
+        reading["expected"] = {
+            "cs_handoff.met": str(cs["clocks"]["cs_handoff"]["met"]),
+            "onboarding_kickoff.met": str(cs["clocks"]["onboarding_kickoff"]["met"]),
+            "churned": str(cs["churn"]["churned"]),
+        }
+        shown = {k: reading["shown"].get(k) for k in reading["expected"]}
+        return cs["churn"]["churned"] >= 1 and shown == reading["expected"]
+
+    eventually_sync(
+        agreeing,
+        timeout=20,
+        interval=1,
+        describe=lambda: (
+            f"the page shows {reading.get('shown')}, expected {reading.get('expected')}"
+        ),
+    )
+    assert int(reading["shown"]["cs_handoff.met"]) >= 1
+    section = page.locator("#customer-success")
+    assert section.locator('#churn-by-reason tr[data-key="price"]').count() == 1
+    assert section.locator('#churn-by-source tr[data-by="source"]').count() >= 1
+    assert "Replies within two hours" in section.locator("#success-stories").inner_text()
+    ARTEFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=ARTEFACTS / "review-customer-success.png", full_page=True)
+    page.close()
