@@ -257,6 +257,8 @@ def test_the_review_page_shows_customer_success(tmp_path):
     assert 'data-by="source" data-key="paid" data-value="1"' in html
     assert 'data-segment="software · 51-200" data-value="1"' in html
     assert "MQL→SQL up from 30 % to 36 %" in html
+    assert "<td>48 h</td>" in html and "<td>5 days</td>" in html and "<td>14 days</td>" in html
+    assert html.count('<li data-clock="') == 3  # each clock missed by one customer
 
 
 # --- the policy ------------------------------------------------------------------------------
