@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Annotated
 from urllib.parse import quote
 
-from fastapi import Depends, Request, Security
+from fastapi import APIRouter, Depends, Request, Security
 from fastapi.security import (
     APIKeyCookie,
     APIKeyHeader,
@@ -142,6 +142,17 @@ def require_scope(scope: Scope) -> Callable[..., ApiKeySpec]:
         return caller.spec
 
     return dependency
+
+
+def scoped_router(scope: Scope, tag: str) -> APIRouter:
+    """A router of `/v1` operations that all need `scope` (a feature's reads, or its changes):
+    each declares it and its 401 and 403 answers in the OpenAPI document."""
+    return APIRouter(
+        prefix="/v1",
+        tags=[tag],
+        responses=KEY_RESPONSES,
+        dependencies=[Depends(require_scope(scope))],
+    )
 
 
 # --- people signed in to the pages --------------------------------------------------------

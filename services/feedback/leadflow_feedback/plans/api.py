@@ -5,9 +5,9 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import Depends
 from leadflow import paging
-from leadflow.auth import KEY_RESPONSES, require_scope
+from leadflow.auth import scoped_router
 from leadflow.paging import Page, PageRequest
 from leadflow.service import RuntimeDep
 
@@ -21,18 +21,8 @@ from leadflow_feedback.plans.schemas import (
     PlanOut,
 )
 
-reads = APIRouter(
-    prefix="/v1",
-    tags=["corrective plans"],
-    responses=KEY_RESPONSES,
-    dependencies=[Depends(require_scope("reports:read"))],
-)
-changes = APIRouter(
-    prefix="/v1",
-    tags=["corrective plans"],
-    responses=KEY_RESPONSES,
-    dependencies=[Depends(require_scope("admin"))],
-)
+reads = scoped_router("reports:read", "corrective plans")
+changes = scoped_router("admin", "corrective plans")
 routers = [reads, changes]
 PlanPage = Annotated[PageRequest, Depends(paging.query(store.PLANS))]
 

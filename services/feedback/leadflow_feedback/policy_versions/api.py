@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import Depends, Path, Request
 from leadflow import paging
-from leadflow.auth import KEY_RESPONSES, require_scope
+from leadflow.auth import scoped_router
 from leadflow.errors import ProblemError, Unprocessable
 from leadflow.paging import Page, PageRequest
 from leadflow.service import RuntimeDep
@@ -14,19 +14,8 @@ from leadflow.service import RuntimeDep
 from leadflow_feedback.policy_versions import store, use_cases
 from leadflow_feedback.policy_versions.schemas import DiffOut, VersionDetail, VersionOut
 
-reads = APIRouter(
-    prefix="/v1",
-    tags=["policy"],
-    responses=KEY_RESPONSES,
-    dependencies=[Depends(require_scope("config:read"))],
-)
-changes = APIRouter(
-    prefix="/v1",
-    tags=["policy"],
-    responses=KEY_RESPONSES,
-    dependencies=[Depends(require_scope("admin"))],
-)
-
+reads = scoped_router("config:read", "policy")
+changes = scoped_router("admin", "policy")
 routers = [reads, changes]
 VersionPage = Annotated[PageRequest, Depends(paging.query(store.VERSIONS))]
 
