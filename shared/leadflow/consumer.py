@@ -75,12 +75,17 @@ class Subscription:
     back and retried event by event (then `apply` runs with one event at a time).
 
     `raw` takes topics that carry no CloudEvents (marketing platforms publishing plain lead
-    JSON): topic -> handler of each record."""
+    JSON): topic -> handler of each record.
+
+    `urgent` marks a subscription on a lead's way to its rep, its first-response clock and
+    its notification: it reads with the short fetch wait (`consumer_fetch_wait_ms`); any other
+    with the relaxed one (`consumer_relaxed_fetch_wait_ms`), at a tenth of the idle cost."""
 
     name: str
     takes: tuple[type[Payload], ...] = ()
     apply: Apply | None = None
     raw: Mapping[str, RawHandler] = field(default_factory=dict)
+    urgent: bool = False
 
     def __post_init__(self) -> None:
         if self.takes and self.apply is None:
@@ -276,6 +281,15 @@ class ConsumerRunner:
         self.running = True
         try:
             await self._consume()
+        except BaseException:
+            # A crash (a cancelled wait included) may leave the Kafka client's member in any
+            # state: the next run joins with a new one, from the positions in the database.
+            task = asyncio.current_task()
+            if not self.stop_signal and task is not None and not task.cancelling():
+                await self.stop(grace=5.0)
+                if self.positions is not None:
+                    self.positions.forget()
+            raise
         finally:
             self.running = False
 

@@ -186,6 +186,11 @@ class Positions:
             if where.anchor is not None:
                 self._anchors[tp] = where.anchor
 
+    def forget(self) -> None:
+        """Drop what was learnt of every partition (the member is gone): a new member resumes
+        from the database."""
+        self.revoked({*self._anchors, *self._latest, *self._expected, *self._rewind})
+
     def revoked(self, partitions: Iterable[TopicPartition]) -> None:
         for tp in partitions:
             self._rewind.discard(tp)

@@ -115,20 +115,33 @@ RuntimeDep = Annotated[Runtime, Depends(runtime)]
 
 
 async def supervise(name: str, work: Callable[[], Awaitable[None]], stop: Stop) -> None:
-    """Keep a background loop alive: log a crash and start it again after a pause."""
+    """Keep a background loop alive: log a crash and start it again after a pause.
+
+    A `CancelledError` that comes while this task is not being cancelled is a crash too: a
+    library future cancelled under the loop (a Kafka client tearing down a connection with a
+    request in flight) ends the await that waited for it, and would otherwise end the loop
+    for good without a word."""
     crashes = 0
     while True:
         try:
             await work()
             return
         except asyncio.CancelledError:
-            raise
+            task = asyncio.current_task()
+            if task is None or task.cancelling() or stop:
+                raise
+            crashes += 1
+            log.error(
+                "background task ended by a cancelled wait; restarting",
+                extra={"task": name, "crashes": crashes},
+                exc_info=True,
+            )
         except Exception:
             if stop:
                 return
             crashes += 1
             log.exception("background task crashed; restarting", extra={"task": name})
-            await stop.pause(exponential_backoff(crashes, base=0.5))
+        await stop.pause(exponential_backoff(crashes, base=0.5))
 
 
 class Observe:
@@ -304,14 +317,19 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
                 topic_prefix=settings.topic_prefix,
                 batch_size=settings.consumer_batch_size,
                 max_attempts=settings.consumer_max_attempts,
-                fetch_wait_ms=settings.consumer_fetch_wait_ms,
+                fetch_wait_ms=(
+                    settings.consumer_fetch_wait_ms
+                    if sub.urgent
+                    else settings.consumer_relaxed_fetch_wait_ms
+                ),
                 session_timeout_ms=settings.consumer_session_timeout_ms,
                 recover_lost_logs=settings.broker_reset_recovery,
                 topics=TopicLayout.of(settings),
                 stop=stop,
             )
             rt.consumers.append(runner)
-            tasks.append(asyncio.create_task(supervise(f"consumer:{sub.name}", runner.run, stop)))
+            name = f"consumer:{sub.name}"
+            tasks.append(asyncio.create_task(supervise(name, runner.run, stop), name=name))
         for name, worker in spec.workers.items():
             tasks.append(
                 asyncio.create_task(supervise(name, lambda w=worker: w(rt), stop), name=name)
