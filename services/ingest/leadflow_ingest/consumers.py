@@ -24,7 +24,7 @@ def subscriptions(rt: Runtime) -> list[Subscription]:
         )
 
     return [
-        Subscription("inbound", raw={TOPIC_INBOUND: lead_from_kafka}),
+        Subscription("inbound", raw={TOPIC_INBOUND: lead_from_kafka}, urgent=True),
         Subscription("crm-links", takes=(LeadCrmLinked,), apply=partial(link_crm_records, rt)),
         current_connectors.subscription(rt.spec.metadata),
     ]

@@ -6,11 +6,22 @@ be told)."""
 from __future__ import annotations
 
 from leadflow.consumer import Received, Subscription
-from leadflow.contracts.events import PAYLOAD_TYPES, TOPIC_PRODUCERS
+from leadflow.contracts.events import (
+    PAYLOAD_TYPES,
+    TOPIC_INGEST,
+    TOPIC_PRODUCERS,
+    TOPIC_ROUTING,
+    TOPIC_SCORING,
+    TOPIC_SLA,
+)
 from leadflow.service import Runtime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadflow_notify import use_cases
+
+# Read with the short fetch wait: a notification of a routed lead or of its clock carries what
+# these topics told of the lead. The others (feedback, access, policy) can wait half a second.
+LEAD_TOPICS = frozenset({TOPIC_INGEST, TOPIC_SCORING, TOPIC_ROUTING, TOPIC_SLA})
 
 
 def subscriptions(rt: Runtime) -> list[Subscription]:
@@ -22,6 +33,8 @@ def subscriptions(rt: Runtime) -> list[Subscription]:
             name,
             takes=tuple(m for m in PAYLOAD_TYPES.values() if m.topic == topic),
             apply=take_events,
+            # a lead's context, its assignment and its clocks: what a notification says
+            urgent=topic in LEAD_TOPICS,
         )
         for topic, name in subscription_names().items()
     ]

@@ -35,7 +35,7 @@ def subscriptions(rt: Runtime) -> list[Subscription]:
         await use_cases.erase(session, [item.payload.lead_id for item in received], rt.clock.now())
 
     return [
-        Subscription("mql", takes=(LeadMql,), apply=route_mqls),
+        Subscription("mql", takes=(LeadMql,), apply=route_mqls, urgent=True),
         Subscription(
             "sla", takes=(SlaWarning, SlaBreached, SlaEscalated, SlaMet), apply=follow_clocks
         ),

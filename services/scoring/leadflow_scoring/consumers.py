@@ -22,7 +22,10 @@ def subscriptions(rt: Runtime) -> list[Subscription]:
     apply = partial(use_cases.apply_events, rt)
     return [
         Subscription(
-            "leads", takes=(LeadCreated, LeadUpdated, LeadActivity, LeadErased), apply=apply
+            "leads",
+            takes=(LeadCreated, LeadUpdated, LeadActivity, LeadErased),
+            apply=apply,
+            urgent=True,
         ),
         Subscription("feedback", takes=(LeadStatusChanged,), apply=apply),
     ]

@@ -32,6 +32,7 @@ def subscriptions(rt: Runtime) -> list[Subscription]:
                 LeadChurned,
             ),
             apply=partial(use_cases.apply_timers, rt),
+            urgent=True,
         ),
         Subscription("commitments", takes=(LeadMql,), apply=partial(use_cases.apply_mqls, rt)),
         Subscription("erasure", takes=(LeadErased,), apply=use_cases.apply_erasures),
