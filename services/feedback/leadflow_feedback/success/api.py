@@ -7,8 +7,8 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
-from leadflow.auth import KEY_RESPONSES, require_scope
+from fastapi import Query
+from leadflow.auth import scoped_router
 from leadflow.service import RuntimeDep
 
 from leadflow_feedback.schemas import ReportDay
@@ -23,18 +23,8 @@ from leadflow_feedback.success.schemas import (
     StoryOut,
 )
 
-reads = APIRouter(
-    prefix="/v1",
-    tags=["customer success"],
-    responses=KEY_RESPONSES,
-    dependencies=[Depends(require_scope("reports:read"))],
-)
-writes = APIRouter(
-    prefix="/v1",
-    tags=["customer success"],
-    responses=KEY_RESPONSES,
-    dependencies=[Depends(require_scope("sales:write"))],
-)
+reads = scoped_router("reports:read", "customer success")
+writes = scoped_router("sales:write", "customer success")
 routers = [reads, writes]
 
 
