@@ -28,9 +28,11 @@ from fastapi.responses import JSONResponse
 from leadflow import idempotency as idem
 from leadflow import metrics
 from leadflow.consumer import Received
+from leadflow.contracts.erasure import forget_events
 from leadflow.contracts.events import (
     CloudEvent,
     LeadContactAttempt,
+    LeadErased,
     LeadSalesReported,
     LeadStatusChanged,
     Payload,
@@ -142,6 +144,12 @@ async def apply_events(rt: Runtime, session: AsyncSession, received: list[Receiv
     await flush()
     # written last: a change recorded above wrote the status it made, the lead holds the last
     await store.write_leads(session, known)
+    erased = [item.payload.lead_id for item in received if isinstance(item.payload, LeadErased)]
+    if erased:
+        # what feedback keeps of an erased lead beyond its read model: customer success's
+        # texts, and its own published events (the hand-off travelled in lead.status_changed)
+        await success.forget(session, erased)
+        await forget_events(session, rt.outbox.table, erased)
 
 
 def _updated_at(fact: Fact) -> datetime:

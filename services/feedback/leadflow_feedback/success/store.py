@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from leadflow.db import JSON
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -23,6 +24,9 @@ from leadflow_feedback.success.rules import Customer, Story
 
 # The events whose source and company the timeline keeps: a customer's first source, segment.
 _TOUCHES = ("lead.created", "lead.updated", "lead.mql")
+# What an erased customer's hand-off texts and story texts read as: the columns require a text,
+# and the rows stay, because the reports count them.
+ERASED = "[erased]"
 
 
 async def won_at(session: AsyncSession, lead_id: uuid.UUID) -> datetime | None:
@@ -31,6 +35,11 @@ async def won_at(session: AsyncSession, lead_id: uuid.UUID) -> datetime | None:
         _s.c.lead_id == lead_id, _s.c.status == "won"
     )
     return await session.scalar(query)
+
+
+async def is_erased(session: AsyncSession, lead_id: uuid.UUID) -> bool:
+    query = sa.select(_l.c.erased_at.isnot(None)).where(_l.c.lead_id == lead_id)
+    return bool(await session.scalar(query))
 
 
 async def churn_of(session: AsyncSession, lead_id: uuid.UUID) -> Any:
@@ -171,3 +180,29 @@ async def customers(
         )
         for row in rows
     ]
+
+
+async def forget_texts(session: AsyncSession, lead_ids: list[uuid.UUID]) -> None:
+    """Erasure: the free text customer success wrote about these leads goes (the hand-off's use
+    case, promised outcomes, risks and plan, wherever feedback keeps them; the churn's note; the
+    success stories' title and outcome). What the reports count stays: that a hand-off happened
+    and when, the churn's reason and instant, each story with its topics and date."""
+    if not lead_ids:
+        return
+    texts = {"use_case": ERASED, "promised_outcomes": ERASED, "risks": ERASED, "plan": ERASED}
+    await session.execute(sa.update(_h).where(_h.c.lead_id.in_(lead_ids)).values(**texts))
+    await session.execute(
+        sa.update(_c).where(_c.c.lead_id.in_(lead_ids), _c.c.note.isnot(None)).values(note=None)
+    )
+    await session.execute(
+        sa.update(_st).where(_st.c.lead_id.in_(lead_ids)).values(title=ERASED, outcome=ERASED)
+    )
+    # the hand-off as the status change carried it: in the history row and on the timeline
+    for table in (_s, _t):
+        await session.execute(
+            sa.update(table)
+            .where(table.c.lead_id.in_(lead_ids), table.c.details.has_key("handoff"))
+            .values(
+                details=table.c.details.op("-", return_type=JSON)(sa.literal("handoff", sa.Text))
+            )
+        )

@@ -81,6 +81,7 @@ async def after_status(
             session, rt.spec.metadata, action="created", entity=HANDOFF_ENTITY, entity_id=lead_id,
             after={"handed_off_at": at.isoformat(), "fields": sorted(handoff)},
         )  # fmt: skip
+        await _forget_if_erased(session, lead_id)
     elif status == "won":
         feature = rt.policy.customer_success.key_feature
         uses = [(feature, used) for used in await store.uses_of(session, lead_id, feature)]
@@ -113,6 +114,21 @@ async def record_usage(rt: Runtime, session: AsyncSession, received: list[Receiv
         activated = rules.activation(pairs, await store.won_at(session, lead_id), feature)
         if activated is not None:
             await _activate(rt, session, lead_id, activated, feature)
+
+
+# --- erasure (lead.erased from ingest, within the lifecycle batch's unit of work) -------------
+
+
+async def forget(session: AsyncSession, lead_ids: list[uuid.UUID]) -> None:
+    """An erased lead's hand-off, churn note and success stories lose their free text; the
+    facts the reports count stay."""
+    await store.forget_texts(session, lead_ids)
+
+
+async def _forget_if_erased(session: AsyncSession, lead_id: uuid.UUID) -> None:
+    # A sales tool may still report on a lead after its erasure: its words are not kept either.
+    if await store.is_erased(session, lead_id):
+        await store.forget_texts(session, [lead_id])
 
 
 # --- the API ---------------------------------------------------------------------------------
@@ -170,6 +186,7 @@ async def report_churn(rt: Runtime, lead_id: uuid.UUID, body: ChurnIn) -> ChurnO
             session, rt.spec.metadata, action="created", entity=CHURN_ENTITY, entity_id=lead_id,
             after={"reason": body.reason, "churned_at": churned_at.isoformat()},
         )  # fmt: skip
+        await _forget_if_erased(session, lead_id)
         return ChurnOut.model_validate(row._asdict())
 
 
@@ -184,8 +201,9 @@ async def add_story(rt: Runtime, lead_id: uuid.UUID, body: StoryIn) -> StoryOut:
                                               "reported_at": rt.clock.now()})  # fmt: skip
         await audit.record(
             session, rt.spec.metadata, action="created", entity=STORY_ENTITY, entity_id=row.id,
-            after={"lead_id": str(lead_id), "title": body.title, "topics": topics},
+            after={"lead_id": str(lead_id), "topics": topics},  # the audit log keeps no text
         )  # fmt: skip
+        await _forget_if_erased(session, lead_id)
         return StoryOut.model_validate(row._asdict())
 
 
