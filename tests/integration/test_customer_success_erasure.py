@@ -8,15 +8,15 @@ customer success report counts the hand-off, the churn by its reason and the sto
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
-from leadflow.contracts.events import LeadCompany, LeadCreated, LeadErased, LeadMql, LeadRouted
-from support.feedback_events import feedback_fed_by_events, status_is
+from leadflow.contracts.events import LeadErased
+from support.customers import won_customer
+from support.feedback_events import feedback_fed_by_events
 from support.harness import SALES, eventually
 
-H = timedelta(hours=1)
 # Every text a person wrote carries this word, so that no copy of it can hide.
 WORDS = "Zanzibar"
 HANDOFF = {
@@ -35,36 +35,6 @@ TABLES = ("handoffs", "churns", "success_stories", "status_history", "timeline",
 async def feedback(stack):
     async with feedback_fed_by_events(stack, "test-customer-success-erasure") as client:
         yield client
-
-
-async def won_customer(client) -> uuid.UUID:
-    """A lead promoted, routed, then taken through SAL, SQL and SQO and won an hour ago."""
-    lead_id = uuid.uuid4()
-    now = datetime.now(UTC)
-    start = now - 6 * H
-    company = LeadCompany(industry="software", size_band="51-200")
-    created = LeadCreated(lead_id=lead_id, email=f"{lead_id}@c.example", occurred_at=start,
-                          company=company)  # fmt: skip
-    await client.publish(created, start, "ingest")
-    promoted = LeadMql(lead_id=lead_id, fit=100, engagement=60.0, intent_tier=1,
-                       channel="inbound", company=company, promoted_at=start + H / 2)  # fmt: skip
-    await client.publish(promoted, start + H / 2, "scoring")
-    routed = LeadRouted(lead_id=lead_id, assignment_id=uuid.uuid4(), team_id=uuid.uuid4(),
-                        team="cee", rep_id=uuid.uuid4(), routed_at=start + H)  # fmt: skip
-    await client.publish(routed, start + H, "routing")
-    await eventually(lambda: status_is(client, lead_id, "routed"))
-    qualified = {"problem": True, "impact": True, "authority": True}
-    deal = {"value": 40000, "currency": "EUR", "stage": "proposal", "close_date": "2026-12-31"}
-    for status, at, extra in (
-        ("sal", start + 2 * H, {}),
-        ("sql", start + 3 * H, {"qualification": qualified}),
-        ("sqo", start + 4 * H, {"opportunity": deal}),
-        ("won", now - H, {}),
-    ):
-        body = {"status": status, "occurred_at": at.isoformat(), **extra}
-        response = await client.post(f"/v1/leads/{lead_id}/status", json=body, headers=SALES)
-        assert response.status_code == 200, response.text
-    return lead_id
 
 
 async def copies_of_the_words(client, lead_id: uuid.UUID) -> dict[str, int]:

@@ -733,7 +733,9 @@ async def review_page(
             deals, policy, first=monday, last=monday, granularity="week"
         )
         # customer success over the calibration's 90 days: enough deals for 14-day clocks
-        after_won = await success.feedback_to_marketing(session, rt, start=cal_start, end=week_end)
+        after_won = await success.feedback_to_marketing(
+            session, rt, start=cal_start, end=week_end, team=team
+        )
         ids = {
             uuid.UUID(item["lead_id"])
             for kind in ("first_response_breaches", "returned_not_in_target")

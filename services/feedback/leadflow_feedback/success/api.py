@@ -11,7 +11,7 @@ from fastapi import Query
 from leadflow.auth import scoped_router
 from leadflow.service import RuntimeDep
 
-from leadflow_feedback.schemas import ReportDay
+from leadflow_feedback.schemas import ReportDay, TeamQuery
 from leadflow_feedback.success import use_cases
 from leadflow_feedback.success.schemas import (
     ChurnIn,
@@ -60,8 +60,10 @@ async def get_report(
     rt: RuntimeDep,
     from_: Annotated[ReportDay | None, Query(alias="from")] = None,
     to: ReportDay | None = None,
+    team: TeamQuery = None,
 ) -> CustomerSuccessReport:
     """What customer success feeds back over `from`..`to` (inclusive dates, the last 90 days by
     default): the hand-off, kickoff and activation clocks of the deals won in it, churn by
-    reason, source and channel, the low-usage segments, and the success stories."""
-    return CustomerSuccessReport.model_validate(await use_cases.report(rt, from_, to))
+    reason, source and channel, the low-usage segments, and the success stories; of the
+    customers routed to `team` when given."""
+    return CustomerSuccessReport.model_validate(await use_cases.report(rt, from_, to, team))

@@ -98,8 +98,13 @@ async def stories_of(session: AsyncSession, lead_id: uuid.UUID) -> list[Any]:
     return list((await session.execute(query)).all())
 
 
-async def stories(session: AsyncSession, *, start: datetime, end: datetime) -> list[Story]:
+async def stories(
+    session: AsyncSession, *, start: datetime, end: datetime, team: str | None = None
+) -> list[Story]:
+    """The success stories reported in [start, end), of one team's customers when given."""
     query = sa.select(_st).where(_st.c.reported_at >= start, _st.c.reported_at < end)
+    if team is not None:
+        query = query.join(_l, _l.c.lead_id == _st.c.lead_id).where(_l.c.team == team)
     return [
         Story(r.id, r.lead_id, r.title, r.outcome, list(r.topics or []), r.reported_at)
         for r in await session.execute(query)
@@ -122,9 +127,11 @@ async def customers(
     churned_from: datetime | None = None,
     churned_before: datetime | None = None,
     lead_ids: list[uuid.UUID] | None = None,
+    team: str | None = None,
 ) -> list[Customer]:
     """Won leads (won in [won_from, won_before), churned in [churned_from, churned_before), or
-    these, when given) with their milestones, churn, first source and segment."""
+    these, when given; routed to `team`, when given) with their milestones, churn, first source
+    and segment."""
     query = (
         sa.select(
             _l.c.lead_id, _l.c.channel, _l.c.calendar, _l.c.source, _won.c.won_at,
@@ -138,6 +145,8 @@ async def customers(
     )  # fmt: skip
     if lead_ids is not None:
         query = query.where(_l.c.lead_id.in_(lead_ids))
+    if team is not None:
+        query = query.where(_l.c.team == team)
     if won_from is not None:
         query = query.where(_won.c.won_at >= won_from)
     if won_before is not None:

@@ -244,13 +244,19 @@ async def customer(rt: Runtime, lead_id: uuid.UUID) -> CustomerSuccessOut:
 
 
 async def feedback_to_marketing(
-    session: AsyncSession, rt: Runtime, *, start: datetime, end: datetime
+    session: AsyncSession,
+    rt: Runtime,
+    *,
+    start: datetime,
+    end: datetime,
+    team: str | None = None,
 ) -> dict[str, Any]:
-    """The customer success part of the reports and the review page over [start, end)."""
-    won = await store.customers(session, won_from=start, won_before=end)
-    everyone = await store.customers(session, won_before=end)
-    churned = await store.customers(session, churned_from=start, churned_before=end)
-    stories = await store.stories(session, start=start, end=end)
+    """The customer success part of the reports and the review page over [start, end), of the
+    customers routed to `team` when given (as the rest of the review)."""
+    won = await store.customers(session, won_from=start, won_before=end, team=team)
+    everyone = await store.customers(session, won_before=end, team=team)
+    churned = await store.customers(session, churned_from=start, churned_before=end, team=team)
+    stories = await store.stories(session, start=start, end=end, team=team)
     return rules.customer_success_report(
         won, everyone, churned, stories, rt.policy, start=start, end=end, now=rt.clock.now()
     )
@@ -277,7 +283,7 @@ def window(rt: Runtime, first: Any, last: Any) -> tuple[datetime, datetime]:
     )
 
 
-async def report(rt: Runtime, first: Any, last: Any) -> dict[str, Any]:
+async def report(rt: Runtime, first: Any, last: Any, team: str | None = None) -> dict[str, Any]:
     start, end = window(rt, first, last)
     async with rt.db.unit_of_work() as session:
-        return await feedback_to_marketing(session, rt, start=start, end=end)
+        return await feedback_to_marketing(session, rt, start=start, end=end, team=team)
