@@ -25,7 +25,14 @@ from leadflow.contracts.events import (
 )
 from leadflow_sla_timer import use_cases as sla_use_cases
 from leadflow_sla_timer.models import mqls, period_evaluations
-from support.harness import ADMIN, REPORTS_READER, eventually, publish_events, service_client
+from support.harness import (
+    ADMIN,
+    REPORTS_READER,
+    SALES,
+    eventually,
+    publish_events,
+    service_client,
+)
 
 START = datetime(2026, 11, 10, 9, 0, tzinfo=UTC)
 POLICY_TEXT = (
@@ -140,6 +147,34 @@ async def test_a_missed_streak_opens_one_plan_that_is_worked_through_actions(sta
         ]  # fmt: skip
 
 
+QUALIFIED = {"problem": True, "impact": True, "authority": True}
+
+
+async def opportunity(feedback, settings, *, sqo_at: datetime, value: int, won=None) -> uuid.UUID:
+    """A lead promoted and routed on 1 September, an SQO of `value` EUR at `sqo_at`, and won
+    (`won`: the instant and the won value) when given."""
+    lead, september = uuid.uuid4(), datetime(2026, 9, 1, 9, tzinfo=UTC)
+    await publish_events(settings, TOPIC_SCORING, [mql(lead, september)])
+    await publish_events(settings, TOPIC_ROUTING, [routed(lead, september + timedelta(hours=1))])
+
+    async def routed_here() -> bool:
+        answer = await feedback.get(f"/v1/leads/{lead}/lifecycle", headers=REPORTS_READER)
+        return answer.status_code == 200 and answer.json()["status"] == "routed"
+
+    await eventually(routed_here)
+    deal = {"value": value, "currency": "EUR", "stage": "proposal", "close_date": "2026-12-31"}
+    steps = [("sal", september + timedelta(days=1), {}),
+             ("sql", september + timedelta(days=2), {"qualification": QUALIFIED}),
+             ("sqo", sqo_at, {"opportunity": deal})]  # fmt: skip
+    if won is not None:
+        steps.append(("won", won[0], {"opportunity": {"value": won[1], "currency": "EUR"}}))
+    for status, at, extra in steps:
+        body = {"status": status, "occurred_at": at.isoformat(), **extra}
+        answer = await feedback.post(f"/v1/leads/{lead}/status", json=body, headers=SALES)
+        assert answer.status_code == 200, answer.text
+    return lead
+
+
 async def test_the_quarter_view_lists_each_quarter_and_the_policy_published_in_it(stack):
     settings = await stack.isolated_settings(clock_start=START)
     text = (Path(__file__).parents[2] / "shared/leadflow/contracts/policy_default.yaml").read_text()
@@ -153,6 +188,11 @@ async def test_the_quarter_view_lists_each_quarter_and_the_policy_published_in_i
         number = draft.json()["number"]
         published = await feedback.post(f"/v1/policy/versions/{number}/publish", headers=ADMIN)
         assert published.status_code == 200, published.text
+        # Q3: an SQO of 50,000 EUR still open, one of 30,000 won on 5 October for 120,000 EUR
+        await opportunity(feedback, settings, sqo_at=datetime(2026, 9, 10, tzinfo=UTC),
+                          value=50_000)  # fmt: skip
+        await opportunity(feedback, settings, sqo_at=datetime(2026, 9, 20, tzinfo=UTC),
+                          value=30_000, won=(datetime(2026, 10, 5, tzinfo=UTC), 120_000))  # fmt: skip
 
         report = await feedback.get(
             "/v1/reports/sla", params={"period": "quarter"}, headers=REPORTS_READER
@@ -167,15 +207,35 @@ async def test_the_quarter_view_lists_each_quarter_and_the_policy_published_in_i
         assert q4["marketing"]["mql_volume"]["plan"] == 1500
         assert "2026.11-owners" in [c["version"] for c in q4["policy_changes"]]
         assert all(p["policy_changes"] == [] for p in body["periods"][:3])
+        # revenue: a quarter's goal is 3 × 100,000 EUR; Q4 won one deal of 120,000 (40 %); at
+        # Q3's end both SQOs were open (80,000), in Q4 so far the one still open (50,000)
+        money = {p["quarter"]: p for p in body["revenue"]["periods"]}
+        assert body["revenue"]["goal_per_month"] == 100_000
+        q3, q4 = money["2026-Q3"], money["2026-Q4"]
+        assert (q4["won"], q4["deals"], q4["goal"], q4["attainment"]) == (120_000, 1, 300_000, 0.4)
+        assert (q3["won"], q3["deals"]) == (0, 0)
+        assert (q3["pipeline_at_end"]["value"], q3["pipeline_at_end"]["deals"]) == (80_000, 2)
+        assert q3["pipeline_at_end"]["ended"] is True
+        assert (q4["pipeline_at_end"]["value"], q4["pipeline_at_end"]["ended"]) == (50_000, False)
+        assert money["2026-Q1"]["pipeline_at_end"] == {
+            "value": 0, "deals": 0, "as_of": money["2026-Q1"]["end"], "ended": True,
+        }  # fmt: skip
 
         as_csv = await feedback.get(
             "/v1/reports/sla", params={"period": "quarter", "format": "csv"}, headers=REPORTS_READER
         )
         assert "policy_change," in as_csv.text and "2026.11-owners" in as_csv.text
+        assert f"{q4['start']},{q4['end']},,revenue_won,EUR,120000" in as_csv.text
+        assert f"{q4['start']},{q4['end']},,won_deals,,1," in as_csv.text
+        assert f"{q3['start']},{q3['end']},,pipeline_at_end,EUR,80000" in as_csv.text
 
         page = await feedback.get("/review/quarter")
         assert page.status_code == 200, page.text
         assert 'data-quarter="2026-Q4"' in page.text and "2026.11-owners" in page.text
+        revenue_table = page.text[page.text.index('id="quarter-revenue"') :]
+        assert 'data-figure="won_deals" data-value="1"' in revenue_table
+        assert 'data-figure="pipeline_at_end" data-value="80000' in revenue_table
+        assert "3 × the policy&#39;s goal per month" in page.text
 
 
 async def test_sla_timer_and_the_report_judge_the_same_commitments_and_the_plan_opens(

@@ -295,6 +295,21 @@ class ReportExceptions(BaseModel):
     returned_not_in_target: list[ReturnedNotInTarget]
 
 
+class Pipeline(BaseModel):
+    """Every SQO still open when the report was made: its value in the report's currency."""
+
+    value: Number
+    deals: int
+
+
+class PipelineAt(Pipeline):
+    """The SQOs open at a quarter's end (`as_of`: the end, or now for the quarter under way,
+    `ended` false)."""
+
+    as_of: str
+    ended: bool
+
+
 class RevenuePeriod(BaseModel):
     start: str
     end: str
@@ -303,13 +318,9 @@ class RevenuePeriod(BaseModel):
     deals: int
     attainment: Number | None
     met: bool
-
-
-class Pipeline(BaseModel):
-    """Every SQO still open when the report was made: its value in the report's currency."""
-
-    value: Number
-    deals: int
+    # per quarter only: its label and the open pipeline at its end (none for one not begun)
+    quarter: str | None = None
+    pipeline_at_end: PipelineAt | None = None
 
 
 class Coverage(BaseModel):
@@ -373,6 +384,9 @@ class Revenue(BaseModel):
     attribution: RevenueAttribution
     other_currencies: list[AmountApart]
     without_value: list[str]
+    # per quarter only: the policy's goal per month a quarter's goal is three of, and so said
+    goal_per_month: Number | None = None
+    goal_basis: str | None = None
 
 
 class SlaReport(BaseModel):

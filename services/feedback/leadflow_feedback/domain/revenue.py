@@ -11,12 +11,12 @@ from __future__ import annotations
 import statistics
 from collections import defaultdict
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from leadflow.contracts.commitments import WEEKS_PER_MONTH, source_group
+from leadflow.contracts.commitments import MONTHS_PER_QUARTER, WEEKS_PER_MONTH, source_group
 from leadflow.contracts.policy import Policy
 
 from leadflow_feedback.domain.reports import (
@@ -69,9 +69,32 @@ def is_open_opportunity(lead: LeadFacts) -> bool:
     return lead.status == "sqo"
 
 
+def pipeline_at(leads: list[LeadFacts], policy: Policy, at: datetime) -> dict[str, Any]:
+    """The open pipeline as it stood just before `at`: the leads whose last status change
+    before it was `sqo`, each worth its latest SQO's value by then, summed in the policy's
+    currency (a deal in another currency is left out, as it is from the won value).
+
+    `leads` must hold every lead that was an SQO before `at`, with its status history."""
+    currency = policy.revenue.currency
+    value, deals = 0.0, 0
+    for lead in leads:
+        before = sorted((s for s in lead.history if s.changed_at < at), key=lambda s: s.changed_at)
+        if not before or before[-1].status != "sqo":
+            continue
+        amount = deal_amount(replace(lead, history=before), currency)
+        if amount is None or amount.currency != currency:
+            continue
+        value += amount.value
+        deals += 1
+    return {"value": round(value, 2), "deals": deals, "as_of": at.isoformat()}
+
+
 def period_goal(policy: Policy, granularity: str) -> float:
-    """The revenue goal of one period: the policy's month, or 12/52 of it for a week."""
+    """The revenue goal of one period: the policy's month, three of them for a quarter, or
+    12/52 of it for a week."""
     per_month = policy.revenue.goal_per_month
+    if granularity == "quarter":
+        return round(per_month * MONTHS_PER_QUARTER, 2)
     return round(per_month if granularity == "month" else per_month / WEEKS_PER_MONTH, 2)
 
 

@@ -1,5 +1,6 @@
 """What the quarterly review reads: both parties' commitments per calendar quarter (the SLA
-report over quarters) and the policy versions published within each, as JSON, CSV or a page."""
+report over quarters), the policy versions published within each, and each quarter's revenue
+against its goal with the pipeline at its end, as JSON, CSV or a page."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from leadflow.errors import Unprocessable
 from leadflow.service import Runtime
 
 from leadflow_feedback import store as reads
-from leadflow_feedback.domain import reports
+from leadflow_feedback.domain import reports, revenue
 from leadflow_feedback.domain.review import templates
 from leadflow_feedback.quarterly import rules, store
 
@@ -32,14 +33,19 @@ async def quarter_report(
     async with rt.db.unit_of_work() as session:
         facts = await reads.report_facts(session, start=start, end=end, team=team)
         versions = await store.published_between(session, start, end)
+        deals = await reads.revenue_facts(session, start=start, end=end, team=team)
+        opportunities = await store.opportunities_before(session, end, team)
     report = reports.sla_report(
         facts, policy, first=first, last=last, granularity="quarter", now=now, team=team
     )
+    won = revenue.revenue_report(deals, policy, first=first, last=last, granularity="quarter")
+    report = rules.with_revenue(report, won, opportunities, policy, now)
     return rules.with_quarters(report, versions)
 
 
 def quarter_csv(report: dict[str, Any]) -> str:
-    return reports.report_csv(report, rules.policy_change_csv_rows(report))
+    more = [*rules.policy_change_csv_rows(report), *rules.revenue_csv_rows(report)]
+    return reports.report_csv(report, more)
 
 
 async def quarter_page(
