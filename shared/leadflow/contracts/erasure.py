@@ -2,7 +2,8 @@
 that still carry it. Every service that keeps lead data applies the same rules on `lead.erased`.
 
 Personal: who the person is (email, external id, names, phone, job title), what was said about
-them in free text (intent note, extra properties, UTM values), and the company's name. Kept,
+them in free text (intent note, extra properties, UTM values, a hand-off's use case, promised
+outcomes, risks and plan), and the company's name. Kept,
 because reports need them and they name nobody: ids, timestamps, channel, campaign, lead magnet,
 industry, size, country, role and seniority categories, consent basis, flags, scores."""
 
@@ -29,6 +30,10 @@ PERSONAL_FIELDS = (
 # Parts of the nested objects that may name the person or carry their words.
 PERSONAL_COMPANY_FIELDS = ("name",)
 KEPT_SOURCE_FIELDS = ("system", "channel", "campaign", "medium", "lead_magnet")
+# A hand-off's words about the customer: replaced, not removed, so that a hand-off still carries
+# each part it needs (the clock it meets asks for all four).
+HANDOFF_TEXT_FIELDS = ("use_case", "promised_outcomes", "risks", "plan")
+ERASED_TEXT = "[erased]"
 
 
 def without_personal_data(lead: dict[str, Any]) -> dict[str, Any]:
@@ -48,6 +53,11 @@ def without_personal_data(lead: dict[str, Any]) -> dict[str, Any]:
     source = redacted.get("source")
     if isinstance(source, dict):
         redacted["source"] = {k: v for k, v in source.items() if k in KEPT_SOURCE_FIELDS}
+    handoff = redacted.get("handoff")
+    if isinstance(handoff, dict):
+        redacted["handoff"] = {
+            k: (ERASED_TEXT if k in HANDOFF_TEXT_FIELDS and v else v) for k, v in handoff.items()
+        }
     redacted["erased"] = True
     return redacted
 

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from leadflow.contracts.erasure import ERASED_TEXT, HANDOFF_TEXT_FIELDS
 from leadflow.db import JSON
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -26,7 +27,7 @@ from leadflow_feedback.success.rules import Customer, Story
 _TOUCHES = ("lead.created", "lead.updated", "lead.mql")
 # What an erased customer's hand-off texts and story texts read as: the columns require a text,
 # and the rows stay, because the reports count them.
-ERASED = "[erased]"
+ERASED = ERASED_TEXT
 
 
 async def won_at(session: AsyncSession, lead_id: uuid.UUID) -> datetime | None:
@@ -198,7 +199,7 @@ async def forget_texts(session: AsyncSession, lead_ids: list[uuid.UUID]) -> None
     and when, the churn's reason and instant, each story with its topics and date."""
     if not lead_ids:
         return
-    texts = {"use_case": ERASED, "promised_outcomes": ERASED, "risks": ERASED, "plan": ERASED}
+    texts = dict.fromkeys(HANDOFF_TEXT_FIELDS, ERASED)
     await session.execute(sa.update(_h).where(_h.c.lead_id.in_(lead_ids)).values(**texts))
     await session.execute(
         sa.update(_c).where(_c.c.lead_id.in_(lead_ids), _c.c.note.isnot(None)).values(note=None)
