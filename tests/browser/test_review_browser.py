@@ -329,6 +329,42 @@ def test_the_pages_break_no_rule_of_their_content_security_policy(demo, browser)
     page.close()
 
 
+# Sales' steps from where a lead of the demo's week stands to won, with the bodies each needs.
+TO_WON = {
+    "routed": ["sal", "sql", "sqo", "won"],
+    "working": ["sal", "sql", "sqo", "won"],
+    "sal": ["sql", "sqo", "won"],
+    "sql": ["sqo", "won"],
+    "sqo": ["won"],
+}
+STEP_BODIES = {
+    "sal": {},
+    "sql": {"qualification": {"problem": True, "impact": True, "authority": True}},
+    "sqo": {"opportunity": {"value": 40000, "currency": "EUR", "stage": "proposal",
+                            "close_date": "2027-06-30"}},
+}  # fmt: skip
+
+
+def win_a_lead(feedback: str, candidates: list[str], *, won: dict, already_won: bool = False):
+    """The first of `candidates` sales still work, taken through feedback's API on to won (its
+    won status with `won`'s body); with `already_won`, a lead won before will do. None when no
+    candidate can be."""
+    for lead_id in candidates:
+        answer = httpx.get(f"{feedback}/v1/leads/{lead_id}/lifecycle", headers=KEY, timeout=10)
+        status = answer.json()["status"] if answer.status_code == 200 else None
+        if status == "won" and already_won:
+            return lead_id
+        if status not in TO_WON:
+            continue
+        for step in TO_WON[status]:
+            body = {"status": step, **(won if step == "won" else STEP_BODIES[step])}
+            taken = httpx.post(f"{feedback}/v1/leads/{lead_id}/status", headers=KEY, json=body,
+                               timeout=10)  # fmt: skip
+            assert taken.status_code == 200, taken.text
+        return lead_id
+    return None
+
+
 def test_the_review_page_shows_revenue_against_the_goal(demo, browser):
     """A lead the demo's sales worked becomes an SQO of 40,000 EUR and is won at 45,000 EUR
     through feedback's API; the page's revenue section then shows what the JSON report's
@@ -338,29 +374,7 @@ def test_the_review_page_shows_revenue_against_the_goal(demo, browser):
     feedback = report_url.split("/v1/", 1)[0]
     report = httpx.get(report_url, headers=KEY, timeout=10).json()
     candidates = [item["lead_id"] for item in report["exceptions"]["first_response_breaches"]]
-    steps = {
-        "routed": ["sal", "sql", "sqo", "won"],
-        "working": ["sal", "sql", "sqo", "won"],
-        "sal": ["sql", "sqo", "won"],
-        "sql": ["sqo", "won"],
-    }
-    bodies = {
-        "sal": {},
-        "sql": {"qualification": {"problem": True, "impact": True, "authority": True}},
-        "sqo": {"opportunity": {"value": 40000, "currency": "EUR", "stage": "proposal",
-                                "close_date": "2027-06-30"}},
-        "won": {"opportunity": {"value": 45000}},
-    }  # fmt: skip
-    won = None
-    for lead_id in candidates:
-        status = httpx.get(f"{feedback}/v1/leads/{lead_id}/lifecycle", headers=KEY, timeout=10)
-        if status.status_code == 200 and status.json()["status"] in steps:
-            won = lead_id
-            for step in steps[status.json()["status"]]:
-                answer = httpx.post(f"{feedback}/v1/leads/{lead_id}/status", headers=KEY,
-                                    json={"status": step, **bodies[step]}, timeout=10)  # fmt: skip
-                assert answer.status_code == 200, answer.text
-            break
+    won = win_a_lead(feedback, candidates, won={"opportunity": {"value": 45000}})
     assert won, f"no lead of the demo's week is still worked by sales: {candidates}"
     page = signed_in_page(browser, demo, viewport={"width": 1280, "height": 900})
     reading: dict = {}
@@ -451,21 +465,6 @@ def test_the_review_page_shows_customer_success_after_the_signature(demo, browse
     feedback = report_url.split("/v1/", 1)[0]
     report = httpx.get(report_url, headers=KEY, timeout=10).json()
     candidates = [item["lead_id"] for item in report["exceptions"]["first_response_breaches"]]
-    to_won = {
-        "routed": ["sal", "sql", "sqo", "won"],
-        "working": ["sal", "sql", "sqo", "won"],
-        "sal": ["sql", "sqo", "won"],
-        "sql": ["sqo", "won"],
-        "sqo": ["won"],
-        "won": [],
-    }
-    bodies = {
-        "sal": {},
-        "sql": {"qualification": {"problem": True, "impact": True, "authority": True}},
-        "sqo": {"opportunity": {"value": 40000, "currency": "EUR", "stage": "proposal",
-                                "close_date": "2027-06-30"}},
-        "won": {},
-    }  # fmt: skip
     handoff = {
         "use_case": "route inbound demo requests",
         "promised_outcomes": "first response under 2 h",
@@ -476,15 +475,7 @@ def test_the_review_page_shows_customer_success_after_the_signature(demo, browse
     def post(path: str, body: dict) -> httpx.Response:
         return httpx.post(f"{feedback}{path}", headers=KEY, json=body, timeout=10)
 
-    customer = None
-    for lead_id in candidates:
-        status = httpx.get(f"{feedback}/v1/leads/{lead_id}/lifecycle", headers=KEY, timeout=10)
-        if status.status_code == 200 and status.json()["status"] in to_won:
-            customer = lead_id
-            for step in to_won[status.json()["status"]]:
-                answer = post(f"/v1/leads/{lead_id}/status", {"status": step, **bodies[step]})
-                assert answer.status_code == 200, answer.text
-            break
+    customer = win_a_lead(feedback, candidates, won={}, already_won=True)
     assert customer, f"no lead of the demo's week can be won: {candidates}"
     without_plan = {k: v for k, v in handoff.items() if k != "plan"}
     refused = post(

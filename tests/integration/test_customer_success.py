@@ -18,16 +18,12 @@ import pytest
 from leadflow.contracts.events import (
     LeadActivity,
     LeadCompany,
-    LeadCreated,
-    LeadMql,
-    LeadRouted,
     LeadSource,
 )
+from support import customers
 from support.feedback_events import feedback_fed_by_events, status_is
 from support.harness import ADMIN, READER, SALES, eventually, service_client
 
-QUALIFIED = {"problem": True, "impact": "cuts response time", "authority": True}
-DEAL = {"value": 40000, "currency": "EUR", "stage": "proposal", "close_date": "2026-12-31"}
 HANDOFF = {
     "use_case": "route inbound demo requests to the right rep",
     "promised_outcomes": "first response under 2 h for 90 % of MQLs",
@@ -54,34 +50,7 @@ async def post(client, path: str, body: dict, headers: dict = SALES):
 async def won_customer(client, *, company: LeadCompany | None = None) -> uuid.UUID:
     """A lead first seen under a paid campaign, promoted, routed, then SAL, SQL, SQO and won
     an hour ago."""
-    lead_id = uuid.uuid4()
-    now = datetime.now(UTC)
-    start = now - 6 * H
-    company = company or LeadCompany(industry="software", size_band="51-200", employees=120)
-    created = LeadCreated(lead_id=lead_id, email=f"{lead_id}@c.example", occurred_at=start,
-                          source=PAID, company=company)  # fmt: skip
-    await client.publish(created, start, "ingest")
-    promoted = LeadMql(
-        lead_id=lead_id, fit=100, engagement=60.0, intent_tier=1, channel="inbound", source=PAID,
-        company=company, role="decision_maker", promoted_at=start + H / 2,
-    )  # fmt: skip
-    await client.publish(promoted, start + H / 2, "scoring")
-    routed = LeadRouted(
-        lead_id=lead_id, assignment_id=uuid.uuid4(), team_id=uuid.uuid4(), team="cee",
-        rep_id=uuid.uuid4(), routed_at=start + H,
-    )  # fmt: skip
-    await client.publish(routed, start + H, "routing")
-    await eventually(lambda: status_is(client, lead_id, "routed"))
-    for status, at, extra in (
-        ("sal", start + 2 * H, {}),
-        ("sql", start + 3 * H, {"qualification": QUALIFIED}),
-        ("sqo", start + 4 * H, {"opportunity": DEAL}),
-        ("won", now - H, {}),
-    ):
-        body = {"status": status, "occurred_at": at.isoformat(), **extra}
-        response = await post(client, f"/v1/leads/{lead_id}/status", body)
-        assert response.status_code == 200, response.text
-    return lead_id
+    return await customers.won_customer(client, company=company, source=PAID)
 
 
 async def clock(client, lead_id: uuid.UUID, sla: str) -> dict | None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from leadflow.contracts.events import LeadCompany, LeadCreated, LeadMql, LeadRouted
+from leadflow.contracts.events import LeadCompany, LeadCreated, LeadMql, LeadRouted, LeadSource
 from support.feedback_events import status_is
 from support.harness import SALES, eventually
 
@@ -15,18 +15,27 @@ QUALIFIED = {"problem": True, "impact": True, "authority": True}
 DEAL = {"value": 40000, "currency": "EUR", "stage": "proposal", "close_date": "2026-12-31"}
 
 
-async def won_customer(client, *, team: str = "cee") -> uuid.UUID:
-    """A lead promoted, routed to `team`, then taken through SAL, SQL and SQO and won an hour
-    ago; `client` is a feedback fed by events (`support.feedback_events`)."""
+async def won_customer(
+    client,
+    *,
+    team: str = "cee",
+    company: LeadCompany | None = None,
+    source: LeadSource | None = None,
+) -> uuid.UUID:
+    """A lead first seen under `source`, promoted, routed to `team`, then taken through SAL,
+    SQL and SQO and won an hour ago; `client` is a feedback fed by events
+    (`support.feedback_events`)."""
     lead_id = uuid.uuid4()
     now = datetime.now(UTC)
     start = now - 6 * H
-    company = LeadCompany(industry="software", size_band="51-200", employees=120)
+    company = company or LeadCompany(industry="software", size_band="51-200", employees=120)
+    source = source or LeadSource()
     created = LeadCreated(lead_id=lead_id, email=f"{lead_id}@c.example", occurred_at=start,
-                          company=company)  # fmt: skip
+                          source=source, company=company)  # fmt: skip
     await client.publish(created, start, "ingest")
     promoted = LeadMql(lead_id=lead_id, fit=100, engagement=60.0, intent_tier=1,
-                       channel="inbound", company=company, promoted_at=start + H / 2)  # fmt: skip
+                       channel="inbound", source=source, company=company, role="decision_maker",
+                       promoted_at=start + H / 2)  # fmt: skip
     await client.publish(promoted, start + H / 2, "scoring")
     routed = LeadRouted(lead_id=lead_id, assignment_id=uuid.uuid4(), team_id=uuid.uuid4(),
                         team=team, rep_id=uuid.uuid4(), routed_at=start + H)  # fmt: skip
