@@ -112,12 +112,7 @@ class KeyRing:
     async def run(self, stop) -> None:
         """Read the copy again every `REFRESH_SECONDS` until `stop`; a failed read keeps the
         keys of the last one (the database being away fails the requests' own work anyway)."""
-        while not stop:
-            try:
-                await self.refresh()
-            except Exception as exc:  # the next pass tries again
-                log.warning("API keys not read", extra={"error": repr(exc)})
-            await stop.pause(REFRESH_SECONDS)
+        await stop.every(REFRESH_SECONDS, self.refresh, failed="API keys not read")
 
 
 # --- every service: its copy, from the events ---------------------------------------------

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable
+import logging
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
 
 
 class Stop:
@@ -40,6 +43,19 @@ class Stop:
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
         return None
+
+    async def every(
+        self, seconds: float, work: Callable[[], Awaitable[object]], *, failed: str
+    ) -> None:
+        """Run `work`, then again every `seconds`, until stopping. A pass that fails is logged
+        as `failed` with its error and keeps what the last good one made; the next pass tries
+        again."""
+        while not self:
+            try:
+                await work()
+            except Exception as exc:
+                log.warning(failed, extra={"error": repr(exc)})
+            await self.pause(seconds)
 
     async def pause(self, seconds: float, wake: asyncio.Event | None = None) -> None:
         """Sleep up to `seconds`; return early when stopping or when `wake` is set."""

@@ -98,9 +98,4 @@ class CurrentPolicy:
     async def run(self, stop: Stop) -> None:
         """Read the stored publication again every `REFRESH_SECONDS` until `stop`; a failed read
         keeps the policy in force."""
-        while not stop:
-            try:
-                await self.refresh()
-            except Exception as exc:  # the next pass tries again
-                log.warning("current policy not read", extra={"error": repr(exc)})
-            await stop.pause(REFRESH_SECONDS)
+        await stop.every(REFRESH_SECONDS, self.refresh, failed="current policy not read")

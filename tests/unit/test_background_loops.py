@@ -69,3 +69,21 @@ async def test_after_the_stop_signal_a_cancelled_wait_ends_the_loop():
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(supervise("worker", work, stop), 10)
     assert runs == [1]
+
+
+async def test_every_runs_its_work_again_after_a_failure_until_stopping(caplog):
+    stop = Stop()
+    passes = []
+
+    async def refresh() -> None:
+        passes.append(len(passes))
+        if len(passes) == 2:
+            raise ConnectionError("database away")
+        if len(passes) == 4:
+            stop.set()
+
+    with caplog.at_level(logging.WARNING, logger="leadflow.loops"):
+        await asyncio.wait_for(stop.every(0.01, refresh, failed="keys not read"), 10)
+    assert passes == [0, 1, 2, 3]
+    [failure] = [r for r in caplog.records if r.getMessage() == "keys not read"]
+    assert "database away" in failure.error
