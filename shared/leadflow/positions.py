@@ -160,7 +160,7 @@ class Positions:
         if not stored:
             return
         try:
-            lost, held = await self._lost_logs(stored)
+            lost, held = await self._lost_logs(stored, last_too=True)
         except (KafkaError, OSError, TimeoutError) as exc:
             # The broker cannot be asked now: resume where the database says; the anchors are
             # checked again on the next pass.
@@ -301,11 +301,38 @@ class Positions:
             )
 
     async def _lost_logs(
-        self, checks: dict[TopicPartition, Stored]
+        self, checks: dict[TopicPartition, Stored], *, last_too: bool = False
     ) -> tuple[set[TopicPartition], set[TopicPartition]]:
         """(the partitions whose log is not the one read, those whose log is). Each is judged by
         its anchor, or, with none yet, by the record just before its position (which must still
-        be there); a partition the broker gave no clear answer for is in neither."""
+        be there); a partition the broker gave no clear answer for is in neither.
+
+        With `last_too` (on assignment), a partition whose anchor holds is judged again by the
+        last record read: a broker that lost its log and was filled again by the relays' replay
+        holds the same records in the same order, but not the duplicates a relay's failed pass
+        left in the log read before, so the old anchor can still stand where it stood while the
+        records after it moved to lower offsets, and the stored position would skip them."""
+        lost, held = await self._judge(checks)
+        if not last_too:
+            return lost, held
+        again = {
+            tp: Stored(where.next_offset, None, where.last)
+            for tp, where in checks.items()
+            if tp in held
+            and where.anchor is not None
+            and where.last is not None
+            and where.last.offset != where.anchor.offset
+        }
+        if not again:
+            return lost, held
+        lost_after, held_after = await self._judge(again)
+        return lost | lost_after, (held - set(again)) | held_after
+
+    async def _judge(
+        self, checks: dict[TopicPartition, Stored]
+    ) -> tuple[set[TopicPartition], set[TopicPartition]]:
+        """One look at the broker's log for each partition's mark (its anchor, else the last
+        record read, else the offset before its position)."""
         marks: dict[TopicPartition, Mark | int] = {}
         for tp, where in checks.items():
             if where.anchor is not None:

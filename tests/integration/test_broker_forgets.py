@@ -12,7 +12,7 @@ from leadflow import metrics
 from leadflow.clock import Clock
 from leadflow.contracts.events import LeadContactAttempt
 from leadflow.db import kernel_tables, position_tables
-from leadflow.kafka import ensure_topics
+from leadflow.kafka import ensure_topics, make_producer
 from leadflow.outbox import Outbox
 from leadflow_feedback.models import metadata
 from leadflow_tools.devstack import EmbeddedBroker, free_port
@@ -135,3 +135,66 @@ async def test_events_published_but_not_consumed_when_the_broker_died_are_publis
         await h.start_consumer()
         await eventually(lambda: set(h.handled) >= set(sent) or None, timeout=120)
         assert sorted(h.handled) == sorted(sent)
+
+
+async def test_duplicates_in_the_lost_log_do_not_make_a_resumed_consumer_skip_new_events(
+    stack, broker
+):
+    """The log read before held duplicates after its anchor (a relay's pass that failed half
+    way and was sent again); the broker loses it and the replay fills the new log without
+    them, so every record after the anchor stands at a lower offset than before. A consumer
+    assigned the partitions then checks the last record read, not only the anchor, and reads
+    them again: the events written after the restart, which land below the stored positions,
+    are each handled once."""
+    settings = (await stack.isolated_settings()).model_copy(
+        update={"kafka_bootstrap": broker.bootstrap}
+    )
+    await ensure_topics(settings)
+    relay_resets = resets("test", "relay")
+    async with Probe(settings) as h:
+        h.relay(recover=True)
+        await h.start_consumer()
+        [runner], consuming = h.runners, h.tasks[-1]
+        before = await h.emit(40)
+        await eventually(lambda: len(h.handled) >= 40, timeout=60)
+        await eventually(h.anchored, timeout=30)
+        runner.positions.verify_interval = 3600  # the anchors stay where they are now
+
+        # Each of the 40 records once more, as a relay re-sending a batch would: the inbox
+        # drops them, the stored positions move past them.
+        async with h.db.unit_of_work() as session:
+            rows = (
+                await session.execute(sa.select(OUTBOX.c.topic, OUTBOX.c.key, OUTBOX.c.payload))
+            ).all()
+        producer = make_producer(settings, "test-duplicates")
+        await producer.start()
+        try:
+            for row in rows:
+                await producer.send_and_wait(
+                    settings.topic_prefix + row.topic, row.payload, key=row.key.encode()
+                )
+        finally:
+            await producer.stop()
+        more = await h.emit(10)
+        await eventually(lambda: set(h.handled) >= set(before + more) or None, timeout=60)
+        consuming.cancel()
+        await runner.stop()
+
+        await restart_empty(broker)
+
+        async def replayed() -> bool:
+            async with h.db.unit_of_work() as session:
+                waiting = await session.scalar(
+                    sa.select(sa.func.count())
+                    .select_from(OUTBOX)
+                    .where(OUTBOX.c.published_at.is_(None))
+                )
+            return waiting == 0 and resets("test", "relay") > relay_resets
+
+        await eventually(replayed, timeout=90)  # the window, in order, without the duplicates
+        after = await h.emit(30)  # behind it: below the stored positions
+        await eventually(replayed, timeout=60)
+        await h.start_consumer()  # a new member, resuming from the stored positions
+        everything = before + more + after
+        await eventually(lambda: set(h.handled) >= set(everything) or None, timeout=120)
+        assert sorted(h.handled) == sorted(everything), "an event handled twice or lost"
