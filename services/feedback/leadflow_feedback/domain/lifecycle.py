@@ -9,7 +9,7 @@ The rules are pure: `check_change` raises `TransitionRefused` (the HTTP layer's 
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -196,13 +196,12 @@ def check_change(current: str, change: StatusChange, reasons: Collection[str]) -
                 f"confirmed: {', '.join(got) or 'none'}",
             )
     if change.status == "sqo":
-        for name in OPPORTUNITY_FIELDS:
-            if _missing(change.opportunity.get(name)):
-                raise ChangeInvalid(
-                    f"opportunity.{name}",
-                    "an SQO needs the opportunity's value, stage and close date; "
-                    f"'{name}' is missing",
-                )
+        _require_parts(
+            change.opportunity,
+            "opportunity",
+            OPPORTUNITY_FIELDS,
+            "an SQO needs the opportunity's value, stage and close date",
+        )
         value = change.opportunity["value"]
         if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
             raise ChangeInvalid("opportunity.value", "the opportunity value must be above zero")
@@ -211,14 +210,22 @@ def check_change(current: str, change: StatusChange, reasons: Collection[str]) -
     if change.status in ("sqo", "won"):
         _check_amount(change.opportunity)
     if change.status == "handed_off":
-        for name in HANDOFF_FIELDS:
-            if _missing(change.handoff.get(name)):
-                raise ChangeInvalid(
-                    f"handoff.{name}",
-                    "a hand-off to customer success needs the use case, promised outcomes, "
-                    f"risks and plan; '{name}' is missing",
-                    required=list(HANDOFF_FIELDS),
-                )
+        _require_parts(
+            change.handoff,
+            "handoff",
+            HANDOFF_FIELDS,
+            "a hand-off to customer success needs the use case, promised outcomes, risks and plan",
+            required=list(HANDOFF_FIELDS),
+        )
+
+
+def _require_parts(
+    given: Mapping[str, Any], prefix: str, parts: Sequence[str], needs: str, **extra: Any
+) -> None:
+    """ChangeInvalid naming the first of `parts` missing from `given` (`<prefix>.<part>`)."""
+    for name in parts:
+        if _missing(given.get(name)):
+            raise ChangeInvalid(f"{prefix}.{name}", f"{needs}; '{name}' is missing", **extra)
 
 
 def _check_amount(opportunity: Mapping[str, Any]) -> None:
