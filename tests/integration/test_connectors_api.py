@@ -12,9 +12,9 @@ from datetime import UTC, datetime
 
 import orjson
 import pytest
-from leadflow_ingest.domain.hubspot import signature_v3
 from leadflow_tools.hubspot_server import HubSpotApiServer
 from support.harness import ADMIN, CONFIG_READER, eventually, service_client
+from support.hubspot import settings_with_connectors, signed_webhook
 
 SECRET = "hs-client-secret-for-connector-tests"
 TOKEN = "pat-eu1-00000000-5555-6666-7777-888888888888"
@@ -62,13 +62,9 @@ async def hubspot():
 @pytest.fixture(scope="module")
 async def services(stack, hubspot, tmp_path_factory):
     """Notify and ingest, both started with the connectors file."""
-    path = tmp_path_factory.mktemp("connectors") / "connectors.yaml"
-    path.write_text(CONNECTORS_FILE, encoding="utf-8")
-    settings = await stack.isolated_settings(
-        hubspot_client_secret=SECRET,
-        hubspot_private_app_token=TOKEN,
-        hubspot_api_url=hubspot.url,
-        connectors_file=str(path),
+    folder = tmp_path_factory.mktemp("connectors")
+    settings = await settings_with_connectors(
+        stack, hubspot, folder, CONNECTORS_FILE, secret=SECRET, token=TOKEN
     )
     async with (
         service_client("notify", settings) as notify,
@@ -86,17 +82,8 @@ def hs_event(kind: str, object_id: int, **extra) -> dict:
 
 
 async def post_hubspot(ingest, events: list[dict]) -> dict:
-    body, ts = orjson.dumps(events), str(int(time.time() * 1000))
-    uri = "http://ingest/v1/sources/hubspot/webhook"
-    answer = await ingest.post(
-        "/v1/sources/hubspot/webhook",
-        content=body,
-        headers={
-            "Content-Type": "application/json",
-            "X-HubSpot-Request-Timestamp": ts,
-            "X-HubSpot-Signature-v3": signature_v3(SECRET, "POST", uri, body, ts),
-        },
-    )
+    body, headers = signed_webhook(events, SECRET)
+    answer = await ingest.post("/v1/sources/hubspot/webhook", content=body, headers=headers)
     assert answer.status_code == 200, answer.text
     return answer.json()
 

@@ -16,9 +16,9 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import pytest
 from leadflow.contracts.events import LeadCrmLinked, LeadMql, LeadRouted, LeadSource
-from leadflow_ingest.domain.hubspot import signature_v3
 from leadflow_tools.hubspot_server import HubSpotApiServer
 from support.harness import SOURCE, eventually, publish_events, rows_in, service_client
+from support.hubspot import settings_with_connectors, signed_webhook
 from support.salesforce_outbound import ORG_ID, SOAP_HEADERS, notification, outbound_message
 
 SECRET = "hs-client-secret-for-tests"
@@ -79,13 +79,9 @@ async def hubspot():
 @pytest.fixture(scope="module")
 async def crm(stack, hubspot, tmp_path_factory):
     """Ingest and feedback, with every back path configured."""
-    path = tmp_path_factory.mktemp("connectors") / "connectors.yaml"
-    path.write_text(CONNECTORS, encoding="utf-8")
-    settings = await stack.isolated_settings(
-        hubspot_client_secret=SECRET,
-        hubspot_private_app_token=TOKEN,
-        hubspot_api_url=hubspot.url,
-        connectors_file=str(path),
+    folder = tmp_path_factory.mktemp("connectors")
+    settings = await settings_with_connectors(
+        stack, hubspot, folder, CONNECTORS, secret=SECRET, token=TOKEN
     )
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(WEBHOOK_SECRET_ENV, WEBHOOK_SECRET)
@@ -99,15 +95,7 @@ async def crm(stack, hubspot, tmp_path_factory):
 
 
 def hubspot_request(events, *, secret=SECRET):
-    body = orjson.dumps(events)
-    ts = str(int(time.time() * 1000))
-    uri = "http://ingest/v1/sources/hubspot/webhook"
-    headers = {
-        "Content-Type": "application/json",
-        "X-HubSpot-Request-Timestamp": ts,
-        "X-HubSpot-Signature-v3": signature_v3(secret, "POST", uri, body, ts),
-    }
-    return body, headers
+    return signed_webhook(events, secret)
 
 
 async def post_hubspot(ingest, events, *, secret=SECRET):
