@@ -177,15 +177,19 @@ async def all_ready(http: httpx.AsyncClient, lf: Installation) -> bool:
 
 
 async def watch_readiness(http: httpx.AsyncClient, url: str, seen: list, done: asyncio.Event):
-    """Every answer of /readyz while `done` is unset, changes only (a refused connection is
-    written as 0)."""
-    while not done.is_set():
+    """Every answer of /readyz until `done` is set, changes only (a refused connection is
+    written as 0); the last is of a request sent after `done` was set (one in flight then may
+    bring an older answer)."""
+    while True:
+        finished = done.is_set()
         try:
             code = (await http.get(f"{url}/readyz", timeout=3)).status_code
         except httpx.HTTPError:
             code = 0
         if not seen or seen[-1] != code:
             seen.append(code)
+        if finished:
+            return
         await asyncio.sleep(0.05)
 
 
