@@ -8,10 +8,12 @@ import logging
 import time
 import traceback
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+import orjson
 import sqlalchemy as sa
 from aiokafka import (
     AIOKafkaConsumer,
@@ -38,6 +40,9 @@ log = logging.getLogger(__name__)
 LAG_INTERVAL = 5.0  # real seconds between refreshes of the consumer-lag gauge
 INBOX_ROWS_PER_INSERT = 1000  # inbox rows claimed per multi-row INSERT
 COMMIT_TIMEOUT = 5.0  # real seconds an offset commit may take before the loop goes on
+# With positions kept in the database (the truth), the broker's committed offsets are a
+# convenience for tools that read them: committed at most this often, not after every batch.
+COMMIT_INTERVAL = 1.0
 METADATA_MAX_AGE_MS = 10_000  # the topics' metadata is asked for again this often
 SIZES_INTERVAL = 5.0  # real seconds between comparisons of topic sizes with the assignment's
 
@@ -199,6 +204,8 @@ class ConsumerRunner:
             else None
         )
         self.running = False  # the consume loop is alive (not crashed, not stopped)
+        self._uncommitted: dict[TopicPartition, int] = {}  # offsets read, not yet committed
+        self._committed_at = float("-inf")
         self.processed = 0
         self.lag_interval = lag_interval
         self._lag_measured_at = float("-inf")
@@ -261,6 +268,8 @@ class ConsumerRunner:
     async def stop(self, grace: float = 10.0) -> None:
         """Leave the group; a member stuck mid-join is abandoned after `grace` seconds (the broker
         expires it after the session timeout)."""
+        with contextlib.suppress(Exception):  # what the last batches read, if it can be told
+            await asyncio.wait_for(self._commit(now=True), grace)
         consumer, self.consumer = self.consumer, None
         if self.positions is not None:
             with contextlib.suppress(KafkaError, OSError, TimeoutError):
@@ -352,25 +361,44 @@ class ConsumerRunner:
             await self._measure_lag(batches)
             records = [r for recs in batches.values() for r in recs]
             if not records:
+                await self._commit()
                 continue
             if not await self._process(records):
                 return  # stopping mid-batch: uncommitted offsets are read again after restart
             faults.reached("consumer.db_committed")
-            try:
-                # aiokafka retries a commit it deems retriable without end (a broker that came
-                # back without the topic answers UnknownTopicOrPartition forever), which would
-                # hold the loop; bounded, the next batch's commit covers these offsets.
-                await asyncio.wait_for(
-                    self.consumer.commit(
-                        {tp: recs[-1].offset + 1 for tp, recs in batches.items() if recs}
-                    ),
-                    COMMIT_TIMEOUT,
-                )
-            except (CommitFailedError, KafkaError, TimeoutError) as exc:
-                # The partitions moved to another member during the batch, or the broker did
-                # not take the commit in time; the events may be read again and the inbox
-                # turns them into no-ops.
-                log.warning("offset commit failed", extra={"error": repr(exc)})
+            self._uncommitted.update(
+                {tp: recs[-1].offset + 1 for tp, recs in batches.items() if recs}
+            )
+            await self._commit()
+
+    async def _commit(self, *, now: bool = False) -> None:
+        """Commit the offsets read to the broker: after every batch when the broker's offsets
+        are the truth; at most every COMMIT_INTERVAL seconds when the positions kept in the
+        database are (a member that takes a partition over seeks to those)."""
+        if not self._uncommitted or self.consumer is None:
+            return
+        if (
+            not now
+            and self.positions is not None
+            and time.monotonic() - self._committed_at < COMMIT_INTERVAL
+        ):
+            return
+        offsets, self._uncommitted = self._uncommitted, {}
+        self._committed_at = time.monotonic()
+        assigned = self.consumer.assignment()
+        offsets = {tp: offset for tp, offset in offsets.items() if tp in assigned}
+        if not offsets:
+            return
+        try:
+            # aiokafka retries a commit it deems retriable without end (a broker that came
+            # back without the topic answers UnknownTopicOrPartition forever), which would
+            # hold the loop; bounded, the next batch's commit covers these offsets.
+            await asyncio.wait_for(self.consumer.commit(offsets), COMMIT_TIMEOUT)
+        except (CommitFailedError, KafkaError, TimeoutError) as exc:
+            # The partitions moved to another member during the batch, or the broker did
+            # not take the commit in time; the events may be read again and the inbox
+            # turns them into no-ops.
+            log.warning("offset commit failed", extra={"error": repr(exc)})
 
     async def _passed(self, records: list[ConsumerRecord]) -> None:
         """Store that these records are done with outside a batch (a dead letter): retried
@@ -484,14 +512,14 @@ class ConsumerRunner:
         validated and applied once, even when the batch holds it twice; then `apply` runs
         once with all of them."""
         decoded = [self._decode(record) for record in records]
-        outcomes: list[tuple[str, str]] = []
+        outcomes: Counter[tuple[str, str]] = Counter()
         async with self.db.unit_of_work() as session:
             claimed = await self._claim(
-                session, [event.id for event, model in decoded if event and model]
+                session, [event.id for event, model in decoded if isinstance(event, CloudEvent)]
             )
             received: list[Received[Any]] = []
             for record, (event, model) in zip(records, decoded, strict=True):
-                outcomes.append(await self._take(record, event, model, claimed, received, session))
+                outcomes[await self._take(record, event, model, claimed, received, session)] += 1
             if received:
                 await self._apply(records, received, session)
             if self.positions is not None:
@@ -499,18 +527,31 @@ class ConsumerRunner:
         if self.positions is not None:
             self.positions.advance(records)
         self.processed += len(records)
-        for event_type, outcome in outcomes:
-            metrics.events_consumed.labels(self.service, self.sub.name, event_type, outcome).inc()
+        for (event_type, outcome), count in outcomes.items():
+            metrics.events_consumed.labels(self.service, self.sub.name, event_type, outcome).inc(
+                count
+            )
 
-    def _decode(self, record: ConsumerRecord) -> tuple[CloudEvent | None, type[Payload] | None]:
-        """(event, its payload model) for a CloudEvent topic; (None, None) for a raw topic."""
+    def _decode(
+        self, record: ConsumerRecord
+    ) -> tuple[CloudEvent | str | None, type[Payload] | None]:
+        """(event, its payload model) for an event the subscription takes; (its type, None) for
+        one it does not, whose envelope is not validated: most events on a topic are for other
+        subscriptions, and validating each cost more than reading it; (None, None) for a raw
+        topic's record."""
         if self.sub.raw.get(self._logical(record.topic)) is not None:
             return None, None
         try:
-            event = CloudEvent.from_bytes(record.value or b"")
+            envelope = orjson.loads(record.value or b"")
+            kind = envelope.get("type") if isinstance(envelope, dict) else None
+            if not isinstance(kind, str):
+                raise ValueError("no event type (`type`)")
+            model = self._models.get(kind)
+            if model is None:
+                return kind, None
+            return CloudEvent.model_validate(envelope), model
         except (ValidationError, ValueError) as exc:
             raise _Poison(record, f"not a CloudEvent: {exc}") from exc
-        return event, self._models.get(event.type)
 
     async def _claim(self, session: AsyncSession, event_ids: list[uuid.UUID]) -> set[uuid.UUID]:
         """Insert the inbox rows of these events; returns the ids not handled before."""
@@ -548,7 +589,7 @@ class ConsumerRunner:
     async def _take(
         self,
         record: ConsumerRecord,
-        event: CloudEvent | None,
+        event: CloudEvent | str | None,
         model: type[Payload] | None,
         claimed: set[uuid.UUID],
         received: list[Received[Any]],
@@ -563,8 +604,8 @@ class ConsumerRunner:
             except Reject as exc:
                 raise _Poison(record, str(exc)) from exc
             return ("raw", "processed")
-        if model is None:
-            return (event.type, "skipped")
+        if isinstance(event, str) or model is None:  # a type it does not take
+            return (str(event), "skipped")
         if event.id not in claimed:
             return (event.type, "duplicate")
         claimed.discard(event.id)  # a second copy later in the batch is a duplicate

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import time
 import zlib
+from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -217,8 +218,8 @@ class OutboxRelay:
                 backlog, age = 0, 0.0  # every row that waited was in this batch
             else:
                 backlog, age = await self._waiting(session, after=rows[-1].id, published=len(rows))
-        for row in rows:
-            metrics.outbox_published.labels(self.service, row.topic).inc()
+        for topic, count in Counter(row.topic for row in rows).items():
+            metrics.outbox_published.labels(self.service, topic).inc(count)
         self._report(backlog, age)
         return len(rows)
 
