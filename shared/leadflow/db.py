@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
@@ -208,6 +209,18 @@ def dump_json(value: object) -> str:
         return json.dumps(value)
 
 
+# A run of digits as long as 2**63's: orjson would read an integer beyond 64 bits as a float.
+_LONG_NUMBER = re.compile(r"\d{19}")
+
+
+def load_json(text: str) -> object:
+    """A json/jsonb column's value: orjson, unless the text holds a number as long as an
+    integer beyond 64 bits (orjson reads those as floats; the standard library keeps them)."""
+    if _LONG_NUMBER.search(text):
+        return json.loads(text)
+    return orjson.loads(text)
+
+
 class Database:
     def __init__(self, url: str, *, pool_size: int = 10) -> None:
         self.engine: AsyncEngine = create_async_engine(
@@ -221,6 +234,7 @@ class Database:
             pool_timeout=5,
             connect_args={"timeout": 5, "command_timeout": 30},
             json_serializer=dump_json,
+            json_deserializer=load_json,
         )
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self._after_commit: list[Callable[[], None]] = []
