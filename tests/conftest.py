@@ -11,8 +11,14 @@ import sys
 import threading
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 from leadflow.diagnostics import task_stacks
 from support.harness import TestStack
+
+# A property is judged by what it asserts, not by how long one example took: on a machine busy
+# with other test processes a deadline fails examples that are right (speed is benchmarked).
+hypothesis_settings.register_profile("leadflow", deadline=None)
+hypothesis_settings.load_profile("leadflow")
 
 _session: list[TestStack] = []  # the session's stack, once a test asked for it
 _owned_by_fixtures: set[str] = set()  # prefixes a fixture made: deleted at its own teardown
