@@ -23,12 +23,13 @@ warnings.filterwarnings("ignore", category=UserWarning, module="platformdirs")
 
 def _serve(args: argparse.Namespace) -> None:
     import uvicorn
-    from leadflow.service import create_app
+    from leadflow.service import create_app, settle_heap
     from leadflow.settings import get_settings
 
     spec = service_spec(args.service)
     settings = get_settings()
     app = create_app(spec, settings)
+    settle_heap()
     uvicorn.run(
         app,
         host=settings.host,
