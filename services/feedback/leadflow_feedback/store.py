@@ -24,7 +24,16 @@ REPORT_COLUMNS = frozenset(LeadFacts.__dataclass_fields__)
 _ids = sa.bindparam("ids", type_=ARRAY(UUID(as_uuid=True)))
 # A lead not known yet gets its row first, so that every touched lead can be locked and read
 # (the batch then writes its facts into it).
-_create_leads = insert(leads).on_conflict_do_nothing(index_elements=[leads.c.lead_id])
+# The leads of a batch not known yet: one statement over an array of ids, not one execution per
+# lead (most are known already: a lead's events arrive in several batches).
+_create_leads = (
+    insert(leads)
+    .from_select(
+        ["lead_id", "updated_at"],
+        sa.select(sa.func.unnest(_ids), sa.bindparam("at", type_=sa.DateTime(timezone=True))),
+    )
+    .on_conflict_do_nothing(index_elements=[leads.c.lead_id])
+)
 _lock_leads = (
     sa.select(leads).where(leads.c.lead_id == sa.any_(_ids)).order_by(leads.c.lead_id)
 ).with_for_update()
@@ -54,7 +63,7 @@ async def lock_leads(
     batches never wait on each other in a circle) and read them, with their last recycle and
     contact attempts when a fact will settle them."""
     ids = sorted({fact.lead_id for fact in facts})
-    await session.execute(_create_leads, [{"lead_id": i, "updated_at": at} for i in ids])
+    await session.execute(_create_leads, {"ids": ids, "at": at})
     rows = (await session.execute(_lock_leads, {"ids": ids})).mappings()
     known = {row["lead_id"]: Known(dict(row), dict(row)) for row in rows}
     settling = sorted({fact.lead_id for fact in facts if fact.settles})
