@@ -38,6 +38,7 @@ class TimedReceiver(WebhookReceiver):
     def __init__(self) -> None:
         super().__init__(status=204)
         self.arrivals: dict[str, float] = {}
+        self.order: list[str] = []  # lead ids in the order their first webhook arrived
         self.sample: tuple[dict[str, str], bytes] | None = None
         self.duplicates = 0
 
@@ -48,17 +49,21 @@ class TimedReceiver(WebhookReceiver):
             self.duplicates += 1
         else:
             self.arrivals[lead_id] = at
+            self.order.append(lead_id)
         if self.sample is None:
             self.sample = (headers, body)
 
     async def wait_for(self, lead_ids: list[str], within: float) -> int:
         """Wait until every lead's webhook arrived, with a progress line every 10 s; returns
-        how many are still missing."""
+        how many are still missing. Each look takes only the arrivals since the last one: the
+        load generator's own CPU counts in the run's CPU per lead."""
         deadline = time.monotonic() + within
-        waiting = set(lead_ids)
+        waiting = {lead_id for lead_id in lead_ids if lead_id not in self.arrivals}
+        seen = len(self.order)
         last_report = time.monotonic()
         while True:
-            waiting = {lead_id for lead_id in waiting if lead_id not in self.arrivals}
+            waiting.difference_update(self.order[seen:])
+            seen = len(self.order)
             now = time.monotonic()
             if not waiting or now >= deadline:
                 return len(waiting)
