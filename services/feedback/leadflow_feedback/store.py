@@ -23,9 +23,8 @@ REPORT_COLUMNS = frozenset(LeadFacts.__dataclass_fields__)
 
 _ids = sa.bindparam("ids", type_=ARRAY(UUID(as_uuid=True)))
 # A lead not known yet gets its row first, so that every touched lead can be locked and read
-# (the batch then writes its facts into it).
-# The leads of a batch not known yet: one statement over an array of ids, not one execution per
-# lead (most are known already: a lead's events arrive in several batches).
+# (the batch then writes its facts into it): one statement over the array of the batch's ids,
+# not one execution per lead (most are known already: a lead's events arrive in several batches).
 _create_leads = (
     insert(leads)
     .from_select(
