@@ -33,13 +33,14 @@ from leadflow.contracts.events import (
 from leadflow.contracts.policy import default_policy
 from leadflow.db import Database, kernel_tables
 from leadflow.outbox import Outbox
-from leadflow_routing import consumers, use_cases
+from leadflow_routing import consumers, store, use_cases
 from leadflow_routing.models import (
     FALLBACK_TEAM_ID,
     accounts,
     assignments,
     erased_leads,
     metadata,
+    rep_open_work,
     reps,
     rules,
     teams,
@@ -113,6 +114,8 @@ async def set_up(db: Database) -> None:
                 rep_id=fixed("rep/ada"), reason="mql", trace={}, mql={}, created_at=T0,
             )
         )  # fmt: skip
+    # the reps' counts of open leads, as routing's worker makes them when it starts
+    await use_cases.recount_open_work(SimpleNamespace(db=db))
 
 
 def mql(lead_id: uuid.UUID, channel: str, country: str, domain: str | None) -> LeadMql:
@@ -164,6 +167,7 @@ class Routing(BatchRun):
         )
         super().__init__(settings, "routing", consumers.subscriptions(rt), INBOX, batch_size)
         self.default = "mql"
+        self.rt = rt
 
     async def __aenter__(self) -> Routing:
         await set_up(self.db)
@@ -406,3 +410,84 @@ async def test_an_erasure_and_a_batch_routing_the_same_lead_wait_for_each_other(
                 sa.select(sa.func.count()).where(assignments.c.lead_id == lead.lead_id)
             )
         assert routed == 0  # the batch found the lead erased once the erasure committed
+
+
+async def open_work(db: Database) -> tuple[dict[uuid.UUID, int], dict[uuid.UUID, int]]:
+    """Each rep's open leads as routing keeps them, and as the assignments count them (reps
+    with none left out of both)."""
+    a = assignments.c
+    async with db.unit_of_work() as session:
+        kept = (
+            await session.execute(
+                sa.select(rep_open_work.c.rep_id, rep_open_work.c.open_leads).where(
+                    rep_open_work.c.open_leads != 0
+                )
+            )
+        ).tuples()
+        counted = (
+            await session.execute(
+                sa.select(a.rep_id, sa.func.count())
+                .where(a.current, a.closed_at.is_(None), a.rep_id.is_not(None))
+                .group_by(a.rep_id)
+            )
+        ).tuples()
+        return dict(kept.all()), dict(counted.all())
+
+
+async def test_reps_counts_of_open_leads_follow_routing_closing_and_reassigning_at_once(settings):
+    """Units of work routing new MQLs, closing leads' open work and reassigning leads, all at
+    once on the same reps: none deadlocks, and every rep's kept count of open leads is the
+    number of its open assignments; a count found wrong is mended by the recount."""
+    first = mqls()
+    more = [
+        mql(fixed(f"lead/more/{n}"), channel, "PL", None)
+        for n, channel in enumerate(["inbound", "partner", "outbound"] * 16)
+    ]
+    async with Routing(settings, 500) as routing:
+        db, rt = routing.db, routing.rt
+        await routing.consume([make_event(m, source="test").to_bytes() for m in first], 64)
+        kept, counted = await open_work(db)
+        assert kept == counted
+        assert sum(counted.values()) > 32, counted
+
+        async def route(chunk: list[LeadMql]) -> None:
+            async with db.unit_of_work() as session:
+                await use_cases.route_batch(rt, session, chunk)
+
+        async def close(chunk: list[LeadMql]) -> None:
+            async with db.unit_of_work() as session:
+                await use_cases.close_open_work(
+                    session,
+                    [
+                        LeadStatusChanged(lead_id=m.lead_id, from_status="working", status="won",
+                                          changed_at=T0 + timedelta(days=1))
+                        for m in chunk
+                    ],
+                )  # fmt: skip
+
+        async def reassign(chunk: list[LeadMql]) -> None:
+            async with db.unit_of_work() as session:
+                await use_cases.reassign(rt, session, [m.lead_id for m in chunk], "manual")
+
+        await asyncio.gather(
+            *(route(more[k::6]) for k in range(6)),
+            *(close(first[k : k + 8]) for k in range(0, 32, 8)),
+            *(reassign(first[k : k + 8]) for k in range(16, 64, 8)),  # some closed meanwhile
+        )
+        kept, counted = await open_work(db)
+        assert kept == counted
+        assert await use_cases.recount_open_work(SimpleNamespace(db=db)) == {}
+
+        # a count written wrong (as by a routing that did not keep them) is mended
+        ada = fixed("rep/ada")
+        async with db.unit_of_work() as session:
+            await session.execute(
+                sa.update(rep_open_work).where(rep_open_work.c.rep_id == ada).values(open_leads=99)
+            )
+        assert await use_cases.recount_open_work(SimpleNamespace(db=db)) == {ada: 99}
+        assert await open_work(db) == (kept, counted)
+        async with db.unit_of_work() as session:
+            load = (await store.team_reps(session, [team_id("rr")]))[team_id("rr")]
+        assert {r.id: r.open_leads for r in load if r.open_leads} == {
+            rep_id: n for rep_id, n in counted.items() if rep_id in {r.id for r in load}
+        }

@@ -106,6 +106,16 @@ assignments = sa.Table(
     sa.Index("ix_assignments_rep_created", "rep_id", "created_at"),
 )
 
+# Each rep's leads in open work (current assignments not closed), kept by the transactions
+# that open and close them (store.count_open_work) so that a routing batch reads ten numbers, not
+# every open assignment. A row per rep, made with the rep (or by the first change of its count).
+rep_open_work = sa.Table(
+    "rep_open_work",
+    metadata,
+    sa.Column("rep_id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("open_leads", sa.Integer, nullable=False, server_default="0"),
+)
+
 # Leads erased: an MQL arriving after the erasure (another topic, not ordered with it) is not
 # routed.
 erased_leads = sa.Table(

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -24,6 +25,7 @@ from leadflow_routing.models import (
     erased_leads,
     lead_clocks,
     metadata,
+    rep_open_work,
     reps,
     rules,
     teams,
@@ -55,20 +57,14 @@ _read_accounts = sa.select(accounts).where(accounts.c.domain == sa.any_(_domains
 _read_teams = sa.select(teams).where(teams.c.id == sa.any_(_ids)).order_by(teams.c.id)
 # In key order, so that two batches never wait on each other in a circle.
 _lock_teams = _read_teams.with_for_update()
-_open_leads = (
-    sa.select(a.rep_id, sa.func.count().label("n"))
-    .where(a.current, a.closed_at.is_(None))
-    .group_by(a.rep_id)
-    .subquery()
-)
+w = rep_open_work.c
+# A rep's leads in open work, as kept in rep_open_work (no row yet: none).
+_with_open_leads = reps.outerjoin(rep_open_work, w.rep_id == reps.c.id)
+_open_leads = sa.func.coalesce(w.open_leads, 0).label("open_leads")
 _last_assigned = sa.select(sa.func.max(a.created_at)).where(a.rep_id == reps.c.id).scalar_subquery()
 _team_reps = (
-    sa.select(
-        reps,
-        sa.func.coalesce(_open_leads.c.n, 0).label("open_leads"),
-        _last_assigned.label("last_assigned_at"),
-    )
-    .outerjoin(_open_leads, _open_leads.c.rep_id == reps.c.id)
+    sa.select(reps, _open_leads, _last_assigned.label("last_assigned_at"))
+    .select_from(_with_open_leads)
     .where(reps.c.team_id == sa.any_(_ids))
 )
 # The current assignments of leads about to be routed again, locked in key order.
@@ -96,11 +92,39 @@ _move_positions = (
     .where(teams.c.id == sa.bindparam("key"))
     .values(rr_position=sa.bindparam("position"))
 )
-# The lead left its rep's open work: the first change that says so sets the instant.
+# The leads left their reps' open work: the first change that says so sets the instant.
+_closing = (
+    sa.func.unnest(
+        sa.bindparam("leads", type_=ARRAY(UUID(as_uuid=True))),
+        sa.bindparam("ats", type_=ARRAY(sa.DateTime(timezone=True))),
+    )
+    .table_valued("lead_id", "at")
+    .render_derived(name="closing")
+)
 _close_open_work = (
     sa.update(assignments)
-    .where(a.lead_id == sa.bindparam("lead"), a.current, a.closed_at.is_(None))
-    .values(closed_at=sa.bindparam("at"))
+    .where(a.lead_id == _closing.c.lead_id, a.current, a.closed_at.is_(None))
+    .values(closed_at=_closing.c.at)
+    .returning(a.rep_id)
+)
+# Changes to reps' counts of open leads, in rep order: every transaction that changes a count
+# does it as its last statement, so two of them wait on each other's counts, if at all, in one
+# direction only (and never on anything else while they hold a count).
+_changes = (
+    sa.func.unnest(
+        sa.bindparam("reps", type_=ARRAY(UUID(as_uuid=True))),
+        sa.bindparam("changes", type_=ARRAY(sa.Integer)),
+    )
+    .table_valued("rep_id", "change")
+    .render_derived(name="changes")
+)
+_count_open_work = insert(rep_open_work).from_select(
+    ["rep_id", "open_leads"],
+    sa.select(_changes.c.rep_id, _changes.c.change).order_by(_changes.c.rep_id),
+)
+_count_open_work = _count_open_work.on_conflict_do_update(
+    index_elements=[w.rep_id],
+    set_={"open_leads": w.open_leads + _count_open_work.excluded.open_leads},
 )
 
 
@@ -296,14 +320,64 @@ async def waiting_by_team(
     return waiting, names
 
 
-async def close_open_work(session: AsyncSession, first: dict[uuid.UUID, datetime]) -> None:
+async def close_open_work(
+    session: AsyncSession, first: dict[uuid.UUID, datetime]
+) -> Counter[uuid.UUID]:
     """Close the open work of each lead at its instant (an assignment closed stays as it is);
-    a lead waiting for a rep leaves the queue."""
+    a lead waiting for a rep leaves the queue. Returns the change to each rep's open leads
+    (for count_open_work, once the transaction's other writes are done)."""
+    left: Counter[uuid.UUID] = Counter()
     if first:
-        await session.execute(
-            _close_open_work, [{"lead": lead_id, "at": at} for lead_id, at in sorted(first.items())]
+        leads = sorted(first)
+        closed = await session.scalars(
+            _close_open_work, {"leads": leads, "ats": [first[lead] for lead in leads]}
         )
+        left.subtract(rep_id for rep_id in closed if rep_id is not None)
         await leave_queue(session, first)
+    return left
+
+
+async def count_open_work(session: AsyncSession, changes: Mapping[uuid.UUID, int]) -> None:
+    """Add each change to its rep's count of open leads: the transaction's last statement
+    (see _count_open_work)."""
+    wanted = sorted((rep_id, n) for rep_id, n in changes.items() if n)
+    if wanted:
+        await session.execute(
+            _count_open_work,
+            {"reps": [rep_id for rep_id, _ in wanted], "changes": [n for _, n in wanted]},
+        )
+
+
+_missing_counts = (
+    insert(rep_open_work)
+    .from_select(["rep_id"], sa.select(reps.c.id).order_by(reps.c.id))
+    .on_conflict_do_nothing()
+)
+_lock_counts = sa.select(w.rep_id, w.open_leads).order_by(w.rep_id).with_for_update()
+_recount = (
+    sa.update(rep_open_work)
+    .values(
+        open_leads=sa.select(sa.func.count())
+        .where(a.rep_id == w.rep_id, a.current, a.closed_at.is_(None))
+        .scalar_subquery()
+    )
+    .returning(w.rep_id, w.open_leads)
+)
+
+
+async def add_missing_counts(session: AsyncSession) -> None:
+    """A count row for every rep without one (a rep made before counts were kept)."""
+    await session.execute(_missing_counts)
+
+
+async def recount_open_work(session: AsyncSession) -> dict[uuid.UUID, int]:
+    """Count every rep's open leads again, from the assignments; returns the counts that were
+    wrong, as they were. Every count is locked first: a transaction that changed assignments
+    and is about to change its counts either committed before the count (and is in it) or
+    waits and adds its change to the new count."""
+    before = dict((await session.execute(_lock_counts)).tuples().all())
+    after = dict((await session.execute(_recount)).tuples().all())
+    return {rep_id: n for rep_id, n in before.items() if after.get(rep_id, n) != n}
 
 
 # --- erasure ------------------------------------------------------------------------------
@@ -400,6 +474,7 @@ async def team_ids_by_name(session: AsyncSession) -> dict[str, uuid.UUID]:
 
 async def add_rep(session: AsyncSession, rep_id: uuid.UUID, values: dict[str, Any]) -> None:
     await session.execute(sa.insert(reps).values(id=rep_id, **values))
+    await session.execute(insert(rep_open_work).values(rep_id=rep_id).on_conflict_do_nothing())
 
 
 async def update_rep(session: AsyncSession, rep_id: uuid.UUID, values: dict[str, Any]) -> None:
@@ -578,10 +653,7 @@ WORKLIST = Listing(
     default_sort="due_at",
     filters={"sla": (_first_clock.c.sla, str)},
 )
-_rep_read = (
-    sa.select(reps, sa.func.coalesce(_open_leads.c.n, 0).label("open_leads"))
-    .outerjoin(_open_leads, _open_leads.c.rep_id == reps.c.id)
-)  # fmt: skip
+_rep_read = sa.select(reps, _open_leads).select_from(_with_open_leads)
 _worklist = (
     sa.select(
         a.lead_id, a.team_id, a.rep_id, a.created_at.label("assigned_at"),
@@ -685,6 +757,7 @@ async def delete_team(session: AsyncSession, team_id: uuid.UUID) -> None:
 
 async def delete_rep(session: AsyncSession, rep_id: uuid.UUID) -> None:
     await session.execute(sa.delete(reps).where(reps.c.id == rep_id))
+    await session.execute(sa.delete(rep_open_work).where(w.rep_id == rep_id))
 
 
 async def patch_rule(session: AsyncSession, rule_id: uuid.UUID, changes: dict[str, Any]) -> Row:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import time
 import uuid
 from collections import Counter
 from collections.abc import Iterable
@@ -94,6 +95,7 @@ NO_TEAM = "none"  # the team label of the queue's metrics for leads no team clai
 # lead left a rep's open work) touches this: its commit wakes the queue's worker at once.
 QUEUE_TAG = "routing.unassigned"
 WAITING_PAGE = 500  # waiting leads decided per unit of work
+RECOUNT_SECONDS = 3600.0  # real seconds between checks of the reps' counts of open leads
 
 # --- routing ------------------------------------------------------------------------------
 
@@ -274,6 +276,8 @@ class Writes:
     # leads given a new assignment: their SLA clocks are these from now on (none while waiting)
     reassigned: list[uuid.UUID] = field(default_factory=list)
     clocks: list[dict[str, Any]] = field(default_factory=list)
+    # rep id -> the change to its count of open leads (written last: store.count_open_work)
+    open_work: Counter[uuid.UUID] = field(default_factory=Counter)
 
     def close(self, assignment_id: uuid.UUID, at: datetime) -> None:
         """The assignment is no longer the lead's current one (one made by this unit of work
@@ -311,6 +315,7 @@ class Writes:
             metrics.observe_on_commit(
                 session, [(metrics.unassigned_wait.labels(team), s) for team, s in self.waits]
             )
+        await store.count_open_work(session, self.open_work)
 
 
 @dataclass
@@ -368,6 +373,8 @@ def assign(
         writes.close(current.id, now)
         if current.closed_at is None:
             batch.left_open_work(current.rep_id)
+            if current.rep_id is not None:
+                writes.open_work[current.rep_id] -= 1
     writes.assignments[assignment_id] = {
         "id": assignment_id,
         "lead_id": mql.lead_id,
@@ -400,6 +407,7 @@ def assign(
         )
         return Outcome(assigned, queued)
     batch.assigned(decision.rep_id, now)
+    writes.open_work[decision.rep_id] += 1
     domain = mql_domain(mql_json)
     if domain and trace.get("strategy") != ACCOUNT_OWNER:
         if batch.accounts.get(domain) is None:
@@ -538,8 +546,9 @@ async def close_open_work(session: AsyncSession, changes: list[LeadStatusChanged
             first.setdefault(change.lead_id, change.changed_at)
     if first:
         await lock_leads(session, "routing", first)
-        await store.close_open_work(session, first)
+        left = await store.close_open_work(session, first)
         await store.close_clocks(session, first)
+        await store.count_open_work(session, left)
         touch(session, QUEUE_TAG)
 
 
@@ -613,11 +622,32 @@ async def run_unassigned_queue(rt: Runtime) -> None:
     if wake is None:
         wake = rt.state[QUEUE_TAG] = asyncio.Event()
         rt.db.on_commit(QUEUE_TAG, wake.set)
+    recounted = -RECOUNT_SECONDS
     while not rt.stop:
         wake.clear()
+        if time.monotonic() - recounted >= RECOUNT_SECONDS:
+            await recount_open_work(rt)
+            recounted = time.monotonic()
         await assign_waiting(rt)
         await measure_waiting(rt)
         await rt.stop.pause(await next_look(rt), wake)
+
+
+async def recount_open_work(rt: Runtime) -> dict[uuid.UUID, int]:
+    """Check each rep's count of open leads against the assignments and mend a wrong one;
+    returns the wrong ones as they were. Routing keeps the counts as it opens and closes
+    work; a count can only be off after a routing that did not keep them wrote assignments
+    (during an upgrade to the version that brought them), so a wrong one is logged."""
+    async with rt.db.unit_of_work() as session:
+        await store.add_missing_counts(session)
+    async with rt.db.unit_of_work() as session:
+        wrong = await store.recount_open_work(session)
+    if wrong:
+        log.warning(
+            "reps' counts of open leads mended",
+            extra={"reps": len(wrong), "rep_ids": sorted(map(str, wrong))[:20]},
+        )
+    return wrong
 
 
 async def next_look(rt: Runtime) -> float:
