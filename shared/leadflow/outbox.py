@@ -207,8 +207,10 @@ class OutboxRelay:
             faults.reached("outbox.published")
             await session.execute(
                 sa.update(t)
-                .where(t.c.id.in_([r.id for r in rows]))
-                .values(published_at=sa.func.now())
+                # one array parameter: one statement whatever the batch's size, planned once
+                .where(t.c.id == sa.any_(sa.bindparam("ids", type_=sa.ARRAY(sa.BigInteger))))
+                .values(published_at=sa.func.now()),
+                {"ids": [r.id for r in rows]},
             )
             if await self._wrote(session, rows, written):
                 await self._replay(session, "the broker gave offsets below those written before")
