@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
@@ -210,13 +209,17 @@ def dump_json(value: object) -> str:
 
 
 # A run of digits as long as 2**63's: orjson would read an integer beyond 64 bits as a float.
-_LONG_NUMBER = re.compile(r"\d{19}")
+# Found by mapping every digit to "9" and every other byte to a space, then searching for the
+# run: several times faster than a regular expression over the text, which cost more than the
+# parse itself.
+_DIGITS_ONLY = bytes(0x39 if 0x30 <= b <= 0x39 else 0x20 for b in range(256))
+_LONG_NUMBER = b"9" * 19
 
 
 def load_json(text: str) -> object:
     """A json/jsonb column's value: orjson, unless the text holds a number as long as an
     integer beyond 64 bits (orjson reads those as floats; the standard library keeps them)."""
-    if _LONG_NUMBER.search(text):
+    if _LONG_NUMBER in text.encode().translate(_DIGITS_ONLY):
         return json.loads(text)
     return orjson.loads(text)
 

@@ -33,6 +33,8 @@ def test_what_json_cannot_hold_is_still_refused():
         *(json.dumps(value) for value in VALUES),
         '{"id": 9223372036854775807, "beyond": 9223372036854775808, "far": -18446744073709551617}',
         '{"digits in a string": "12345678901234567890", "float": 1.5e300}',
+        '{"ż": 123456789012345678901, "źdźbło": [-98765432109876543210, "ą1"]}',
+        '{"eighteen digits": 123456789012345678, "next to letters": "a1234567890123456789b"}',
     ],
 )
 def test_json_columns_read_what_the_standard_library_would_read(text: str):
