@@ -5,13 +5,14 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from typing import Any
 
 import asyncpg
 import orjson
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID, Insert, insert
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import (
@@ -222,6 +223,57 @@ def load_json(text: str) -> object:
     if _LONG_NUMBER in text.encode().translate(_DIGITS_ONLY):
         return json.loads(text)
     return orjson.loads(text)
+
+
+class ManyRows:
+    """Many rows of `table` written by one statement with one array parameter per column:
+    `INSERT … SELECT … FROM unnest(…) WITH ORDINALITY ORDER BY ordinality`, so the rows go in
+    the order given (an identity column numbers them so). Against executemany, one execution
+    per row, it measured about 40 % less PostgreSQL time and 20 % less Python time per row
+    (docs/benchmarks.md, eleventh round). JSON columns travel as text and are cast back (an
+    array of JSON values that are themselves lists would read as another dimension).
+
+        _add = ManyRows(timeline, ["event_id", "lead_id", "details"])
+        await session.execute(_add.insert().on_conflict_do_nothing(), _add.params(rows))
+    """
+
+    def __init__(self, table: sa.Table, columns: Sequence[str]) -> None:
+        types = {name: table.c[name].type for name in columns}
+        if any(isinstance(kind, sa.ARRAY) for kind in types.values()):
+            raise TypeError("ManyRows: an array column would unnest as rows")
+        self.table = table
+        self.columns = tuple(columns)
+        self._json = frozenset(name for name, kind in types.items() if isinstance(kind, sa.JSON))
+        arrays = (
+            sa.func.unnest(
+                *(
+                    sa.bindparam(name, type_=ARRAY(sa.Text if name in self._json else kind))
+                    for name, kind in types.items()
+                )
+            )
+            .table_valued(*self.columns, with_ordinality="ordinal")
+            .render_derived(name="many_rows")
+        )
+        self.rows = sa.select(
+            *(
+                sa.cast(arrays.c[name], types[name]) if name in self._json else arrays.c[name]
+                for name in self.columns
+            )
+        ).order_by(arrays.c.ordinal)
+
+    def insert(self) -> Insert:
+        """The INSERT of the rows (add ON CONFLICT to it as needed)."""
+        return insert(self.table).from_select(self.columns, self.rows)
+
+    def params(self, rows: Iterable[Mapping[str, Any]]) -> dict[str, list[Any]]:
+        """The statement's parameters: one list per column, in the rows' order."""
+        rows = list(rows)
+        return {
+            name: [None if row[name] is None else dump_json(row[name]) for row in rows]
+            if name in self._json
+            else [row[name] for row in rows]
+            for name in self.columns
+        }
 
 
 class Database:

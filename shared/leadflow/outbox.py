@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from leadflow import faults, metrics
 from leadflow.clock import Clock
 from leadflow.contracts.events import CloudEvent, Payload, make_event
-from leadflow.db import Database, is_transient, touch
+from leadflow.db import Database, ManyRows, is_transient, touch
 from leadflow.kafka import LogInspector, TopicLayout, create_topics, digest_of
 from leadflow.loops import Stop
 from leadflow.retry import exponential_backoff
@@ -34,12 +34,11 @@ class Outbox:
         self.table = table
         self.source = source
         self.clock = clock
-        # One statement executed with many parameter sets: compiled once and cached. (A
-        # `.values(rows)` statement is compiled anew for every call, which cost more than the
-        # insert itself.) Without RETURNING, asyncpg sends it as one prepared statement
-        # pipelined over the rows, in one round trip; SQLAlchemy's multi-row pages were no
-        # cheaper measured so (a batch of each new size is a new statement to prepare).
-        self._insert = sa.insert(table)
+        # One statement over one array per column, whatever the number of events (a
+        # `.values(rows)` statement is compiled anew for every call, and executemany runs one
+        # execution per row); their ids follow the order given.
+        self._rows = ManyRows(table, ["event_id", "topic", "key", "payload"])
+        self._insert = self._rows.insert()
 
     async def emit(
         self,
@@ -77,8 +76,7 @@ class Outbox:
             }
             for event, (payload, _) in zip(events, payloads, strict=True)
         ]
-        # a single event (a request's) as a plain INSERT, not through the many-rows path
-        await session.execute(self._insert, rows if len(rows) > 1 else rows[0])
+        await session.execute(self._insert, self._rows.params(rows))
         touch(session, OUTBOX_TAG)
         return events
 

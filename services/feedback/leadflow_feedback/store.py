@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from leadflow.db import ManyRows
 from sqlalchemy.dialects.postgresql import ARRAY, UUID, insert
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -48,8 +49,12 @@ _write_leads = (
     .where(leads.c.lead_id == sa.bindparam("key"))
     .values({name: sa.bindparam(name) for name in LEAD_COLUMNS})
 )
-_add_history = sa.insert(status_history)
-_add_timeline = insert(timeline).on_conflict_do_nothing(index_elements=[timeline.c.event_id])
+_history_rows = ManyRows(status_history, ["lead_id", "from_status", "status", "changed_at"])
+_add_history = _history_rows.insert()
+_timeline_rows = ManyRows(
+    timeline, ["event_id", "lead_id", "type", "source", "occurred_at", "details"]
+)
+_add_timeline = _timeline_rows.insert().on_conflict_do_nothing(index_elements=[timeline.c.event_id])
 
 
 # --- a poll batch of events ----------------------------------------------------------------
@@ -79,12 +84,12 @@ async def lock_leads(
 async def add_to_timeline(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
     """Add timeline rows in this order; an event already there is left as it is."""
     if rows:
-        await session.execute(_add_timeline, rows)
+        await session.execute(_add_timeline, _timeline_rows.params(rows))
 
 
 async def add_history(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
     if rows:
-        await session.execute(_add_history, rows)
+        await session.execute(_add_history, _history_rows.params(rows))
 
 
 async def write_leads(session: AsyncSession, known: dict[uuid.UUID, Known]) -> None:

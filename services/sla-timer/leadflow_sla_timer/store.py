@@ -12,7 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 from leadflow.contracts.erasure import forget_events
 from leadflow.contracts.slas import CONTACT_CADENCE, FIRST_RESPONSE, SAL_ACCEPTANCE
-from leadflow.db import kernel_tables, lock_leads
+from leadflow.db import ManyRows, kernel_tables, lock_leads
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID, insert
 from sqlalchemy.engine import Row, RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -50,7 +50,17 @@ _read_early_statuses = (
     .where(early_statuses.c.lead_id == sa.any_(_ids))
     .order_by(early_statuses.c.changed_at)
 )
-_open_timers = sa.insert(timers)
+_timer_rows = ManyRows(
+    timers,
+    [
+        "id", "lead_id", "sla", "party", "channel", "team", "rep_id", "clock", "calendar",
+        "limit_seconds", "started_at", "due_at", "state", "level", "ladder", "next_fire_at",
+        "version", "met_at", "policy_version", "attempts", "attempts_required",
+        "attempts_allowed", "attempts_exceeded_at", "attempts_by_channel", "attempt_days",
+        "min_per_channel", "min_distinct_days",
+    ],
+)  # fmt: skip
+_open_timers = _timer_rows.insert()
 # The changed timers move on in one UPDATE joined to the unnested arrays of their new values.
 _moved = (
     sa.func.unnest(
@@ -104,7 +114,7 @@ async def lock_and_read_clocks(
 
 async def open_timers(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
     if rows:
-        await session.execute(_open_timers, rows)
+        await session.execute(_open_timers, _timer_rows.params(rows))
 
 
 async def move_timers(session: AsyncSession, moved: list[dict[str, Any]]) -> None:

@@ -1,0 +1,79 @@
+"""ManyRows: many rows in one statement over one array per column (real PostgreSQL): the rows
+go in in the order given, every kind of column and JSON value comes back as it went in, and
+ON CONFLICT applies to each row."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+from leadflow.db import JSON, Database, ManyRows
+from sqlalchemy.dialects.postgresql import ARRAY, UUID
+
+metadata = sa.MetaData(schema="public")
+probe = sa.Table(
+    "many_rows_probe",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("event_id", UUID(as_uuid=True), nullable=False, unique=True),
+    sa.Column("label", sa.Text),
+    sa.Column("at", sa.DateTime(timezone=True)),
+    sa.Column("weight", sa.Float),
+    sa.Column("payload", sa.LargeBinary),
+    sa.Column("details", JSON),
+)
+COLUMNS = ["event_id", "label", "at", "weight", "payload", "details"]
+T0 = datetime(2026, 12, 5, 9, tzinfo=UTC)
+DETAILS = [
+    {"fit": 95, "reasons": ["title: vp"], "nested": {"list": [[1, 2], [3]]}},
+    [1, [2, [3]], {"a": None}],  # a JSON list is a value, not another dimension of the array
+    [],
+    {},
+    "a JSON string, ż",
+    42,
+    {"beyond 64 bits": 2**70},
+    None,
+]
+
+
+def rows(n: int, offset: int = 0) -> list[dict]:
+    return [
+        {
+            "event_id": uuid.uuid5(uuid.NAMESPACE_URL, f"many-rows/{offset + i}"),
+            "label": None if i % 5 == 0 else f"row {offset + i} — ą",
+            "at": T0 + timedelta(seconds=offset + i),
+            "weight": (offset + i) / 7,
+            "payload": bytes([i % 256]) * (i % 7),
+            "details": DETAILS[i % len(DETAILS)],
+        }
+        for i in range(n)
+    ]
+
+
+async def test_rows_go_in_in_order_and_come_back_as_they_went_in(settings):
+    db = Database(settings.database_url)
+    try:
+        async with db.engine.begin() as conn:
+            await conn.run_sync(metadata.create_all)
+        many = ManyRows(probe, COLUMNS)
+        given = rows(300)
+        async with db.unit_of_work() as session:
+            await session.execute(many.insert(), many.params(given))
+        again = rows(20, offset=290)  # ten written already, ten new
+        async with db.unit_of_work() as session:
+            await session.execute(many.insert().on_conflict_do_nothing(), many.params(again))
+            stored = (await session.execute(sa.select(probe).order_by(probe.c.id))).mappings()
+            found = [{name: row[name] for name in COLUMNS} for row in stored]
+    finally:
+        await db.dispose()
+    assert found == given + again[10:]
+
+
+def test_an_array_column_is_refused():
+    table = sa.Table(
+        "with_array", sa.MetaData(), sa.Column("tags", ARRAY(sa.Text)), sa.Column("n", sa.Integer)
+    )
+    with pytest.raises(TypeError):
+        ManyRows(table, ["tags", "n"])
