@@ -231,7 +231,8 @@ class ManyRows:
     the order given (an identity column numbers them so). Against executemany, one execution
     per row, it measured about 40 % less PostgreSQL time and 20 % less Python time per row
     (docs/benchmarks.md, eleventh round). JSON columns travel as text and are cast back (an
-    array of JSON values that are themselves lists would read as another dimension).
+    array of JSON values that are themselves lists would read as another dimension). An
+    `ON CONFLICT DO UPDATE` cannot change one row twice in a statement: give it one row per key.
 
         _add = ManyRows(timeline, ["event_id", "lead_id", "details"])
         await session.execute(_add.insert().on_conflict_do_nothing(), _add.params(rows))

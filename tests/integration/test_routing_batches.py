@@ -476,6 +476,11 @@ async def test_reps_counts_of_open_leads_follow_routing_closing_and_reassigning_
         )
         kept, counted = await open_work(db)
         assert kept == counted
+        # a lead listed twice is routed away twice in one unit of work: its clocks and counts
+        # are those of its last assignment
+        await reassign(first[60:62] * 2)
+        kept, counted = await open_work(db)
+        assert kept == counted
         assert await use_cases.recount_open_work(SimpleNamespace(db=db)) == {}
 
         # a count written wrong (as by a routing that did not keep them) is mended

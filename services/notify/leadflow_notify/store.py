@@ -9,7 +9,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from leadflow.contracts.erasure import forget_events
-from leadflow.db import kernel_tables
+from leadflow.db import ManyRows, kernel_tables
 from leadflow.paging import Listing, PageRequest
 from sqlalchemy.dialects.postgresql import ARRAY, UUID, insert
 from sqlalchemy.engine import Row
@@ -39,7 +39,8 @@ c, d, e, n, t = lead_context.c, deliveries.c, webhook_endpoints.c, notices.c, te
 
 _contexts = sa.select(c.lead_id, c.context, c.erased).where(c.lead_id == sa.any_(_ids))
 _lock_contexts = _contexts.order_by(c.lead_id).with_for_update()
-_upsert_context = insert(lead_context)
+_context_rows = ManyRows(lead_context, ["lead_id", "context", "erased", "updated_at"])
+_upsert_context = _context_rows.insert()
 _upsert_context = _upsert_context.on_conflict_do_update(
     index_elements=[c.lead_id],
     set_={
@@ -49,10 +50,15 @@ _upsert_context = _upsert_context.on_conflict_do_update(
     where=sa.not_(c.erased),
 )
 _enabled_endpoints = sa.select(e.id, e.event_types, e.team_id, e.filters).where(e.enabled)
-_add_deliveries = (
-    insert(deliveries)
-    .on_conflict_do_nothing(index_elements=[d.endpoint_id, d.event_id])
-    .execution_options(insertmanyvalues_page_size=ROWS_PER_INSERT)
+_delivery_rows = ManyRows(
+    deliveries,
+    [
+        "id", "endpoint_id", "connector", "event_id", "lead_id", "event_type", "body", "state",
+        "attempts", "next_attempt_at", "last_status", "last_error", "created_at", "delivered_at",
+    ],
+)  # fmt: skip
+_add_deliveries = _delivery_rows.insert().on_conflict_do_nothing(
+    index_elements=[d.endpoint_id, d.event_id]
 )
 
 
@@ -83,10 +89,10 @@ async def write_events(
 ) -> None:
     """The contexts the events changed and the deliveries they queue, one statement each; a
     delivery already queued for the same endpoint and event stays as it is."""
-    if contexts:
-        await session.execute(_upsert_context, contexts)
+    if contexts:  # one row per lead: an upsert cannot change a row twice in one statement
+        await session.execute(_upsert_context, _context_rows.params(contexts))
     if queued:
-        await session.execute(_add_deliveries, queued)
+        await session.execute(_add_deliveries, _delivery_rows.params(queued))
 
 
 # --- erasure ------------------------------------------------------------------------------

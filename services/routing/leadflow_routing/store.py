@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 import sqlalchemy as sa
 from leadflow.contracts.erasure import forget_events, without_personal_data
-from leadflow.db import kernel_tables
+from leadflow.db import ManyRows, kernel_tables
 from leadflow.paging import Listing, PageRequest
 from sqlalchemy.dialects.postgresql import ARRAY, UUID, insert
 from sqlalchemy.engine import Row
@@ -838,7 +838,8 @@ async def delete_account(session: AsyncSession, domain: str) -> None:
 
 # --- the SLA clocks of open work -----------------------------------------------------------
 
-_open_clocks = insert(lead_clocks).execution_options(insertmanyvalues_page_size=ROWS_PER_INSERT)
+_clock_rows = ManyRows(lead_clocks, ["lead_id", "sla", "started_at", "due_at", "level"])
+_open_clocks = _clock_rows.insert()
 _open_clocks = _open_clocks.on_conflict_do_update(
     index_elements=[lead_clocks.c.lead_id, lead_clocks.c.sla],
     set_={
@@ -860,7 +861,9 @@ async def open_clocks(
             sa.delete(lead_clocks).where(_c.lead_id == sa.any_(_ids)), {"ids": ids}
         )
     if clocks:
-        await session.execute(_open_clocks, clocks)
+        # the last of a lead's clock: an upsert cannot change a row twice in one statement
+        last = {(clock["lead_id"], clock["sla"]): clock for clock in clocks}
+        await session.execute(_open_clocks, _clock_rows.params(last.values()))
 
 
 async def clocks_fired(session: AsyncSession, fired: list[dict[str, Any]]) -> None:
