@@ -27,6 +27,7 @@ from leadflow.retry import exponential_backoff
 
 log = logging.getLogger(__name__)
 
+
 class Outbox:
     """Writes a service's outgoing events into its outbox table, inside the caller's transaction."""
 
@@ -34,9 +35,9 @@ class Outbox:
         self.table = table
         self.source = source
         self.clock = clock
-        # One statement over one array per column, whatever the number of events (a
-        # `.values(rows)` statement is compiled anew for every call, and executemany runs one
-        # execution per row); their ids follow the order given.
+        # Events are written with one statement over one array per column (a `.values(rows)`
+        # statement is compiled anew for every call, and executemany runs one execution per
+        # row); their ids follow the order given. A single event goes in with a plain INSERT.
         self._rows = ManyRows(table, ["event_id", "topic", "key", "payload"])
         self._insert = self._rows.insert()
         self._insert_one = sa.insert(table)
