@@ -107,21 +107,12 @@ _close_open_work = (
     .values(closed_at=_closing.c.at)
     .returning(a.rep_id)
 )
-# Changes to reps' counts of open leads, in rep order: every transaction that changes a count
-# does it as its last statement, so two of them wait on each other's counts, if at all, in one
-# direction only (and never on anything else while they hold a count).
-_changes = (
-    sa.func.unnest(
-        sa.bindparam("reps", type_=ARRAY(UUID(as_uuid=True))),
-        sa.bindparam("changes", type_=ARRAY(sa.Integer)),
-    )
-    .table_valued("rep_id", "change")
-    .render_derived(name="changes")
-)
-_count_open_work = insert(rep_open_work).from_select(
-    ["rep_id", "open_leads"],
-    sa.select(_changes.c.rep_id, _changes.c.change).order_by(_changes.c.rep_id),
-)
+# Changes to reps' counts of open leads, written in the order given (rep order): every
+# transaction that changes a count does it as its last statement, so two of them wait on each
+# other's counts, if at all, in one direction only (and never on anything else while they hold
+# a count).
+_count_rows = ManyRows(rep_open_work, ["rep_id", "open_leads"])
+_count_open_work = _count_rows.insert()
 _count_open_work = _count_open_work.on_conflict_do_update(
     index_elements=[w.rep_id],
     set_={"open_leads": w.open_leads + _count_open_work.excluded.open_leads},
@@ -344,7 +335,7 @@ async def count_open_work(session: AsyncSession, changes: Mapping[uuid.UUID, int
     if wanted:
         await session.execute(
             _count_open_work,
-            {"reps": [rep_id for rep_id, _ in wanted], "changes": [n for _, n in wanted]},
+            _count_rows.params({"rep_id": rep_id, "open_leads": n} for rep_id, n in wanted),
         )
 
 
