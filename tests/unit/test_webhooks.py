@@ -14,12 +14,14 @@ import httpcore
 import httpx
 import pytest
 from leadflow.webhooks import (
+    DELIVERY_ERRORS,
     GuardedTransport,
     UnsafeTarget,
     WebhookVerificationError,
     check_target,
     guarded_client,
     new_secret,
+    retry_after,
     sign,
     signature_headers,
     verify,
@@ -459,6 +461,53 @@ async def test_a_name_that_turns_private_after_a_public_answer_is_refused_on_the
     assert len(receiver.requests) == 1 and receiver.requests[0].endswith(b'{"n":1}')
     assert f"host: {NAME}:{receiver.port}".encode() in receiver.requests[0].lower()
     assert dns.lookups[NAME] == 2  # one lookup per connection: nothing resolves the name again
+
+
+async def test_a_signed_post_goes_through_the_same_guard_and_says_what_the_receiver_answered(dns):
+    """`post_signed`, the deliveries' POST below httpx's models: the same guarded connection,
+    the Host and Content-Length a receiver needs, the receiver's status and Retry-After."""
+    dns.answer(NAME, [PUBLIC], ["127.0.0.1"])
+    route = Route()
+    async with (
+        Listener() as receiver,
+        guarded_client(
+            allow_private=private_allowed(False), timeout=TIMEOUT, connector=route
+        ) as client,
+    ):
+        url = f"http://{NAME}:{receiver.port}/hooks"
+        headers = signature_headers([SECRET], "msg_1", b'{"n":1}', timestamp=1)
+        answer = await client.post_signed(url, b'{"n":1}', headers)
+        assert (answer.status, answer.retry_after) == (204, None)
+        with pytest.raises(UnsafeTarget, match="non-public address 127.0.0.1"):
+            await client.post_signed(url, b'{"n":2}', headers)
+    assert route.opened == [PUBLIC]
+    request = receiver.requests[0].lower()
+    assert f"host: {NAME}:{receiver.port}\r\n".encode() in request
+    assert b"content-length: 7\r\n" in request and request.endswith(b'{"n":1}')
+    assert headers["webhook-signature"].lower().encode() in request
+    assert len(receiver.requests) == 1
+
+
+async def test_a_signed_post_reads_a_retry_after_and_fails_as_httpx_would_name_it():
+    async def busy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(
+            b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 7\r\nContent-Length: 4\r\n\r\nbusy"
+        )
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(busy, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server, guarded_client(allow_private=private_allowed(True), timeout=TIMEOUT) as c:
+        answer = await c.post_signed(f"http://127.0.0.1:{port}/hooks", b"{}", {})
+        assert (answer.status, answer.retry_after) == (429, 7.0)
+        server.close()
+        await server.wait_closed()
+        with pytest.raises(DELIVERY_ERRORS) as failed:
+            await c.post_signed(f"http://127.0.0.1:{port}/hooks", b"{}", {})
+    assert type(failed.value).__name__ == "ConnectError"
+    assert (retry_after("12"), retry_after("soon"), retry_after(None)) == (12.0, None, None)
 
 
 async def test_private_targets_connect_when_explicitly_allowed(dns):

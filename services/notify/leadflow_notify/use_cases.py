@@ -49,11 +49,14 @@ from leadflow.publications import CURRENT_CONNECTORS
 from leadflow.retry import WEBHOOK_SCHEDULE, webhook_retry_delay
 from leadflow.service import Runtime
 from leadflow.webhooks import (
+    DELIVERY_ERRORS,
+    GuardedClient,
     UnsafeTarget,
     check_target,
     check_url,
     guarded_client,
     new_secret,
+    retry_after,
     signature_headers,
 )
 from sqlalchemy.engine import Row
@@ -314,8 +317,7 @@ class Sent:
     row: Row
     status: int | None
     error: str | None
-    response: httpx.Response | None = None
-    retry_after: float | None = None
+    retry_after: float | None = None  # seconds the receiver or the CRM asked to wait
     permanent: bool = False
     rate_limited: bool = False  # the CRM asked to wait: not a failed try
     linked: CrmRecord | None = None
@@ -324,17 +326,6 @@ class Sent:
     def delivered(self) -> bool:
         return self.status is not None and 200 <= self.status < 300
 
-    @property
-    def wait(self) -> float | None:
-        return self.retry_after if self.retry_after is not None else _retry_after(self.response)
-
-
-def _retry_after(response: httpx.Response | None) -> float | None:
-    if response is None:
-        return None
-    value = response.headers.get("retry-after", "")
-    return float(value) if value.isdigit() else None
-
 
 async def claim_due(rt: Runtime, limit: int = CLAIM) -> list[Row]:
     now = datetime.now(UTC)
@@ -342,25 +333,20 @@ async def claim_due(rt: Runtime, limit: int = CLAIM) -> list[Row]:
         return list(await store.claim_due(session, now, now + LEASE, limit))
 
 
-async def send_one(client: httpx.AsyncClient, row: Row) -> Sent:
+async def send_one(client: GuardedClient, row: Row) -> Sent:
     """One signed POST, without touching the database. The client refuses, when it connects,
     an address that is not public (UnsafeTarget)."""
-    status: int | None = None
-    error: str | None = None
-    response: httpx.Response | None = None
     if not row.enabled:
-        error = "endpoint disabled"
-    else:
-        try:
-            check_url(row.url)
-            headers = signature_headers(list(row.secrets), str(row.id), row.body)
-            response = await client.post(row.url, content=row.body, headers=headers)
-            status = response.status_code
-        except UnsafeTarget as exc:
-            error = str(exc)
-        except httpx.HTTPError as exc:
-            error = f"{type(exc).__name__}: {exc}"[:500]
-    return Sent(row, status, error, response)
+        return Sent(row, None, "endpoint disabled")
+    try:
+        check_url(row.url)
+        headers = signature_headers(list(row.secrets), str(row.id), row.body)
+        answer = await client.post_signed(row.url, row.body, headers)
+    except UnsafeTarget as exc:
+        return Sent(row, None, str(exc))
+    except DELIVERY_ERRORS as exc:
+        return Sent(row, None, f"{type(exc).__name__}: {exc}"[:500])
+    return Sent(row, answer.status, None, answer.retry_after)
 
 
 async def write_to_crm(rt: Runtime, client: httpx.AsyncClient, row: Row) -> Sent:
@@ -402,7 +388,7 @@ async def record_outcomes(rt: Runtime, sent: list[Sent]) -> None:
                 values: dict[str, Any] = {
                     "last_status": status,
                     "last_error": error,
-                    "next_attempt_at": now + timedelta(seconds=s.wait or 1.0),
+                    "next_attempt_at": now + timedelta(seconds=s.retry_after or 1.0),
                 }
                 await store.record_attempt(session, row.id, **values)
                 outcomes.append((s, "rate_limited"))
@@ -415,7 +401,7 @@ async def record_outcomes(rt: Runtime, sent: list[Sent]) -> None:
             delay = (
                 None
                 if gone or s.permanent
-                else webhook_retry_delay(attempts, s.wait, schedule=schedule)
+                else webhook_retry_delay(attempts, s.retry_after, schedule=schedule)
             )
             if delay is None:
                 values.update(state="dead", next_attempt_at=None)
@@ -488,7 +474,7 @@ async def drain(
     rt: Runtime,
     tag: str,
     idle: float,
-    step: Callable[[httpx.AsyncClient], Awaitable[bool]],
+    step: Callable[[GuardedClient], Awaitable[bool]],
 ) -> None:
     """A sending worker's loop: run `step` (claim, send, record; False when nothing was due)
     until stopped, waiting between empty passes for `idle` seconds or until a unit of work
@@ -514,7 +500,7 @@ async def run_deliveries(rt: Runtime) -> None:
     for system in crm_out(rt).systems:
         metrics.crm_writes.labels(system, "dead_lettered")
 
-    async def step(client: httpx.AsyncClient) -> bool:
+    async def step(client: GuardedClient) -> bool:
         rows = await claim_due(rt)
         if rows:
             sent = await asyncio.gather(
@@ -642,7 +628,7 @@ async def send_message(rt: Runtime, client: httpx.AsyncClient, out: Outgoing) ->
         False,
         response.status_code,
         f"HTTP {response.status_code}: {response.text[:200]}",
-        _retry_after(response),
+        retry_after(response.headers.get("retry-after")),
         response.status_code in PERMANENT_CHAT,
     )
 
@@ -692,7 +678,7 @@ async def run_notices(rt: Runtime) -> None:
     for channel in ("email", "slack", "teams"):  # the series start at 0, for increase()
         metrics.notifications.labels(channel, "sla.breached", "dead_lettered")
 
-    async def step(client: httpx.AsyncClient) -> bool:
+    async def step(client: GuardedClient) -> bool:
         messages = await claim_notices(rt)
         outcomes = await asyncio.gather(*(send_message(rt, client, m) for m in messages))
         for out, outcome in zip(messages, outcomes, strict=True):
