@@ -24,11 +24,10 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadflow import metrics
-from leadflow.db import Database
+from leadflow.db import Database, ManyRows
 from leadflow.kafka import LogInspector, record_digest
 
 log = logging.getLogger(__name__)
@@ -76,23 +75,16 @@ class Positions:
         self._rewind: set[TopicPartition] = set()  # to read again from the start
         self._verified_at = time.monotonic()
         t = table
-        self._upsert = (
-            insert(t)
-            .values(
-                consumer=sa.bindparam("consumer"),
-                topic=sa.bindparam("topic"),
-                partition=sa.bindparam("partition"),
-                next_offset=sa.bindparam("next_offset"),
-                last_digest=sa.bindparam("last_digest"),
-            )
-            .on_conflict_do_update(
-                index_elements=[t.c.consumer, t.c.topic, t.c.partition],
-                set_={
-                    "next_offset": sa.text("excluded.next_offset"),
-                    "last_digest": sa.text("excluded.last_digest"),
-                    "updated_at": sa.func.now(),
-                },
-            )
+        # One statement per batch, whatever the number of its partitions (six by default), not
+        # one execution per partition.
+        self._rows = ManyRows(t, ["consumer", "topic", "partition", "next_offset", "last_digest"])
+        self._upsert = self._rows.insert().on_conflict_do_update(
+            index_elements=[t.c.consumer, t.c.topic, t.c.partition],
+            set_={
+                "next_offset": sa.text("excluded.next_offset"),
+                "last_digest": sa.text("excluded.last_digest"),
+                "updated_at": sa.func.now(),
+            },
         )
 
     @classmethod
@@ -119,7 +111,7 @@ class Positions:
             return
         await session.execute(
             self._upsert,
-            [
+            self._rows.params(
                 {
                     "consumer": self.consumer,
                     "topic": tp.topic,
@@ -128,7 +120,7 @@ class Positions:
                     "last_digest": record_digest(record),
                 }
                 for tp, record in newest.items()
-            ],
+            ),
         )
 
     def advance(self, records: list[ConsumerRecord]) -> None:
