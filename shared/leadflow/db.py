@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.sql.dml import Update
 
 from leadflow.publications import CURRENT_POLICY
 
@@ -228,11 +229,12 @@ def load_json(text: str) -> object:
 class ManyRows:
     """Many rows of `table` written by one statement with one array parameter per column:
     `INSERT … SELECT … FROM unnest(…) WITH ORDINALITY ORDER BY ordinality`, so the rows go in
-    the order given (an identity column numbers them so). Against executemany, one execution
-    per row, it measured about 40 % less PostgreSQL time and 20 % less Python time per row
-    (docs/benchmarks.md, eleventh round). JSON columns travel as text and are cast back (an
-    array of JSON values that are themselves lists would read as another dimension). An
-    `ON CONFLICT DO UPDATE` cannot change one row twice in a statement: give it one row per key.
+    the order given (an identity column numbers them so), or `UPDATE … FROM` the same rows
+    (`update`). Against executemany, one execution per row, it measured about 40 % less
+    PostgreSQL time and 20 % less Python time per row (docs/benchmarks.md, eleventh round).
+    JSON columns travel as text and are cast back (an array of JSON values that are themselves
+    lists would read as another dimension). Neither `ON CONFLICT DO UPDATE` nor `update` can
+    change one row twice in a statement: give them one row per key.
 
         _add = ManyRows(timeline, ["event_id", "lead_id", "details"])
         await session.execute(_add.insert().on_conflict_do_nothing(), _add.params(rows))
@@ -248,7 +250,9 @@ class ManyRows:
         arrays = (
             sa.func.unnest(
                 *(
-                    sa.bindparam(name, type_=ARRAY(sa.Text if name in self._json else kind))
+                    sa.bindparam(
+                        f"many_{name}", type_=ARRAY(sa.Text if name in self._json else kind)
+                    )
                     for name, kind in types.items()
                 )
             )
@@ -257,7 +261,9 @@ class ManyRows:
         )
         self.rows = sa.select(
             *(
-                sa.cast(arrays.c[name], types[name]) if name in self._json else arrays.c[name]
+                sa.cast(arrays.c[name], types[name]).label(name)
+                if name in self._json
+                else arrays.c[name]
                 for name in self.columns
             )
         ).order_by(arrays.c.ordinal)
@@ -266,11 +272,22 @@ class ManyRows:
         """The INSERT of the rows (add ON CONFLICT to it as needed)."""
         return insert(self.table).from_select(self.columns, self.rows)
 
+    def update(self, key: str) -> Update:
+        """The UPDATE of the table's rows whose `key` matches a row's (one row per key): each
+        other column given is set to that row's value."""
+        rows = self.rows.subquery("changed")
+        return (
+            sa.update(self.table)
+            .where(self.table.c[key] == rows.c[key])
+            .values({name: rows.c[name] for name in self.columns if name != key})
+        )
+
     def params(self, rows: Iterable[Mapping[str, Any]]) -> dict[str, list[Any]]:
         """The statement's parameters: one list per column, in the rows' order."""
         rows = list(rows)
         return {
-            name: [None if row[name] is None else dump_json(row[name]) for row in rows]
+            # named apart from the columns: an UPDATE's SET reserves the columns' names
+            f"many_{name}": [None if row[name] is None else dump_json(row[name]) for row in rows]
             if name in self._json
             else [row[name] for row in rows]
             for name in self.columns

@@ -44,11 +44,9 @@ _settle_history = sa.union_all(
     sa.select(attempts.c.lead_id, sa.false(), attempts.c.occurred_at)
     .where(attempts.c.lead_id == sa.any_(_ids)),
 )  # fmt: skip
-_write_leads = (
-    sa.update(leads)
-    .where(leads.c.lead_id == sa.bindparam("key"))
-    .values({name: sa.bindparam(name) for name in LEAD_COLUMNS})
-)
+# A batch's changed leads written back with one statement, not one execution per lead.
+_lead_rows = ManyRows(leads, ["lead_id", *LEAD_COLUMNS])
+_write_leads = _lead_rows.update("lead_id")
 _history_rows = ManyRows(status_history, ["lead_id", "from_status", "status", "changed_at"])
 _add_history = _history_rows.insert()
 _timeline_rows = ManyRows(
@@ -95,12 +93,12 @@ async def add_history(session: AsyncSession, rows: list[dict[str, Any]]) -> None
 async def write_leads(session: AsyncSession, known: dict[uuid.UUID, Known]) -> None:
     """Write back every lead the batch changed, with one statement."""
     changed = [
-        {"key": lead_id, **{name: k.lead[name] for name in LEAD_COLUMNS}}
+        {"lead_id": lead_id, **{name: k.lead[name] for name in LEAD_COLUMNS}}
         for lead_id, k in known.items()
         if k.lead != k.stored
     ]
     if changed:
-        await session.execute(_write_leads, changed)
+        await session.execute(_write_leads, _lead_rows.params(changed))
 
 
 # --- one lead ------------------------------------------------------------------------------

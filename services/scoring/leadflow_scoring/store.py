@@ -9,7 +9,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from leadflow.contracts.erasure import forget_events
-from leadflow.db import kernel_tables
+from leadflow.db import ManyRows, kernel_tables
 from sqlalchemy.dialects.postgresql import ARRAY, UUID, insert
 from sqlalchemy.engine import Row, RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -43,11 +43,9 @@ _create_rows = (
 _lock_rows = (
     sa.select(lead_scores).where(_s.lead_id == sa.any_(_ids)).order_by(_s.lead_id).with_for_update()
 )
-_write_rows = (
-    sa.update(lead_scores)
-    .where(_s.lead_id == sa.bindparam("key"))
-    .values({name: sa.bindparam(name) for name in SCORE_COLUMNS})
-)
+# A batch's changed score rows written back with one statement, not one execution per lead.
+_score_rows = ManyRows(lead_scores, ["lead_id", *SCORE_COLUMNS])
+_write_rows = _score_rows.update("lead_id")
 _delete_rows = sa.delete(lead_scores).where(_s.lead_id == sa.any_(_ids))
 _usage_accounts = (
     sa.select(_u.account).where(_u.lead_id == sa.any_(_ids), _u.occurred_at > _since).distinct()
@@ -112,8 +110,9 @@ async def lock_rows(session: AsyncSession, ids: Sequence[uuid.UUID]) -> Sequence
 
 
 async def write_rows(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Write back changed score rows: each `{"key": lead_id, <every SCORE_COLUMNS value>}`."""
-    await session.execute(_write_rows, rows)
+    """Write back changed score rows (one per lead): each `{"lead_id", <every SCORE_COLUMNS
+    value>}`."""
+    await session.execute(_write_rows, _score_rows.params(rows))
 
 
 async def delete_rows(session: AsyncSession, ids: Sequence[uuid.UUID]) -> None:

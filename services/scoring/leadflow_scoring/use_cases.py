@@ -483,7 +483,7 @@ class ScoreBook:
         if gone:
             await store.delete_rows(self.session, gone)
         changed = [
-            {"key": lead_id, **{name: k.row[name] for name in store.SCORE_COLUMNS}}
+            {"lead_id": lead_id, **{name: k.row[name] for name in store.SCORE_COLUMNS}}
             for lead_id, k in self.leads.items()
             if k.exists and k.row != k.stored
         ]
