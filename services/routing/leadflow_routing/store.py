@@ -79,14 +79,15 @@ _close_assignments = (
     .where(a.id == sa.bindparam("key"))
     .values(current=False, closed_at=sa.bindparam("at"))
 )
-_add_assignments = sa.insert(assignments).execution_options(
-    insertmanyvalues_page_size=ROWS_PER_INSERT
-)
-_add_accounts = (
-    insert(accounts)
-    .on_conflict_do_nothing()
-    .execution_options(insertmanyvalues_page_size=ROWS_PER_INSERT)
-)
+# A batch's new assignments and account owners, each kind with one statement.
+_assignment_rows = ManyRows(
+    assignments,
+    ["id", "lead_id", "team_id", "rep_id", "reason", "trace", "current", "mql", "created_at",
+     "closed_at"],
+)  # fmt: skip
+_add_assignments = _assignment_rows.insert()
+_account_rows = ManyRows(accounts, ["domain", "rep_id", "team_id", "since"])
+_add_accounts = _account_rows.insert().on_conflict_do_nothing()
 _move_positions = (
     sa.update(teams)
     .where(teams.c.id == sa.bindparam("key"))
@@ -210,9 +211,9 @@ async def write_routing(
     if closed:
         await session.execute(_close_assignments, closed)
     if added:
-        await session.execute(_add_assignments, added)
+        await session.execute(_add_assignments, _assignment_rows.params(added))
     if opened_accounts:
-        await session.execute(_add_accounts, opened_accounts)
+        await session.execute(_add_accounts, _account_rows.params(opened_accounts))
     if positions:
         await session.execute(_move_positions, positions)
     if left_queue:
