@@ -186,7 +186,9 @@ async def forget_outbox_rows(session: AsyncSession, lead_ids: Sequence[uuid.UUID
 # --- recorded MQLs ----------------------------------------------------------------------------
 
 _MQL_COLUMNS = ("promoted_at", "kind", "channel", "in_target", "context_missing", "medium")
-_record_mqls = insert(mqls)
+# One statement over a batch's promotions (one row per lead: `latest_promotions`).
+_mql_rows = ManyRows(mqls, ["lead_id", *_MQL_COLUMNS])
+_record_mqls = _mql_rows.insert()
 _record_mqls = _record_mqls.on_conflict_do_update(
     index_elements=[mqls.c.lead_id],
     set_={name: _record_mqls.excluded[name] for name in _MQL_COLUMNS},
@@ -197,7 +199,7 @@ _record_mqls = _record_mqls.on_conflict_do_update(
 
 async def record_mqls(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
     if rows:
-        await session.execute(_record_mqls, rows)
+        await session.execute(_record_mqls, _mql_rows.params(rows))
 
 
 # --- firing -----------------------------------------------------------------------------------
