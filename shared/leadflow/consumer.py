@@ -24,12 +24,11 @@ from aiokafka import (
 )
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from pydantic import ValidationError
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadflow import faults, metrics
 from leadflow.contracts.events import CloudEvent, Payload, dlq_topic
-from leadflow.db import Database, is_transient
+from leadflow.db import Database, ManyRows, is_transient
 from leadflow.kafka import TopicLayout, create_topics
 from leadflow.loops import Stop
 from leadflow.positions import Positions
@@ -38,7 +37,6 @@ from leadflow.retry import exponential_backoff
 log = logging.getLogger(__name__)
 
 LAG_INTERVAL = 5.0  # real seconds between refreshes of the consumer-lag gauge
-INBOX_ROWS_PER_INSERT = 1000  # inbox rows claimed per multi-row INSERT
 COMMIT_TIMEOUT = 5.0  # real seconds an offset commit may take before the loop goes on
 # With positions kept in the database (the truth), the broker's committed offsets are a
 # convenience for tools that read them: committed at most this often, not after every batch.
@@ -183,6 +181,10 @@ class ConsumerRunner:
         self._models = subscription.models
         self.db = db
         self.inbox = inbox
+        self._inbox_rows = ManyRows(inbox, ["consumer", "event_id"])
+        self._claim_rows = (
+            self._inbox_rows.insert().on_conflict_do_nothing().returning(inbox.c.event_id)
+        )
         self.producer = producer
         self.service = service
         self.bootstrap = bootstrap
@@ -557,18 +559,10 @@ class ConsumerRunner:
         """Insert the inbox rows of these events; returns the ids not handled before."""
         if not event_ids:
             return set()
+        # One statement over arrays, whatever the batch's size: a multi-row VALUES insert is
+        # another statement text, parsed and planned anew, for every size of batch.
         rows = [{"consumer": self.sub.name, "event_id": event_id} for event_id in event_ids]
-        # One cached statement over many parameter sets (multi-row INSERTs underneath), rather
-        # than a `.values(rows)` statement compiled anew for every batch.
-        return set(
-            await session.scalars(
-                insert(self.inbox)
-                .on_conflict_do_nothing()
-                .returning(self.inbox.c.event_id)
-                .execution_options(insertmanyvalues_page_size=INBOX_ROWS_PER_INSERT),
-                rows,
-            )
-        )
+        return set(await session.scalars(self._claim_rows, self._inbox_rows.params(rows)))
 
     async def _apply(
         self, records: list[ConsumerRecord], received: list[Received[Any]], session: AsyncSession
