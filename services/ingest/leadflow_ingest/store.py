@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
+from leadflow.db import ManyRows
 from leadflow.paging import Listing, PageRequest
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -301,20 +302,21 @@ async def known_identities(
 
 
 async def insert_new_leads(session: AsyncSession, rows: list[dict[str, Any]]) -> set[uuid.UUID]:
-    """Insert these leads (multi-row INSERTs of one cached statement, not a statement compiled
-    anew for each batch size); the ids of those inserted (the rest raced another writer to their
-    email or external id)."""
+    """Insert these leads: one lead (a single POST) with a plain INSERT, more with one ManyRows
+    statement over arrays (one statement text whatever the batch's size); the ids of those
+    inserted (the rest raced another writer to their email or external id)."""
     if len(rows) == 1:
         return set((await session.scalars(_INSERT_NEW_LEAD, rows[0])).all())
-    return set((await session.scalars(_INSERT_NEW_LEAD, rows)).all())
+    return set((await session.scalars(_INSERT_NEW_LEADS, _new_leads.params(rows))).all())
 
 
-_INSERT_NEW_LEAD = (
-    insert(leads)
-    .on_conflict_do_nothing()
-    .returning(leads.c.id)
-    .execution_options(insertmanyvalues_page_size=1000)
-)
+_INSERT_NEW_LEAD = insert(leads).on_conflict_do_nothing().returning(leads.c.id)
+_new_leads = ManyRows(
+    leads,
+    ["id", "email", "external_id", "source_key", "owner_source", "snapshot", "routable",
+     "created_at", "updated_at"],
+)  # fmt: skip
+_INSERT_NEW_LEADS = _new_leads.insert().on_conflict_do_nothing().returning(leads.c.id)
 
 
 async def lead_shown(session: AsyncSession, lead_id: uuid.UUID) -> sa.Row | None:

@@ -36,8 +36,9 @@ _now = sa.bindparam("now", type_=sa.DateTime(timezone=True))
 
 # A lead not known yet gets an empty row first, so that every touched lead can be locked and
 # read (the batch then writes what its events say into it); RETURNING names the new ones.
+_new_rows = ManyRows(lead_scores, ["lead_id", "lead", "interactions", "breakdown"])
 _create_rows = (
-    insert(lead_scores).on_conflict_do_nothing(index_elements=[_s.lead_id]).returning(_s.lead_id)
+    _new_rows.insert().on_conflict_do_nothing(index_elements=[_s.lead_id]).returning(_s.lead_id)
 )
 # Locked in key order, so that two batches touching the same leads never deadlock.
 _lock_rows = (
@@ -101,7 +102,7 @@ _score_of = sa.select(
 async def create_rows(session: AsyncSession, ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
     """Create an empty score row for each lead of `ids` without one; returns those created."""
     rows = [{"lead_id": i, "lead": {}, "interactions": [], "breakdown": []} for i in ids]
-    return set(await session.scalars(_create_rows, rows))
+    return set(await session.scalars(_create_rows, _new_rows.params(rows)))
 
 
 async def lock_rows(session: AsyncSession, ids: Sequence[uuid.UUID]) -> Sequence[RowMapping]:
