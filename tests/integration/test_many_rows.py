@@ -52,49 +52,48 @@ def rows(n: int, offset: int = 0) -> list[dict]:
     ]
 
 
-async def test_rows_go_in_in_order_and_come_back_as_they_went_in(settings):
+@pytest.fixture
+async def db(settings):
+    """The database with the probe table, emptied for each test."""
     db = Database(settings.database_url)
-    try:
-        async with db.engine.begin() as conn:
-            await conn.run_sync(metadata.create_all)
-        many = ManyRows(probe, COLUMNS)
-        given = rows(300)
-        async with db.unit_of_work() as session:
-            await session.execute(many.insert(), many.params(given))
-        again = rows(20, offset=290)  # ten written already, ten new
-        async with db.unit_of_work() as session:
-            await session.execute(many.insert().on_conflict_do_nothing(), many.params(again))
-            stored = (await session.execute(sa.select(probe).order_by(probe.c.id))).mappings()
-            found = [{name: row[name] for name in COLUMNS} for row in stored]
-    finally:
-        await db.dispose()
-    assert found == given + again[10:]
+    async with db.engine.begin() as conn:
+        await conn.run_sync(metadata.create_all)
+        await conn.execute(sa.delete(probe))
+    yield db
+    await db.dispose()
 
 
-async def test_an_update_sets_each_keyed_row_from_its_own_values_and_leaves_the_rest(settings):
-    db = Database(settings.database_url)
-    try:
-        async with db.engine.begin() as conn:
-            await conn.run_sync(metadata.create_all)
-        many = ManyRows(probe, COLUMNS)
-        given = rows(40, offset=1000)
-        mine = probe.c.event_id.in_([row["event_id"] for row in given])
-        async with db.unit_of_work() as session:
-            await session.execute(many.insert(), many.params(given))
-        changed = [
-            {**row, "label": f"changed {i}", "details": DETAILS[(i + 3) % len(DETAILS)]}
-            for i, row in enumerate(given[::3])
-        ]
-        changing = ManyRows(probe, ["event_id", "label", "details"])
-        async with db.unit_of_work() as session:
-            done = await session.execute(changing.update("event_id"), changing.params(changed))
-            assert done.rowcount == len(changed)
-            stored = await session.execute(sa.select(probe).where(mine).order_by(probe.c.id))
-            found = [{name: row[name] for name in COLUMNS} for row in stored.mappings()]
-            await session.execute(sa.delete(probe).where(mine))
-    finally:
-        await db.dispose()
-    assert found == [given[i] if i % 3 else changed[i // 3] for i in range(len(given))]
+async def stored(db: Database) -> list[dict]:
+    async with db.unit_of_work() as session:
+        found = await session.execute(sa.select(probe).order_by(probe.c.id))
+        return [{name: row[name] for name in COLUMNS} for row in found.mappings()]
+
+
+async def test_rows_go_in_in_order_and_come_back_as_they_went_in(db):
+    many = ManyRows(probe, COLUMNS)
+    given = rows(300)
+    async with db.unit_of_work() as session:
+        await session.execute(many.insert(), many.params(given))
+    again = rows(20, offset=290)  # ten written already, ten new
+    async with db.unit_of_work() as session:
+        await session.execute(many.insert().on_conflict_do_nothing(), many.params(again))
+    assert await stored(db) == given + again[10:]
+
+
+async def test_an_update_sets_each_keyed_row_from_its_own_values_and_leaves_the_rest(db):
+    many = ManyRows(probe, COLUMNS)
+    given = rows(40)
+    async with db.unit_of_work() as session:
+        await session.execute(many.insert(), many.params(given))
+    changed = [
+        {**row, "label": f"changed {i}", "details": DETAILS[(i + 3) % len(DETAILS)]}
+        for i, row in enumerate(given[::3])
+    ]
+    changing = ManyRows(probe, ["event_id", "label", "details"])
+    async with db.unit_of_work() as session:
+        done = await session.execute(changing.update("event_id"), changing.params(changed))
+    assert done.rowcount == len(changed)
+    assert await stored(db) == [given[i] if i % 3 else changed[i // 3] for i in range(len(given))]
 
 
 def test_an_array_column_is_refused():
