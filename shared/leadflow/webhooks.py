@@ -358,9 +358,16 @@ class Answer:
     retry_after: float | None
 
 
+MAX_RETRY_AFTER = 86_400.0  # seconds: a receiver's Retry-After is honoured up to a day
+
+
 def retry_after(value: str | None) -> float | None:
-    """A `Retry-After` header in seconds; None when absent or not a number of seconds."""
-    return float(value) if value and value.isdigit() else None
+    """A `Retry-After` header in seconds, at most MAX_RETRY_AFTER (a longer wait would put the
+    next try past any instant a timestamp holds); None when absent or not a number of seconds
+    in ASCII digits (an HTTP date is not read)."""
+    if not value or not (value.isascii() and value.isdigit()):
+        return None
+    return min(float(value), MAX_RETRY_AFTER)
 
 
 @lru_cache(maxsize=1024)

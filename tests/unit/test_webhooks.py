@@ -508,6 +508,8 @@ async def test_a_signed_post_reads_a_retry_after_and_fails_as_httpx_would_name_i
             await c.post_signed(f"http://127.0.0.1:{port}/hooks", b"{}", {})
     assert type(failed.value).__name__ == "ConnectError"
     assert (retry_after("12"), retry_after("soon"), retry_after(None)) == (12.0, None, None)
+    # a wait no timestamp can hold is cut to a day; digits that are not ASCII are no number
+    assert (retry_after("9" * 30), retry_after("\u00b2"), retry_after("1.5")) == (86_400.0, None, None)
 
 
 async def test_private_targets_connect_when_explicitly_allowed(dns):
