@@ -29,6 +29,8 @@ import anyio
 import httpcore
 import httpx
 
+from leadflow import __version__
+
 
 class WebhookVerificationError(Exception):
     pass
@@ -370,14 +372,25 @@ def retry_after(value: str | None) -> float | None:
     return min(float(value), MAX_RETRY_AFTER)
 
 
+# Sent with every delivery, as httpx's client sent its own: some receivers and their firewalls
+# refuse a request without a User-Agent.
+_DELIVERY_HEADERS = ((b"user-agent", f"Leadflow/{__version__}".encode()), (b"accept", b"*/*"))
+
+
 @lru_cache(maxsize=1024)
-def _target(url: str) -> httpcore.URL:
+def _target(url: str) -> tuple[httpcore.URL, tuple[tuple[bytes, bytes], ...]]:
     """httpcore's form of a delivery URL, parsed as httpx parses it (international names
-    encoded), once per URL."""
+    encoded), and the headers it implies, as httpx's client gives them: the Host (an IPv6
+    address in brackets) and, for credentials in the URL, HTTP Basic. Once per URL."""
     parsed = httpx.URL(url)
-    return httpcore.URL(
+    headers = [(b"host", parsed.netloc), *_DELIVERY_HEADERS]
+    if parsed.userinfo:
+        credentials = f"{parsed.username}:{parsed.password}".encode()
+        headers.append((b"authorization", b"Basic " + base64.b64encode(credentials)))
+    target = httpcore.URL(
         scheme=parsed.raw_scheme, host=parsed.raw_host, port=parsed.port, target=parsed.raw_path
     )
+    return target, tuple(headers)
 
 
 class GuardedClient(httpx.AsyncClient):
@@ -397,9 +410,10 @@ class GuardedClient(httpx.AsyncClient):
         """POST `body` with `headers` to `url`; the answer's body is read and dropped. Raises
         UnsafeTarget for an address the guard refuses and one of DELIVERY_ERRORS when the
         POST fails."""
+        target, implied = _target(url)
         response = await self._guarded.post(
-            _target(url),
-            [(k.encode(), v.encode()) for k, v in headers.items()],
+            target,
+            [*implied, *((k.encode(), v.encode()) for k, v in headers.items())],
             body,
             self._extensions,
         )

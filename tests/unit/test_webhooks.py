@@ -488,6 +488,31 @@ async def test_a_signed_post_goes_through_the_same_guard_and_says_what_the_recei
     assert len(receiver.requests) == 1
 
 
+class Anywhere(httpcore.AnyIOBackend):
+    """Every connection, whatever its checked address, arrives at the local listener."""
+
+    async def connect_tcp(self, host: str, port: int, *args, **kwargs):
+        return await super().connect_tcp("127.0.0.1", port, *args, **kwargs)
+
+
+async def test_a_signed_post_sends_the_host_credentials_and_agent_httpx_would_send(dns):
+    v6 = "2606:4700:4700::1111"  # a public address: the guard lets it through
+    dns.answer(NAME, [PUBLIC])
+    async with Listener() as receiver, guarded_client(
+        allow_private=private_allowed(False), timeout=TIMEOUT, connector=Anywhere()
+    ) as client:
+        await client.post_signed(f"http://[{v6}]:{receiver.port}/hooks", b"{}", {})
+        url = f"http://ops%40acme:s%3Acret@{NAME}:{receiver.port}/hooks?x=1"
+        await client.post_signed(url, b"{}", {})
+    plain, credentials = (request.lower() for request in receiver.requests)
+    assert f"host: [{v6}]:{receiver.port}\r\n".encode() in plain  # an IPv6 host in brackets
+    assert b"user-agent: leadflow/" in plain and b"authorization" not in plain
+    assert plain.startswith(b"post /hooks http/1.1\r\n")
+    basic = b"authorization: basic " + base64.b64encode(b"ops@acme:s:cret").lower()
+    assert basic in credentials and f"host: {NAME}:{receiver.port}\r\n".encode() in credentials
+    assert credentials.startswith(b"post /hooks?x=1 http/1.1\r\n")
+
+
 async def test_a_signed_post_reads_a_retry_after_and_fails_as_httpx_would_name_it():
     async def busy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.readuntil(b"\r\n\r\n")
