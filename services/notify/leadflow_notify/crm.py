@@ -18,6 +18,7 @@ developer.salesforce.com/docs/atlas.en-us.api_rest.meta): `POST /services/oauth2
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 import time
 from collections.abc import Callable
@@ -30,6 +31,7 @@ import httpx
 from leadflow import metrics
 from leadflow.contracts.connectors import Connectors, HubSpotOutbound, SalesforceOutbound
 from leadflow.settings import Settings
+from leadflow.webhooks import retry_after
 from pydantic import SecretStr
 
 from leadflow_notify.domain.crm import (
@@ -134,10 +136,12 @@ def _counted(system: str, response: httpx.Response | None) -> None:
 
 
 def _seconds(value: str | None) -> float | None:
+    """A header's number (never below 0); None when absent, not a number or not finite."""
     try:
-        return max(float(value), 0.0) if value else None
+        number = float(value) if value else None
     except ValueError:
         return None
+    return max(number, 0.0) if number is not None and math.isfinite(number) else None
 
 
 def _said(response: httpx.Response) -> str:
@@ -246,7 +250,7 @@ class HubSpotWriter:
                     permanent=True,
                 )
             if response.status_code == 429:
-                wait = _seconds(response.headers.get("retry-after")) or RATE_LIMITED_WAIT
+                wait = retry_after(response.headers.get("retry-after")) or RATE_LIMITED_WAIT
                 self.window.refused(time.monotonic(), wait)
                 raise CrmRefused(
                     f"HubSpot rate limit ({what}): {_said(response)}",
@@ -477,7 +481,7 @@ class SalesforceWriter:
                 response.status_code == 403 and "REQUEST_LIMIT_EXCEEDED" in response.text
             )
             if limited:
-                wait = _seconds(response.headers.get("retry-after")) or 60.0
+                wait = retry_after(response.headers.get("retry-after")) or 60.0
                 raise CrmRefused(
                     f"Salesforce limit ({what}): {_said(response)}",
                     status=response.status_code,
