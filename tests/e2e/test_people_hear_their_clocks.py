@@ -29,6 +29,7 @@ from leadflow.contracts.policy import DEFAULT_POLICY_RESOURCE, load_policy
 from leadflow_notify.domain.messages import WORDING
 from leadflow_tools.registry import SERVICE_ORDER
 from leadflow_tools.supervisor import ServiceProcess, start_all
+from prometheus_client.parser import text_string_to_metric_families
 from support.chat_receivers import SlackWebhookReceiver
 from support.harness import ADMIN, SOURCE, eventually, present_read_key, sample_lead
 from support.smtp_server import SmtpServer
@@ -222,6 +223,25 @@ async def test_rep_and_team_lead_hear_each_level_once_through_notify_crashes(
 
         timer = await eventually(first_response, timeout=60)
         assert timer["state"] == "open", timer  # not breached yet
+
+        async def directory_known() -> bool:
+            """Notify has handled the team's two directories (the team's, then with its rep):
+            what it knows of the people survives its crash; a level told before any directory
+            of the team arrived would have nobody to reach."""
+            text = (await http.get(f"{urls['notify']}/metrics")).text
+            return (
+                sum(
+                    sample.value
+                    for family in text_string_to_metric_families(text)
+                    for sample in family.samples
+                    if sample.name == "leadflow_events_consumed_total"
+                    and sample.labels.get("type") == "team.directory"
+                    and sample.labels.get("outcome") == "processed"
+                )
+                >= 2
+            )
+
+        await eventually(directory_known, timeout=60)
 
         # notify dies before the clock's first level: the warning arrives while it is down
         await asyncio.to_thread(notify.kill)
