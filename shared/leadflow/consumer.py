@@ -510,7 +510,7 @@ class ConsumerRunner:
         """Handle `records` in one unit of work; raises _Poison for an undecodable record.
 
         Every record is decoded before anything is written, and the inbox rows of the whole
-        batch are claimed with one multi-row insert: each event the subscription takes is
+        batch are claimed with one statement (`_claim`): each event the subscription takes is
         validated and applied once, even when the batch holds it twice; then `apply` runs
         once with all of them."""
         decoded = [self._decode(record) for record in records]
